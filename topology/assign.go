@@ -1,0 +1,150 @@
+package topology
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// pending is a node whose address the file leaves to the emulator.
+type pending struct {
+	node *Node
+	at   loc    // where a full subnet is reported: the count or subnet field
+	what string // how the message names the node
+}
+
+// makeNodes creates every node in Nodes order: each ASE's front-ends then
+// workers, then VMs, then Internet hosts. It refuses a lab over MaxNodes
+// before creating any, so a small file cannot ask for millions.
+func (b *builder) makeNodes(d *doc) bool {
+	total := len(d.vms) + len(d.hosts)
+	for _, c := range b.counts {
+		total += c.frontEnds + c.workers
+	}
+	if total > MaxNodes {
+		b.errAt(b.overLimit(d), "the lab has %d nodes, over the emulator's limit of %d (each node is a network namespace)", total, MaxNodes)
+		return false
+	}
+	b.t.Nodes = make([]*Node, 0, total)
+	b.pending = b.pending[:0]
+	for i, a := range b.t.ASEs {
+		c := b.counts[i]
+		if !c.ok {
+			continue
+		}
+		a.FrontEnds = b.aseNodes(a, NodeFrontEnd, "fe", "front-end", c.frontEnds, c.feAt, d.ases[i].name.loc)
+		a.Workers = b.aseNodes(a, NodeWorker, "w", "worker", c.workers, c.wAt, d.ases[i].name.loc)
+	}
+	for i, vm := range b.t.VMs {
+		n := &Node{Name: vm.Name, Kind: NodeVM, Addr: vm.PrivateIP, Subnet: vm.Subnet, NSG: vm.NSG, PublicIP: vm.PublicIP, Line: vm.Line}
+		vm.Node = n
+		b.add(n)
+		if !d.vms[i].private.set {
+			b.pending = append(b.pending, pending{n, d.vms[i].subnet.loc, "VM " + vm.Name})
+		}
+	}
+	for _, h := range b.t.Internet {
+		n := &Node{Name: h.Name, Kind: NodeInternet, Addr: h.Addr, Line: h.Line}
+		if h.Addr.IsValid() {
+			n.Prefix = onLink24(h.Addr)
+			n.Gateway = n.Prefix.Addr().Next()
+		}
+		h.Node = n
+		b.add(n)
+	}
+	return true
+}
+
+// overLimit is where the node count first passes MaxNodes.
+func (b *builder) overLimit(d *doc) loc {
+	n := 0
+	for i, c := range b.counts {
+		if n += c.frontEnds + c.workers; n > MaxNodes {
+			return d.ases[i].at
+		}
+	}
+	for _, vs := range d.vms {
+		if n++; n > MaxNodes {
+			return vs.at
+		}
+	}
+	for _, hs := range d.hosts {
+		if n++; n > MaxNodes {
+			return hs.at
+		}
+	}
+	return loc{line: 1}
+}
+
+func (b *builder) aseNodes(a *ASE, kind NodeKind, suffix, role string, count int, countAt, nameAt loc) []*Node {
+	nodes := make([]*Node, count)
+	for i := range nodes {
+		name := fmt.Sprintf("%s-%s%d", a.Name, suffix, i+1)
+		n := &Node{Name: name, Kind: kind, Subnet: a.Subnet, ASE: a, Line: a.Line}
+		// Generated names share the namespace of declared ones: a VM called
+		// ase1-w1 would collide with the ASE's first worker.
+		take(b.parser, b.machines, name, claim{nameAt,
+			fmt.Sprintf("%s %s of ASE %s", role, name, a.Name),
+			fmt.Sprintf("node name %s (%s %d of this ASE)", name, role, i+1)})
+		nodes[i] = n
+		b.add(n)
+		b.pending = append(b.pending, pending{n, countAt, fmt.Sprintf("%s %s of ASE %s", role, name, a.Name)})
+	}
+	return nodes
+}
+
+func (b *builder) add(n *Node) {
+	if n.Subnet != nil {
+		n.VNet = n.Subnet.VNet
+		if n.Subnet.Prefix.IsValid() {
+			n.Prefix = n.Subnet.Prefix
+			n.Gateway = n.Subnet.Gateway()
+		}
+		n.Subnet.Nodes = append(n.Subnet.Nodes, n)
+	}
+	b.t.Nodes = append(b.t.Nodes, n)
+}
+
+// assign gives each pending node the lowest free address of its subnet, in
+// Nodes order (F1). Free means not reserved, not given in the file to a VM or
+// an ILB, and not assigned already; since nodes are served in order from a
+// cursor per subnet, the last needs no set.
+func (b *builder) assign() {
+	next := map[*Subnet]uint32{}
+	reported := map[loc]bool{}
+	for _, pn := range b.pending {
+		s := pn.node.Subnet
+		if s == nil || !s.Prefix.IsValid() {
+			continue // the subnet's own error is reported
+		}
+		a, ok := b.free(s, next)
+		if !ok {
+			if !reported[pn.at] {
+				reported[pn.at] = true
+				size := uint64(1) << (32 - s.Prefix.Bits())
+				b.errAt(pn.at, "subnet %s (%s) is full: no address left for %s (a /%d has %d addresses for machines)",
+					s.Name, s.Prefix, pn.what, s.Prefix.Bits(), size-5)
+			}
+			continue
+		}
+		pn.node.Addr = a
+	}
+	for _, vm := range b.t.VMs {
+		vm.PrivateIP = vm.Node.Addr
+	}
+}
+
+func (b *builder) free(s *Subnet, next map[*Subnet]uint32) (netip.Addr, bool) {
+	c, started := next[s]
+	if !started {
+		c = u32(s.Prefix.Addr()) + 4 // past .0 (network), .1 (gateway), .2 and .3 (Azure DNS)
+	}
+	last := u32(lastAddr(s.Prefix)) // broadcast
+	for ; c < last; c++ {
+		if a := addr4(c); !b.explicit[a] {
+			next[s] = c + 1
+			return a, true
+		}
+	}
+	next[s] = c
+	return netip.Addr{}, false
+}

@@ -1,0 +1,349 @@
+package topology
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The file format. Each object is read field by field into a spec that keeps
+// where every value was, so that checks across objects (validate.go) can
+// point at the exact line and field. Checks on a single value (types,
+// addresses, enums, ports) happen here, while reading.
+
+type doc struct {
+	vnets []*vnetSpec
+	ases  []*aseSpec
+	vms   []*vmSpec
+	hosts []*hostSpec
+	nsgs  []*nsgSpec
+}
+
+type vnetSpec struct {
+	at      loc
+	name    field[string]
+	space   []field[netip.Prefix]
+	subnets []*subnetSpec
+}
+
+type subnetSpec struct {
+	at     loc
+	name   field[string]
+	prefix field[netip.Prefix]
+	nsg    field[string]
+}
+
+type aseSpec struct {
+	at                       loc
+	name, subnet, kind, mode field[string]
+	dnsSuffix                field[string]
+	vip, ilb                 field[netip.Addr]
+	frontEnds, workers       field[int]
+	apps                     []*appSpec
+}
+
+type appSpec struct {
+	at         loc
+	name       field[string]
+	workers    []field[string]
+	workersSet bool
+	workersAt  loc
+}
+
+type vmSpec struct {
+	at                loc
+	name, subnet, nsg field[string]
+	private, public   field[netip.Addr]
+}
+
+type hostSpec struct {
+	at   loc
+	name field[string]
+	addr field[netip.Addr]
+}
+
+type nsgSpec struct {
+	at    loc
+	name  field[string]
+	rules []*ruleSpec
+}
+
+type ruleSpec struct {
+	at                       loc
+	name, description        field[string]
+	direction, access, proto field[string]
+	priority                 field[int]
+	src, dst                 []field[string]
+	srcPorts, dstPorts       []field[PortRange]
+}
+
+func (p *parser) document(root *yaml.Node) *doc {
+	m := p.mapping(root, loc{line: root.Line})
+	if m == nil {
+		return nil
+	}
+	m.allow("", "virtualNetworks", "appServiceEnvironments", "virtualMachines", "internetHosts", "networkSecurityGroups")
+	d := &doc{}
+	each(m, "virtualNetworks", p.vnet, &d.vnets)
+	each(m, "appServiceEnvironments", p.ase, &d.ases)
+	each(m, "virtualMachines", p.vm, &d.vms)
+	each(m, "internetHosts", p.host, &d.hosts)
+	each(m, "networkSecurityGroups", p.nsg, &d.nsgs)
+	return d
+}
+
+// each reads every element of the list field key with read, keeping the ones
+// that were mappings at all.
+func each[T any](m *mapping, key string, read func(item) *T, out *[]*T) {
+	items, _ := m.list(key)
+	for _, it := range items {
+		if v := read(it); v != nil {
+			*out = append(*out, v)
+		}
+	}
+}
+
+func (p *parser) vnet(it item) *vnetSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	m.allow("", "name", "addressSpace", "subnets")
+	m.require("name", "addressSpace")
+	v := &vnetSpec{at: it.at, name: m.str("name")}
+	if sm := m.sub("addressSpace"); sm != nil {
+		sm.allow("", "addressPrefixes")
+		sm.require("addressPrefixes")
+		prefixes, given := sm.list("addressPrefixes")
+		if given && len(prefixes) == 0 && sm.get("addressPrefixes").Kind == yaml.SequenceNode {
+			p.errAt(sm.loc("addressPrefixes"), "a VNet needs at least one address prefix")
+		}
+		for _, pi := range prefixes {
+			v.space = append(v.space, convert(p, p.scalar(pi.n, pi.at), parsePrefix))
+		}
+	}
+	each(m, "subnets", p.subnet, &v.subnets)
+	return v
+}
+
+func (p *parser) subnet(it item) *subnetSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	m.allow("", "name", "addressPrefix", "networkSecurityGroup")
+	m.require("name", "addressPrefix")
+	return &subnetSpec{
+		at:     it.at,
+		name:   m.str("name"),
+		prefix: convert(p, m.str("addressPrefix"), parsePrefix),
+		nsg:    m.str("networkSecurityGroup"),
+	}
+}
+
+func (p *parser) ase(it item) *aseSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	m.allow("", "name", "subnet", "kind", "virtualIp", "ilbAddress", "internalLoadBalancingMode",
+		"dnsSuffix", "frontEnds", "workers", "apps")
+	m.require("name", "subnet", "kind", "virtualIp")
+	a := &aseSpec{
+		at:        it.at,
+		name:      m.str("name"),
+		subnet:    m.str("subnet"),
+		kind:      enum(p, m.str("kind"), "kind", KindExternal, KindILB),
+		vip:       convert(p, m.str("virtualIp"), parseAddr),
+		ilb:       convert(p, m.str("ilbAddress"), parseAddr),
+		mode:      convert(p, m.str("internalLoadBalancingMode"), parseILBMode),
+		dnsSuffix: convert(p, m.str("dnsSuffix"), parseDNSSuffix),
+		frontEnds: m.integer("frontEnds"),
+		workers:   m.integer("workers"),
+	}
+	each(m, "apps", p.app, &a.apps)
+	return a
+}
+
+// parseILBMode accepts the two modes of F7 with their parts in any order and
+// case ("publishing, web").
+func parseILBMode(s string) (string, error) {
+	parts := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		parts[strings.ToLower(strings.TrimSpace(f))] = true
+	}
+	switch {
+	case len(parts) == 2 && parts["web"] && parts["publishing"]:
+		return ILBModeWebPublishing, nil
+	case len(parts) == 1 && parts["publishing"]:
+		return ILBModePublishing, nil
+	}
+	return "", fmt.Errorf("%q is not a valid internalLoadBalancingMode; use %q or %q", s, ILBModeWebPublishing, ILBModePublishing)
+}
+
+// parseDNSSuffix accepts a DNS name and returns it in lower case, without a
+// trailing dot. It leaves room for a 60-character app label in front.
+func parseDNSSuffix(s string) (string, error) {
+	n := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+	if n == "" || len(n) > 253-61 {
+		return "", fmt.Errorf("%q is not a valid DNS suffix: it must be 1 to %d characters", s, 253-61)
+	}
+	for _, l := range strings.Split(n, ".") {
+		if !dnsLabel.MatchString(l) {
+			return "", fmt.Errorf("%q is not a valid DNS suffix: each dot-separated label must be 1 to 63 letters, digits or hyphens, not starting or ending with a hyphen", s)
+		}
+	}
+	return n, nil
+}
+
+func (p *parser) app(it item) *appSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	m.allow("", "name", "workers")
+	m.require("name")
+	a := &appSpec{at: it.at, name: m.str("name"), workersAt: m.loc("workers")}
+	var items []item
+	items, a.workersSet = m.list("workers")
+	for _, w := range items {
+		a.workers = append(a.workers, p.scalar(w.n, w.at))
+	}
+	return a
+}
+
+func (p *parser) vm(it item) *vmSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	m.allow("", "name", "subnet", "privateIpAddress", "publicIpAddress", "networkSecurityGroup")
+	m.require("name", "subnet")
+	return &vmSpec{
+		at:      it.at,
+		name:    m.str("name"),
+		subnet:  m.str("subnet"),
+		nsg:     m.str("networkSecurityGroup"),
+		private: convert(p, m.str("privateIpAddress"), parseAddr),
+		public:  convert(p, m.str("publicIpAddress"), parseAddr),
+	}
+}
+
+func (p *parser) host(it item) *hostSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	m.allow("", "name", "address")
+	m.require("name", "address")
+	return &hostSpec{at: it.at, name: m.str("name"), addr: convert(p, m.str("address"), parseAddr)}
+}
+
+func (p *parser) nsg(it item) *nsgSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	m.allow("", "name", "securityRules")
+	m.require("name")
+	g := &nsgSpec{at: it.at, name: m.str("name")}
+	each(m, "securityRules", p.rule, &g.rules)
+	return g
+}
+
+// ruleFields are the fields of a security rule other than its name: in ARM
+// they sit under "properties", and the file accepts them there or flat.
+var ruleFields = []string{
+	"description", "priority", "direction", "access", "protocol",
+	"sourceAddressPrefix", "sourceAddressPrefixes", "destinationAddressPrefix", "destinationAddressPrefixes",
+	"sourcePortRange", "sourcePortRanges", "destinationPortRange", "destinationPortRanges",
+}
+
+func (p *parser) rule(it item) *ruleSpec {
+	m := p.mapping(it.n, it.at)
+	if m == nil {
+		return nil
+	}
+	body := m
+	if _, wrapped := m.key["properties"]; wrapped {
+		m.allow("with properties:, every field but name goes inside properties", "name", "properties")
+		if body = m.sub("properties"); body == nil {
+			if !m.has("properties") {
+				m.require("properties")
+			}
+			m.require("name")
+			return &ruleSpec{at: it.at, name: m.str("name")}
+		}
+		body.allow("", ruleFields...)
+	} else {
+		m.allow("", append([]string{"name"}, ruleFields...)...)
+	}
+	m.require("name")
+	body.require("priority", "direction", "access", "protocol")
+	r := &ruleSpec{
+		at:          it.at,
+		name:        m.str("name"),
+		description: body.str("description"),
+		priority:    body.integer("priority"),
+		direction:   enum(p, body.str("direction"), "direction", Inbound, Outbound),
+		access:      enum(p, body.str("access"), "access", Allow, Deny),
+		proto:       enum(p, body.str("protocol"), "protocol", ProtocolTCP, ProtocolUDP, ProtocolICMP, ProtocolAny),
+	}
+	r.src = prefixes(body, "sourceAddressPrefix")
+	r.dst = prefixes(body, "destinationAddressPrefix")
+	r.srcPorts = ports(body, "sourcePortRange")
+	r.dstPorts = ports(body, "destinationPortRange")
+	return r
+}
+
+// oneOf returns the values of the singular field (one) or the plural one
+// (one+"es" or one+"s"), reporting a rule that gives both. An empty plural
+// list counts as absent: ARM exports write "sourceAddressPrefixes": [] beside
+// a singular "sourceAddressPrefix".
+func oneOf(m *mapping, one, many string) []item {
+	plural, given := m.list(many)
+	if given && len(plural) == 0 && m.get(many).Kind == yaml.SequenceNode {
+		given = false
+	}
+	if m.has(one) {
+		if given {
+			m.p.errAt(m.loc(many), "give %s or %s, not both", one, many)
+			return nil
+		}
+		return []item{{m.get(one), m.loc(one)}}
+	}
+	return plural
+}
+
+func prefixes(m *mapping, one string) []field[string] {
+	items := oneOf(m, one, one+"es")
+	if len(items) == 0 {
+		return []field[string]{{v: Any, set: true, ok: true, loc: m.loc(one)}}
+	}
+	var out []field[string]
+	for _, it := range items {
+		out = append(out, convert(m.p, m.p.scalar(it.n, it.at), parseRulePrefix))
+	}
+	return out
+}
+
+func ports(m *mapping, one string) []field[PortRange] {
+	items := oneOf(m, one, one+"s")
+	if len(items) == 0 {
+		return []field[PortRange]{{v: AllPorts, set: true, ok: true, loc: m.loc(one)}}
+	}
+	var out []field[PortRange]
+	for _, it := range items {
+		f := field[PortRange]{set: true, loc: it.at}
+		v, err := parsePortRange(it.n)
+		if err != nil {
+			m.p.errAt(it.at, "%v", err)
+		} else {
+			f.v, f.ok = v, true
+		}
+		out = append(out, f)
+	}
+	return out
+}
