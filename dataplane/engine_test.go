@@ -1,0 +1,366 @@
+package dataplane
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/topology"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// memDev is an in-memory tun.Device: the test plays the node's kernel,
+// sending with inject and receiving with recv.
+type memDev struct {
+	name   string
+	in     chan []byte // node -> dataplane
+	out    chan []byte // dataplane -> node
+	closed chan struct{}
+}
+
+func newMemDev(name string) *memDev {
+	return &memDev{name: name, in: make(chan []byte, 64), out: make(chan []byte, 64), closed: make(chan struct{})}
+}
+
+func (d *memDev) Read(bufs [][]byte, sizes []int) (int, error) {
+	select {
+	case p := <-d.in:
+		sizes[0] = copy(bufs[0], p)
+		return 1, nil
+	case <-d.closed:
+		return 0, os.ErrClosed
+	}
+}
+
+func (d *memDev) Write(bufs [][]byte) (int, error) {
+	for _, b := range bufs {
+		d.out <- append([]byte(nil), b...)
+	}
+	return len(bufs), nil
+}
+
+func (d *memDev) BatchSize() int { return 1 }
+func (d *memDev) Name() string   { return d.name }
+func (d *memDev) Close() error {
+	select {
+	case <-d.closed:
+	default:
+		close(d.closed)
+	}
+	return nil
+}
+
+// inject sends an IPv4 packet from the node, with a virtio-net header.
+func (d *memDev) inject(vnet []byte, ip []byte) {
+	if vnet == nil {
+		vnet = make([]byte, header.VirtioNetHdrLen)
+	}
+	d.in <- append(append([]byte(nil), vnet...), ip...)
+}
+
+// recv returns the next IPv4 packet the dataplane delivered to the node,
+// decoded, or fails the test after a timeout.
+func (d *memDev) recv(t *testing.T) gopacket.Packet {
+	t.Helper()
+	select {
+	case b := <-d.out:
+		return gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
+	case <-time.After(2 * time.Second):
+		t.Fatalf("%s: no packet delivered", d.name)
+		return nil
+	}
+}
+
+func (d *memDev) expectNothing(t *testing.T) {
+	t.Helper()
+	select {
+	case b := <-d.out:
+		t.Fatalf("%s: unexpected packet delivered: %x", d.name, b)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+type lab struct {
+	e    *Engine
+	devs map[string]*memDev
+}
+
+// newLab runs an engine over the default lab with in-memory devices. mtu
+// overrides the MTU of single nodes.
+func newLab(t *testing.T, mtu map[string]int) *lab {
+	t.Helper()
+	topo := topology.Default()
+	l := &lab{devs: map[string]*memDev{}}
+	var specs []PortSpec
+	for _, n := range topo.Nodes {
+		d := newMemDev(n.Name)
+		l.devs[n.Name] = d
+		specs = append(specs, PortSpec{Node: n, Dev: d, MTU: mtu[n.Name]})
+	}
+	e, err := New(topo, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.e = e
+	e.Start()
+	t.Cleanup(func() { e.Close() })
+	return l
+}
+
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func tcpSYN(t testing.TB, src, dst string, ttl uint8, payload int) []byte {
+	ip := &layers.IPv4{Version: 4, TTL: ttl, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
+		SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, SYN: true, Seq: 1, Window: 65535}
+	tcp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ip, tcp, gopacket.Payload(make([]byte, payload)))
+}
+
+func icmpEcho(t testing.TB, src, dst string) []byte {
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4,
+		SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1}
+	return serialize(t, ip, icmp, gopacket.Payload([]byte("ping payload")))
+}
+
+// checkIPv4 asserts that p decoded cleanly and its IP header checksum is
+// right.
+func checkIPv4(t *testing.T, p gopacket.Packet) *layers.IPv4 {
+	t.Helper()
+	if el := p.ErrorLayer(); el != nil {
+		t.Fatalf("delivered packet does not decode: %v", el.Error())
+	}
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if !header.IPv4(ip.Contents).ChecksumValid() {
+		t.Fatalf("IP checksum %#04x is wrong", ip.Checksum)
+	}
+	return ip
+}
+
+// icmpError asserts that p is an ICMP error of the given type and code from
+// src, quoting a packet whose destination is quotedDst.
+func icmpError(t *testing.T, p gopacket.Packet, typ, code uint8, src, quotedDst string) *layers.ICMPv4 {
+	t.Helper()
+	ip := checkIPv4(t, p)
+	icmpL := p.Layer(layers.LayerTypeICMPv4)
+	if icmpL == nil {
+		t.Fatalf("want ICMP %d/%d, got %v", typ, code, p)
+	}
+	icmp := icmpL.(*layers.ICMPv4)
+	if got := icmp.TypeCode; got.Type() != typ || got.Code() != code {
+		t.Fatalf("got ICMP %v, want type %d code %d", got, typ, code)
+	}
+	if ip.SrcIP.String() != src {
+		t.Fatalf("ICMP error comes from %v, want the gateway %s", ip.SrcIP, src)
+	}
+	if header.Checksum(ip.Payload, 0) != 0xffff {
+		t.Fatalf("ICMP checksum is wrong")
+	}
+	quoted := header.IPv4(icmp.Payload)
+	if len(quoted) < header.IPv4MinLen || quoted.Dst().String() != quotedDst {
+		t.Fatalf("ICMP error does not quote the packet for %s: %x", quotedDst, icmp.Payload)
+	}
+	return icmp
+}
+
+// F4's "inside the VNet" half, at the engine level: db1 reaches ase1-w1
+// with its own address, one hop further.
+func TestForwardDecrementsTTLAndKeepsAddresses(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["db1"].inject(nil, tcpSYN(t, "10.0.2.4", "10.0.1.6", 64, 100))
+	p := l.devs["ase1-w1"].recv(t)
+	ip := checkIPv4(t, p)
+	if ip.SrcIP.String() != "10.0.2.4" || ip.DstIP.String() != "10.0.1.6" {
+		t.Fatalf("ase1-w1 saw %v -> %v, want 10.0.2.4 -> 10.0.1.6 (no NAT inside the VNet)", ip.SrcIP, ip.DstIP)
+	}
+	if ip.TTL != 63 {
+		t.Fatalf("TTL %d, want 63", ip.TTL)
+	}
+	tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if !tcp.SYN || tcp.DstPort != 80 || len(tcp.Payload) != 100 {
+		t.Fatalf("TCP header or payload changed: %+v", tcp)
+	}
+}
+
+// All traffic passes through the dataplane, including within one subnet.
+func TestForwardWithinSubnet(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["ase1-w1"].inject(nil, tcpSYN(t, "10.0.1.6", "10.0.1.7", 64, 0))
+	checkIPv4(t, l.devs["ase1-w2"].recv(t))
+	if got := l.e.Stats()[l.portIndex("ase1-w2")].TxPackets; got != 1 {
+		t.Fatalf("ase1-w2 tx packets = %d, want 1", got)
+	}
+}
+
+func (l *lab) portIndex(node string) int {
+	for i, p := range l.e.ports {
+		if p.node.Name == node {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestTTLExceededFromIngressGateway(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["db1"].inject(nil, tcpSYN(t, "10.0.2.4", "10.0.1.6", 1, 0))
+	icmpError(t, l.devs["db1"].recv(t), header.ICMPTimeExceeded, 0, "10.0.2.1", "10.0.1.6")
+	l.devs["ase1-w1"].expectNothing(t)
+	if n := l.e.Drops(DropTTLExceeded); n != 1 {
+		t.Fatalf("ttl-exceeded drops = %d, want 1", n)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	l := newLab(t, nil)
+	// In ase1-subnet, but no node holds .50: host unreachable.
+	l.devs["db1"].inject(nil, tcpSYN(t, "10.0.2.4", "10.0.1.50", 64, 0))
+	icmpError(t, l.devs["db1"].recv(t), header.ICMPDestUnreachable, header.ICMPHostUnreachable, "10.0.2.1", "10.0.1.50")
+	// Outside every network the lab knows: net unreachable.
+	l.devs["client"].inject(nil, tcpSYN(t, "198.51.100.10", "8.8.8.8", 64, 0))
+	icmpError(t, l.devs["client"].recv(t), header.ICMPDestUnreachable, header.ICMPNetUnreachable, "198.51.100.1", "8.8.8.8")
+	if l.e.Drops(DropHostUnreachable) != 1 || l.e.Drops(DropNoRoute) != 1 {
+		t.Fatalf("drops: %+v", l.e.Stats())
+	}
+}
+
+func TestGatewayAnswersPing(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["db1"].inject(nil, icmpEcho(t, "10.0.2.4", "10.0.2.1"))
+	p := l.devs["db1"].recv(t)
+	ip := checkIPv4(t, p)
+	icmp := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip.SrcIP.String() != "10.0.2.1" || icmp.TypeCode.Type() != layers.ICMPv4TypeEchoReply || icmp.Id != 7 || string(icmp.Payload) != "ping payload" {
+		t.Fatalf("bad echo reply: %v", p)
+	}
+}
+
+func TestFragNeededWhenDFExceedsEgressMTU(t *testing.T) {
+	l := newLab(t, map[string]int{"ase1-w1": 1400})
+	l.devs["db1"].inject(nil, tcpSYN(t, "10.0.2.4", "10.0.1.6", 64, 1400)) // 1440 bytes, DF
+	icmp := icmpError(t, l.devs["db1"].recv(t), header.ICMPDestUnreachable, header.ICMPFragNeeded, "10.0.2.1", "10.0.1.6")
+	if mtu := icmp.Seq; mtu != 1400 { // the next-hop MTU sits where an echo's sequence would
+		t.Fatalf("frag-needed carries MTU %d, want 1400", mtu)
+	}
+	l.devs["ase1-w1"].expectNothing(t)
+}
+
+// A GSO super-packet is larger than the MTU but its segments are not: it
+// must pass whole, with its virtio-net header intact.
+func TestGSOSuperPacketPasses(t *testing.T) {
+	l := newLab(t, nil)
+	pkt := tcpSYN(t, "10.0.2.4", "10.0.1.6", 64, 30000)
+	vnet := make([]byte, header.VirtioNetHdrLen)
+	v := header.VirtioNetHdr(vnet)
+	v.SetFlags(header.VirtioNetHdrFNeedsCsum)
+	v.SetGSOType(header.GSOTCPv4)
+	v.SetGSOSize(1448)
+	v.SetHdrLen(40)
+	v.SetCsumStart(20)
+	v.SetCsumOffset(16)
+	l.devs["db1"].inject(vnet, pkt)
+	select {
+	case b := <-l.devs["ase1-w1"].out:
+		got := header.VirtioNetHdr(b[:header.VirtioNetHdrLen])
+		if got.GSOType() != header.GSOTCPv4 || got.GSOSize() != 1448 || got.CsumStart() != 20 {
+			t.Fatalf("virtio-net header changed in transit: %x", b[:header.VirtioNetHdrLen])
+		}
+		if len(b)-header.VirtioNetHdrLen != len(pkt) {
+			t.Fatalf("super-packet length %d, want %d", len(b)-header.VirtioNetHdrLen, len(pkt))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("GSO super-packet not delivered")
+	}
+}
+
+func TestMalformedIsCountedAndGoodTrafficFlows(t *testing.T) {
+	l := newLab(t, nil)
+	db1 := l.devs["db1"]
+	good := tcpSYN(t, "10.0.2.4", "10.0.1.6", 64, 0)
+	v6 := append([]byte{0x60}, make([]byte, 39)...)
+	badIHL := append([]byte(nil), good...)
+	badIHL[0] = 0x43
+	badLen := append([]byte(nil), good...)
+	badLen[2], badLen[3] = 0xff, 0xff
+	for _, b := range [][]byte{good[:10], v6, badIHL, badLen} {
+		db1.inject(nil, b)
+	}
+	db1.in <- []byte{1, 2, 3} // shorter than a virtio-net header
+	db1.inject(nil, good)
+	checkIPv4(t, l.devs["ase1-w1"].recv(t))
+	want := map[DropReason]uint64{DropTruncated: 2, DropNotIPv4: 1, DropBadIHL: 1, DropBadTotalLength: 1}
+	for r, n := range want {
+		if got := l.e.Drops(r); got != n {
+			t.Errorf("%s drops = %d, want %d", r, got, n)
+		}
+	}
+}
+
+// resetTTL puts the TTL back to 64 so a packet forwarded over and over never
+// runs out of it.
+func resetTTL(pkt []byte) {
+	ip := header.IPv4(pkt[header.VirtioNetHdrLen:])
+	ip[8] = 64
+	ip.SetChecksum(ip.ComputeChecksum())
+}
+
+// nullDev swallows writes, so the benchmark measures the pipeline alone.
+type nullDev struct{ memDev }
+
+func (nullDev) Write(bufs [][]byte) (int, error) { return len(bufs), nil }
+
+// The established-flow path allocates nothing (SPEC §6). forward is called
+// directly, the way the port's goroutine calls it.
+func TestForwardAllocatesNothing(t *testing.T) {
+	topo := topology.Default()
+	var specs []PortSpec
+	for _, n := range topo.Nodes {
+		specs = append(specs, PortSpec{Node: n, Dev: &nullDev{}})
+	}
+	e, err := New(topo, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := append(make([]byte, header.VirtioNetHdrLen), tcpSYN(t, "10.0.2.4", "10.0.1.6", 255, 1000)...)
+	in := e.PortByNode("db1")
+	w := newWorker()
+	allocs := testing.AllocsPerRun(1000, func() {
+		resetTTL(pkt)
+		e.forward(in, pkt, w)
+	})
+	if allocs != 0 {
+		t.Fatalf("forward allocates %.1f times per packet, want 0", allocs)
+	}
+}
+
+func BenchmarkForward(b *testing.B) {
+	topo := topology.Default()
+	var specs []PortSpec
+	for _, n := range topo.Nodes {
+		specs = append(specs, PortSpec{Node: n, Dev: &nullDev{}})
+	}
+	e, err := New(topo, specs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pkt := append(make([]byte, header.VirtioNetHdrLen), tcpSYN(b, "10.0.2.4", "10.0.1.6", 64, 1400-40)...)
+	in := e.PortByNode("db1")
+	w := newWorker()
+	b.SetBytes(int64(len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		resetTTL(pkt)
+		e.forward(in, pkt, w)
+	}
+}

@@ -1,0 +1,44 @@
+package dataplane
+
+import (
+	"github.com/aseemu/emulator/dataplane/header"
+)
+
+// sendError answers the packet ip, which arrived on port in, with an ICMP
+// error from in's gateway address, as the router of in's subnet would. RFC
+// 1812's rules about when not to (errors about errors, non-first fragments,
+// broadcast) are applied by header.ShouldSendICMPError.
+func (e *Engine) sendError(in *Port, ip header.IPv4, typ, code uint8, rest uint32, w *worker) {
+	if !header.ShouldSendICMPError(ip) {
+		return
+	}
+	buf := w.reply
+	header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
+	n := header.BuildICMPError(buf[header.VirtioNetHdrLen:], in.gateway, typ, code, rest, ip)
+	if n == 0 {
+		return
+	}
+	e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+}
+
+// toGateway handles a packet addressed to a gateway address: the dataplane
+// answers pings, so `ping 10.0.2.1` and traceroute's last hop behave, and
+// counts everything else as a drop. UDP gets port-unreachable, as a router
+// with no such service would answer.
+func (e *Engine) toGateway(in *Port, ip header.IPv4, w *worker) {
+	switch ip.Protocol() {
+	case header.ProtoICMP:
+		p := ip.Payload()
+		if len(p) >= header.ICMPv4MinLen && header.ICMPv4(p).Type() == header.ICMPEchoRequest && !ip.IsFragment() {
+			buf := w.reply
+			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
+			if n := header.BuildEchoReply(buf[header.VirtioNetHdrLen:], ip); n > 0 {
+				e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+				return
+			}
+		}
+	case header.ProtoUDP:
+		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, w)
+	}
+	in.stats.drop(DropToGateway)
+}

@@ -1,0 +1,125 @@
+package dataplane
+
+import (
+	"sync/atomic"
+
+	"github.com/aseemu/emulator/dataplane/header"
+)
+
+// DropReason says why the dataplane dropped a packet. Every drop is counted
+// under exactly one reason, per ingress port.
+type DropReason uint8
+
+const (
+	DropTruncated       DropReason = iota // shorter than its headers claim
+	DropNotIPv4                           // IPv6, or not IP at all
+	DropBadIHL                            // IHL < 5 or past the packet
+	DropBadTotalLength                    // total length < header or > packet
+	DropBadL4                             // transport header truncated or inconsistent
+	DropBadChecksum                       // IP header checksum does not verify
+	DropNoRoute                           // outside every network the lab knows: net unreachable
+	DropHostUnreachable                   // in a known network, but no node holds it
+	DropTTLExceeded                       // TTL ran out here: time exceeded
+	DropFragNeeded                        // DF set and larger than the egress MTU
+	DropTooBig                            // larger than the egress MTU and fragmentable (we do not fragment)
+	DropToGateway                         // for a gateway address, and not a ping
+	DropReadError                         // the device read failed
+	DropWriteError                        // the egress device refused the packet
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	DropTruncated:       "truncated",
+	DropNotIPv4:         "not-ipv4",
+	DropBadIHL:          "bad-ihl",
+	DropBadTotalLength:  "bad-total-length",
+	DropBadL4:           "bad-l4-header",
+	DropBadChecksum:     "bad-ip-checksum",
+	DropNoRoute:         "no-route",
+	DropHostUnreachable: "host-unreachable",
+	DropTTLExceeded:     "ttl-exceeded",
+	DropFragNeeded:      "frag-needed",
+	DropTooBig:          "too-big",
+	DropToGateway:       "to-gateway",
+	DropReadError:       "read-error",
+	DropWriteError:      "write-error",
+}
+
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// parseDrop maps a header parse failure to its drop reason.
+func parseDrop(r header.Reason) DropReason {
+	switch r {
+	case header.BadVersion:
+		return DropNotIPv4
+	case header.BadIHL:
+		return DropBadIHL
+	case header.BadTotalLen:
+		return DropBadTotalLength
+	case header.BadL4:
+		return DropBadL4
+	default:
+		return DropTruncated
+	}
+}
+
+// portStats are a port's counters. Receive counters are written only by the
+// port's own goroutine; transmit counters by whichever goroutine forwards to
+// the port, hence atomics everywhere. The padding keeps two ports' hot
+// counters off one cache line.
+type portStats struct {
+	rxPackets, rxBytes atomic.Uint64
+	txPackets, txBytes atomic.Uint64
+	drops              [numDropReasons]atomic.Uint64
+	_                  [64]byte
+}
+
+func (s *portStats) drop(r DropReason) { s.drops[r].Add(1) }
+
+// PortStats is a snapshot of one port's counters.
+type PortStats struct {
+	Node      string            `json:"node"`
+	RxPackets uint64            `json:"rxPackets"`
+	RxBytes   uint64            `json:"rxBytes"`
+	TxPackets uint64            `json:"txPackets"`
+	TxBytes   uint64            `json:"txBytes"`
+	Drops     map[string]uint64 `json:"drops,omitempty"`
+}
+
+// Stats returns a snapshot of every port's counters, in port order.
+func (e *Engine) Stats() []PortStats {
+	out := make([]PortStats, 0, len(e.ports))
+	for _, p := range e.ports {
+		s := PortStats{
+			Node:      p.node.Name,
+			RxPackets: p.stats.rxPackets.Load(),
+			RxBytes:   p.stats.rxBytes.Load(),
+			TxPackets: p.stats.txPackets.Load(),
+			TxBytes:   p.stats.txBytes.Load(),
+		}
+		for r := DropReason(0); r < numDropReasons; r++ {
+			if n := p.stats.drops[r].Load(); n > 0 {
+				if s.Drops == nil {
+					s.Drops = map[string]uint64{}
+				}
+				s.Drops[r.String()] = n
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Drops sums one drop reason over every port.
+func (e *Engine) Drops(r DropReason) uint64 {
+	var n uint64
+	for _, p := range e.ports {
+		n += p.stats.drops[r].Load()
+	}
+	return n
+}

@@ -1,0 +1,25 @@
+// Package tun is the dataplane's packet I/O: one device per emulated node.
+//
+// A Device moves whole packets, each preceded by a 10-byte virtio-net header
+// (header.VirtioNetHdrLen) that carries GSO and partial-checksum metadata, so
+// that TCP super-packets of up to 64 KiB cross the dataplane in one read and
+// one write instead of ~44 MTU-sized ones.
+package tun
+
+// Device is the interface the dataplane's forwarding loop needs. It is shaped
+// after wireguard-go's tun.Device so a batching backend (multi-queue TUN,
+// AF_XDP) can replace the single-queue one without touching the pipeline.
+type Device interface {
+	// Read reads up to len(bufs) packets. Each packet is written to bufs[i]
+	// starting with its virtio-net header, and its length (header included)
+	// to sizes[i]. It blocks until at least one packet is available.
+	Read(bufs [][]byte, sizes []int) (n int, err error)
+	// Write writes each buffer, a virtio-net header followed by an IPv4
+	// packet, as one packet.
+	Write(bufs [][]byte) (int, error)
+	// BatchSize is the largest number of packets Read can return at once.
+	BatchSize() int
+	// Name is the interface name inside its namespace.
+	Name() string
+	Close() error
+}

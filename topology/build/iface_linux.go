@@ -1,0 +1,84 @@
+//go:build linux
+
+package build
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Iface is how a node's interface is set up inside its namespace.
+type Iface struct {
+	Name    string       // eth0
+	Addr    netip.Prefix // the node's address with its on-link prefix length
+	Gateway netip.Addr   // default route next hop: the subnet's .1, served by the dataplane
+	MTU     int
+}
+
+// DisableIPv6 turns IPv6 off in the calling thread's namespace, for
+// interfaces created after the call. The dataplane carries IPv4 only; without
+// this every node would send router solicitations and MLD reports that the
+// dataplane can only count as drops.
+//
+// /proc/sys/net is resolved against the calling thread's namespace, so call
+// it inside Do.
+func DisableIPv6() error {
+	for _, f := range []string{"all", "default"} {
+		p := "/proc/sys/net/ipv6/conf/" + f + "/disable_ipv6"
+		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Configure brings up lo and the node's interface in ns, gives the interface
+// its address and MTU, and routes everything through the gateway, which is
+// the dataplane.
+func Configure(ns netns.NsHandle, ifc Iface) error {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	link, err := h.LinkByName(ifc.Name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", ifc.Name, err)
+	}
+	if ifc.MTU > 0 {
+		if err := h.LinkSetMTU(link, ifc.MTU); err != nil {
+			return fmt.Errorf("%s mtu %d: %w", ifc.Name, ifc.MTU, err)
+		}
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{
+		IP:   ifc.Addr.Addr().AsSlice(),
+		Mask: net.CIDRMask(ifc.Addr.Bits(), 32),
+	}}
+	if err := h.AddrAdd(link, addr); err != nil {
+		return fmt.Errorf("%s address %s: %w", ifc.Name, ifc.Addr, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("%s up: %w", ifc.Name, err)
+	}
+	route := &netlink.Route{
+		LinkIndex: link.Attrs().Index,
+		Gw:        ifc.Gateway.AsSlice(),
+	}
+	if err := h.RouteAdd(route); err != nil {
+		return fmt.Errorf("%s default route via %s: %w", ifc.Name, ifc.Gateway, err)
+	}
+	return nil
+}
