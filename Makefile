@@ -1,0 +1,42 @@
+# The two commands of the README: `make up` and `make test`, both as root.
+
+# sudo often drops /usr/local/go/bin from PATH; find go anyway.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+BIN := bin/emulator
+# Packages whose tests need no root: run with the race detector.
+UNIT_PKGS := ./topology/... ./dataplane/... ./nat/... ./cmd/...
+
+.PHONY: all build up down test deps check unit integration clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/emulator
+
+# Build, then bring up the default lab in the foreground (Ctrl-C tears it down).
+up: build
+	./$(BIN) up
+
+down: build
+	./$(BIN) down
+
+# Install missing tools, check formatting and vet, then run every test.
+test: deps build check unit integration
+
+deps:
+	scripts/install-deps.sh
+
+check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# Real labs, real namespaces, real curl/nc/ping: needs root.
+integration: build
+	EMULATOR=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 20m ./test/...
+
+clean:
+	rm -rf bin

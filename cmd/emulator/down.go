@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// downGrace is how long `down` waits for a running dataplane to tear its lab
+// down after SIGTERM before it kills it and cleans up itself.
+const downGrace = 15 * time.Second
+
+func cmdDown(args []string, stdout io.Writer) error {
+	fs, name := newFlags("down")
+	if err := parseFlags(fs, args, name); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("down: unexpected argument %q", fs.Arg(0))
+	}
+	if err := needRoot("down"); err != nil {
+		return err
+	}
+	lab := *name
+	st, err := readState(lab)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+
+	stopped := false
+	if labRunning(lab) && st != nil && st.PID > 0 {
+		stopped = stopDataplane(st)
+	}
+	// Whatever is left (all of it, if the emulator was killed) goes now.
+	left, _ := os.Stat(labDir(lab))
+	if err := removeLabNamespaces(lab, st); err != nil {
+		return fmt.Errorf("down %s: %w", lab, err)
+	}
+	if err := os.RemoveAll(labDir(lab)); err != nil {
+		return err
+	}
+	switch {
+	case stopped:
+		fmt.Fprintf(stdout, "Lab %s is down.\n", lab)
+	case st != nil || left != nil:
+		fmt.Fprintf(stdout, "Lab %s was not running; removed what it left behind.\n", lab)
+	default:
+		fmt.Fprintf(stdout, "Lab %s is not running; nothing to do.\n", lab)
+	}
+	return nil
+}
+
+// stopDataplane asks the lab's emulator process to tear its lab down, kills
+// it if it has not exited within downGrace, and returns once it is gone. It
+// reports whether the process exited by itself. The process is held by a
+// pidfd, taken only after its start time matched the recorded one, so a
+// reused PID is never signalled.
+func stopDataplane(st *labState) bool {
+	fd, err := unix.PidfdOpen(st.PID, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if !sameProcess(st.PID, st.StartTicks) {
+		return false
+	}
+	exited := func(d time.Duration) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(pfd, int(d.Milliseconds()))
+		return n > 0
+	}
+	unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0)
+	if exited(downGrace) {
+		return true
+	}
+	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	exited(5 * time.Second)
+	return false
+}

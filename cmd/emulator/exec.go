@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/aseemu/emulator/topology/build"
+	"golang.org/x/sys/unix"
+)
+
+// cmdExec replaces this process with CMD running inside NODE's namespace,
+// as `ip netns exec` does. It only returns on error; otherwise CMD's exit
+// status is the command's.
+func cmdExec(args []string) error {
+	fs, name := newFlags("exec")
+	if err := parseFlags(fs, args, name); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) < 1 {
+		return usagef("exec: usage: emulator exec [--name LAB] NODE -- CMD [ARG...]")
+	}
+	node, cmd := rest[0], rest[1:]
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	if len(cmd) == 0 {
+		return usagef("exec: no command given: emulator exec [--name LAB] %s -- CMD [ARG...]", node)
+	}
+	if err := needRoot("exec"); err != nil {
+		return err
+	}
+	st, err := readState(*name)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && !labRunning(*name)) {
+		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", *name, *name)
+	}
+	if err != nil {
+		return err
+	}
+	// Only the lab's own nodes: a name is never turned into an arbitrary
+	// namespace path.
+	var nodes []string
+	ns := ""
+	for _, n := range st.Nodes {
+		nodes = append(nodes, n.Name)
+		if n.Name == node {
+			ns = n.Namespace
+		}
+	}
+	if ns == "" {
+		sort.Strings(nodes)
+		return usagef("exec: lab %s has no node %q; its nodes are: %s", *name, node, strings.Join(nodes, ", "))
+	}
+	path, err := exec.LookPath(cmd[0])
+	if err != nil {
+		return usagef("exec: %v", err)
+	}
+
+	// setns(2) moves only this thread, and execve(2) keeps this thread's
+	// namespace for the new program, so the thread must stay locked between
+	// the two.
+	runtime.LockOSThread()
+	f, err := os.Open(filepath.Join(build.NetnsDir, ns))
+	if err != nil {
+		return fmt.Errorf("exec: namespace %s: %w", ns, err)
+	}
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("exec: enter %s: %w", ns, err)
+	}
+	f.Close()
+	err = syscall.Exec(path, cmd, os.Environ())
+	return fmt.Errorf("exec %s: %w", path, err)
+}

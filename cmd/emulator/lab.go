@@ -1,0 +1,231 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/dataplane/tun"
+	"github.com/aseemu/emulator/topology"
+	"github.com/aseemu/emulator/topology/build"
+	"golang.org/x/sys/unix"
+)
+
+// buildParallelism bounds how many nodes are set up at once. Each node costs
+// a handful of syscalls and netlink round trips, which overlap well.
+const buildParallelism = 8
+
+// runningLab is a lab this process built and whose dataplane it runs.
+type runningLab struct {
+	name    string
+	topo    *topology.Topology
+	state   *labState
+	lock    *labLock
+	engine  *dataplane.Engine
+	devs    []tun.Device
+	control *http.Server
+}
+
+// startLab builds lab name from topo and starts its dataplane. On failure
+// nothing of the lab is left behind.
+func startLab(name string, topo *topology.Topology, source string) (*runningLab, error) {
+	lock, err := acquireLock(name)
+	if errors.Is(err, errLabRunning) {
+		return nil, fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab %s: %w", name, err)
+	}
+	// A lab of this name that crashed left namespaces behind: clear them so
+	// this one starts clean.
+	old, _ := readState(name)
+	if err := removeLabNamespaces(name, old); err != nil {
+		lock.release()
+		return nil, fmt.Errorf("clearing what an earlier lab %s left: %w", name, err)
+	}
+
+	self := os.Getpid()
+	ticks, _ := procStartTicks(self)
+	st := &labState{Lab: name, PID: self, StartTicks: ticks, Topology: source, Started: time.Now().UTC()}
+	for _, n := range topo.Nodes {
+		ns := build.NamespaceName(name, n.Name)
+		st.Namespaces = append(st.Namespaces, ns)
+		st.Nodes = append(st.Nodes, nodeState{Name: n.Name, Kind: string(n.Kind), Namespace: ns, Address: n.Addr.String()})
+	}
+	// Recorded before the first namespace exists, so `down` can always find
+	// everything this run creates.
+	if err := writeState(st); err != nil {
+		lock.release()
+		return nil, err
+	}
+	l := &runningLab{name: name, topo: topo, state: st, lock: lock}
+	if err := l.build(); err != nil {
+		l.stop()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *runningLab) build() error {
+	l.devs = make([]tun.Device, len(l.topo.Nodes))
+	errs := make([]error, len(l.topo.Nodes))
+	sem := make(chan struct{}, buildParallelism)
+	var wg sync.WaitGroup
+	for i, n := range l.topo.Nodes {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			l.devs[i], errs[i] = buildNode(l.name, n)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	specs := make([]dataplane.PortSpec, len(l.topo.Nodes))
+	for i, n := range l.topo.Nodes {
+		specs[i] = dataplane.PortSpec{Node: n, Dev: l.devs[i]}
+	}
+	e, err := dataplane.New(l.topo, specs)
+	if err != nil {
+		return err
+	}
+	l.engine = e
+	e.Start()
+	return l.serveControl()
+}
+
+// buildNode creates node n's namespace and its eth0, a TUN whose other end
+// is the dataplane.
+func buildNode(lab string, n *topology.Node) (tun.Device, error) {
+	name := build.NamespaceName(lab, n.Name)
+	ns, err := build.CreateNamespace(name)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	var dev *tun.Linux
+	err = build.Do(ns, func() error {
+		if err := build.DisableIPv6(); err != nil {
+			return fmt.Errorf("disable IPv6: %w", err)
+		}
+		dev, err = tun.Create("eth0")
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	err = build.Configure(ns, build.Iface{
+		Name:    "eth0",
+		Addr:    netip.PrefixFrom(n.Addr, n.Prefix.Bits()),
+		Gateway: n.Gateway,
+		MTU:     dataplane.DefaultMTU,
+	})
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	return dev, nil
+}
+
+// serveControl answers `status` (and later commands) on a root-only unix
+// socket in the lab's directory.
+func (l *runningLab) serveControl() error {
+	path := socketPath(l.name)
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", l.handleStatus)
+	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go l.control.Serve(ln)
+	return nil
+}
+
+// stop tears the lab down: control socket, dataplane, the lab's processes
+// and namespaces, and its directory. It is safe on a half-built lab.
+func (l *runningLab) stop() error {
+	if l.control != nil {
+		l.control.Close()
+	}
+	var errs []error
+	if l.engine != nil {
+		errs = append(errs, l.engine.Close())
+	} else {
+		for _, d := range l.devs {
+			if d != nil {
+				d.Close()
+			}
+		}
+	}
+	errs = append(errs, removeLabNamespaces(l.name, l.state))
+	os.RemoveAll(labDir(l.name))
+	l.lock.release()
+	return errors.Join(errs...)
+}
+
+// removeLabNamespaces stops every process still inside the lab's namespaces
+// and deletes the namespaces: those recorded in st and any other whose name
+// carries the lab's prefix.
+func removeLabNamespaces(lab string, st *labState) error {
+	names, err := build.LabNamespaces(lab)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		seen[n] = true
+	}
+	if st != nil {
+		for _, n := range st.Namespaces {
+			if !seen[n] {
+				names = append(names, n)
+			}
+		}
+	}
+	stopProcesses(build.PidsIn(names))
+	var errs []error
+	for _, n := range names {
+		errs = append(errs, build.DeleteNamespace(n))
+	}
+	return errors.Join(errs...)
+}
+
+// stopProcesses asks each process to stop, and kills the ones still there
+// after a grace period. These are processes running inside the lab's own
+// namespaces: started by the lab or by a user through `emulator exec`. Each
+// is held by a pidfd, so a PID reused meanwhile is never signalled.
+func stopProcesses(pids []int) {
+	var fds []int
+	for _, p := range pids {
+		fd, err := unix.PidfdOpen(p, 0)
+		if err != nil {
+			continue // already gone
+		}
+		fds = append(fds, fd)
+		unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for _, fd := range fds {
+		// A pidfd polls readable once its process has exited.
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		ms := max(int(time.Until(deadline).Milliseconds()), 0)
+		if n, _ := unix.Poll(pfd, ms); n == 0 {
+			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		}
+		unix.Close(fd)
+	}
+}

@@ -1,0 +1,121 @@
+// Command emulator builds and runs an emulated Azure App Service Environment
+// network: every node is a network namespace and one Go dataplane carries
+// every packet between them. See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+
+	"github.com/aseemu/emulator/topology"
+)
+
+// Exit statuses (SPEC §5).
+const (
+	exitOK    = 0
+	exitFail  = 1 // a runtime failure
+	exitUsage = 2 // bad usage, a bad topology, or not root
+)
+
+// defaultLab is the lab name when --name is not given.
+const defaultLab = "lab"
+
+// labNameRE keeps lab names usable as namespace prefixes and file names:
+// no dots (the namespace separator), slashes or shell metacharacters.
+var labNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+
+const usage = `usage: emulator COMMAND [ARGS]
+
+Commands:
+  up [-f FILE] [--name LAB] [-d]     build a lab and run its dataplane (Ctrl-C tears it down)
+  down [--name LAB]                  tear a lab down completely (idempotent)
+  status [--name LAB] [--json]       nodes, addresses, VIPs and counters of a running lab
+  exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
+  init                               print the default lab's topology file
+
+The default lab name is "` + defaultLab + `". Run as root (sudo).
+`
+
+// usageError is a bad invocation: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "up":
+		err = cmdUp(rest, stdout)
+	case "down":
+		err = cmdDown(rest, stdout)
+	case "status":
+		err = cmdStatus(rest, stdout)
+	case "exec":
+		err = cmdExec(rest)
+	case "init":
+		_, err = stdout.Write(topology.DefaultYAML())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "emulator: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	return report(err, stderr)
+}
+
+// report prints err and maps it to an exit status.
+func report(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "emulator: %v\n", err)
+	var ue usageError
+	var te topology.Errors
+	if errors.As(err, &ue) || errors.As(err, &te) || errors.Is(err, flag.ErrHelp) {
+		return exitUsage
+	}
+	return exitFail
+}
+
+// newFlags returns a flag set for a subcommand with the common --name flag.
+func newFlags(cmd string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	name := fs.String("name", defaultLab, "lab name")
+	return fs, name
+}
+
+// parseFlags parses args and checks the lab name.
+func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
+	if err := fs.Parse(args); err != nil {
+		return usagef("%s: %v (see emulator help)", fs.Name(), err)
+	}
+	if !labNameRE.MatchString(*name) {
+		return usagef("lab name %q: use 1-32 lowercase letters, digits and '-', starting and ending with a letter or digit", *name)
+	}
+	return nil
+}
+
+// needRoot refuses to go on without the privileges namespaces and TUN
+// devices need.
+func needRoot(cmd string) error {
+	if os.Geteuid() != 0 {
+		return usagef("%s needs root to create network namespaces and TUN devices: run it with sudo", cmd)
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// stateRoot holds one root-only directory per running lab: its recorded
+// state, the lock its dataplane holds while it runs, its control socket and
+// its log.
+const stateRoot = "/run/emulator"
+
+func labDir(lab string) string     { return filepath.Join(stateRoot, lab) }
+func statePath(lab string) string  { return filepath.Join(labDir(lab), "state.json") }
+func lockPath(lab string) string   { return filepath.Join(labDir(lab), "lock") }
+func socketPath(lab string) string { return filepath.Join(labDir(lab), "control.sock") }
+func logPath(lab string) string    { return filepath.Join(labDir(lab), "emulator.log") }
+
+// labState is what a lab records so that `down`, `status` and `exec` can
+// find it, even after its dataplane was killed.
+type labState struct {
+	Lab        string      `json:"lab"`
+	PID        int         `json:"pid"`
+	StartTicks uint64      `json:"startTicks"` // /proc/PID/stat start time, against PID reuse
+	Topology   string      `json:"topology"`
+	Started    time.Time   `json:"started"`
+	Namespaces []string    `json:"namespaces"` // written before any is created
+	Nodes      []nodeState `json:"nodes"`
+}
+
+type nodeState struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Address   string `json:"address"`
+}
+
+func writeState(st *labState) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := statePath(st.Lab) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, statePath(st.Lab))
+}
+
+func readState(lab string) (*labState, error) {
+	b, err := os.ReadFile(statePath(lab))
+	if err != nil {
+		return nil, err
+	}
+	var st labState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", statePath(lab), err)
+	}
+	return &st, nil
+}
+
+// labLock is the exclusive lock a running lab holds on its directory. The
+// kernel drops it when the process dies however it dies, so "is the lab
+// running?" never depends on a PID that may have been reused.
+type labLock struct{ f *os.File }
+
+// acquireLock creates the lab's directory (root-only) and takes its lock, or
+// says that another emulator holds it.
+func acquireLock(lab string) (*labLock, error) {
+	if err := os.MkdirAll(stateRoot, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(labDir(lab), 0o700); err != nil && !os.IsExist(err) {
+		return nil, err
+	}
+	f, err := os.OpenFile(lockPath(lab), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errLabRunning
+		}
+		return nil, err
+	}
+	return &labLock{f}, nil
+}
+
+func (l *labLock) release() { l.f.Close() }
+
+var errLabRunning = errors.New("lab is running")
+
+// labRunning reports whether some process holds the lab's lock.
+func labRunning(lab string) bool {
+	f, err := os.OpenFile(lockPath(lab), os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}
+
+// procStartTicks reads a process's start time (field 22 of /proc/PID/stat),
+// which together with the PID names one process for its whole life.
+func procStartTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields after it are
+	// counted from its closing parenthesis.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// sameProcess reports whether pid is still the process that started at
+// ticks.
+func sameProcess(pid int, ticks uint64) bool {
+	t, err := procStartTicks(pid)
+	return err == nil && t == ticks
+}

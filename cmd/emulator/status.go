@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/topology/build"
+)
+
+// statusReport is what `status --json` prints and the control socket serves.
+type statusReport struct {
+	Lab      string         `json:"lab"`
+	PID      int            `json:"pid"`
+	Topology string         `json:"topology"`
+	Started  time.Time      `json:"started"`
+	Nodes    []nodeStatus   `json:"nodes"`
+	ASEs     []aseStatus    `json:"ases"`
+	Drops    map[string]int `json:"drops"` // totals per reason over all nodes
+}
+
+type nodeStatus struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Address   string `json:"address"`
+	Subnet    string `json:"subnet"`
+	Namespace string `json:"namespace"`
+	dataplane.PortStats
+}
+
+type aseStatus struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Subnet    string `json:"subnet"`
+	VIP       string `json:"vip"`
+	ILB       string `json:"ilb,omitempty"`
+	DNSSuffix string `json:"dnsSuffix"`
+}
+
+func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	rep := statusReport{
+		Lab: l.name, PID: l.state.PID, Topology: l.state.Topology, Started: l.state.Started,
+		Drops: map[string]int{},
+	}
+	stats := l.engine.Stats()
+	for i, n := range l.topo.Nodes {
+		subnet := "Internet"
+		if n.Subnet != nil {
+			subnet = n.Subnet.Name
+		}
+		ns := nodeStatus{
+			Name: n.Name, Kind: string(n.Kind), Address: n.Addr.String(), Subnet: subnet,
+			Namespace: build.NamespaceName(l.name, n.Name), PortStats: stats[i],
+		}
+		for r, c := range stats[i].Drops {
+			rep.Drops[r] += int(c)
+		}
+		rep.Nodes = append(rep.Nodes, ns)
+	}
+	for _, a := range l.topo.ASEs {
+		as := aseStatus{Name: a.Name, Kind: a.Kind, Subnet: a.Subnet.Name, VIP: a.VIP.String(), DNSSuffix: a.DNSSuffix}
+		if a.ILB.IsValid() {
+			as.ILB = a.ILB.String()
+		}
+		rep.ASEs = append(rep.ASEs, as)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(rep)
+}
+
+func cmdStatus(args []string, stdout io.Writer) error {
+	fs, name := newFlags("status")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args, name); err != nil {
+		return err
+	}
+	if err := needRoot("status"); err != nil {
+		return err
+	}
+	var rep statusReport
+	if err := controlGet(*name, "/status", &rep); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printStatus(stdout, &rep)
+	return nil
+}
+
+// controlGet asks the running lab's dataplane for path and decodes the
+// JSON answer into v.
+func controlGet(lab, path string, v any) error {
+	if !labRunning(lab) {
+		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
+	}
+	c := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socketPath(lab))
+		}},
+	}
+	resp, err := c.Get("http://lab" + path)
+	if err != nil {
+		return fmt.Errorf("lab %s: %w", lab, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func printStatus(w io.Writer, r *statusReport) {
+	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n\n", r.Lab, r.PID,
+		time.Since(r.Started).Truncate(time.Second), r.Topology)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tDROPS")
+	for _, n := range r.Nodes {
+		var drops uint64
+		for _, c := range n.Drops {
+			drops += c
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.Name, n.Kind, n.Address, n.Subnet, n.RxPackets, n.TxPackets, drops)
+	}
+	tw.Flush()
+	if len(r.ASEs) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ASE\tKIND\tSUBNET\tVIP\tILB ADDRESS\tDNS SUFFIX")
+		for _, a := range r.ASEs {
+			ilb := a.ILB
+			if ilb == "" {
+				ilb = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Kind, a.Subnet, a.VIP, ilb, a.DNSSuffix)
+		}
+		tw.Flush()
+	}
+	if len(r.Drops) > 0 {
+		reasons := make([]string, 0, len(r.Drops))
+		for k := range r.Drops {
+			reasons = append(reasons, k)
+		}
+		sort.Strings(reasons)
+		fmt.Fprintf(w, "\nDrops by reason:")
+		for _, k := range reasons {
+			fmt.Fprintf(w, " %s=%d", k, r.Drops[k])
+		}
+		fmt.Fprintln(w)
+	}
+}

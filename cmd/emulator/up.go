@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/aseemu/emulator/topology"
+)
+
+// readyFDEnv names the descriptor on which a detached child reports to the
+// `up -d` that started it: the node table and then readyLine, or an error.
+const (
+	readyFDEnv = "EMULATOR_READY_FD"
+	readyLine  = "\x00ready"
+)
+
+func cmdUp(args []string, stdout io.Writer) error {
+	fs, name := newFlags("up")
+	file := fs.String("f", "", "topology file (default: the embedded default lab)")
+	detach := fs.Bool("d", false, "return once the lab is ready and keep it running in the background")
+	if err := parseFlags(fs, args, name); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("up: unexpected argument %q", fs.Arg(0))
+	}
+	topo, source, err := loadTopology(*file)
+	if err != nil {
+		return err
+	}
+	if err := needRoot("up"); err != nil {
+		return err
+	}
+	if *detach {
+		return upDetached(*name, *file, stdout)
+	}
+
+	// A detached child reports on its ready pipe; a foreground run prints.
+	var ready *os.File
+	if fd := os.Getenv(readyFDEnv); fd != "" {
+		ready = os.NewFile(3, "ready")
+		os.Unsetenv(readyFDEnv)
+	}
+	// Catch signals before building, so Ctrl-C during `up` still tears down.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+
+	lab, err := startLab(*name, topo, source)
+	if err != nil {
+		if ready != nil {
+			fmt.Fprintf(ready, "%v\n", err)
+		}
+		return err
+	}
+	var table bytes.Buffer
+	printLab(&table, *name, topo, source)
+	if ready != nil {
+		ready.Write(table.Bytes())
+		fmt.Fprintln(ready, readyLine)
+		ready.Close()
+	} else {
+		stdout.Write(table.Bytes())
+		fmt.Fprintf(stdout, "\nThe lab runs until Ctrl-C.\n")
+	}
+
+	sig := <-sigs
+	fmt.Fprintf(stdout, "%v: tearing lab %s down\n", sig, *name)
+	if err := lab.stop(); err != nil {
+		return fmt.Errorf("teardown: %w", err)
+	}
+	return nil
+}
+
+// loadTopology loads file, or the embedded default lab when file is "".
+func loadTopology(file string) (*topology.Topology, string, error) {
+	if file == "" {
+		return topology.Default(), "the default lab", nil
+	}
+	t, err := topology.Load(file)
+	if err != nil {
+		return nil, "", err
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		abs = file
+	}
+	return t, abs, nil
+}
+
+// upDetached starts this program again as a background process that runs
+// the lab, waits until that process reports the lab ready or failed, and
+// prints what it reported.
+func upDetached(name, file string, stdout io.Writer) error {
+	if labRunning(name) {
+		return fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
+	}
+	if err := os.MkdirAll(labDir(name), 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath(name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+
+	args := []string{"up", "--name", name}
+	if file != "" {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return err
+		}
+		args = append(args, "-f", abs)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Dir = "/"
+	// Its own session: the terminal's Ctrl-C and hangup do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return err
+	}
+	w.Close()
+	cmd.Process.Release()
+
+	var out bytes.Buffer
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if sc.Text() == readyLine {
+			stdout.Write(out.Bytes())
+			fmt.Fprintf(stdout, "\nLab %s runs in the background; stop it with: emulator down --name %s\n", name, name)
+			return nil
+		}
+		out.WriteString(sc.Text() + "\n")
+	}
+	msg := strings.TrimSpace(out.String())
+	if msg == "" {
+		msg = "the background emulator exited before the lab was ready; see " + logPath(name)
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+// printLab prints the table `up` shows: every node with its address, and
+// every ASE with its VIP and ILB address.
+func printLab(w io.Writer, name string, t *topology.Topology, source string) {
+	fmt.Fprintf(w, "Lab %s is up: %d nodes, from %s\n\n", name, len(t.Nodes), source)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tGATEWAY\tNAMESPACE")
+	for _, n := range t.Nodes {
+		subnet := "Internet"
+		if n.Subnet != nil {
+			subnet = n.Subnet.Name
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s.%s\n", n.Name, n.Kind, n.Addr, n.Prefix.Bits(), subnet, n.Gateway, name, n.Name)
+	}
+	tw.Flush()
+	if len(t.ASEs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ASE\tKIND\tSUBNET\tVIP\tILB ADDRESS\tDNS SUFFIX")
+	for _, a := range t.ASEs {
+		ilb := "-"
+		if a.ILB.IsValid() {
+			ilb = a.ILB.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Kind, a.Subnet.Name, a.VIP, ilb, a.DNSSuffix)
+	}
+	tw.Flush()
+}

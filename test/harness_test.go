@@ -1,0 +1,255 @@
+// Package test holds the integration tests: each brings up a real lab under
+// a unique name with the emulator binary a user would run, probes it with
+// real tools inside its namespaces, and tears it down even when it fails.
+//
+// They need root. Run them with `sudo make test` (or `make integration`).
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// emulator is the path of the binary under test.
+var emulator string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "integration tests need root (they create namespaces): run sudo make test")
+		if os.Getenv("CI") != "" {
+			os.Exit(1) // never pass CI by skipping everything
+		}
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "emulator-test-")
+	if err != nil {
+		panic(err)
+	}
+	// World-readable, so a test can run the binary as an unprivileged user.
+	os.Chmod(dir, 0o755)
+	emulator = os.Getenv("EMULATOR")
+	if emulator == "" {
+		emulator = filepath.Join(dir, "emulator")
+		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		out, err := exec.Command(gobin, "build", "-o", emulator, "../cmd/emulator").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building the emulator: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is what a command printed and how it ended.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs a command with a deadline and returns what it printed.
+func run(t *testing.T, timeout time.Duration, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if err != nil {
+		r.code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.code = ee.ExitCode()
+		}
+		if ctx.Err() != nil {
+			r.stderr += fmt.Sprintf("\n(killed after %v)", timeout)
+		}
+	}
+	return r
+}
+
+// emu runs the emulator binary.
+func emu(t *testing.T, args ...string) result {
+	t.Helper()
+	return run(t, 2*time.Minute, emulator, args...)
+}
+
+// lab is a running lab that a test owns.
+type lab struct {
+	t    *testing.T
+	name string
+}
+
+// uniqueName is a lab name no other test or run uses.
+func uniqueName() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return "t" + hex.EncodeToString(b)
+}
+
+// upLab brings a lab up detached under a unique name, with extra `up`
+// arguments (e.g. -f FILE), and registers its teardown, which also checks
+// that nothing of it remains.
+func upLab(t *testing.T, args ...string) *lab {
+	t.Helper()
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(func() { l.down() })
+	r := emu(t, append([]string{"up", "-d", "--name", l.name}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("emulator up failed: %v", r)
+	}
+	return l
+}
+
+// down tears the lab down and fails the test if anything of it remains.
+func (l *lab) down() {
+	t := l.t
+	t.Helper()
+	if r := emu(t, "down", "--name", l.name); r.code != 0 {
+		t.Errorf("emulator down failed: %v", r)
+	}
+	if left := l.leftovers(); len(left) > 0 {
+		t.Errorf("after down, lab %s left: %s", l.name, strings.Join(left, "; "))
+	}
+}
+
+// leftovers lists what remains of the lab: namespaces, its state directory.
+func (l *lab) leftovers() []string {
+	var left []string
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), l.name+".") {
+			left = append(left, "namespace "+e.Name())
+		}
+	}
+	if _, err := os.Stat("/run/emulator/" + l.name); err == nil {
+		left = append(left, "/run/emulator/"+l.name)
+	}
+	return left
+}
+
+// exec runs a command inside a node with `emulator exec`.
+func (l *lab) exec(node string, timeout time.Duration, cmd ...string) result {
+	l.t.Helper()
+	return run(l.t, timeout, emulator, append([]string{"exec", "--name", l.name, node, "--"}, cmd...)...)
+}
+
+// mustExec runs a command inside a node and fails the test if it fails.
+func (l *lab) mustExec(node string, cmd ...string) string {
+	l.t.Helper()
+	r := l.exec(node, 30*time.Second, cmd...)
+	if r.code != 0 {
+		l.t.Fatalf("%s on %s failed: %v", strings.Join(cmd, " "), node, r)
+	}
+	return r.stdout
+}
+
+// bg is a command running inside a node, started by a test.
+type bg struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan struct{}
+}
+
+// background starts a command inside a node and stops it (by its PID) when
+// the test ends.
+func (l *lab) background(node string, cmd ...string) *bg {
+	l.t.Helper()
+	b := &bg{done: make(chan struct{})}
+	b.cmd = exec.Command(emulator, append([]string{"exec", "--name", l.name, node, "--"}, cmd...)...)
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	go func() { b.cmd.Wait(); close(b.done) }()
+	l.t.Cleanup(func() {
+		b.cmd.Process.Signal(syscall.SIGKILL)
+		<-b.done
+	})
+	return b
+}
+
+// exited reports whether the command ended by itself within d.
+func (b *bg) exited(d time.Duration) bool {
+	select {
+	case <-b.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// wait waits for the command to end (killing it after 10 s) and returns
+// what it printed.
+func (b *bg) wait() result {
+	if !b.exited(10 * time.Second) {
+		b.cmd.Process.Signal(syscall.SIGKILL)
+		<-b.done
+	}
+	return result{stdout: b.stdout.String(), stderr: b.stderr.String(), code: b.cmd.ProcessState.ExitCode()}
+}
+
+// waitListening waits until something listens on TCP port inside node.
+func (l *lab) waitListening(node string, port int) {
+	l.t.Helper()
+	want := fmt.Sprintf(":%d ", port)
+	for i := 0; i < 100; i++ {
+		r := l.exec(node, 10*time.Second, "ss", "-Htln")
+		if strings.Contains(r.stdout, want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	l.t.Fatalf("nothing listens on %s:%d", node, port)
+}
+
+// status returns the lab's `status --json`.
+func (l *lab) status() statusJSON {
+	l.t.Helper()
+	r := emu(l.t, "status", "--json", "--name", l.name)
+	if r.code != 0 {
+		l.t.Fatalf("status failed: %v", r)
+	}
+	var s statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		l.t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	return s
+}
+
+type statusJSON struct {
+	Lab   string `json:"lab"`
+	PID   int    `json:"pid"`
+	Nodes []struct {
+		Name      string            `json:"name"`
+		Kind      string            `json:"kind"`
+		Address   string            `json:"address"`
+		Namespace string            `json:"namespace"`
+		RxPackets uint64            `json:"rxPackets"`
+		Drops     map[string]uint64 `json:"drops"`
+	} `json:"nodes"`
+	ASEs []struct {
+		Name string `json:"name"`
+		VIP  string `json:"vip"`
+		ILB  string `json:"ilb"`
+	} `json:"ases"`
+	Drops map[string]int `json:"drops"`
+}

@@ -1,0 +1,278 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The default lab of SPEC §3: every node, with its address.
+var defaultNodes = map[string]string{
+	"ase1-fe1": "10.0.1.4", "ase1-fe2": "10.0.1.5", "ase1-w1": "10.0.1.6", "ase1-w2": "10.0.1.7",
+	"db1":      "10.0.2.4",
+	"ase2-fe1": "10.0.3.4", "ase2-fe2": "10.0.3.5", "ase2-w1": "10.0.3.6", "ase2-w2": "10.0.3.7",
+	"ase3-fe1": "10.0.4.4", "ase3-fe2": "10.0.4.5", "ase3-w1": "10.0.4.6", "ase3-w2": "10.0.4.7",
+	"client": "198.51.100.10", "echo": "203.0.113.10", "azure-sql": "203.0.113.20",
+	"azure-storage": "203.0.113.30", "azure-mgmt": "203.0.113.40",
+}
+
+// F1: every node of SPEC §3 exists, as a namespace `ip netns` sees, with
+// its address on eth0.
+func TestDefaultLabNodes(t *testing.T) {
+	l := upLab(t)
+	st := l.status()
+	got := map[string]string{}
+	for _, n := range st.Nodes {
+		got[n.Name] = n.Address
+	}
+	for name, addr := range defaultNodes {
+		if got[name] != addr {
+			t.Errorf("status: node %s has address %q, want %s", name, got[name], addr)
+		}
+	}
+	if len(got) != len(defaultNodes) {
+		t.Errorf("status lists %d nodes, want %d: %v", len(got), len(defaultNodes), got)
+	}
+	netns := run(t, 10*time.Second, "ip", "netns", "list").stdout
+	for name, addr := range defaultNodes {
+		if !strings.Contains(netns, l.name+"."+name) {
+			t.Errorf("ip netns list does not show %s.%s", l.name, name)
+		}
+		out := l.mustExec(name, "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+		if !strings.Contains(out, " "+addr+"/") {
+			t.Errorf("%s: eth0 has %q, want address %s", name, strings.TrimSpace(out), addr)
+		}
+	}
+	vips := map[string]string{}
+	for _, a := range st.ASEs {
+		vips[a.Name] = a.VIP + " " + a.ILB
+	}
+	for ase, want := range map[string]string{"ase1": "192.23.1.2 ", "ase2": "192.23.2.2 ", "ase3": "192.23.3.2 10.0.4.8"} {
+		if vips[ase] != want {
+			t.Errorf("status: %s has VIP/ILB %q, want %q", ase, vips[ase], want)
+		}
+	}
+}
+
+// F4 (the inside-the-VNet half): db1 connects to a listener on ase1-w1,
+// which sees db1's own address.
+func TestNcInsideVNetKeepsSourceAddress(t *testing.T) {
+	l := upLab(t)
+	listener := l.background("ase1-w1", "nc", "-l", "-n", "-v", "5000")
+	l.waitListening("ase1-w1", 5000)
+	r := run(t, 20*time.Second, "sh", "-c", "echo hello-from-db1 | "+emulator+" exec --name "+l.name+" db1 -- nc -N -w 5 10.0.1.6 5000")
+	if r.code != 0 {
+		t.Fatalf("nc from db1 to 10.0.1.6:5000 failed: %v", r)
+	}
+	got := listener.wait()
+	if !strings.Contains(got.stdout, "hello-from-db1") {
+		t.Errorf("listener on ase1-w1 did not receive the data: %v", got)
+	}
+	if !strings.Contains(got.stderr, "10.0.2.4") {
+		t.Errorf("listener on ase1-w1 saw the connection from %q, want 10.0.2.4", strings.TrimSpace(got.stderr))
+	}
+}
+
+func TestPingAndTimeExceeded(t *testing.T) {
+	l := upLab(t)
+	if r := l.exec("db1", 20*time.Second, "ping", "-c", "2", "-W", "2", "10.0.1.6"); r.code != 0 {
+		t.Fatalf("ping from db1 to ase1-w1 failed: %v", r)
+	}
+	// TTL 1: the dataplane, as the subnet's router, answers time exceeded.
+	r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-t", "1", "-W", "2", "10.0.1.6")
+	if !strings.Contains(r.stdout, "From 10.0.2.1") || !strings.Contains(r.stdout, "Time to live exceeded") {
+		t.Errorf("ping -t 1 from db1: want time exceeded from the gateway 10.0.2.1, got: %v", r)
+	}
+	// The gateway itself answers pings.
+	if r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.2.1"); r.code != 0 {
+		t.Errorf("ping from db1 to its gateway 10.0.2.1 failed: %v", r)
+	}
+	// traceroute shows the dataplane's hop, then the destination.
+	r = l.exec("db1", 30*time.Second, "traceroute", "-n", "-q", "1", "-w", "2", "10.0.1.6")
+	hops := regexp.MustCompile(`(?m)^\s*(\d+)\s+(\S+)`).FindAllStringSubmatch(r.stdout, -1)
+	if r.code != 0 || len(hops) != 2 || hops[0][2] != "10.0.2.1" || hops[1][2] != "10.0.1.6" {
+		t.Errorf("traceroute from db1 to 10.0.1.6: want hops 10.0.2.1 then 10.0.1.6, got: %v", r)
+	}
+}
+
+// A connection to an address no node holds fails at once with ICMP
+// unreachable, not after a timeout.
+func TestUnreachableFailsFast(t *testing.T) {
+	l := upLab(t)
+	for _, dst := range []string{"10.0.1.50", "8.8.8.8"} {
+		r := l.exec("db1", 30*time.Second, "nc", "-z", "-v", "-w", "10", dst, "80")
+		if r.code == 0 {
+			t.Fatalf("nc to %s succeeded; no node holds it", dst)
+		}
+		if !strings.Contains(r.stderr, "No route to host") && !strings.Contains(r.stderr, "Network is unreachable") {
+			t.Errorf("nc to %s: want an ICMP unreachable error (No route to host / Network is unreachable), got: %v", dst, r)
+		}
+	}
+	st := l.status()
+	if st.Drops["host-unreachable"] < 1 || st.Drops["no-route"] < 1 {
+		t.Errorf("status drops = %v, want host-unreachable and no-route counted", st.Drops)
+	}
+}
+
+// down removes the namespaces, the state and the dataplane process.
+func TestDownRemovesEverything(t *testing.T) {
+	l := upLab(t)
+	pid := l.status().PID
+	user := l.background("db1", "sleep", "600") // a user's process left in the lab
+	l.down()
+	if processAlive(pid) {
+		t.Errorf("the lab's dataplane (pid %d) still runs after down", pid)
+	}
+	if !user.exited(5 * time.Second) {
+		t.Errorf("a process running inside db1 survived down")
+	}
+	if r := emu(t, "down", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "not running") {
+		t.Errorf("a second down should succeed and say the lab is not running: %v", r)
+	}
+}
+
+// After SIGKILL of a detached emulator, down still cleans everything, and
+// the same name can be brought up again.
+func TestDownAfterSIGKILL(t *testing.T) {
+	l := upLab(t)
+	pid := l.status().PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(l.leftovers()) == 0 {
+		t.Fatal("SIGKILL left nothing behind, so this test proves nothing")
+	}
+	l.down()
+	if r := emu(t, "up", "-d", "--name", l.name); r.code != 0 {
+		t.Fatalf("up again after a crash and down: %v", r)
+	}
+	if r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.1.6"); r.code != 0 {
+		t.Errorf("ping in the relaunched lab failed: %v", r)
+	}
+}
+
+// Two labs with different names run at once without touching each other.
+func TestTwoLabsAtOnce(t *testing.T) {
+	a, b := upLab(t), upLab(t)
+	for _, l := range []*lab{a, b} {
+		if r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.1.6"); r.code != 0 {
+			t.Fatalf("ping in lab %s failed: %v", l.name, r)
+		}
+	}
+	before := b.status()
+	a.down()
+	if r := b.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.1.6"); r.code != 0 {
+		t.Fatalf("lab %s stopped working when lab %s went down: %v", b.name, a.name, r)
+	}
+	if after := b.status(); after.PID != before.PID {
+		t.Errorf("lab %s's dataplane changed from pid %d to %d", b.name, before.PID, after.PID)
+	}
+}
+
+// SPEC §6: the root namespace's addresses, routes, links, nftables ruleset
+// and forwarding sysctls are the same before, during and after a lab.
+func TestRootNamespaceUntouched(t *testing.T) {
+	before := hostSnapshot(t)
+	l := upLab(t)
+	l.mustExec("db1", "ping", "-c", "1", "-W", "2", "10.0.1.6")
+	during := hostSnapshot(t)
+	l.down()
+	after := hostSnapshot(t)
+	for what, b := range before {
+		if during[what] != b {
+			t.Errorf("root namespace %s changed while the lab ran:\nbefore:\n%s\nduring:\n%s", what, b, during[what])
+		}
+		if after[what] != b {
+			t.Errorf("root namespace %s changed after down:\nbefore:\n%s\nafter:\n%s", what, b, after[what])
+		}
+	}
+}
+
+func hostSnapshot(t *testing.T) map[string]string {
+	s := map[string]string{}
+	for what, cmd := range map[string][]string{
+		"links":     {"ip", "-o", "link", "show"},
+		"addresses": {"ip", "-o", "addr", "show"},
+		"routes":    {"ip", "route", "show", "table", "all"},
+		"rules":     {"ip", "rule", "show"},
+		"nftables":  {"nft", "list", "ruleset"},
+	} {
+		r := run(t, 10*time.Second, cmd[0], cmd[1:]...)
+		if r.code != 0 {
+			t.Fatalf("%s: %v", strings.Join(cmd, " "), r)
+		}
+		// Packet and byte counters of real interfaces move on their own.
+		s[what] = r.stdout
+	}
+	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding"} {
+		b, _ := os.ReadFile(filepath.Join("/proc/sys", k))
+		s["sysctl "+k] = string(b)
+	}
+	return s
+}
+
+// processAlive reports whether pid runs. A zombie does not count: it has
+// exited and waits for init to reap it.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func TestNotRootExitsTwo(t *testing.T) {
+	cmd := exec.Command(emulator, "up", "--name", uniqueName())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "root") {
+		t.Fatalf("emulator up as nobody: want exit 2 naming root, got %v: %s", err, out)
+	}
+}
+
+// A bad topology is refused with file:line and exit status 2, before any
+// namespace exists.
+func TestBadTopologyCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	r := emu(t, "init")
+	bad := strings.Replace(r.stdout, "addressPrefix: 10.0.2.0/24", "addressPrefix: 10.0.1.0/24", 1)
+	if bad == r.stdout {
+		t.Fatal("could not make the default lab overlap")
+	}
+	os.WriteFile(file, []byte(bad), 0o644)
+	name := uniqueName()
+	r = emu(t, "up", "-d", "--name", name, "-f", file)
+	if r.code != 2 || !regexp.MustCompile(`bad\.yaml:\d+: `).MatchString(r.stderr) {
+		t.Fatalf("up with overlapping subnets: want exit 2 and bad.yaml:LINE, got %v", r)
+	}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), name+".") {
+			t.Errorf("a refused topology created namespace %s", e.Name())
+		}
+	}
+}
+
+// `init` prints a file that `up -f` accepts.
+func TestInitRoundTrip(t *testing.T) {
+	r := emu(t, "init")
+	file := filepath.Join(t.TempDir(), "lab.yaml")
+	os.WriteFile(file, []byte(r.stdout), 0o644)
+	l := upLab(t, "-f", file)
+	if got := len(l.status().Nodes); got != len(defaultNodes) {
+		t.Fatalf("lab from `init` output has %d nodes, want %d", got, len(defaultNodes))
+	}
+}
