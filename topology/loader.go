@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -487,6 +488,56 @@ func (m *mapping) integer(key string) field[int] {
 	} else {
 		f.v, f.ok = int(v), true
 	}
+	return f
+}
+
+// duration reads a duration written as Go writes one ("4m", "240s") or as
+// a whole number of seconds.
+func (m *mapping) duration(key string) field[time.Duration] {
+	at := m.loc(key)
+	n := m.get(key)
+	f := field[time.Duration]{set: n != nil, loc: at}
+	if n == nil {
+		return f
+	}
+	var d time.Duration
+	var err error
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!int":
+		var secs int64
+		if err = n.Decode(&secs); err == nil {
+			d = time.Duration(secs) * time.Second
+		}
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!str":
+		d, err = time.ParseDuration(n.Value)
+	default:
+		err = fmt.Errorf("got %s", describe(n))
+	}
+	switch {
+	case err != nil:
+		m.p.errAt(at, "expected a duration such as 240s or 4m, or a number of seconds: %v", err)
+	case d < time.Second || d > 24*time.Hour:
+		m.p.errAt(at, "%v is out of range: use 1s to 24h", d)
+	default:
+		f.v, f.ok = d, true
+	}
+	return f
+}
+
+// portRange reads a port or a port range such as 1024-65535.
+func (m *mapping) portRange(key string) field[PortRange] {
+	at := m.loc(key)
+	n := m.get(key)
+	f := field[PortRange]{set: n != nil, loc: at}
+	if n == nil {
+		return f
+	}
+	v, err := parsePortRange(n)
+	if err != nil {
+		m.p.errAt(at, "%v", err)
+		return f
+	}
+	f.v, f.ok = v, true
 	return f
 }
 

@@ -10,14 +10,16 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Limits of the emulator. They are part of the file format: exceeding one is a
 // validation error that names the limit.
 const (
 	MaxFileSize = 4 << 20 // bytes of YAML
-	MaxNodes    = 4096    // each node is a network namespace with its own veth
+	MaxNodes    = 4096    // each node is a network namespace with its own TUN and forwarding goroutine
 	MaxASESize  = 100     // front-ends, and separately workers, per ASE
+	MaxFlows    = 1 << 24 // connection tracking entries: 16M flows at <= 256 bytes is 4 GiB
 )
 
 // PlatformAddr is Azure's platform address: the VNet DNS resolver and the
@@ -71,6 +73,11 @@ type Topology struct {
 	// Nodes is every node: each ASE's front-ends then workers (file order),
 	// then VMs, then Internet hosts. Address assignment follows this order.
 	Nodes []*Node
+	// Conntrack tunes the dataplane's connection tracking (F17).
+	Conntrack Conntrack
+	// DefaultOutbound is the address a VM without a public IP leaves the
+	// VNet with (Azure's "default outbound access").
+	DefaultOutbound netip.Addr
 
 	nodeByName map[string]*Node
 	nodeByAddr map[netip.Addr]*Node
@@ -82,6 +89,27 @@ type Topology struct {
 	spaces     prefixSet[*VNet]
 	subnetSet  prefixSet[*Subnet]
 }
+
+// Conntrack is connection tracking's size and timeouts.
+type Conntrack struct {
+	MaxFlows    int           // new flows beyond this are refused
+	IdleTimeout time.Duration // an idle flow is removed after this (F17: 4 minutes)
+	FinTimeout  time.Duration // a TCP flow that saw FIN, and its SNAT port, are freed after this (F17: 240 s)
+	RstTimeout  time.Duration // a TCP flow that saw RST is freed after this (F17: 15 s)
+}
+
+// Defaults of the settings the file may leave out.
+var (
+	// DefaultConntrack follows F17. Each flow costs at most 256 bytes, so a
+	// full table of the default size stays under 64 MiB.
+	DefaultConntrack = Conntrack{MaxFlows: 1 << 18, IdleTimeout: 4 * time.Minute, FinTimeout: 240 * time.Second, RstTimeout: 15 * time.Second}
+	// DefaultOutboundAddr is the default outbound access address: it lies in
+	// TEST-NET-1 (RFC 5737), so it can be no real host's.
+	DefaultOutboundAddr = netip.MustParseAddr("192.0.2.1")
+	// DefaultSNATPorts is an ASE VIP's SNAT port pool: 64,512 ports, about
+	// the 64,000 per frontend address of F17.
+	DefaultSNATPorts = PortRange{Lo: 1024, Hi: 65535}
+)
 
 // VNet is a virtual network. Its address spaces overlap no other VNet's.
 type VNet struct {
@@ -128,6 +156,7 @@ type ASE struct {
 	DNSSuffix string     // apps resolve as APP.DNSSuffix
 	FrontEnds []*Node
 	Workers   []*Node
+	SNATPorts PortRange // the VIP's SNAT port pool (F17)
 	Apps      []*App
 	Line      int
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -14,11 +15,19 @@ import (
 // addresses, enums, ports) happen here, while reading.
 
 type doc struct {
-	vnets []*vnetSpec
-	ases  []*aseSpec
-	vms   []*vmSpec
-	hosts []*hostSpec
-	nsgs  []*nsgSpec
+	vnets           []*vnetSpec
+	ases            []*aseSpec
+	vms             []*vmSpec
+	hosts           []*hostSpec
+	nsgs            []*nsgSpec
+	conntrack       *conntrackSpec
+	defaultOutbound field[netip.Addr]
+}
+
+// conntrackSpec tunes connection tracking (F17).
+type conntrackSpec struct {
+	maxFlows       field[int]
+	idle, fin, rst field[time.Duration]
 }
 
 type vnetSpec struct {
@@ -41,6 +50,7 @@ type aseSpec struct {
 	dnsSuffix                field[string]
 	vip, ilb                 field[netip.Addr]
 	frontEnds, workers       field[int]
+	snatPorts                field[PortRange]
 	apps                     []*appSpec
 }
 
@@ -84,8 +94,18 @@ func (p *parser) document(root *yaml.Node) *doc {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "virtualNetworks", "appServiceEnvironments", "virtualMachines", "internetHosts", "networkSecurityGroups")
-	d := &doc{}
+	m.allow("", "virtualNetworks", "appServiceEnvironments", "virtualMachines", "internetHosts", "networkSecurityGroups",
+		"connectionTracking", "defaultOutboundAddress")
+	d := &doc{defaultOutbound: convert(p, m.str("defaultOutboundAddress"), parseAddr)}
+	if cm := m.sub("connectionTracking"); cm != nil {
+		cm.allow("", "maxFlows", "idleTimeout", "finTimeout", "rstTimeout")
+		d.conntrack = &conntrackSpec{
+			maxFlows: cm.integer("maxFlows"),
+			idle:     cm.duration("idleTimeout"),
+			fin:      cm.duration("finTimeout"),
+			rst:      cm.duration("rstTimeout"),
+		}
+	}
 	each(m, "virtualNetworks", p.vnet, &d.vnets)
 	each(m, "appServiceEnvironments", p.ase, &d.ases)
 	each(m, "virtualMachines", p.vm, &d.vms)
@@ -149,7 +169,7 @@ func (p *parser) ase(it item) *aseSpec {
 		return nil
 	}
 	m.allow("", "name", "subnet", "kind", "virtualIp", "ilbAddress", "internalLoadBalancingMode",
-		"dnsSuffix", "frontEnds", "workers", "apps")
+		"dnsSuffix", "frontEnds", "workers", "snatPortRange", "apps")
 	m.require("name", "subnet", "kind", "virtualIp")
 	a := &aseSpec{
 		at:        it.at,
@@ -162,6 +182,7 @@ func (p *parser) ase(it item) *aseSpec {
 		dnsSuffix: convert(p, m.str("dnsSuffix"), parseDNSSuffix),
 		frontEnds: m.integer("frontEnds"),
 		workers:   m.integer("workers"),
+		snatPorts: m.portRange("snatPortRange"),
 	}
 	each(m, "apps", p.app, &a.apps)
 	return a

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 var (
@@ -103,6 +104,7 @@ func (p *parser) build(d *doc) *Topology {
 	b.buildASEs(d.ases)
 	b.buildVMs(d.vms)
 	b.buildHosts(d.hosts)
+	b.buildNATSettings(d)
 	b.checkHostGateways()
 	if !b.makeNodes(d) {
 		return nil
@@ -425,8 +427,15 @@ func (b *builder) takeAddr(f field[netip.Addr], what string) {
 func (b *builder) buildASEs(specs []*aseSpec) {
 	suffixes := map[string]claim{}
 	for _, as := range specs {
-		a := &ASE{Name: as.name.v, Kind: as.kind.v, ILBMode: as.mode.v, DNSSuffix: as.dnsSuffix.v, Line: as.at.line}
+		a := &ASE{Name: as.name.v, Kind: as.kind.v, ILBMode: as.mode.v, DNSSuffix: as.dnsSuffix.v, SNATPorts: DefaultSNATPorts, Line: as.at.line}
 		b.t.ASEs = append(b.t.ASEs, a)
+		if as.snatPorts.ok {
+			if as.snatPorts.v.Lo == 0 {
+				b.errAt(as.snatPorts.loc, "port 0 cannot be a SNAT port; use a range such as 1024-65535")
+			} else {
+				a.SNATPorts = as.snatPorts.v
+			}
+		}
 		c := aseCounts{
 			frontEnds: b.count(as.frontEnds, "front-ends"),
 			workers:   b.count(as.workers, "workers"),
@@ -652,5 +661,39 @@ func (b *builder) buildApps(specs []*aseSpec) {
 				}
 			}
 		}
+	}
+}
+
+// buildNATSettings reads connection tracking's settings and the default
+// outbound address, which like any public address must be nobody else's.
+func (b *builder) buildNATSettings(d *doc) {
+	b.t.Conntrack = DefaultConntrack
+	if c := d.conntrack; c != nil {
+		if c.maxFlows.ok {
+			if c.maxFlows.v < 16 || c.maxFlows.v > MaxFlows {
+				b.errAt(c.maxFlows.loc, "maxFlows %d is out of range: use 16 to %d", c.maxFlows.v, MaxFlows)
+			} else {
+				b.t.Conntrack.MaxFlows = c.maxFlows.v
+			}
+		}
+		for _, t := range []struct {
+			f   field[time.Duration]
+			dst *time.Duration
+		}{{c.idle, &b.t.Conntrack.IdleTimeout}, {c.fin, &b.t.Conntrack.FinTimeout}, {c.rst, &b.t.Conntrack.RstTimeout}} {
+			if t.f.ok {
+				*t.dst = t.f.v
+			}
+		}
+	}
+	if f := d.defaultOutbound; f.ok {
+		if b.public(f, "the defaultOutboundAddress") {
+			b.t.DefaultOutbound = f.v
+		}
+		b.takeAddr(f, "the defaultOutboundAddress")
+		return
+	}
+	b.t.DefaultOutbound = DefaultOutboundAddr
+	if c, taken := b.addrs[DefaultOutboundAddr]; taken {
+		b.errAt(c.at, "%s is the default outbound address of VMs without a public IP; use another address, or set defaultOutboundAddress to a free public address", DefaultOutboundAddr)
 	}
 }

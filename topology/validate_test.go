@@ -347,6 +347,13 @@ func TestValidationErrors(t *testing.T) {
 		{"null document", "---\n", 1, "", "the file is empty", false},
 		{"non-text key", y("? [a, b]", ": c"), 1, "", "a field name must be plain text", false},
 	}
+	runErrCases(t, cases)
+}
+
+// runErrCases parses each case and checks that its error, with its exact
+// file:line: field: prefix, is reported.
+func runErrCases(t *testing.T, cases []errCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			top, err := Parse("lab.yaml", []byte(c.yaml))
