@@ -181,10 +181,10 @@ func BenchmarkChecksum(b *testing.B) {
 func BenchmarkChecksumAlternatives(b *testing.B) {
 	for _, n := range []int{64, 1500} {
 		data := benchData(n)
-		b.Run("bigendian-loads/"+strconv.Itoa(n), func(b *testing.B) {
+		b.Run("littleendian-loads/"+strconv.Itoa(n), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
-				sink = checksumBigEndianLoads(data, 0)
+				sink = checksumLittleEndianLoads(data, 0)
 			}
 		})
 		b.Run("unroll32/"+strconv.Itoa(n), func(b *testing.B) {
@@ -202,46 +202,25 @@ func BenchmarkChecksumAlternatives(b *testing.B) {
 	}
 }
 
-// checksumBigEndianLoads is Checksum with a byte swap per load instead of
-// one at the end.
-func checksumBigEndianLoads(b []byte, initial uint32) uint16 {
-	acc := uint64(initial)
-	var carry uint64
-	for len(b) >= 64 {
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[0:8]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[8:16]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[16:24]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[24:32]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[32:40]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[40:48]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[48:56]), carry)
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[56:64]), carry)
-		b = b[64:]
-	}
-	for len(b) >= 8 {
-		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b), carry)
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		acc, carry = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), carry)
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc, carry = bits.Add64(acc, uint64(b[0])<<8, carry)
-	}
-	return fold64(acc + carry)
-}
-
-// checksumUnroll32 is Checksum with 32 bytes per loop iteration instead of 64.
-func checksumUnroll32(b []byte, initial uint32) uint16 {
+// checksumLittleEndianLoads is Checksum with plain little-endian loads and
+// one byte swap at the end (RFC 1071 2.B) instead of a swap per load.
+func checksumLittleEndianLoads(b []byte, initial uint32) uint16 {
 	acc := uint64(bits.ReverseBytes16(fold32(initial)))
 	var carry uint64
-	for len(b) >= 32 {
+	for len(b) >= 64 {
 		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[0:8]), carry)
 		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[8:16]), carry)
 		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[16:24]), carry)
 		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[24:32]), carry)
-		b = b[32:]
+		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[32:40]), carry)
+		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[40:48]), carry)
+		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[48:56]), carry)
+		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b[56:64]), carry)
+		b = b[64:]
+	}
+	for len(b) >= 8 {
+		acc, carry = bits.Add64(acc, binary.LittleEndian.Uint64(b), carry)
+		b = b[8:]
 	}
 	for len(b) >= 2 {
 		acc, carry = bits.Add64(acc, uint64(binary.LittleEndian.Uint16(b)), carry)
@@ -253,14 +232,35 @@ func checksumUnroll32(b []byte, initial uint32) uint16 {
 	return bits.ReverseBytes16(fold64(acc + carry))
 }
 
+// checksumUnroll32 is Checksum with 32 bytes per loop iteration instead of 64.
+func checksumUnroll32(b []byte, initial uint32) uint16 {
+	acc := uint64(initial)
+	var carry uint64
+	for len(b) >= 32 {
+		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[0:8]), carry)
+		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[8:16]), carry)
+		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[16:24]), carry)
+		acc, carry = bits.Add64(acc, binary.BigEndian.Uint64(b[24:32]), carry)
+		b = b[32:]
+	}
+	for len(b) >= 2 {
+		acc, carry = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b)), carry)
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc, carry = bits.Add64(acc, uint64(b[0])<<8, carry)
+	}
+	return fold64(acc + carry)
+}
+
 func TestChecksumAlternatives(t *testing.T) {
 	// The benchmarked alternatives must compute the same thing, or their
 	// numbers mean nothing.
 	buf := benchData(300)
 	for n := range len(buf) {
 		want := refChecksum(buf[:n], 0xfffff)
-		if got := checksumBigEndianLoads(buf[:n], 0xfffff); got != want {
-			t.Fatalf("checksumBigEndianLoads(%d bytes) = %#04x, want %#04x", n, got, want)
+		if got := checksumLittleEndianLoads(buf[:n], 0xfffff); got != want {
+			t.Fatalf("checksumLittleEndianLoads(%d bytes) = %#04x, want %#04x", n, got, want)
 		}
 		if got := checksumUnroll32(buf[:n], 0xfffff); got != want {
 			t.Fatalf("checksumUnroll32(%d bytes) = %#04x, want %#04x", n, got, want)
