@@ -15,10 +15,12 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/dataplane/route"
 	"github.com/aseemu/emulator/dataplane/tun"
+	"github.com/aseemu/emulator/nat"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -49,12 +51,21 @@ type Port struct {
 type Engine struct {
 	ports []*Port
 	fib   *route.Table[target]
+	pol   *policy
+	ct    *nat.Table
+	clock *coarseClock // nil when Config.Clock is given
 	wg    sync.WaitGroup
+	done  chan struct{} // closed by Close: stops the conntrack sweeper
+}
+
+// Config holds what the engine takes from outside the topology.
+type Config struct {
+	Clock nat.Clock // nil: a coarse monotonic clock (clock.go)
 }
 
 // New builds an engine for topology t with one port per spec.
-func New(t *topology.Topology, specs []PortSpec) (*Engine, error) {
-	e := &Engine{}
+func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
+	e := &Engine{done: make(chan struct{})}
 	byNode := map[string]int{}
 	for i, s := range specs {
 		if s.Node == nil || s.Dev == nil {
@@ -76,11 +87,35 @@ func New(t *topology.Topology, specs []PortSpec) (*Engine, error) {
 		})
 	}
 	e.fib = compileFIB(t, byNode)
+	e.pol = compilePolicy(t)
+	clock := cfg.Clock
+	if clock == nil {
+		e.clock = newCoarseClock()
+		clock = e.clock
+	}
+	ct, err := nat.New(nat.Config{
+		MaxFlows: t.Conntrack.MaxFlows,
+		Timeouts: nat.Timeouts{
+			Idle: t.Conntrack.IdleTimeout,
+			Fin:  t.Conntrack.FinTimeout,
+			Rst:  t.Conntrack.RstTimeout,
+		},
+		Clock: clock,
+		Pools: e.pol.pools,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	e.ct = ct
 	return e, nil
 }
 
-// Start starts one forwarding goroutine per port. They stop when their
-// devices are closed; Wait waits for that.
+// sweepInterval is how often expired flows are reclaimed. Expiry itself
+// is exact: a flow past its timeout is gone for lookups at once.
+const sweepInterval = time.Second
+
+// Start starts one forwarding goroutine per port and the conntrack
+// sweeper. Close stops them.
 func (e *Engine) Start() {
 	for _, p := range e.ports {
 		e.wg.Add(1)
@@ -89,12 +124,34 @@ func (e *Engine) Start() {
 			e.readLoop(p)
 		}()
 	}
+	if e.clock != nil {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.clock.run(e.done)
+		}()
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		tick := time.NewTicker(sweepInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				e.ct.Expire()
+			case <-e.done:
+				return
+			}
+		}
+	}()
 }
 
 // Close closes every device, which stops the forwarding goroutines, and
 // waits for them.
 func (e *Engine) Close() error {
 	var errs []error
+	close(e.done)
 	for _, p := range e.ports {
 		if err := p.dev.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, err)
@@ -123,8 +180,9 @@ func (e *Engine) readLoop(p *Port) {
 			p.stats.drop(DropReadError)
 			continue
 		}
+		now := e.ct.Now()
 		for i := 0; i < n; i++ {
-			e.forward(p, bufs[i][:sizes[i]], w)
+			e.forward(p, bufs[i][:sizes[i]], now, w)
 		}
 	}
 }

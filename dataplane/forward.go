@@ -1,7 +1,10 @@
 package dataplane
 
 import (
+	"errors"
+
 	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/nat"
 )
 
 // worker is the per-goroutine scratch state of a forwarding loop.
@@ -11,14 +14,13 @@ type worker struct {
 }
 
 func newWorker() *worker {
-	// An ICMP error quotes at most 576 bytes; an echo reply mirrors its
-	// request, which can be a full MTU.
 	return &worker{reply: make([]byte, maxPacket)}
 }
 
 // forward runs one packet from port in through the pipeline. b holds the
-// virtio-net header followed by the IPv4 packet.
-func (e *Engine) forward(in *Port, b []byte, w *worker) {
+// virtio-net header followed by the IPv4 packet; now is the conntrack clock,
+// read once per batch.
+func (e *Engine) forward(in *Port, b []byte, now int64, w *worker) {
 	in.stats.rxPackets.Add(1)
 	in.stats.rxBytes.Add(uint64(len(b)))
 
@@ -37,29 +39,49 @@ func (e *Engine) forward(in *Port, b []byte, w *worker) {
 		in.stats.drop(DropBadChecksum)
 		return
 	}
-
-	// route
-	t, _, found := e.fib.Lookup(ip.Dst())
-	if !found {
-		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPNetUnreachable, 0, w)
-		in.stats.drop(DropNoRoute)
-		return
-	}
-	switch t.kind {
-	case targetLocal:
+	// For the dataplane itself: it answers as every subnet's gateway.
+	dst := ip.Dst()
+	t, _, found := e.fib.Lookup(dst)
+	if found && t.kind == targetLocal {
 		e.toGateway(in, ip, w)
 		return
-	case targetUnreachable:
-		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPHostUnreachable, 0, w)
-		in.stats.drop(DropHostUnreachable)
-		return
 	}
-	out := e.ports[t.port]
-
-	// TTL and MTU: the checks a router makes before it forwards.
+	// A router drops an expiring packet before anything else, and its
+	// error quotes the packet as the sender sent it.
 	if ip.TTL() <= 1 {
 		e.sendError(in, ip, header.ICMPTimeExceeded, 0, 0, w)
 		in.stats.drop(DropTTLExceeded)
+		return
+	}
+
+	// conntrack: the flow, or a new one as the policy decides (NSG and
+	// NAT, F2-F7, F12). The flow knows where the packet goes once
+	// translated, so routing and the MTU check come before the rewrite.
+	var flow nat.Flow
+	tracked := false
+	if k, ok := nat.KeyOf(ip); ok {
+		if flow, tracked = e.ct.Lookup(k, now); !tracked {
+			if flow, tracked = e.newFlow(in, ip, k, now, w); !tracked {
+				return
+			}
+		}
+		if to := flow.Translated().Dst; to != dst {
+			dst = to
+			t, _, found = e.fib.Lookup(dst)
+		}
+	} else if e.ct.TranslateICMPError(ip, vnet, now) {
+		// An error about a translated flow, already rewritten for its
+		// sender: route it by its new destination.
+		dst = ip.Dst()
+		t, _, found = e.fib.Lookup(dst)
+	} else if e.pol.needsNAT(in.node, ip.Src(), dst) {
+		in.stats.drop(DropUntranslatable)
+		return
+	}
+
+	// route
+	out := e.egress(in, ip, t, found, w)
+	if out == nil {
 		return
 	}
 	if wireLen(vnet, ip) > out.mtu {
@@ -71,11 +93,73 @@ func (e *Engine) forward(in *Port, b []byte, w *worker) {
 		}
 		return
 	}
-	ip.DecTTL()
 
-	// write
-	pkt := b[:header.VirtioNetHdrLen+ip.TotalLen()]
-	e.transmit(in, out, pkt, w)
+	// translate, then write
+	if tracked {
+		flow.Translate(ip, vnet)
+	}
+	ip.DecTTL()
+	e.transmit(in, out, b[:header.VirtioNetHdrLen+ip.TotalLen()], w)
+}
+
+// newFlow creates the flow of a connection's first packet: the policy says
+// how it is translated, and the flow is refused if the translated
+// destination is unroutable, the table is full, or the VIP has no SNAT
+// port left (F17: TCP gets a RST, others admin-prohibited).
+func (e *Engine) newFlow(in *Port, ip header.IPv4, k nat.Key, now int64, w *worker) (nat.Flow, bool) {
+	xl, reason, ok := e.pol.decide(in.node, k)
+	if !ok {
+		in.stats.drop(reason)
+		return nat.Flow{}, false
+	}
+	// An unroutable destination must not leave a flow behind.
+	if t, _, found := e.fib.Lookup(xl.Dst); e.egress(in, ip, t, found, w) == nil {
+		return nat.Flow{}, false
+	}
+	f, err := e.ct.Insert(k, xl, now)
+	switch {
+	case err == nil || errors.Is(err, nat.ErrExists):
+		return f, true
+	case errors.Is(err, nat.ErrPoolExhausted):
+		e.refuse(in, ip, w)
+		in.stats.drop(DropSNATExhausted)
+	default: // nat.ErrTableFull, nat.ErrConflict
+		e.refuse(in, ip, w)
+		in.stats.drop(DropConntrackFull)
+	}
+	return nat.Flow{}, false
+}
+
+// egress returns the port a packet for route t leaves by, or, if there is
+// none, answers the packet with the ICMP error a router sends, counts the
+// drop and returns nil.
+func (e *Engine) egress(in *Port, ip header.IPv4, t target, found bool, w *worker) *Port {
+	switch {
+	case !found:
+		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPNetUnreachable, 0, w)
+		in.stats.drop(DropNoRoute)
+	case t.kind != targetPort:
+		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPHostUnreachable, 0, w)
+		in.stats.drop(DropHostUnreachable)
+	default:
+		return e.ports[t.port]
+	}
+	return nil
+}
+
+// refuse answers the first packet of a connection the dataplane cannot
+// carry: a TCP reset, so connect() fails at once, or ICMP
+// administratively prohibited for anything else.
+func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
+	if ip.Protocol() == header.ProtoTCP {
+		buf := w.reply
+		header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
+		if n := header.BuildTCPReset(buf[header.VirtioNetHdrLen:], ip); n > 0 {
+			e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+		}
+		return
+	}
+	e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPAdminProhibited, 0, w)
 }
 
 // transmit writes one packet to out and counts it.

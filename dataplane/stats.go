@@ -11,38 +11,50 @@ import (
 type DropReason uint8
 
 const (
-	DropTruncated       DropReason = iota // shorter than its headers claim
-	DropNotIPv4                           // IPv6, or not IP at all
-	DropBadIHL                            // IHL < 5 or past the packet
-	DropBadTotalLength                    // total length < header or > packet
-	DropBadL4                             // transport header truncated or inconsistent
-	DropBadChecksum                       // IP header checksum does not verify
-	DropNoRoute                           // outside every network the lab knows: net unreachable
-	DropHostUnreachable                   // in a known network, but no node holds it
-	DropTTLExceeded                       // TTL ran out here: time exceeded
-	DropFragNeeded                        // DF set and larger than the egress MTU
-	DropTooBig                            // larger than the egress MTU and fragmentable (we do not fragment)
-	DropToGateway                         // for a gateway address, and not a ping
-	DropReadError                         // the device read failed
-	DropWriteError                        // the egress device refused the packet
+	DropTruncated         DropReason = iota // shorter than its headers claim
+	DropNotIPv4                             // IPv6, or not IP at all
+	DropBadIHL                              // IHL < 5 or past the packet
+	DropBadTotalLength                      // total length < header or > packet
+	DropBadL4                               // transport header truncated or inconsistent
+	DropBadChecksum                         // IP header checksum does not verify
+	DropNoRoute                             // outside every network the lab knows: net unreachable
+	DropHostUnreachable                     // in a known network, but no node holds it
+	DropTTLExceeded                         // TTL ran out here: time exceeded
+	DropFragNeeded                          // DF set and larger than the egress MTU
+	DropTooBig                              // larger than the egress MTU and fragmentable (we do not fragment)
+	DropToGateway                           // for a gateway address, and not a ping
+	DropInternetToPrivate                   // from the Internet to a VNet's private address
+	DropSpoofed                             // a node sent with a source address not its own
+	DropPortClosed                          // a VIP, ILB or public-IP port that is not open (F2, F7)
+	DropConntrackFull                       // a new flow, and the flow table is full
+	DropSNATExhausted                       // a new flow, and its VIP's SNAT ports are all in use (F17)
+	DropUntranslatable                      // needs NAT, but conntrack cannot follow it (a non-first fragment, an unknown protocol)
+	DropReadError                           // the device read failed
+	DropWriteError                          // the egress device refused the packet
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
-	DropTruncated:       "truncated",
-	DropNotIPv4:         "not-ipv4",
-	DropBadIHL:          "bad-ihl",
-	DropBadTotalLength:  "bad-total-length",
-	DropBadL4:           "bad-l4-header",
-	DropBadChecksum:     "bad-ip-checksum",
-	DropNoRoute:         "no-route",
-	DropHostUnreachable: "host-unreachable",
-	DropTTLExceeded:     "ttl-exceeded",
-	DropFragNeeded:      "frag-needed",
-	DropTooBig:          "too-big",
-	DropToGateway:       "to-gateway",
-	DropReadError:       "read-error",
-	DropWriteError:      "write-error",
+	DropTruncated:         "truncated",
+	DropNotIPv4:           "not-ipv4",
+	DropBadIHL:            "bad-ihl",
+	DropBadTotalLength:    "bad-total-length",
+	DropBadL4:             "bad-l4-header",
+	DropBadChecksum:       "bad-ip-checksum",
+	DropNoRoute:           "no-route",
+	DropHostUnreachable:   "host-unreachable",
+	DropTTLExceeded:       "ttl-exceeded",
+	DropFragNeeded:        "frag-needed",
+	DropTooBig:            "too-big",
+	DropToGateway:         "to-gateway",
+	DropInternetToPrivate: "internet-to-private",
+	DropSpoofed:           "spoofed-source",
+	DropPortClosed:        "port-closed",
+	DropConntrackFull:     "conntrack-full",
+	DropSNATExhausted:     "snat-exhausted",
+	DropUntranslatable:    "untranslatable",
+	DropReadError:         "read-error",
+	DropWriteError:        "write-error",
 }
 
 func (r DropReason) String() string {

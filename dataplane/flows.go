@@ -1,0 +1,102 @@
+package dataplane
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/nat"
+)
+
+// FlowView is one tracked flow as `emulator flows` shows it.
+type FlowView struct {
+	Proto       string    `json:"proto"`
+	Original    string    `json:"original"`   // as the initiator sent it
+	Translated  string    `json:"translated"` // as it left the dataplane
+	NAT         string    `json:"nat"`        // "snat", "dnat", "snat+dnat" or "none"
+	State       string    `json:"state"`
+	AgeSeconds  float64   `json:"ageSeconds"`
+	IdleSeconds float64   `json:"idleSeconds"`
+	Packets     [2]uint64 `json:"packets"` // original direction, reply direction
+	Bytes       [2]uint64 `json:"bytes"`
+}
+
+// Flows returns every live flow, oldest first.
+func (e *Engine) Flows() []FlowView {
+	now := e.ct.Now()
+	infos := e.ct.Flows()
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Created < infos[j].Created })
+	out := make([]FlowView, 0, len(infos))
+	for _, fi := range infos {
+		o, x := fi.Orig, fi.Translated()
+		kind := "none"
+		switch snat, dnat := o.Src != x.Src || o.SrcPort != x.SrcPort, o.Dst != x.Dst; {
+		case snat && dnat:
+			kind = "snat+dnat"
+		case snat:
+			kind = "snat"
+		case dnat:
+			kind = "dnat"
+		}
+		out = append(out, FlowView{
+			Proto:       nat.ProtoName(o.Proto),
+			Original:    tuple(o),
+			Translated:  tuple(x),
+			NAT:         kind,
+			State:       fi.State.String(),
+			AgeSeconds:  time.Duration(fi.Age).Seconds(),
+			IdleSeconds: time.Duration(now - fi.LastSeen).Seconds(),
+			Packets:     fi.Packets,
+			Bytes:       fi.Bytes,
+		})
+	}
+	return out
+}
+
+// tuple prints a key without its protocol: "10.0.1.6:40000 -> 203.0.113.10:80",
+// or "10.0.1.6 -> 203.0.113.10 id 7" for ICMP echo.
+func tuple(k nat.Key) string {
+	if k.Proto == header.ProtoICMP {
+		return fmt.Sprintf("%v -> %v id %d", k.Src, k.Dst, k.SrcPort)
+	}
+	return fmt.Sprintf("%v:%d -> %v:%d", k.Src, k.SrcPort, k.Dst, k.DstPort)
+}
+
+// NATStatus is connection tracking's and the SNAT pools' state, for
+// `emulator status`.
+type NATStatus struct {
+	Flows         int        `json:"flows"`
+	MaxFlows      int        `json:"maxFlows"`
+	Created       uint64     `json:"created"`
+	Expired       uint64     `json:"expired"`
+	TableFull     uint64     `json:"tableFull"`
+	PoolExhausted uint64     `json:"poolExhausted"`
+	Pools         []PoolView `json:"pools"`
+}
+
+// PoolView is one SNAT pool: a public address's ports for one protocol.
+type PoolView struct {
+	Address   string `json:"address"`
+	Proto     string `json:"proto"`
+	Range     string `json:"range"`
+	Size      int    `json:"size"`
+	InUse     int    `json:"inUse"`
+	Exhausted uint64 `json:"exhausted"`
+}
+
+// NAT returns the connection table's counters and every SNAT pool.
+func (e *Engine) NAT() NATStatus {
+	s := e.ct.Stats()
+	st := NATStatus{
+		Flows: s.Flows, MaxFlows: s.MaxFlows, Created: s.Created, Expired: s.Expired,
+		TableFull: s.TableFull, PoolExhausted: s.PoolExhausted,
+	}
+	for _, p := range e.ct.Pools() {
+		st.Pools = append(st.Pools, PoolView{
+			Address: p.Addr.String(), Proto: nat.ProtoName(p.Proto), Range: fmt.Sprintf("%d-%d", p.Lo, p.Hi),
+			Size: p.Size, InUse: p.InUse, Exhausted: p.Exhausted,
+		})
+	}
+	return st
+}

@@ -1,0 +1,235 @@
+package dataplane
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/topology"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+func tcpPkt(t testing.TB, src string, sport uint16, dst string, dport uint16, syn, ack bool) []byte {
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
+		SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: syn, ACK: ack, Seq: 100, Ack: 200, Window: 65535}
+	tcp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ip, tcp, gopacket.Payload([]byte("hello")))
+}
+
+// tcpOf asserts that p is a TCP packet with valid IP and TCP checksums and
+// returns its addresses and ports.
+func tcpOf(t *testing.T, p gopacket.Packet) (src string, sport uint16, dst string, dport uint16, tcp *layers.TCP) {
+	t.Helper()
+	ip := checkIPv4(t, p)
+	l := p.Layer(layers.LayerTypeTCP)
+	if l == nil {
+		t.Fatalf("not TCP: %v", p)
+	}
+	tcp = l.(*layers.TCP)
+	sum := header.PseudoHeaderSum(header.ProtoTCP, header.AddrFromSlice(ip.SrcIP), header.AddrFromSlice(ip.DstIP), uint16(len(ip.Payload)))
+	if header.Checksum(ip.Payload, sum) != 0xffff {
+		t.Fatalf("TCP checksum of %v:%d -> %v:%d is wrong", ip.SrcIP, tcp.SrcPort, ip.DstIP, tcp.DstPort)
+	}
+	return ip.SrcIP.String(), uint16(tcp.SrcPort), ip.DstIP.String(), uint16(tcp.DstPort), tcp
+}
+
+// F3: a worker calling the Internet leaves with the ASE's VIP, and the
+// reply comes back to the worker.
+func TestSNATToVIP(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40000, "203.0.113.10", 80, true, false))
+	src, sport, dst, dport, _ := tcpOf(t, l.devs["echo"].recv(t))
+	if src != "192.23.1.2" || dst != "203.0.113.10" || dport != 80 {
+		t.Fatalf("echo saw %s:%d -> %s:%d, want the VIP 192.23.1.2 as source (F3)", src, sport, dst, dport)
+	}
+	if sport != 40000 {
+		t.Errorf("SNAT changed the free source port 40000 to %d", sport)
+	}
+	l.devs["echo"].inject(nil, tcpPkt(t, "203.0.113.10", 80, "192.23.1.2", sport, true, true))
+	src, sport, dst, dport, _ = tcpOf(t, l.devs["ase1-w1"].recv(t))
+	if src != "203.0.113.10" || sport != 80 || dst != "10.0.1.6" || dport != 40000 {
+		t.Fatalf("reply reached ase1-w1 as %s:%d -> %s:%d, want 203.0.113.10:80 -> 10.0.1.6:40000", src, sport, dst, dport)
+	}
+}
+
+// F4: inside the VNet the worker keeps its own address.
+func TestNoNATInsideVNet(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40001, "10.0.2.4", 1433, true, false))
+	if src, _, _, _, _ := tcpOf(t, l.devs["db1"].recv(t)); src != "10.0.1.6" {
+		t.Fatalf("db1 saw %s, want 10.0.1.6 (F4: no NAT inside the VNet)", src)
+	}
+}
+
+// F2: the client reaches a front-end through the VIP with its own address
+// kept; the reply leaves from the VIP; closed ports get nothing.
+func TestDNATFromVIP(t *testing.T) {
+	l := newLab(t, nil)
+	for _, port := range []uint16{80, 454} {
+		l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 50000+port, "192.23.1.2", port, true, false))
+		var fe string
+		var p gopacket.Packet
+		select {
+		case b := <-l.devs["ase1-fe1"].out:
+			fe, p = "ase1-fe1", gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
+		case b := <-l.devs["ase1-fe2"].out:
+			fe, p = "ase1-fe2", gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
+		case <-timeout():
+			t.Fatalf("VIP port %d: no front-end received the connection", port)
+		}
+		src, _, dst, dport, _ := tcpOf(t, p)
+		feAddr := map[string]string{"ase1-fe1": "10.0.1.4", "ase1-fe2": "10.0.1.5"}[fe]
+		if src != "198.51.100.10" || dst != feAddr || dport != port {
+			t.Fatalf("%s saw %s -> %s:%d, want 198.51.100.10 -> %s:%d (F2 keeps the client address)", fe, src, dst, dport, feAddr, port)
+		}
+		l.devs[fe].inject(nil, tcpPkt(t, feAddr, port, "198.51.100.10", 50000+port, true, true))
+		src, sport, _, _, _ := tcpOf(t, l.devs["client"].recv(t))
+		if src != "192.23.1.2" || sport != port {
+			t.Fatalf("the client got the reply from %s:%d, want the VIP 192.23.1.2:%d", src, sport, port)
+		}
+	}
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 50022, "192.23.1.2", 22, true, false))
+	l.devs["client"].expectNothing(t) // dropped silently: no RST, no ICMP
+	l.expectDrops(t, DropPortClosed, 1)
+}
+
+// F5: ase1 calling ase2's VIP arrives at ase2 from ase1's VIP.
+func TestASEToASEHairpin(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40002, "192.23.2.2", 80, true, false))
+	var p gopacket.Packet
+	select {
+	case b := <-l.devs["ase2-fe1"].out:
+		p = gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
+	case b := <-l.devs["ase2-fe2"].out:
+		p = gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
+	case <-timeout():
+		t.Fatal("no ase2 front-end received ase1's call")
+	}
+	src, sport, dst, _, _ := tcpOf(t, p)
+	if src != "192.23.1.2" || !strings.HasPrefix(dst, "10.0.3.") {
+		t.Fatalf("ase2 saw %s -> %s, want 192.23.1.2 -> an ase2 front-end (F5)", src, dst)
+	}
+	l.devs[map[string]string{"10.0.3.4": "ase2-fe1", "10.0.3.5": "ase2-fe2"}[dst]].inject(nil,
+		tcpPkt(t, dst, 80, "192.23.1.2", sport, true, true))
+	src, sport, dst, dport, _ := tcpOf(t, l.devs["ase1-w1"].recv(t))
+	if src != "192.23.2.2" || sport != 80 || dst != "10.0.1.6" || dport != 40002 {
+		t.Fatalf("reply reached ase1-w1 as %s:%d -> %s:%d, want 192.23.2.2:80 -> 10.0.1.6:40002", src, sport, dst, dport)
+	}
+}
+
+// F7: the ILB address serves the VNet, not the Internet; ase3 leaves with
+// its public VIP, which answers only management.
+func TestILB(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 40003, "10.0.4.8", 80, true, false))
+	select {
+	case <-l.devs["ase3-fe1"].out:
+	case <-l.devs["ase3-fe2"].out:
+	case <-timeout():
+		t.Fatal("db1 -> 10.0.4.8:80 reached no ase3 front-end")
+	}
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 40004, "10.0.4.8", 80, true, false))
+	l.devs["client"].expectNothing(t)
+	l.expectDrops(t, DropInternetToPrivate, 1)
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 40005, "192.23.3.2", 80, true, false))
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 40006, "192.23.3.2", 454, true, false))
+	select {
+	case <-l.devs["ase3-fe1"].out:
+	case <-l.devs["ase3-fe2"].out:
+	case <-timeout():
+		t.Fatal("management on ase3's public VIP reached no front-end")
+	}
+	l.expectDrops(t, DropPortClosed, 1) // ase3's VIP: port 80 is closed in mode Web, Publishing
+	l.devs["ase3-w1"].inject(nil, tcpPkt(t, "10.0.4.6", 40007, "203.0.113.10", 80, true, false))
+	if src, _, _, _, _ := tcpOf(t, l.devs["echo"].recv(t)); src != "192.23.3.2" {
+		t.Fatalf("ase3 left with %s, want its public VIP 192.23.3.2", src)
+	}
+}
+
+// Ping through SNAT: the echo identifier is translated and back.
+func TestPingThroughSNAT(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["ase1-w1"].inject(nil, icmpEcho(t, "10.0.1.6", "203.0.113.10"))
+	p := l.devs["echo"].recv(t)
+	ip := checkIPv4(t, p)
+	icmp := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip.SrcIP.String() != "192.23.1.2" || header.Checksum(ip.Payload, 0) != 0xffff {
+		t.Fatalf("echo request arrived from %v (ICMP checksum ok: %v)", ip.SrcIP, header.Checksum(ip.Payload, 0) == 0xffff)
+	}
+	reply := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: ip.DstIP, DstIP: ip.SrcIP}
+	r := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0), Id: icmp.Id, Seq: icmp.Seq}
+	l.devs["echo"].inject(nil, serialize(t, reply, r, gopacket.Payload(icmp.Payload)))
+	p = l.devs["ase1-w1"].recv(t)
+	ip = checkIPv4(t, p)
+	got := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip.DstIP.String() != "10.0.1.6" || got.Id != 7 || header.Checksum(ip.Payload, 0) != 0xffff {
+		t.Fatalf("echo reply reached %v with id %d, want 10.0.1.6 with id 7 and a valid checksum", ip.DstIP, got.Id)
+	}
+}
+
+// An ICMP error from the Internet about a SNATed flow is translated back to
+// the worker, embedded header included (traceroute, path MTU discovery).
+func TestICMPErrorThroughSNAT(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40008, "203.0.113.10", 81, true, false))
+	seen := l.devs["echo"].recv(t)
+	orig := checkIPv4(t, seen)
+	buf := make([]byte, 600)
+	n := header.BuildICMPError(buf, header.AddrFromSlice(orig.DstIP), header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, header.IPv4(orig.Contents[:len(orig.Contents)+len(orig.Payload)]))
+	l.devs["echo"].inject(nil, buf[:n])
+	p := l.devs["ase1-w1"].recv(t)
+	ip := checkIPv4(t, p)
+	if ip.DstIP.String() != "10.0.1.6" || header.Checksum(ip.Payload, 0) != 0xffff {
+		t.Fatalf("ICMP error reached %v (checksum ok %v), want 10.0.1.6", ip.DstIP, header.Checksum(ip.Payload, 0) == 0xffff)
+	}
+	inner := header.IPv4(p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4).Payload)
+	if inner.Src().String() != "10.0.1.6" || !inner.ChecksumValid() {
+		t.Fatalf("embedded header says source %v (checksum ok %v), want 10.0.1.6", inner.Src(), inner.ChecksumValid())
+	}
+}
+
+// F17: with a SNAT pool of two ports, a third connection is refused with a
+// RST while the first two keep working.
+func TestSNATPoolExhaustion(t *testing.T) {
+	yaml := strings.Replace(string(topology.DefaultYAML()), "    virtualIp: 192.23.1.2\n", "    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50001\n", 1)
+	topo, err := topology.Parse("pool.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLabFrom(t, topo, nil)
+	w1, echo := l.devs["ase1-w1"], l.devs["echo"]
+	var ports []uint16
+	for i := uint16(0); i < 2; i++ {
+		w1.inject(nil, tcpPkt(t, "10.0.1.6", 40100+i, "203.0.113.10", 80, true, false))
+		_, sport, _, _, _ := tcpOf(t, echo.recv(t))
+		if sport != 50000 && sport != 50001 {
+			t.Fatalf("SNAT port %d is outside the pool 50000-50001", sport)
+		}
+		ports = append(ports, sport)
+	}
+	w1.inject(nil, tcpPkt(t, "10.0.1.6", 40102, "203.0.113.10", 80, true, false))
+	src, _, dst, dport, tcp := tcpOf(t, w1.recv(t))
+	if !tcp.RST || src != "203.0.113.10" || dst != "10.0.1.6" || dport != 40102 {
+		t.Fatalf("third connection: want a RST from 203.0.113.10 to 10.0.1.6:40102, got %s -> %s:%d %+v", src, dst, dport, tcp)
+	}
+	echo.expectNothing(t)
+	l.expectDrops(t, DropSNATExhausted, 1)
+	for i, p := range ports {
+		echo.inject(nil, tcpPkt(t, "203.0.113.10", 80, "192.23.1.2", p, false, true))
+		if _, _, _, dport, _ := tcpOf(t, w1.recv(t)); dport != 40100+uint16(i) {
+			t.Fatalf("existing flow %d broke: reply went to port %d", i, dport)
+		}
+	}
+}
+
+// The Internet cannot reach private addresses.
+func TestInternetCannotReachPrivate(t *testing.T) {
+	l := newLab(t, nil)
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 40009, "10.0.1.6", 80, true, false))
+	l.devs["ase1-w1"].expectNothing(t)
+	l.expectDrops(t, DropInternetToPrivate, 1)
+}

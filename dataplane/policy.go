@@ -1,0 +1,170 @@
+package dataplane
+
+import (
+	"net/netip"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/route"
+	"github.com/aseemu/emulator/nat"
+	"github.com/aseemu/emulator/topology"
+)
+
+// The policy decides, on a flow's first packet, how the flow is translated:
+// the Azure behaviours F2-F7. Package nat then carries the decision out on
+// every packet of the flow.
+
+// Inbound ports of an ASE (F2, F7).
+var (
+	portsApps   = ports(80, 443)
+	portsFTP    = append(ports(21, 990), topology.PortRange{Lo: 10001, Hi: 10020})
+	portsDebug  = ports(4016, 4018, 4020) // VS2012, VS2013, VS2015 remote debugging
+	portsManage = ports(454, 455)
+)
+
+func ports(ps ...uint16) []topology.PortRange {
+	var out []topology.PortRange
+	for _, p := range ps {
+		out = append(out, topology.PortRange{Lo: p, Hi: p})
+	}
+	return out
+}
+
+// portSet is a bitmap of open ports: one load and a mask per lookup.
+type portSet [65536 / 64]uint64
+
+func newPortSet(groups ...[]topology.PortRange) *portSet {
+	s := &portSet{}
+	for _, g := range groups {
+		for _, r := range g {
+			for p := int(r.Lo); p <= int(r.Hi); p++ {
+				s[p>>6] |= 1 << (p & 63)
+			}
+		}
+	}
+	return s
+}
+
+func (s *portSet) has(p uint16) bool { return s[p>>6]&(1<<(p&63)) != 0 }
+
+// frontDoor is a public or load-balanced address and where its traffic
+// goes: an ASE's VIP or ILB address (spread over the front-ends), or a VM's
+// public IP (1:1).
+type frontDoor struct {
+	open     *portSet      // nil: every port and ICMP echo (a VM's public IP)
+	backends []header.Addr // front-ends, or the VM
+}
+
+// policy is compiled from the topology once; it is only read afterwards.
+type policy struct {
+	vnet     route.Table[bool]           // the VNets' address spaces and the platform address: "inside"
+	outbound map[header.Addr]header.Addr // node address -> the address it leaves the VNet with
+	doors    map[header.Addr]*frontDoor  // VIPs, ILB addresses, VM public IPs
+	pools    []nat.PoolConfig            // the SNAT pools the outbound addresses need
+}
+
+func compilePolicy(t *topology.Topology) *policy {
+	p := &policy{outbound: map[header.Addr]header.Addr{}, doors: map[header.Addr]*frontDoor{}}
+	for _, v := range t.VNets {
+		for _, s := range v.AddressSpace {
+			p.vnet.Insert(s, true)
+		}
+	}
+	p.vnet.Insert(netip.PrefixFrom(topology.PlatformAddr, 32), true)
+
+	addr := header.AddrFromNetip
+	for _, a := range t.ASEs {
+		vip := addr(a.VIP)
+		// F3, F7: every machine of the ASE leaves with its public VIP.
+		for _, n := range append(append([]*topology.Node{}, a.FrontEnds...), a.Workers...) {
+			p.outbound[addr(n.Addr)] = vip
+		}
+		p.pools = append(p.pools, nat.PoolConfig{Addr: vip, Lo: a.SNATPorts.Lo, Hi: a.SNATPorts.Hi})
+		var fes []header.Addr
+		for _, n := range a.FrontEnds {
+			fes = append(fes, addr(n.Addr))
+		}
+		switch {
+		case a.Kind == topology.KindExternal: // F2
+			p.doors[vip] = &frontDoor{open: newPortSet(portsApps, portsFTP, portsDebug, portsManage), backends: fes}
+		case a.ILBMode == topology.ILBModePublishing: // F7: only publishing on the ILB address
+			p.doors[vip] = &frontDoor{open: newPortSet(portsApps, portsDebug, portsManage), backends: fes}
+			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsFTP), backends: fes}
+		default: // F7, "Web, Publishing": management alone stays on the VIP
+			p.doors[vip] = &frontDoor{open: newPortSet(portsManage), backends: fes}
+			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsApps, portsFTP, portsDebug), backends: fes}
+		}
+	}
+	def := addr(t.DefaultOutbound)
+	p.pools = append(p.pools, nat.PoolConfig{Addr: def, Lo: topology.DefaultSNATPorts.Lo, Hi: topology.DefaultSNATPorts.Hi})
+	for _, vm := range t.VMs {
+		if vm.PublicIP.IsValid() {
+			pub := addr(vm.PublicIP)
+			p.outbound[addr(vm.PrivateIP)] = pub // 1:1, ports kept
+			p.doors[pub] = &frontDoor{backends: []header.Addr{addr(vm.PrivateIP)}}
+		} else {
+			p.outbound[addr(vm.PrivateIP)] = def // Azure's default outbound access
+		}
+	}
+	return p
+}
+
+// inside reports whether a lies in a VNet's address space (or is the
+// platform address, which VNet machines reach without NAT).
+func (p *policy) inside(a header.Addr) bool {
+	_, _, ok := p.vnet.Lookup(a)
+	return ok
+}
+
+// decide returns the tuple a new flow's packets leave with, or a drop
+// reason. k is the flow's first packet as it arrived from node n.
+func (p *policy) decide(n *topology.Node, k nat.Key) (nat.Key, DropReason, bool) {
+	xl := k
+	if n.Kind == topology.NodeInternet {
+		// The Internet reaches a lab only through its public addresses.
+		if p.inside(k.Dst) {
+			return xl, DropInternetToPrivate, false
+		}
+	} else if k.Src != header.AddrFromNetip(n.Addr) {
+		return xl, DropSpoofed, false
+	}
+	// DNAT: a VIP, an ILB address or a public IP (F2, F7).
+	if d := p.doors[k.Dst]; d != nil {
+		if d.open != nil && (k.Proto == header.ProtoICMP || !d.open.has(k.DstPort)) {
+			return xl, DropPortClosed, false // silently, as Azure's load balancer does
+		}
+		if len(d.backends) == 0 {
+			return xl, DropPortClosed, false
+		}
+		xl.Dst = d.backends[flowHash(k)%uint32(len(d.backends))]
+	}
+	// SNAT: a VNet machine calling outside the VNet's address space leaves
+	// with its public address (F3), even when the call comes back in to
+	// another VIP of the lab (F5). Inside the VNet nothing changes (F4).
+	if n.Kind != topology.NodeInternet && !p.inside(k.Dst) {
+		if pub, ok := p.outbound[k.Src]; ok {
+			xl.Src = pub
+		}
+	}
+	return xl, 0, true
+}
+
+// flowHash spreads flows over a VIP's front-ends by their 5-tuple, as
+// Azure's load balancer does, so one connection always lands on one
+// front-end.
+func flowHash(k nat.Key) uint32 {
+	h := uint64(k.Src)<<32 | uint64(k.Dst)
+	h ^= uint64(k.SrcPort)<<40 | uint64(k.DstPort)<<24 | uint64(k.Proto)
+	h *= 0x9e3779b97f4a7c15
+	return uint32(h >> 32)
+}
+
+// needsNAT reports whether a packet that conntrack cannot follow (a
+// non-first fragment, an unknown protocol) would need translating, in which
+// case it must not pass as it is.
+func (p *policy) needsNAT(n *topology.Node, src, dst header.Addr) bool {
+	if p.doors[dst] != nil {
+		return true
+	}
+	_, out := p.outbound[src]
+	return out && n.Kind != topology.NodeInternet && !p.inside(dst)
+}
