@@ -252,4 +252,8 @@ type statusJSON struct {
 		ILB  string `json:"ilb"`
 	} `json:"ases"`
 	Drops map[string]int `json:"drops"`
+	NAT   struct {
+		Flows         int    `json:"flows"`
+		PoolExhausted uint64 `json:"poolExhausted"`
+	} `json:"nat"`
 }

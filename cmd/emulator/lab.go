@@ -93,7 +93,7 @@ func (l *runningLab) build() error {
 	for i, n := range l.topo.Nodes {
 		specs[i] = dataplane.PortSpec{Node: n, Dev: l.devs[i]}
 	}
-	e, err := dataplane.New(l.topo, specs)
+	e, err := dataplane.New(l.topo, specs, dataplane.Config{})
 	if err != nil {
 		return err
 	}
@@ -150,6 +150,7 @@ func (l *runningLab) serveControl() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", l.handleStatus)
+	mux.HandleFunc("GET /flows", l.handleFlows)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil

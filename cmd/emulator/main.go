@@ -35,6 +35,7 @@ Commands:
   down [--name LAB]                  tear a lab down completely (idempotent)
   status [--name LAB] [--json]       nodes, addresses, VIPs and counters of a running lab
   exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
+  flows [--name LAB] [--json]        tracked flows with their original and translated tuples
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(rest, stdout)
 	case "exec":
 		err = cmdExec(rest)
+	case "flows":
+		err = cmdFlows(rest, stdout)
 	case "init":
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":

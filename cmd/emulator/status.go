@@ -13,18 +13,20 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
 )
 
 // statusReport is what `status --json` prints and the control socket serves.
 type statusReport struct {
-	Lab      string         `json:"lab"`
-	PID      int            `json:"pid"`
-	Topology string         `json:"topology"`
-	Started  time.Time      `json:"started"`
-	Nodes    []nodeStatus   `json:"nodes"`
-	ASEs     []aseStatus    `json:"ases"`
-	Drops    map[string]int `json:"drops"` // totals per reason over all nodes
+	Lab      string              `json:"lab"`
+	PID      int                 `json:"pid"`
+	Topology string              `json:"topology"`
+	Started  time.Time           `json:"started"`
+	Nodes    []nodeStatus        `json:"nodes"`
+	ASEs     []aseStatus         `json:"ases"`
+	Drops    map[string]int      `json:"drops"` // totals per reason over all nodes
+	NAT      dataplane.NATStatus `json:"nat"`
 }
 
 type nodeStatus struct {
@@ -65,15 +67,18 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		}
 		rep.Nodes = append(rep.Nodes, ns)
 	}
-	for _, a := range l.topo.ASEs {
-		as := aseStatus{Name: a.Name, Kind: a.Kind, Subnet: a.Subnet.Name, VIP: a.VIP.String(), DNSSuffix: a.DNSSuffix}
-		if a.ILB.IsValid() {
-			as.ILB = a.ILB.String()
-		}
-		rep.ASEs = append(rep.ASEs, as)
-	}
+	rep.ASEs = aseRows(l.topo)
+	rep.NAT = l.engine.NAT()
+	writeJSON(w, rep)
+}
+
+func (l *runningLab) handleFlows(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, l.engine.Flows())
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(rep)
+	json.NewEncoder(w).Encode(v)
 }
 
 func cmdStatus(args []string, stdout io.Writer) error {
@@ -123,6 +128,72 @@ func controlGet(lab, path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+func cmdFlows(args []string, stdout io.Writer) error {
+	fs, name := newFlags("flows")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args, name); err != nil {
+		return err
+	}
+	if err := needRoot("flows"); err != nil {
+		return err
+	}
+	var flows []dataplane.FlowView
+	if err := controlGet(*name, "/flows", &flows); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(flows)
+	}
+	if len(flows) == 0 {
+		fmt.Fprintln(stdout, "No flows.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tORIGINAL\tTRANSLATED\tNAT\tSTATE\tAGE\tIDLE\tPKTS OUT/BACK\tBYTES OUT/BACK")
+	for _, f := range flows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\n", f.Proto, f.Original, f.Translated, f.NAT, f.State,
+			secs(f.AgeSeconds), secs(f.IdleSeconds), f.Packets[0], f.Packets[1], f.Bytes[0], f.Bytes[1])
+	}
+	return tw.Flush()
+}
+
+func secs(s float64) string {
+	return time.Duration(s * float64(time.Second)).Truncate(time.Second).String()
+}
+
+// aseRows lists every ASE with its addresses.
+func aseRows(t *topology.Topology) []aseStatus {
+	var rows []aseStatus
+	for _, a := range t.ASEs {
+		as := aseStatus{Name: a.Name, Kind: a.Kind, Subnet: a.Subnet.Name, VIP: a.VIP.String(), DNSSuffix: a.DNSSuffix}
+		if a.ILB.IsValid() {
+			as.ILB = a.ILB.String()
+		}
+		rows = append(rows, as)
+	}
+	return rows
+}
+
+// printASEs prints the ASE table `up` and `status` show.
+func printASEs(w io.Writer, rows []aseStatus) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ASE\tKIND\tSUBNET\tVIP\tILB ADDRESS\tDNS SUFFIX")
+	for _, a := range rows {
+		ilb := a.ILB
+		if ilb == "" {
+			ilb = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Kind, a.Subnet, a.VIP, ilb, a.DNSSuffix)
+	}
+	tw.Flush()
+}
+
 func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
@@ -136,19 +207,19 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.Name, n.Kind, n.Address, n.Subnet, n.RxPackets, n.TxPackets, drops)
 	}
 	tw.Flush()
-	if len(r.ASEs) > 0 {
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ASE\tKIND\tSUBNET\tVIP\tILB ADDRESS\tDNS SUFFIX")
-		for _, a := range r.ASEs {
-			ilb := a.ILB
-			if ilb == "" {
-				ilb = "-"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Kind, a.Subnet, a.VIP, ilb, a.DNSSuffix)
+	printASEs(w, r.ASEs)
+	n := r.NAT
+	fmt.Fprintf(w, "\nConnection tracking: %d flows (max %d), %d created, %d expired, %d refused (table full), %d refused (SNAT ports exhausted)\n",
+		n.Flows, n.MaxFlows, n.Created, n.Expired, n.TableFull, n.PoolExhausted)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SNAT POOL\tPROTO\tPORTS\tIN USE\tREFUSED")
+	for _, p := range n.Pools {
+		// TCP pools always; the others once they are used.
+		if p.Proto == "tcp" || p.InUse > 0 || p.Exhausted > 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\n", p.Address, p.Proto, p.Range, p.InUse, p.Size, p.Exhausted)
 		}
-		tw.Flush()
 	}
+	tw.Flush()
 	if len(r.Drops) > 0 {
 		reasons := make([]string, 0, len(r.Drops))
 		for k := range r.Drops {

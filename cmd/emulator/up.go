@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/aseemu/emulator/topology"
+	"github.com/aseemu/emulator/topology/build"
 )
 
 // readyFDEnv names the descriptor on which a detached child reports to the
@@ -171,21 +172,8 @@ func printLab(w io.Writer, name string, t *topology.Topology, source string) {
 		if n.Subnet != nil {
 			subnet = n.Subnet.Name
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s.%s\n", n.Name, n.Kind, n.Addr, n.Prefix.Bits(), subnet, n.Gateway, name, n.Name)
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\n", n.Name, n.Kind, n.Addr, n.Prefix.Bits(), subnet, n.Gateway, build.NamespaceName(name, n.Name))
 	}
 	tw.Flush()
-	if len(t.ASEs) == 0 {
-		return
-	}
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ASE\tKIND\tSUBNET\tVIP\tILB ADDRESS\tDNS SUFFIX")
-	for _, a := range t.ASEs {
-		ilb := "-"
-		if a.ILB.IsValid() {
-			ilb = a.ILB.String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Kind, a.Subnet.Name, a.VIP, ilb, a.DNSSuffix)
-	}
-	tw.Flush()
+	printASEs(w, aseRows(t))
 }

@@ -1,0 +1,217 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var receivedFrom = regexp.MustCompile(`Connection received on (\S+) (\d+)`)
+
+// connect starts `nc -l` on port in each of the listener nodes, connects
+// from node from to addr:port, and returns which listener took the
+// connection and the peer address it saw.
+func (l *lab) connect(from, addr string, port int, listeners ...string) (node, peer string) {
+	l.t.Helper()
+	bgs := map[string]*bg{}
+	for _, n := range listeners {
+		bgs[n] = l.background(n, "nc", "-l", "-n", "-v", fmt.Sprint(port))
+		l.waitListening(n, port)
+	}
+	r := run(l.t, 20*time.Second, "sh", "-c", fmt.Sprintf("echo ping | %s exec --name %s %s -- nc -N -w 5 %s %d", emulator, l.name, from, addr, port))
+	if r.code != 0 {
+		l.t.Fatalf("nc from %s to %s:%d failed: %v", from, addr, port, r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for n, b := range bgs {
+			if b.exited(50 * time.Millisecond) {
+				got := b.wait()
+				m := receivedFrom.FindStringSubmatch(got.stderr)
+				if m == nil || !strings.Contains(got.stdout, "ping") {
+					l.t.Fatalf("listener on %s ended without the connection: %v", n, got)
+				}
+				return n, m[1]
+			}
+		}
+	}
+	l.t.Fatalf("none of %v received the connection from %s to %s:%d", listeners, from, addr, port)
+	return "", ""
+}
+
+// refused asserts that a connection from node to addr:port does not get
+// through, and returns nc's complaint.
+func (l *lab) refused(from, addr string, port int) string {
+	l.t.Helper()
+	r := l.exec(from, 30*time.Second, "nc", "-z", "-v", "-w", "3", addr, fmt.Sprint(port))
+	if r.code == 0 {
+		l.t.Fatalf("nc from %s to %s:%d connected; it should not", from, addr, port)
+	}
+	return r.stderr
+}
+
+// F3: a worker's call to the Internet arrives from the ASE's VIP, from
+// either worker.
+func TestOutboundLeavesWithVIP(t *testing.T) {
+	l := upLab(t)
+	for _, w := range []string{"ase1-w1", "ase1-w2"} {
+		if _, peer := l.connect(w, "203.0.113.10", 8080, "echo"); peer != "192.23.1.2" {
+			t.Errorf("F3: echo saw %s's call from %s, want the VIP 192.23.1.2", w, peer)
+		}
+	}
+}
+
+// F4: inside the VNet the worker's own address arrives.
+func TestInsideVNetKeepsWorkerAddress(t *testing.T) {
+	l := upLab(t)
+	if _, peer := l.connect("ase1-w1", "10.0.2.4", 1433, "db1"); peer != "10.0.1.6" {
+		t.Errorf("F4: db1 saw ase1-w1's call from %s, want 10.0.1.6 (inside 10.0.1.0/26)", peer)
+	}
+}
+
+// F5: ase1 calling ase2's VIP arrives at an ase2 front-end from ase1's VIP.
+func TestASEToASEArrivesFromVIP(t *testing.T) {
+	l := upLab(t)
+	fe, peer := l.connect("ase1-w1", "192.23.2.2", 80, "ase2-fe1", "ase2-fe2")
+	if peer != "192.23.1.2" {
+		t.Errorf("F5: %s saw ase1's call from %s, want ase1's VIP 192.23.1.2", fe, peer)
+	}
+}
+
+// F2: the client reaches an ase1 front-end through the VIP on 80 and 454,
+// with its own address kept; port 22 gets nothing.
+func TestInboundOnVIP(t *testing.T) {
+	l := upLab(t)
+	for _, port := range []int{80, 454} {
+		fe, peer := l.connect("client", "192.23.1.2", port, "ase1-fe1", "ase1-fe2")
+		if peer != "198.51.100.10" {
+			t.Errorf("F2: %s saw the client's call to the VIP's port %d from %s, want 198.51.100.10", fe, port, peer)
+		}
+	}
+	l.background("ase1-fe1", "nc", "-l", "-n", "-k", "22")
+	l.background("ase1-fe2", "nc", "-l", "-n", "-k", "22")
+	l.waitListening("ase1-fe1", 22)
+	msg := l.refused("client", "192.23.1.2", 22)
+	if !strings.Contains(msg, "timed out") {
+		t.Errorf("F2: port 22 on the VIP should be dropped silently (a time-out), got: %s", msg)
+	}
+}
+
+// F7: the ILB address serves the VNet and not the Internet, and ase3
+// leaves with its public VIP.
+func TestILBASE(t *testing.T) {
+	l := upLab(t)
+	l.refused("client", "10.0.4.8", 80)
+	fe, peer := l.connect("db1", "10.0.4.8", 80, "ase3-fe1", "ase3-fe2")
+	if peer != "10.0.2.4" {
+		t.Errorf("F7: %s saw db1's call to the ILB address from %s, want 10.0.2.4", fe, peer)
+	}
+	if _, peer := l.connect("ase3-w1", "203.0.113.10", 8080, "echo"); peer != "192.23.3.2" {
+		t.Errorf("F7: ase3 left with %s, want its public VIP 192.23.3.2", peer)
+	}
+}
+
+// ping and traceroute work through SNAT: the echo identifier and the ICMP
+// errors about the flow are translated back.
+func TestPingAndTracerouteThroughSNAT(t *testing.T) {
+	l := upLab(t)
+	if r := l.exec("ase1-w1", 20*time.Second, "ping", "-c", "2", "-W", "2", "203.0.113.10"); r.code != 0 {
+		t.Fatalf("ping from ase1-w1 to echo failed: %v", r)
+	}
+	r := l.exec("ase1-w1", 30*time.Second, "traceroute", "-n", "-q", "1", "-w", "2", "203.0.113.10")
+	hops := regexp.MustCompile(`(?m)^\s*(\d+)\s+(\S+)`).FindAllStringSubmatch(r.stdout, -1)
+	if r.code != 0 || len(hops) != 2 || hops[0][2] != "10.0.1.1" || hops[1][2] != "203.0.113.10" {
+		t.Errorf("traceroute from ase1-w1 to echo: want hops 10.0.1.1 (the dataplane) then 203.0.113.10, got: %v", r)
+	}
+}
+
+// F17: with a SNAT pool of two ports, a third concurrent connection fails
+// at once while the first two go on; flows shows the two and status counts
+// the refusal.
+func TestSNATPoolExhaustion(t *testing.T) {
+	yaml := emu(t, "init").stdout
+	small := strings.Replace(yaml, "    virtualIp: 192.23.1.2\n", "    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50001\n", 1)
+	if small == yaml {
+		t.Fatal("could not set ase1's SNAT pool")
+	}
+	file := filepath.Join(t.TempDir(), "pool.yaml")
+	os.WriteFile(file, []byte(small), 0o644)
+	l := upLab(t, "-f", file)
+
+	server := l.background("echo", "nc", "-l", "-n", "-k", "8080")
+	l.waitListening("echo", 8080)
+	// Two connections that stay open for a while, then each send a last line.
+	for i := 1; i <= 2; i++ {
+		l.background("ase1-w1", "sh", "-c", fmt.Sprintf("(echo first-%d; sleep 4; echo last-%d) | nc -N 203.0.113.10 8080", i, i))
+	}
+	var flows []flowJSON
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
+		flows = l.tcpFlowsTo("203.0.113.10:8080")
+		if len(flows) == 2 {
+			break
+		}
+	}
+	if len(flows) != 2 {
+		t.Fatalf("want the two open connections in emulator flows, got %+v", flows)
+	}
+	for _, f := range flows {
+		if !strings.HasPrefix(f.Translated, "192.23.1.2:5000") || f.NAT != "snat" {
+			t.Errorf("flow %s left as %s (%s); want 192.23.1.2:50000 or :50001", f.Original, f.Translated, f.NAT)
+		}
+	}
+	msg := l.refused("ase1-w1", "203.0.113.10", 8080)
+	if !strings.Contains(msg, "refused") {
+		t.Errorf("F17: the third connection should be refused at once (a RST), got: %s", msg)
+	}
+	if n := l.status().NAT.PoolExhausted; n < 1 {
+		t.Errorf("status counts %d refusals for SNAT exhaustion, want at least 1", n)
+	}
+	// The first two carry on: both last lines arrive.
+	var got result
+	for start := time.Now(); time.Since(start) < 15*time.Second; time.Sleep(200 * time.Millisecond) {
+		if len(l.tcpFlowsTo("203.0.113.10:8080")) == 0 || server.exited(0) {
+			break
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	server.cmd.Process.Kill()
+	got = server.wait()
+	for i := 1; i <= 2; i++ {
+		if !strings.Contains(got.stdout, fmt.Sprintf("last-%d", i)) {
+			t.Errorf("connection %d did not carry on after the refusal: echo received %q", i, got.stdout)
+		}
+	}
+}
+
+type flowJSON struct {
+	Proto      string `json:"proto"`
+	Original   string `json:"original"`
+	Translated string `json:"translated"`
+	NAT        string `json:"nat"`
+	State      string `json:"state"`
+}
+
+// tcpFlowsTo returns the live TCP flows whose original destination is dst
+// and that are not closing.
+func (l *lab) tcpFlowsTo(dst string) []flowJSON {
+	l.t.Helper()
+	r := emu(l.t, "flows", "--json", "--name", l.name)
+	if r.code != 0 {
+		l.t.Fatalf("emulator flows failed: %v", r)
+	}
+	var all, out []flowJSON
+	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil {
+		l.t.Fatalf("flows --json: %v\n%s", err, r.stdout)
+	}
+	for _, f := range all {
+		if f.Proto == "tcp" && strings.HasSuffix(f.Original, "-> "+dst) && (f.State == "established" || f.State == "syn-sent") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
