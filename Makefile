@@ -6,7 +6,7 @@ BIN := bin/emulator
 # Every package but the integration tests in test/, with the race detector.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test$$')
 
-.PHONY: all build up down test deps check unit integration clean
+.PHONY: all build up down test deps check unit bench-smoke integration clean
 
 all: build
 
@@ -21,7 +21,7 @@ down: build
 	./$(BIN) down
 
 # Install missing tools, check formatting and vet, then run every test.
-test: deps build check unit integration
+test: deps build check unit bench-smoke integration
 
 deps:
 	scripts/install-deps.sh
@@ -33,6 +33,10 @@ check:
 
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# Each micro-benchmark briefly, so none can rot; `make bench` measures.
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime=100x $(UNIT_PKGS)
 
 # Real labs, real namespaces, real curl/nc/ping: needs root.
 integration: build
