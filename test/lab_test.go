@@ -20,6 +20,7 @@ var defaultNodes = map[string]string{
 	"ase3-fe1": "10.0.4.4", "ase3-fe2": "10.0.4.5", "ase3-w1": "10.0.4.6", "ase3-w2": "10.0.4.7",
 	"client": "198.51.100.10", "echo": "203.0.113.10", "azure-sql": "203.0.113.20",
 	"azure-storage": "203.0.113.30", "azure-mgmt": "203.0.113.40",
+	"platform": "168.63.129.16", // Azure DNS and probes, served by the emulator
 }
 
 // F1: every node of SPEC §3 exists, as a namespace `ip netns` sees, with
@@ -180,6 +181,23 @@ func TestTwoLabsAtOnce(t *testing.T) {
 
 // SPEC §6: the root namespace's addresses, routes, links, nftables ruleset
 // and forwarding sysctls are the same before, during and after a lab.
+// Names resolve through Azure DNS at 168.63.129.16 in `emulator exec`
+// and in `ip netns exec` alike (F15).
+func TestResolvConfPointsAtAzureDNS(t *testing.T) {
+	l := upLab(t)
+	if out := l.mustExec("db1", "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 168.63.129.16") {
+		t.Errorf("emulator exec: resolv.conf is %q, want nameserver 168.63.129.16", out)
+	}
+	r := run(t, 10*time.Second, "ip", "netns", "exec", l.name+".db1", "cat", "/etc/resolv.conf")
+	if !strings.Contains(r.stdout, "nameserver 168.63.129.16") {
+		t.Errorf("ip netns exec: resolv.conf is %q, want nameserver 168.63.129.16", r.stdout)
+	}
+	l.down()
+	if _, err := os.Stat("/etc/netns/" + l.name + ".db1"); err == nil {
+		t.Errorf("down left /etc/netns/%s.db1 behind", l.name)
+	}
+}
+
 func TestRootNamespaceUntouched(t *testing.T) {
 	before := hostSnapshot(t)
 	l := upLab(t)

@@ -51,6 +51,11 @@ func (b *builder) makeNodes(d *doc) bool {
 		h.Node = n
 		b.add(n)
 	}
+	// Azure's platform endpoint is a node too, so that DNS queries and the
+	// load balancer's probes cross the dataplane, its NSGs and its routes
+	// like any other traffic (F15).
+	b.add(&Node{Name: PlatformNode, Kind: NodePlatform, Addr: PlatformAddr,
+		Prefix: onLink24(PlatformAddr), Gateway: onLink24(PlatformAddr).Addr().Next()})
 	return true
 }
 

@@ -39,12 +39,13 @@ func TestDefaultLab(t *testing.T) {
 		"azure-sql":     {NodeInternet, "203.0.113.20", "", "203.0.113.1", ""},
 		"azure-storage": {NodeInternet, "203.0.113.30", "", "203.0.113.1", ""},
 		"azure-mgmt":    {NodeInternet, "203.0.113.40", "", "203.0.113.1", ""},
+		"platform":      {NodePlatform, "168.63.129.16", "", "168.63.129.1", ""},
 	}
 	if len(top.Nodes) != len(nodes) {
 		t.Errorf("default lab has %d nodes, SPEC §3 lists %d", len(top.Nodes), len(nodes))
 	}
 	order := []string{"ase1-fe1", "ase1-fe2", "ase1-w1", "ase1-w2", "ase2-fe1", "ase2-fe2", "ase2-w1", "ase2-w2",
-		"ase3-fe1", "ase3-fe2", "ase3-w1", "ase3-w2", "db1", "client", "echo", "azure-sql", "azure-storage", "azure-mgmt"}
+		"ase3-fe1", "ase3-fe2", "ase3-w1", "ase3-w2", "db1", "client", "echo", "azure-sql", "azure-storage", "azure-mgmt", "platform"}
 	for i, n := range top.Nodes {
 		if i < len(order) && n.Name != order[i] {
 			t.Errorf("Nodes[%d] is %s, want %s (front-ends, workers, VMs, hosts)", i, n.Name, order[i])

@@ -173,8 +173,8 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	top, err := Load(good)
-	if err != nil || top.File != good || len(top.Nodes) != 18 {
-		t.Fatalf("Load(default) = %v, %v", top, err)
+	if err != nil || top.File != good || len(top.Nodes) != len(Default().Nodes) {
+		t.Fatalf("Load(default): file %q, %d nodes, err %v", top.File, len(top.Nodes), err)
 	}
 
 	bad := filepath.Join(dir, "bad.yaml")

@@ -26,6 +26,10 @@ const (
 // source of load-balancer health probes (F11, F15).
 var PlatformAddr = netip.MustParseAddr("168.63.129.16")
 
+// PlatformNode is the name of the node that holds PlatformAddr; no node of
+// the file may take it.
+const PlatformNode = "platform"
+
 // Canonical enum values. The file may spell them in any case, as ARM does;
 // the model always holds these.
 const (
@@ -60,6 +64,7 @@ const (
 	NodeWorker   NodeKind = "worker"
 	NodeVM       NodeKind = "vm"
 	NodeInternet NodeKind = "internet"
+	NodePlatform NodeKind = "platform" // 168.63.129.16: Azure DNS and the load balancer's probes
 )
 
 // Topology is a validated lab with every node's address assigned.

@@ -59,3 +59,15 @@ func TestNATSettingErrors(t *testing.T) {
 	}
 	runErrCases(t, cases)
 }
+
+// F15: the platform address is a node of every lab, and its name is the
+// emulator's.
+func TestPlatformNode(t *testing.T) {
+	p := Default().NodeByName(PlatformNode)
+	if p == nil || p.Kind != NodePlatform || p.Addr != PlatformAddr || p.Subnet != nil {
+		t.Fatalf("platform node = %+v, want %s at %s", p, PlatformNode, PlatformAddr)
+	}
+	runErrCases(t, []errCase{
+		{"reserved name", y(vnet, "internetHosts: [{name: platform, address: 20.0.0.5}]"), 6, "internetHosts[0].name", "reserved", true},
+	})
+}

@@ -123,6 +123,10 @@ func (b *builder) nodeName(f field[string], what string) bool {
 		b.errAt(f.loc, "%q is not a valid %s name: use 1 to %d lowercase letters, digits and hyphens, starting and ending with a letter or digit (it names a network namespace and a DNS label)", f.v, what, maxNodeName)
 		return false
 	}
+	if f.v == PlatformNode {
+		b.errAt(f.loc, "the name %q is reserved for Azure's platform endpoint %s", f.v, PlatformAddr)
+		return false
+	}
 	return true
 }
 

@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/aseemu/emulator/topology/build"
-	"golang.org/x/sys/unix"
 )
 
 // cmdExec replaces this process with CMD running inside NODE's namespace,
@@ -64,17 +61,10 @@ func cmdExec(args []string) error {
 	}
 
 	// setns(2) moves only this thread, and execve(2) keeps this thread's
-	// namespace for the new program, so the thread must stay locked between
-	// the two.
-	runtime.LockOSThread()
-	f, err := os.Open(filepath.Join(build.NetnsDir, ns))
-	if err != nil {
-		return fmt.Errorf("exec: namespace %s: %w", ns, err)
+	// namespaces for the new program; Enter locks the thread.
+	if err := build.Enter(ns); err != nil {
+		return fmt.Errorf("exec: %w", err)
 	}
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("exec: enter %s: %w", ns, err)
-	}
-	f.Close()
 	err = syscall.Exec(path, cmd, os.Environ())
 	return fmt.Errorf("exec %s: %w", path, err)
 }

@@ -122,6 +122,10 @@ func buildNode(lab string, n *topology.Node) (tun.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
+	if err := build.WriteResolvConf(name, topology.PlatformAddr.String(), "internal.cloudapp.net"); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
 	err = build.Configure(ns, build.Iface{
 		Name:    "eth0",
 		Addr:    netip.PrefixFrom(n.Addr, n.Prefix.Bits()),
@@ -200,7 +204,7 @@ func removeLabNamespaces(lab string, st *labState) error {
 	stopProcesses(build.PidsIn(names))
 	var errs []error
 	for _, n := range names {
-		errs = append(errs, build.DeleteNamespace(n))
+		errs = append(errs, build.DeleteNamespace(n), build.RemoveEtc(n))
 	}
 	return errors.Join(errs...)
 }

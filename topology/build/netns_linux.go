@@ -138,20 +138,24 @@ func DeleteNamespace(name string) error {
 	return nil
 }
 
-// LabNamespaces lists the namespaces that belong to lab, sorted.
+// LabNamespaces lists the namespaces that belong to lab, sorted: those
+// mounted under NetnsDir and those that left files under EtcDir.
 func LabNamespaces(lab string) ([]string, error) {
-	ents, err := os.ReadDir(NetnsDir)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), lab+".") {
-			names = append(names, e.Name())
+	seen := map[string]bool{}
+	for _, dir := range []string{NetnsDir, EtcDir} {
+		ents, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			return nil, err
 		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), lab+".") {
+				seen[e.Name()] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names, nil
