@@ -3,10 +3,15 @@
 // Each node's interface is a tun.Device. One goroutine per device reads its
 // packets and runs each through the pipeline in forward.go:
 //
-//	parse → route → [NSG] → [translate] → TTL/MTU → write to the egress device
+//	parse → TTL → conntrack (a new flow: policy) → route → MTU → translate → write
 //
 // The goroutine that read a packet writes it; nothing on the way takes a
 // lock, sends on a channel or allocates.
+//
+// What the pipeline consults (ports, forwarding table, policy) is one
+// immutable snapshot behind an atomic pointer. Reconfiguring the lab (a
+// changed topology, a front-end leaving rotation) builds a new snapshot and
+// swaps it in; packets in flight finish with the one they loaded.
 package dataplane
 
 import (
@@ -15,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aseemu/emulator/dataplane/header"
@@ -47,15 +53,26 @@ type Port struct {
 	stats   portStats
 }
 
-// Engine is the dataplane.
-type Engine struct {
-	ports []*Port
+// snapshot is everything the pipeline consults, compiled from one topology.
+// It is never modified once published.
+type snapshot struct {
+	topo  *topology.Topology
+	ports []*Port // target.port indexes this
 	fib   *route.Table[target]
 	pol   *policy
+}
+
+// Engine is the dataplane.
+type Engine struct {
+	cur   atomic.Pointer[snapshot]
 	ct    *nat.Table
 	clock *coarseClock // nil when Config.Clock is given
 	wg    sync.WaitGroup
-	done  chan struct{} // closed by Close: stops the conntrack sweeper
+	done  chan struct{} // closed by Close: stops the clock and the sweeper
+
+	mu        sync.Mutex      // serialises reconfiguration
+	unhealthy map[string]bool // front-ends out of rotation (F15)
+	started   bool
 }
 
 // Config holds what the engine takes from outside the topology.
@@ -65,29 +82,12 @@ type Config struct {
 
 // New builds an engine for topology t with one port per spec.
 func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
-	e := &Engine{done: make(chan struct{})}
-	byNode := map[string]int{}
-	for i, s := range specs {
-		if s.Node == nil || s.Dev == nil {
-			return nil, fmt.Errorf("dataplane: port %d has no node or device", i)
-		}
-		if _, dup := byNode[s.Node.Name]; dup {
-			return nil, fmt.Errorf("dataplane: node %s attached twice", s.Node.Name)
-		}
-		mtu := s.MTU
-		if mtu == 0 {
-			mtu = DefaultMTU
-		}
-		byNode[s.Node.Name] = i
-		e.ports = append(e.ports, &Port{
-			node:    s.Node,
-			dev:     s.Dev,
-			gateway: header.AddrFromNetip(s.Node.Gateway),
-			mtu:     mtu,
-		})
+	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}}
+	ports, err := newPorts(nil, specs)
+	if err != nil {
+		return nil, err
 	}
-	e.fib = compileFIB(t, byNode)
-	e.pol = compilePolicy(t)
+	s := e.compile(t, ports)
 	clock := cfg.Clock
 	if clock == nil {
 		e.clock = newCoarseClock()
@@ -101,28 +101,65 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 			Rst:  t.Conntrack.RstTimeout,
 		},
 		Clock: clock,
-		Pools: e.pol.pools,
+		Pools: s.pol.pools,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
 	e.ct = ct
+	e.cur.Store(s)
 	return e, nil
+}
+
+// newPorts returns keep followed by a port for each spec.
+func newPorts(keep []*Port, specs []PortSpec) ([]*Port, error) {
+	ports := append([]*Port(nil), keep...)
+	seen := map[string]bool{}
+	for _, p := range keep {
+		seen[p.node.Name] = true
+	}
+	for i, s := range specs {
+		if s.Node == nil || s.Dev == nil {
+			return nil, fmt.Errorf("dataplane: port %d has no node or device", i)
+		}
+		if seen[s.Node.Name] {
+			return nil, fmt.Errorf("dataplane: node %s attached twice", s.Node.Name)
+		}
+		seen[s.Node.Name] = true
+		mtu := s.MTU
+		if mtu == 0 {
+			mtu = DefaultMTU
+		}
+		ports = append(ports, &Port{node: s.Node, dev: s.Dev, gateway: header.AddrFromNetip(s.Node.Gateway), mtu: mtu})
+	}
+	return ports, nil
+}
+
+// compile builds a snapshot of t over ports. Ports keep their counters
+// across snapshots; their node is the one of t by the same name.
+func (e *Engine) compile(t *topology.Topology, ports []*Port) *snapshot {
+	byNode := make(map[string]int, len(ports))
+	for i, p := range ports {
+		if n := t.NodeByName(p.node.Name); n != nil {
+			p.node = n
+		}
+		byNode[p.node.Name] = i
+	}
+	return &snapshot{topo: t, ports: ports, fib: compileFIB(t, byNode), pol: compilePolicy(t, e.unhealthy)}
 }
 
 // sweepInterval is how often expired flows are reclaimed. Expiry itself
 // is exact: a flow past its timeout is gone for lookups at once.
 const sweepInterval = time.Second
 
-// Start starts one forwarding goroutine per port and the conntrack
-// sweeper. Close stops them.
+// Start starts one forwarding goroutine per port, the clock and the
+// conntrack sweeper. Close stops them.
 func (e *Engine) Start() {
-	for _, p := range e.ports {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.readLoop(p)
-		}()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.started = true
+	for _, p := range e.cur.Load().ports {
+		e.startPort(p)
 	}
 	if e.clock != nil {
 		e.wg.Add(1)
@@ -147,12 +184,85 @@ func (e *Engine) Start() {
 	}()
 }
 
-// Close closes every device, which stops the forwarding goroutines, and
-// waits for them.
+func (e *Engine) startPort(p *Port) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.readLoop(p)
+	}()
+}
+
+// Reconfigure moves the running engine to topology t: the ports of the
+// nodes named in remove are detached and their devices closed, a port is
+// attached for each spec in add, and the forwarding table and policy are
+// compiled anew. Established flows keep their translation (F12); new flows
+// follow t. SNAT pools of new VIPs are created.
+func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.cur.Load()
+	gone := map[string]bool{}
+	for _, n := range remove {
+		gone[n] = true
+	}
+	var keep, closing []*Port
+	for _, p := range old.ports {
+		if gone[p.node.Name] {
+			closing = append(closing, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	ports, err := newPorts(keep, add)
+	if err != nil {
+		return err
+	}
+	s := e.compile(t, ports)
+	for _, pc := range s.pol.pools {
+		if err := e.ct.SetPool(pc.Addr, pc.Lo, pc.Hi); err != nil {
+			return err
+		}
+	}
+	e.cur.Store(s)
+	if e.started {
+		for _, p := range ports[len(keep):] {
+			e.startPort(p)
+		}
+	}
+	var errs []error
+	for _, p := range closing {
+		if err := p.dev.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetInRotation takes a front-end out of its VIP's rotation, or puts it
+// back (F15): new flows to the VIP go only to front-ends in rotation.
+func (e *Engine) SetInRotation(frontEnd string, in bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.unhealthy[frontEnd] == !in {
+		return
+	}
+	if in {
+		delete(e.unhealthy, frontEnd)
+	} else {
+		e.unhealthy[frontEnd] = true
+	}
+	old := e.cur.Load()
+	e.cur.Store(&snapshot{topo: old.topo, ports: old.ports, fib: old.fib, pol: compilePolicy(old.topo, e.unhealthy)})
+}
+
+// Close closes every device, which stops the forwarding goroutines, stops
+// the rest, and waits for them all.
 func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	var errs []error
 	close(e.done)
-	for _, p := range e.ports {
+	for _, p := range e.cur.Load().ports {
 		if err := p.dev.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, err)
 		}
@@ -181,15 +291,16 @@ func (e *Engine) readLoop(p *Port) {
 			continue
 		}
 		now := e.ct.Now()
+		s := e.cur.Load()
 		for i := 0; i < n; i++ {
-			e.forward(p, bufs[i][:sizes[i]], now, w)
+			e.forward(s, p, bufs[i][:sizes[i]], now, w)
 		}
 	}
 }
 
 // PortByNode returns the port of the named node, or nil.
 func (e *Engine) PortByNode(name string) *Port {
-	for _, p := range e.ports {
+	for _, p := range e.cur.Load().ports {
 		if p.node.Name == name {
 			return p
 		}
@@ -200,12 +311,13 @@ func (e *Engine) PortByNode(name string) *Port {
 // Lookup tells where the dataplane would send a packet for dst (for status
 // and tests; the hot path uses the same table).
 func (e *Engine) Lookup(dst netip.Addr) (node string, kind string) {
-	t, _, ok := e.fib.Lookup(header.AddrFromNetip(dst))
+	s := e.cur.Load()
+	t, _, ok := s.fib.Lookup(header.AddrFromNetip(dst))
 	if !ok {
 		return "", "no route"
 	}
 	if t.kind == targetPort {
-		return e.ports[t.port].node.Name, t.kind.String()
+		return s.ports[t.port].node.Name, t.kind.String()
 	}
 	return "", t.kind.String()
 }

@@ -229,7 +229,7 @@ func (l *lab) expectDrops(t *testing.T, r DropReason, n uint64) {
 }
 
 func (l *lab) portIndex(node string) int {
-	for i, p := range l.e.ports {
+	for i, p := range l.e.cur.Load().ports {
 		if p.node.Name == node {
 			return i
 		}
@@ -357,7 +357,7 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	w := newWorker()
 	allocs := testing.AllocsPerRun(1000, func() {
 		resetTTL(pkt)
-		e.forward(in, pkt, e.ct.Now(), w)
+		e.forward(e.cur.Load(), in, pkt, e.ct.Now(), w)
 	})
 	if allocs != 0 {
 		t.Fatalf("forward allocates %.1f times per packet, want 0", allocs)
@@ -384,7 +384,7 @@ func benchForward(b *testing.B, from string, pkt []byte) {
 	b.ReportAllocs()
 	for b.Loop() {
 		copy(pkt, orig) // undo the TTL decrement and the translation
-		e.forward(in, pkt, e.ct.Now(), w)
+		e.forward(e.cur.Load(), in, pkt, e.ct.Now(), w)
 	}
 }
 

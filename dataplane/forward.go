@@ -20,7 +20,7 @@ func newWorker() *worker {
 // forward runs one packet from port in through the pipeline. b holds the
 // virtio-net header followed by the IPv4 packet; now is the conntrack clock,
 // read once per batch.
-func (e *Engine) forward(in *Port, b []byte, now int64, w *worker) {
+func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) {
 	in.stats.rxPackets.Add(1)
 	in.stats.rxBytes.Add(uint64(len(b)))
 
@@ -41,7 +41,7 @@ func (e *Engine) forward(in *Port, b []byte, now int64, w *worker) {
 	}
 	// For the dataplane itself: it answers as every subnet's gateway.
 	dst := ip.Dst()
-	t, _, found := e.fib.Lookup(dst)
+	t, _, found := s.fib.Lookup(dst)
 	if found && t.kind == targetLocal {
 		e.toGateway(in, ip, w)
 		return
@@ -61,26 +61,26 @@ func (e *Engine) forward(in *Port, b []byte, now int64, w *worker) {
 	tracked := false
 	if k, ok := nat.KeyOf(ip); ok {
 		if flow, tracked = e.ct.Lookup(k, now); !tracked {
-			if flow, tracked = e.newFlow(in, ip, k, now, w); !tracked {
+			if flow, tracked = e.newFlow(s, in, ip, k, now, w); !tracked {
 				return
 			}
 		}
 		if to := flow.Translated().Dst; to != dst {
 			dst = to
-			t, _, found = e.fib.Lookup(dst)
+			t, _, found = s.fib.Lookup(dst)
 		}
 	} else if e.ct.TranslateICMPError(ip, vnet, now) {
 		// An error about a translated flow, already rewritten for its
 		// sender: route it by its new destination.
 		dst = ip.Dst()
-		t, _, found = e.fib.Lookup(dst)
-	} else if e.pol.needsNAT(in.node, ip.Src(), dst) {
+		t, _, found = s.fib.Lookup(dst)
+	} else if s.pol.needsNAT(in.node, ip.Src(), dst) {
 		in.stats.drop(DropUntranslatable)
 		return
 	}
 
 	// route
-	out := e.egress(in, ip, t, found, w)
+	out := e.egress(s, in, ip, t, found, w)
 	if out == nil {
 		return
 	}
@@ -106,14 +106,14 @@ func (e *Engine) forward(in *Port, b []byte, now int64, w *worker) {
 // how it is translated, and the flow is refused if the translated
 // destination is unroutable, the table is full, or the VIP has no SNAT
 // port left (F17: TCP gets a RST, others admin-prohibited).
-func (e *Engine) newFlow(in *Port, ip header.IPv4, k nat.Key, now int64, w *worker) (nat.Flow, bool) {
-	xl, reason, ok := e.pol.decide(in.node, k)
+func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, now int64, w *worker) (nat.Flow, bool) {
+	xl, reason, ok := s.pol.decide(in.node, k)
 	if !ok {
 		in.stats.drop(reason)
 		return nat.Flow{}, false
 	}
 	// An unroutable destination must not leave a flow behind.
-	if t, _, found := e.fib.Lookup(xl.Dst); e.egress(in, ip, t, found, w) == nil {
+	if t, _, found := s.fib.Lookup(xl.Dst); e.egress(s, in, ip, t, found, w) == nil {
 		return nat.Flow{}, false
 	}
 	f, err := e.ct.Insert(k, xl, now)
@@ -133,7 +133,7 @@ func (e *Engine) newFlow(in *Port, ip header.IPv4, k nat.Key, now int64, w *work
 // egress returns the port a packet for route t leaves by, or, if there is
 // none, answers the packet with the ICMP error a router sends, counts the
 // drop and returns nil.
-func (e *Engine) egress(in *Port, ip header.IPv4, t target, found bool, w *worker) *Port {
+func (e *Engine) egress(s *snapshot, in *Port, ip header.IPv4, t target, found bool, w *worker) *Port {
 	switch {
 	case !found:
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPNetUnreachable, 0, w)
@@ -142,7 +142,7 @@ func (e *Engine) egress(in *Port, ip header.IPv4, t target, found bool, w *worke
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPHostUnreachable, 0, w)
 		in.stats.drop(DropHostUnreachable)
 	default:
-		return e.ports[t.port]
+		return s.ports[t.port]
 	}
 	return nil
 }

@@ -62,7 +62,9 @@ type policy struct {
 	pools    []nat.PoolConfig            // the SNAT pools the outbound addresses need
 }
 
-func compilePolicy(t *topology.Topology) *policy {
+// compilePolicy compiles t's translations. Front-ends named in out are out
+// of rotation: their VIP sends them no new flows (F15).
+func compilePolicy(t *topology.Topology, out map[string]bool) *policy {
 	p := &policy{outbound: map[header.Addr]header.Addr{}, doors: map[header.Addr]*frontDoor{}}
 	for _, v := range t.VNets {
 		for _, s := range v.AddressSpace {
@@ -81,7 +83,9 @@ func compilePolicy(t *topology.Topology) *policy {
 		p.pools = append(p.pools, nat.PoolConfig{Addr: vip, Lo: a.SNATPorts.Lo, Hi: a.SNATPorts.Hi})
 		var fes []header.Addr
 		for _, n := range a.FrontEnds {
-			fes = append(fes, addr(n.Addr))
+			if !out[n.Name] {
+				fes = append(fes, addr(n.Addr))
+			}
 		}
 		switch {
 		case a.Kind == topology.KindExternal: // F2
@@ -133,7 +137,7 @@ func (p *policy) decide(n *topology.Node, k nat.Key) (nat.Key, DropReason, bool)
 			return xl, DropPortClosed, false // silently, as Azure's load balancer does
 		}
 		if len(d.backends) == 0 {
-			return xl, DropPortClosed, false
+			return xl, DropNoBackend, false // every front-end out of rotation: the VIP answers nothing (F15)
 		}
 		xl.Dst = d.backends[flowHash(k)%uint32(len(d.backends))]
 	}

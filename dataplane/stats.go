@@ -26,6 +26,7 @@ const (
 	DropInternetToPrivate                   // from the Internet to a VNet's private address
 	DropSpoofed                             // a node sent with a source address not its own
 	DropPortClosed                          // a VIP, ILB or public-IP port that is not open (F2, F7)
+	DropNoBackend                           // for a VIP whose front-ends are all out of rotation (F15)
 	DropConntrackFull                       // a new flow, and the flow table is full
 	DropSNATExhausted                       // a new flow, and its VIP's SNAT ports are all in use (F17)
 	DropUntranslatable                      // needs NAT, but conntrack cannot follow it (a non-first fragment, an unknown protocol)
@@ -50,6 +51,7 @@ var dropNames = [numDropReasons]string{
 	DropInternetToPrivate: "internet-to-private",
 	DropSpoofed:           "spoofed-source",
 	DropPortClosed:        "port-closed",
+	DropNoBackend:         "no-backend",
 	DropConntrackFull:     "conntrack-full",
 	DropSNATExhausted:     "snat-exhausted",
 	DropUntranslatable:    "untranslatable",
@@ -105,8 +107,9 @@ type PortStats struct {
 
 // Stats returns a snapshot of every port's counters, in port order.
 func (e *Engine) Stats() []PortStats {
-	out := make([]PortStats, 0, len(e.ports))
-	for _, p := range e.ports {
+	ports := e.cur.Load().ports
+	out := make([]PortStats, 0, len(ports))
+	for _, p := range ports {
 		s := PortStats{
 			Node:      p.node.Name,
 			RxPackets: p.stats.rxPackets.Load(),
@@ -130,7 +133,7 @@ func (e *Engine) Stats() []PortStats {
 // Drops sums one drop reason over every port.
 func (e *Engine) Drops(r DropReason) uint64 {
 	var n uint64
-	for _, p := range e.ports {
+	for _, p := range e.cur.Load().ports {
 		n += p.stats.drops[r].Load()
 	}
 	return n
