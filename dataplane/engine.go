@@ -218,6 +218,9 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 		return err
 	}
 	s := e.compile(t, ports)
+	if t.Conntrack != old.topo.Conntrack {
+		e.ct.SetTimeouts(nat.Timeouts{Idle: t.Conntrack.IdleTimeout, Fin: t.Conntrack.FinTimeout, Rst: t.Conntrack.RstTimeout})
+	}
 	for _, pc := range s.pol.pools {
 		if err := e.ct.SetPool(pc.Addr, pc.Lo, pc.Hi); err != nil {
 			return err

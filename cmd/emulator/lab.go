@@ -23,6 +23,7 @@ const buildParallelism = 8
 
 // runningLab is a lab this process built and whose dataplane it runs.
 type runningLab struct {
+	mu      sync.Mutex // guards topo and state against apply
 	name    string
 	topo    *topology.Topology
 	state   *labState
@@ -155,6 +156,7 @@ func (l *runningLab) serveControl() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", l.handleStatus)
 	mux.HandleFunc("GET /flows", l.handleFlows)
+	mux.HandleFunc("POST /apply", l.handleApply)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil

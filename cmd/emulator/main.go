@@ -36,6 +36,7 @@ Commands:
   status [--name LAB] [--json]       nodes, addresses, VIPs and counters of a running lab
   exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
   flows [--name LAB] [--json]        tracked flows with their original and translated tuples
+  apply [--name LAB] -f FILE         apply changed NSGs, ASE scale and apps to a running lab
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExec(rest)
 	case "flows":
 		err = cmdFlows(rest, stdout)
+	case "apply":
+		err = cmdApply(rest, stdout)
 	case "init":
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":

@@ -48,21 +48,26 @@ type aseStatus struct {
 }
 
 func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	rep := statusReport{
 		Lab: l.name, PID: l.state.PID, Topology: l.state.Topology, Started: l.state.Started,
 		Drops: map[string]int{},
 	}
-	stats := l.engine.Stats()
-	for i, n := range l.topo.Nodes {
+	stats := map[string]dataplane.PortStats{}
+	for _, s := range l.engine.Stats() {
+		stats[s.Node] = s
+	}
+	for _, n := range l.topo.Nodes {
 		subnet := "Internet"
 		if n.Subnet != nil {
 			subnet = n.Subnet.Name
 		}
 		ns := nodeStatus{
 			Name: n.Name, Kind: string(n.Kind), Address: n.Addr.String(), Subnet: subnet,
-			Namespace: build.NamespaceName(l.name, n.Name), PortStats: stats[i],
+			Namespace: build.NamespaceName(l.name, n.Name), PortStats: stats[n.Name],
 		}
-		for r, c := range stats[i].Drops {
+		for r, c := range stats[n.Name].Drops {
 			rep.Drops[r] += int(c)
 		}
 		rep.Nodes = append(rep.Nodes, ns)

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/dataplane/tun"
+	"github.com/aseemu/emulator/topology"
+	"github.com/aseemu/emulator/topology/build"
+)
+
+// applyRequest carries a topology file to the running lab.
+type applyRequest struct {
+	File    string `json:"file"`
+	Content []byte `json:"content"`
+}
+
+// applyResult says what an apply changed.
+type applyResult struct {
+	Changes []string `json:"changes"`
+}
+
+func cmdApply(args []string, stdout io.Writer) error {
+	fs, name := newFlags("apply")
+	file := fs.String("f", "", "topology file")
+	if err := parseFlags(fs, args, name); err != nil {
+		return err
+	}
+	if *file == "" || fs.NArg() > 0 {
+		return usagef("apply: usage: emulator apply [--name LAB] -f FILE")
+	}
+	if err := needRoot("apply"); err != nil {
+		return err
+	}
+	content, err := os.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	// Checked here first, so a bad file is refused with its file:line
+	// (exit 2) and the running lab never sees it.
+	if _, err := topology.Parse(*file, content); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(*file)
+	var res applyResult
+	if err := controlPost(*name, "/apply", applyRequest{File: abs, Content: content}, &res); err != nil {
+		return err
+	}
+	if len(res.Changes) == 0 {
+		fmt.Fprintf(stdout, "Lab %s already runs this topology: nothing changed.\n", *name)
+		return nil
+	}
+	fmt.Fprintf(stdout, "Applied to lab %s:\n", *name)
+	for _, c := range res.Changes {
+		fmt.Fprintf(stdout, "  %s\n", c)
+	}
+	return nil
+}
+
+// controlPost sends v as JSON to path on the running lab's control socket
+// and decodes the answer into out. An answer with status 422 is the lab
+// refusing the request; its text is the reason.
+func controlPost(lab, path string, v, out any) error {
+	if !labRunning(lab) {
+		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{
+		Timeout: 2 * time.Minute,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socketPath(lab))
+		}},
+	}
+	resp, err := c.Post("http://lab"+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("lab %s: %w", lab, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode == http.StatusUnprocessableEntity {
+			return usagef("%s", strings.TrimSpace(string(b)))
+		}
+		return fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (l *runningLab) handleApply(w http.ResponseWriter, r *http.Request) {
+	var req applyRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, topology.MaxFileSize*2)).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	t, err := topology.Parse(req.File, req.Content)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	changes, err := l.apply(t, req.File)
+	var refused refusal
+	switch {
+	case errors.As(err, &refused):
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		writeJSON(w, applyResult{Changes: changes})
+	}
+}
+
+// refusal is an apply the running lab cannot carry out live.
+type refusal struct{ msg string }
+
+func (r refusal) Error() string { return r.msg }
+
+// apply moves the running lab to topology t: NSGs, ASE scale and app
+// placement, connection-tracking timeouts. Anything that would renumber
+// the lab is refused before anything changes.
+func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	added, removed, changes, err := diffTopology(l.topo, t)
+	if err != nil {
+		return nil, err
+	}
+	// Build the new nodes before touching the dataplane, so a failure
+	// leaves the running lab as it was.
+	var specs []dataplane.PortSpec
+	var devs []tun.Device
+	for _, n := range added {
+		dev, err := buildNode(l.name, n)
+		if err != nil {
+			for i, d := range devs {
+				d.Close()
+				build.DeleteNamespace(build.NamespaceName(l.name, added[i].Name))
+				build.RemoveEtc(build.NamespaceName(l.name, added[i].Name))
+			}
+			return nil, err
+		}
+		devs = append(devs, dev)
+		specs = append(specs, dataplane.PortSpec{Node: n, Dev: dev})
+	}
+	var gone []string
+	for _, n := range removed {
+		gone = append(gone, n.Name)
+	}
+	if err := l.engine.Reconfigure(t, specs, gone); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, n := range removed {
+		names = append(names, build.NamespaceName(l.name, n.Name))
+	}
+	stopProcesses(build.PidsIn(names))
+	for _, ns := range names {
+		build.DeleteNamespace(ns)
+		build.RemoveEtc(ns)
+	}
+	l.topo = t
+	l.state.Topology = source
+	l.state.Namespaces, l.state.Nodes = nil, nil
+	for _, n := range t.Nodes {
+		ns := build.NamespaceName(l.name, n.Name)
+		l.state.Namespaces = append(l.state.Namespaces, ns)
+		l.state.Nodes = append(l.state.Nodes, nodeState{Name: n.Name, Kind: string(n.Kind), Namespace: ns, Address: n.Addr.String()})
+	}
+	return changes, writeState(l.state)
+}
+
+// diffTopology compares the running topology with a new one. It returns
+// the nodes to add and remove and a line per change, or a refusal if the
+// new topology changes what a running lab cannot: addresses, subnets, VIPs.
+func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node, changes []string, err error) {
+	var problems []string
+	refuse := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+
+	if fmt.Sprint(networks(old)) != fmt.Sprint(networks(new)) {
+		refuse("the VNets, their address spaces or subnets changed")
+	}
+	for _, na := range new.ASEs {
+		oa := old.ASEByName(na.Name)
+		switch {
+		case oa == nil:
+			refuse("ASE %s is new", na.Name)
+		case oa.Kind != na.Kind || oa.VIP != na.VIP || oa.ILB != na.ILB || oa.ILBMode != na.ILBMode || oa.DNSSuffix != na.DNSSuffix || oa.Subnet.Name != na.Subnet.Name:
+			refuse("ASE %s changed its kind, subnet, VIP, ILB address, mode or DNS suffix", na.Name)
+		case oa.SNATPorts != na.SNATPorts:
+			refuse("ASE %s changed its snatPortRange", na.Name)
+		default:
+			if len(oa.FrontEnds) != len(na.FrontEnds) || len(oa.Workers) != len(na.Workers) {
+				changes = append(changes, fmt.Sprintf("ASE %s scaled from %d front-ends and %d workers to %d and %d",
+					na.Name, len(oa.FrontEnds), len(oa.Workers), len(na.FrontEnds), len(na.Workers)))
+			}
+			if appPlacement(oa) != appPlacement(na) {
+				changes = append(changes, fmt.Sprintf("ASE %s apps: %s", na.Name, appPlacement(na)))
+			}
+		}
+	}
+	for _, oa := range old.ASEs {
+		if new.ASEByName(oa.Name) == nil {
+			refuse("ASE %s is gone", oa.Name)
+		}
+	}
+	for _, nn := range new.Nodes {
+		on := old.NodeByName(nn.Name)
+		switch {
+		case on == nil && nn.ASE == nil:
+			refuse("%s %s is new: only ASE front-ends and workers can be added to a running lab", nn.Kind, nn.Name)
+		case on == nil:
+			added = append(added, nn)
+			changes = append(changes, fmt.Sprintf("added %s at %s", nn.Name, nn.Addr))
+		case on.Addr != nn.Addr || on.Kind != nn.Kind || on.PublicIP != nn.PublicIP:
+			refuse("node %s would change from %s to %s", nn.Name, on.Addr, nn.Addr)
+		}
+	}
+	for _, on := range old.Nodes {
+		if nn := new.NodeByName(on.Name); nn == nil {
+			if on.ASE == nil {
+				refuse("%s %s is gone: only ASE front-ends and workers can be removed from a running lab", on.Kind, on.Name)
+			} else {
+				removed = append(removed, on)
+				changes = append(changes, fmt.Sprintf("removed %s (%s)", on.Name, on.Addr))
+			}
+		}
+	}
+	if old.DefaultOutbound != new.DefaultOutbound || old.Conntrack.MaxFlows != new.Conntrack.MaxFlows {
+		refuse("defaultOutboundAddress or connectionTracking.maxFlows changed")
+	} else if old.Conntrack != new.Conntrack {
+		changes = append(changes, fmt.Sprintf("connection tracking timeouts: idle %v, after FIN %v, after RST %v",
+			new.Conntrack.IdleTimeout, new.Conntrack.FinTimeout, new.Conntrack.RstTimeout))
+	}
+	changes = append(changes, diffNSGs(old, new)...)
+	if len(problems) > 0 {
+		return nil, nil, nil, refusal{"apply cannot change these in a running lab (use emulator down, then up):\n  " + strings.Join(problems, "\n  ")}
+	}
+	return added, removed, changes, nil
+}
+
+// networks describes the VNets for comparison.
+func networks(t *topology.Topology) []string {
+	var out []string
+	for _, v := range t.VNets {
+		out = append(out, fmt.Sprint(v.Name, v.AddressSpace))
+		for _, s := range v.Subnets {
+			out = append(out, fmt.Sprint(s.Name, s.Prefix))
+		}
+	}
+	return out
+}
+
+// appPlacement describes which workers run which app, e.g.
+// "app1 on ase1-w1, ase1-w2".
+func appPlacement(a *topology.ASE) string {
+	var parts []string
+	for _, app := range a.Apps {
+		var ws []string
+		for _, w := range app.Workers {
+			ws = append(ws, w.Name)
+		}
+		parts = append(parts, app.Name+" on "+strings.Join(ws, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// diffNSGs lists the NSGs whose rules changed and the attachments that
+// changed. New flows get the new verdicts; established flows keep theirs
+// (F12).
+func diffNSGs(old, new *topology.Topology) []string {
+	var changes []string
+	rules := func(g *topology.NSG) string {
+		var b strings.Builder
+		for _, r := range g.Rules {
+			fmt.Fprintf(&b, "%+v;", *r)
+		}
+		return b.String()
+	}
+	for _, ng := range new.NSGs {
+		if og := old.NSGByName(ng.Name); og == nil {
+			changes = append(changes, fmt.Sprintf("NSG %s added (%d rules)", ng.Name, len(ng.Rules)))
+		} else if rules(og) != rules(ng) {
+			changes = append(changes, fmt.Sprintf("NSG %s: rules changed (%d rules)", ng.Name, len(ng.Rules)))
+		}
+	}
+	for _, og := range old.NSGs {
+		if new.NSGByName(og.Name) == nil {
+			changes = append(changes, fmt.Sprintf("NSG %s removed", og.Name))
+		}
+	}
+	attached := func(name string) string {
+		if name == "" {
+			return "none"
+		}
+		return name
+	}
+	for _, v := range new.VNets {
+		for _, s := range v.Subnets {
+			if was := old.SubnetByName(s.Name); was != nil && was.NSG != s.NSG {
+				changes = append(changes, fmt.Sprintf("subnet %s: NSG %s -> %s", s.Name, attached(was.NSG), attached(s.NSG)))
+			}
+		}
+	}
+	for _, n := range new.Nodes {
+		if on := old.NodeByName(n.Name); on != nil && on.NSG != n.NSG {
+			changes = append(changes, fmt.Sprintf("%s NIC: NSG %s -> %s", n.Name, attached(on.NSG), attached(n.NSG)))
+		}
+	}
+	return changes
+}

@@ -1,0 +1,203 @@
+package netx
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Group runs a service's goroutines (accept loops, connection handlers) and
+// ends them all on Close. Services live as long as a lab and are stopped and
+// started again when it is reloaded, so a connection left open by a client,
+// or a handler still running, must not outlive its service.
+//
+// The zero Group is ready to use.
+type Group struct {
+	mu      sync.Mutex
+	closed  bool
+	closers []func() error
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
+}
+
+// Go runs f on a goroutine that Close waits for. f must return once Close
+// has run the functions given to OnClose.
+func (g *Group) Go(f func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		f()
+	}()
+}
+
+// OnClose adds f to what Close runs before it waits. Called after Close, it
+// runs f at once.
+func (g *Group) OnClose(f func() error) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		f()
+		return
+	}
+	g.closers = append(g.closers, f)
+	g.mu.Unlock()
+}
+
+// Serve accepts connections on l until Close and runs handle on each, on its
+// own goroutine. The connection is closed when handle returns, and at once
+// by Close.
+func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
+	g.OnClose(l.Close)
+	g.Go(func() {
+		var delay time.Duration
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) || g.isClosed() {
+					return
+				}
+				// Out of file descriptors and the like: wait rather
+				// than spin, as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			delay = 0
+			if !g.track(c) {
+				c.Close()
+				return
+			}
+			g.Go(func() {
+				defer g.untrack(c)
+				handle(c)
+			})
+		}
+	})
+}
+
+// ServeHTTP serves HTTP with srv on l until Close, and closes srv's
+// connections on Close. With tls set, srv.TLSConfig must hold a certificate
+// (Certificates or GetCertificate) and l is served as HTTPS.
+func (g *Group) ServeHTTP(l net.Listener, srv *http.Server, tls bool) {
+	g.OnClose(func() error {
+		l.Close() // in case Close came before Serve could take l
+		return srv.Close()
+	})
+	g.Go(func() {
+		if tls {
+			srv.ServeTLS(l, "", "")
+		} else {
+			srv.Serve(l)
+		}
+	})
+}
+
+// Close runs the OnClose functions, closes the connections Serve accepted
+// and waits for every goroutine. It returns the first real error, ignoring
+// those that only say a thing was already closed.
+func (g *Group) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		g.wg.Wait()
+		return nil
+	}
+	g.closed = true
+	closers := g.closers
+	g.closers = nil
+	conns := g.conns
+	g.conns = nil
+	g.mu.Unlock()
+
+	var errs []error
+	for _, f := range closers {
+		if err := f(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for c := range conns {
+		c.Close()
+	}
+	g.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (g *Group) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+func (g *Group) track(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	if g.conns == nil {
+		g.conns = make(map[net.Conn]struct{})
+	}
+	g.conns[c] = struct{}{}
+	return true
+}
+
+func (g *Group) untrack(c net.Conn) {
+	c.Close()
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+}
+
+// Listeners opens every listener a service needs before it serves any, so
+// that a port already taken fails the start and leaves nothing open.
+type Listeners struct {
+	n    Net
+	open []interface{ Close() error }
+	err  error
+}
+
+// NewListeners starts opening listeners on n.
+func NewListeners(n Net) *Listeners { return &Listeners{n: n} }
+
+// TCP opens a TCP listener on port, or returns nil after the first error.
+func (ls *Listeners) TCP(port int) net.Listener {
+	if ls.err != nil {
+		return nil
+	}
+	l, err := ls.n.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		ls.err = err
+		return nil
+	}
+	ls.open = append(ls.open, l)
+	return l
+}
+
+// UDP opens a UDP socket on port, or returns nil after the first error.
+func (ls *Listeners) UDP(port int) net.PacketConn {
+	if ls.err != nil {
+		return nil
+	}
+	pc, err := ls.n.ListenPacket("udp", ":"+strconv.Itoa(port))
+	if err != nil {
+		ls.err = err
+		return nil
+	}
+	ls.open = append(ls.open, pc)
+	return pc
+}
+
+// Err closes everything opened so far if any open failed, and returns the
+// first error.
+func (ls *Listeners) Err() error {
+	if ls.err != nil {
+		for _, c := range ls.open {
+			c.Close()
+		}
+		ls.open = nil
+	}
+	return ls.err
+}

@@ -1,0 +1,226 @@
+package netx
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestLoopbackDialsNodesByNameAndAddress(t *testing.T) {
+	reg := NewRegistry()
+	w1 := reg.Node("ase1-w1", "10.0.1.6")
+	fe := reg.Node("ase1-fe1", "10.0.1.4")
+
+	l, err := w1.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := w1.Addr("tcp", 80); got != l.Addr().String() || !strings.HasPrefix(got, "127.0.0.1:") {
+		t.Fatalf("Addr(tcp, 80) = %q, want the listener's %s on 127.0.0.1", got, l.Addr())
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "w1\n")
+			c.Close()
+		}
+	}()
+
+	for _, target := range []string{"10.0.1.6:80", "ase1-w1:80", "ASE1-W1.:80"} {
+		c, err := fe.DialContext(context.Background(), "tcp", target)
+		if err != nil {
+			t.Fatalf("front-end dialling %s: %v", target, err)
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if string(b) != "w1\n" {
+			t.Errorf("dialling %s reached %q, want the worker's listener", target, b)
+		}
+	}
+
+	_, err = fe.DialContext(context.Background(), "tcp", "10.0.1.7:80")
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Errorf("dialling a node that does not exist: err = %v, want a not-found DNS error", err)
+	}
+	_, err = fe.DialContext(context.Background(), "tcp", "10.0.1.6:443")
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dialling a port nothing listens on: err = %v, want connection refused", err)
+	}
+}
+
+func TestLoopbackPortClashAndRelease(t *testing.T) {
+	n := NewLoopback("echo")
+	l, err := n.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Listen("tcp4", "0.0.0.0:7"); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("second listen on tcp 7: err = %v, want address in use", err)
+	}
+	// The same port on the other protocol is free, as on a real host.
+	pc, err := n.ListenPacket("udp", ":7")
+	if err != nil {
+		t.Fatalf("udp 7 beside tcp 7: %v", err)
+	}
+	defer pc.Close()
+	l.Close()
+	if n.Addr("tcp", 7) != "" {
+		t.Error("a closed listener is still registered")
+	}
+	l2, err := n.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatalf("listen again after close: %v", err)
+	}
+	l2.Close()
+}
+
+func TestLoopbackPortZeroIsDialable(t *testing.T) {
+	reg := NewRegistry()
+	a, b := reg.Node("a"), reg.Node("b")
+	l, err := a.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	c, err := b.DialContext(context.Background(), "tcp", "a:"+port)
+	if err != nil {
+		t.Fatalf("dial a port-0 listener by its real port: %v", err)
+	}
+	c.Close()
+}
+
+func TestLoopbackUDP(t *testing.T) {
+	reg := NewRegistry()
+	srv, cli := reg.Node("dns", "168.63.129.16"), reg.Node("client")
+	pc, err := srv.ListenPacket("udp", ":53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 100)
+		n, from, err := pc.ReadFrom(buf)
+		if err == nil {
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	c, err := cli.DialContext(context.Background(), "udp", "168.63.129.16:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 100)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Errorf("udp round trip: %q, %v", buf[:n], err)
+	}
+}
+
+func TestGroupCloseEndsOpenConnections(t *testing.T) {
+	n := NewLoopback("srv")
+	l, err := n.Listen("tcp", ":9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g Group
+	handled := make(chan struct{})
+	g.Serve(l, func(c net.Conn) {
+		close(handled)
+		io.Copy(io.Discard, c) // blocks until Close closes c
+	})
+	c, err := net.Dial("tcp", n.Addr("tcp", 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-handled
+	done := make(chan error)
+	go func() { done <- g.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a handler blocked on an open connection")
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("the client's connection is still open after Close")
+	}
+	if n.Addr("tcp", 9) != "" {
+		t.Error("Close left the listener open")
+	}
+}
+
+func TestListenersRollBackOnClash(t *testing.T) {
+	n := NewLoopback("fe")
+	taken, err := n.Listen("tcp", ":443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	ls := NewListeners(n)
+	ls.TCP(80)
+	ls.TCP(443)
+	ls.UDP(53)
+	if err := ls.Err(); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Err = %v, want address in use", err)
+	}
+	if n.Addr("tcp", 80) != "" || n.Addr("udp", 53) != "" {
+		t.Error("a failed start left listeners open")
+	}
+}
+
+func TestClientDialsThroughNet(t *testing.T) {
+	reg := NewRegistry()
+	web, worker := reg.Node("echo.example.net"), reg.Node("ase1-w1")
+	l, err := web.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from "+r.Host)
+	})}
+	var g Group
+	g.ServeHTTP(l, srv, false)
+	defer g.Close()
+
+	c := Client(worker, 5*time.Second)
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://echo.example.net/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "hello from echo.example.net" {
+		t.Errorf("body = %q", b)
+	}
+}
+
+func TestResolverAsksThroughNet(t *testing.T) {
+	n := NewLoopback("client")
+	r := Resolver(n, "168.63.129.16:53")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// No DNS node exists on this registry, so the lookup must fail: it
+	// proves the query went through n rather than to the host's resolver.
+	if _, err := r.LookupHost(ctx, "echo.example.net"); err == nil {
+		t.Error("lookup succeeded without a DNS server on the pretend network")
+	}
+}
