@@ -1,0 +1,78 @@
+package test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeTopology writes the default lab with each replacement applied and
+// returns the file's path. A replacement that matches nothing fails the
+// test, so an edit cannot silently do nothing.
+func writeTopology(t *testing.T, name string, replace ...string) string {
+	t.Helper()
+	yaml := emu(t, "init").stdout
+	for i := 0; i+1 < len(replace); i += 2 {
+		if !strings.Contains(yaml, replace[i]) {
+			t.Fatalf("topology edit: %q not found", replace[i])
+		}
+		yaml = strings.Replace(yaml, replace[i], replace[i+1], 1)
+	}
+	file := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// F4: scaling a running ASE adds a worker at the next free address of its
+// subnet; it is reachable and leaves with the VIP. Scaling back removes it.
+func TestApplyScalesASE(t *testing.T) {
+	l := upLab(t)
+	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+	r := emu(t, "apply", "--name", l.name, "-f", three)
+	if r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3 at 10.0.1.8") {
+		t.Fatalf("apply with 3 workers: want ase1-w3 added at 10.0.1.8 (the next free address), got %v", r)
+	}
+	if out := l.mustExec("ase1-w3", "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, " 10.0.1.8/26") {
+		t.Errorf("ase1-w3 has %q, want 10.0.1.8/26", out)
+	}
+	if _, peer := l.connect("ase1-w3", "10.0.2.4", 1433, "db1"); peer != "10.0.1.8" {
+		t.Errorf("F4: db1 saw the new worker as %s, want 10.0.1.8", peer)
+	}
+	if _, peer := l.connect("ase1-w3", "203.0.113.10", 8080, "echo"); peer != "192.23.1.2" {
+		t.Errorf("F3: the new worker left with %s, want the VIP 192.23.1.2", peer)
+	}
+	two := writeTopology(t, "two.yaml")
+	if r := emu(t, "apply", "--name", l.name, "-f", two); r.code != 0 || !strings.Contains(r.stdout, "removed ase1-w3") {
+		t.Fatalf("apply back to 2 workers: %v", r)
+	}
+	if _, err := os.Stat("/run/netns/" + l.name + ".ase1-w3"); err == nil {
+		t.Errorf("scaling down left the namespace of ase1-w3")
+	}
+	if r := l.exec("db1", 10*time.Second, "ping", "-c", "1", "-W", "1", "10.0.1.8"); r.code == 0 {
+		t.Errorf("10.0.1.8 still answers after ase1-w3 was removed")
+	}
+}
+
+// apply refuses what a running lab cannot change, and a bad file, with
+// exit 2; the lab runs on unchanged.
+func TestApplyRefuses(t *testing.T) {
+	l := upLab(t)
+	renumber := writeTopology(t, "renumber.yaml", "addressPrefix: 10.0.2.0/24", "addressPrefix: 10.0.2.0/25")
+	if r := emu(t, "apply", "--name", l.name, "-f", renumber); r.code != 2 || !strings.Contains(r.stderr, "cannot change") {
+		t.Errorf("apply changing a subnet: want exit 2 saying it cannot change, got %v", r)
+	}
+	bad := writeTopology(t, "bad.yaml", "    workers: 2\n", "    workers: many\n")
+	r := emu(t, "apply", "--name", l.name, "-f", bad)
+	if r.code != 2 || !regexp.MustCompile(`bad\.yaml:\d+: appServiceEnvironments\[0\]\.workers: `).MatchString(r.stderr) {
+		t.Errorf("apply with a bad file: want exit 2 and bad.yaml:LINE: appServiceEnvironments[0].workers, got %v", r)
+	}
+	if got := len(l.status().Nodes); got != len(defaultNodes) {
+		t.Errorf("after refused applies the lab has %d nodes, want %d", got, len(defaultNodes))
+	}
+	l.mustExec("db1", "ping", "-c", "1", "-W", "2", "10.0.1.6")
+}
