@@ -267,7 +267,8 @@ func ParseHost(host, suffix string) (app string, kudu, ok bool) {
 	if name, isKudu := strings.CutSuffix(rest, ".scm"); isKudu {
 		rest, kudu = name, true
 	}
-	if rest == "" || strings.Contains(rest, ".") {
+	// "scm.SUFFIX" is Kudu's parent name, not an app's.
+	if rest == "" || rest == "scm" || strings.Contains(rest, ".") {
 		return "", false, false
 	}
 	return rest, kudu, true
@@ -303,7 +304,6 @@ func writeText(w http.ResponseWriter, code int, s string) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	// One line, so that grep finds a field in curl's output.
+	json.NewEncoder(w).Encode(v)
 }

@@ -24,8 +24,14 @@ type Group struct {
 }
 
 // Go runs f on a goroutine that Close waits for. f must return once Close
-// has run the functions given to OnClose.
+// has run the functions given to OnClose. After Close, Go does nothing.
 func (g *Group) Go(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// Under mu, so that no Add can race with the Wait in Close.
+	if g.closed {
+		return
+	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()

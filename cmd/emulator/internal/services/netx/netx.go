@@ -61,17 +61,27 @@ func Resolver(n Net, server string) *net.Resolver {
 	}
 }
 
+// DialTimeout bounds every dial of Transport.
+const DialTimeout = 10 * time.Second
+
 // Transport returns an HTTP transport whose every connection is dialled
 // through n. It ignores the process's proxy settings: a proxy of the host is
 // not reachable from inside the lab, and using it would bypass the dataplane.
+//
+// A dial gives up after DialTimeout: in the lab an NSG that drops a SYN
+// would otherwise hold the caller for the kernel's two minutes of retries.
 //
 // Certificates are not verified, because every HTTPS server of the lab has a
 // self-signed certificate made at start-up; the lab teaches addresses and
 // ports, not PKI.
 func Transport(n Net) *http.Transport {
 	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           n.DialContext,
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, DialTimeout)
+			defer cancel()
+			return n.DialContext(ctx, network, address)
+		},
 		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,

@@ -1,0 +1,9 @@
+package app
+
+import (
+	"testing"
+
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }

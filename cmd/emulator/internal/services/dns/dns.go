@@ -1,0 +1,189 @@
+// Package dns is Azure DNS at 168.63.129.16 (F15): the resolver every VNet
+// machine uses, here also the one every Internet host of the lab uses.
+//
+// It answers A records for the lab's names (see NewZone) on UDP and TCP 53,
+// and NXDOMAIN for every other name: the lab has no way out to the real
+// Internet, so a name it does not know does not exist.
+package dns
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/topology"
+)
+
+// Defaults and constants of the answers.
+const (
+	DefaultPort = 53
+	// TTL of every record: short, because the ASE scales and apps move,
+	// and a learner who changes the lab should not wait long to see it.
+	TTL = 60
+	// nameServer is the SOA's primary name server. It is not resolvable;
+	// it only names who answers, as a SOA must.
+	nameServer = "azuredns." + InternalZone + "."
+)
+
+// Config is the DNS server's.
+type Config struct {
+	Topology *topology.Topology // the zone data (NewZone)
+	Port     int                // UDP and TCP; 0: DefaultPort
+}
+
+// Server is the running DNS server.
+type Server struct {
+	zone   atomic.Pointer[Zone]
+	serial atomic.Uint32 // SOA serial: a new one on every Reload
+	g      netx.Group
+}
+
+// Start opens UDP and TCP port 53 through n and answers from cfg.Topology's
+// zone data until Close.
+func Start(n netx.Net, cfg Config) (*Server, error) {
+	if cfg.Topology == nil {
+		return nil, errors.New("dns: Config.Topology is nil")
+	}
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	s := &Server{}
+	s.zone.Store(NewZone(cfg.Topology))
+	s.serial.Store(uint32(time.Now().Unix()))
+
+	ls := netx.NewListeners(n)
+	pc, l := ls.UDP(cfg.Port), ls.TCP(cfg.Port)
+	if err := ls.Err(); err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: s}
+	tcp := &dns.Server{Listener: l, Handler: s}
+	for _, srv := range []*dns.Server{udp, tcp} {
+		if err := s.serve(srv); err != nil {
+			s.Close()
+			pc.Close()
+			l.Close()
+			return nil, fmt.Errorf("dns: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// serve starts srv and returns once it serves. miekg/dns's Shutdown fails,
+// and leaves the server running, if it comes before the server has
+// started; waiting here makes Close right at any time after Start.
+func (s *Server) serve(srv *dns.Server) error {
+	started := make(chan struct{})
+	failed := make(chan error, 1)
+	srv.NotifyStartedFunc = func() { close(started) }
+	s.g.Go(func() {
+		if err := srv.ActivateAndServe(); err != nil {
+			failed <- err
+		}
+	})
+	select {
+	case <-started:
+		s.g.OnClose(srv.Shutdown)
+		return nil
+	case err := <-failed:
+		return err
+	}
+}
+
+// Reload makes the server answer from t from now on: the ASE scaled, apps
+// moved, hosts added. A query sees the old zone data or the new, never a
+// mix.
+func (s *Server) Reload(t *topology.Topology) {
+	s.zone.Store(NewZone(t))
+	s.serial.Add(1)
+}
+
+// Zone returns the zone data the server answers from now.
+func (s *Server) Zone() *Zone { return s.zone.Load() }
+
+// Close stops both ports and waits for queries under way.
+func (s *Server) Close() error { return s.g.Close() }
+
+// ServeDNS answers one query.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := s.answer(r)
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		size := dns.MinMsgSize
+		if o := r.IsEdns0(); o != nil {
+			size = int(o.UDPSize())
+		}
+		m.Truncate(size)
+	}
+	w.WriteMsg(m)
+}
+
+func (s *Server) answer(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	// Azure DNS is a recursive resolver; without RA, nslookup and dig
+	// warn on every answer.
+	m.RecursionAvailable = true
+	if o := r.IsEdns0(); o != nil {
+		m.SetEdns0(1232, false) // the DNS Flag Day 2020 size: no fragments
+	}
+	switch {
+	case r.Opcode != dns.OpcodeQuery:
+		m.Rcode = dns.RcodeNotImplemented
+		return m
+	case len(r.Question) != 1:
+		m.Rcode = dns.RcodeFormatError
+		return m
+	}
+	q := r.Question[0]
+	if q.Qclass != dns.ClassINET {
+		// Not a name that does not exist, but a class this server does
+		// not serve at all (CHAOS version.bind and the like).
+		m.Rcode = dns.RcodeRefused
+		return m
+	}
+
+	z := s.zone.Load()
+	name := fqdn(q.Name)
+	apex, inZone := z.apexOf(name)
+	m.Authoritative = inZone
+	addr, hasA := z.a[name]
+	switch {
+	case hasA && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY):
+		m.Answer = append(m.Answer, &dns.A{
+			Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: TTL},
+			A:   addr.AsSlice(),
+		})
+		return m
+	case inZone && name == apex && q.Qtype == dns.TypeSOA:
+		m.Answer = append(m.Answer, s.soa(q.Name))
+		return m
+	case !z.exists(name):
+		m.Rcode = dns.RcodeNameError
+	}
+	// NXDOMAIN, or a name that exists without a record of this type
+	// (AAAA of an app: the lab is IPv4 only). Inside a zone, the SOA says
+	// for how long a resolver may remember that (RFC 2308).
+	if inZone {
+		m.Ns = append(m.Ns, s.soa(apex))
+	}
+	return m
+}
+
+func (s *Server) soa(apex string) *dns.SOA {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: apex, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: TTL},
+		Ns:      nameServer,
+		Mbox:    "hostmaster." + strings.ToLower(dns.Fqdn(apex)),
+		Serial:  s.serial.Load(),
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  TTL,
+	}
+}

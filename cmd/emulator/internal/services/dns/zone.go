@@ -1,0 +1,143 @@
+package dns
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/aseemu/emulator/topology"
+)
+
+// The zones the lab's DNS is authoritative for, besides each ASE's DNS
+// suffix and the Azure endpoint names.
+const (
+	// InternetZone holds a name for every Internet host: NAME.example.net.
+	// example.net is reserved for examples (RFC 2606), so it can never
+	// shadow a real name.
+	InternetZone = "example.net"
+	// InternalZone holds a name for every VNet machine, as Azure's
+	// internal DNS does: NODE.internal.cloudapp.net.
+	InternalZone = "internal.cloudapp.net"
+)
+
+// azureEndpoints maps an Internet host of the lab to the Azure names it
+// stands for. Another endpoint is one more line here.
+var azureEndpoints = map[string][]string{
+	"azure-sql":     {"sql.database.windows.net"},
+	"azure-storage": {"storage.blob.core.windows.net"},
+	"azure-mgmt":    {"management.azure.com"},
+}
+
+// AzureNames returns the Azure endpoint names the Internet host called host
+// answers to, if it stands for an Azure endpoint.
+func AzureNames(host string) []string { return slices.Clone(azureEndpoints[host]) }
+
+// Zone is every name the lab's DNS answers, made from one topology. It does
+// not change once made: a new topology makes a new Zone.
+type Zone struct {
+	a     map[string]netip.Addr // owner name (lower case, fully qualified) -> its A record
+	apex  map[string]string     // every name that exists -> the apex of its zone
+	zones []string              // the apexes, longest first
+}
+
+// NewZone makes the zone data of topology t:
+//   - APP.SUFFIX and APP.scm.SUFFIX (Kudu) of every app: the ASE's VIP for an
+//     External ASE (F6), its ILB address for an ILB ASE (F7);
+//   - NAME.example.net of every Internet host, and the Azure names of those
+//     that stand for Azure endpoints (sql.database.windows.net, ...);
+//   - NODE.internal.cloudapp.net of every VNet machine: its private address.
+func NewZone(t *topology.Topology) *Zone {
+	z := &Zone{a: make(map[string]netip.Addr), apex: make(map[string]string)}
+	apexes := map[string]bool{fqdn(InternetZone): true, fqdn(InternalZone): true}
+	for _, a := range t.ASEs {
+		apexes[fqdn(a.DNSSuffix)] = true
+	}
+	for _, names := range azureEndpoints {
+		for _, n := range names {
+			apexes[fqdn(n)] = true
+		}
+	}
+	z.zones = slices.SortedFunc(maps.Keys(apexes), func(a, b string) int {
+		if len(a) != len(b) {
+			return len(b) - len(a)
+		}
+		return strings.Compare(a, b)
+	})
+	for apex := range apexes {
+		z.apex[apex] = apex
+	}
+
+	for _, a := range t.ASEs {
+		for _, ap := range a.Apps {
+			z.add(ap.Name+"."+a.DNSSuffix, a.AppAddr())
+			z.add(ap.Name+".scm."+a.DNSSuffix, a.AppAddr())
+		}
+	}
+	for _, h := range t.Internet {
+		z.add(h.Name+"."+InternetZone, h.Addr)
+		for _, n := range azureEndpoints[h.Name] {
+			z.add(n, h.Addr)
+		}
+	}
+	for _, n := range t.Nodes {
+		if n.VNet != nil {
+			z.add(n.Name+"."+InternalZone, n.Addr)
+		}
+	}
+	return z
+}
+
+// add records an A record and marks its owner, and every name between it
+// and its apex, as existing, so that those answer NOERROR with no data
+// rather than NXDOMAIN (RFC 8020). The first record of a name wins.
+func (z *Zone) add(name string, a netip.Addr) {
+	name = fqdn(name)
+	if _, dup := z.a[name]; dup || !a.IsValid() {
+		return
+	}
+	apex, ok := z.apexOf(name)
+	if !ok {
+		return
+	}
+	z.a[name] = a
+	for n := name; n != apex; n = parent(n) {
+		z.apex[n] = apex
+	}
+}
+
+// Lookup returns the A record of name (any case, with or without the final
+// dot).
+func (z *Zone) Lookup(name string) (netip.Addr, bool) {
+	a, ok := z.a[fqdn(name)]
+	return a, ok
+}
+
+// Names returns every name that has an A record, sorted, fully qualified.
+func (z *Zone) Names() []string { return slices.Sorted(maps.Keys(z.a)) }
+
+// apexOf returns the apex of the zone name falls in, if any.
+func (z *Zone) apexOf(name string) (string, bool) {
+	for _, apex := range z.zones {
+		if name == apex || strings.HasSuffix(name, "."+apex) {
+			return apex, true
+		}
+	}
+	return "", false
+}
+
+// exists reports whether name is a name of the zone data, with or without
+// records of its own.
+func (z *Zone) exists(name string) bool {
+	_, ok := z.apex[name]
+	return ok
+}
+
+func fqdn(name string) string {
+	return strings.ToLower(strings.TrimSuffix(name, ".")) + "."
+}
+
+func parent(name string) string {
+	_, rest, _ := strings.Cut(name, ".")
+	return rest
+}

@@ -1,0 +1,296 @@
+// Package frontend is an ASE front-end: the machine behind the ASE's VIP (or
+// ILB address) that takes every inbound port of F2 and F7.
+//
+// HTTP (80) and HTTPS (443, TLS ended here) are reverse-proxied by Host
+// header to a worker that runs the app. The other ports answer just enough
+// for nc and curl to show where each one lands: management (454, 455) a
+// status line, FTP (21) and FTPS (990) a banner, FTP data (10001-10020) an
+// accept, remote debugging (4016, 4018, 4020) a banner naming the Visual
+// Studio version.
+package frontend
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/app"
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/certs"
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/topology"
+)
+
+// The ports a front-end listens on (F2).
+const (
+	HTTPPort     = 80
+	HTTPSPort    = 443
+	FTPPort      = 21
+	FTPSPort     = 990
+	FTPDataFirst = 10001
+	FTPDataLast  = 10020
+	WorkerPort   = 80 // where the front-end reaches the apps on a worker
+)
+
+// ManagementPorts are Azure management's and the load balancer probes'.
+var ManagementPorts = []int{454, 455}
+
+// DebugPorts are the remote debugging ports and the Visual Studio version
+// each one serves.
+var DebugPorts = map[int]string{4016: "VS2012", 4018: "VS2013", 4020: "VS2015"}
+
+// bannerReadTimeout is how long FTP waits for a first command after its
+// banner: long enough to type QUIT into nc, short enough that a port scan
+// does not leave connections behind.
+const bannerReadTimeout = 3 * time.Second
+
+// Config is one front-end.
+type Config struct {
+	// FrontEnd is the front-end node; FrontEnd.ASE is its ASE, whose apps
+	// and their workers it routes to.
+	FrontEnd *topology.Node
+	// Certificate is served on 443. Nil: Start makes one with Certificate.
+	// Make one per ASE and give it to each front-end, so that all of an
+	// ASE's front-ends show the same certificate, as behind a real VIP.
+	Certificate *tls.Certificate
+}
+
+// Certificate returns a self-signed certificate for ASE a's app names:
+// *.SUFFIX, *.scm.SUFFIX (Kudu) and SUFFIX itself.
+func Certificate(a *topology.ASE) (tls.Certificate, error) {
+	return certs.SelfSigned("emulated ASE "+a.Name, "*."+a.DNSSuffix, "*.scm."+a.DNSSuffix, a.DNSSuffix)
+}
+
+// Server is a running front-end.
+type Server struct {
+	state atomic.Pointer[state]
+	tr    *http.Transport
+	proxy *httputil.ReverseProxy
+	g     netx.Group
+}
+
+// state is what Update replaces in one piece, so that a request sees
+// either the old ASE or the new one, never half of each.
+type state struct {
+	fe, ase, suffix string
+	apps            map[string]*route // by lower-case app name
+	names           []string
+	cert            *tls.Certificate
+	certMade        bool // made by Start, so remade if the suffix changes
+}
+
+type route struct {
+	app     string
+	workers []*topology.Node
+	next    atomic.Uint32 // round-robin over workers
+}
+
+type targetKey struct{}
+
+type target struct {
+	app    string
+	worker *topology.Node
+	addr   string
+}
+
+// Start opens every port of the front-end through n, and serves until
+// Close. A port that cannot be opened fails Start and leaves none open.
+func Start(n netx.Net, cfg Config) (*Server, error) {
+	if err := check(cfg.FrontEnd); err != nil {
+		return nil, err
+	}
+	st, err := newState(cfg.FrontEnd, cfg.Certificate, nil)
+	if err != nil {
+		return nil, err
+	}
+
+	ls := netx.NewListeners(n)
+	httpL, httpsL := ls.TCP(HTTPPort), ls.TCP(HTTPSPort)
+	var mgmtL []net.Listener
+	for _, p := range ManagementPorts {
+		mgmtL = append(mgmtL, ls.TCP(p))
+	}
+	ftpL, ftpsL := ls.TCP(FTPPort), ls.TCP(FTPSPort)
+	var dataL []net.Listener
+	for p := FTPDataFirst; p <= FTPDataLast; p++ {
+		dataL = append(dataL, ls.TCP(p))
+	}
+	debugL := map[int]net.Listener{}
+	for _, p := range slices.Sorted(maps.Keys(DebugPorts)) {
+		debugL[p] = ls.TCP(p)
+	}
+	if err := ls.Err(); err != nil {
+		return nil, fmt.Errorf("front-end %s: %w", cfg.FrontEnd.Name, err)
+	}
+
+	s := &Server{tr: netx.Transport(n)}
+	s.state.Store(st)
+	s.proxy = &httputil.ReverseProxy{
+		Rewrite:      s.rewrite,
+		Transport:    s.tr,
+		ErrorHandler: s.proxyError,
+	}
+	s.g.OnClose(func() error { s.tr.CloseIdleConnections(); return nil })
+
+	s.g.ServeHTTP(httpL, &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}, false)
+	s.g.ServeHTTP(httpsL, &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		TLSConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// Through the state, so that Update can change it.
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.state.Load().cert, nil },
+		},
+	}, true)
+	mgmt := http.HandlerFunc(s.management)
+	for _, l := range mgmtL {
+		s.g.ServeHTTP(l, &http.Server{Handler: mgmt, ReadHeaderTimeout: 10 * time.Second}, false)
+	}
+	s.g.Serve(ftpL, func(c net.Conn) { s.ftp(c, "FTP") })
+	s.g.Serve(ftpsL, func(c net.Conn) { s.ftp(c, "FTPS") })
+	for _, l := range dataL {
+		// Accepting is the whole answer: nc -z then reports the port
+		// open, and the connection is closed when this returns.
+		s.g.Serve(l, func(net.Conn) {})
+	}
+	for p, l := range debugL {
+		s.g.Serve(l, func(c net.Conn) { s.debug(c, p) })
+	}
+	return s, nil
+}
+
+// Update points the front-end at its ASE as it now is: the ASE scaled, or
+// apps moved between workers (F4). fe is the same front-end in the new
+// topology. Requests under way finish on the worker they were sent to.
+func (s *Server) Update(fe *topology.Node) error {
+	if err := check(fe); err != nil {
+		return err
+	}
+	st, err := newState(fe, nil, s.state.Load())
+	if err != nil {
+		return err
+	}
+	s.state.Store(st)
+	return nil
+}
+
+// Close stops every port and ends every open connection.
+func (s *Server) Close() error { return s.g.Close() }
+
+func check(fe *topology.Node) error {
+	if fe == nil || fe.ASE == nil || fe.Kind != topology.NodeFrontEnd {
+		return errors.New("frontend: the node must be a front-end of an ASE")
+	}
+	return nil
+}
+
+func newState(fe *topology.Node, cert *tls.Certificate, old *state) (*state, error) {
+	a := fe.ASE
+	st := &state{fe: fe.Name, ase: a.Name, suffix: a.DNSSuffix, apps: make(map[string]*route, len(a.Apps)), cert: cert}
+	for _, ap := range a.Apps {
+		st.apps[strings.ToLower(ap.Name)] = &route{app: ap.Name, workers: slices.Clone(ap.Workers)}
+		st.names = append(st.names, ap.Name)
+	}
+	slices.Sort(st.names)
+	switch {
+	case st.cert != nil:
+	case old != nil && (!old.certMade || strings.EqualFold(old.suffix, st.suffix)):
+		st.cert, st.certMade = old.cert, old.certMade
+	default:
+		c, err := Certificate(a)
+		if err != nil {
+			return nil, fmt.Errorf("front-end %s: certificate: %w", fe.Name, err)
+		}
+		st.cert, st.certMade = &c, true
+	}
+	return st, nil
+}
+
+// ServeHTTP routes an app request (80 and 443) to one of the app's workers.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := s.state.Load()
+	w.Header().Set("X-ASE-FrontEnd", st.fe)
+	name, _, ok := app.ParseHost(r.Host, st.suffix)
+	rt := st.apps[name]
+	if !ok || rt == nil {
+		if !ok {
+			name = r.Host
+			if h, _, err := net.SplitHostPort(r.Host); err == nil {
+				name = h
+			}
+		}
+		apps := "none"
+		if len(st.names) > 0 {
+			apps = strings.Join(st.names, ", ")
+		}
+		http.Error(w, fmt.Sprintf("404: no app %s on ASE %s (front-end %s; its apps, as APP.%s: %s)", name, st.ase, st.fe, st.suffix, apps), http.StatusNotFound)
+		return
+	}
+	if len(rt.workers) == 0 {
+		http.Error(w, fmt.Sprintf("503: app %s on ASE %s runs on no worker (front-end %s)", rt.app, st.ase, st.fe), http.StatusServiceUnavailable)
+		return
+	}
+	wk := rt.workers[int(rt.next.Add(1)-1)%len(rt.workers)]
+	t := target{app: rt.app, worker: wk, addr: net.JoinHostPort(wk.Addr.String(), fmt.Sprint(WorkerPort))}
+	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
+}
+
+func (s *Server) rewrite(pr *httputil.ProxyRequest) {
+	t := pr.In.Context().Value(targetKey{}).(target)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = t.addr
+	// The worker chooses the app by Host, so it gets the client's.
+	pr.Out.Host = pr.In.Host
+	// Append to the client's X-Forwarded-For rather than replace it, as
+	// Azure's front-ends do: a call that went through another proxy keeps
+	// the whole chain.
+	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+	pr.SetXForwarded()
+}
+
+func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	t := r.Context().Value(targetKey{}).(target)
+	st := s.state.Load()
+	http.Error(w, fmt.Sprintf("502: front-end %s of ASE %s cannot reach worker %s (%s) for app %s: %v", st.fe, st.ase, t.worker.Name, t.addr, t.app, err), http.StatusBadGateway)
+}
+
+// management answers every request on 454/455, the load balancer's probe
+// (GET /probe) included, at once.
+func (s *Server) management(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, s.state.Load().fe+" management: ok\n")
+}
+
+func (s *Server) ftp(c net.Conn, proto string) {
+	st := s.state.Load()
+	fmt.Fprintf(c, "220 %s %s (emulated ASE %s)\r\n", st.fe, proto, st.ase)
+	c.SetReadDeadline(time.Now().Add(bannerReadTimeout))
+	buf := make([]byte, 512)
+	n, _ := c.Read(buf)
+	if n == 0 {
+		return
+	}
+	c.SetWriteDeadline(time.Now().Add(bannerReadTimeout))
+	if strings.EqualFold(strings.TrimSpace(string(buf[:n])), "QUIT") {
+		io.WriteString(c, "221 Goodbye.\r\n")
+		return
+	}
+	fmt.Fprintf(c, "502 %s: an emulated %s port only shows where the port lands; it serves no files.\r\n", st.fe, proto)
+}
+
+func (s *Server) debug(c net.Conn, port int) {
+	st := s.state.Load()
+	c.SetWriteDeadline(time.Now().Add(bannerReadTimeout))
+	vs := DebugPorts[port]
+	fmt.Fprintf(c, "%s remote debugging %s (Visual Studio %s msvsmon, port %d, emulated ASE %s)\r\n",
+		st.fe, vs, strings.TrimPrefix(vs, "VS"), port, st.ase)
+}
