@@ -54,6 +54,8 @@ type frontDoor struct {
 	backends []header.Addr // front-ends, or the VM
 }
 
+var platformAddr = header.AddrFromNetip(topology.PlatformAddr)
+
 // policy is compiled from the topology once; it is only read afterwards.
 type policy struct {
 	vnet     route.Table[bool]           // the VNets' address spaces and the platform address: "inside"
@@ -124,8 +126,9 @@ func (p *policy) inside(a header.Addr) bool {
 func (p *policy) decide(n *topology.Node, k nat.Key) (nat.Key, DropReason, bool) {
 	xl := k
 	if n.Kind == topology.NodeInternet {
-		// The Internet reaches a lab only through its public addresses.
-		if p.inside(k.Dst) {
+		// The Internet reaches a lab only through its public addresses,
+		// and the lab's DNS server, which stands in for public DNS too.
+		if p.inside(k.Dst) && k.Dst != platformAddr {
 			return xl, DropInternetToPrivate, false
 		}
 	} else if k.Src != header.AddrFromNetip(n.Addr) {

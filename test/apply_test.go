@@ -40,7 +40,7 @@ func TestApplyScalesASE(t *testing.T) {
 	if out := l.mustExec("ase1-w3", "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, " 10.0.1.8/26") {
 		t.Errorf("ase1-w3 has %q, want 10.0.1.8/26", out)
 	}
-	if _, peer := l.connect("ase1-w3", "10.0.2.4", 1433, "db1"); peer != "10.0.1.8" {
+	if peer := l.peerSeen("ase1-w3", "10.0.2.4", 1433); peer != "10.0.1.8" {
 		t.Errorf("F4: db1 saw the new worker as %s, want 10.0.1.8", peer)
 	}
 	if _, peer := l.connect("ase1-w3", "203.0.113.10", 8080, "echo"); peer != "192.23.1.2" {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/dataplane"
-	"github.com/aseemu/emulator/dataplane/tun"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
 )
@@ -142,18 +141,16 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 	// Build the new nodes before touching the dataplane, so a failure
 	// leaves the running lab as it was.
 	var specs []dataplane.PortSpec
-	var devs []tun.Device
 	for _, n := range added {
-		dev, err := buildNode(l.name, n)
+		dev, h, err := buildNode(l.name, n)
 		if err != nil {
-			for i, d := range devs {
-				d.Close()
-				build.DeleteNamespace(build.NamespaceName(l.name, added[i].Name))
-				build.RemoveEtc(build.NamespaceName(l.name, added[i].Name))
+			for j, spec := range specs {
+				spec.Dev.Close()
+				l.forgetNode(added[j].Name)
 			}
 			return nil, err
 		}
-		devs = append(devs, dev)
+		l.nsh[n.Name], l.nets[n.Name] = h, nsNet{h}
 		specs = append(specs, dataplane.PortSpec{Node: n, Dev: dev})
 	}
 	var gone []string
@@ -163,14 +160,11 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 	if err := l.engine.Reconfigure(t, specs, gone); err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, n := range removed {
-		names = append(names, build.NamespaceName(l.name, n.Name))
+	if err := l.svc.update(t, added, removed, l.nets); err != nil {
+		return nil, err
 	}
-	stopProcesses(build.PidsIn(names))
-	for _, ns := range names {
-		build.DeleteNamespace(ns)
-		build.RemoveEtc(ns)
+	for _, n := range removed {
+		l.forgetNode(n.Name)
 	}
 	l.topo = t
 	l.state.Topology = source
@@ -321,4 +315,17 @@ func diffNSGs(old, new *topology.Topology) []string {
 		}
 	}
 	return changes
+}
+
+// forgetNode stops what runs in node's namespace and deletes it.
+func (l *runningLab) forgetNode(node string) {
+	ns := build.NamespaceName(l.name, node)
+	stopProcesses(build.PidsIn([]string{ns}))
+	if h, ok := l.nsh[node]; ok {
+		h.Close()
+		delete(l.nsh, node)
+		delete(l.nets, node)
+	}
+	build.DeleteNamespace(ns)
+	build.RemoveEtc(ns)
 }

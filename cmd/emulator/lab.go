@@ -10,10 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/dataplane/tun"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +32,10 @@ type runningLab struct {
 	lock    *labLock
 	engine  *dataplane.Engine
 	devs    []tun.Device
+	nets    map[string]netx.Net       // each node's sockets, for its services
+	nsh     map[string]netns.NsHandle // by node, kept open for nets
+	svc     *labServices
+	mon     *monitor
 	control *http.Server
 }
 
@@ -75,6 +81,9 @@ func startLab(name string, topo *topology.Topology, source string) (*runningLab,
 
 func (l *runningLab) build() error {
 	l.devs = make([]tun.Device, len(l.topo.Nodes))
+	handles := make([]netns.NsHandle, len(l.topo.Nodes))
+	l.nsh = map[string]netns.NsHandle{}
+	l.nets = map[string]netx.Net{}
 	errs := make([]error, len(l.topo.Nodes))
 	sem := make(chan struct{}, buildParallelism)
 	var wg sync.WaitGroup
@@ -83,10 +92,16 @@ func (l *runningLab) build() error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			l.devs[i], errs[i] = buildNode(l.name, n)
+			l.devs[i], handles[i], errs[i] = buildNode(l.name, n)
 		}()
 	}
 	wg.Wait()
+	for i, n := range l.topo.Nodes {
+		if handles[i].IsOpen() {
+			l.nsh[n.Name] = handles[i]
+			l.nets[n.Name] = nsNet{handles[i]}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -100,30 +115,46 @@ func (l *runningLab) build() error {
 	}
 	l.engine = e
 	e.Start()
+	if l.svc, err = startServices(l.topo, l.nets); err != nil {
+		return err
+	}
+	l.mon = startMonitor(l)
 	return l.serveControl()
 }
 
 // buildNode creates node n's namespace and its eth0, a TUN whose other end
-// is the dataplane.
-func buildNode(lab string, n *topology.Node) (tun.Device, error) {
+// is the dataplane. It returns the device and a handle on the namespace.
+func buildNode(lab string, n *topology.Node) (tun.Device, netns.NsHandle, error) {
 	name := build.NamespaceName(lab, n.Name)
 	ns, err := build.CreateNamespace(name)
 	if err != nil {
-		return nil, err
+		return nil, netns.None(), err
 	}
-	defer ns.Close()
+	dev, err := setupNode(ns, name, n)
+	if err != nil {
+		ns.Close()
+		return nil, netns.None(), err
+	}
+	return dev, ns, nil
+}
+
+// setupNode creates eth0 in namespace ns and configures it.
+func setupNode(ns netns.NsHandle, name string, n *topology.Node) (tun.Device, error) {
 	var dev *tun.Linux
-	err = build.Do(ns, func() error {
+	err := build.Do(ns, func() error {
 		if err := build.DisableIPv6(); err != nil {
 			return fmt.Errorf("disable IPv6: %w", err)
 		}
+		var err error
 		dev, err = tun.Create("eth0")
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	if err := build.WriteResolvConf(name, topology.PlatformAddr.String(), "internal.cloudapp.net"); err != nil {
+	// Short names resolve too: echo (echo.example.net), db1
+	// (db1.internal.cloudapp.net).
+	if err := build.WriteResolvConf(name, topology.PlatformAddr.String(), "internal.cloudapp.net example.net"); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
@@ -169,6 +200,12 @@ func (l *runningLab) stop() error {
 		l.control.Close()
 	}
 	var errs []error
+	if l.mon != nil {
+		l.mon.stop()
+	}
+	if l.svc != nil {
+		errs = append(errs, l.svc.close())
+	}
 	if l.engine != nil {
 		errs = append(errs, l.engine.Close())
 	} else {
@@ -177,6 +214,9 @@ func (l *runningLab) stop() error {
 				d.Close()
 			}
 		}
+	}
+	for _, h := range l.nsh {
+		h.Close()
 	}
 	errs = append(errs, removeLabNamespaces(l.name, l.state))
 	os.RemoveAll(labDir(l.name))

@@ -39,12 +39,21 @@ type nodeStatus struct {
 }
 
 type aseStatus struct {
-	Name      string `json:"name"`
-	Kind      string `json:"kind"`
-	Subnet    string `json:"subnet"`
-	VIP       string `json:"vip"`
-	ILB       string `json:"ilb,omitempty"`
-	DNSSuffix string `json:"dnsSuffix"`
+	Name      string           `json:"name"`
+	Kind      string           `json:"kind"`
+	Subnet    string           `json:"subnet"`
+	VIP       string           `json:"vip"`
+	ILB       string           `json:"ilb,omitempty"`
+	DNSSuffix string           `json:"dnsSuffix"`
+	Health    string           `json:"health,omitempty"` // Healthy, Unhealthy, or checking
+	Problems  []string         `json:"problems,omitempty"`
+	FrontEnds []frontEndStatus `json:"frontEnds,omitempty"`
+}
+
+// frontEndStatus is a front-end as the load balancer's probes see it (F15).
+type frontEndStatus struct {
+	Name string `json:"name"`
+	probeState
 }
 
 func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
@@ -73,6 +82,24 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		rep.Nodes = append(rep.Nodes, ns)
 	}
 	rep.ASEs = aseRows(l.topo)
+	probes, health := l.mon.snapshot()
+	for i, a := range l.topo.ASEs {
+		as := &rep.ASEs[i]
+		as.Health = "checking"
+		if h, ok := health[a.Name]; ok {
+			as.Health, as.Problems = "Unhealthy", h.Problems
+			if h.Healthy {
+				as.Health = "Healthy"
+			}
+		}
+		for _, fe := range a.FrontEnds {
+			ps, ok := probes[fe.Name]
+			if !ok {
+				ps = probeState{InRotation: true}
+			}
+			as.FrontEnds = append(as.FrontEnds, frontEndStatus{Name: fe.Name, probeState: ps})
+		}
+	}
 	rep.NAT = l.engine.NAT()
 	writeJSON(w, rep)
 }
@@ -199,6 +226,27 @@ func printASEs(w io.Writer, rows []aseStatus) {
 	tw.Flush()
 }
 
+// printHealth prints each ASE's health (F16) and its front-ends' rotation
+// (F15).
+func printHealth(w io.Writer, rows []aseStatus) {
+	for _, a := range rows {
+		fmt.Fprintf(w, "\n%s: %s\n", a.Name, a.Health)
+		for _, p := range a.Problems {
+			fmt.Fprintf(w, "  ! %s\n", p)
+		}
+		for _, fe := range a.FrontEnds {
+			state := "in rotation"
+			if !fe.InRotation {
+				state = "OUT of rotation"
+			}
+			if fe.LastError != "" {
+				state += fmt.Sprintf(" (%d failed probes: %s)", fe.Failures, fe.LastError)
+			}
+			fmt.Fprintf(w, "  %s: %s\n", fe.Name, state)
+		}
+	}
+}
+
 func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
@@ -213,6 +261,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	tw.Flush()
 	printASEs(w, r.ASEs)
+	printHealth(w, r.ASEs)
 	n := r.NAT
 	fmt.Fprintf(w, "\nConnection tracking: %d flows (max %d), %d created, %d expired, %d refused (table full), %d refused (SNAT ports exhausted)\n",
 		n.Flows, n.MaxFlows, n.Created, n.Expired, n.TableFull, n.PoolExhausted)

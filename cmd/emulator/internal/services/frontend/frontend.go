@@ -264,10 +264,11 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // management answers every request on 454/455, the load balancer's probe
-// (GET /probe) included, at once.
+// (GET /probe) included, at once. It names the caller as it arrived, so a
+// learner sees that the load balancer kept the client's address (F2).
 func (s *Server) management(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, s.state.Load().fe+" management: ok\n")
+	io.WriteString(w, s.state.Load().fe+" management: ok, you are "+r.RemoteAddr+"\n")
 }
 
 func (s *Server) ftp(c net.Conn, proto string) {

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/topology"
+)
+
+// The load balancer's probes (F15) and the ASE's health (F16). Both send
+// real traffic through the dataplane, so NSGs and routes decide them as
+// they decide everything else.
+const (
+	probeInterval = time.Second
+	probeTimeout  = time.Second
+	// probeFailures failed probes in a row take a front-end out of its
+	// VIP's rotation, as Azure's load balancer does with its default probe.
+	probeFailures = 2
+
+	healthInterval = 2 * time.Second
+	healthTimeout  = 2 * time.Second
+)
+
+// probeState is one front-end as the load balancer sees it.
+type probeState struct {
+	InRotation bool   `json:"inRotation"`
+	Failures   int    `json:"failures"` // in a row
+	LastError  string `json:"lastError,omitempty"`
+}
+
+// aseHealth is an ASE's health: its dependencies, checked from the ASE.
+type aseHealth struct {
+	Healthy  bool      `json:"healthy"`
+	Problems []string  `json:"problems,omitempty"`
+	Checked  time.Time `json:"checked"`
+}
+
+// monitor runs the probes and the health checks of a lab.
+type monitor struct {
+	lab    *runningLab
+	mu     sync.Mutex
+	probes map[string]*probeState // by front-end
+	health map[string]aseHealth   // by ASE
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startMonitor(l *runningLab) *monitor {
+	m := &monitor{lab: l, probes: map[string]*probeState{}, health: map[string]aseHealth{}, done: make(chan struct{})}
+	m.every(probeInterval, m.probe)
+	m.every(healthInterval, m.checkHealth)
+	return m
+}
+
+func (m *monitor) every(d time.Duration, f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			f()
+			select {
+			case <-t.C:
+			case <-m.done:
+				return
+			}
+		}
+	}()
+}
+
+func (m *monitor) stop() {
+	close(m.done)
+	m.wg.Wait()
+}
+
+// topology returns the lab's current topology and node sockets.
+func (m *monitor) topology() (*topology.Topology, map[string]netx.Net) {
+	m.lab.mu.Lock()
+	defer m.lab.mu.Unlock()
+	nets := make(map[string]netx.Net, len(m.lab.nets))
+	for k, v := range m.lab.nets {
+		nets[k] = v
+	}
+	return m.lab.topo, nets
+}
+
+// probe asks every front-end for /probe on 454, from 168.63.129.16.
+func (m *monitor) probe() {
+	t, nets := m.topology()
+	platform := nets[topology.PlatformNode]
+	if platform == nil {
+		return
+	}
+	client := netx.Client(platform, probeTimeout)
+	var wg sync.WaitGroup
+	for _, a := range t.ASEs {
+		for _, fe := range a.FrontEnds {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := get(client, fmt.Sprintf("http://%s:454/probe", fe.Addr))
+				m.probed(fe.Name, err)
+			}()
+		}
+	}
+	wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name := range m.probes {
+		if t.NodeByName(name) == nil {
+			delete(m.probes, name) // scaled away
+		}
+	}
+}
+
+func (m *monitor) probed(fe string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.probes[fe]
+	if s == nil {
+		s = &probeState{InRotation: true}
+		m.probes[fe] = s
+	}
+	if err == nil {
+		s.Failures, s.LastError = 0, ""
+		if !s.InRotation {
+			s.InRotation = true
+			m.lab.engine.SetInRotation(fe, true)
+		}
+		return
+	}
+	s.Failures++
+	s.LastError = err.Error()
+	if s.InRotation && s.Failures >= probeFailures {
+		s.InRotation = false
+		m.lab.engine.SetInRotation(fe, false)
+	}
+}
+
+// checkHealth checks every ASE's dependencies (F16): DNS, Azure SQL, Azure
+// Storage, and Azure management reaching the VIP.
+func (m *monitor) checkHealth() {
+	t, nets := m.topology()
+	var wg sync.WaitGroup
+	for _, a := range t.ASEs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := checkASE(t, a, nets)
+			m.mu.Lock()
+			m.health[a.Name] = h
+			m.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// checkASE runs an ASE's dependency checks from its first worker (or
+// front-end), all at once.
+func checkASE(t *topology.Topology, a *topology.ASE, nets map[string]netx.Net) aseHealth {
+	from := append(append([]*topology.Node{}, a.Workers...), a.FrontEnds...)
+	if len(from) == 0 || nets[from[0].Name] == nil {
+		return aseHealth{Problems: []string{"the ASE has no machines"}, Checked: time.Now()}
+	}
+	n := nets[from[0].Name]
+	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+	defer cancel()
+	addr := func(node string) (netip.Addr, bool) {
+		if nd := t.NodeByName(node); nd != nil {
+			return nd.Addr, true
+		}
+		return netip.Addr{}, false
+	}
+	checks := []func() string{
+		func() string {
+			if _, err := netx.Resolver(n, azureDNS).LookupHost(ctx, "sql.database.windows.net"); err != nil {
+				return fmt.Sprintf("DNS (%s) does not answer: %v", azureDNS, err)
+			}
+			return ""
+		},
+		func() string {
+			sql, ok := addr("azure-sql")
+			if !ok {
+				return ""
+			}
+			seen, err := peerSeen(ctx, n, netip.AddrPortFrom(sql, 1433))
+			switch {
+			case err != nil:
+				return fmt.Sprintf("Azure SQL (azure-sql %s:1433) unreachable: %v", sql, err)
+			case seen != a.VIP:
+				return fmt.Sprintf("Azure SQL sees the ASE as %s, not its VIP %s: outbound traffic leaves with another NAT address (forced tunneling?)", seen, a.VIP)
+			}
+			return ""
+		},
+		func() string {
+			st, ok := addr("azure-storage")
+			if !ok {
+				return ""
+			}
+			c, err := n.DialContext(ctx, "tcp", netip.AddrPortFrom(st, 443).String())
+			if err == nil {
+				tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "storage.blob.core.windows.net"})
+				err = tc.HandshakeContext(ctx)
+				tc.Close()
+			}
+			if err != nil {
+				return fmt.Sprintf("Azure Storage (azure-storage %s:443) unreachable: %v", st, err)
+			}
+			return ""
+		},
+		func() string {
+			mgmt := nets["azure-mgmt"]
+			if mgmt == nil {
+				return ""
+			}
+			if err := get(netx.Client(mgmt, healthTimeout), fmt.Sprintf("http://%s:454/", a.VIP)); err != nil {
+				return fmt.Sprintf("Azure management (azure-mgmt) cannot reach the VIP on 454: %v", err)
+			}
+			return ""
+		},
+	}
+	problems := make([]string, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() { defer wg.Done(); problems[i] = c() }()
+	}
+	wg.Wait()
+	h := aseHealth{Checked: time.Now()}
+	for _, p := range problems {
+		if p != "" {
+			h.Problems = append(h.Problems, p)
+		}
+	}
+	h.Healthy = len(h.Problems) == 0
+	return h
+}
+
+// peerSeen connects to a peer answerer and returns the address it says it
+// sees ("azure-sql: you are 192.23.1.2:40000").
+func peerSeen(ctx context.Context, n netx.Net, to netip.AddrPort) (netip.Addr, error) {
+	c, err := n.DialContext(ctx, "tcp", to.String())
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	_, you, ok := strings.Cut(strings.TrimSpace(line), "you are ")
+	ap, perr := netip.ParseAddrPort(you)
+	if !ok || perr != nil {
+		return netip.Addr{}, fmt.Errorf("unexpected answer %q", line)
+	}
+	return ap.Addr(), nil
+}
+
+// get fetches url and fails unless it answers 200.
+func get(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		if ue, ok := err.(interface{ Unwrap() error }); ok {
+			if ne, ok := ue.Unwrap().(net.Error); ok && ne.Timeout() {
+				return fmt.Errorf("no answer within %v", c.Timeout)
+			}
+		}
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return nil
+}
+
+// snapshot returns copies of the probe and health states.
+func (m *monitor) snapshot() (map[string]probeState, map[string]aseHealth) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := make(map[string]probeState, len(m.probes))
+	for k, v := range m.probes {
+		p[k] = *v
+	}
+	h := make(map[string]aseHealth, len(m.health))
+	for k, v := range m.health {
+		h[k] = v
+	}
+	return p, h
+}
