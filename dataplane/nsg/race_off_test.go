@@ -1,0 +1,5 @@
+//go:build !race
+
+package nsg
+
+const raceEnabled = false
