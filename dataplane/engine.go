@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/nsg"
 	"github.com/aseemu/emulator/dataplane/route"
 	"github.com/aseemu/emulator/dataplane/tun"
 	"github.com/aseemu/emulator/nat"
@@ -60,6 +61,7 @@ type snapshot struct {
 	ports []*Port // target.port indexes this
 	fib   *route.Table[target]
 	pol   *policy
+	nsgs  *nsg.Set
 }
 
 // Engine is the dataplane.
@@ -87,7 +89,10 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := e.compile(t, ports)
+	s, err := e.compile(t, ports)
+	if err != nil {
+		return nil, err
+	}
 	clock := cfg.Clock
 	if clock == nil {
 		e.clock = newCoarseClock()
@@ -137,7 +142,7 @@ func newPorts(keep []*Port, specs []PortSpec) ([]*Port, error) {
 
 // compile builds a snapshot of t over ports. Ports keep their counters
 // across snapshots; their node is the one of t by the same name.
-func (e *Engine) compile(t *topology.Topology, ports []*Port) *snapshot {
+func (e *Engine) compile(t *topology.Topology, ports []*Port) (*snapshot, error) {
 	byNode := make(map[string]int, len(ports))
 	for i, p := range ports {
 		if n := t.NodeByName(p.node.Name); n != nil {
@@ -145,7 +150,11 @@ func (e *Engine) compile(t *topology.Topology, ports []*Port) *snapshot {
 		}
 		byNode[p.node.Name] = i
 	}
-	return &snapshot{topo: t, ports: ports, fib: compileFIB(t, byNode), pol: compilePolicy(t, e.unhealthy)}
+	set, err := nsg.Compile(t)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	return &snapshot{topo: t, ports: ports, fib: compileFIB(t, byNode), pol: compilePolicy(t, e.unhealthy), nsgs: set}, nil
 }
 
 // sweepInterval is how often expired flows are reclaimed. Expiry itself
@@ -217,7 +226,11 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 	if err != nil {
 		return err
 	}
-	s := e.compile(t, ports)
+	s, err := e.compile(t, ports)
+	if err != nil {
+		return err
+	}
+	s.nsgs.InheritHits(old.nsgs)
 	if t.Conntrack != old.topo.Conntrack {
 		e.ct.SetTimeouts(nat.Timeouts{Idle: t.Conntrack.IdleTimeout, Fin: t.Conntrack.FinTimeout, Rst: t.Conntrack.RstTimeout})
 	}
@@ -255,7 +268,7 @@ func (e *Engine) SetInRotation(frontEnd string, in bool) {
 		e.unhealthy[frontEnd] = true
 	}
 	old := e.cur.Load()
-	e.cur.Store(&snapshot{topo: old.topo, ports: old.ports, fib: old.fib, pol: compilePolicy(old.topo, e.unhealthy)})
+	e.cur.Store(&snapshot{topo: old.topo, ports: old.ports, fib: old.fib, pol: compilePolicy(old.topo, e.unhealthy), nsgs: old.nsgs})
 }
 
 // Close closes every device, which stops the forwarding goroutines, stops

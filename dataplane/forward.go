@@ -4,7 +4,9 @@ import (
 	"errors"
 
 	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/nsg"
 	"github.com/aseemu/emulator/nat"
+	"github.com/aseemu/emulator/topology"
 )
 
 // worker is the per-goroutine scratch state of a forwarding loop.
@@ -113,7 +115,13 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, now i
 		return nat.Flow{}, false
 	}
 	// An unroutable destination must not leave a flow behind.
-	if t, _, found := s.fib.Lookup(xl.Dst); e.egress(s, in, ip, t, found, w) == nil {
+	t, _, found := s.fib.Lookup(xl.Dst)
+	out := e.egress(s, in, ip, t, found, w)
+	if out == nil {
+		return nat.Flow{}, false
+	}
+	if reason, ok := s.filter(in.node, out.node, k, xl); !ok {
+		in.stats.drop(reason) // silently, as Azure drops
 		return nat.Flow{}, false
 	}
 	f, err := e.ct.Insert(k, xl, now)
@@ -190,4 +198,27 @@ func wireLen(vnet header.VirtioNetHdr, ip header.IPv4) int {
 		l4 = header.UDPLen
 	}
 	return ip.HeaderLen() + l4 + int(vnet.GSOSize())
+}
+
+// filter applies the network security groups to a new flow from node src to
+// node dst (F8-F14): outbound rules at the source see the flow before SNAT,
+// inbound rules at the destination see it after DNAT, with the source as it
+// arrives (F13; for F5 that is the calling ASE's VIP). The verdict holds for
+// the flow's life: conntrack keeps only allowed flows, so their replies pass
+// and a rule change affects new flows only (F12).
+func (s *snapshot) filter(src, dst *topology.Node, k, xl nat.Key) (DropReason, bool) {
+	if s.pol.isolated(src, dst) {
+		return DropASESubnetVM, false
+	}
+	if h := s.nsgs.Node(src.Name); h != nil && !h.Check(nsg.Outbound, nsgTuple(k)).Allow {
+		return DropNSGOutbound, false
+	}
+	if h := s.nsgs.Node(dst.Name); h != nil && !h.Check(nsg.Inbound, nsgTuple(xl)).Allow {
+		return DropNSGInbound, false
+	}
+	return 0, true
+}
+
+func nsgTuple(k nat.Key) nsg.Tuple {
+	return nsg.Tuple{Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto}
 }

@@ -175,3 +175,10 @@ func (p *policy) needsNAT(n *topology.Node, src, dst header.Addr) bool {
 	_, out := p.outbound[src]
 	return out && n.Kind != topology.NodeInternet && !p.inside(dst)
 }
+
+// isolated reports whether src may not reach dst because dst is a VM in
+// src's ASE's own subnet (F8): the ASE's machines cannot reach it, though
+// they reach each other and the same VM in another subnet.
+func (p *policy) isolated(src, dst *topology.Node) bool {
+	return src.ASE != nil && dst.Kind == topology.NodeVM && dst.Subnet == src.ASE.Subnet
+}

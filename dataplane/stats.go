@@ -27,6 +27,9 @@ const (
 	DropSpoofed                             // a node sent with a source address not its own
 	DropPortClosed                          // a VIP, ILB or public-IP port that is not open (F2, F7)
 	DropNoBackend                           // for a VIP whose front-ends are all out of rotation (F15)
+	DropNSGOutbound                         // denied by an outbound NSG rule at the source (F9-F14)
+	DropNSGInbound                          // denied by an inbound NSG rule at the destination (F9-F14)
+	DropASESubnetVM                         // from an ASE to a VM in the ASE's own subnet (F8)
 	DropConntrackFull                       // a new flow, and the flow table is full
 	DropSNATExhausted                       // a new flow, and its VIP's SNAT ports are all in use (F17)
 	DropUntranslatable                      // needs NAT, but conntrack cannot follow it (a non-first fragment, an unknown protocol)
@@ -52,6 +55,9 @@ var dropNames = [numDropReasons]string{
 	DropSpoofed:           "spoofed-source",
 	DropPortClosed:        "port-closed",
 	DropNoBackend:         "no-backend",
+	DropNSGOutbound:       "nsg-outbound",
+	DropNSGInbound:        "nsg-inbound",
+	DropASESubnetVM:       "ase-subnet-vm",
 	DropConntrackFull:     "conntrack-full",
 	DropSNATExhausted:     "snat-exhausted",
 	DropUntranslatable:    "untranslatable",

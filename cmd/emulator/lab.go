@@ -188,6 +188,7 @@ func (l *runningLab) serveControl() error {
 	mux.HandleFunc("GET /status", l.handleStatus)
 	mux.HandleFunc("GET /flows", l.handleFlows)
 	mux.HandleFunc("POST /apply", l.handleApply)
+	mux.HandleFunc("POST /verify", l.handleVerify)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil

@@ -37,6 +37,8 @@ Commands:
   exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
   flows [--name LAB] [--json]        tracked flows with their original and translated tuples
   apply [--name LAB] -f FILE         apply changed NSGs, ASE scale and apps to a running lab
+  verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--direction D]
+                                     IP flow verify: would the NSGs allow this flow, and which rule decides
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -72,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdFlows(rest, stdout)
 	case "apply":
 		err = cmdApply(rest, stdout)
+	case "verify":
+		err = cmdVerify(rest, stdout)
 	case "init":
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/dataplane/nsg"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
 )
@@ -27,6 +28,7 @@ type statusReport struct {
 	ASEs     []aseStatus         `json:"ases"`
 	Drops    map[string]int      `json:"drops"` // totals per reason over all nodes
 	NAT      dataplane.NATStatus `json:"nat"`
+	NSGs     []nsg.NSGStats      `json:"nsgs"`
 }
 
 type nodeStatus struct {
@@ -101,6 +103,7 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	rep.NAT = l.engine.NAT()
+	rep.NSGs = l.engine.NSGStats()
 	writeJSON(w, rep)
 }
 
@@ -247,6 +250,28 @@ func printHealth(w io.Writer, rows []aseStatus) {
 	}
 }
 
+// printNSGs prints each NSG's rules, the defaults included, with hit
+// counters: how many new flows each rule decided.
+func printNSGs(w io.Writer, nsgs []nsg.NSGStats) {
+	for _, g := range nsgs {
+		var on []string
+		for _, s := range g.Subnets {
+			on = append(on, "subnet "+s)
+		}
+		for _, n := range g.NICs {
+			on = append(on, n+" NIC")
+		}
+		fmt.Fprintf(w, "\nNSG %s (on %s)\n", g.Name, strings.Join(on, ", "))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PRIORITY\tNAME\tDIRECTION\tACCESS\tPROTOCOL\tSOURCE\tSPORTS\tDESTINATION\tDPORTS\tHITS")
+		for _, r := range g.Rules {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.Priority, r.Name, r.Direction, r.Access, r.Protocol,
+				strings.Join(r.SourcePrefixes, ","), strings.Join(r.SourcePortRanges, ","), strings.Join(r.DestinationPrefixes, ","), strings.Join(r.DestinationPortRanges, ","), r.Hits)
+		}
+		tw.Flush()
+	}
+}
+
 func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
@@ -262,6 +287,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	tw.Flush()
 	printASEs(w, r.ASEs)
 	printHealth(w, r.ASEs)
+	printNSGs(w, r.NSGs)
 	n := r.NAT
 	fmt.Fprintf(w, "\nConnection tracking: %d flows (max %d), %d created, %d expired, %d refused (table full), %d refused (SNAT ports exhausted)\n",
 		n.Flows, n.MaxFlows, n.Created, n.Expired, n.TableFull, n.PoolExhausted)

@@ -176,4 +176,10 @@ func printLab(w io.Writer, name string, t *topology.Topology, source string) {
 	}
 	tw.Flush()
 	printASEs(w, aseRows(t))
+	for _, vm := range t.VMs {
+		if a := vm.Subnet.ASE; a != nil {
+			fmt.Fprintf(w, "\nwarning: VM %s is in ASE %s's subnet %s: %s's machines cannot reach it (F8); put it in another subnet\n",
+				vm.Name, a.Name, vm.Subnet.Name, a.Name)
+		}
+	}
 }

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/nsg"
+)
+
+// verifyRequest is `emulator verify`'s question, as sent to the lab.
+type verifyRequest struct {
+	From      string `json:"from"`
+	To        string `json:"to"` // ADDR or ADDR:PORT
+	Proto     string `json:"proto"`
+	Direction string `json:"direction"`
+}
+
+func cmdVerify(args []string, stdout io.Writer) error {
+	fs, name := newFlags("verify")
+	var q verifyRequest
+	fs.StringVar(&q.From, "from", "", "node the flow starts from")
+	fs.StringVar(&q.To, "to", "", "destination ADDR[:PORT]")
+	fs.StringVar(&q.Proto, "proto", "tcp", "tcp, udp or icmp")
+	fs.StringVar(&q.Direction, "direction", "both", "outbound (at the source), inbound (at the destination) or both")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args, name); err != nil {
+		return err
+	}
+	if q.From == "" || q.To == "" || fs.NArg() > 0 {
+		return usagef("verify: usage: emulator verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto tcp|udp|icmp] [--direction inbound|outbound|both]")
+	}
+	if _, err := q.query(); err != nil {
+		return usagef("verify: %v", err)
+	}
+	if err := needRoot("verify"); err != nil {
+		return err
+	}
+	var r dataplane.VerifyResult
+	if err := controlPost(*name, "/verify", q, &r); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	verdict := "Deny"
+	if r.Allow {
+		verdict = "Allow"
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", verdict, r.Decision)
+	fmt.Fprintf(stdout, "  flow: %s %s -> %s, leaving as %s", q.Proto, q.From, q.To, r.Translation)
+	if r.ToNode != "" {
+		fmt.Fprintf(stdout, ", to %s", r.ToNode)
+	}
+	fmt.Fprintln(stdout)
+	for _, st := range r.Evaluated {
+		fmt.Fprintf(stdout, "  %-8s %-8s %s %s/%s (priority %d): %s\n", st.Direction, st.Node, st.Attached, st.NSG, st.Rule, st.Priority, st.Access)
+	}
+	return nil
+}
+
+// query turns the request into the engine's question.
+func (q verifyRequest) query() (dataplane.VerifyQuery, error) {
+	v := dataplane.VerifyQuery{From: q.From}
+	host, port, hasPort := strings.Cut(q.To, ":")
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.Is4() {
+		return v, fmt.Errorf("--to %q: want an IPv4 address, optionally with :PORT", q.To)
+	}
+	v.To = a
+	switch strings.ToLower(q.Proto) {
+	case "tcp":
+		v.Proto = header.ProtoTCP
+	case "udp":
+		v.Proto = header.ProtoUDP
+	case "icmp":
+		v.Proto = header.ProtoICMP
+	default:
+		return v, fmt.Errorf("--proto %q: want tcp, udp or icmp", q.Proto)
+	}
+	if hasPort {
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return v, fmt.Errorf("--to %q: bad port", q.To)
+		}
+		v.Port = uint16(p)
+	} else if v.Proto != header.ProtoICMP {
+		return v, fmt.Errorf("--to %q: give a port for %s", q.To, q.Proto)
+	}
+	switch strings.ToLower(q.Direction) {
+	case "both", "":
+		v.Directions = []nsg.Direction{nsg.Outbound, nsg.Inbound}
+	default:
+		d, err := nsg.ParseDirection(q.Direction)
+		if err != nil {
+			return v, fmt.Errorf("--direction %q: want inbound, outbound or both", q.Direction)
+		}
+		v.Directions = []nsg.Direction{d}
+	}
+	return v, nil
+}
+
+func (l *runningLab) handleVerify(w http.ResponseWriter, r *http.Request) {
+	var req verifyRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	q, err := req.query()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	res, err := l.engine.Verify(q)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	writeJSON(w, res)
+}

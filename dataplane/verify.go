@@ -1,0 +1,110 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/nsg"
+	"github.com/aseemu/emulator/nat"
+)
+
+// VerifyQuery is an IP flow verify question: would a new flow from node
+// From to To:Port be allowed?
+type VerifyQuery struct {
+	From       string
+	To         netip.Addr
+	Port       uint16
+	Proto      uint8
+	SrcPort    uint16 // 0: an ephemeral port
+	Directions []nsg.Direction
+}
+
+// VerifyResult is IP flow verify's answer. It is taken from the compiled
+// rules the dataplane enforces, without counting hits.
+type VerifyResult struct {
+	Allow       bool         `json:"allow"`
+	Decision    string       `json:"decision"`         // "ase2-nsg/DenyInternet (priority 200)", or why else
+	Translation string       `json:"translation"`      // the flow as it would leave the dataplane
+	ToNode      string       `json:"toNode,omitempty"` // the node it would reach
+	Evaluated   []VerifyStep `json:"evaluated"`        // every NSG on the way, in order
+	Reason      string       `json:"reason,omitempty"` // a drop that is not an NSG's
+}
+
+// VerifyStep is one NSG evaluated for the flow.
+type VerifyStep struct {
+	Direction string `json:"direction"`
+	Node      string `json:"node"`
+	Attached  string `json:"attached"` // subnet or NIC
+	NSG       string `json:"nsg"`
+	Rule      string `json:"rule"`
+	Priority  int    `json:"priority"`
+	Access    string `json:"access"`
+}
+
+// Verify answers q as the dataplane would decide the flow's first packet:
+// the same policy (NAT), route and compiled NSGs (F13: outbound before SNAT,
+// inbound after DNAT).
+func (e *Engine) Verify(q VerifyQuery) (VerifyResult, error) {
+	s := e.cur.Load()
+	src := s.topo.NodeByName(q.From)
+	if src == nil {
+		return VerifyResult{}, fmt.Errorf("no node %q", q.From)
+	}
+	if q.SrcPort == 0 {
+		q.SrcPort = 49152
+	}
+	k := nat.Key{Src: header.AddrFromNetip(src.Addr), Dst: header.AddrFromNetip(q.To), SrcPort: q.SrcPort, DstPort: q.Port, Proto: q.Proto}
+	if q.Proto == header.ProtoICMP {
+		k.DstPort = k.SrcPort
+	}
+	r := VerifyResult{}
+	xl, reason, ok := s.pol.decide(src, k)
+	r.Translation = tuple(xl)
+	if !ok {
+		r.Reason, r.Decision = reason.String(), "dropped by the dataplane: "+reason.String()
+		return r, nil
+	}
+	t, _, found := s.fib.Lookup(xl.Dst)
+	if !found || t.kind != targetPort {
+		r.Reason = "unreachable"
+		r.Decision = fmt.Sprintf("no node holds %v", xl.Dst)
+		return r, nil
+	}
+	dst := s.ports[t.port].node
+	r.ToNode = dst.Name
+	if s.pol.isolated(src, dst) {
+		r.Reason = DropASESubnetVM.String()
+		r.Decision = fmt.Sprintf("%s is a VM in %s's own subnet: the ASE cannot reach it (F8)", dst.Name, src.ASE.Name)
+		return r, nil
+	}
+	r.Allow, r.Decision = true, "no NSG on the way"
+	for _, dir := range q.Directions {
+		node, tp := src, k
+		if dir == nsg.Inbound {
+			node, tp = dst, xl
+		}
+		h := s.nsgs.Node(node.Name)
+		if h == nil || !h.HasNSG(dir) {
+			continue
+		}
+		v := h.Verify(dir, nsgTuple(tp))
+		for _, st := range v.Steps() {
+			access := "Deny"
+			if st.Allow {
+				access = "Allow"
+			}
+			r.Evaluated = append(r.Evaluated, VerifyStep{Direction: dir.String(), Node: node.Name, Attached: st.Attachment.String(),
+				NSG: st.NSG, Rule: st.Name, Priority: st.Priority, Access: access})
+		}
+		r.Decision = fmt.Sprintf("%s/%s (priority %d)", v.NSG, v.Rule, v.Priority)
+		if !v.Allow {
+			r.Allow = false
+			return r, nil
+		}
+	}
+	return r, nil
+}
+
+// NSGStats lists every NSG's rules with their hit counters.
+func (e *Engine) NSGStats() []nsg.NSGStats { return e.cur.Load().nsgs.Stats() }
