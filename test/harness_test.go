@@ -176,16 +176,23 @@ func (l *lab) background(node string, cmd ...string) *bg {
 	b := &bg{done: make(chan struct{})}
 	b.cmd = exec.Command(emulator, append([]string{"exec", "--name", l.name, node, "--"}, cmd...)...)
 	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	// Its own process group, so that kill reaches what it started too (a
+	// shell's nc); and a bound on waiting for output a survivor holds open.
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	b.cmd.WaitDelay = 2 * time.Second
 	if err := b.cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
 	go func() { b.cmd.Wait(); close(b.done) }()
 	l.t.Cleanup(func() {
-		b.cmd.Process.Signal(syscall.SIGKILL)
+		b.kill()
 		<-b.done
 	})
 	return b
 }
+
+// kill kills the command's process group: the processes this test started.
+func (b *bg) kill() { syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL) }
 
 // exited reports whether the command ended by itself within d.
 func (b *bg) exited(d time.Duration) bool {
@@ -201,7 +208,7 @@ func (b *bg) exited(d time.Duration) bool {
 // what it printed.
 func (b *bg) wait() result {
 	if !b.exited(10 * time.Second) {
-		b.cmd.Process.Signal(syscall.SIGKILL)
+		b.kill()
 		<-b.done
 	}
 	return result{stdout: b.stdout.String(), stderr: b.stderr.String(), code: b.cmd.ProcessState.ExitCode()}

@@ -178,7 +178,7 @@ func TestSNATPoolExhaustion(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	server.cmd.Process.Kill()
+	server.kill()
 	got = server.wait()
 	for i := 1; i <= 2; i++ {
 		if !strings.Contains(got.stdout, fmt.Sprintf("last-%d", i)) {

@@ -1,0 +1,204 @@
+package test
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond every 250 ms until it holds or d passes, and reports
+// whether it held.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(250 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// aseJSON is one ASE of `status --json`.
+type aseJSON struct {
+	Name      string   `json:"name"`
+	Health    string   `json:"health"`
+	Problems  []string `json:"problems"`
+	FrontEnds []struct {
+		Name       string `json:"name"`
+		InRotation bool   `json:"inRotation"`
+	} `json:"frontEnds"`
+}
+
+func (l *lab) ase(name string) aseJSON {
+	l.t.Helper()
+	r := emu(l.t, "status", "--json", "--name", l.name)
+	var s struct {
+		ASEs []aseJSON `json:"ases"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &s); r.code != 0 || err != nil {
+		l.t.Fatalf("status --json: %v", r)
+	}
+	for _, a := range s.ASEs {
+		if a.Name == name {
+			return a
+		}
+	}
+	l.t.Fatalf("status lists no ASE %s", name)
+	return aseJSON{}
+}
+
+// F6 + F3, the article's nslookup check: the app's name resolves to the
+// VIP, and the app's own outbound call leaves with that same address.
+func TestAppNameAndOutboundAddress(t *testing.T) {
+	l := upLab(t)
+	r := l.exec("client", 20*time.Second, "nslookup", "app1.ase1.p.azurewebsites.net")
+	if !regexp.MustCompile(`Address: 192\.23\.1\.2\b`).MatchString(r.stdout) {
+		t.Errorf("F6: nslookup app1.ase1.p.azurewebsites.net from client: want 192.23.1.2, got %v", r)
+	}
+	r = l.exec("client", 20*time.Second, "curl", "-s", "-m", "10", "http://app1.ase1.p.azurewebsites.net/outbound?url=http://echo.example.net/")
+	var out struct {
+		Status int    `json:"status"`
+		Body   string `json:"body"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Status != 200 || strings.TrimSpace(out.Body) != "192.23.1.2" {
+		t.Errorf("F3: app1's outbound call should reach echo from 192.23.1.2, got %v", r)
+	}
+}
+
+// F2: the client reaches app1 through the VIP on HTTP and HTTPS, answered
+// by a worker, with its address in X-Forwarded-For.
+func TestAppThroughVIP(t *testing.T) {
+	l := upLab(t)
+	for _, url := range []string{"http://app1.ase1.p.azurewebsites.net/", "https://app1.ase1.p.azurewebsites.net/"} {
+		a := l.app("client", url, "")
+		if a.App != "app1" || (a.Worker != "ase1-w1" && a.Worker != "ase1-w2") || a.ForwardedFor != "198.51.100.10" {
+			t.Errorf("%s from client: want app1 on ase1-w1 or -w2 with X-Forwarded-For 198.51.100.10, got %+v", url, a)
+		}
+	}
+	// Each F2 port lands somewhere a learner can see with nc.
+	for port, banner := range map[string]string{"21": "FTP", "4018": "2013"} {
+		r := l.exec("client", 20*time.Second, "nc", "-w", "3", "192.23.1.2", port)
+		if !strings.Contains(r.stdout, banner) || !strings.Contains(r.stdout, "ase1-fe") {
+			t.Errorf("nc to the VIP's port %s: want a front-end's banner mentioning %s, got %v", port, banner, r)
+		}
+	}
+}
+
+// F7: app3 on the ILB ASE is reached from the VNet by name, and its name
+// leads nowhere reachable from the Internet.
+func TestILBAppByName(t *testing.T) {
+	l := upLab(t)
+	if a := l.app("db1", "http://app3.ase3.internal/", ""); a.App != "app3" || !strings.HasPrefix(a.Worker, "ase3-w") {
+		t.Errorf("F7: db1 -> app3.ase3.internal: got %+v", a)
+	}
+	r := l.exec("client", 20*time.Second, "nslookup", "app3.ase3.internal")
+	if !strings.Contains(r.stdout, "10.0.4.8") {
+		t.Errorf("app3.ase3.internal should resolve to the ILB address 10.0.4.8, got %v", r)
+	}
+	l.curlFails("client", "http://app3.ase3.internal/")
+}
+
+// F5 by name: app2 sees ase1's call arrive from ase1's VIP.
+func TestASEToASEByName(t *testing.T) {
+	l := upLab(t)
+	if a := l.app("ase1-w1", "http://app2.ase2.p.azurewebsites.net/", ""); a.App != "app2" || a.ForwardedFor != "192.23.1.2" {
+		t.Errorf("F5: ase1 -> app2 by name: want X-Forwarded-For 192.23.1.2, got %+v", a)
+	}
+}
+
+// F15: an NSG denying the load balancer's probes takes both front-ends out
+// of rotation and the VIP stops answering; removing it restores service.
+func TestProbesAndRotation(t *testing.T) {
+	l := upLab(t)
+	deny := writeTopology(t, "deny-lb.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: DenyLoadBalancer, priority: 100, direction: Inbound, access: Deny, protocol: "*", sourceAddressPrefix: AzureLoadBalancer}`,
+		`{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", deny); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	out := func() bool {
+		a := l.ase("ase1")
+		return len(a.FrontEnds) == 2 && !a.FrontEnds[0].InRotation && !a.FrontEnds[1].InRotation
+	}
+	if !waitFor(15*time.Second, out) {
+		t.Fatalf("F15: with the probes denied, both front-ends should leave rotation: %+v", l.ase("ase1"))
+	}
+	l.curlFails("client", "http://app1.ase1.p.azurewebsites.net/")
+	allow := writeTopology(t, "allow-lb.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", allow); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	if !waitFor(15*time.Second, func() bool { a := l.ase("ase1"); return a.FrontEnds[0].InRotation && a.FrontEnds[1].InRotation }) {
+		t.Fatalf("F15: with the probes allowed again, the front-ends should come back: %+v", l.ase("ase1"))
+	}
+	l.app("client", "http://app1.ase1.p.azurewebsites.net/", "")
+}
+
+// F16: blocking outbound 1433 makes ase1 Unhealthy, naming Azure SQL;
+// removing the block makes it Healthy again.
+func TestASEHealth(t *testing.T) {
+	l := upLab(t)
+	if !waitFor(15*time.Second, func() bool { return l.ase("ase1").Health == "Healthy" }) {
+		t.Fatalf("ase1 should be Healthy in the default lab: %+v", l.ase("ase1"))
+	}
+	block := writeTopology(t, "block-sql.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: DenySQL, priority: 100, direction: Outbound, access: Deny, protocol: Tcp, destinationPortRange: "1433"}`,
+		`{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", block); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	unhealthy := func() bool {
+		a := l.ase("ase1")
+		return a.Health == "Unhealthy" && strings.Contains(strings.Join(a.Problems, "\n"), "Azure SQL")
+	}
+	if !waitFor(15*time.Second, unhealthy) {
+		t.Fatalf("F16: with 1433 blocked, ase1 should turn Unhealthy naming Azure SQL: %+v", l.ase("ase1"))
+	}
+	if a := l.ase("ase2"); a.Health != "Healthy" {
+		t.Errorf("ase2 is not behind the NSG and should stay Healthy: %+v", a)
+	}
+	if r := emu(t, "apply", "--name", l.name, "-f", writeTopology(t, "default.yaml")); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	if !waitFor(15*time.Second, func() bool { return l.ase("ase1").Health == "Healthy" }) {
+		t.Fatalf("F16: with 1433 open again, ase1 should be Healthy: %+v", l.ase("ase1"))
+	}
+}
+
+// Scaling ase1 to three workers adds ase1-w3, and app1 is served from it.
+func TestScaledWorkerServesApp(t *testing.T) {
+	l := upLab(t)
+	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	served := map[string]bool{}
+	for i := 0; i < 9 && !served["ase1-w3"]; i++ {
+		served[l.app("client", "http://app1.ase1.p.azurewebsites.net/", "").Worker] = true
+	}
+	if !served["ase1-w3"] {
+		t.Errorf("after scaling to 3 workers app1 was served only by %v, never by ase1-w3", served)
+	}
+}
+
+// The Internet hosts' servers: echo answers HTTP with the caller's address
+// and echoes on TCP and UDP 7; azure-sql answers with the peer it sees.
+func TestInternetHostServices(t *testing.T) {
+	l := upLab(t)
+	if r := l.exec("ase1-w1", 20*time.Second, "curl", "-s", "-m", "5", "http://echo.example.net/"); strings.TrimSpace(r.stdout) != "192.23.1.2" {
+		t.Errorf("echo over HTTP from ase1-w1: want 192.23.1.2, got %v", r)
+	}
+	if r := l.exec("client", 20*time.Second, "sh", "-c", "echo hello-tcp | nc -N -w 3 echo 7"); !strings.Contains(r.stdout, "hello-tcp") {
+		t.Errorf("TCP echo on 7: %v", r)
+	}
+	if r := l.exec("client", 20*time.Second, "sh", "-c", "echo hello-udp | nc -u -w 2 echo 7"); !strings.Contains(r.stdout, "hello-udp") {
+		t.Errorf("UDP echo on 7: %v", r)
+	}
+	if peer := l.peerSeen("ase1-w2", "sql.database.windows.net", 1433); peer != "192.23.1.2" {
+		t.Errorf("azure-sql saw ase1 as %s, want the VIP 192.23.1.2", peer)
+	}
+}
