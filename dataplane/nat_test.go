@@ -293,3 +293,41 @@ func fold(s uint32) uint16 {
 	}
 	return uint16(s)
 }
+
+// A VM's public IP is a 1:1 NAT both ways: the Internet reaches the VM
+// through it, and the VM leaves with it, its ports kept.
+func TestVMPublicIP(t *testing.T) {
+	l := newLabFrom(t, parseLab(t, "    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n    publicIpAddress: 20.1.2.3\n"), nil)
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 44000, "20.1.2.3", 1433, true, false))
+	src, _, dst, dport, _ := tcpOf(t, l.devs["db1"].recv(t))
+	if src != "198.51.100.10" || dst != "10.0.2.4" || dport != 1433 {
+		t.Fatalf("inbound to the public IP reached db1 as %s -> %s:%d, want 198.51.100.10 -> 10.0.2.4:1433", src, dst, dport)
+	}
+	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 44001, "203.0.113.10", 80, true, false))
+	if src, sport, _, _, _ := tcpOf(t, l.devs["echo"].recv(t)); src != "20.1.2.3" || sport != 44001 {
+		t.Fatalf("db1 left as %s:%d, want its public IP 20.1.2.3:44001", src, sport)
+	}
+}
+
+// F7, mode "Publishing": only FTP is on the ILB address; HTTP stays on the
+// public VIP.
+func TestILBPublishingMode(t *testing.T) {
+	l := newLabFrom(t, parseLab(t, "    internalLoadBalancingMode: Web, Publishing\n", "    internalLoadBalancingMode: Publishing\n"), nil)
+	fe := func(what string) {
+		t.Helper()
+		select {
+		case <-l.devs["ase3-fe1"].out:
+		case <-l.devs["ase3-fe2"].out:
+		case <-timeout():
+			t.Fatalf("%s reached no ase3 front-end", what)
+		}
+	}
+	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 44100, "10.0.4.8", 21, true, false))
+	fe("FTP on the ILB address")
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 44101, "192.23.3.2", 80, true, false))
+	fe("HTTP on the public VIP")
+	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 44102, "10.0.4.8", 80, true, false))
+	l.devs["ase3-fe1"].expectNothing(t)
+	l.devs["ase3-fe2"].expectNothing(t)
+	l.expectDrops(t, DropPortClosed, 1)
+}

@@ -202,3 +202,22 @@ func TestInternetHostServices(t *testing.T) {
 		t.Errorf("azure-sql saw ase1 as %s, want the VIP 192.23.1.2", peer)
 	}
 }
+
+// F4: an app moved to another worker answers from there; the address a
+// VNet peer sees follows the worker and stays in the ASE's subnet.
+func TestMoveApp(t *testing.T) {
+	l := upLab(t)
+	moved := writeTopology(t, "moved.yaml", "      - name: app1\n", "      - name: app1\n        workers: [ase1-w2]\n")
+	if r := emu(t, "apply", "--name", l.name, "-f", moved); r.code != 0 || !strings.Contains(r.stdout, "app1 on ase1-w2") {
+		t.Fatalf("apply moving app1 to ase1-w2: %v", r)
+	}
+	for i := 0; i < 4; i++ {
+		if a := l.app("db1", "http://app1.ase1.p.azurewebsites.net/", ""); a.Worker != "ase1-w2" {
+			t.Fatalf("after the move app1 answered from %q, want only ase1-w2", a.Worker)
+		}
+	}
+	r := l.exec("db1", 20*time.Second, "curl", "-s", "-m", "5", "http://10.0.1.7/", "-H", "Host: app1.ase1.p.azurewebsites.net")
+	if !strings.Contains(r.stdout, `"workerAddress":"10.0.1.7"`) {
+		t.Errorf("app1 on ase1-w2 should answer from 10.0.1.7, got %v", r)
+	}
+}
