@@ -283,14 +283,7 @@ func TestFragNeededWhenDFExceedsEgressMTU(t *testing.T) {
 func TestGSOSuperPacketPasses(t *testing.T) {
 	l := newLab(t, nil)
 	pkt := tcpSYN(t, "10.0.2.4", "10.0.1.6", 64, 30000)
-	vnet := make([]byte, header.VirtioNetHdrLen)
-	v := header.VirtioNetHdr(vnet)
-	v.SetFlags(header.VirtioNetHdrFNeedsCsum)
-	v.SetGSOType(header.GSOTCPv4)
-	v.SetGSOSize(1448)
-	v.SetHdrLen(40)
-	v.SetCsumStart(20)
-	v.SetCsumOffset(16)
+	vnet := gsoTCPHeader()
 	l.devs["db1"].inject(vnet, pkt)
 	select {
 	case b := <-l.devs["ase1-w1"].out:
@@ -335,14 +328,28 @@ func resetTTL(pkt []byte) {
 	ip.SetChecksum(ip.ComputeChecksum())
 }
 
+// gsoTCPHeader is the virtio-net header a TSO-enabled stack puts on a TCP
+// super-packet: NEEDS_CSUM at the TCP checksum, segments of 1448 bytes.
+func gsoTCPHeader() []byte {
+	vnet := make([]byte, header.VirtioNetHdrLen)
+	v := header.VirtioNetHdr(vnet)
+	v.SetFlags(header.VirtioNetHdrFNeedsCsum)
+	v.SetGSOType(header.GSOTCPv4)
+	v.SetGSOSize(1448)
+	v.SetHdrLen(40)
+	v.SetCsumStart(20)
+	v.SetCsumOffset(16)
+	return vnet
+}
+
 // nullDev swallows writes, so the benchmark measures the pipeline alone.
 type nullDev struct{ memDev }
 
 func (nullDev) Write(bufs [][]byte) (int, error) { return len(bufs), nil }
 
-// The established-flow path allocates nothing (SPEC §6). forward is called
-// directly, the way the port's goroutine calls it.
-func TestForwardAllocatesNothing(t *testing.T) {
+// nullEngine is an engine over the default lab whose devices swallow
+// writes: the pipeline alone, for allocation tests and benchmarks.
+func nullEngine(tb testing.TB) *Engine {
 	topo := topology.Default()
 	var specs []PortSpec
 	for _, n := range topo.Nodes {
@@ -350,8 +357,36 @@ func TestForwardAllocatesNothing(t *testing.T) {
 	}
 	e, err := New(topo, specs, Config{})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return e
+}
+
+// recvAny waits for a packet delivered to any of nodes and returns which
+// node got it and the packet.
+func (l *lab) recvAny(t *testing.T, nodes ...string) (string, gopacket.Packet) {
+	t.Helper()
+	deadline := time.After(2 * time.Second)
+	for {
+		for _, n := range nodes {
+			select {
+			case b := <-l.devs[n].out:
+				return n, gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
+			default:
+			}
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("none of %v received a packet", nodes)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// The established-flow path allocates nothing (SPEC §6). forward is called
+// directly, the way the port's goroutine calls it.
+func TestForwardAllocatesNothing(t *testing.T) {
+	e := nullEngine(t)
 	pkt := append(make([]byte, header.VirtioNetHdrLen), tcpSYN(t, "10.0.2.4", "10.0.1.6", 255, 1000)...)
 	in := e.PortByNode("db1")
 	w := newWorker()
@@ -367,15 +402,7 @@ func TestForwardAllocatesNothing(t *testing.T) {
 // benchForward measures the established-flow path for a packet from node
 // from: the first call creates the flow, every later one finds it.
 func benchForward(b *testing.B, from string, pkt []byte) {
-	topo := topology.Default()
-	var specs []PortSpec
-	for _, n := range topo.Nodes {
-		specs = append(specs, PortSpec{Node: n, Dev: &nullDev{}})
-	}
-	e, err := New(topo, specs, Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := nullEngine(b)
 	pkt = append(make([]byte, header.VirtioNetHdrLen), pkt...)
 	in := e.PortByNode(from)
 	w := newWorker()

@@ -70,16 +70,7 @@ func TestDNATFromVIP(t *testing.T) {
 	l := newLab(t, nil)
 	for _, port := range []uint16{80, 454} {
 		l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 50000+port, "192.23.1.2", port, true, false))
-		var fe string
-		var p gopacket.Packet
-		select {
-		case b := <-l.devs["ase1-fe1"].out:
-			fe, p = "ase1-fe1", gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
-		case b := <-l.devs["ase1-fe2"].out:
-			fe, p = "ase1-fe2", gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
-		case <-timeout():
-			t.Fatalf("VIP port %d: no front-end received the connection", port)
-		}
+		fe, p := l.recvAny(t, "ase1-fe1", "ase1-fe2")
 		src, _, dst, dport, _ := tcpOf(t, p)
 		feAddr := map[string]string{"ase1-fe1": "10.0.1.4", "ase1-fe2": "10.0.1.5"}[fe]
 		if src != "198.51.100.10" || dst != feAddr || dport != port {
@@ -100,15 +91,7 @@ func TestDNATFromVIP(t *testing.T) {
 func TestASEToASEHairpin(t *testing.T) {
 	l := newLab(t, nil)
 	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40002, "192.23.2.2", 80, true, false))
-	var p gopacket.Packet
-	select {
-	case b := <-l.devs["ase2-fe1"].out:
-		p = gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
-	case b := <-l.devs["ase2-fe2"].out:
-		p = gopacket.NewPacket(b[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default)
-	case <-timeout():
-		t.Fatal("no ase2 front-end received ase1's call")
-	}
+	_, p := l.recvAny(t, "ase2-fe1", "ase2-fe2")
 	src, sport, dst, _, _ := tcpOf(t, p)
 	if src != "192.23.1.2" || !strings.HasPrefix(dst, "10.0.3.") {
 		t.Fatalf("ase2 saw %s -> %s, want 192.23.1.2 -> an ase2 front-end (F5)", src, dst)
@@ -126,24 +109,14 @@ func TestASEToASEHairpin(t *testing.T) {
 func TestILB(t *testing.T) {
 	l := newLab(t, nil)
 	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 40003, "10.0.4.8", 80, true, false))
-	select {
-	case <-l.devs["ase3-fe1"].out:
-	case <-l.devs["ase3-fe2"].out:
-	case <-timeout():
-		t.Fatal("db1 -> 10.0.4.8:80 reached no ase3 front-end")
-	}
+	l.recvAny(t, "ase3-fe1", "ase3-fe2")
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 40004, "10.0.4.8", 80, true, false))
 	l.devs["client"].expectNothing(t)
 	l.expectDrops(t, DropInternetToPrivate, 1)
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 40005, "192.23.3.2", 80, true, false))
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 40006, "192.23.3.2", 454, true, false))
-	select {
-	case <-l.devs["ase3-fe1"].out:
-	case <-l.devs["ase3-fe2"].out:
-	case <-timeout():
-		t.Fatal("management on ase3's public VIP reached no front-end")
-	}
-	l.expectDrops(t, DropPortClosed, 1) // ase3's VIP: port 80 is closed in mode Web, Publishing
+	l.recvAny(t, "ase3-fe1", "ase3-fe2") // management on ase3's public VIP
+	l.expectDrops(t, DropPortClosed, 1)  // ase3's VIP: port 80 is closed in mode Web, Publishing
 	l.devs["ase3-w1"].inject(nil, tcpPkt(t, "10.0.4.6", 40007, "203.0.113.10", 80, true, false))
 	if src, _, _, _, _ := tcpOf(t, l.devs["echo"].recv(t)); src != "192.23.3.2" {
 		t.Fatalf("ase3 left with %s, want its public VIP 192.23.3.2", src)
@@ -246,14 +219,7 @@ func TestGSOPartialChecksumThroughSNAT(t *testing.T) {
 	ip.SetTotalLen(uint16(len(pkt)))
 	tcp := header.TCP(ip.Payload())
 	tcp.SetChecksum(fold(header.PseudoHeaderSum(header.ProtoTCP, ip.Src(), ip.Dst(), uint16(len(tcp)))))
-	vnet := make([]byte, header.VirtioNetHdrLen)
-	v := header.VirtioNetHdr(vnet)
-	v.SetFlags(header.VirtioNetHdrFNeedsCsum)
-	v.SetGSOType(header.GSOTCPv4)
-	v.SetGSOSize(1448)
-	v.SetHdrLen(40)
-	v.SetCsumStart(20)
-	v.SetCsumOffset(16)
+	vnet := gsoTCPHeader()
 	l.devs["ase1-w1"].inject(vnet, pkt)
 
 	var b []byte
@@ -313,19 +279,10 @@ func TestVMPublicIP(t *testing.T) {
 // public VIP.
 func TestILBPublishingMode(t *testing.T) {
 	l := newLabFrom(t, parseLab(t, "    internalLoadBalancingMode: Web, Publishing\n", "    internalLoadBalancingMode: Publishing\n"), nil)
-	fe := func(what string) {
-		t.Helper()
-		select {
-		case <-l.devs["ase3-fe1"].out:
-		case <-l.devs["ase3-fe2"].out:
-		case <-timeout():
-			t.Fatalf("%s reached no ase3 front-end", what)
-		}
-	}
 	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 44100, "10.0.4.8", 21, true, false))
-	fe("FTP on the ILB address")
+	l.recvAny(t, "ase3-fe1", "ase3-fe2") // FTP on the ILB address
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 44101, "192.23.3.2", 80, true, false))
-	fe("HTTP on the public VIP")
+	l.recvAny(t, "ase3-fe1", "ase3-fe2") // HTTP on the public VIP
 	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 44102, "10.0.4.8", 80, true, false))
 	l.devs["ase3-fe1"].expectNothing(t)
 	l.devs["ase3-fe2"].expectNothing(t)

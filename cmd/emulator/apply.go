@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/topology"
@@ -68,36 +64,9 @@ func cmdApply(args []string, stdout io.Writer) error {
 }
 
 // controlPost sends v as JSON to path on the running lab's control socket
-// and decodes the answer into out. An answer with status 422 is the lab
-// refusing the request; its text is the reason.
+// and decodes the answer into out.
 func controlPost(lab, path string, v, out any) error {
-	if !labRunning(lab) {
-		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
-	}
-	body, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	c := &http.Client{
-		Timeout: 2 * time.Minute,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socketPath(lab))
-		}},
-	}
-	resp, err := c.Post("http://lab"+path, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("lab %s: %w", lab, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if resp.StatusCode == http.StatusUnprocessableEntity {
-			return usagef("%s", strings.TrimSpace(string(b)))
-		}
-		return fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return control(lab, http.MethodPost, path, v, out)
 }
 
 func (l *runningLab) handleApply(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -130,9 +131,7 @@ func cmdStatus(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(stdout, rep)
 	}
 	printStatus(stdout, &rep)
 	return nil
@@ -141,26 +140,56 @@ func cmdStatus(args []string, stdout io.Writer) error {
 // controlGet asks the running lab's dataplane for path and decodes the
 // JSON answer into v.
 func controlGet(lab, path string, v any) error {
+	return control(lab, http.MethodGet, path, nil, v)
+}
+
+// control sends a request to the running lab's control socket and decodes
+// the JSON answer into out. An answer with status 422 is the lab refusing
+// the request (bad usage: exit 2); its text is the reason.
+func control(lab, method, path string, in, out any) error {
 	if !labRunning(lab) {
 		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
 	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
 	c := &http.Client{
-		Timeout: 10 * time.Second,
+		Timeout: 2 * time.Minute, // an apply that scales builds namespaces
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socketPath(lab))
 		}},
 	}
-	resp, err := c.Get("http://lab" + path)
+	req, err := http.NewRequest(method, "http://lab"+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("lab %s: %w", lab, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode == http.StatusUnprocessableEntity {
+			return usagef("%s", strings.TrimSpace(string(b)))
+		}
 		return fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// printJSON prints v indented, for --json.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func cmdFlows(args []string, stdout io.Writer) error {
@@ -177,9 +206,7 @@ func cmdFlows(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(flows)
+		return printJSON(stdout, flows)
 	}
 	if len(flows) == 0 {
 		fmt.Fprintln(stdout, "No flows.")
