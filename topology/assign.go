@@ -35,7 +35,7 @@ func (b *builder) makeNodes(d *doc) bool {
 		a.Workers = b.aseNodes(a, NodeWorker, "w", "worker", c.workers, c.wAt, d.ases[i].name.loc)
 	}
 	for i, vm := range b.t.VMs {
-		n := &Node{Name: vm.Name, Kind: NodeVM, Addr: vm.PrivateIP, Subnet: vm.Subnet, NSG: vm.NSG, PublicIP: vm.PublicIP, Line: vm.Line}
+		n := &Node{Name: vm.Name, Kind: NodeVM, Addr: vm.PrivateIP, Subnet: vm.Subnet, NSG: vm.NSG, PublicIP: vm.PublicIP, IPForwarding: vm.IPForwarding, Line: vm.Line}
 		vm.Node = n
 		b.add(n)
 		if !d.vms[i].private.set {
@@ -43,13 +43,20 @@ func (b *builder) makeNodes(d *doc) bool {
 		}
 	}
 	for _, h := range b.t.Internet {
-		n := &Node{Name: h.Name, Kind: NodeInternet, Addr: h.Addr, Line: h.Line}
+		n := &Node{Name: h.Name, Kind: NodeInternet, Addr: h.Addr, Latency: h.Latency, Line: h.Line}
 		if h.Addr.IsValid() {
 			n.Prefix = onLink24(h.Addr)
 			n.Gateway = n.Prefix.Addr().Next()
 		}
 		h.Node = n
 		b.add(n)
+	}
+	if o := b.t.OnPremises; o != nil {
+		for _, n := range append([]*Node{o.Gateway}, o.Hosts...) {
+			if n != nil {
+				b.add(n)
+			}
+		}
 	}
 	// Azure's platform endpoint is a node too, so that DNS queries and the
 	// load balancer's probes cross the dataplane, its NSGs and its routes

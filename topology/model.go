@@ -83,6 +83,8 @@ type Topology struct {
 	// DefaultOutbound is the address a VM without a public IP leaves the
 	// VNet with (Azure's "default outbound access").
 	DefaultOutbound netip.Addr
+	RouteTables     []*RouteTable
+	OnPremises      *OnPremises // nil if the file has none
 
 	nodeByName map[string]*Node
 	nodeByAddr map[netip.Addr]*Node
@@ -141,10 +143,12 @@ type Subnet struct {
 	Name   string
 	Prefix netip.Prefix
 	NSG    string // subnet NSG name, "" if none
-	VNet   *VNet
-	ASE    *ASE    // the ASE deployed here, nil if none (F8 needs to know)
-	Nodes  []*Node // nodes on this subnet, in Nodes order
-	Line   int
+	// RouteTable is the subnet's user-defined routes (F18), nil if none.
+	RouteTable *RouteTable
+	VNet       *VNet
+	ASE        *ASE    // the ASE deployed here, nil if none (F8 needs to know)
+	Nodes      []*Node // nodes on this subnet, in Nodes order
+	Line       int
 }
 
 // Gateway is the subnet's .1, the address the dataplane answers from.
@@ -194,16 +198,20 @@ type VM struct {
 	PrivateIP netip.Addr // given in the file or assigned
 	PublicIP  netip.Addr // zero if none
 	NSG       string     // NIC NSG name, "" if none
-	Node      *Node
-	Line      int
+	// IPForwarding lets the VM forward traffic not addressed to it: it can
+	// be a route's VirtualAppliance next hop.
+	IPForwarding bool
+	Node         *Node
+	Line         int
 }
 
 // InternetHost is a machine on the emulated Internet.
 type InternetHost struct {
-	Name string
-	Addr netip.Addr
-	Node *Node
-	Line int
+	Name    string
+	Addr    netip.Addr
+	Latency Latency // of its link, each way (a region's distance)
+	Node    *Node
+	Line    int
 }
 
 // Node is one emulated machine, one network namespace.
@@ -218,7 +226,11 @@ type Node struct {
 	ASE      *ASE         // set for front-ends and workers
 	NSG      string       // NIC NSG name, "" if none
 	PublicIP netip.Addr   // VMs only; zero if none
-	Line     int          // line of the declaration the node came from
+	// IPForwarding: the node forwards traffic not addressed to it (a VM
+	// acting as a VirtualAppliance).
+	IPForwarding bool
+	Latency      Latency // impairment of its link, each way
+	Line         int     // line of the declaration the node came from
 }
 
 // NSG is a network security group. Rules are in file order; Effective gives

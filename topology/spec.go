@@ -22,6 +22,8 @@ type doc struct {
 	nsgs            []*nsgSpec
 	conntrack       *conntrackSpec
 	defaultOutbound field[netip.Addr]
+	routeTables     []*routeTableSpec
+	onPrem          *onPremSpec
 }
 
 // conntrackSpec tunes connection tracking (F17).
@@ -38,10 +40,11 @@ type vnetSpec struct {
 }
 
 type subnetSpec struct {
-	at     loc
-	name   field[string]
-	prefix field[netip.Prefix]
-	nsg    field[string]
+	at         loc
+	name       field[string]
+	prefix     field[netip.Prefix]
+	nsg        field[string]
+	routeTable field[string]
 }
 
 type aseSpec struct {
@@ -66,12 +69,14 @@ type vmSpec struct {
 	at                loc
 	name, subnet, nsg field[string]
 	private, public   field[netip.Addr]
+	forwarding        field[bool]
 }
 
 type hostSpec struct {
-	at   loc
-	name field[string]
-	addr field[netip.Addr]
+	at      loc
+	name    field[string]
+	addr    field[netip.Addr]
+	latency field[Latency]
 }
 
 type nsgSpec struct {
@@ -95,7 +100,7 @@ func (p *parser) document(root *yaml.Node) *doc {
 		return nil
 	}
 	m.allow("", "virtualNetworks", "appServiceEnvironments", "virtualMachines", "internetHosts", "networkSecurityGroups",
-		"connectionTracking", "defaultOutboundAddress")
+		"connectionTracking", "defaultOutboundAddress", "routeTables", "onPremises")
 	d := &doc{defaultOutbound: convert(p, m.str("defaultOutboundAddress"), parseAddr)}
 	if cm := m.sub("connectionTracking"); cm != nil {
 		cm.allow("", "maxFlows", "idleTimeout", "finTimeout", "rstTimeout")
@@ -111,6 +116,10 @@ func (p *parser) document(root *yaml.Node) *doc {
 	each(m, "virtualMachines", p.vm, &d.vms)
 	each(m, "internetHosts", p.host, &d.hosts)
 	each(m, "networkSecurityGroups", p.nsg, &d.nsgs)
+	each(m, "routeTables", p.routeTable, &d.routeTables)
+	if om := m.sub("onPremises"); om != nil {
+		d.onPrem = p.onPremises(om)
+	}
 	return d
 }
 
@@ -153,13 +162,14 @@ func (p *parser) subnet(it item) *subnetSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "addressPrefix", "networkSecurityGroup")
+	m.allow("", "name", "addressPrefix", "networkSecurityGroup", "routeTable")
 	m.require("name", "addressPrefix")
 	return &subnetSpec{
-		at:     it.at,
-		name:   m.str("name"),
-		prefix: convert(p, m.str("addressPrefix"), parsePrefix),
-		nsg:    m.str("networkSecurityGroup"),
+		at:         it.at,
+		name:       m.str("name"),
+		prefix:     convert(p, m.str("addressPrefix"), parsePrefix),
+		nsg:        m.str("networkSecurityGroup"),
+		routeTable: m.str("routeTable"),
 	}
 }
 
@@ -240,15 +250,16 @@ func (p *parser) vm(it item) *vmSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "subnet", "privateIpAddress", "publicIpAddress", "networkSecurityGroup")
+	m.allow("", "name", "subnet", "privateIpAddress", "publicIpAddress", "networkSecurityGroup", "enableIPForwarding")
 	m.require("name", "subnet")
 	return &vmSpec{
-		at:      it.at,
-		name:    m.str("name"),
-		subnet:  m.str("subnet"),
-		nsg:     m.str("networkSecurityGroup"),
-		private: convert(p, m.str("privateIpAddress"), parseAddr),
-		public:  convert(p, m.str("publicIpAddress"), parseAddr),
+		at:         it.at,
+		name:       m.str("name"),
+		subnet:     m.str("subnet"),
+		nsg:        m.str("networkSecurityGroup"),
+		private:    convert(p, m.str("privateIpAddress"), parseAddr),
+		public:     convert(p, m.str("publicIpAddress"), parseAddr),
+		forwarding: m.boolean("enableIPForwarding"),
 	}
 }
 
@@ -257,9 +268,9 @@ func (p *parser) host(it item) *hostSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "address")
+	m.allow("", "name", "address", "region", "latency")
 	m.require("name", "address")
-	return &hostSpec{at: it.at, name: m.str("name"), addr: convert(p, m.str("address"), parseAddr)}
+	return &hostSpec{at: it.at, name: m.str("name"), addr: convert(p, m.str("address"), parseAddr), latency: p.latency(m)}
 }
 
 func (p *parser) nsg(it item) *nsgSpec {

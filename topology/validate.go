@@ -73,8 +73,13 @@ type builder struct {
 	explicit map[netip.Addr]bool // addresses the file gives, which assignment skips
 	hostNets map[netip.Prefix]*InternetHost
 	publics  []publicAddr
-	counts   []aseCounts // parallel to t.ASEs
-	pending  []pending   // nodes awaiting an address, in Nodes order
+	// routeTables by lower-case name; appliances are the VirtualAppliance
+	// next hops, checked once every VM has its address.
+	routeTables   map[string]*RouteTable
+	appliances    []field[netip.Addr]
+	gatewayRoutes []loc
+	counts        []aseCounts // parallel to t.ASEs
+	pending       []pending   // nodes awaiting an address, in Nodes order
 }
 
 type publicAddr struct {
@@ -98,12 +103,16 @@ func (p *parser) build(d *doc) *Topology {
 		addrs:    map[netip.Addr]claim{},
 		explicit: map[netip.Addr]bool{},
 		hostNets: map[netip.Prefix]*InternetHost{},
+
+		routeTables: map[string]*RouteTable{},
 	}
 	b.buildNSGs(d.nsgs)
+	b.buildRouteTables(d.routeTables)
 	b.buildVNets(d.vnets)
 	b.buildASEs(d.ases)
 	b.buildVMs(d.vms)
 	b.buildHosts(d.hosts)
+	b.buildOnPremises(d.onPrem)
 	b.buildNATSettings(d)
 	b.checkHostGateways()
 	if !b.makeNodes(d) {
@@ -111,6 +120,7 @@ func (p *parser) build(d *doc) *Topology {
 	}
 	b.assign()
 	b.buildApps(d.ases)
+	b.checkAppliances()
 	b.t.index()
 	return b.t
 }
@@ -277,6 +287,7 @@ func (b *builder) buildSubnet(ss *subnetSpec, v *VNet, spaceOK bool, names map[s
 			}
 		}
 	}
+	s.RouteTable = b.routeTableRef(ss.routeTable)
 	if g := b.nsgRef(ss.nsg); g != nil {
 		s.NSG = g.Name
 	}
@@ -533,7 +544,7 @@ func (b *builder) count(f field[int], what string) int {
 
 func (b *builder) buildVMs(specs []*vmSpec) {
 	for _, vs := range specs {
-		vm := &VM{Name: vs.name.v, Line: vs.at.line}
+		vm := &VM{Name: vs.name.v, IPForwarding: vs.forwarding.v, Line: vs.at.line}
 		b.t.VMs = append(b.t.VMs, vm)
 		if b.nodeName(vs.name, "VM") {
 			take(b.parser, b.machines, vm.Name, claim{vs.name.loc, "VM " + vm.Name, "name " + vm.Name})
@@ -560,7 +571,7 @@ func (b *builder) buildVMs(specs []*vmSpec) {
 
 func (b *builder) buildHosts(specs []*hostSpec) {
 	for _, hs := range specs {
-		h := &InternetHost{Name: hs.name.v, Line: hs.at.line}
+		h := &InternetHost{Name: hs.name.v, Latency: hs.latency.v, Line: hs.at.line}
 		b.t.Internet = append(b.t.Internet, h)
 		if b.nodeName(hs.name, "Internet host") {
 			take(b.parser, b.machines, h.Name, claim{hs.name.loc, "Internet host " + h.Name, "name " + h.Name})

@@ -72,7 +72,7 @@ type errCase struct {
 func TestValidationErrors(t *testing.T) {
 	cases := []errCase{
 		// Unknown fields, at every level.
-		{"unknown top-level field", y(vnet, "routeTables: []"), 6, "routeTables", "unknown field", false},
+		{"unknown top-level field", y(vnet, "virtualNetworkGateways: []"), 6, "virtualNetworkGateways", "unknown field", false},
 		{"unknown subnet field", y(vnet[:4], "      - name: s1", "        adressPrefix: 10.0.1.0/24"),
 			6, "virtualNetworks[0].subnets[0].adressPrefix", "unknown field (did you mean addressPrefix?)", true},
 		{"unknown addressSpace field", y(vnet[:2], "    addressSpace: {addressPrefixes: [10.0.0.0/16], dnsServers: []}"),

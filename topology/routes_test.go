@@ -1,0 +1,92 @@
+package topology
+
+import (
+	"testing"
+	"time"
+)
+
+// F16, F18: route tables, the on-premises network and latency, as a file
+// gives them.
+func TestRoutesOnPremisesAndLatency(t *testing.T) {
+	top := mustParse(t, y(
+		"virtualNetworks:",
+		"  - name: v",
+		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+		"    subnets:",
+		"      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: rt}",
+		"      - {name: s2, addressPrefix: 10.0.2.0/24}",
+		"virtualMachines:",
+		"  - {name: nva, subnet: s2, privateIpAddress: 10.0.2.4, enableIPForwarding: true}",
+		"internetHosts:",
+		"  - {name: far, address: 203.0.113.30, region: remote}",
+		"  - {name: slow, address: 203.0.113.31, latency: {delay: 10ms, jitter: 1ms, loss: 0.5, rate: 100mbit}}",
+		"routeTables:",
+		"  - name: rt",
+		"    routes:",
+		"      - {name: ToInternet, addressPrefix: 0.0.0.0/0, nextHopType: internet}",
+		"      - name: ViaNVA",
+		"        properties: {addressPrefix: 10.0.3.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.2.4}",
+		"      - {name: Sink, addressPrefix: 192.0.2.0/24, nextHopType: None}",
+		"onPremises:",
+		"  addressSpace: {addressPrefixes: [172.16.0.0/16]}",
+		"  natAddress: 198.18.0.10",
+		"  advertiseDefaultRoute: true",
+		"  gateway: {name: corp-gw, address: 172.16.0.4}",
+		"  hosts: [{name: corp-host, address: 172.16.1.10}]",
+	))
+	rt := top.SubnetByName("s1").RouteTable
+	if rt == nil || len(rt.Routes) != 3 || rt.Routes[0].NextHop != NextHopInternet || rt.Routes[1].NextHopIP.String() != "10.0.2.4" {
+		t.Fatalf("s1's route table = %+v", rt)
+	}
+	if top.SubnetByName("s2").RouteTable != nil {
+		t.Errorf("s2 has a route table it was not given")
+	}
+	if !top.NodeByName("nva").IPForwarding {
+		t.Errorf("nva does not forward")
+	}
+	if l := top.NodeByName("far").Latency; l.Delay != 40*time.Millisecond {
+		t.Errorf("region remote gave %+v, want 40 ms", l)
+	}
+	if l := top.NodeByName("slow").Latency; l.Delay != 10*time.Millisecond || l.Jitter != time.Millisecond || l.Loss != 0.5 || l.Rate != 100e6 {
+		t.Errorf("latency = %+v", l)
+	}
+	o := top.OnPremises
+	if o == nil || !o.AdvertiseDefaultRoute || o.NATAddress.String() != "198.18.0.10" || o.Gateway.Name != "corp-gw" || len(o.Hosts) != 1 {
+		t.Fatalf("onPremises = %+v", o)
+	}
+	if h := top.NodeByName("corp-host"); h == nil || h.Kind != NodeOnPrem || h.Gateway.String() != "172.16.1.1" {
+		t.Errorf("corp-host = %+v", h)
+	}
+}
+
+func TestRouteErrors(t *testing.T) {
+	sub := func(extra string) []string {
+		return []string{
+			"virtualNetworks:",
+			"  - name: v",
+			"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+			"    subnets:",
+			"      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: rt}",
+			"virtualMachines:",
+			"  - {name: vm, subnet: s1, privateIpAddress: 10.0.1.4}",
+			"routeTables:",
+			"  - name: rt",
+			"    routes:",
+			extra,
+		}
+	}
+	runErrCases(t, []errCase{
+		{"bad next hop type", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: Gateway}")), 11, "routeTables[0].routes[0].nextHopType", "not", false},
+		{"appliance without address", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance}")), 11, "routeTables[0].routes[0].nextHopType", "needs a nextHopIpAddress", false},
+		{"appliance that does not forward", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.1.4}")), 11, "routeTables[0].routes[0].nextHopIpAddress", "enableIPForwarding", false},
+		{"appliance that is no VM", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.1.9}")), 11, "routeTables[0].routes[0].nextHopIpAddress", "no VM", false},
+		{"address on a non-appliance", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: Internet, nextHopIpAddress: 10.0.1.4}")), 11, "routeTables[0].routes[0].nextHopIpAddress", "only nextHopType VirtualAppliance", false},
+		{"gateway without on-premises", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualNetworkGateway}")), 11, "routeTables[0].routes[0].nextHopType", "needs an onPremises", false},
+		{"duplicate prefix", y(sub("      - {name: a, addressPrefix: 0.0.0.0/0, nextHopType: Internet}"), "      - {name: b, addressPrefix: 0.0.0.0/0, nextHopType: None}"), 12, "routeTables[0].routes[1].addressPrefix", "already used", false},
+		{"unknown route table", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: nope}"), 5, "virtualNetworks[0].subnets[0].routeTable", "no routeTables entry", false},
+		{"unknown region", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, region: mars}]"), 6, "internetHosts[0].region", "unknown region", false},
+		{"bad rate", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: fast}}]"), 6, "internetHosts[0].latency.rate", "not a rate", false},
+		{"on-premises overlaps the VNet", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "overlaps VNet", true},
+		{"on-premises host outside", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.17.0.4}}"), 6, "onPremises.gateway.address", "outside the on-premises", false},
+	})
+}
