@@ -57,11 +57,12 @@ type Port struct {
 // snapshot is everything the pipeline consults, compiled from one topology.
 // It is never modified once published.
 type snapshot struct {
-	topo  *topology.Topology
-	ports []*Port // target.port indexes this
-	fib   *route.Table[target]
-	pol   *policy
-	nsgs  *nsg.Set
+	topo   *topology.Topology
+	ports  []*Port // target.port indexes this
+	fib    *route.Table[target]
+	pol    *policy
+	nsgs   *nsg.Set
+	routes *routing
 }
 
 // Engine is the dataplane.
@@ -154,7 +155,7 @@ func (e *Engine) compile(t *topology.Topology, ports []*Port) (*snapshot, error)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
-	return &snapshot{topo: t, ports: ports, fib: compileFIB(t, byNode), pol: compilePolicy(t, e.unhealthy), nsgs: set}, nil
+	return &snapshot{topo: t, ports: ports, fib: compileFIB(t, byNode), pol: compilePolicy(t, e.unhealthy), nsgs: set, routes: compileRouting(t)}, nil
 }
 
 // sweepInterval is how often expired flows are reclaimed. Expiry itself
@@ -268,7 +269,9 @@ func (e *Engine) SetInRotation(frontEnd string, in bool) {
 		e.unhealthy[frontEnd] = true
 	}
 	old := e.cur.Load()
-	e.cur.Store(&snapshot{topo: old.topo, ports: old.ports, fib: old.fib, pol: compilePolicy(old.topo, e.unhealthy), nsgs: old.nsgs})
+	s := *old
+	s.pol = compilePolicy(old.topo, e.unhealthy)
+	e.cur.Store(&s)
 }
 
 // Close closes every device, which stops the forwarding goroutines, stops

@@ -56,6 +56,22 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 		return
 	}
 
+	// The subnet's routes (F18): only a lab with user routes or an
+	// on-premises network needs the lookup.
+	viaGateway := false
+	if s.routes.used && in.node.Subnet != nil {
+		switch h, _ := s.routes.lookup(in.node.Subnet, dst); h.kind {
+		case hopNone:
+			in.stats.drop(DropRouteNone)
+			return
+		case hopAppliance:
+			e.toAppliance(s, in, b, vnet, ip, h.via, w)
+			return
+		case hopGateway:
+			viaGateway = true
+		}
+	}
+
 	// conntrack: the flow, or a new one as the policy decides (NSG and
 	// NAT, F2-F7, F12). The flow knows where the packet goes once
 	// translated, so routing and the MTU check come before the rewrite.
@@ -63,7 +79,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	tracked := false
 	if k, ok := nat.KeyOf(ip); ok {
 		if flow, tracked = e.ct.Lookup(k, now); !tracked {
-			if flow, tracked = e.newFlow(s, in, ip, k, now, w); !tracked {
+			if flow, tracked = e.newFlow(s, in, ip, k, viaGateway, now, w); !tracked {
 				return
 			}
 		}
@@ -108,8 +124,8 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 // how it is translated, and the flow is refused if the translated
 // destination is unroutable, the table is full, or the VIP has no SNAT
 // port left (F17: TCP gets a RST, others admin-prohibited).
-func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, now int64, w *worker) (nat.Flow, bool) {
-	xl, reason, ok := s.pol.decide(in.node, k)
+func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker) (nat.Flow, bool) {
+	xl, reason, ok := s.pol.decide(in.node, k, viaGateway)
 	if !ok {
 		in.stats.drop(reason)
 		return nat.Flow{}, false
@@ -136,6 +152,23 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, now i
 		in.stats.drop(DropConntrackFull)
 	}
 	return nat.Flow{}, false
+}
+
+// toAppliance hands a packet to the virtual appliance its subnet's route
+// names (F18), untranslated and untracked: the appliance forwards it back
+// into the dataplane, which then treats it as the appliance's traffic.
+func (e *Engine) toAppliance(s *snapshot, in *Port, b []byte, vnet header.VirtioNetHdr, ip header.IPv4, via header.Addr, w *worker) {
+	t, _, found := s.fib.Lookup(via)
+	out := e.egress(s, in, ip, t, found, w)
+	if out == nil {
+		return
+	}
+	if wireLen(vnet, ip) > out.mtu {
+		in.stats.drop(DropTooBig)
+		return
+	}
+	ip.DecTTL()
+	e.transmit(in, out, b[:header.VirtioNetHdrLen+ip.TotalLen()], w)
 }
 
 // egress returns the port a packet for route t leaves by, or, if there is

@@ -58,10 +58,13 @@ var platformAddr = header.AddrFromNetip(topology.PlatformAddr)
 
 // policy is compiled from the topology once; it is only read afterwards.
 type policy struct {
-	vnet     route.Table[bool]           // the VNets' address spaces and the platform address: "inside"
+	vnet     route.Table[bool]           // the VNets' and on-premises address spaces and the platform address: "inside"
 	outbound map[header.Addr]header.Addr // node address -> the address it leaves the VNet with
 	doors    map[header.Addr]*frontDoor  // VIPs, ILB addresses, VM public IPs
 	pools    []nat.PoolConfig            // the SNAT pools the outbound addresses need
+	// onPremNAT is the corporate edge's public address: what traffic
+	// forced through the gateway leaves for the Internet with (F16).
+	onPremNAT header.Addr
 }
 
 // compilePolicy compiles t's translations. Front-ends named in out are out
@@ -100,6 +103,20 @@ func compilePolicy(t *topology.Topology, out map[string]bool) *policy {
 			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsApps, portsFTP, portsDebug), backends: fes}
 		}
 	}
+	if o := t.OnPremises; o != nil {
+		// On-premises addresses are private: inside for the VNets (the
+		// gateway carries them unchanged), out of the Internet's reach.
+		for _, pfx := range o.AddressSpace {
+			p.vnet.Insert(pfx, true)
+		}
+		p.onPremNAT = addr(o.NATAddress)
+		p.pools = append(p.pools, nat.PoolConfig{Addr: p.onPremNAT, Lo: topology.DefaultSNATPorts.Lo, Hi: topology.DefaultSNATPorts.Hi})
+		for _, n := range append([]*topology.Node{o.Gateway}, o.Hosts...) {
+			if n != nil {
+				p.outbound[addr(n.Addr)] = p.onPremNAT
+			}
+		}
+	}
 	def := addr(t.DefaultOutbound)
 	p.pools = append(p.pools, nat.PoolConfig{Addr: def, Lo: topology.DefaultSNATPorts.Lo, Hi: topology.DefaultSNATPorts.Hi})
 	for _, vm := range t.VMs {
@@ -122,8 +139,9 @@ func (p *policy) inside(a header.Addr) bool {
 }
 
 // decide returns the tuple a new flow's packets leave with, or a drop
-// reason. k is the flow's first packet as it arrived from node n.
-func (p *policy) decide(n *topology.Node, k nat.Key) (nat.Key, DropReason, bool) {
+// reason. k is the flow's first packet as it arrived from node n;
+// viaGateway says the subnet's routes send it to the on-premises network.
+func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, DropReason, bool) {
 	xl := k
 	if n.Kind == topology.NodeInternet {
 		// The Internet reaches a lab only through its public addresses,
@@ -131,8 +149,8 @@ func (p *policy) decide(n *topology.Node, k nat.Key) (nat.Key, DropReason, bool)
 		if p.inside(k.Dst) && k.Dst != platformAddr {
 			return xl, DropInternetToPrivate, false
 		}
-	} else if k.Src != header.AddrFromNetip(n.Addr) {
-		return xl, DropSpoofed, false
+	} else if k.Src != header.AddrFromNetip(n.Addr) && !n.IPForwarding {
+		return xl, DropSpoofed, false // an appliance forwards others' packets
 	}
 	// DNAT: a VIP, an ILB address or a public IP (F2, F7).
 	if d := p.doors[k.Dst]; d != nil {
@@ -148,7 +166,11 @@ func (p *policy) decide(n *topology.Node, k nat.Key) (nat.Key, DropReason, bool)
 	// with its public address (F3), even when the call comes back in to
 	// another VIP of the lab (F5). Inside the VNet nothing changes (F4).
 	if n.Kind != topology.NodeInternet && !p.inside(k.Dst) {
-		if pub, ok := p.outbound[k.Src]; ok {
+		if viaGateway {
+			// Forced tunneling: the corporate edge, not the ASE's VIP,
+			// takes the flow to the Internet (F16).
+			xl.Src = p.onPremNAT
+		} else if pub, ok := p.outbound[k.Src]; ok {
 			xl.Src = pub
 		}
 	}

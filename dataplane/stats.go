@@ -29,6 +29,7 @@ const (
 	DropNoBackend                           // for a VIP whose front-ends are all out of rotation (F15)
 	DropNSGOutbound                         // denied by an outbound NSG rule at the source (F9-F14)
 	DropNSGInbound                          // denied by an inbound NSG rule at the destination (F9-F14)
+	DropRouteNone                           // a route with next hop None (F18)
 	DropASESubnetVM                         // from an ASE to a VM in the ASE's own subnet (F8)
 	DropConntrackFull                       // a new flow, and the flow table is full
 	DropSNATExhausted                       // a new flow, and its VIP's SNAT ports are all in use (F17)
@@ -57,6 +58,7 @@ var dropNames = [numDropReasons]string{
 	DropNoBackend:         "no-backend",
 	DropNSGOutbound:       "nsg-outbound",
 	DropNSGInbound:        "nsg-inbound",
+	DropRouteNone:         "route-none",
 	DropASESubnetVM:       "ase-subnet-vm",
 	DropConntrackFull:     "conntrack-full",
 	DropSNATExhausted:     "snat-exhausted",

@@ -59,7 +59,12 @@ func (e *Engine) Verify(q VerifyQuery) (VerifyResult, error) {
 		k.DstPort = k.SrcPort
 	}
 	r := VerifyResult{}
-	xl, reason, ok := s.pol.decide(src, k)
+	viaGateway := false
+	if src.Subnet != nil {
+		h, _ := s.routes.lookup(src.Subnet, k.Dst)
+		viaGateway = h.kind == hopGateway
+	}
+	xl, reason, ok := s.pol.decide(src, k, viaGateway)
 	r.Translation = tuple(xl)
 	if !ok {
 		r.Reason, r.Decision = reason.String(), "dropped by the dataplane: "+reason.String()

@@ -111,7 +111,7 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 	// leaves the running lab as it was.
 	var specs []dataplane.PortSpec
 	for _, n := range added {
-		dev, h, err := buildNode(l.name, n)
+		dev, h, err := l.buildNode(n)
 		if err != nil {
 			for j, spec := range specs {
 				spec.Dev.Close()
@@ -131,6 +131,13 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 	}
 	if err := l.svc.update(t, added, removed, l.nets); err != nil {
 		return nil, err
+	}
+	for _, nn := range t.Nodes {
+		if on := l.topo.NodeByName(nn.Name); on != nil && on.Latency != nn.Latency {
+			if err := l.setLatency(l.nsh[nn.Name], nn); err != nil {
+				return nil, fmt.Errorf("%s latency: %w", nn.Name, err)
+			}
+		}
 	}
 	for _, n := range removed {
 		l.forgetNode(n.Name)
@@ -209,6 +216,17 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 			new.Conntrack.IdleTimeout, new.Conntrack.FinTimeout, new.Conntrack.RstTimeout))
 	}
 	changes = append(changes, diffNSGs(old, new)...)
+	changes = append(changes, diffRoutes(old, new)...)
+	if (old.OnPremises == nil) != (new.OnPremises == nil) {
+		refuse("the onPremises network was added or removed")
+	} else if o, n := old.OnPremises, new.OnPremises; o != nil && o.AdvertiseDefaultRoute != n.AdvertiseDefaultRoute {
+		changes = append(changes, fmt.Sprintf("on-premises advertiseDefaultRoute: %v (forced tunneling %s)", n.AdvertiseDefaultRoute, map[bool]string{true: "on", false: "off"}[n.AdvertiseDefaultRoute]))
+	}
+	for _, nn := range new.Nodes {
+		if on := old.NodeByName(nn.Name); on != nil && on.Latency != nn.Latency {
+			changes = append(changes, fmt.Sprintf("%s latency: %+v", nn.Name, nn.Latency))
+		}
+	}
 	if len(problems) > 0 {
 		return nil, nil, nil, refusal{"apply cannot change these in a running lab (use emulator down, then up):\n  " + strings.Join(problems, "\n  ")}
 	}
@@ -297,4 +315,32 @@ func (l *runningLab) forgetNode(node string) {
 	}
 	build.DeleteNamespace(ns)
 	build.RemoveEtc(ns)
+}
+
+// diffRoutes lists the route tables and attachments that changed (F18).
+func diffRoutes(old, new *topology.Topology) []string {
+	var changes []string
+	describe := func(rt *topology.RouteTable) string {
+		if rt == nil {
+			return "none"
+		}
+		var b strings.Builder
+		b.WriteString(rt.Name)
+		for _, r := range rt.Routes {
+			fmt.Fprintf(&b, " %s:%s->%s%v", r.Name, r.Prefix, r.NextHop, r.NextHopIP)
+		}
+		return b.String()
+	}
+	for _, v := range new.VNets {
+		for _, s := range v.Subnets {
+			if was := old.SubnetByName(s.Name); was != nil && describe(was.RouteTable) != describe(s.RouteTable) {
+				name := "none"
+				if s.RouteTable != nil {
+					name = fmt.Sprintf("%s (%d routes)", s.RouteTable.Name, len(s.RouteTable.Routes))
+				}
+				changes = append(changes, fmt.Sprintf("subnet %s: routes now %s", s.Name, name))
+			}
+		}
+	}
+	return changes
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -156,7 +157,7 @@ func (m *monitor) checkHealth() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h := checkASE(t, a, nets)
+			h := checkASE(t, a, nets, m.lab.engine)
 			m.mu.Lock()
 			m.health[a.Name] = h
 			m.mu.Unlock()
@@ -167,7 +168,7 @@ func (m *monitor) checkHealth() {
 
 // checkASE runs an ASE's dependency checks from its first worker (or
 // front-end), all at once.
-func checkASE(t *topology.Topology, a *topology.ASE, nets map[string]netx.Net) aseHealth {
+func checkASE(t *topology.Topology, a *topology.ASE, nets map[string]netx.Net, engine *dataplane.Engine) aseHealth {
 	from := append(append([]*topology.Node{}, a.Workers...), a.FrontEnds...)
 	if len(from) == 0 || nets[from[0].Name] == nil {
 		return aseHealth{Problems: []string{"the ASE has no machines"}, Checked: time.Now()}
@@ -198,7 +199,12 @@ func checkASE(t *topology.Topology, a *topology.ASE, nets map[string]netx.Net) a
 			case err != nil:
 				return fmt.Sprintf("Azure SQL (azure-sql %s:1433) unreachable: %v", sql, err)
 			case seen != a.VIP:
-				return fmt.Sprintf("Azure SQL sees the ASE as %s, not its VIP %s: outbound traffic leaves with another NAT address (forced tunneling?)", seen, a.VIP)
+				cause := "outbound traffic leaves with another NAT address"
+				if nh, ok := engine.NextHop(from[0].Name, sql); ok && nh.Type == topology.NextHopVNG {
+					cause = fmt.Sprintf("forced tunneling: %s sends it to the VirtualNetworkGateway (%s, %s), and the on-premises edge NATs it; add a route 0.0.0.0/0 -> Internet to %s",
+						a.Subnet.Name, nh.Route, nh.Prefix, a.Subnet.Name)
+				}
+				return fmt.Sprintf("Azure SQL sees the ASE as %s, not its VIP %s: %s", seen, a.VIP, cause)
 			}
 			return ""
 		},

@@ -25,18 +25,21 @@ const buildParallelism = 8
 
 // runningLab is a lab this process built and whose dataplane it runs.
 type runningLab struct {
-	mu      sync.Mutex // guards topo and state against apply
-	name    string
-	topo    *topology.Topology
-	state   *labState
-	lock    *labLock
-	engine  *dataplane.Engine
-	devs    []tun.Device
-	nets    map[string]netx.Net       // each node's sockets, for its services
-	nsh     map[string]netns.NsHandle // by node, kept open for nets
-	svc     *labServices
-	mon     *monitor
-	control *http.Server
+	mu     sync.Mutex // guards topo and state against apply
+	name   string
+	topo   *topology.Topology
+	state  *labState
+	lock   *labLock
+	engine *dataplane.Engine
+	devs   []tun.Device
+	nets   map[string]netx.Net       // each node's sockets, for its services
+	nsh    map[string]netns.NsHandle // by node, kept open for nets
+	svc    *labServices
+	mon    *monitor
+
+	warnMu   sync.Mutex
+	warnings []string // what works less than the topology asks, shown by up and status
+	control  *http.Server
 }
 
 // startLab builds lab name from topo and starts its dataplane. On failure
@@ -92,7 +95,7 @@ func (l *runningLab) build() error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			l.devs[i], handles[i], errs[i] = buildNode(l.name, n)
+			l.devs[i], handles[i], errs[i] = l.buildNode(n)
 		}()
 	}
 	wg.Wait()
@@ -124,13 +127,13 @@ func (l *runningLab) build() error {
 
 // buildNode creates node n's namespace and its eth0, a TUN whose other end
 // is the dataplane. It returns the device and a handle on the namespace.
-func buildNode(lab string, n *topology.Node) (tun.Device, netns.NsHandle, error) {
-	name := build.NamespaceName(lab, n.Name)
+func (l *runningLab) buildNode(n *topology.Node) (tun.Device, netns.NsHandle, error) {
+	name := build.NamespaceName(l.name, n.Name)
 	ns, err := build.CreateNamespace(name)
 	if err != nil {
 		return nil, netns.None(), err
 	}
-	dev, err := setupNode(ns, name, n)
+	dev, err := l.setupNode(ns, name, n)
 	if err != nil {
 		ns.Close()
 		return nil, netns.None(), err
@@ -139,11 +142,16 @@ func buildNode(lab string, n *topology.Node) (tun.Device, netns.NsHandle, error)
 }
 
 // setupNode creates eth0 in namespace ns and configures it.
-func setupNode(ns netns.NsHandle, name string, n *topology.Node) (tun.Device, error) {
+func (l *runningLab) setupNode(ns netns.NsHandle, name string, n *topology.Node) (tun.Device, error) {
 	var dev *tun.Linux
 	err := build.Do(ns, func() error {
 		if err := build.DisableIPv6(); err != nil {
 			return fmt.Errorf("disable IPv6: %w", err)
+		}
+		if n.IPForwarding {
+			if err := build.EnableForwarding(); err != nil {
+				return fmt.Errorf("enable forwarding: %w", err)
+			}
 		}
 		var err error
 		dev, err = tun.Create("eth0")
@@ -164,6 +172,9 @@ func setupNode(ns netns.NsHandle, name string, n *topology.Node) (tun.Device, er
 		Gateway: n.Gateway,
 		MTU:     dataplane.DefaultMTU,
 	})
+	if err == nil && n.Latency != (topology.Latency{}) {
+		err = l.setLatency(ns, n)
+	}
 	if err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
@@ -189,6 +200,7 @@ func (l *runningLab) serveControl() error {
 	mux.HandleFunc("GET /flows", l.handleFlows)
 	mux.HandleFunc("POST /apply", l.handleApply)
 	mux.HandleFunc("POST /verify", l.handleVerify)
+	mux.HandleFunc("POST /nexthop", l.handleNexthop)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil
@@ -276,4 +288,28 @@ func stopProcesses(pids []int) {
 		}
 		unix.Close(fd)
 	}
+}
+
+// setLatency impairs n's link. A kernel without netem is a warning, not a
+// failure: the lab works, only without the delay.
+func (l *runningLab) setLatency(ns netns.NsHandle, n *topology.Node) error {
+	err := build.SetLatency(ns, "eth0", n.Latency)
+	if errors.Is(err, build.ErrNoNetem) {
+		l.warnf("%s: latency %v not applied: %v", n.Name, n.Latency.Delay, err)
+		return nil
+	}
+	return err
+}
+
+func (l *runningLab) warnf(format string, a ...any) {
+	l.warnMu.Lock()
+	defer l.warnMu.Unlock()
+	l.warnings = append(l.warnings, fmt.Sprintf(format, a...))
+}
+
+// warningsNow returns a copy of the lab's warnings.
+func (l *runningLab) warningsNow() []string {
+	l.warnMu.Lock()
+	defer l.warnMu.Unlock()
+	return append([]string(nil), l.warnings...)
 }

@@ -39,6 +39,8 @@ Commands:
   apply [--name LAB] -f FILE         apply changed NSGs, ASE scale and apps to a running lab
   verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--direction D]
                                      IP flow verify: would the NSGs allow this flow, and which rule decides
+  nexthop [--name LAB] --from NODE --to ADDR
+                                     the next hop and the route that decides it (F18)
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -76,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdApply(rest, stdout)
 	case "verify":
 		err = cmdVerify(rest, stdout)
+	case "nexthop":
+		err = cmdNexthop(rest, stdout)
 	case "init":
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":

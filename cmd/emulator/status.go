@@ -30,6 +30,7 @@ type statusReport struct {
 	Drops    map[string]int      `json:"drops"` // totals per reason over all nodes
 	NAT      dataplane.NATStatus `json:"nat"`
 	NSGs     []nsg.NSGStats      `json:"nsgs"`
+	Warnings []string            `json:"warnings,omitempty"`
 }
 
 type nodeStatus struct {
@@ -105,6 +106,7 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	rep.NAT = l.engine.NAT()
 	rep.NSGs = l.engine.NSGStats()
+	rep.Warnings = l.warningsNow()
 	writeJSON(w, rep)
 }
 
@@ -327,6 +329,9 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 	}
 	tw.Flush()
+	for _, warning := range r.Warnings {
+		fmt.Fprintf(w, "\nwarning: %s\n", warning)
+	}
 	if len(r.Drops) > 0 {
 		reasons := make([]string, 0, len(r.Drops))
 		for k := range r.Drops {

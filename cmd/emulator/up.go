@@ -64,6 +64,9 @@ func cmdUp(args []string, stdout io.Writer) error {
 	}
 	var table bytes.Buffer
 	printLab(&table, *name, topo, source)
+	for _, w := range lab.warningsNow() {
+		fmt.Fprintf(&table, "\nwarning: %s\n", w)
+	}
 	if ready != nil {
 		ready.Write(table.Bytes())
 		fmt.Fprintln(ready, readyLine)

@@ -29,10 +29,18 @@ type Iface struct {
 // it inside Do.
 func DisableIPv6() error {
 	for _, f := range []string{"all", "default"} {
-		p := "/proc/sys/net/ipv6/conf/" + f + "/disable_ipv6"
-		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil && !os.IsNotExist(err) {
+		if err := writeSysctl("/proc/sys/net/ipv6/conf/"+f+"/disable_ipv6", "1"); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writeSysctl sets a sysctl of the calling thread's namespace; one the
+// kernel lacks is no error.
+func writeSysctl(path, v string) error {
+	if err := os.WriteFile(path, []byte(v), 0o644); err != nil && !os.IsNotExist(err) {
+		return err
 	}
 	return nil
 }

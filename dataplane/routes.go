@@ -1,0 +1,138 @@
+package dataplane
+
+import (
+	"net/netip"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/route"
+	"github.com/aseemu/emulator/topology"
+)
+
+// hopKind is a route's next hop type (F18).
+type hopKind uint8
+
+const (
+	hopVnetLocal hopKind = iota
+	hopInternet
+	hopGateway   // VirtualNetworkGateway: to the on-premises network
+	hopAppliance // VirtualAppliance: to a forwarding VM
+	hopNone      // drop
+)
+
+var hopNames = [...]string{
+	hopVnetLocal: topology.NextHopVnetLocal,
+	hopInternet:  topology.NextHopInternet,
+	hopGateway:   topology.NextHopVNG,
+	hopAppliance: topology.NextHopAppliance,
+	hopNone:      topology.NextHopNone,
+}
+
+func (k hopKind) String() string { return hopNames[k] }
+
+// hop is what a subnet's routes decide for a destination.
+type hop struct {
+	kind  hopKind
+	via   header.Addr // the appliance, for hopAppliance
+	route string      // the user route that decided; "" for a system route
+}
+
+// routing holds each subnet's effective routes, compiled: Azure's system
+// routes, then the subnet's user-defined routes, which replace a system
+// route of the same prefix (F18). The longest prefix wins.
+type routing struct {
+	bySubnet map[*topology.Subnet]*route.Table[hop]
+	// used is false when no subnet has user routes and there is no
+	// on-premises network: every hop is then VnetLocal or Internet, which
+	// routing by destination alone already gets right, and the per-packet
+	// lookup is skipped.
+	used bool
+}
+
+func compileRouting(t *topology.Topology) *routing {
+	r := &routing{bySubnet: map[*topology.Subnet]*route.Table[hop]{}, used: t.OnPremises != nil}
+	for _, v := range t.VNets {
+		for _, s := range v.Subnets {
+			tb := &route.Table[hop]{}
+			tb.Insert(netip.MustParsePrefix("0.0.0.0/0"), hop{kind: hopInternet})
+			for _, p := range v.AddressSpace {
+				tb.Insert(p, hop{kind: hopVnetLocal})
+			}
+			if o := t.OnPremises; o != nil {
+				for _, p := range o.AddressSpace {
+					tb.Insert(p, hop{kind: hopGateway})
+				}
+				if o.AdvertiseDefaultRoute {
+					// Forced tunneling: the gateway's BGP default route
+					// replaces the system route to the Internet.
+					tb.Insert(netip.MustParsePrefix("0.0.0.0/0"), hop{kind: hopGateway})
+				}
+			}
+			if rt := s.RouteTable; rt != nil {
+				r.used = r.used || len(rt.Routes) > 0
+				for _, ur := range rt.Routes {
+					h := hop{route: ur.Name}
+					switch ur.NextHop {
+					case topology.NextHopVnetLocal:
+						h.kind = hopVnetLocal
+					case topology.NextHopInternet:
+						h.kind = hopInternet
+					case topology.NextHopVNG:
+						h.kind = hopGateway
+					case topology.NextHopAppliance:
+						h.kind, h.via = hopAppliance, header.AddrFromNetip(ur.NextHopIP)
+					default:
+						h.kind = hopNone
+					}
+					tb.Insert(ur.Prefix, h)
+				}
+			}
+			// Azure's platform address is reached directly whatever the
+			// routes say: DNS and the probes never follow a UDR.
+			tb.Insert(netip.PrefixFrom(topology.PlatformAddr, 32), hop{kind: hopVnetLocal})
+			r.bySubnet[s] = tb
+		}
+	}
+	return r
+}
+
+// lookup returns the hop for dst from a node of subnet s. Nodes outside
+// the VNets (Internet, on-premises) route by the system's view alone.
+func (r *routing) lookup(s *topology.Subnet, dst header.Addr) (hop, netip.Prefix) {
+	tb := r.bySubnet[s]
+	if tb == nil {
+		return hop{kind: hopVnetLocal}, netip.Prefix{}
+	}
+	h, bits, _ := tb.Lookup(dst)
+	p, _ := dst.Netip().Prefix(bits)
+	return h, p
+}
+
+// NextHop is `emulator nexthop`'s answer, like Network Watcher's next hop.
+type NextHop struct {
+	Type      string `json:"nextHopType"`
+	IPAddress string `json:"nextHopIpAddress,omitempty"`
+	Route     string `json:"route"`  // "System Route" or the user route's name
+	Prefix    string `json:"prefix"` // the prefix that matched
+}
+
+// NextHop answers where a packet from node to dst goes, from the same
+// compiled routes the dataplane uses.
+func (e *Engine) NextHop(node string, dst netip.Addr) (NextHop, bool) {
+	s := e.cur.Load()
+	n := s.topo.NodeByName(node)
+	if n == nil {
+		return NextHop{}, false
+	}
+	h, p := s.routes.lookup(n.Subnet, header.AddrFromNetip(dst))
+	nh := NextHop{Type: h.kind.String(), Route: h.route, Prefix: p.String()}
+	if h.route == "" {
+		nh.Route = "System Route"
+	}
+	if h.kind == hopAppliance {
+		nh.IPAddress = h.via.String()
+	}
+	if n.Subnet == nil {
+		nh.Prefix = ""
+	}
+	return nh, true
+}

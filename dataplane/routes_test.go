@@ -1,0 +1,110 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/aseemu/emulator/topology"
+)
+
+// routedLab is the default lab with an on-premises network, an appliance
+// in its own subnet, and a route table on ase1-subnet; onPremDefault makes
+// the gateway advertise 0.0.0.0/0 (forced tunneling).
+func routedLab(t *testing.T, onPremDefault bool, routes string) *topology.Topology {
+	t.Helper()
+	adv := "false"
+	if onPremDefault {
+		adv = "true"
+	}
+	return parseLab(t,
+		"        addressPrefix: 10.0.1.0/26\n", "        addressPrefix: 10.0.1.0/26\n        routeTable: ase1-rt\n",
+		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
+		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n",
+		"networkSecurityGroups: []\n", `networkSecurityGroups: []
+routeTables:
+  - name: ase1-rt
+    routes:
+`+routes+`
+onPremises:
+  addressSpace: {addressPrefixes: [172.16.0.0/16]}
+  natAddress: 198.18.0.10
+  advertiseDefaultRoute: `+adv+`
+  gateway: {name: corp-gw, address: 172.16.0.4}
+  hosts: [{name: corp-host, address: 172.16.1.10}]
+`)
+}
+
+// F18: longest prefix wins, a user route beats a system route of the same
+// prefix, and every next hop type is reported as nexthop shows it.
+func TestRouteSelection(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, true, `      - {name: SQLDirect, addressPrefix: 203.0.113.20/32, nextHopType: Internet}
+      - {name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}
+      - {name: Blackhole, addressPrefix: 203.0.113.128/25, nextHopType: None}
+      - {name: Local, addressPrefix: 10.0.3.0/24, nextHopType: VnetLocal}`), nil)
+	for _, c := range []struct {
+		to, typ, ip, route string
+	}{
+		{"203.0.113.10", topology.NextHopVNG, "", "System Route"},        // the gateway's 0.0.0.0/0 (forced tunneling)
+		{"203.0.113.20", topology.NextHopInternet, "", "SQLDirect"},      // a longer user route
+		{"10.0.2.4", topology.NextHopAppliance, "10.0.5.4", "ToNVA"},     // user /24 over the VNet's /16
+		{"203.0.113.200", topology.NextHopNone, "", "Blackhole"},         //
+		{"10.0.3.4", topology.NextHopVnetLocal, "", "Local"},             //
+		{"10.0.4.4", topology.NextHopVnetLocal, "", "System Route"},      // the VNet
+		{"172.16.1.10", topology.NextHopVNG, "", "System Route"},         // on-premises
+		{"168.63.129.16", topology.NextHopVnetLocal, "", "System Route"}, // the platform, whatever the routes
+	} {
+		nh, ok := l.e.NextHop("ase1-w1", netip.MustParseAddr(c.to))
+		if !ok || nh.Type != c.typ || nh.IPAddress != c.ip || nh.Route != c.route {
+			t.Errorf("nexthop ase1-w1 -> %s = %+v, want %s %s by %s", c.to, nh, c.typ, c.ip, c.route)
+		}
+	}
+	// A user route of the very prefix of a system route replaces it.
+	l2 := newLabFrom(t, routedLab(t, true, `      - {name: DefaultToInternet, addressPrefix: 0.0.0.0/0, nextHopType: Internet}`), nil)
+	if nh, _ := l2.e.NextHop("ase1-w1", netip.MustParseAddr("203.0.113.10")); nh.Type != topology.NextHopInternet || nh.Route != "DefaultToInternet" {
+		t.Errorf("user 0.0.0.0/0 should beat the gateway's: %+v", nh)
+	}
+	// The more specific on-premises prefix still goes on-premises.
+	if nh, _ := l2.e.NextHop("ase1-w1", netip.MustParseAddr("172.16.1.10")); nh.Type != topology.NextHopVNG {
+		t.Errorf("on-premises under a user 0.0.0.0/0 should still go to the gateway: %+v", nh)
+	}
+	// Other subnets keep the system routes.
+	if nh, _ := l.e.NextHop("db1", netip.MustParseAddr("203.0.113.20")); nh.Type != topology.NextHopVNG || nh.Route != "System Route" {
+		t.Errorf("db1's subnet has no user routes: %+v", nh)
+	}
+}
+
+// F16: forced tunneling sends the ASE's Internet traffic out with the
+// on-premises NAT address; on-premises hosts see private addresses.
+func TestForcedTunnelingPath(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, true, `      - {name: Unused, addressPrefix: 192.0.2.0/24, nextHopType: None}`), nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 45000, "203.0.113.10", 80, true, false))
+	if src, _, _, _, _ := tcpOf(t, l.devs["echo"].recv(t)); src != "198.18.0.10" {
+		t.Fatalf("forced-tunnelled flow left as %s, want the on-premises NAT address 198.18.0.10", src)
+	}
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 45001, "172.16.1.10", 22, true, false))
+	if src, _, _, _, _ := tcpOf(t, l.devs["corp-host"].recv(t)); src != "10.0.1.6" {
+		t.Fatalf("on-premises host saw %s, want the worker's own 10.0.1.6", src)
+	}
+}
+
+// None drops and counts; a VirtualAppliance route hands the packet,
+// untranslated, to the appliance, and what the appliance sends back is
+// delivered.
+func TestRouteNoneAndAppliance(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, false, `      - {name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}
+      - {name: Blackhole, addressPrefix: 203.0.113.128/25, nextHopType: None}`), nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 45100, "203.0.113.200", 80, true, false))
+	l.expectDrops(t, DropRouteNone, 1)
+
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 45101, "10.0.2.4", 1433, true, false))
+	src, _, dst, _, _ := tcpOf(t, l.devs["nva1"].recv(t))
+	if src != "10.0.1.6" || dst != "10.0.2.4" {
+		t.Fatalf("the appliance got %s -> %s, want the packet unchanged: 10.0.1.6 -> 10.0.2.4", src, dst)
+	}
+	// The appliance forwards it back in; it reaches db1 from the worker.
+	pkt := tcpPkt(t, "10.0.1.6", 45101, "10.0.2.4", 1433, true, false)
+	l.devs["nva1"].inject(nil, pkt)
+	if src, _, _, _, _ := tcpOf(t, l.devs["db1"].recv(t)); src != "10.0.1.6" {
+		t.Fatalf("db1 saw %s, want 10.0.1.6", src)
+	}
+}
