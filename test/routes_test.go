@@ -1,0 +1,194 @@
+package test
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// onPremises is a corporate network that advertises 0.0.0.0/0 (forced
+// tunneling) and NATs to 198.18.0.10 at its edge.
+const onPremises = `onPremises:
+  addressSpace: {addressPrefixes: [172.16.0.0/16]}
+  natAddress: 198.18.0.10
+  advertiseDefaultRoute: true
+  gateway: {name: corp-gw, address: 172.16.0.4}
+  hosts: [{name: corp-host, address: 172.16.1.10}]
+`
+
+// withRoutes attaches a route table with the given routes (YAML flow
+// mappings) to ase1-subnet, and adds extra top-level YAML.
+func withRoutes(extra string, routes ...string) []string {
+	var b strings.Builder
+	b.WriteString("networkSecurityGroups: []\nrouteTables:\n  - name: ase1-rt\n    routes:\n")
+	for _, r := range routes {
+		b.WriteString("      - " + r + "\n")
+	}
+	if len(routes) == 0 {
+		b.WriteString("      []\n")
+	}
+	b.WriteString(extra)
+	return []string{
+		"        addressPrefix: 10.0.1.0/26\n", "        addressPrefix: 10.0.1.0/26\n        routeTable: ase1-rt\n",
+		"networkSecurityGroups: []\n", b.String(),
+	}
+}
+
+type nexthopJSON struct {
+	Type  string `json:"nextHopType"`
+	IP    string `json:"nextHopIpAddress"`
+	Route string `json:"route"`
+}
+
+func (l *lab) nexthop(from, to string) nexthopJSON {
+	l.t.Helper()
+	r := emu(l.t, "nexthop", "--name", l.name, "--json", "--from", from, "--to", to)
+	var nh nexthopJSON
+	if err := json.Unmarshal([]byte(r.stdout), &nh); r.code != 0 || err != nil {
+		l.t.Fatalf("emulator nexthop --from %s --to %s: %v", from, to, r)
+	}
+	return nh
+}
+
+// F16, F18: with forced tunneling the ASE leaves with the on-premises NAT
+// address and turns Unhealthy, naming forced tunneling; a 0.0.0.0/0 ->
+// Internet route on its subnet brings back the VIP and Healthy, while a
+// more specific on-premises prefix still goes on-premises.
+func TestForcedTunneling(t *testing.T) {
+	l := upLab(t, "-f", writeTopology(t, "forced.yaml", withRoutes(onPremises)...))
+	if r := l.exec("ase1-w1", 20*time.Second, "curl", "-s", "-m", "5", "http://echo/"); strings.TrimSpace(r.stdout) != "198.18.0.10" {
+		t.Errorf("F16: with forced tunneling echo should see the on-premises NAT address 198.18.0.10, got %v", r)
+	}
+	if nh := l.nexthop("ase1-w1", "203.0.113.10"); nh.Type != "VirtualNetworkGateway" {
+		t.Errorf("nexthop with forced tunneling = %+v, want VirtualNetworkGateway", nh)
+	}
+	unhealthy := func() bool {
+		a := l.ase("ase1")
+		return a.Health == "Unhealthy" && strings.Contains(strings.Join(a.Problems, "\n"), "forced tunneling")
+	}
+	if !waitFor(15*time.Second, unhealthy) {
+		t.Fatalf("F16: ase1 should be Unhealthy naming forced tunneling: %+v", l.ase("ase1"))
+	}
+
+	fixed := writeTopology(t, "fixed.yaml", withRoutes(onPremises, `{name: DefaultToInternet, addressPrefix: 0.0.0.0/0, nextHopType: Internet}`)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", fixed); r.code != 0 {
+		t.Fatalf("apply the 0.0.0.0/0 -> Internet route: %v", r)
+	}
+	if r := l.exec("ase1-w1", 20*time.Second, "curl", "-s", "-m", "5", "http://echo/"); strings.TrimSpace(r.stdout) != "192.23.1.2" {
+		t.Errorf("F18: with 0.0.0.0/0 -> Internet echo should see the VIP 192.23.1.2 again, got %v", r)
+	}
+	if nh := l.nexthop("ase1-w1", "203.0.113.10"); nh.Type != "Internet" || nh.Route != "DefaultToInternet" {
+		t.Errorf("nexthop after the fix = %+v, want Internet by DefaultToInternet", nh)
+	}
+	if !waitFor(15*time.Second, func() bool { return l.ase("ase1").Health == "Healthy" }) {
+		t.Fatalf("F16: after the fix ase1 should be Healthy: %+v", l.ase("ase1"))
+	}
+	// ExpressRoute's more specific prefixes still go on-premises.
+	if nh := l.nexthop("ase1-w1", "172.16.1.10"); nh.Type != "VirtualNetworkGateway" {
+		t.Errorf("nexthop to on-premises with the UDR in place = %+v, want VirtualNetworkGateway", nh)
+	}
+	if r := l.exec("ase1-w1", 20*time.Second, "ping", "-c", "1", "-W", "2", "172.16.1.10"); r.code != 0 {
+		t.Errorf("the on-premises host should stay reachable: %v", r)
+	}
+}
+
+// F18: a route to None drops and counts, and nexthop says None.
+func TestRouteNone(t *testing.T) {
+	l := upLab(t, "-f", writeTopology(t, "none.yaml", withRoutes("", `{name: Blackhole, addressPrefix: 203.0.113.0/28, nextHopType: None}`)...))
+	l.curlFails("ase1-w1", "http://203.0.113.10/")
+	if nh := l.nexthop("ase1-w1", "203.0.113.10"); nh.Type != "None" || nh.Route != "Blackhole" {
+		t.Errorf("nexthop = %+v, want None by Blackhole", nh)
+	}
+	if d := l.status().Drops["route-none"]; d < 1 {
+		t.Errorf("status counts %d route-none drops, want at least 1", d)
+	}
+}
+
+// F18: a 10.0.2.0/24 -> VirtualAppliance route makes db1-bound traffic
+// pass through the appliance VM, whose counters show it.
+func TestVirtualAppliance(t *testing.T) {
+	file := writeTopology(t, "nva.yaml", append(withRoutes("", `{name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`),
+		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
+		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n")...)
+	l := upLab(t, "-f", file)
+	rx := func() uint64 {
+		for _, n := range l.status().Nodes {
+			if n.Name == "nva1" {
+				return n.RxPackets
+			}
+		}
+		t.Fatal("status lists no nva1")
+		return 0
+	}
+	before := rx()
+	if peer := l.peerSeen("ase1-w1", "10.0.2.4", 1433); peer != "10.0.1.6" {
+		t.Errorf("db1 saw %s through the appliance, want 10.0.1.6", peer)
+	}
+	if after := rx(); after < before+3 {
+		t.Errorf("the appliance's counters moved from %d to %d: the traffic did not pass through it", before, after)
+	}
+	if nh := l.nexthop("ase1-w1", "10.0.2.4"); nh.Type != "VirtualAppliance" || nh.IP != "10.0.5.4" {
+		t.Errorf("nexthop = %+v, want VirtualAppliance 10.0.5.4", nh)
+	}
+	r := l.exec("ase1-w1", 30*time.Second, "traceroute", "-n", "-q", "1", "-w", "2", "10.0.2.4")
+	if !regexp.MustCompile(`(?m)^\s*\d+\s+10\.0\.5\.4\b`).MatchString(r.stdout) {
+		t.Errorf("traceroute to db1 should show the appliance 10.0.5.4 as a hop: %v", r)
+	}
+}
+
+// Remote-region latency: with region: remote, azure-storage is 40 ms away
+// each way (RTT >= 80 ms) while echo stays fast. It needs the kernel's
+// netem; without it the lab comes up and says so.
+func TestRemoteRegionLatency(t *testing.T) {
+	file := writeTopology(t, "remote.yaml", "  - name: azure-storage\n    address: 203.0.113.30\n", "  - name: azure-storage\n    address: 203.0.113.30\n    region: remote\n")
+	name := uniqueName()
+	l := &lab{t: t, name: name}
+	t.Cleanup(l.down)
+	r := emu(t, "up", "-d", "--name", name, "-f", file)
+	if r.code != 0 {
+		t.Fatalf("up: %v", r)
+	}
+	if !netemAvailable() {
+		if !strings.Contains(r.stdout, "latency 40ms not applied") || !strings.Contains(r.stdout, "netem") {
+			t.Errorf("without netem, up should warn that azure-storage's latency is not applied, got %v", r)
+		}
+		t.Skip("this kernel has no netem (CONFIG_NET_SCH_NETEM): the warning is all a lab can give")
+	}
+	rtt := func(host string) float64 {
+		r := l.exec("ase1-w1", 20*time.Second, "ping", "-c", "3", "-i", "0.2", host)
+		m := regexp.MustCompile(`= [\d.]+/([\d.]+)/`).FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("ping %s: %v", host, r)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	if got := rtt("azure-storage"); got < 80 {
+		t.Errorf("RTT to azure-storage in a remote region is %.1f ms, want >= 80", got)
+	}
+	if got := rtt("echo"); got >= 20 {
+		t.Errorf("RTT to echo is %.1f ms; it should stay fast", got)
+	}
+}
+
+// netemAvailable reports whether the running kernel has the netem qdisc,
+// from its configuration; a kernel that does not publish it is assumed to.
+func netemAvailable() bool {
+	f, err := os.Open("/proc/config.gz")
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return true
+	}
+	cfg, err := io.ReadAll(z)
+	return err != nil || regexp.MustCompile(`(?m)^CONFIG_NET_SCH_NETEM=[ym]`).Match(cfg)
+}
