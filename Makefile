@@ -6,7 +6,7 @@ BIN := bin/emulator
 # Every package but the integration tests in test/, with the race detector.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test$$')
 
-.PHONY: all build up down test deps check unit bench-smoke integration clean
+.PHONY: all build up down test deps check unit bench-smoke integration clean bench
 
 all: build
 
@@ -37,6 +37,11 @@ unit:
 # Each micro-benchmark briefly, so none can rot; `make bench` measures.
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime=100x $(UNIT_PKGS)
+
+# The side-by-side benchmark of issue 6 (root, under 15 minutes): direct veth,
+# kernel router with nftables SNAT, and the emulator; writes BENCHMARKS.md.
+bench: build
+	GO=$(GO) scripts/bench/bench.sh
 
 # Real labs, real namespaces, real curl/nc/ping: needs root.
 integration: build

@@ -25,21 +25,21 @@ const buildParallelism = 8
 
 // runningLab is a lab this process built and whose dataplane it runs.
 type runningLab struct {
-	mu     sync.Mutex // guards topo and state against apply
-	name   string
-	topo   *topology.Topology
-	state  *labState
-	lock   *labLock
-	engine *dataplane.Engine
-	devs   []tun.Device
-	nets   map[string]netx.Net       // each node's sockets, for its services
-	nsh    map[string]netns.NsHandle // by node, kept open for nets
-	svc    *labServices
-	mon    *monitor
+	mu      sync.Mutex // guards topo and state against apply
+	name    string
+	topo    *topology.Topology
+	state   *labState
+	lock    *labLock
+	engine  *dataplane.Engine
+	devs    []tun.Device
+	nets    map[string]netx.Net       // each node's sockets, for its services
+	nsh     map[string]netns.NsHandle // by node, kept open for nets
+	svc     *labServices
+	mon     *monitor
+	control *http.Server
 
 	warnMu   sync.Mutex
 	warnings []string // what works less than the topology asks, shown by up and status
-	control  *http.Server
 }
 
 // startLab builds lab name from topo and starts its dataplane. On failure
