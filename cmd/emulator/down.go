@@ -31,8 +31,8 @@ func cmdDown(args []string, stdout io.Writer) error {
 		return err
 	}
 
-	stopped := false
-	if labRunning(lab) && st != nil && st.PID > 0 {
+	stopped, running := false, labRunning(lab) && st != nil && st.PID > 0
+	if running {
 		stopped = stopDataplane(st)
 	}
 	// Whatever is left (all of it, if the emulator was killed) goes now.
@@ -46,6 +46,8 @@ func cmdDown(args []string, stdout io.Writer) error {
 	switch {
 	case stopped:
 		fmt.Fprintf(stdout, "Lab %s is down.\n", lab)
+	case running:
+		fmt.Fprintf(stdout, "Lab %s did not stop within %v: killed its emulator (pid %d) and removed what it left behind.\n", lab, downGrace, st.PID)
 	case st != nil || left != nil:
 		fmt.Fprintf(stdout, "Lab %s was not running; removed what it left behind.\n", lab)
 	default:

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/aseemu/emulator/topology"
+)
+
+// The generated labs are valid topologies with the nodes and rules the
+// harness relies on: ase1-w1 at 10.0.1.6, echo at 203.0.113.10, and an NSG
+// of exactly 10 and 4,000 user rules whose last outbound rules allow the
+// benchmark's traffic.
+func TestPathLabs(t *testing.T) {
+	for _, n := range []int{10, 4000} {
+		top, err := topology.Parse("bench.yaml", []byte(pathLab(n)))
+		if err != nil {
+			t.Fatalf("pathLab(%d): %v", n, err)
+		}
+		if w := top.NodeByName("ase1-w1"); w == nil || w.Addr.String() != clientAddr {
+			t.Errorf("pathLab(%d): ase1-w1 is %v, want %s", n, w, clientAddr)
+		}
+		if e := top.NodeByName("echo"); e == nil || e.Addr.String() != serverAddr {
+			t.Errorf("pathLab(%d): echo is %v, want %s", n, e, serverAddr)
+		}
+		g := top.NSGByName("bench-nsg")
+		if g == nil || len(g.Rules) != n {
+			t.Fatalf("pathLab(%d): bench-nsg has %v rules", n, g)
+		}
+		if s := top.SubnetByName("ase1-subnet"); s.NSG != "bench-nsg" {
+			t.Errorf("pathLab(%d): ase1-subnet's NSG is %q", n, s.NSG)
+		}
+		out := g.Effective(topology.Outbound)
+		user := out[:len(out)-3]
+		last := user[len(user)-2:]
+		if last[0].Name != "AllowBenchTcpOut" || last[1].Name != "AllowBenchUdpOut" {
+			t.Errorf("pathLab(%d): the last outbound rules are %s, %s", n, last[0].Name, last[1].Name)
+		}
+	}
+}
+
+func TestScaleLab(t *testing.T) {
+	for _, n := range []int{10, 1000} {
+		top, err := topology.Parse("scale.yaml", []byte(scaleLab(n)))
+		if err != nil {
+			t.Fatalf("scaleLab(%d): %v", n, err)
+		}
+		if len(top.Nodes) != n {
+			t.Errorf("scaleLab(%d) has %d nodes", n, len(top.Nodes))
+		}
+	}
+}
+
+func TestKernelRuleset(t *testing.T) {
+	rs := kernelRuleset()
+	rules := 0
+	inFilter := false
+	for _, l := range strings.Split(rs, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "chain forward_filter"):
+			inFilter = true
+		case l == "}":
+			inFilter = false
+		case inFilter && l != "" && !strings.HasPrefix(l, "type "):
+			rules++
+		}
+	}
+	if rules != 10 {
+		t.Errorf("the forward filter has %d rules, want 10:\n%s", rules, rs)
+	}
+}
+
+func TestParseBench(t *testing.T) {
+	out := `goos: linux
+pkg: github.com/aseemu/emulator/nat
+BenchmarkEstablished/original-2         	12345678	        61.50 ns/op	       0 B/op	       0 allocs/op
+BenchmarkMemoryPerFlow-2   	1000000000	         0.25 ns/op	       237.4 bytes/flow	       0 B/op	       0 allocs/op
+PASS
+`
+	got := parseBench(out)
+	if len(got) != 2 {
+		t.Fatalf("parsed %d lines", len(got))
+	}
+	if got[0].pkg != "github.com/aseemu/emulator/nat" || got[0].name != "BenchmarkEstablished/original" || got[0].metrics["ns/op"] != 61.5 {
+		t.Errorf("first line: %+v", got[0])
+	}
+	if got[1].metrics["bytes/flow"] != 237.4 || got[1].metrics["allocs/op"] != 0 {
+		t.Errorf("second line: %+v", got[1])
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	s := summarize([]float64{3, math.NaN(), 1, 2})
+	if s.med != 2 || s.lo != 1 || s.hi != 3 || s.n != 3 || s.of != 4 {
+		t.Errorf("summarize: %+v", s)
+	}
+	if got := s.format(0); got != "2 (1–3) [3 of 4 rounds]" {
+		t.Errorf("format: %q", got)
+	}
+	if got := summarize([]float64{math.NaN()}).format(1); got != "n/a" {
+		t.Errorf("format of nothing: %q", got)
+	}
+	r := ratios([]float64{2, 3}, []float64{1, 0})
+	if r[0] != 2 || !math.IsNaN(r[1]) {
+		t.Errorf("ratios: %v", r)
+	}
+	if got := num(1234567.891, 1); got != "1,234,567.9" {
+		t.Errorf("num: %q", got)
+	}
+}

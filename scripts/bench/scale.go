@@ -1,0 +1,185 @@
+package main
+
+// Scale: labs of 10, 100 and 1,000 nodes (VMs in one big subnet, an
+// Internet host as sink, the platform node): time for `up -d` and `down`,
+// the dataplane's RSS per node, and the aggregate forwarding rate when every
+// VM sends 64-byte datagrams to the sink at once.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// scale metrics, per size and round.
+const (
+	scUp         = "up_s"
+	scDown       = "down_s"
+	scRSS        = "rss_mib"
+	scRSSNode    = "rss_node_mib"
+	scRSSAfter   = "rss_after_node_mib"
+	scAggPPS     = "agg_kpps"
+	scAggOffered = "agg_offered_kpps"
+	scAggLoss    = "agg_loss"
+	scSources    = "agg_sources"
+)
+
+func runScale(cfg *config, res *results, self, tmp string) {
+	files := map[int]string{}
+	for _, n := range cfg.scaleSizes {
+		f := filepath.Join(tmp, fmt.Sprintf("scale-%d.yaml", n))
+		if err := os.WriteFile(f, []byte(scaleLab(n)), 0o600); err != nil {
+			res.scaleFail(n, err)
+			continue
+		}
+		files[n] = f
+	}
+	for round := range cfg.scaleRounds {
+		for _, n := range cfg.scaleSizes {
+			if reg.interrupted() {
+				return
+			}
+			if files[n] == "" {
+				continue
+			}
+			logf("bench: scale round %d/%d: %d nodes", round+1, cfg.scaleRounds, n)
+			scaleOnce(cfg, res, self, tmp, n, files[n], round)
+		}
+	}
+}
+
+func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, round int) {
+	lab := fmt.Sprintf("%s-s%d-%d", prefix, n, round+1)
+	set := func(metric string, v float64) { res.setScale(n, metric, round, v) }
+	for _, m := range []string{scUp, scDown, scRSS, scRSSNode, scRSSAfter, scAggPPS, scAggOffered, scAggLoss, scSources} {
+		set(m, math.NaN())
+	}
+	fail := func(err error) {
+		res.scaleFail(n, err)
+		logf("bench:   %d nodes: %v", n, err)
+	}
+	up, err := emuUp(lab, file)
+	if err != nil {
+		fail(err)
+		labDown(lab)
+		return
+	}
+	set(scUp, up.Seconds())
+	logf("bench:   up -d %.2f s", up.Seconds())
+	defer func() {
+		t0 := time.Now()
+		out, err := runT(2*time.Minute, reg.emulator, "down", "--name", lab)
+		d := time.Since(t0)
+		if err != nil {
+			fail(fmt.Errorf("down: %w", err))
+			return
+		}
+		set(scDown, d.Seconds())
+		if !strings.Contains(out, "is down.") {
+			res.scaleDownMsg(n, round, strings.TrimSpace(out))
+		}
+		logf("bench:   down %.2f s: %s", d.Seconds(), strings.TrimSpace(out))
+	}()
+
+	st, err := emuStatus(lab)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if len(st.Nodes) != n {
+		res.note(fmt.Sprintf("the %d-node scale lab has %d nodes", n, len(st.Nodes)))
+	}
+	nodes := float64(len(st.Nodes))
+	rss, err := vmRSS(st.PID)
+	if err != nil {
+		fail(err)
+		return
+	}
+	set(scRSS, rss)
+	set(scRSSNode, rss/nodes)
+	logf("bench:   RSS %.1f MiB, %.3f MiB/node", rss, rss/nodes)
+
+	// Every VM sends at once.
+	var sinkNS string
+	var senders []string
+	for _, nd := range st.Nodes {
+		switch {
+		case nd.Address == serverAddr:
+			sinkNS = nd.Namespace
+		case strings.HasPrefix(nd.Name, "vm"):
+			senders = append(senders, nd.Namespace)
+		}
+	}
+	if sinkNS == "" || len(senders) == 0 {
+		fail(fmt.Errorf("lab %s: no sink or no VMs", lab))
+		return
+	}
+	nsFile := filepath.Join(tmp, lab+".netns")
+	if err := os.WriteFile(nsFile, []byte(strings.Join(senders, "\n")+"\n"), 0o600); err != nil {
+		fail(err)
+		return
+	}
+	sink, err := startServer("ready", 10*time.Second, "ip", nsArgs(sinkNS, self, "helper", "udp-sink",
+		"-port", fmt.Sprint(udpPort), "-conc", "2", "-sources")...)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer sink.kill()
+	// The sender runs in the root namespace but only opens sockets inside
+	// the lab's namespaces (setns), so its traffic never leaves the lab.
+	out, err := runT(cfg.scaleTime+2*time.Minute, self, "helper", "scale-blast",
+		"-addr", fmt.Sprintf("%s:%d", serverAddr, udpPort), "-netns-file", nsFile, "-conc", "2",
+		"-size", "64", "-batch", "8", "-duration", cfg.scaleTime.String())
+	if err != nil {
+		fail(err)
+		return
+	}
+	var b blastResult
+	if err := json.Unmarshal([]byte(out), &b); err != nil {
+		fail(err)
+		return
+	}
+	time.Sleep(300 * time.Millisecond)
+	sout, err := sink.finish(10 * time.Second)
+	if err != nil {
+		fail(fmt.Errorf("sink: %w", err))
+		return
+	}
+	var s sinkResult
+	if err := json.Unmarshal([]byte(sout), &s); err != nil {
+		fail(fmt.Errorf("sink: %w", err))
+		return
+	}
+	if b.Sent > 0 {
+		set(scAggPPS, float64(s.Packets)/b.Seconds/1e3)
+		set(scAggOffered, float64(b.Sent)/b.Seconds/1e3)
+		set(scAggLoss, 100*(1-float64(s.Packets)/float64(b.Sent)))
+	}
+	set(scSources, float64(s.Sources)/float64(len(senders))*100)
+	logf("bench:   every node at once: %.0f kpps delivered of %.0f offered, %d of %d senders heard",
+		float64(s.Packets)/b.Seconds/1e3, float64(b.Sent)/b.Seconds/1e3, s.Sources, len(senders))
+	if rss, err := vmRSS(st.PID); err == nil {
+		set(scRSSAfter, rss/nodes)
+	}
+}
+
+// vmRSS is a process's resident set in MiB.
+func vmRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}

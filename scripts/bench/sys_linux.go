@@ -1,0 +1,222 @@
+package main
+
+// Thin wrappers over the few syscalls the load generators need and the
+// standard library does not offer: sendmmsg/recvmmsg (so a UDP sender or
+// sink is not limited by one syscall per 64-byte packet) and setns (so one
+// process can open a socket in each of a thousand lab namespaces).
+//
+// Every socket here is a plain blocking file descriptor used from a goroutine
+// locked to its OS thread: the load generators measure the network path, not
+// the Go scheduler's netpoller.
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// retry runs f until it fails with something other than EINTR.
+func retry(f func() error) error {
+	for {
+		if err := f(); !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+func sockaddr(ap netip.AddrPort) *syscall.SockaddrInet4 {
+	return &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+}
+
+// tcpConnect opens a blocking TCP connection with Nagle off.
+func tcpConnect(ap netip.AddrPort) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	if err := syscall.Connect(fd, sockaddr(ap)); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// tcpListen listens on 0.0.0.0:port with a blocking socket.
+func tcpListen(port int) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port}); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	if err := syscall.Listen(fd, 4096); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// readFull reads exactly len(b) bytes; io.EOF-like short reads return n.
+func readFull(fd int, b []byte) (int, error) {
+	got := 0
+	for got < len(b) {
+		var n int
+		err := retry(func() (e error) { n, e = syscall.Read(fd, b[got:]); return })
+		if err != nil {
+			return got, err
+		}
+		if n == 0 {
+			return got, nil
+		}
+		got += n
+	}
+	return got, nil
+}
+
+func writeFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		var n int
+		err := retry(func() (e error) { n, e = syscall.Write(fd, b); return })
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// udpSocket opens a UDP socket, connected to dst when dst is valid, else
+// bound to 0.0.0.0:port with SO_REUSEPORT (so several sinks share a port).
+func udpSocket(dst netip.AddrPort, port int) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if dst.IsValid() {
+		err = syscall.Connect(fd, sockaddr(dst))
+	} else {
+		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<20)
+		err = syscall.Bind(fd, &syscall.SockaddrInet4{Port: port})
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// mmsg is a batch of datagrams for sendmmsg/recvmmsg.
+type mmsg struct {
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	bufs  [][]byte
+	names []unix.RawSockaddrInet4
+}
+
+// newMmsg prepares n messages. For sending, every message points at the same
+// payload; for receiving (payload nil) each gets its own buffer of size and,
+// if names, room for the sender's address.
+func newMmsg(n int, payload []byte, size int, names bool) *mmsg {
+	m := &mmsg{hdrs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), bufs: make([][]byte, n)}
+	if names {
+		m.names = make([]unix.RawSockaddrInet4, n)
+	}
+	for i := range n {
+		b := payload
+		if b == nil {
+			b = make([]byte, size)
+		}
+		m.bufs[i] = b
+		m.iovs[i].Base = &b[0]
+		m.iovs[i].SetLen(len(b))
+		m.hdrs[i].Hdr.Iov = &m.iovs[i]
+		m.hdrs[i].Hdr.SetIovlen(1)
+		if names {
+			m.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&m.names[i]))
+			m.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(m.names[i]))
+		}
+	}
+	return m
+}
+
+// send sends the whole batch on a connected socket and returns how many the
+// kernel took.
+func (m *mmsg) send(fd int) (int, error) {
+	for {
+		n, _, e := syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), 0, 0, 0)
+		runtime.KeepAlive(m)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), nil
+	}
+}
+
+// recv waits for at least one datagram and returns how many arrived.
+func (m *mmsg) recv(fd int) (int, error) {
+	if m.names != nil {
+		for i := range m.hdrs {
+			m.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(m.names[i]))
+		}
+	}
+	n, _, e := syscall.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), unix.MSG_WAITFORONE, 0, 0)
+	runtime.KeepAlive(m)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// inNetns runs f on an OS thread moved into the named network namespace
+// (/run/netns/NAME), then moves the thread back. Sockets f creates stay in
+// that namespace for their whole life, whatever thread later uses them.
+func inNetns(name string, f func() error) error {
+	// A fresh goroutine: if moving the thread back fails, it exits still
+	// locked, and the runtime then destroys the thread rather than let other
+	// goroutines run in the wrong namespace.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/run/netns/" + name)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("setns %s: %w", name, err)
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("setns back from %s: %w", name, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- ferr
+	}()
+	return <-done
+}
