@@ -368,10 +368,15 @@ func (r *results) pathSection(w func(string, ...any)) {
 	}
 	w("\n")
 	top := slices.Max(r.cfg.udpSenders)
+	noted := false
 	for _, p := range []string{"direct", "kernel", "emulator"} {
 		if s := r.pathStat(p, "udp_senders"); s.n > 0 && s.med == float64(top) && len(r.cfg.udpSenders) > 1 {
 			w("- UDP, %s path: the best rate came from the largest sender count tried (%d), so more senders might deliver more.\n", p, top)
+			noted = true
 		}
+	}
+	if noted {
+		w("\n")
 	}
 	var errKeys []string
 	for k := range r.errs {
