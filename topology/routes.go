@@ -128,16 +128,9 @@ func (p *parser) route(it item) *routeSpec {
 	if m == nil {
 		return nil
 	}
-	body := m
-	if _, wrapped := m.key["properties"]; wrapped {
-		m.allow("with properties:, every field but name goes inside properties", "name", "properties")
-		if body = m.sub("properties"); body == nil {
-			m.require("name", "properties")
-			return &routeSpec{at: it.at, name: m.str("name")}
-		}
-		body.allow("", routeFields...)
-	} else {
-		m.allow("", append([]string{"name"}, routeFields...)...)
+	body := armBody(m, routeFields)
+	if body == nil {
+		return &routeSpec{at: it.at, name: m.str("name")}
 	}
 	m.require("name")
 	body.require("addressPrefix", "nextHopType")

@@ -298,19 +298,9 @@ func (p *parser) rule(it item) *ruleSpec {
 	if m == nil {
 		return nil
 	}
-	body := m
-	if _, wrapped := m.key["properties"]; wrapped {
-		m.allow("with properties:, every field but name goes inside properties", "name", "properties")
-		if body = m.sub("properties"); body == nil {
-			if !m.has("properties") {
-				m.require("properties")
-			}
-			m.require("name")
-			return &ruleSpec{at: it.at, name: m.str("name")}
-		}
-		body.allow("", ruleFields...)
-	} else {
-		m.allow("", append([]string{"name"}, ruleFields...)...)
+	body := armBody(m, ruleFields)
+	if body == nil {
+		return &ruleSpec{at: it.at, name: m.str("name")}
 	}
 	m.require("name")
 	body.require("priority", "direction", "access", "protocol")
@@ -328,6 +318,28 @@ func (p *parser) rule(it item) *ruleSpec {
 	r.srcPorts = ports(body, "sourcePortRange")
 	r.dstPorts = ports(body, "destinationPortRange")
 	return r
+}
+
+// armBody returns where an ARM child resource (a security rule, a route)
+// keeps its fields: under "properties" when it has ARM's wrapper, or in m
+// itself. It checks the keys at both levels, and returns nil if the
+// wrapper is not a mapping.
+func armBody(m *mapping, fields []string) *mapping {
+	if _, wrapped := m.key["properties"]; !wrapped {
+		m.allow("", append([]string{"name"}, fields...)...)
+		return m
+	}
+	m.allow("with properties:, every field but name goes inside properties", "name", "properties")
+	body := m.sub("properties")
+	if body == nil {
+		if !m.has("properties") {
+			m.require("properties")
+		}
+		m.require("name")
+		return nil
+	}
+	body.allow("", fields...)
+	return body
 }
 
 // oneOf returns the values of the singular field (one) or the plural one
