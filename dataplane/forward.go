@@ -102,13 +102,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	if out == nil {
 		return
 	}
-	if wireLen(vnet, ip) > out.mtu {
-		if ip.DF() {
-			e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPFragNeeded, uint32(out.mtu), w)
-			in.stats.drop(DropFragNeeded)
-		} else {
-			in.stats.drop(DropTooBig)
-		}
+	if !e.fits(in, out, vnet, ip, w) {
 		return
 	}
 
@@ -163,8 +157,7 @@ func (e *Engine) toAppliance(s *snapshot, in *Port, b []byte, vnet header.Virtio
 	if out == nil {
 		return
 	}
-	if wireLen(vnet, ip) > out.mtu {
-		in.stats.drop(DropTooBig)
+	if !e.fits(in, out, vnet, ip, w) {
 		return
 	}
 	ip.DecTTL()
@@ -212,6 +205,23 @@ func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
 	}
 	out.stats.txPackets.Add(1)
 	out.stats.txBytes.Add(uint64(len(pkt)))
+}
+
+// fits reports whether ip can leave by out. A packet larger than out's MTU
+// is dropped: with DF set its sender gets frag-needed naming the MTU (path
+// MTU discovery); without, it is counted, since the dataplane does not
+// fragment.
+func (e *Engine) fits(in, out *Port, vnet header.VirtioNetHdr, ip header.IPv4, w *worker) bool {
+	if wireLen(vnet, ip) <= out.mtu {
+		return true
+	}
+	if ip.DF() {
+		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPFragNeeded, uint32(out.mtu), w)
+		in.stats.drop(DropFragNeeded)
+	} else {
+		in.stats.drop(DropTooBig)
+	}
+	return false
 }
 
 // wireLen is the largest IP packet that p puts on the wire: its own length,

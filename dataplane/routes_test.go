@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -107,4 +108,17 @@ func TestRouteNoneAndAppliance(t *testing.T) {
 	if src, _, _, _, _ := tcpOf(t, l.devs["db1"].recv(t)); src != "10.0.1.6" {
 		t.Fatalf("db1 saw %s, want 10.0.1.6", src)
 	}
+}
+
+// A DF packet too big for the appliance's link gets frag-needed, as on any
+// other egress: path MTU discovery works through a virtual appliance.
+func TestApplianceFragNeeded(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, false, `      - {name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`),
+		map[string]int{"nva1": 1400})
+	l.devs["ase1-w1"].inject(nil, tcpSYN(t, "10.0.1.6", "10.0.2.4", 64, 1400)) // 1440 bytes, DF
+	icmp := icmpError(t, l.devs["ase1-w1"].recv(t), header.ICMPDestUnreachable, header.ICMPFragNeeded, "10.0.1.1", "10.0.2.4")
+	if icmp.Seq != 1400 {
+		t.Fatalf("frag-needed carries MTU %d, want 1400", icmp.Seq)
+	}
+	l.devs["nva1"].expectNothing(t)
 }
