@@ -228,17 +228,24 @@ func (l *lab) waitListening(node string, port int) {
 	l.t.Fatalf("nothing listens on %s:%d", node, port)
 }
 
+// emuJSON runs `emulator CMD --json --name LAB ARGS...` and decodes its
+// output into out, failing the test if either fails.
+func (l *lab) emuJSON(out any, cmd string, args ...string) {
+	l.t.Helper()
+	r := emu(l.t, append([]string{cmd, "--json", "--name", l.name}, args...)...)
+	if r.code != 0 {
+		l.t.Fatalf("emulator %s %s: %v", cmd, strings.Join(args, " "), r)
+	}
+	if err := json.Unmarshal([]byte(r.stdout), out); err != nil {
+		l.t.Fatalf("emulator %s --json: %v\n%s", cmd, err, r.stdout)
+	}
+}
+
 // status returns the lab's `status --json`.
 func (l *lab) status() statusJSON {
 	l.t.Helper()
-	r := emu(l.t, "status", "--json", "--name", l.name)
-	if r.code != 0 {
-		l.t.Fatalf("status failed: %v", r)
-	}
 	var s statusJSON
-	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
-		l.t.Fatalf("status --json: %v\n%s", err, r.stdout)
-	}
+	l.emuJSON(&s, "status")
 	return s
 }
 

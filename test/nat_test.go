@@ -235,14 +235,8 @@ type flowJSON struct {
 // and that are not closing.
 func (l *lab) tcpFlowsTo(dst string) []flowJSON {
 	l.t.Helper()
-	r := emu(l.t, "flows", "--json", "--name", l.name)
-	if r.code != 0 {
-		l.t.Fatalf("emulator flows failed: %v", r)
-	}
 	var all, out []flowJSON
-	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil {
-		l.t.Fatalf("flows --json: %v\n%s", err, r.stdout)
-	}
+	l.emuJSON(&all, "flows")
 	for _, f := range all {
 		if f.Proto == "tcp" && strings.HasSuffix(f.Original, "-> "+dst) && (f.State == "established" || f.State == "syn-sent") {
 			out = append(out, f)

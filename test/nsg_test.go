@@ -1,7 +1,6 @@
 package test
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -30,11 +29,8 @@ type verifyJSON struct {
 
 func (l *lab) verify(from, to string) verifyJSON {
 	l.t.Helper()
-	r := emu(l.t, "verify", "--name", l.name, "--json", "--from", from, "--to", to)
 	var v verifyJSON
-	if err := json.Unmarshal([]byte(r.stdout), &v); r.code != 0 || err != nil {
-		l.t.Fatalf("emulator verify --from %s --to %s: %v", from, to, r)
-	}
+	l.emuJSON(&v, "verify", "--from", from, "--to", to)
 	return v
 }
 

@@ -2,7 +2,6 @@ package test
 
 import (
 	"compress/gzip"
-	"encoding/json"
 	"io"
 	"os"
 	"regexp"
@@ -48,11 +47,8 @@ type nexthopJSON struct {
 
 func (l *lab) nexthop(from, to string) nexthopJSON {
 	l.t.Helper()
-	r := emu(l.t, "nexthop", "--name", l.name, "--json", "--from", from, "--to", to)
 	var nh nexthopJSON
-	if err := json.Unmarshal([]byte(r.stdout), &nh); r.code != 0 || err != nil {
-		l.t.Fatalf("emulator nexthop --from %s --to %s: %v", from, to, r)
-	}
+	l.emuJSON(&nh, "nexthop", "--from", from, "--to", to)
 	return nh
 }
 

@@ -34,13 +34,10 @@ type aseJSON struct {
 
 func (l *lab) ase(name string) aseJSON {
 	l.t.Helper()
-	r := emu(l.t, "status", "--json", "--name", l.name)
 	var s struct {
 		ASEs []aseJSON `json:"ases"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &s); r.code != 0 || err != nil {
-		l.t.Fatalf("status --json: %v", r)
-	}
+	l.emuJSON(&s, "status")
 	for _, a := range s.ASEs {
 		if a.Name == name {
 			return a
