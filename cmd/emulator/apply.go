@@ -144,12 +144,7 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 	}
 	l.topo = t
 	l.state.Topology = source
-	l.state.Namespaces, l.state.Nodes = nil, nil
-	for _, n := range t.Nodes {
-		ns := build.NamespaceName(l.name, n.Name)
-		l.state.Namespaces = append(l.state.Namespaces, ns)
-		l.state.Nodes = append(l.state.Nodes, nodeState{Name: n.Name, Kind: string(n.Kind), Namespace: ns, Address: n.Addr.String()})
-	}
+	l.state.record(t)
 	return changes, writeState(l.state)
 }
 

@@ -63,11 +63,7 @@ func startLab(name string, topo *topology.Topology, source string) (*runningLab,
 	self := os.Getpid()
 	ticks, _ := procStartTicks(self)
 	st := &labState{Lab: name, PID: self, StartTicks: ticks, Topology: source, Started: time.Now().UTC()}
-	for _, n := range topo.Nodes {
-		ns := build.NamespaceName(name, n.Name)
-		st.Namespaces = append(st.Namespaces, ns)
-		st.Nodes = append(st.Nodes, nodeState{Name: n.Name, Kind: string(n.Kind), Namespace: ns, Address: n.Addr.String()})
-	}
+	st.record(topo)
 	// Recorded before the first namespace exists, so `down` can always find
 	// everything this run creates.
 	if err := writeState(st); err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aseemu/emulator/topology"
+	"github.com/aseemu/emulator/topology/build"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,6 +43,16 @@ type nodeState struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Address   string `json:"address"`
+}
+
+// record sets the namespaces and nodes of topology t.
+func (st *labState) record(t *topology.Topology) {
+	st.Namespaces, st.Nodes = nil, nil
+	for _, n := range t.Nodes {
+		ns := build.NamespaceName(st.Lab, n.Name)
+		st.Namespaces = append(st.Namespaces, ns)
+		st.Nodes = append(st.Nodes, nodeState{Name: n.Name, Kind: string(n.Kind), Namespace: ns, Address: n.Addr.String()})
+	}
 }
 
 func writeState(st *labState) error {
