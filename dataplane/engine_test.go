@@ -406,11 +406,14 @@ func benchForward(b *testing.B, from string, pkt []byte) {
 	pkt = append(make([]byte, header.VirtioNetHdrLen), pkt...)
 	in := e.PortByNode(from)
 	w := newWorker()
-	orig := append([]byte(nil), pkt...)
+	// The TTL decrement and the translation touch only the headers, so
+	// only they are restored between iterations: copying the whole 1.4 kB
+	// packet was 14% of the profile, harness cost rather than forwarding.
+	orig := append([]byte(nil), pkt[:min(len(pkt), header.VirtioNetHdrLen+2*60)]...)
 	b.SetBytes(int64(len(pkt)))
 	b.ReportAllocs()
 	for b.Loop() {
-		copy(pkt, orig) // undo the TTL decrement and the translation
+		copy(pkt, orig)
 		e.forward(e.cur.Load(), in, pkt, e.ct.Now(), w)
 	}
 }
