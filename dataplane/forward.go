@@ -78,12 +78,12 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	var flow nat.Flow
 	tracked := false
 	if k, ok := nat.KeyOf(ip); ok {
-		if flow, tracked = e.ct.Lookup(k, now); !tracked {
+		if tracked = e.ct.LookupInto(k, now, &flow); !tracked {
 			if flow, tracked = e.newFlow(s, in, ip, k, viaGateway, now, w); !tracked {
 				return
 			}
 		}
-		if to := flow.Translated().Dst; to != dst {
+		if to := flow.TranslatedDst(); to != dst {
 			dst = to
 			t, _, found = s.fib.Lookup(dst)
 		}

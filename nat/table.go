@@ -313,6 +313,15 @@ func (t *Table) dist(i, j uint64) uint64 {
 // Expire removes it, so its ports are free for the next Insert. Lookup
 // takes no lock, sends on no channel and allocates nothing.
 func (t *Table) Lookup(k Key, now int64) (Flow, bool) {
+	var f Flow
+	ok := t.LookupInto(k, now, &f)
+	return f, ok
+}
+
+// LookupInto is Lookup filling in *f, for the dataplane's per-packet path:
+// returning the 64-byte Flow by value cost a copy through the stack per
+// packet (BenchmarkForward, count 5: see the commit that added it).
+func (t *Table) LookupInto(k Key, now int64, f *Flow) bool {
 	// Packed field by field: k.pack() copied k to the stack in narrow
 	// stores and read it back in one 16-byte load, a store-forwarding
 	// stall (BenchmarkLookup, min of 10: 30 ns with pack, 15 without).
@@ -346,15 +355,16 @@ func (t *Table) Lookup(k Key, now int64) (Flow, bool) {
 				continue // reused while read; seq has moved
 			}
 			if now-last >= t.timeouts[gs&7].Load() {
-				return Flow{}, false
+				return false
 			}
-			return Flow{f: fl, gs: gs, now: now, ka: a, kb: b, ta: ta, tb: tb, dir: dir}, true
+			*f = Flow{f: fl, gs: gs, now: now, ka: a, kb: b, ta: ta, tb: tb, dir: dir}
+			return true
 		}
 		if seq&1 == 0 && t.seq.Load() == seq {
-			return Flow{}, false
+			return false
 		}
 	}
-	return Flow{}, false
+	return false
 }
 
 // Insert creates a flow whose packets in the original direction carry

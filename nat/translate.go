@@ -36,6 +36,9 @@ func (f *Flow) Key() Key { return unpack(f.ka, f.kb) }
 // Key for a flow without NAT.
 func (f *Flow) Translated() Key { return unpackReverse(f.ta, f.tb) }
 
+// TranslatedDst is Translated().Dst, without unpacking the rest.
+func (f *Flow) TranslatedDst() header.Addr { return header.Addr(f.ta >> 32) }
+
 // State returns the flow's state when it was looked up.
 func (f *Flow) State() State { return State(f.gs & 0xff) }
 
