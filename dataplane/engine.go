@@ -1,7 +1,8 @@
 // Package dataplane carries every packet between the lab's nodes.
 //
-// Each node's interface is a tun.Device. One goroutine per device reads its
-// packets and runs each through the pipeline in forward.go:
+// Each node's interface is a tun.Device, with one or more queues. One
+// goroutine per queue reads its packets and runs each through the pipeline
+// in forward.go:
 //
 //	parse → TTL → conntrack (a new flow: policy) → route → MTU → translate → write
 //
@@ -49,7 +50,8 @@ type PortSpec struct {
 type Port struct {
 	node    *topology.Node
 	dev     tun.Device
-	gateway header.Addr // source of the ICMP errors we send to this node
+	queues  []tun.Device // dev's queues; queues[0] is dev's own
+	gateway header.Addr  // source of the ICMP errors we send to this node
 	mtu     int
 	stats   portStats
 }
@@ -136,7 +138,11 @@ func newPorts(keep []*Port, specs []PortSpec) ([]*Port, error) {
 		if mtu == 0 {
 			mtu = DefaultMTU
 		}
-		ports = append(ports, &Port{node: s.Node, dev: s.Dev, gateway: header.AddrFromNetip(s.Node.Gateway), mtu: mtu})
+		queues := []tun.Device{s.Dev}
+		if mq, ok := s.Dev.(tun.MultiQueue); ok {
+			queues = mq.Queues()
+		}
+		ports = append(ports, &Port{node: s.Node, dev: s.Dev, queues: queues, gateway: header.AddrFromNetip(s.Node.Gateway), mtu: mtu})
 	}
 	return ports, nil
 }
@@ -162,7 +168,7 @@ func (e *Engine) compile(t *topology.Topology, ports []*Port) (*snapshot, error)
 // is exact: a flow past its timeout is gone for lookups at once.
 const sweepInterval = time.Second
 
-// Start starts one forwarding goroutine per port, the clock and the
+// Start starts one forwarding goroutine per port queue, the clock and the
 // conntrack sweeper. Close stops them.
 func (e *Engine) Start() {
 	e.mu.Lock()
@@ -195,11 +201,13 @@ func (e *Engine) Start() {
 }
 
 func (e *Engine) startPort(p *Port) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		e.readLoop(p)
-	}()
+	for i, q := range p.queues {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.readLoop(p, q, i)
+		}()
+	}
 }
 
 // Reconfigure moves the running engine to topology t: the ports of the
@@ -290,18 +298,19 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// readLoop owns the port's receive side. Its buffers are reused for every
-// packet, which is why the established path allocates nothing.
-func (e *Engine) readLoop(p *Port) {
-	batch := p.dev.BatchSize()
+// readLoop owns queue q (number i) of the port's receive side. Its buffers
+// are reused for every packet, which is why the established path allocates
+// nothing.
+func (e *Engine) readLoop(p *Port, q tun.Device, i int) {
+	batch := q.BatchSize()
 	bufs := make([][]byte, batch)
 	for i := range bufs {
 		bufs[i] = make([]byte, maxPacket)
 	}
 	sizes := make([]int, batch)
-	w := newWorker()
+	w := newWorker(i)
 	for {
-		n, err := p.dev.Read(bufs, sizes)
+		n, err := q.Read(bufs, sizes)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return

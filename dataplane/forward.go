@@ -13,10 +13,11 @@ import (
 type worker struct {
 	reply []byte    // buffer for packets the dataplane itself sends
 	out   [1][]byte // the batch handed to Device.Write; a slice literal there would escape to the heap per packet
+	queue int       // the queue number this worker reads, and writes on
 }
 
-func newWorker() *worker {
-	return &worker{reply: make([]byte, maxPacket)}
+func newWorker(queue int) *worker {
+	return &worker{reply: make([]byte, maxPacket), queue: queue}
 }
 
 // forward runs one packet from port in through the pipeline. b holds the
@@ -196,10 +197,18 @@ func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
 	e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPAdminProhibited, 0, w)
 }
 
-// transmit writes one packet to out and counts it.
+// transmit writes one packet to out and counts it. It writes on the queue
+// of out numbered like the worker's own: the kernel then steers the node's
+// replies of that flow to the same queue number (tun_flow_update), so both
+// directions of a flow stay on one goroutine per port, and two workers
+// never share a descriptor's write lock.
 func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
 	w.out[0] = pkt
-	if _, err := out.dev.Write(w.out[:]); err != nil {
+	q := out.dev
+	if w.queue < len(out.queues) {
+		q = out.queues[w.queue]
+	}
+	if _, err := q.Write(w.out[:]); err != nil {
 		in.stats.drop(DropWriteError)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -23,6 +24,23 @@ import (
 // a handful of syscalls and netlink round trips, which overlap well.
 const buildParallelism = 8
 
+// autoQueues picks the queues of each node's interface: one per CPU the Go
+// runtime uses, so that a busy node's flows are forwarded on every core
+// (BENCHMARKS.md: TCP with 4 streams and UDP with many senders), and at
+// most 4, since each queue costs a descriptor and an idle goroutine.
+// Labs too big for that many descriptors get fewer queues.
+func autoQueues(nodes int) int {
+	q := min(runtime.GOMAXPROCS(0), 4)
+	for q > 1 && nodes*q > maxQueueFDs {
+		q--
+	}
+	return q
+}
+
+// maxQueueFDs bounds the TUN descriptors of one lab, well inside the
+// 20,000 of a typical RLIMIT_NOFILE that Go raises the soft limit to.
+const maxQueueFDs = 8192
+
 // runningLab is a lab this process built and whose dataplane it runs.
 type runningLab struct {
 	mu      sync.Mutex // guards topo and state against apply
@@ -32,6 +50,7 @@ type runningLab struct {
 	lock    *labLock
 	engine  *dataplane.Engine
 	devs    []tun.Device
+	queues  int                       // per node interface
 	nets    map[string]netx.Net       // each node's sockets, for its services
 	nsh     map[string]netns.NsHandle // by node, kept open for nets
 	svc     *labServices
@@ -44,7 +63,8 @@ type runningLab struct {
 
 // startLab builds lab name from topo and starts its dataplane. On failure
 // nothing of the lab is left behind.
-func startLab(name string, topo *topology.Topology, source string) (*runningLab, error) {
+// queues is the number of queues of each node's interface; 0 picks it.
+func startLab(name string, topo *topology.Topology, source string, queues int) (*runningLab, error) {
 	lock, err := acquireLock(name)
 	if errors.Is(err, errLabRunning) {
 		return nil, fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
@@ -70,7 +90,10 @@ func startLab(name string, topo *topology.Topology, source string) (*runningLab,
 		lock.release()
 		return nil, err
 	}
-	l := &runningLab{name: name, topo: topo, state: st, lock: lock}
+	if queues == 0 {
+		queues = autoQueues(len(topo.Nodes))
+	}
+	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues}
 	if err := l.build(); err != nil {
 		l.stop()
 		return nil, err
@@ -150,7 +173,7 @@ func (l *runningLab) setupNode(ns netns.NsHandle, name string, n *topology.Node)
 			}
 		}
 		var err error
-		dev, err = tun.Create("eth0")
+		dev, err = tun.Create("eth0", l.queues)
 		return err
 	})
 	if err != nil {

@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/aseemu/emulator/dataplane/tun"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
 )
@@ -28,11 +30,15 @@ func cmdUp(args []string, stdout io.Writer) error {
 	fs, name := newFlags("up")
 	file := fs.String("f", "", "topology file (default: the embedded default lab)")
 	detach := fs.Bool("d", false, "return once the lab is ready and keep it running in the background")
+	queues := fs.Int("queues", 0, "queues per node interface (0: one per CPU, up to 4)")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("up: unexpected argument %q", fs.Arg(0))
+	}
+	if *queues < 0 || *queues > tun.MaxQueues {
+		return usagef("up: --queues %d: use 0 (automatic) to %d", *queues, tun.MaxQueues)
 	}
 	topo, source, err := loadTopology(*file)
 	if err != nil {
@@ -42,7 +48,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *detach {
-		return upDetached(*name, *file, stdout)
+		return upDetached(*name, *file, *queues, stdout)
 	}
 
 	// A detached child reports on its ready pipe; a foreground run prints.
@@ -55,7 +61,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	lab, err := startLab(*name, topo, source)
+	lab, err := startLab(*name, topo, source, *queues)
 	if err != nil {
 		if ready != nil {
 			fmt.Fprintf(ready, "%v\n", err)
@@ -103,7 +109,7 @@ func loadTopology(file string) (*topology.Topology, string, error) {
 // upDetached starts this program again as a background process that runs
 // the lab, waits until that process reports the lab ready or failed, and
 // prints what it reported.
-func upDetached(name, file string, stdout io.Writer) error {
+func upDetached(name, file string, queues int, stdout io.Writer) error {
 	if labRunning(name) {
 		return fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
@@ -121,7 +127,7 @@ func upDetached(name, file string, stdout io.Writer) error {
 	}
 	defer r.Close()
 
-	args := []string{"up", "--name", name}
+	args := []string{"up", "--name", name, "--queues", strconv.Itoa(queues)}
 	if file != "" {
 		abs, err := filepath.Abs(file)
 		if err != nil {

@@ -23,3 +23,12 @@ type Device interface {
 	Name() string
 	Close() error
 }
+
+// MultiQueue is a Device whose packets arrive on several queues. The
+// dataplane reads each queue with its own goroutine, so one node's flows
+// are forwarded on several cores at once. Queues()[0] is the queue the
+// Device itself reads and writes.
+type MultiQueue interface {
+	Device
+	Queues() []Device
+}

@@ -3,6 +3,7 @@
 package tun
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"testing"
@@ -16,8 +17,15 @@ import (
 // TestCreateInNamespace opens a TUN inside a fresh, unnamed namespace and
 // moves a packet each way through it: written by the device, it reaches the
 // namespace's stack (which answers a ping); sent by the stack, it is read by
-// the device with a virtio-net header in front.
+// the device with a virtio-net header in front. With several queues, the
+// request goes in by the last queue and the reply comes out of one of them.
 func TestCreateInNamespace(t *testing.T) {
+	for _, queues := range []int{1, 2} {
+		t.Run(fmt.Sprintf("queues=%d", queues), func(t *testing.T) { testCreateInNamespace(t, queues) })
+	}
+}
+
+func testCreateInNamespace(t *testing.T, queues int) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("this test needs root, and CI runs as root")
@@ -36,12 +44,15 @@ func TestCreateInNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	dev, err := Create("eth0")
+	dev, err := Create("eth0", queues)
 	netns.Set(orig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dev.Close()
+	if got := len(dev.Queues()); got != queues {
+		t.Fatalf("%d queues, want %d", got, queues)
+	}
 
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
@@ -81,27 +92,29 @@ func TestCreateInNamespace(t *testing.T) {
 	ip[10], ip[11] = byte(c>>8), byte(c)
 	c = csum(ip[20:])
 	ip[22], ip[23] = byte(c>>8), byte(c)
-	if _, err := dev.Write([][]byte{req}); err != nil {
+	if _, err := dev.Queues()[queues-1].Write([][]byte{req}); err != nil {
 		t.Fatal(err)
 	}
 
-	got := make(chan []byte, 1)
-	go func() {
-		buf := make([]byte, 65535+10)
-		sizes := make([]int, 1)
-		for {
-			n, err := dev.Read([][]byte{buf}, sizes)
-			if err != nil || n == 0 {
-				close(got)
-				return
+	got := make(chan []byte, queues)
+	for _, q := range dev.Queues() {
+		go func() {
+			buf := make([]byte, 65535+10)
+			sizes := make([]int, 1)
+			for {
+				n, err := q.Read([][]byte{buf}, sizes)
+				if err != nil || n == 0 {
+					got <- nil
+					return
+				}
+				p := buf[10:sizes[0]]
+				if len(p) >= 28 && p[0]>>4 == 4 && p[9] == unix.IPPROTO_ICMP && p[20] == 0 {
+					got <- append([]byte(nil), p...)
+					return
+				}
 			}
-			p := buf[10:sizes[0]]
-			if len(p) >= 28 && p[0]>>4 == 4 && p[9] == unix.IPPROTO_ICMP && p[20] == 0 {
-				got <- append([]byte(nil), p...)
-				return
-			}
-		}
-	}()
+		}()
+	}
 	select {
 	case p := <-got:
 		if p == nil {
