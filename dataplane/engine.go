@@ -254,13 +254,7 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 			e.startPort(p)
 		}
 	}
-	var errs []error
-	for _, p := range closing {
-		if err := p.dev.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return closePorts(closing)
 }
 
 // SetInRotation takes a front-end out of its VIP's rotation, or puts it
@@ -287,14 +281,34 @@ func (e *Engine) SetInRotation(frontEnd string, in bool) {
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var errs []error
 	close(e.done)
-	for _, p := range e.cur.Load().ports {
-		if err := p.dev.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
+	err := closePorts(e.cur.Load().ports)
 	e.wg.Wait()
+	return err
+}
+
+// closeParallelism bounds the devices closed at once. Closing a node's
+// TUN unregisters its interface, and the kernel then waits for an RCU
+// barrier outside the RTNL lock (netdev_run_todo); closed one after
+// another, 1,000 nodes took 19.5 s, so the waits are overlapped.
+const closeParallelism = 64
+
+// closePorts closes the ports' devices, several at a time.
+func closePorts(ports []*Port) error {
+	errs := make([]error, len(ports))
+	sem := make(chan struct{}, closeParallelism)
+	var wg sync.WaitGroup
+	for i, p := range ports {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := p.dev.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
