@@ -78,6 +78,17 @@ func Configure(ns netns.NsHandle, ifc Iface) error {
 	if err := h.AddrAdd(link, addr); err != nil {
 		return fmt.Errorf("%s address %s: %w", ifc.Name, ifc.Addr, err)
 	}
+	// No qdisc: the dataplane's TUN drops on a full ring and never stops
+	// its queue, so a qdisc would only add a lock and a copy per packet.
+	// Set before the link comes up, it also spares the kernel the default
+	// of a multi-queue device: an mq with one child qdisc per possible
+	// queue (256 for a TUN), which made bringing eth0 up take 1.2-1.5 ms
+	// instead of 0.1 ms, +4-7 s for a lab of 1,000 nodes.
+	noqueue := &netlink.GenericQdisc{QdiscType: "noqueue", QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: link.Attrs().Index, Parent: netlink.HANDLE_ROOT}}
+	if err := h.QdiscAdd(noqueue); err != nil {
+		return fmt.Errorf("%s qdisc noqueue: %w", ifc.Name, err)
+	}
 	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("%s up: %w", ifc.Name, err)
 	}
