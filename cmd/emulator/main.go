@@ -31,7 +31,8 @@ var labNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
 const usage = `usage: emulator COMMAND [ARGS]
 
 Commands:
-  up [-f FILE] [--name LAB] [-d]     build a lab and run its dataplane (Ctrl-C tears it down)
+  up [-f FILE] [--name LAB] [-d] [--queues N]
+                                     build a lab and run its dataplane (Ctrl-C tears it down)
   down [--name LAB]                  tear a lab down completely (idempotent)
   status [--name LAB] [--json]       nodes, addresses, VIPs and counters of a running lab
   exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
