@@ -13,6 +13,8 @@ import (
 type worker struct {
 	reply []byte    // buffer for packets the dataplane itself sends
 	out   [1][]byte // the batch handed to Device.Write; a slice literal there would escape to the heap per packet
+
+	observing bool // inside observe (capture.go): forward without the detour
 }
 
 func newWorker() *worker {
@@ -23,6 +25,10 @@ func newWorker() *worker {
 // virtio-net header followed by the IPv4 packet; now is the conntrack clock,
 // read once per batch.
 func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) {
+	if o := e.obs.Load(); o != nil && !w.observing {
+		e.observe(o, s, in, b, now, w) // a capture or trace runs: capture.go
+		return
+	}
 	in.stats.rxPackets.Add(1)
 	in.stats.rxBytes.Add(uint64(len(b)))
 

@@ -197,6 +197,7 @@ func (l *runningLab) serveControl() error {
 	mux.HandleFunc("POST /apply", l.handleApply)
 	mux.HandleFunc("POST /verify", l.handleVerify)
 	mux.HandleFunc("POST /nexthop", l.handleNexthop)
+	mux.HandleFunc("GET /capture", l.handleCapture)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil

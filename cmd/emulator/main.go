@@ -41,6 +41,8 @@ Commands:
                                      IP flow verify: would the NSGs allow this flow, and which rule decides
   nexthop [--name LAB] --from NODE --to ADDR
                                      the next hop and the route that decides it (F18)
+  capture NODE|VIP [--name LAB] [-w FILE|-] [--filter EXPR] [-c N]
+                                     pcapng of what the dataplane sees; translated packets twice, commented
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -80,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdVerify(rest, stdout)
 	case "nexthop":
 		err = cmdNexthop(rest, stdout)
+	case "capture":
+		err = cmdCapture(rest, stdout)
 	case "init":
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":

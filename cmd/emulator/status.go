@@ -149,9 +149,6 @@ func controlGet(lab, path string, v any) error {
 // the JSON answer into out. An answer with status 422 is the lab refusing
 // the request (bad usage: exit 2); its text is the reason.
 func control(lab, method, path string, in, out any) error {
-	if !labRunning(lab) {
-		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
-	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -160,8 +157,23 @@ func control(lab, method, path string, in, out any) error {
 		}
 		body = bytes.NewReader(b)
 	}
+	resp, err := controlDo(lab, method, path, body, 2*time.Minute) // an apply that scales builds namespaces
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// controlDo sends a request to the running lab's control socket and
+// returns the answer, once its status is 200; timeout 0 lets a streamed
+// answer (capture) run as long as the caller reads it.
+func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) (*http.Response, error) {
+	if !labRunning(lab) {
+		return nil, fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
+	}
 	c := &http.Client{
-		Timeout: 2 * time.Minute, // an apply that scales builds namespaces
+		Timeout: timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socketPath(lab))
@@ -169,22 +181,22 @@ func control(lab, method, path string, in, out any) error {
 	}
 	req, err := http.NewRequest(method, "http://lab"+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("lab %s: %w", lab, err)
+		return nil, fmt.Errorf("lab %s: %w", lab, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if resp.StatusCode == http.StatusUnprocessableEntity {
-			return usagef("%s", strings.TrimSpace(string(b)))
+			return nil, usagef("%s", strings.TrimSpace(string(b)))
 		}
-		return fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return resp, nil
 }
 
 // printJSON prints v indented, for --json.
