@@ -212,6 +212,13 @@ func (r *Record) Explain() VerifyResult {
 	return res
 }
 
+// Route is the next hop the packet's sender's routes chose for it, from the
+// snapshot that forwarded it.
+func (r *Record) Route() NextHop {
+	nh, _ := r.snap.nextHop(r.In, tupleOf(header.IPv4(r.Pre)).Dst.Netip())
+	return nh
+}
+
 // Rules names the NSG rules that decided the flow, for a capture comment:
 // "NSG Outbound ase1-w1 subnet ase1-nsg/AllowVnetOutBound (priority 65000)
 // Allow; ...", or "no NSG".

@@ -198,6 +198,7 @@ func (l *runningLab) serveControl() error {
 	mux.HandleFunc("POST /verify", l.handleVerify)
 	mux.HandleFunc("POST /nexthop", l.handleNexthop)
 	mux.HandleFunc("GET /capture", l.handleCapture)
+	mux.HandleFunc("POST /trace", l.handleTrace)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil

@@ -43,6 +43,8 @@ Commands:
                                      the next hop and the route that decides it (F18)
   capture NODE|VIP [--name LAB] [-w FILE|-] [--filter EXPR] [-c N]
                                      pcapng of what the dataplane sees; translated packets twice, commented
+  trace [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--json]
+                                     send one real probe and show its path: route, NSG rules, NAT, delivery or drop
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -82,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdVerify(rest, stdout)
 	case "nexthop":
 		err = cmdNexthop(rest, stdout)
+	case "trace":
+		err = cmdTrace(rest, stdout)
 	case "capture":
 		err = cmdCapture(rest, stdout)
 	case "init":
