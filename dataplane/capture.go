@@ -275,10 +275,12 @@ func (e *Engine) RemoveTap(t *Tap) {
 	e.obs.Store(o)
 }
 
-// obsState is the part of Engine the taps use; engine.go embeds it.
+// obsState is the part of Engine that taps and flow events use; engine.go
+// embeds it.
 type obsState struct {
-	obsMu sync.Mutex
-	obs   atomic.Pointer[observers]
+	obsMu      sync.Mutex
+	obs        atomic.Pointer[observers]
+	flowEvents atomic.Pointer[FlowEvents] // flowevents.go
 }
 
 // observe runs one packet through forward with the taps watching.

@@ -138,9 +138,13 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 	}
 	if reason, ok := s.filter(in.node, out.node, k, xl); !ok {
 		in.stats.drop(reason) // silently, as Azure drops
+		e.flowDenied(s, in, out, k, xl, reason)
 		return nat.Flow{}, false
 	}
 	f, err := e.ct.Insert(k, xl, now)
+	if err == nil {
+		e.flowBegun(s, in, out, k, xl)
+	}
 	switch {
 	case err == nil || errors.Is(err, nat.ErrExists):
 		return f, true

@@ -45,6 +45,7 @@ Commands:
                                      pcapng of what the dataplane sees; translated packets twice, commented
   trace [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--json]
                                      send one real probe and show its path: route, NSG rules, NAT, delivery or drop
+  flowlog [--name LAB] [on|off]      NSG flow logs (Azure's version 2 JSON), one file a minute; where they are
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -86,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdNexthop(rest, stdout)
 	case "trace":
 		err = cmdTrace(rest, stdout)
+	case "flowlog":
+		err = cmdFlowlog(rest, stdout)
 	case "capture":
 		err = cmdCapture(rest, stdout)
 	case "init":

@@ -31,6 +31,7 @@ type statusReport struct {
 	NAT      dataplane.NATStatus `json:"nat"`
 	NSGs     []nsg.NSGStats      `json:"nsgs"`
 	Warnings []string            `json:"warnings,omitempty"`
+	FlowLogs flowLogStatus       `json:"flowLogs"`
 }
 
 type nodeStatus struct {
@@ -107,6 +108,7 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	rep.NAT = l.engine.NAT()
 	rep.NSGs = l.engine.NSGStats()
 	rep.Warnings = l.warningsNow()
+	rep.FlowLogs = l.flowLogs.status()
 	writeJSON(w, rep)
 }
 
@@ -341,6 +343,8 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 	}
 	tw.Flush()
+	fmt.Fprintln(w)
+	printFlowLogs(w, r.FlowLogs)
 	for _, warning := range r.Warnings {
 		fmt.Fprintf(w, "\nwarning: %s\n", warning)
 	}
