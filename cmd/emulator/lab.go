@@ -39,6 +39,9 @@ type runningLab struct {
 	control  *http.Server
 	flowLogs flowLogs // NSG flow logs: flowlog.go
 
+	metrics     *http.Server // up --metrics: metrics.go
+	metricsAddr string
+
 	warnMu   sync.Mutex
 	warnings []string // what works less than the topology asks, shown by up and status
 }
@@ -212,6 +215,9 @@ func (l *runningLab) serveControl() error {
 func (l *runningLab) stop() error {
 	if l.control != nil {
 		l.control.Close()
+	}
+	if l.metrics != nil {
+		l.metrics.Close()
 	}
 	var errs []error
 	if l.mon != nil {

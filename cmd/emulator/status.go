@@ -32,6 +32,7 @@ type statusReport struct {
 	NSGs     []nsg.NSGStats      `json:"nsgs"`
 	Warnings []string            `json:"warnings,omitempty"`
 	FlowLogs flowLogStatus       `json:"flowLogs"`
+	Metrics  string              `json:"metrics,omitempty"` // the Prometheus endpoint, with up --metrics
 }
 
 type nodeStatus struct {
@@ -109,6 +110,9 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	rep.NSGs = l.engine.NSGStats()
 	rep.Warnings = l.warningsNow()
 	rep.FlowLogs = l.flowLogs.status()
+	if l.metricsAddr != "" {
+		rep.Metrics = "http://" + l.metricsAddr + "/metrics"
+	}
 	writeJSON(w, rep)
 }
 
@@ -319,13 +323,13 @@ func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tDROPS")
+	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tFLOWS\tDROPS")
 	for _, n := range r.Nodes {
 		var drops uint64
 		for _, c := range n.Drops {
 			drops += c
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.Name, n.Kind, n.Address, n.Subnet, n.RxPackets, n.TxPackets, drops)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", n.Name, n.Kind, n.Address, n.Subnet, n.RxPackets, n.TxPackets, n.Flows, drops)
 	}
 	tw.Flush()
 	printASEs(w, r.ASEs)
@@ -345,6 +349,9 @@ func printStatus(w io.Writer, r *statusReport) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	printFlowLogs(w, r.FlowLogs)
+	if r.Metrics != "" {
+		fmt.Fprintf(w, "Prometheus metrics: %s\n", r.Metrics)
+	}
 	for _, warning := range r.Warnings {
 		fmt.Fprintf(w, "\nwarning: %s\n", warning)
 	}
