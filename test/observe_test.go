@@ -1,9 +1,12 @@
 package test
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +130,225 @@ func TestCapture(t *testing.T) {
 		}
 	}
 	t.Error("capture -w - -c 2 never ended")
+}
+
+// observeLab is the default lab with an NSG on vm-subnet that denies ase1
+// SQL to db1, flow logs on, short conntrack timeouts so flows end within
+// the test, and metrics on a loopback port.
+func observeLab(t *testing.T) *lab {
+	t.Helper()
+	edits := withNSG("10.0.2.0/24", "vm-nsg",
+		`{name: DenyASE1SQL, priority: 100, direction: Inbound, access: Deny, protocol: Tcp, sourceAddressPrefix: 10.0.1.0/26, destinationPortRange: "1433"}`)
+	edits[3] = "flowLogs: {enabled: true}\nconnectionTracking: {finTimeout: 3s, idleTimeout: 20s}\n" + edits[3]
+	return upLab(t, "-f", writeTopology(t, "observe.yaml", edits...), "--metrics", "127.0.0.1:0")
+}
+
+type traceJSON struct {
+	Flow        string `json:"flow"`
+	Delivered   bool   `json:"delivered"`
+	ToNode      string `json:"toNode"`
+	Drop        string `json:"drop"`
+	Translation string `json:"translation"`
+	NAT         string `json:"nat"`
+	Decision    string `json:"decision"`
+	Hops        []struct {
+		Route struct {
+			Type string `json:"nextHopType"`
+		} `json:"route"`
+		NSGs []struct {
+			NSG, Rule, Access string
+		} `json:"nsgs"`
+	} `json:"hops"`
+}
+
+// Issue 8: trace names the deciding rule of a denied flow and the
+// translation of an allowed one, as verify and flows do; flow logs hold
+// both in Azure's version 2 layout with the right rule names and
+// decisions; the metrics endpoint's counters move with traffic.
+func TestObserveNSG(t *testing.T) {
+	l := observeLab(t)
+	metricsURL := ""
+	var st struct {
+		Metrics  string `json:"metrics"`
+		FlowLogs struct {
+			Enabled   bool   `json:"enabled"`
+			Directory string `json:"directory"`
+		} `json:"flowLogs"`
+	}
+	l.emuJSON(&st, "status")
+	if metricsURL = st.Metrics; !strings.HasPrefix(metricsURL, "http://127.0.0.1:") || !st.FlowLogs.Enabled || st.FlowLogs.Directory == "" {
+		t.Fatalf("status: metrics %q, flow logs %+v; want a loopback endpoint and flow logs on with their directory", st.Metrics, st.FlowLogs)
+	}
+	before := scrape(t, metricsURL)
+
+	// Denied: the deciding rule, as verify names it.
+	var denied traceJSON
+	l.emuJSON(&denied, "trace", "--from", "ase1-w1", "--to", "10.0.2.4:1433")
+	v := l.verify("ase1-w1", "10.0.2.4:1433")
+	if denied.Delivered || denied.Drop != "nsg-inbound" || !strings.Contains(denied.Decision, "vm-nsg/DenyASE1SQL") || denied.Decision != v.Decision || v.Allow {
+		t.Errorf("trace of a denied flow = %+v; verify says %+v; want dropped nsg-inbound by vm-nsg/DenyASE1SQL in both", denied, v)
+	}
+
+	// Allowed: db1's default outbound SNAT, as flows shows it.
+	var allowed traceJSON
+	l.emuJSON(&allowed, "trace", "--from", "db1", "--to", "203.0.113.10:80")
+	var flows []flowJSON
+	l.emuJSON(&flows, "flows")
+	orig := strings.TrimPrefix(allowed.Flow, "tcp ")
+	found := false
+	for _, f := range flows {
+		if f.Original == orig {
+			found = true
+			if f.Translated != allowed.Translation || f.NAT != "snat" {
+				t.Errorf("flows shows %s leaving as %s (%s); trace said %s", orig, f.Translated, f.NAT, allowed.Translation)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("flows has no %s that trace sent: %+v", orig, flows)
+	}
+	if !allowed.Delivered || allowed.ToNode != "echo" || !strings.HasPrefix(allowed.Translation, "192.0.2.1:") ||
+		!strings.Contains(allowed.NAT, "SNAT 10.0.2.4:") || allowed.Decision != l.verify("db1", "203.0.113.10:80").Decision {
+		t.Errorf("trace of an allowed flow = %+v, want delivered to echo as 192.0.2.1 with verify's decision", allowed)
+	}
+
+	// Traffic for the counters and the flow logs: a curl that completes
+	// (B and, once its FIN timeout passes, E).
+	l.mustExec("db1", "curl", "-s", "-m", "5", "http://echo/")
+	after := scrape(t, metricsURL)
+	for _, m := range []string{`emulator_node_flows_total{node="db1"}`, `emulator_node_rx_packets_total{node="db1"}`, `emulator_nsg_rule_hits_total{access="Deny",direction="Inbound",nsg="vm-nsg",rule="DenyASE1SQL"}`} {
+		if after[m] <= before[m] {
+			t.Errorf("metric %s did not move: %v -> %v", m, before[m], after[m])
+		}
+	}
+	if _, ok := after[`emulator_snat_pool_ports{address="192.23.1.2",proto="tcp"}`]; !ok {
+		t.Error("metrics lack the SNAT pool of ase1's VIP")
+	}
+
+	// Flow logs: wait for the curl's end tuple.
+	var tuples map[string][]string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		tuples = readFlowLogs(t, st.FlowLogs.Directory)
+		if hasTuple(tuples["DefaultRule_AllowInternetOutBound"], "10.0.2.4", "203.0.113.10", "80", "T", "O", "A", "E") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	checks := []struct {
+		rule                                string
+		src, dst, dport, proto, dir, access string
+		state                               string
+	}{
+		{"UserRule_DenyASE1SQL", "10.0.1.6", "10.0.2.4", "1433", "T", "I", "D", "B"},
+		{"DefaultRule_AllowInternetOutBound", "10.0.2.4", "203.0.113.10", "80", "T", "O", "A", "B"},
+		{"DefaultRule_AllowInternetOutBound", "10.0.2.4", "203.0.113.10", "80", "T", "O", "A", "E"},
+	}
+	for _, c := range checks {
+		if !hasTuple(tuples[c.rule], c.src, c.dst, c.dport, c.proto, c.dir, c.access, c.state) {
+			t.Errorf("flow logs lack %+v; have %v", c, tuples)
+		}
+	}
+}
+
+// scrape reads a Prometheus text endpoint into series -> value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	r := run(t, 10*time.Second, "curl", "-s", "-f", url)
+	if r.code != 0 {
+		t.Fatalf("scraping %s: %v", url, r)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		fmt.Sscan(line[i+1:], &v)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// readFlowLogs parses every flow log file under dir against the version 2
+// layout and returns the tuples by rule name.
+func readFlowLogs(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Base(path) != "PT1M.json" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			Records []struct {
+				Time, SystemID, MACAddress, Category, ResourceID, OperationName string
+				Properties                                                      struct {
+					Version int
+					Flows   []struct {
+						Rule  string
+						Flows []struct {
+							MAC        string
+							FlowTuples []string
+						}
+					}
+				}
+			} `json:"records"`
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, r := range f.Records {
+			if _, err := time.Parse(time.RFC3339Nano, r.Time); err != nil || r.SystemID == "" || len(r.MACAddress) != 12 ||
+				r.Category != "NetworkSecurityGroupFlowEvent" || r.OperationName != "NetworkSecurityGroupFlowEvents" ||
+				!strings.Contains(r.ResourceID, "/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/") || r.Properties.Version != 2 {
+				t.Fatalf("%s: record does not follow version 2: %+v", path, r)
+			}
+			for _, rf := range r.Properties.Flows {
+				if !strings.HasPrefix(rf.Rule, "DefaultRule_") && !strings.HasPrefix(rf.Rule, "UserRule_") {
+					t.Errorf("rule %q has neither prefix", rf.Rule)
+				}
+				for _, mf := range rf.Flows {
+					for _, tp := range mf.FlowTuples {
+						checkTuple(t, tp)
+						out[rf.Rule] = append(out[rf.Rule], tp)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+var tupleRE = regexp.MustCompile(`^\d+,\d+\.\d+\.\d+\.\d+,\d+\.\d+\.\d+\.\d+,\d+,\d+,[TU],[IO],[AD],([BC]|E),(\d*),(\d*),(\d*),(\d*)$`)
+
+func checkTuple(t *testing.T, tp string) {
+	t.Helper()
+	m := tupleRE.FindStringSubmatch(tp)
+	if m == nil {
+		t.Errorf("flow tuple %q does not follow ts,src,dst,sport,dport,T|U,I|O,A|D,B|C|E,pkts,bytes,pkts,bytes", tp)
+		return
+	}
+	if (m[1] == "E") != (m[2] != "" && m[3] != "") {
+		t.Errorf("flow tuple %q: an end carries counters, a begin none", tp)
+	}
+}
+
+// hasTuple reports whether tuples has one with these fields.
+func hasTuple(tuples []string, src, dst, dport, proto, dir, access, state string) bool {
+	for _, tp := range tuples {
+		f := strings.Split(tp, ",")
+		if len(f) == 13 && f[1] == src && f[2] == dst && f[4] == dport && f[5] == proto && f[6] == dir && f[7] == access && f[8] == state {
+			if state == "E" && (f[9] == "0" || f[10] == "0") {
+				continue
+			}
+			return true
+		}
+	}
+	return false
 }
