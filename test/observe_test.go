@@ -352,3 +352,26 @@ func hasTuple(tuples []string, src, dst, dport, proto, dir, access, state string
 	}
 	return false
 }
+
+// Issue 8: graph draws a lab without running it, from the default lab or
+// -f FILE, and refuses an unknown format.
+func TestGraph(t *testing.T) {
+	file := writeTopology(t, "nsg.yaml", withNSG("10.0.2.0/24", "vm-nsg")...)
+	for _, args := range [][]string{{"graph"}, {"graph", "--format", "mermaid", "-f", file}} {
+		r := emu(t, args...)
+		if r.code != 0 {
+			t.Fatalf("emulator %v: %v", args, r)
+		}
+		for _, want := range []string{"ase1-w1", "10.0.1.6", "VIP 192.23.1.2", "ILB 10.0.4.8", "subnet vm-subnet 10.0.2.0/24", "db1", "client", "168.63.129.16"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("emulator %v lacks %q", args, want)
+			}
+		}
+	}
+	if r := emu(t, "graph", "--format", "mermaid", "-f", file); !strings.Contains(r.stdout, "NSG vm-nsg") {
+		t.Errorf("graph -f %s does not show vm-subnet's NSG: %v", file, r)
+	}
+	if r := emu(t, "graph", "--format", "png"); r.code != 2 {
+		t.Errorf("graph --format png: %v, want exit 2", r)
+	}
+}

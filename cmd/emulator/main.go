@@ -46,6 +46,8 @@ Commands:
   trace [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--json]
                                      send one real probe and show its path: route, NSG rules, NAT, delivery or drop
   flowlog [--name LAB] [on|off]      NSG flow logs (Azure's version 2 JSON), one file a minute; where they are
+  graph [-f FILE] [--name LAB] [--format dot|mermaid]
+                                     draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -89,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTrace(rest, stdout)
 	case "flowlog":
 		err = cmdFlowlog(rest, stdout)
+	case "graph":
+		err = cmdGraph(rest, stdout)
 	case "capture":
 		err = cmdCapture(rest, stdout)
 	case "init":
