@@ -131,21 +131,26 @@ func (w *Writer) Add(ev dataplane.FlowEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var nsgs []dataplane.FlowNSG
-	switch ev.State {
-	case dataplane.FlowEnd:
+	if ev.State == dataplane.FlowEnd {
 		var ok bool
-		if nsgs, ok = w.begun[ev.Orig]; ok {
-			delete(w.begun, ev.Orig)
-		} else {
+		if nsgs, ok = w.begun[ev.Orig]; !ok {
 			nsgs = ev.NSGs() // began before logging did: today's rules
 		}
-	case dataplane.FlowBegin:
+	} else {
 		nsgs = ev.NSGs()
+	}
+	w.addLocked(ev, nsgs)
+}
+
+// addLocked records ev, whose flow the NSGs nsgs decided.
+func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
+	switch ev.State {
+	case dataplane.FlowBegin:
 		if len(nsgs) > 0 {
 			w.begun[ev.Orig] = nsgs
 		}
-	default:
-		nsgs = ev.NSGs()
+	case dataplane.FlowEnd:
+		delete(w.begun, ev.Orig)
 	}
 	if m := ev.Time.UTC().Truncate(time.Minute); !m.Equal(w.minute) {
 		if w.dirty {
