@@ -19,6 +19,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 )
 
 // captureSnaplen keeps a whole GSO super-packet (64 KiB) with room to spare.
@@ -58,6 +59,9 @@ func cmdCapture(args []string, stdout io.Writer) error {
 	if _, err := dataplane.ParseFilter(*filter); err != nil {
 		return usagef("capture: %v", err)
 	}
+	if f, ok := stdout.(*os.File); ok && *file == "-" && isTerminal(f) {
+		return usagef("capture: pcapng is binary: write it to a file (-w FILE) or a pipe (-w - | tcpdump -r -)")
+	}
 	if err := needRoot("capture"); err != nil {
 		return err
 	}
@@ -91,6 +95,11 @@ func cmdCapture(args []string, stdout io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // handleCapture runs a tap for as long as the client reads, writing
