@@ -42,6 +42,7 @@ func (f *flowLogs) set(l *runningLab, on bool) {
 		l.engine.StopFlowEvents(f.sub)
 		close(f.stop)
 		<-f.done
+		f.w.Forget()
 		f.sub = nil
 		return
 	}

@@ -123,6 +123,14 @@ func (w *Writer) Run(events *dataplane.FlowEvents, stop <-chan struct{}) {
 	}
 }
 
+// Forget drops what the writer remembers of the flows that began: call it
+// when logging stops, since their ends will go unseen.
+func (w *Writer) Forget() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	clear(w.begun)
+}
+
 // Add records one event.
 func (w *Writer) Add(ev dataplane.FlowEvent) {
 	if ev.Orig.Proto != header.ProtoTCP && ev.Orig.Proto != header.ProtoUDP {
