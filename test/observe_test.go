@@ -249,6 +249,13 @@ func TestObserveNSG(t *testing.T) {
 			t.Errorf("flow logs lack %+v; have %v", c, tuples)
 		}
 	}
+
+	// emulator flowlog turns them off and on at run time.
+	for _, want := range []string{"off", "on"} {
+		if r := emu(t, "flowlog", "--name", l.name, want); r.code != 0 || !strings.HasPrefix(r.stdout, "NSG flow logs: "+want) {
+			t.Errorf("emulator flowlog %s: %v", want, r)
+		}
+	}
 }
 
 // scrape reads a Prometheus text endpoint into series -> value.
