@@ -6,7 +6,7 @@ BIN := bin/emulator
 # Every package but the integration tests in test/, with the race detector.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test$$')
 
-.PHONY: all build up down test deps check unit bench-smoke integration clean bench
+.PHONY: all build up down test deps check unit bench-smoke integration clean bench graph
 
 all: build
 
@@ -46,6 +46,10 @@ bench: build
 # Real labs, real namespaces, real curl/nc/ping: needs root.
 integration: build
 	EMULATOR=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 20m ./test/...
+
+# The README's drawing of the default lab (needs graphviz: make deps).
+graph: build
+	./$(BIN) graph --format dot | dot -Tsvg > scripts/graph/default-lab.svg
 
 clean:
 	rm -rf bin

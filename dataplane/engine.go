@@ -75,6 +75,8 @@ type Engine struct {
 	wg    sync.WaitGroup
 	done  chan struct{} // closed by Close: stops the clock and the sweeper
 
+	obsState // capture and trace taps: capture.go
+
 	mu        sync.Mutex      // serialises reconfiguration
 	unhealthy map[string]bool // front-ends out of rotation (F15)
 	started   bool

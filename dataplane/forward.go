@@ -14,6 +14,8 @@ type worker struct {
 	reply []byte    // buffer for packets the dataplane itself sends
 	out   [1][]byte // the batch handed to Device.Write; a slice literal there would escape to the heap per packet
 	queue int       // the queue number this worker reads, and writes on
+
+	observing bool // inside observe (capture.go): forward without the detour
 }
 
 func newWorker(queue int) *worker {
@@ -24,6 +26,10 @@ func newWorker(queue int) *worker {
 // virtio-net header followed by the IPv4 packet; now is the conntrack clock,
 // read once per batch.
 func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) {
+	if o := e.obs.Load(); o != nil && !w.observing {
+		e.observe(o, s, in, b, now, w) // a capture or trace runs: capture.go
+		return
+	}
 	in.stats.rxPackets.Add(1)
 	in.stats.rxBytes.Add(uint64(len(b)))
 
@@ -133,9 +139,13 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 	}
 	if reason, ok := s.filter(in.node, out.node, k, xl); !ok {
 		in.stats.drop(reason) // silently, as Azure drops
+		e.flowDenied(s, in, out, k, xl, reason)
 		return nat.Flow{}, false
 	}
 	f, err := e.ct.Insert(k, xl, now)
+	if err == nil {
+		e.flowBegun(s, in, out, k, xl)
+	}
 	switch {
 	case err == nil || errors.Is(err, nat.ErrExists):
 		return f, true

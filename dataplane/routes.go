@@ -118,7 +118,10 @@ type NextHop struct {
 // NextHop answers where a packet from node to dst goes, from the same
 // compiled routes the dataplane uses.
 func (e *Engine) NextHop(node string, dst netip.Addr) (NextHop, bool) {
-	s := e.cur.Load()
+	return e.cur.Load().nextHop(node, dst)
+}
+
+func (s *snapshot) nextHop(node string, dst netip.Addr) (NextHop, bool) {
 	n := s.topo.NodeByName(node)
 	if n == nil {
 		return NextHop{}, false

@@ -97,6 +97,7 @@ func parseDrop(r header.Reason) DropReason {
 type portStats struct {
 	rxPackets, rxBytes atomic.Uint64
 	txPackets, txBytes atomic.Uint64
+	flows              atomic.Uint64 // new flows this node started
 	drops              [numDropReasons]atomic.Uint64
 	_                  [64]byte
 }
@@ -110,6 +111,7 @@ type PortStats struct {
 	RxBytes   uint64            `json:"rxBytes"`
 	TxPackets uint64            `json:"txPackets"`
 	TxBytes   uint64            `json:"txBytes"`
+	Flows     uint64            `json:"flows"` // flows this node started
 	Drops     map[string]uint64 `json:"drops,omitempty"`
 }
 
@@ -124,6 +126,7 @@ func (e *Engine) Stats() []PortStats {
 			RxBytes:   p.stats.rxBytes.Load(),
 			TxPackets: p.stats.txPackets.Load(),
 			TxBytes:   p.stats.txBytes.Load(),
+			Flows:     p.stats.flows.Load(),
 		}
 		for r := DropReason(0); r < numDropReasons; r++ {
 			if n := p.stats.drops[r].Load(); n > 0 {

@@ -45,8 +45,11 @@ type VerifyStep struct {
 // Verify answers q as the dataplane would decide the flow's first packet:
 // the same policy (NAT), route and compiled NSGs (F13: outbound before SNAT,
 // inbound after DNAT).
-func (e *Engine) Verify(q VerifyQuery) (VerifyResult, error) {
-	s := e.cur.Load()
+func (e *Engine) Verify(q VerifyQuery) (VerifyResult, error) { return e.cur.Load().verify(q) }
+
+// verify answers q against snapshot s: capture and trace explain a flow
+// with the rules of the snapshot that forwarded it.
+func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 	src := s.topo.NodeByName(q.From)
 	if src == nil {
 		return VerifyResult{}, fmt.Errorf("no node %q", q.From)

@@ -169,6 +169,20 @@ type Table struct {
 
 	live                                  atomic.Int64
 	created, expired, full, exhausted, cf atomic.Uint64
+
+	onRemove atomic.Pointer[func(FlowInfo)] // SetOnRemove
+}
+
+// SetOnRemove has fn called with a copy of every flow the table removes
+// (timed out, or reclaimed for a new flow), for NSG flow logs' end
+// events; nil stops it. fn runs under the table's mutex: it must not block
+// or call the table.
+func (t *Table) SetOnRemove(fn func(FlowInfo)) {
+	if fn == nil {
+		t.onRemove.Store(nil)
+		return
+	}
+	t.onRemove.Store(&fn)
 }
 
 // New returns an empty table. It allocates the slab and the index for
@@ -574,6 +588,9 @@ func (t *Table) freeLocked(idx uint32) {
 // entry.
 func (t *Table) removeLocked(idx uint32) {
 	fl := &t.flows[idx]
+	if fn := t.onRemove.Load(); fn != nil {
+		(*fn)(t.infoLocked(idx, t.clock.Now()))
+	}
 	for d := range Dir(2) {
 		t.indexDelete(fl.key[d][0].Load(), fl.key[d][1].Load(), idx, d)
 	}
@@ -724,18 +741,24 @@ func (t *Table) Flows() []FlowInfo {
 			if gs>>32&1 == 0 || t.expiredLocked(i, now) {
 				continue
 			}
-			out = append(out, FlowInfo{
-				Orig:     unpack(fl.key[Original][0].Load(), fl.key[Original][1].Load()),
-				Reply:    unpack(fl.key[Reply][0].Load(), fl.key[Reply][1].Load()),
-				State:    State(gs & 0xff),
-				Created:  fl.created,
-				LastSeen: fl.lastSeen.Load(),
-				Age:      now - fl.created,
-				Packets:  [2]uint64{fl.ctr[0].pkts.Load(), fl.ctr[1].pkts.Load()},
-				Bytes:    [2]uint64{fl.ctr[0].bytes.Load(), fl.ctr[1].bytes.Load()},
-			})
+			out = append(out, t.infoLocked(i, now))
 		}
 		t.mu.Unlock()
 	}
 	return out
+}
+
+// infoLocked copies flow idx.
+func (t *Table) infoLocked(idx uint32, now int64) FlowInfo {
+	fl := &t.flows[idx]
+	return FlowInfo{
+		Orig:     unpack(fl.key[Original][0].Load(), fl.key[Original][1].Load()),
+		Reply:    unpack(fl.key[Reply][0].Load(), fl.key[Reply][1].Load()),
+		State:    State(fl.gs.Load() & 0xff),
+		Created:  fl.created,
+		LastSeen: fl.lastSeen.Load(),
+		Age:      now - fl.created,
+		Packets:  [2]uint64{fl.ctr[0].pkts.Load(), fl.ctr[1].pkts.Load()},
+		Bytes:    [2]uint64{fl.ctr[0].bytes.Load(), fl.ctr[1].bytes.Load()},
+	}
 }

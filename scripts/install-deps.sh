@@ -17,6 +17,7 @@ declare -A pkg=(
 	[tcpdump]=tcpdump
 	[ss]=iproute2
 	[pgrep]=procps
+	[dot]=graphviz
 )
 
 missing=()

@@ -132,6 +132,12 @@ func TestVirtualAppliance(t *testing.T) {
 	if nh := l.nexthop("ase1-w1", "10.0.2.4"); nh.Type != "VirtualAppliance" || nh.IP != "10.0.5.4" {
 		t.Errorf("nexthop = %+v, want VirtualAppliance 10.0.5.4", nh)
 	}
+	// trace shows both passes: to the appliance, and from it to db1.
+	var tr traceJSON
+	l.emuJSON(&tr, "trace", "--from", "ase1-w1", "--to", "10.0.2.4:1433")
+	if len(tr.Hops) != 2 || tr.Hops[0].Route.Type != "VirtualAppliance" || !tr.Delivered || tr.ToNode != "db1" {
+		t.Errorf("trace through the appliance = %+v, want two hops, the first by VirtualAppliance, ending at db1", tr)
+	}
 	r := l.exec("ase1-w1", 30*time.Second, "traceroute", "-n", "-q", "1", "-w", "2", "10.0.2.4")
 	if !regexp.MustCompile(`(?m)^\s*\d+\s+10\.0\.5\.4\b`).MatchString(r.stdout) {
 		t.Errorf("traceroute to db1 should show the appliance 10.0.5.4 as a hop: %v", r)

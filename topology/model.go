@@ -85,6 +85,9 @@ type Topology struct {
 	DefaultOutbound netip.Addr
 	RouteTables     []*RouteTable
 	OnPremises      *OnPremises // nil if the file has none
+	// FlowLogs turns on NSG flow logs (Azure's version 2 format) from
+	// the start; `emulator flowlog` turns them on and off at run time.
+	FlowLogs bool
 
 	nodeByName map[string]*Node
 	nodeByAddr map[netip.Addr]*Node

@@ -24,6 +24,7 @@ type doc struct {
 	defaultOutbound field[netip.Addr]
 	routeTables     []*routeTableSpec
 	onPrem          *onPremSpec
+	flowLogs        field[bool]
 }
 
 // conntrackSpec tunes connection tracking (F17).
@@ -100,8 +101,12 @@ func (p *parser) document(root *yaml.Node) *doc {
 		return nil
 	}
 	m.allow("", "virtualNetworks", "appServiceEnvironments", "virtualMachines", "internetHosts", "networkSecurityGroups",
-		"connectionTracking", "defaultOutboundAddress", "routeTables", "onPremises")
+		"connectionTracking", "defaultOutboundAddress", "routeTables", "onPremises", "flowLogs")
 	d := &doc{defaultOutbound: convert(p, m.str("defaultOutboundAddress"), parseAddr)}
+	if fm := m.sub("flowLogs"); fm != nil {
+		fm.allow("", "enabled")
+		d.flowLogs = fm.boolean("enabled")
+	}
 	if cm := m.sub("connectionTracking"); cm != nil {
 		cm.allow("", "maxFlows", "idleTimeout", "finTimeout", "rstTimeout")
 		d.conntrack = &conntrackSpec{

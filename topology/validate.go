@@ -114,6 +114,7 @@ func (p *parser) build(d *doc) *Topology {
 	b.buildHosts(d.hosts)
 	b.buildOnPremises(d.onPrem)
 	b.buildNATSettings(d)
+	b.t.FlowLogs = d.flowLogs.v
 	b.checkHostGateways()
 	if !b.makeNodes(d) {
 		return nil

@@ -43,19 +43,23 @@ const maxQueueFDs = 8192
 
 // runningLab is a lab this process built and whose dataplane it runs.
 type runningLab struct {
-	mu      sync.Mutex // guards topo and state against apply
-	name    string
-	topo    *topology.Topology
-	state   *labState
-	lock    *labLock
-	engine  *dataplane.Engine
-	devs    []tun.Device
-	queues  int                       // per node interface
-	nets    map[string]netx.Net       // each node's sockets, for its services
-	nsh     map[string]netns.NsHandle // by node, kept open for nets
-	svc     *labServices
-	mon     *monitor
-	control *http.Server
+	mu       sync.Mutex // guards topo and state against apply
+	name     string
+	topo     *topology.Topology
+	state    *labState
+	lock     *labLock
+	engine   *dataplane.Engine
+	devs     []tun.Device
+	queues   int                       // per node interface
+	nets     map[string]netx.Net       // each node's sockets, for its services
+	nsh      map[string]netns.NsHandle // by node, kept open for nets
+	svc      *labServices
+	mon      *monitor
+	control  *http.Server
+	flowLogs flowLogs // NSG flow logs: flowlog.go
+
+	metrics     *http.Server // up --metrics: metrics.go
+	metricsAddr string
 
 	warnMu   sync.Mutex
 	warnings []string // what works less than the topology asks, shown by up and status
@@ -141,6 +145,7 @@ func (l *runningLab) build() error {
 		return err
 	}
 	l.mon = startMonitor(l)
+	l.flowLogs.set(l, l.topo.FlowLogs)
 	return l.serveControl()
 }
 
@@ -220,6 +225,9 @@ func (l *runningLab) serveControl() error {
 	mux.HandleFunc("POST /apply", l.handleApply)
 	mux.HandleFunc("POST /verify", l.handleVerify)
 	mux.HandleFunc("POST /nexthop", l.handleNexthop)
+	mux.HandleFunc("GET /capture", l.handleCapture)
+	mux.HandleFunc("POST /trace", l.handleTrace)
+	mux.HandleFunc("POST /flowlog", l.handleFlowlog)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil
@@ -231,6 +239,9 @@ func (l *runningLab) stop() error {
 	if l.control != nil {
 		l.control.Close()
 	}
+	if l.metrics != nil {
+		l.metrics.Close()
+	}
 	var errs []error
 	if l.mon != nil {
 		l.mon.stop()
@@ -239,6 +250,7 @@ func (l *runningLab) stop() error {
 		errs = append(errs, l.svc.close())
 	}
 	if l.engine != nil {
+		l.flowLogs.set(l, false)
 		errs = append(errs, l.engine.Close())
 	} else {
 		for _, d := range l.devs {

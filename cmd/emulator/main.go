@@ -42,6 +42,13 @@ Commands:
                                      IP flow verify: would the NSGs allow this flow, and which rule decides
   nexthop [--name LAB] --from NODE --to ADDR
                                      the next hop and the route that decides it (F18)
+  capture NODE|VIP [--name LAB] [-w FILE|-] [--filter EXPR] [-c N]
+                                     pcapng of what the dataplane sees; translated packets twice, commented
+  trace [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--json]
+                                     send one real probe and show its path: route, NSG rules, NAT, delivery or drop
+  flowlog [--name LAB] [on|off]      NSG flow logs (Azure's version 2 JSON), one file a minute; where they are
+  graph [-f FILE] [--name LAB] [--format dot|mermaid]
+                                     draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
 
 The default lab name is "` + defaultLab + `". Run as root (sudo).
@@ -81,6 +88,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdVerify(rest, stdout)
 	case "nexthop":
 		err = cmdNexthop(rest, stdout)
+	case "trace":
+		err = cmdTrace(rest, stdout)
+	case "flowlog":
+		err = cmdFlowlog(rest, stdout)
+	case "graph":
+		err = cmdGraph(rest, stdout)
+	case "capture":
+		err = cmdCapture(rest, stdout)
 	case "init":
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":

@@ -31,6 +31,8 @@ type statusReport struct {
 	NAT      dataplane.NATStatus `json:"nat"`
 	NSGs     []nsg.NSGStats      `json:"nsgs"`
 	Warnings []string            `json:"warnings,omitempty"`
+	FlowLogs flowLogStatus       `json:"flowLogs"`
+	Metrics  string              `json:"metrics,omitempty"` // the Prometheus endpoint, with up --metrics
 }
 
 type nodeStatus struct {
@@ -107,6 +109,10 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	rep.NAT = l.engine.NAT()
 	rep.NSGs = l.engine.NSGStats()
 	rep.Warnings = l.warningsNow()
+	rep.FlowLogs = l.flowLogs.status()
+	if l.metricsAddr != "" {
+		rep.Metrics = "http://" + l.metricsAddr + "/metrics"
+	}
 	writeJSON(w, rep)
 }
 
@@ -149,9 +155,6 @@ func controlGet(lab, path string, v any) error {
 // the JSON answer into out. An answer with status 422 is the lab refusing
 // the request (bad usage: exit 2); its text is the reason.
 func control(lab, method, path string, in, out any) error {
-	if !labRunning(lab) {
-		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
-	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -160,8 +163,23 @@ func control(lab, method, path string, in, out any) error {
 		}
 		body = bytes.NewReader(b)
 	}
+	resp, err := controlDo(lab, method, path, body, 2*time.Minute) // an apply that scales builds namespaces
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// controlDo sends a request to the running lab's control socket and
+// returns the answer, once its status is 200; timeout 0 lets a streamed
+// answer (capture) run as long as the caller reads it.
+func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) (*http.Response, error) {
+	if !labRunning(lab) {
+		return nil, fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
+	}
 	c := &http.Client{
-		Timeout: 2 * time.Minute, // an apply that scales builds namespaces
+		Timeout: timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socketPath(lab))
@@ -169,22 +187,22 @@ func control(lab, method, path string, in, out any) error {
 	}
 	req, err := http.NewRequest(method, "http://lab"+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("lab %s: %w", lab, err)
+		return nil, fmt.Errorf("lab %s: %w", lab, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if resp.StatusCode == http.StatusUnprocessableEntity {
-			return usagef("%s", strings.TrimSpace(string(b)))
+			return nil, usagef("%s", strings.TrimSpace(string(b)))
 		}
-		return fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return resp, nil
 }
 
 // printJSON prints v indented, for --json.
@@ -305,13 +323,13 @@ func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tDROPS")
+	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tFLOWS\tDROPS")
 	for _, n := range r.Nodes {
 		var drops uint64
 		for _, c := range n.Drops {
 			drops += c
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.Name, n.Kind, n.Address, n.Subnet, n.RxPackets, n.TxPackets, drops)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", n.Name, n.Kind, n.Address, n.Subnet, n.RxPackets, n.TxPackets, n.Flows, drops)
 	}
 	tw.Flush()
 	printASEs(w, r.ASEs)
@@ -329,6 +347,11 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 	}
 	tw.Flush()
+	fmt.Fprintln(w)
+	printFlowLogs(w, r.FlowLogs)
+	if r.Metrics != "" {
+		fmt.Fprintf(w, "Prometheus metrics: %s\n", r.Metrics)
+	}
 	for _, warning := range r.Warnings {
 		fmt.Fprintf(w, "\nwarning: %s\n", warning)
 	}

@@ -31,8 +31,14 @@ func cmdUp(args []string, stdout io.Writer) error {
 	file := fs.String("f", "", "topology file (default: the embedded default lab)")
 	detach := fs.Bool("d", false, "return once the lab is ready and keep it running in the background")
 	queues := fs.Int("queues", 0, "queues per node interface (0: one per CPU, up to 4)")
+	metrics := fs.String("metrics", "", "export Prometheus metrics on this loopback ADDR:PORT")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
+	}
+	if *metrics != "" {
+		if err := checkMetricsAddr(*metrics); err != nil {
+			return usagef("up: %v", err)
+		}
 	}
 	if fs.NArg() > 0 {
 		return usagef("up: unexpected argument %q", fs.Arg(0))
@@ -48,7 +54,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *detach {
-		return upDetached(*name, *file, *queues, stdout)
+		return upDetached(*name, *file, *queues, *metrics, stdout)
 	}
 
 	// A detached child reports on its ready pipe; a foreground run prints.
@@ -62,6 +68,11 @@ func cmdUp(args []string, stdout io.Writer) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
 	lab, err := startLab(*name, topo, source, *queues)
+	if err == nil && *metrics != "" {
+		if err = lab.serveMetrics(*metrics); err != nil {
+			lab.stop()
+		}
+	}
 	if err != nil {
 		if ready != nil {
 			fmt.Fprintf(ready, "%v\n", err)
@@ -70,6 +81,9 @@ func cmdUp(args []string, stdout io.Writer) error {
 	}
 	var table bytes.Buffer
 	printLab(&table, *name, topo, source)
+	if lab.metricsAddr != "" {
+		fmt.Fprintf(&table, "\nPrometheus metrics: http://%s/metrics\n", lab.metricsAddr)
+	}
 	for _, w := range lab.warningsNow() {
 		fmt.Fprintf(&table, "\nwarning: %s\n", w)
 	}
@@ -109,7 +123,7 @@ func loadTopology(file string) (*topology.Topology, string, error) {
 // upDetached starts this program again as a background process that runs
 // the lab, waits until that process reports the lab ready or failed, and
 // prints what it reported.
-func upDetached(name, file string, queues int, stdout io.Writer) error {
+func upDetached(name, file string, queues int, metrics string, stdout io.Writer) error {
 	if labRunning(name) {
 		return fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
@@ -128,6 +142,9 @@ func upDetached(name, file string, queues int, stdout io.Writer) error {
 	defer r.Close()
 
 	args := []string{"up", "--name", name, "--queues", strconv.Itoa(queues)}
+	if metrics != "" {
+		args = append(args, "--metrics", metrics)
+	}
 	if file != "" {
 		abs, err := filepath.Abs(file)
 		if err != nil {

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// checkMetricsAddr accepts only a loopback address: the counters describe
+// the lab and nobody off this machine should read them.
+func checkMetricsAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return fmt.Errorf("--metrics %q: want 127.0.0.1:PORT", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.IsLoopback() {
+		return fmt.Errorf("--metrics %q: only a loopback address (127.0.0.1, ::1) is allowed", addr)
+	}
+	return nil
+}
+
+// serveMetrics exports the lab's counters in the Prometheus text format on
+// addr (loopback only) at /metrics.
+func (l *runningLab) serveMetrics(addr string) error {
+	if err := checkMetricsAddr(addr); err != nil {
+		return usagef("%v", err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(engineCollector{l.engine}); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	l.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	l.metricsAddr = ln.Addr().String()
+	go l.metrics.Serve(ln)
+	return nil
+}
+
+// engineCollector reads the dataplane's counters at scrape time: atomics
+// the forwarding path updates anyway, so exporting costs it nothing.
+type engineCollector struct{ e *dataplane.Engine }
+
+var (
+	descRxPackets = prometheus.NewDesc("emulator_node_rx_packets_total", "Packets the node sent into the dataplane.", []string{"node"}, nil)
+	descRxBytes   = prometheus.NewDesc("emulator_node_rx_bytes_total", "Bytes the node sent into the dataplane.", []string{"node"}, nil)
+	descTxPackets = prometheus.NewDesc("emulator_node_tx_packets_total", "Packets the dataplane delivered to the node.", []string{"node"}, nil)
+	descTxBytes   = prometheus.NewDesc("emulator_node_tx_bytes_total", "Bytes the dataplane delivered to the node.", []string{"node"}, nil)
+	descFlows     = prometheus.NewDesc("emulator_node_flows_total", "Flows the node started.", []string{"node"}, nil)
+	descDrops     = prometheus.NewDesc("emulator_node_drops_total", "Packets from the node the dataplane dropped, by reason.", []string{"node", "reason"}, nil)
+	descRuleHits  = prometheus.NewDesc("emulator_nsg_rule_hits_total", "New flows an NSG rule decided.", []string{"nsg", "rule", "direction", "access"}, nil)
+	descPoolSize  = prometheus.NewDesc("emulator_snat_pool_ports", "Ports in a SNAT pool.", []string{"address", "proto"}, nil)
+	descPoolUsed  = prometheus.NewDesc("emulator_snat_pool_ports_in_use", "SNAT ports in use.", []string{"address", "proto"}, nil)
+	descPoolRef   = prometheus.NewDesc("emulator_snat_pool_refused_total", "New flows refused because the pool was exhausted (F17).", []string{"address", "proto"}, nil)
+	descCTFlows   = prometheus.NewDesc("emulator_conntrack_flows", "Flows in the connection table.", nil, nil)
+	descCTMax     = prometheus.NewDesc("emulator_conntrack_max_flows", "Size of the connection table.", nil, nil)
+	descCTCreated = prometheus.NewDesc("emulator_conntrack_created_total", "Flows created.", nil, nil)
+	descCTExpired = prometheus.NewDesc("emulator_conntrack_expired_total", "Flows removed after their timeout.", nil, nil)
+)
+
+func (engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFlows, descDrops,
+		descRuleHits, descPoolSize, descPoolUsed, descPoolRef, descCTFlows, descCTMax, descCTCreated, descCTExpired} {
+		ch <- d
+	}
+}
+
+func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	for _, s := range c.e.Stats() {
+		counter(descRxPackets, s.RxPackets, s.Node)
+		counter(descRxBytes, s.RxBytes, s.Node)
+		counter(descTxPackets, s.TxPackets, s.Node)
+		counter(descTxBytes, s.TxBytes, s.Node)
+		counter(descFlows, s.Flows, s.Node)
+		for r, n := range s.Drops {
+			counter(descDrops, n, s.Node, r)
+		}
+	}
+	for _, g := range c.e.NSGStats() {
+		for _, r := range g.Rules {
+			counter(descRuleHits, r.Hits, g.Name, r.Name, r.Direction, r.Access)
+		}
+	}
+	n := c.e.NAT()
+	for _, p := range n.Pools {
+		gauge(descPoolSize, p.Size, p.Address, p.Proto)
+		gauge(descPoolUsed, p.InUse, p.Address, p.Proto)
+		counter(descPoolRef, p.Exhausted, p.Address, p.Proto)
+	}
+	gauge(descCTFlows, n.Flows)
+	gauge(descCTMax, n.MaxFlows)
+	counter(descCTCreated, n.Created)
+	counter(descCTExpired, n.Expired)
+}

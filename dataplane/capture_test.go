@@ -1,0 +1,138 @@
+package dataplane
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/nat"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+func nextRecord(t *testing.T, tp *Tap) Record {
+	t.Helper()
+	select {
+	case r := <-tp.Records():
+		return r
+	case <-timeout():
+		t.Fatal("the tap saw nothing")
+	}
+	return Record{}
+}
+
+func srcOf(t *testing.T, pkt []byte) string {
+	t.Helper()
+	p := gopacket.NewPacket(pkt, layers.LayerTypeIPv4, gopacket.Default)
+	ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if !ok {
+		t.Fatalf("not IPv4: %v", p)
+	}
+	return ip.SrcIP.String()
+}
+
+// A node capture sees a translated packet before and after SNAT, with the
+// translation named, and the filter keeps other traffic out.
+func TestTapSNAT(t *testing.T) {
+	l := newLab(t, nil)
+	tp, err := l.e.AddTap(Match{Node: "ase1-w1", Filter: mustFilter(t, "tcp and port 80")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.e.RemoveTap(tp)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40000, "10.0.2.4", 1433, true, false)) // filtered out
+	l.devs["db1"].recv(t)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40000, "203.0.113.10", 80, true, false))
+	l.devs["echo"].recv(t)
+	r := nextRecord(t, tp)
+	if r.In != "ase1-w1" || r.Out != "echo" || r.Drop != "" {
+		t.Fatalf("record %s -> %s drop %q, want ase1-w1 -> echo forwarded", r.In, r.Out, r.Drop)
+	}
+	if got := srcOf(t, r.Pre); got != "10.0.1.6" {
+		t.Errorf("before translation the source is %s, want 10.0.1.6", got)
+	}
+	if r.Post == nil || srcOf(t, r.Post) != "192.23.1.2" {
+		t.Fatalf("after translation: %v, want source 192.23.1.2", r.Post)
+	}
+	if want := "SNAT 10.0.1.6:40000 -> 192.23.1.2:40000"; r.NAT() != want {
+		t.Errorf("NAT() = %q, want %q", r.NAT(), want)
+	}
+	if !strings.Contains(r.Rules(), "no NSG") {
+		t.Errorf("Rules() = %q, want no NSG on the way in the default lab", r.Rules())
+	}
+	// The reply is the flow's reply direction, still named by the flow.
+	l.devs["echo"].inject(nil, tcpPkt(t, "203.0.113.10", 80, "192.23.1.2", 40000, true, true))
+	l.devs["ase1-w1"].recv(t)
+	r = nextRecord(t, tp)
+	if !r.Reply || r.NAT() != "SNAT 10.0.1.6:40000 -> 192.23.1.2:40000" || srcOf(t, r.Pre) != "203.0.113.10" {
+		t.Errorf("reply record: reply=%v nat=%q", r.Reply, r.NAT())
+	}
+	select {
+	case r := <-tp.Records():
+		t.Errorf("filtered capture also took %s -> %s", r.Orig, r.Out)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// A denied flow is recorded with its drop reason and the deciding rule; a
+// VIP capture matches the address before DNAT.
+func TestTapDeniedAtVIP(t *testing.T) {
+	l := newLabFrom(t, parseLab(t, ase2NSG...), nil)
+	tp, err := l.e.AddTap(Match{Addr: netip.MustParseAddr("192.23.2.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 43001, "192.23.2.2", 80, true, false))
+	r := nextRecord(t, tp)
+	if r.Drop != DropNSGInbound.String() || r.Post != nil {
+		t.Fatalf("record drop %q post %v, want %s and no second copy", r.Drop, r.Post != nil, DropNSGInbound)
+	}
+	if !strings.Contains(r.Rules(), "ase2-nsg/DenyInternet (priority 200): Deny") {
+		t.Errorf("Rules() = %q, want ase2-nsg/DenyInternet", r.Rules())
+	}
+	l.e.RemoveTap(tp)
+	if l.e.obs.Load() != nil {
+		t.Error("removing the last tap left the detour on")
+	}
+}
+
+// A trace tap takes exactly its tuple.
+func TestTapKey(t *testing.T) {
+	l := newLab(t, nil)
+	k := nat.Key{Src: header.AddrFromNetip(netip.MustParseAddr("10.0.1.6")), Dst: header.AddrFromNetip(netip.MustParseAddr("10.0.2.4")), SrcPort: 41000, DstPort: 1433, Proto: header.ProtoTCP}
+	tp, _ := l.e.AddTap(Match{Key: &k})
+	defer l.e.RemoveTap(tp)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 41001, "10.0.2.4", 1433, true, false))
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 41000, "10.0.2.4", 1433, true, false))
+	if r := nextRecord(t, tp); r.Orig != k || r.Out != "db1" {
+		t.Fatalf("trace tap took %v to %s, want %v to db1", r.Orig, r.Out, k)
+	}
+}
+
+func TestParseFilter(t *testing.T) {
+	for _, bad := range []string{"host", "host x", "port 99999", "proto gre", "net 10.0.0.0/8"} {
+		if _, err := ParseFilter(bad); err == nil {
+			t.Errorf("ParseFilter(%q) accepted", bad)
+		}
+	}
+	f := mustFilter(t, "host 10.0.1.6 and proto udp and port 53")
+	k := nat.Key{Src: header.AddrFromNetip(netip.MustParseAddr("10.0.1.6")), Dst: header.AddrFromNetip(netip.MustParseAddr("168.63.129.16")), SrcPort: 5000, DstPort: 53, Proto: header.ProtoUDP}
+	if !f.matches(k) {
+		t.Error("filter misses its own flow")
+	}
+	k.Proto = header.ProtoTCP
+	if f.matches(k) {
+		t.Error("filter takes TCP for proto udp")
+	}
+}
+
+func mustFilter(t *testing.T, s string) Filter {
+	t.Helper()
+	f, err := ParseFilter(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}

@@ -1,0 +1,281 @@
+// Package flowlog writes NSG flow logs in Azure's version 2 JSON format
+// from the dataplane's flow events, so that tools reading Azure's flow
+// logs read the lab's:
+//
+//	{"records": [{"time": ..., "systemId": ..., "macAddress": ...,
+//	  "category": "NetworkSecurityGroupFlowEvent", "resourceId": ".../NETWORKSECURITYGROUPS/NAME",
+//	  "operationName": "NetworkSecurityGroupFlowEvents",
+//	  "properties": {"Version": 2, "flows": [{"rule": "UserRule_X",
+//	    "flows": [{"mac": ..., "flowTuples": ["ts,src,dst,sport,dport,T|U,I|O,A|D,B|C|E,pkts,bytes,pkts,bytes"]}]}]}}]}
+//
+// There is one record per NSG and NIC (node) per minute, and one file per
+// minute, DIR/y=YYYY/m=MM/d=DD/h=HH/m=MM/PT1M.json, rewritten whole as
+// events arrive so that it is always complete JSON. A tuple's addresses
+// are the flow as that NSG saw it: before SNAT outbound, after DNAT inbound
+// (F13). B is an allowed flow's first packet, E its end with each
+// direction's packets and bytes, and a denied flow is D with state B.
+// ICMP flows are not logged: version 2 knows only T and U.
+package flowlog
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/nsg"
+	"github.com/aseemu/emulator/nat"
+)
+
+// File is one flow log file.
+type File struct {
+	Records []Record `json:"records"`
+}
+
+// Record is one NSG's flows at one NIC in one minute.
+type Record struct {
+	Time          string     `json:"time"`
+	SystemID      string     `json:"systemId"`
+	MACAddress    string     `json:"macAddress"`
+	Category      string     `json:"category"`
+	ResourceID    string     `json:"resourceId"`
+	OperationName string     `json:"operationName"`
+	Properties    Properties `json:"properties"`
+}
+
+// Properties holds a record's flows by rule.
+type Properties struct {
+	Version int         `json:"Version"`
+	Flows   []RuleFlows `json:"flows"`
+}
+
+// RuleFlows are the tuples one rule decided.
+type RuleFlows struct {
+	Rule  string     `json:"rule"`
+	Flows []MACFlows `json:"flows"`
+}
+
+// MACFlows are the tuples of one NIC.
+type MACFlows struct {
+	MAC        string   `json:"mac"`
+	FlowTuples []string `json:"flowTuples"`
+}
+
+// Writer turns flow events into files.
+type Writer struct {
+	dir, lab, systemID string
+
+	mu      sync.Mutex
+	minute  time.Time
+	records map[recKey]*Record
+	order   []recKey
+	begun   map[nat.Key][]dataplane.FlowNSG // allowed flows' NSGs, for their end
+	dirty   bool
+	current string
+}
+
+type recKey struct{ nsg, mac string }
+
+// New returns a writer into dir for lab.
+func New(dir, lab string) *Writer {
+	h := fnv.New128a()
+	h.Write([]byte("emulator lab " + lab))
+	s := h.Sum(nil)
+	return &Writer{
+		dir: dir, lab: lab,
+		systemID: fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16]),
+		records:  map[recKey]*Record{},
+		begun:    map[nat.Key][]dataplane.FlowNSG{},
+	}
+}
+
+// Dir is the directory the files go to.
+func (w *Writer) Dir() string { return w.dir }
+
+// Current is the file of the minute being written, "" before the first.
+func (w *Writer) Current() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.current
+}
+
+// Run consumes events until stop is closed, writing the minute's file at
+// most once a second.
+func (w *Writer) Run(events *dataplane.FlowEvents, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-events.C():
+			w.Add(ev)
+		case <-tick.C:
+			w.Flush()
+		case <-stop:
+			w.Flush()
+			return
+		}
+	}
+}
+
+// Forget drops what the writer remembers of the flows that began: call it
+// when logging stops, since their ends will go unseen.
+func (w *Writer) Forget() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	clear(w.begun)
+}
+
+// Add records one event.
+func (w *Writer) Add(ev dataplane.FlowEvent) {
+	if ev.Orig.Proto != header.ProtoTCP && ev.Orig.Proto != header.ProtoUDP {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var nsgs []dataplane.FlowNSG
+	if ev.State == dataplane.FlowEnd {
+		var ok bool
+		if nsgs, ok = w.begun[ev.Orig]; !ok {
+			nsgs = ev.NSGs() // began before logging did: today's rules
+		}
+	} else {
+		nsgs = ev.NSGs()
+	}
+	w.addLocked(ev, nsgs)
+}
+
+// addLocked records ev, whose flow the NSGs nsgs decided.
+func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
+	switch ev.State {
+	case dataplane.FlowBegin:
+		if len(nsgs) > 0 {
+			w.begun[ev.Orig] = nsgs
+		}
+	case dataplane.FlowEnd:
+		delete(w.begun, ev.Orig)
+	}
+	if m := ev.Time.UTC().Truncate(time.Minute); !m.Equal(w.minute) {
+		if w.dirty {
+			w.flushLocked()
+		}
+		w.minute, w.records, w.order = m, map[recKey]*Record{}, nil
+	}
+	for _, n := range nsgs {
+		if ev.State == dataplane.FlowEnd && !n.Rule.Allow {
+			continue
+		}
+		w.addTuple(n, tuple(ev, n))
+	}
+}
+
+func (w *Writer) addTuple(n dataplane.FlowNSG, t string) {
+	node := n.Tuple.Src
+	if n.Direction == nsg.Inbound {
+		node = n.Tuple.Dst
+	}
+	mac := MAC(node)
+	k := recKey{n.Rule.NSG, mac}
+	r := w.records[k]
+	if r == nil {
+		r = &Record{
+			Time: w.minute.Format("2006-01-02T15:04:05.0000000Z"), SystemID: w.systemID, MACAddress: mac,
+			Category:      "NetworkSecurityGroupFlowEvent",
+			ResourceID:    "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/" + strings.ToUpper(w.lab) + "/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/" + strings.ToUpper(n.Rule.NSG),
+			OperationName: "NetworkSecurityGroupFlowEvents",
+			Properties:    Properties{Version: 2},
+		}
+		w.records[k] = r
+		w.order = append(w.order, k)
+	}
+	name := RuleName(n.Rule)
+	var rf *RuleFlows
+	for i := range r.Properties.Flows {
+		if r.Properties.Flows[i].Rule == name {
+			rf = &r.Properties.Flows[i]
+		}
+	}
+	if rf == nil {
+		r.Properties.Flows = append(r.Properties.Flows, RuleFlows{Rule: name, Flows: []MACFlows{{MAC: mac}}})
+		rf = &r.Properties.Flows[len(r.Properties.Flows)-1]
+	}
+	rf.Flows[0].FlowTuples = append(rf.Flows[0].FlowTuples, t)
+	w.dirty = true
+}
+
+// RuleName is a rule as flow logs name it: DefaultRule_ for the defaults
+// of F10, UserRule_ for the NSG's own.
+func RuleName(r *nsg.Rule) string {
+	if r.Default {
+		return "DefaultRule_" + r.Name
+	}
+	return "UserRule_" + r.Name
+}
+
+// MAC is the NIC address the lab gives the node at addr: Azure's OUI
+// 00-0D-3A and the address's low three bytes.
+func MAC(addr header.Addr) string {
+	return fmt.Sprintf("000D3A%06X", uint32(addr)&0xffffff)
+}
+
+// tuple formats one flow tuple.
+func tuple(ev dataplane.FlowEvent, n dataplane.FlowNSG) string {
+	k := n.Tuple
+	proto := "T"
+	if k.Proto == header.ProtoUDP {
+		proto = "U"
+	}
+	dir, access, state := "O", "A", "B"
+	if n.Direction == nsg.Inbound {
+		dir = "I"
+	}
+	if !n.Rule.Allow {
+		access = "D"
+	}
+	counts := ",,,"
+	if ev.State == dataplane.FlowEnd {
+		state = "E"
+		counts = fmt.Sprintf("%d,%d,%d,%d", ev.Packets[0], ev.Bytes[0], ev.Packets[1], ev.Bytes[1])
+	}
+	return fmt.Sprintf("%d,%v,%v,%d,%d,%s,%s,%s,%s,%s", ev.Time.Unix(), k.Src, k.Dst, k.SrcPort, k.DstPort, proto, dir, access, state, counts)
+}
+
+// Flush writes the current minute's file if it changed.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.dirty {
+		return nil
+	}
+	return w.flushLocked()
+}
+
+func (w *Writer) flushLocked() error {
+	f := File{Records: []Record{}}
+	for _, k := range w.order {
+		f.Records = append(f.Records, *w.records[k])
+	}
+	m := w.minute
+	path := filepath.Join(w.dir, fmt.Sprintf("y=%04d/m=%02d/d=%02d/h=%02d/m=%02d/PT1M.json", m.Year(), m.Month(), m.Day(), m.Hour(), m.Minute()))
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	w.dirty, w.current = false, path
+	return nil
+}

@@ -1,0 +1,102 @@
+package flowlog
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/nsg"
+	"github.com/aseemu/emulator/nat"
+)
+
+func key(src string, sport uint16, dst string, dport uint16) nat.Key {
+	return nat.Key{Src: header.AddrFromNetip(netip.MustParseAddr(src)), Dst: header.AddrFromNetip(netip.MustParseAddr(dst)),
+		SrcPort: sport, DstPort: dport, Proto: header.ProtoTCP}
+}
+
+// Begin, end and deny events become version 2 records: one per NSG and
+// NIC, tuples under their rule, one file per minute.
+func TestWriter(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	allow := &nsg.Rule{NSG: "vm-nsg", Name: "AllowInternetOutBound", Priority: 65001, Allow: true, Default: true}
+	deny := &nsg.Rule{NSG: "vm-nsg", Name: "DenyASE1SQL", Priority: 100}
+	out := key("10.0.2.4", 40000, "203.0.113.10", 80)
+	in := key("10.0.1.6", 41000, "10.0.2.4", 1433)
+	t0 := time.Date(2026, 11, 23, 21, 0, 5, 0, time.UTC)
+
+	begin := dataplane.FlowEvent{Time: t0, State: dataplane.FlowBegin, Orig: out, Xl: out}
+	w.addLocked(begin, []dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: out}})
+	w.addLocked(dataplane.FlowEvent{Time: t0.Add(time.Second), State: dataplane.FlowDeny, Orig: in, Xl: in},
+		[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Inbound, Rule: deny, Tuple: in}})
+	end := dataplane.FlowEvent{Time: t0.Add(2 * time.Second), State: dataplane.FlowEnd, Orig: out, Xl: out,
+		Packets: [2]uint64{6, 4}, Bytes: [2]uint64{388, 343}}
+	w.addLocked(end, w.begun[out])
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.begun) != 0 {
+		t.Errorf("an ended flow is still remembered: %v", w.begun)
+	}
+	want := filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=00/PT1M.json")
+	if w.Current() != want {
+		t.Fatalf("file %s, want %s", w.Current(), want)
+	}
+	var f File
+	b, _ := os.ReadFile(want)
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Records) != 1 {
+		t.Fatalf("%d records, want one for vm-nsg at db1's NIC: %s", len(f.Records), b)
+	}
+	r := f.Records[0]
+	if r.Category != "NetworkSecurityGroupFlowEvent" || r.OperationName != "NetworkSecurityGroupFlowEvents" || r.Properties.Version != 2 ||
+		r.MACAddress != "000D3A000204" || r.Time != "2026-11-23T21:00:00.0000000Z" ||
+		r.ResourceID != "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/LAB/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/VM-NSG" {
+		t.Errorf("record header %+v", r)
+	}
+	got := map[string][]string{}
+	for _, rf := range r.Properties.Flows {
+		for _, mf := range rf.Flows {
+			if mf.MAC != r.MACAddress {
+				t.Errorf("tuples under MAC %s in the record of %s", mf.MAC, r.MACAddress)
+			}
+			got[rf.Rule] = append(got[rf.Rule], mf.FlowTuples...)
+		}
+	}
+	wantTuples := map[string][]string{
+		"DefaultRule_AllowInternetOutBound": {
+			"1795467605,10.0.2.4,203.0.113.10,40000,80,T,O,A,B,,,,",
+			"1795467607,10.0.2.4,203.0.113.10,40000,80,T,O,A,E,6,388,4,343",
+		},
+		"UserRule_DenyASE1SQL": {"1795467606,10.0.1.6,10.0.2.4,41000,1433,T,I,D,B,,,,"},
+	}
+	for rule, ts := range wantTuples {
+		if len(got[rule]) != len(ts) {
+			t.Errorf("%s: tuples %v, want %v", rule, got[rule], ts)
+			continue
+		}
+		for i := range ts {
+			if got[rule][i] != ts[i] {
+				t.Errorf("%s tuple %d = %s, want %s", rule, i, got[rule][i], ts[i])
+			}
+		}
+	}
+
+	// The next minute starts a new file and leaves the last one complete.
+	w.addLocked(dataplane.FlowEvent{Time: t0.Add(time.Minute), State: dataplane.FlowBegin, Orig: out, Xl: out},
+		[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: out}})
+	w.Flush()
+	if w.Current() == want {
+		t.Error("a new minute wrote into the old minute's file")
+	}
+	if b2, _ := os.ReadFile(want); string(b2) != string(b) {
+		t.Error("the old minute's file changed")
+	}
+}

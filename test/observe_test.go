@@ -1,0 +1,384 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// capturedPacket is one packet of a pcapng file with its comments.
+type capturedPacket struct {
+	src, dst string
+	syn, ack bool
+	comments []string
+}
+
+func readCapture(t *testing.T, file string) []capturedPacket {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("%s is not pcapng: %v", file, err)
+	}
+	var out []capturedPacket
+	for {
+		data, _, opts, err := r.ReadPacketDataWithOptions()
+		if err != nil {
+			break
+		}
+		p := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if ip == nil {
+			t.Fatalf("captured packet is not IPv4: %v", p)
+		}
+		cp := capturedPacket{src: ip.SrcIP.String(), dst: ip.DstIP.String(), comments: opts.Comments}
+		if tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP); ok {
+			cp.syn, cp.ack = tcp.SYN, tcp.ACK
+		}
+		out = append(out, cp)
+	}
+	return out
+}
+
+// waitFile waits until file has at least n bytes: the capture's header is
+// written once its tap is running.
+func waitFile(t *testing.T, file string, n int64) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if st, err := os.Stat(file); err == nil && st.Size() >= n {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%s never got %d bytes", file, n)
+}
+
+// Issue 8: a capture on ase1-w1 during a curl to echo shows the SYN
+// leaving as 10.0.1.6 and arriving as 192.23.1.2, both copies commented
+// with the translation and the NSG verdict; tcpdump reads the file, also
+// streamed live on stdout.
+func TestCapture(t *testing.T) {
+	l := upLab(t)
+	file := filepath.Join(t.TempDir(), "w1.pcapng")
+	capture := exec.Command(emulator, "capture", "ase1-w1", "--name", l.name, "-w", file, "--filter", "tcp and port 80", "-c", "4")
+	var stderr strings.Builder
+	capture.Stderr = &stderr
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- capture.Wait() }()
+	t.Cleanup(func() { capture.Process.Kill(); <-done })
+	waitFile(t, file, 64)
+	l.mustExec("ase1-w1", "curl", "-s", "-m", "5", "http://echo/")
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("capture: %v: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("capture -c 4 did not end after the curl")
+	}
+
+	pkts := readCapture(t, file)
+	if len(pkts) < 4 {
+		t.Fatalf("capture has %d packets, want the SYN and SYN-ACK before and after translation: %+v", len(pkts), pkts)
+	}
+	syn := pkts[:2]
+	if !syn[0].syn || syn[0].ack || syn[0].src != "10.0.1.6" || syn[1].src != "192.23.1.2" || syn[1].dst != "203.0.113.10" {
+		t.Fatalf("first two packets %+v, want the SYN leaving as 10.0.1.6 and arriving at echo as 192.23.1.2", syn)
+	}
+	for i, want := range []string{"before translation", "after translation"} {
+		c := strings.Join(syn[i].comments, " ")
+		if !strings.Contains(c, want) || !strings.Contains(c, "SNAT 10.0.1.6:") || !strings.Contains(c, "-> 192.23.1.2:") || !strings.Contains(c, "NSG") {
+			t.Errorf("SYN %s has comment %q, want %q naming the SNAT and the NSG verdict", want, c, want)
+		}
+	}
+	if r := run(t, 10*time.Second, "tcpdump", "-n", "-r", file); r.code != 0 || !strings.Contains(r.stdout, "10.0.1.6") || !strings.Contains(r.stdout, "192.23.1.2") {
+		t.Errorf("tcpdump -r %s: %v", file, r)
+	}
+
+	// Live: -w - into tcpdump -r -.
+	liveDone := make(chan result, 1)
+	go func() {
+		liveDone <- run(t, 30*time.Second, "sh", "-c", emulator+" capture echo --name "+l.name+" -w - -c 2 --filter 'port 80' | tcpdump -n -r -")
+	}()
+	for i := 0; i < 20; i++ {
+		l.exec("ase1-w1", 10*time.Second, "curl", "-s", "-m", "2", "http://echo/")
+		select {
+		case r := <-liveDone:
+			if r.code != 0 || !strings.Contains(r.stdout, "192.23.1.2") {
+				t.Errorf("capture -w - | tcpdump -r -: %v", r)
+			}
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	t.Error("capture -w - -c 2 never ended")
+}
+
+// observeLab is the default lab with an NSG on vm-subnet that denies ase1
+// SQL to db1, flow logs on, short conntrack timeouts so flows end within
+// the test, and metrics on a loopback port.
+func observeLab(t *testing.T) *lab {
+	t.Helper()
+	edits := withNSG("10.0.2.0/24", "vm-nsg",
+		`{name: DenyASE1SQL, priority: 100, direction: Inbound, access: Deny, protocol: Tcp, sourceAddressPrefix: 10.0.1.0/26, destinationPortRange: "1433"}`)
+	edits[3] = "flowLogs: {enabled: true}\nconnectionTracking: {finTimeout: 3s, idleTimeout: 20s}\n" + edits[3]
+	return upLab(t, "-f", writeTopology(t, "observe.yaml", edits...), "--metrics", "127.0.0.1:0")
+}
+
+type traceJSON struct {
+	Flow        string `json:"flow"`
+	Delivered   bool   `json:"delivered"`
+	ToNode      string `json:"toNode"`
+	Drop        string `json:"drop"`
+	Translation string `json:"translation"`
+	NAT         string `json:"nat"`
+	Decision    string `json:"decision"`
+	Hops        []struct {
+		Route struct {
+			Type string `json:"nextHopType"`
+		} `json:"route"`
+		NSGs []struct {
+			NSG, Rule, Access string
+		} `json:"nsgs"`
+	} `json:"hops"`
+}
+
+// Issue 8: trace names the deciding rule of a denied flow and the
+// translation of an allowed one, as verify and flows do; flow logs hold
+// both in Azure's version 2 layout with the right rule names and
+// decisions; the metrics endpoint's counters move with traffic.
+func TestObserveNSG(t *testing.T) {
+	l := observeLab(t)
+	metricsURL := ""
+	var st struct {
+		Metrics  string `json:"metrics"`
+		FlowLogs struct {
+			Enabled   bool   `json:"enabled"`
+			Directory string `json:"directory"`
+		} `json:"flowLogs"`
+	}
+	l.emuJSON(&st, "status")
+	if metricsURL = st.Metrics; !strings.HasPrefix(metricsURL, "http://127.0.0.1:") || !st.FlowLogs.Enabled || st.FlowLogs.Directory == "" {
+		t.Fatalf("status: metrics %q, flow logs %+v; want a loopback endpoint and flow logs on with their directory", st.Metrics, st.FlowLogs)
+	}
+	before := scrape(t, metricsURL)
+
+	// Denied: the deciding rule, as verify names it.
+	var denied traceJSON
+	l.emuJSON(&denied, "trace", "--from", "ase1-w1", "--to", "10.0.2.4:1433")
+	v := l.verify("ase1-w1", "10.0.2.4:1433")
+	if denied.Delivered || denied.Drop != "nsg-inbound" || !strings.Contains(denied.Decision, "vm-nsg/DenyASE1SQL") || denied.Decision != v.Decision || v.Allow {
+		t.Errorf("trace of a denied flow = %+v; verify says %+v; want dropped nsg-inbound by vm-nsg/DenyASE1SQL in both", denied, v)
+	}
+
+	// Allowed: db1's default outbound SNAT, as flows shows it.
+	var allowed traceJSON
+	l.emuJSON(&allowed, "trace", "--from", "db1", "--to", "203.0.113.10:80")
+	var flows []flowJSON
+	l.emuJSON(&flows, "flows")
+	orig := strings.TrimPrefix(allowed.Flow, "tcp ")
+	found := false
+	for _, f := range flows {
+		if f.Original == orig {
+			found = true
+			if f.Translated != allowed.Translation || f.NAT != "snat" {
+				t.Errorf("flows shows %s leaving as %s (%s); trace said %s", orig, f.Translated, f.NAT, allowed.Translation)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("flows has no %s that trace sent: %+v", orig, flows)
+	}
+	if !allowed.Delivered || allowed.ToNode != "echo" || !strings.HasPrefix(allowed.Translation, "192.0.2.1:") ||
+		!strings.Contains(allowed.NAT, "SNAT 10.0.2.4:") || allowed.Decision != l.verify("db1", "203.0.113.10:80").Decision {
+		t.Errorf("trace of an allowed flow = %+v, want delivered to echo as 192.0.2.1 with verify's decision", allowed)
+	}
+
+	// Traffic for the counters and the flow logs: a curl that completes
+	// (B and, once its FIN timeout passes, E).
+	l.mustExec("db1", "curl", "-s", "-m", "5", "http://echo/")
+	after := scrape(t, metricsURL)
+	for _, m := range []string{`emulator_node_flows_total{node="db1"}`, `emulator_node_rx_packets_total{node="db1"}`, `emulator_nsg_rule_hits_total{access="Deny",direction="Inbound",nsg="vm-nsg",rule="DenyASE1SQL"}`} {
+		if after[m] <= before[m] {
+			t.Errorf("metric %s did not move: %v -> %v", m, before[m], after[m])
+		}
+	}
+	if _, ok := after[`emulator_snat_pool_ports{address="192.23.1.2",proto="tcp"}`]; !ok {
+		t.Error("metrics lack the SNAT pool of ase1's VIP")
+	}
+
+	// Flow logs: wait for the curl's end tuple.
+	var tuples map[string][]string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		tuples = readFlowLogs(t, st.FlowLogs.Directory)
+		if hasTuple(tuples["DefaultRule_AllowInternetOutBound"], "10.0.2.4", "203.0.113.10", "80", "T", "O", "A", "E") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	checks := []struct {
+		rule                                string
+		src, dst, dport, proto, dir, access string
+		state                               string
+	}{
+		{"UserRule_DenyASE1SQL", "10.0.1.6", "10.0.2.4", "1433", "T", "I", "D", "B"},
+		{"DefaultRule_AllowInternetOutBound", "10.0.2.4", "203.0.113.10", "80", "T", "O", "A", "B"},
+		{"DefaultRule_AllowInternetOutBound", "10.0.2.4", "203.0.113.10", "80", "T", "O", "A", "E"},
+	}
+	for _, c := range checks {
+		if !hasTuple(tuples[c.rule], c.src, c.dst, c.dport, c.proto, c.dir, c.access, c.state) {
+			t.Errorf("flow logs lack %+v; have %v", c, tuples)
+		}
+	}
+
+	// emulator flowlog turns them off and on at run time.
+	for _, want := range []string{"off", "on"} {
+		if r := emu(t, "flowlog", "--name", l.name, want); r.code != 0 || !strings.HasPrefix(r.stdout, "NSG flow logs: "+want) {
+			t.Errorf("emulator flowlog %s: %v", want, r)
+		}
+	}
+}
+
+// scrape reads a Prometheus text endpoint into series -> value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	r := run(t, 10*time.Second, "curl", "-s", "-f", url)
+	if r.code != 0 {
+		t.Fatalf("scraping %s: %v", url, r)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		fmt.Sscan(line[i+1:], &v)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// readFlowLogs parses every flow log file under dir against the version 2
+// layout and returns the tuples by rule name.
+func readFlowLogs(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Base(path) != "PT1M.json" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			Records []struct {
+				Time, SystemID, MACAddress, Category, ResourceID, OperationName string
+				Properties                                                      struct {
+					Version int
+					Flows   []struct {
+						Rule  string
+						Flows []struct {
+							MAC        string
+							FlowTuples []string
+						}
+					}
+				}
+			} `json:"records"`
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, r := range f.Records {
+			if _, err := time.Parse(time.RFC3339Nano, r.Time); err != nil || r.SystemID == "" || len(r.MACAddress) != 12 ||
+				r.Category != "NetworkSecurityGroupFlowEvent" || r.OperationName != "NetworkSecurityGroupFlowEvents" ||
+				!strings.Contains(r.ResourceID, "/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/") || r.Properties.Version != 2 {
+				t.Fatalf("%s: record does not follow version 2: %+v", path, r)
+			}
+			for _, rf := range r.Properties.Flows {
+				if !strings.HasPrefix(rf.Rule, "DefaultRule_") && !strings.HasPrefix(rf.Rule, "UserRule_") {
+					t.Errorf("rule %q has neither prefix", rf.Rule)
+				}
+				for _, mf := range rf.Flows {
+					for _, tp := range mf.FlowTuples {
+						checkTuple(t, tp)
+						out[rf.Rule] = append(out[rf.Rule], tp)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+var tupleRE = regexp.MustCompile(`^\d+,\d+\.\d+\.\d+\.\d+,\d+\.\d+\.\d+\.\d+,\d+,\d+,[TU],[IO],[AD],([BC]|E),(\d*),(\d*),(\d*),(\d*)$`)
+
+func checkTuple(t *testing.T, tp string) {
+	t.Helper()
+	m := tupleRE.FindStringSubmatch(tp)
+	if m == nil {
+		t.Errorf("flow tuple %q does not follow ts,src,dst,sport,dport,T|U,I|O,A|D,B|C|E,pkts,bytes,pkts,bytes", tp)
+		return
+	}
+	if (m[1] == "E") != (m[2] != "" && m[3] != "") {
+		t.Errorf("flow tuple %q: an end carries counters, a begin none", tp)
+	}
+}
+
+// hasTuple reports whether tuples has one with these fields.
+func hasTuple(tuples []string, src, dst, dport, proto, dir, access, state string) bool {
+	for _, tp := range tuples {
+		f := strings.Split(tp, ",")
+		if len(f) == 13 && f[1] == src && f[2] == dst && f[4] == dport && f[5] == proto && f[6] == dir && f[7] == access && f[8] == state {
+			if state == "E" && (f[9] == "0" || f[10] == "0") {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// Issue 8: graph draws a lab without running it, from the default lab or
+// -f FILE, and refuses an unknown format.
+func TestGraph(t *testing.T) {
+	file := writeTopology(t, "nsg.yaml", withNSG("10.0.2.0/24", "vm-nsg")...)
+	for _, args := range [][]string{{"graph"}, {"graph", "--format", "mermaid", "-f", file}} {
+		r := emu(t, args...)
+		if r.code != 0 {
+			t.Fatalf("emulator %v: %v", args, r)
+		}
+		for _, want := range []string{"ase1-w1", "10.0.1.6", "VIP 192.23.1.2", "ILB 10.0.4.8", "subnet vm-subnet 10.0.2.0/24", "db1", "client", "168.63.129.16"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("emulator %v lacks %q", args, want)
+			}
+		}
+	}
+	if r := emu(t, "graph", "--format", "mermaid", "-f", file); !strings.Contains(r.stdout, "NSG vm-nsg") {
+		t.Errorf("graph -f %s does not show vm-subnet's NSG: %v", file, r)
+	}
+	if r := emu(t, "graph", "--format", "png"); r.code != 2 {
+		t.Errorf("graph --format png: %v, want exit 2", r)
+	}
+}
