@@ -134,11 +134,8 @@ func (l *lab) down() {
 // leftovers lists what remains of the lab: namespaces, its state directory.
 func (l *lab) leftovers() []string {
 	var left []string
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), l.name+".") {
-			left = append(left, "namespace "+e.Name())
-		}
+	for _, ns := range l.namespaces() {
+		left = append(left, "namespace "+ns)
 	}
 	if _, err := os.Stat("/run/emulator/" + l.name); err == nil {
 		left = append(left, "/run/emulator/"+l.name)

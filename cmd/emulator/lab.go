@@ -47,7 +47,7 @@ type runningLab struct {
 func startLab(name string, topo *topology.Topology, source string) (*runningLab, error) {
 	lock, err := acquireLock(name)
 	if errors.Is(err, errLabRunning) {
-		return nil, fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
+		return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lab %s: %w", name, err)
