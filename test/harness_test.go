@@ -131,7 +131,8 @@ func (l *lab) down() {
 	}
 }
 
-// leftovers lists what remains of the lab: namespaces, its state directory.
+// leftovers lists what remains of the lab: namespaces, its state directory,
+// its resolv.conf files under /etc/netns.
 func (l *lab) leftovers() []string {
 	var left []string
 	for _, ns := range l.namespaces() {
@@ -140,6 +141,8 @@ func (l *lab) leftovers() []string {
 	if _, err := os.Stat("/run/emulator/" + l.name); err == nil {
 		left = append(left, "/run/emulator/"+l.name)
 	}
+	etc, _ := filepath.Glob("/etc/netns/" + l.name + ".*")
+	left = append(left, etc...)
 	return left
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
@@ -86,12 +87,14 @@ func (l *runningLab) build() error {
 	errs := make([]error, len(l.topo.Nodes))
 	sem := make(chan struct{}, buildParallelism)
 	var wg sync.WaitGroup
+	var built atomic.Int32
 	for i, n := range l.topo.Nodes {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			l.devs[i], handles[i], errs[i] = l.buildNode(n)
+			testPanicBuild(int(built.Add(1)), len(l.topo.Nodes))
 		}()
 	}
 	wg.Wait()
@@ -106,7 +109,7 @@ func (l *runningLab) build() error {
 	}
 	specs := make([]dataplane.PortSpec, len(l.topo.Nodes))
 	for i, n := range l.topo.Nodes {
-		specs[i] = dataplane.PortSpec{Node: n, Dev: l.devs[i]}
+		specs[i] = dataplane.PortSpec{Node: n, Dev: testPanicDevice(l.devs[i])}
 	}
 	e, err := dataplane.New(l.topo, specs, dataplane.Config{})
 	if err != nil {
