@@ -85,7 +85,8 @@ func TestHugeFile(t *testing.T) {
 	// 20 bytes of the first line, then 100 per line: byte MaxFileSize is on
 	// line 2 + (MaxFileSize-20)/100.
 	want := fmt.Sprintf("%s:%d: the file is over 4 MiB", path, 2+(MaxFileSize-20)/100)
-	if err == nil || !strings.HasPrefix(err.Error(), want) {
+	var errs Errors
+	if !errors.As(err, &errs) || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }
