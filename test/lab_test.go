@@ -207,15 +207,18 @@ func TestRootNamespaceUntouched(t *testing.T) {
 	// connection through SNAT.
 	l.iperfLoad()
 	l.mustExec("ase1-w1", "curl", "-s", "-o", "/dev/null", "http://203.0.113.10/")
-	during := hostSnapshot(t)
+	sameHost(t, before, "while the lab ran")
 	l.down()
-	after := hostSnapshot(t)
+	sameHost(t, before, "after down")
+}
+
+// sameHost fails the test if the root namespace differs from before.
+func sameHost(t *testing.T, before map[string]string, when string) {
+	t.Helper()
+	now := hostSnapshot(t)
 	for what, b := range before {
-		if during[what] != b {
-			t.Errorf("root namespace %s changed while the lab ran:\nbefore:\n%s\nduring:\n%s", what, b, during[what])
-		}
-		if after[what] != b {
-			t.Errorf("root namespace %s changed after down:\nbefore:\n%s\nafter:\n%s", what, b, after[what])
+		if now[what] != b {
+			t.Errorf("root namespace %s changed %s:\nbefore:\n%s\n%s:\n%s", what, when, b, when, now[what])
 		}
 	}
 }

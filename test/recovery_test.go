@@ -92,6 +92,7 @@ func (l *lab) crashed(pid int) {
 
 // SIGKILL in the middle of `up`, once the first namespaces exist.
 func TestSIGKILLDuringUp(t *testing.T) {
+	before := hostSnapshot(t)
 	l := &lab{t: t, name: uniqueName()}
 	t.Cleanup(func() { l.down() })
 	cmd := l.upForeground("-f", bigTopology(t))
@@ -102,6 +103,7 @@ func TestSIGKILLDuringUp(t *testing.T) {
 		t.Logf("up had finished (%d namespaces) before SIGKILL", n)
 	}
 	l.crashed(cmd.Process.Pid)
+	sameHost(t, before, "after the crash, down and a new up")
 }
 
 // iperf3 runs between db1 and ase1-w1, both its ends inside the lab.
@@ -119,6 +121,7 @@ func (l *lab) iperfLoad() (server, client *bg) {
 // SIGKILL of the dataplane while iperf3 runs through it: down stops the
 // iperf3 processes left inside and removes everything.
 func TestSIGKILLUnderLoad(t *testing.T) {
+	before := hostSnapshot(t)
 	l := upLab(t)
 	pid := l.status().PID
 	server, client := l.iperfLoad()
@@ -127,6 +130,7 @@ func TestSIGKILLUnderLoad(t *testing.T) {
 	if !server.exited(5*time.Second) || !client.exited(5*time.Second) {
 		t.Errorf("iperf3 inside the lab survived down")
 	}
+	sameHost(t, before, "after the crash, down and a new up")
 }
 
 // SIGTERM is a graceful teardown: the emulator removes everything itself,
