@@ -131,18 +131,18 @@ func (l *lab) down() {
 	}
 }
 
-// leftovers lists what remains of the lab: namespaces, its state directory.
+// leftovers lists what remains of the lab: namespaces, its state directory,
+// its resolv.conf files under /etc/netns.
 func (l *lab) leftovers() []string {
 	var left []string
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), l.name+".") {
-			left = append(left, "namespace "+e.Name())
-		}
+	for _, ns := range l.namespaces() {
+		left = append(left, "namespace "+ns)
 	}
 	if _, err := os.Stat("/run/emulator/" + l.name); err == nil {
 		left = append(left, "/run/emulator/"+l.name)
 	}
+	etc, _ := filepath.Glob("/etc/netns/" + l.name + ".*")
+	left = append(left, etc...)
 	return left
 }
 

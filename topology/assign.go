@@ -20,6 +20,9 @@ func (b *builder) makeNodes(d *doc) bool {
 	for _, c := range b.counts {
 		total += c.frontEnds + c.workers
 	}
+	if d.onPrem != nil {
+		total += 1 + len(d.onPrem.hosts) // the gateway and the hosts
+	}
 	if total > MaxNodes {
 		b.errAt(b.overLimit(d), "the lab has %d nodes, over the emulator's limit of %d (each node is a network namespace)", total, MaxNodes)
 		return false
@@ -82,6 +85,16 @@ func (b *builder) overLimit(d *doc) loc {
 	for _, hs := range d.hosts {
 		if n++; n > MaxNodes {
 			return hs.at
+		}
+	}
+	if o := d.onPrem; o != nil {
+		if n++; n > MaxNodes {
+			return o.at
+		}
+		for _, hs := range o.hosts {
+			if n++; n > MaxNodes {
+				return hs.at
+			}
 		}
 	}
 	return loc{line: 1}

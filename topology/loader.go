@@ -42,8 +42,9 @@ func Parse(filename string, data []byte) (*Topology, error) {
 	}
 	p := &parser{file: filename}
 	if len(data) > MaxFileSize {
-		p.errs = append(p.errs, &Error{File: filename,
-			Msg: fmt.Sprintf("file is over %d MiB, the limit for a topology file", MaxFileSize>>20)})
+		// The line where the limit falls, so the message points into the file.
+		line := bytes.Count(data[:MaxFileSize], []byte("\n")) + 1
+		p.errAt(loc{line: line}, "the file is over %d MiB, the limit for a topology file; it passes the limit on this line", MaxFileSize>>20)
 		return nil, p.errs
 	}
 	var t *Topology
@@ -158,8 +159,9 @@ func (p *parser) yamlError(err error, data []byte, doc *yaml.Node) {
 	if strings.Contains(msg, "did not find expected alphabetic or numeric character") {
 		msg += " (a bare * starts a YAML alias: write '*' in quotes)"
 	}
+	field := ""
 	if line == 0 && doc != nil {
-		line = firstAlias(doc)
+		line, field = firstAlias(doc, "")
 	}
 	if line == 0 {
 		if m := yamlAnchor.FindStringSubmatch(msg); m != nil {
@@ -174,7 +176,7 @@ func (p *parser) yamlError(err error, data []byte, doc *yaml.Node) {
 	if line == 0 {
 		line = 1
 	}
-	p.errAt(loc{line: line}, "%s", msg)
+	p.errAt(loc{line, field}, "%s", msg)
 }
 
 // syntaxLine finds the line a YAML syntax error is on. yaml.v3 reports the
@@ -221,16 +223,27 @@ func withoutLine(msg string) string {
 	return yamlLine.ReplaceAllString(strings.TrimPrefix(msg, "yaml: "), "$2")
 }
 
-func firstAlias(n *yaml.Node) int {
+// firstAlias returns the line and the field path of the first alias under
+// n, whose own path is path.
+func firstAlias(n *yaml.Node, path string) (int, string) {
 	if n.Kind == yaml.AliasNode {
-		return n.Line
+		return n.Line, path
 	}
-	for _, c := range n.Content {
-		if l := firstAlias(c); l > 0 {
-			return l
+	for i, c := range n.Content {
+		sub := path
+		switch n.Kind {
+		case yaml.MappingNode:
+			if i%2 == 1 {
+				sub = loc{path: path}.field(n.Content[i-1].Value).path
+			}
+		case yaml.SequenceNode:
+			sub = fmt.Sprintf("%s[%d]", path, i)
+		}
+		if l, p := firstAlias(c, sub); l > 0 {
+			return l, p
 		}
 	}
-	return 0
+	return 0, ""
 }
 
 func deref(n *yaml.Node) *yaml.Node {

@@ -111,6 +111,7 @@ func (p *parser) build(d *doc) *Topology {
 	b.buildVNets(d.vnets)
 	b.buildASEs(d.ases)
 	b.buildVMs(d.vms)
+	b.checkVIPs(d)
 	b.buildHosts(d.hosts)
 	b.buildOnPremises(d.onPrem)
 	b.buildNATSettings(d)
@@ -170,6 +171,49 @@ func (b *builder) buildNSGs(specs []*nsgSpec) {
 		for _, rs := range s.rules {
 			g.Rules = append(g.Rules, b.buildRule(rs, ruleNames, prios))
 		}
+		if len(s.rules) > MaxRulesPerNSG {
+			b.errAt(s.rules[MaxRulesPerNSG].at, "NSG %s has %d rules, over the limit of %d per NSG (Azure's)", g.Name, len(s.rules), MaxRulesPerNSG)
+		}
+	}
+	b.checkTotalRules(specs)
+}
+
+// checkTotalRules refuses more than MaxRules over all NSGs, at the rule that
+// passes the limit.
+func (b *builder) checkTotalRules(specs []*nsgSpec) {
+	total := 0
+	for _, s := range specs {
+		total += len(s.rules)
+	}
+	if total <= MaxRules {
+		return
+	}
+	n := 0
+	for _, s := range specs {
+		if n+len(s.rules) > MaxRules {
+			b.errAt(s.rules[MaxRules-n].at, "the lab has %d NSG rules, over the emulator's limit of %d in all NSGs", total, MaxRules)
+			return
+		}
+		n += len(s.rules)
+	}
+}
+
+// checkVIPs refuses more than MaxVIPs public addresses that the dataplane
+// translates (ASE VIPs, then VM public IPs), at the one that passes the limit.
+func (b *builder) checkVIPs(d *doc) {
+	var vips []loc
+	for _, as := range d.ases {
+		if as.vip.set {
+			vips = append(vips, as.vip.loc)
+		}
+	}
+	for _, vs := range d.vms {
+		if vs.public.set {
+			vips = append(vips, vs.public.loc)
+		}
+	}
+	if len(vips) > MaxVIPs {
+		b.errAt(vips[MaxVIPs], "the lab has %d VIPs and public IP addresses (ASE virtualIp, VM publicIpAddress), over the emulator's limit of %d", len(vips), MaxVIPs)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
@@ -71,7 +72,7 @@ type runningLab struct {
 func startLab(name string, topo *topology.Topology, source string, queues int) (*runningLab, error) {
 	lock, err := acquireLock(name)
 	if errors.Is(err, errLabRunning) {
-		return nil, fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
+		return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lab %s: %w", name, err)
@@ -113,12 +114,14 @@ func (l *runningLab) build() error {
 	errs := make([]error, len(l.topo.Nodes))
 	sem := make(chan struct{}, buildParallelism)
 	var wg sync.WaitGroup
+	var built atomic.Int32
 	for i, n := range l.topo.Nodes {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			l.devs[i], handles[i], errs[i] = l.buildNode(n)
+			testPanicBuild(int(built.Add(1)), len(l.topo.Nodes))
 		}()
 	}
 	wg.Wait()
@@ -133,7 +136,7 @@ func (l *runningLab) build() error {
 	}
 	specs := make([]dataplane.PortSpec, len(l.topo.Nodes))
 	for i, n := range l.topo.Nodes {
-		specs[i] = dataplane.PortSpec{Node: n, Dev: l.devs[i]}
+		specs[i] = dataplane.PortSpec{Node: n, Dev: testPanicDevice(l.devs[i])}
 	}
 	e, err := dataplane.New(l.topo, specs, dataplane.Config{})
 	if err != nil {

@@ -8,7 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
+	"runtime/metrics"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,6 +37,7 @@ type statusReport struct {
 	Warnings []string            `json:"warnings,omitempty"`
 	FlowLogs flowLogStatus       `json:"flowLogs"`
 	Metrics  string              `json:"metrics,omitempty"` // the Prometheus endpoint, with up --metrics
+	Process  processStatus       `json:"process"`
 }
 
 type nodeStatus struct {
@@ -113,6 +118,7 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	if l.metricsAddr != "" {
 		rep.Metrics = "http://" + l.metricsAddr + "/metrics"
 	}
+	rep.Process = readProcessStatus()
 	writeJSON(w, rep)
 }
 
@@ -320,8 +326,9 @@ func printNSGs(w io.Writer, nsgs []nsg.NSGStats) {
 }
 
 func printStatus(w io.Writer, r *statusReport) {
-	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n\n", r.Lab, r.PID,
+	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
+	fmt.Fprintf(w, "Dataplane process: %.1f MiB resident, %d goroutines\n\n", float64(r.Process.RSSBytes)/(1<<20), r.Process.Goroutines)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tFLOWS\tDROPS")
 	for _, n := range r.Nodes {
@@ -367,4 +374,27 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// processStatus is the dataplane process's own footprint, which the soak
+// test watches for leaks.
+type processStatus struct {
+	RSSBytes   uint64 `json:"rssBytes"`
+	HeapBytes  uint64 `json:"heapBytes"` // live and not yet collected Go objects
+	Goroutines int    `json:"goroutines"`
+}
+
+func readProcessStatus() processStatus {
+	ps := processStatus{Goroutines: runtime.NumGoroutine()}
+	heap := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(heap)
+	ps.HeapBytes = heap[0].Value.Uint64()
+	// statm's second field is the resident set, in pages.
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			pages, _ := strconv.ParseUint(f[1], 10, 64)
+			ps.RSSBytes = pages * uint64(os.Getpagesize())
+		}
+	}
+	return ps
 }

@@ -125,7 +125,7 @@ func loadTopology(file string) (*topology.Topology, string, error) {
 // prints what it reported.
 func upDetached(name, file string, queues int, metrics string, stdout io.Writer) error {
 	if labRunning(name) {
-		return fmt.Errorf("lab %s is already running; stop it with: emulator down --name %s", name, name)
+		return usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
 	if err := os.MkdirAll(labDir(name), 0o700); err != nil {
 		return err

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"github.com/aseemu/emulator/dataplane/tun"
+)
+
+// testPanicEnv is a switch for the crash-recovery tests only: it makes the
+// emulator panic where a bug would, so the tests can show that `down` still
+// leaves nothing behind. Users never set it.
+//
+//	EMULATOR_TEST_PANIC=up       panic while building, once half the nodes exist
+//	EMULATOR_TEST_PANIC=forward  panic in a forwarding goroutine on the first
+//	                             packet that carries testPanicMagic
+const testPanicEnv = "EMULATOR_TEST_PANIC"
+
+// testPanicMagic is what a packet must carry to trigger the forward panic,
+// so the lab's own probes never do.
+var testPanicMagic = []byte("EMULATOR_TEST_PANIC")
+
+var testPanic = os.Getenv(testPanicEnv)
+
+// testPanicBuild panics, under EMULATOR_TEST_PANIC=up, once built of total
+// nodes have their namespace.
+func testPanicBuild(built, total int) {
+	if testPanic == "up" && built == total/2 {
+		panic(fmt.Sprintf("%s=up: injected panic after %d of %d nodes", testPanicEnv, built, total))
+	}
+}
+
+// testPanicDevice wraps dev, under EMULATOR_TEST_PANIC=forward, so that the
+// forwarding goroutine reading it panics on a packet holding testPanicMagic.
+func testPanicDevice(dev tun.Device) tun.Device {
+	if testPanic != "forward" || dev == nil {
+		return dev
+	}
+	mq, ok := dev.(tun.MultiQueue)
+	if !ok {
+		return panicDevice{dev}
+	}
+	// Every queue, since the kernel may steer the marked packet to any.
+	p := panicQueues{Device: dev}
+	for _, q := range mq.Queues() {
+		p.queues = append(p.queues, panicDevice{q})
+	}
+	return p
+}
+
+type panicDevice struct{ tun.Device }
+
+type panicQueues struct {
+	tun.Device
+	queues []tun.Device
+}
+
+func (p panicQueues) Queues() []tun.Device { return p.queues }
+
+func (d panicDevice) Read(bufs [][]byte, sizes []int) (int, error) {
+	n, err := d.Device.Read(bufs, sizes)
+	for i := 0; i < n; i++ {
+		if bytes.Contains(bufs[i][:sizes[i]], testPanicMagic) {
+			panic(fmt.Sprintf("%s=forward: injected panic in the forwarding goroutine of %s", testPanicEnv, d.Name()))
+		}
+	}
+	return n, err
+}

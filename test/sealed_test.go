@@ -1,0 +1,86 @@
+package test
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Everything a running lab keeps under /run/emulator (its directory, state,
+// lock, control socket and log) is root's and root-only, and another user
+// can neither read the state nor talk to the control socket.
+func TestStateIsRootOnly(t *testing.T) {
+	l := upLab(t)
+	dir := "/run/emulator/" + l.name
+	seen := map[string]bool{}
+	check := func(path string, info fs.FileInfo) {
+		st := info.Sys().(*syscall.Stat_t)
+		mode := info.Mode()
+		switch {
+		case st.Uid != 0:
+			t.Errorf("%s belongs to uid %d, want root", path, st.Uid)
+		case mode.IsDir() && mode.Perm() != 0o700:
+			t.Errorf("%s is %v, want drwx------", path, mode)
+		case !mode.IsDir() && mode.Perm() != 0o600:
+			t.Errorf("%s is %v, want -rw-------", path, mode)
+		}
+	}
+	root, err := os.Stat("/run/emulator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("/run/emulator", root)
+	filepath.Walk(dir, func(path string, info fs.FileInfo, err error) error {
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		seen[filepath.Base(path)] = true
+		check(path, info)
+		return nil
+	})
+	for _, f := range []string{"state.json", "lock", "control.sock", "emulator.log"} {
+		if !seen[f] {
+			t.Errorf("%s/%s is missing; the test expects every state file", dir, f)
+		}
+	}
+
+	for _, cmd := range [][]string{
+		{"cat", dir + "/state.json"},
+		{"nc", "-U", "-w", "1", dir + "/control.sock"},
+		{"ls", dir},
+	} {
+		c := exec.Command(cmd[0], cmd[1:]...)
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		c.Stdin = strings.NewReader("GET /status HTTP/1.0\r\n\r\n")
+		out, err := c.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "ermission denied") {
+			t.Errorf("as nobody, %s: want permission denied, got %v: %s", strings.Join(cmd, " "), err, out)
+		}
+	}
+}
+
+// exec runs commands only in the lab's own nodes: a name that is not one,
+// another lab's namespace, or a path is refused with exit 2 and nothing runs.
+func TestExecRefusesUnknownNode(t *testing.T) {
+	l := upLab(t)
+	marker := filepath.Join(t.TempDir(), "ran")
+	for _, node := range []string{"nosuch", l.name + ".db1", "../../proc/1/ns/net", "/run/netns/" + l.name + ".db1", "", "db1;id", "DB1"} {
+		r := run(t, 20*time.Second, emulator, "exec", "--name", l.name, node, "--", "touch", marker)
+		if r.code != 2 || !strings.Contains(r.stderr, "has no node") {
+			t.Errorf("exec in %q: want exit 2 and has no node, got %v", node, r)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("exec in %q ran the command", node)
+		}
+	}
+	if r := emu(t, "exec", "--name", uniqueName(), "db1", "--", "touch", marker); r.code == 0 || !strings.Contains(r.stderr, "not running") {
+		t.Errorf("exec in a lab that does not run: want an error saying so, got %v", r)
+	}
+	l.mustExec("db1", "touch", marker) // and the lab's own node works
+}
