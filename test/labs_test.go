@@ -1,0 +1,121 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The teaching labs of scripts/labs, each as a learner and as a teacher
+// would run it: the guide's commands in a fresh lab (the checker must fail
+// after `lab start` and pass at the end of the guide), then `lab reset` and
+// `lab solve` (the checker passes).
+func TestLabs(t *testing.T) {
+	dirs, err := filepath.Glob("../scripts/labs/[0-9][0-9]-*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no labs under scripts/labs: %v", err)
+	}
+	for _, dir := range dirs {
+		num := strings.TrimLeft(filepath.Base(dir)[:2], "0")
+		t.Run(filepath.Base(dir), func(t *testing.T) { testLab(t, dir, num) })
+	}
+}
+
+func testLab(t *testing.T, dir, num string) {
+	guide, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := guideCommands(string(guide))
+	if len(cmds) == 0 || cmds[0].line != "emulator lab start "+num {
+		t.Fatalf("the guide's first command should be `emulator lab start %s`, got %+v", num, cmds)
+	}
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	work := guideDir(t)
+	for i, c := range cmds {
+		if c.byHand {
+			continue
+		}
+		r := l.shell(work, c.line)
+		if c.fails != (r.code != 0) {
+			t.Fatalf("guide command `%s` (fails: %v): %v", c.line, c.fails, r)
+		}
+		if i == 0 {
+			if r := emu(t, "lab", "check", num, "--name", l.name); r.code == 0 || !strings.Contains(r.stdout, "✗") {
+				t.Fatalf("right after lab start, lab check should fail with a ✗: %v", r)
+			}
+		}
+	}
+	if r := emu(t, "lab", "check", num, "--name", l.name); r.code != 0 {
+		t.Fatalf("after the guide's commands, lab check should pass: %v", r)
+	}
+
+	if r := emu(t, "lab", "reset", num, "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "Step 1 of") {
+		t.Fatalf("lab reset: %v", r)
+	}
+	if r := emu(t, "lab", "solve", num, "--name", l.name); r.code != 0 {
+		t.Fatalf("lab solve: %v", r)
+	}
+	if r := emu(t, "lab", "check", num, "--name", l.name); r.code != 0 || strings.Contains(r.stdout, "✗") {
+		t.Fatalf("after lab solve, lab check should pass: %v", r)
+	}
+}
+
+// guideCommand is one command of a guide's ```sh blocks. A trailing
+// `# fails` says it must exit non-zero; `# by hand` that the tests skip it
+// (interactive or long).
+type guideCommand struct {
+	line          string
+	fails, byHand bool
+}
+
+var shBlock = regexp.MustCompile("(?ms)^```sh\n(.*?)^```")
+
+func guideCommands(guide string) []guideCommand {
+	var cmds []guideCommand
+	for _, m := range shBlock.FindAllStringSubmatch(guide, -1) {
+		text := strings.ReplaceAll(m[1], "\\\n", " ")
+		for _, line := range strings.Split(text, "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			c := guideCommand{line: line}
+			if cmd, comment, ok := strings.Cut(line, " # "); ok {
+				c.line = strings.TrimSpace(cmd)
+				c.fails = strings.Contains(comment, "fails")
+				c.byHand = strings.Contains(comment, "by hand")
+			}
+			cmds = append(cmds, c)
+		}
+	}
+	return cmds
+}
+
+// guideDir is a working directory like the repository's root, where a
+// guide's commands run: scripts/ is there, and what they write stays in
+// the test's temporary directory.
+func guideDir(t *testing.T) string {
+	dir := t.TempDir()
+	scripts, err := filepath.Abs("../scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(scripts, filepath.Join(dir, "scripts")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// shell runs a guide's command line with bash in dir, as a learner would:
+// `emulator` on PATH and this lab as the default lab.
+func (l *lab) shell(dir, line string) result {
+	l.t.Helper()
+	script := fmt.Sprintf("cd %q && export EMULATOR_LAB=%s PATH=%q:$PATH && %s", dir, l.name, filepath.Dir(emulator), line)
+	return run(l.t, time.Minute, "bash", "-c", script)
+}
