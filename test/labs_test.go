@@ -68,24 +68,36 @@ func testLab(t *testing.T, dir, num string) {
 
 // guideCommand is one command of a guide's ```sh blocks. A trailing
 // `# fails` says it must exit non-zero; `# by hand` that the tests skip it
-// (interactive or long).
+// (interactive or long). A here-document (<<'EOF' ... EOF) belongs to the
+// command that opens it.
 type guideCommand struct {
 	line          string
 	fails, byHand bool
 }
 
-var shBlock = regexp.MustCompile("(?ms)^```sh\n(.*?)^```")
+var (
+	shBlock = regexp.MustCompile("(?ms)^```sh\n(.*?)^```")
+	hereDoc = regexp.MustCompile(`<<-?'?(\w+)'?\s*$`)
+)
 
 func guideCommands(guide string) []guideCommand {
 	var cmds []guideCommand
 	for _, m := range shBlock.FindAllStringSubmatch(guide, -1) {
-		text := strings.ReplaceAll(m[1], "\\\n", " ")
-		for _, line := range strings.Split(text, "\n") {
-			line = strings.TrimSpace(line)
+		lines := strings.Split(strings.ReplaceAll(m[1], "\\\n", " "), "\n")
+		for i := 0; i < len(lines); i++ {
+			line := strings.TrimSpace(lines[i])
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
 			c := guideCommand{line: line}
+			if hd := hereDoc.FindStringSubmatch(line); hd != nil {
+				for i++; i < len(lines) && lines[i] != hd[1]; i++ {
+					c.line += "\n" + lines[i]
+				}
+				c.line += "\n" + hd[1]
+				cmds = append(cmds, c)
+				continue
+			}
 			if cmd, comment, ok := strings.Cut(line, " # "); ok {
 				c.line = strings.TrimSpace(cmd)
 				c.fails = strings.Contains(comment, "fails")
