@@ -21,7 +21,9 @@ func TestLabs(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		num := strings.TrimLeft(filepath.Base(dir)[:2], "0")
-		t.Run(filepath.Base(dir), func(t *testing.T) { testLab(t, dir, num) })
+		// In parallel (up to -parallel, GOMAXPROCS by default): a lab
+		// spends most of its time waiting for time-outs and teardowns.
+		t.Run(filepath.Base(dir), func(t *testing.T) { t.Parallel(); testLab(t, dir, num) })
 	}
 }
 
