@@ -13,8 +13,8 @@ func TestAllLabsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) == 0 {
-		t.Fatal("no labs")
+	if len(all) < 9 {
+		t.Errorf("%d labs, want at least the nine of issue 9", len(all))
 	}
 	for i, l := range all {
 		if l.Number != i+1 {
