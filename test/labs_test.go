@@ -133,3 +133,28 @@ func (l *lab) shell(dir, line string) result {
 	script := fmt.Sprintf("cd %q && export EMULATOR_LAB=%s PATH=%q:$PATH && %s", dir, l.name, filepath.Dir(emulator), line)
 	return run(l.t, time.Minute, "bash", "-c", script)
 }
+
+// Bad `lab` invocations are usage errors (exit 2) that say what is wrong,
+// and create nothing.
+func TestLabUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab"}, "usage: emulator lab list"},
+		{[]string{"lab", "frob", "3"}, `unknown command "frob"`},
+		{[]string{"lab", "start"}, "usage: emulator lab list"},
+		{[]string{"lab", "start", "99"}, "there is no lab 99"},
+		{[]string{"lab", "start", "one"}, `"one" is not a lab number`},
+		{[]string{"lab", "check", "3", "9"}, "lab 3 has steps 1-4"},
+		{[]string{"lab", "check", "3", "--name", "Bad_Name"}, `lab name "Bad_Name"`},
+	} {
+		if r := emu(t, c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("emulator %s: want exit 2 saying %q, got %v", strings.Join(c.args, " "), c.want, r)
+		}
+	}
+	name := uniqueName()
+	if r := emu(t, "lab", "check", "3", "--name", name); r.code != 1 || !strings.Contains(r.stderr, "emulator lab start 3 --name "+name) {
+		t.Errorf("lab check of a lab that is not running: want exit 1 saying how to start it, got %v", r)
+	}
+}

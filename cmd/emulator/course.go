@@ -17,7 +17,7 @@ import (
 	"github.com/aseemu/emulator/scripts/labs"
 )
 
-// probeTimeout bounds one attempt of a lab probe; the commands in the
+// labProbeTimeout bounds one attempt of a lab probe; the commands in the
 // labs' checks carry their own shorter time-outs (curl -m, nc -w).
 const labProbeTimeout = 30 * time.Second
 
@@ -31,6 +31,11 @@ func cmdLab(args []string, stdout io.Writer) error {
 		return usagef("%s", labUsage)
 	}
 	verb := args[0]
+	switch verb {
+	case "list", "start", "check", "solve", "reset":
+	default:
+		return usagef("lab: unknown command %q\n%s", verb, labUsage)
+	}
 	fs, name := newFlags("lab " + verb)
 	// Flags may come before or after the lab number.
 	var pos []string
@@ -49,11 +54,11 @@ func cmdLab(args []string, stdout io.Writer) error {
 		}
 		return labList(stdout)
 	}
-	max := 1
+	maxArgs := 1
 	if verb == "check" {
-		max = 2
+		maxArgs = 2
 	}
-	if len(pos) < 1 || len(pos) > max {
+	if len(pos) < 1 || len(pos) > maxArgs {
 		return usagef("%s", labUsage)
 	}
 	n, err := strconv.Atoi(pos[0])
@@ -81,13 +86,12 @@ func cmdLab(args []string, stdout io.Writer) error {
 		return c.check(step)
 	case "solve":
 		return c.solve()
-	case "reset":
+	default: // reset
 		if err := downLab(c.name, c.out); err != nil {
 			return err
 		}
 		return c.start()
 	}
-	return usagef("%s", labUsage)
 }
 
 func labList(stdout io.Writer) error {
