@@ -39,6 +39,7 @@ func testLab(t *testing.T, dir, num string) {
 	l := &lab{t: t, name: uniqueName()}
 	t.Cleanup(l.down)
 	work := guideDir(t)
+	check := "emulator lab check " + num
 	for i, c := range cmds {
 		if c.byHand {
 			continue
@@ -47,7 +48,14 @@ func testLab(t *testing.T, dir, num string) {
 		if c.fails != (r.code != 0) {
 			t.Fatalf("guide command `%s` (fails: %v): %v", c.line, c.fails, r)
 		}
-		if i == 0 {
+		// Right after lab start the checker must fail, with a ✗: in the
+		// guide's own check if it has one there, else in the test's.
+		switch {
+		case i == 1 && c.line == check:
+			if !strings.Contains(r.stdout, "✗") {
+				t.Fatalf("right after lab start, lab check should fail with a ✗: %v", r)
+			}
+		case i == 0 && (len(cmds) < 2 || cmds[1].line != check):
 			if r := emu(t, "lab", "check", num, "--name", l.name); r.code == 0 || !strings.Contains(r.stdout, "✗") {
 				t.Fatalf("right after lab start, lab check should fail with a ✗: %v", r)
 			}
@@ -112,25 +120,35 @@ func guideCommands(guide string) []guideCommand {
 }
 
 // guideDir is a working directory like the repository's root, where a
-// guide's commands run: scripts/ is there, and what they write stays in
-// the test's temporary directory.
+// guide's commands run: scripts/ is there, bin/emulator is the binary under
+// test, and what the commands write stays in the test's temporary
+// directory.
 func guideDir(t *testing.T) string {
 	dir := t.TempDir()
 	scripts, err := filepath.Abs("../scripts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(scripts, filepath.Join(dir, "scripts")); err != nil {
+	bin, err := filepath.Abs(emulator)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"scripts": scripts, "bin/emulator": bin} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
 
 // shell runs a guide's command line with bash in dir, as a learner would:
-// `emulator` on PATH and this lab as the default lab.
+// bin/ on PATH and this lab as the default lab.
 func (l *lab) shell(dir, line string) result {
 	l.t.Helper()
-	script := fmt.Sprintf("cd %q && export EMULATOR_LAB=%s PATH=%q:$PATH && %s", dir, l.name, filepath.Dir(emulator), line)
+	script := fmt.Sprintf("cd %q && export EMULATOR_LAB=%s PATH=%q:$PATH && %s", dir, l.name, filepath.Join(dir, "bin"), line)
 	return run(l.t, time.Minute, "bash", "-c", script)
 }
 
