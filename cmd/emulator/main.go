@@ -54,8 +54,10 @@ Commands:
   nexthop [--name LAB] --from NODE --to ADDR
                                      the next hop and the route that decides it (F18)
   init                               print the default lab's topology file
+  lab list | start N | check N [STEP] | solve N | reset N  [--name LAB]
+                                     teaching labs (scripts/labs): start one, check each step, apply its solution
 
-The default lab name is "` + defaultLab + `". Run as root (sudo).
+The default lab name is "` + defaultLab + `", or $` + labEnv + ` when set. Run as root (sudo).
 `
 
 // usageError is a bad invocation: exit status 2.
