@@ -42,21 +42,27 @@ func cmdApply(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	abs, _ := filepath.Abs(*file)
+	return applyContent(*name, abs, content, stdout)
+}
+
+// applyContent applies a topology file's content to the running lab and
+// prints what changed.
+func applyContent(name, file string, content []byte, stdout io.Writer) error {
 	// Checked here first, so a bad file is refused with its file:line
 	// (exit 2) and the running lab never sees it.
-	if _, err := topology.Parse(*file, content); err != nil {
+	if _, err := topology.Parse(file, content); err != nil {
 		return err
 	}
-	abs, _ := filepath.Abs(*file)
 	var res applyResult
-	if err := controlPost(*name, "/apply", applyRequest{File: abs, Content: content}, &res); err != nil {
+	if err := controlPost(name, "/apply", applyRequest{File: file, Content: content}, &res); err != nil {
 		return err
 	}
 	if len(res.Changes) == 0 {
-		fmt.Fprintf(stdout, "Lab %s already runs this topology: nothing changed.\n", *name)
+		fmt.Fprintf(stdout, "Lab %s already runs this topology: nothing changed.\n", name)
 		return nil
 	}
-	fmt.Fprintf(stdout, "Applied to lab %s:\n", *name)
+	fmt.Fprintf(stdout, "Applied to lab %s:\n", name)
 	for _, c := range res.Changes {
 		fmt.Fprintf(stdout, "  %s\n", c)
 	}

@@ -25,7 +25,11 @@ func cmdDown(args []string, stdout io.Writer) error {
 	if err := needRoot("down"); err != nil {
 		return err
 	}
-	lab := *name
+	return downLab(*name, stdout)
+}
+
+// downLab tears lab down and says what it found.
+func downLab(lab string, stdout io.Writer) error {
 	st, err := readState(lab)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -21,8 +21,20 @@ const (
 	exitUsage = 2 // bad usage, a bad topology, or not root
 )
 
-// defaultLab is the lab name when --name is not given.
+// defaultLab is the lab name when neither --name nor $EMULATOR_LAB is given.
 const defaultLab = "lab"
+
+// labEnv names another default lab name, so a lab guide's commands work
+// unchanged against any lab.
+const labEnv = "EMULATOR_LAB"
+
+// defaultLabName is the lab a command without --name acts on.
+func defaultLabName() string {
+	if n := os.Getenv(labEnv); n != "" {
+		return n
+	}
+	return defaultLab
+}
 
 // labNameRE keeps lab names usable as namespace prefixes and file names:
 // no dots (the namespace separator), slashes or shell metacharacters.
@@ -50,8 +62,10 @@ Commands:
   graph [-f FILE] [--name LAB] [--format dot|mermaid]
                                      draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
+  lab list | start N | check N [STEP] | solve N | reset N  [--name LAB]
+                                     teaching labs (scripts/labs): start one, check each step, apply its solution
 
-The default lab name is "` + defaultLab + `". Run as root (sudo).
+The default lab name is "` + defaultLab + `", or $` + labEnv + ` when set. Run as root (sudo).
 `
 
 // usageError is a bad invocation: exit status 2.
@@ -96,6 +110,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdGraph(rest, stdout)
 	case "capture":
 		err = cmdCapture(rest, stdout)
+	case "lab":
+		err = cmdLab(rest, stdout)
 	case "init":
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":
@@ -126,7 +142,7 @@ func report(err error, stderr io.Writer) int {
 func newFlags(cmd string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	name := fs.String("name", defaultLab, "lab name")
+	name := fs.String("name", defaultLabName(), "lab name")
 	return fs, name
 }
 

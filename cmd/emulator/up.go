@@ -54,7 +54,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *detach {
-		return upDetached(*name, *file, *queues, *metrics, stdout)
+		return upDetached(*name, *file, upOptions{queues: *queues, metrics: *metrics}, stdout)
 	}
 
 	// A detached child reports on its ready pipe; a foreground run prints.
@@ -120,10 +120,16 @@ func loadTopology(file string) (*topology.Topology, string, error) {
 	return t, abs, nil
 }
 
+// upOptions are the flags of up that a detached child is given again.
+type upOptions struct {
+	queues  int    // --queues: per node interface, 0 automatic
+	metrics string // --metrics: the loopback address to serve metrics on
+}
+
 // upDetached starts this program again as a background process that runs
 // the lab, waits until that process reports the lab ready or failed, and
 // prints what it reported.
-func upDetached(name, file string, queues int, metrics string, stdout io.Writer) error {
+func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 	if labRunning(name) {
 		return usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
@@ -141,9 +147,9 @@ func upDetached(name, file string, queues int, metrics string, stdout io.Writer)
 	}
 	defer r.Close()
 
-	args := []string{"up", "--name", name, "--queues", strconv.Itoa(queues)}
-	if metrics != "" {
-		args = append(args, "--metrics", metrics)
+	args := []string{"up", "--name", name, "--queues", strconv.Itoa(opt.queues)}
+	if opt.metrics != "" {
+		args = append(args, "--metrics", opt.metrics)
 	}
 	if file != "" {
 		abs, err := filepath.Abs(file)

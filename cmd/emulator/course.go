@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aseemu/emulator/scripts/labs"
+)
+
+// labProbeTimeout bounds one attempt of a lab probe; the commands in the
+// labs' checks carry their own shorter time-outs (curl -m, nc -w).
+const labProbeTimeout = 30 * time.Second
+
+const labUsage = "lab: usage: emulator lab list | start N | check N [STEP] | solve N | reset N  [--name LAB]"
+
+// cmdLab runs the teaching labs of scripts/labs: it starts a lab's topology,
+// checks the learner's progress with real probes, and applies the reference
+// solution.
+func cmdLab(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usagef("%s", labUsage)
+	}
+	verb := args[0]
+	switch verb {
+	case "list", "start", "check", "solve", "reset":
+	default:
+		return usagef("lab: unknown command %q\n%s", verb, labUsage)
+	}
+	fs, name := newFlags("lab " + verb)
+	// Flags may come before or after the lab number.
+	var pos []string
+	for rest := args[1:]; ; {
+		if err := parseFlags(fs, rest, name); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if verb == "list" {
+		if len(pos) > 0 {
+			return usagef("%s", labUsage)
+		}
+		return labList(stdout)
+	}
+	maxArgs := 1
+	if verb == "check" {
+		maxArgs = 2
+	}
+	if len(pos) < 1 || len(pos) > maxArgs {
+		return usagef("%s", labUsage)
+	}
+	n, err := strconv.Atoi(pos[0])
+	if err != nil {
+		return usagef("lab %s: %q is not a lab number (emulator lab list)", verb, pos[0])
+	}
+	lab, err := labs.Get(n)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if err := needRoot("lab " + verb); err != nil {
+		return err
+	}
+	c := &course{lab: lab, name: *name, out: stdout}
+	switch verb {
+	case "start":
+		return c.start()
+	case "check":
+		step := 0
+		if len(pos) == 2 {
+			if step, err = strconv.Atoi(pos[1]); err != nil || step < 1 || step > len(lab.Steps) {
+				return usagef("lab check: step %q: lab %d has steps 1-%d", pos[1], n, len(lab.Steps))
+			}
+		}
+		return c.check(step)
+	case "solve":
+		return c.solve()
+	default: // reset
+		if err := downLab(c.name, c.out); err != nil {
+			return err
+		}
+		return c.start()
+	}
+}
+
+func labList(stdout io.Writer) error {
+	all, err := labs.All()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAB\tTITLE\tFACTS\tGUIDE")
+	for _, l := range all {
+		fmt.Fprintf(tw, "%d\t%s\t%s\tscripts/labs/%s/README.md\n", l.Number, l.Title, l.FactList(), l.Dir)
+	}
+	return tw.Flush()
+}
+
+// course is one lab running under one lab name.
+type course struct {
+	lab  *labs.Lab
+	name string
+	out  io.Writer
+}
+
+// labFlag is what a learner adds to a command for this lab name.
+func (c *course) labFlag() string {
+	if c.name == defaultLabName() {
+		return ""
+	}
+	return " --name " + c.name
+}
+
+// start brings the lab's topology up detached and prints the first step.
+func (c *course) start() error {
+	if err := c.up(labs.StartFile); err != nil {
+		return err
+	}
+	l := c.lab
+	fmt.Fprintf(c.out, "\nLab %d: %s (%s)\n\n%s\n", l.Number, l.Title, l.FactList(), strings.TrimSpace(l.Goal))
+	s := l.Steps[0]
+	fmt.Fprintf(c.out, "\nStep 1 of %d: %s\n%s\n", len(l.Steps), s.Name, indent(s.Task))
+	fmt.Fprintf(c.out, "\nThe guide: scripts/labs/%s/README.md\nCheck your progress: emulator lab check %d%s\n", l.Dir, l.Number, c.labFlag())
+	return nil
+}
+
+// up brings the lab up from one of its topology files, written to the lab's
+// state directory (which `down` removes) for the background emulator to
+// read.
+func (c *course) up(file string) error {
+	content, err := c.lab.File(file)
+	if err != nil {
+		return err
+	}
+	if labRunning(c.name) {
+		return fmt.Errorf("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, c.lab.Number, c.lab.Number, c.labFlag())
+	}
+	if err := os.MkdirAll(labDir(c.name), 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(labDir(c.name), fmt.Sprintf("lab%02d-%s", c.lab.Number, file))
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		return err
+	}
+	return upDetached(c.name, path, upOptions{}, c.out)
+}
+
+// check runs every step's probe (or only step `only`), prints ✓ or ✗ with a
+// hint for each, and fails unless all pass.
+func (c *course) check(only int) error {
+	if !labRunning(c.name) {
+		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s", c.name, c.lab.Number, c.labFlag())
+	}
+	failed, ran := 0, 0
+	for i, s := range c.lab.Steps {
+		if only != 0 && i+1 != only {
+			continue
+		}
+		ran++
+		ok, why := c.probe(s.Probe)
+		if ok {
+			fmt.Fprintf(c.out, "✓ %d. %s\n", i+1, s.Name)
+			continue
+		}
+		failed++
+		fmt.Fprintf(c.out, "✗ %d. %s\n    %s: %s\n    hint: %s\n", i+1, s.Name, s.Command(), why, strings.Join(strings.Fields(s.Hint), " "))
+	}
+	if failed > 0 {
+		return fmt.Errorf("lab %d: %d of %d steps not done yet", c.lab.Number, failed, ran)
+	}
+	fmt.Fprintf(c.out, "Lab %d: all %d steps done.\n", c.lab.Number, ran)
+	return nil
+}
+
+// probe runs p against the running lab until it gives the expected result
+// or its Within has passed.
+func (c *course) probe(p labs.Probe) (bool, string) {
+	deadline := time.Now().Add(p.Within)
+	for {
+		exit, out := c.run(p)
+		ok, why := p.Judge(exit, out)
+		if ok || time.Now().After(deadline) {
+			return ok, why
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// run runs a probe's command and returns its exit status and output. A
+// node command runs through `emulator exec`, as the learner would run it;
+// an emulator subcommand runs in this process.
+func (c *course) run(p labs.Probe) (int, string) {
+	if p.Emulator != nil {
+		var out bytes.Buffer
+		args := append([]string{p.Emulator[0], "--name", c.name}, p.Emulator[1:]...)
+		code := run(args, &out, &out)
+		return code, out.String()
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return -1, err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), labProbeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, append([]string{"exec", "--name", c.name, p.Exec[0], "--"}, p.Exec[1:]...)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	default:
+		return -1, string(out) + err.Error()
+	}
+}
+
+// solve applies the lab's reference solution, action by action.
+func (c *course) solve() error {
+	if !labRunning(c.name) {
+		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s", c.name, c.lab.Number, c.labFlag())
+	}
+	for _, a := range c.lab.Solution {
+		switch {
+		case a.Apply != "":
+			content, err := c.lab.File(a.Apply)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "$ emulator apply -f scripts/labs/%s/%s\n", c.lab.Dir, a.Apply)
+			if err := applyContent(c.name, filepath.Join("scripts/labs", c.lab.Dir, a.Apply), content, c.out); err != nil {
+				return err
+			}
+		case a.Restart != "":
+			fmt.Fprintf(c.out, "$ emulator down, then up -d -f scripts/labs/%s/%s\n", c.lab.Dir, a.Restart)
+			if err := downLab(c.name, c.out); err != nil {
+				return err
+			}
+			if err := c.up(a.Restart); err != nil {
+				return err
+			}
+		default:
+			fmt.Fprintf(c.out, "$ %s\n", a.Command())
+			exit, out := c.run(a.Probe)
+			fmt.Fprint(c.out, out)
+			if ok, why := a.Judge(exit, out); !ok {
+				return fmt.Errorf("lab %d solution: %s: %s", c.lab.Number, a.Command(), why)
+			}
+		}
+	}
+	fmt.Fprintf(c.out, "\nLab %d solved; see it with: emulator lab check %d%s\n", c.lab.Number, c.lab.Number, c.labFlag())
+	return nil
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,178 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The teaching labs of scripts/labs, each as a learner and as a teacher
+// would run it: the guide's commands in a fresh lab (the checker must fail
+// after `lab start` and pass at the end of the guide), then `lab reset` and
+// `lab solve` (the checker passes).
+func TestLabs(t *testing.T) {
+	dirs, err := filepath.Glob("../scripts/labs/[0-9][0-9]-*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no labs under scripts/labs: %v", err)
+	}
+	for _, dir := range dirs {
+		num := strings.TrimLeft(filepath.Base(dir)[:2], "0")
+		// In parallel (up to -parallel, GOMAXPROCS by default): a lab
+		// spends most of its time waiting for time-outs and teardowns.
+		t.Run(filepath.Base(dir), func(t *testing.T) { t.Parallel(); testLab(t, dir, num) })
+	}
+}
+
+func testLab(t *testing.T, dir, num string) {
+	guide, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := guideCommands(string(guide))
+	if len(cmds) == 0 || cmds[0].line != "emulator lab start "+num {
+		t.Fatalf("the guide's first command should be `emulator lab start %s`, got %+v", num, cmds)
+	}
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	work := guideDir(t)
+	check := "emulator lab check " + num
+	for i, c := range cmds {
+		if c.byHand {
+			continue
+		}
+		r := l.shell(work, c.line)
+		if c.fails != (r.code != 0) {
+			t.Fatalf("guide command `%s` (fails: %v): %v", c.line, c.fails, r)
+		}
+		// Right after lab start the checker must fail, with a ✗: in the
+		// guide's own check if it has one there, else in the test's.
+		switch {
+		case i == 1 && c.line == check:
+			if !strings.Contains(r.stdout, "✗") {
+				t.Fatalf("right after lab start, lab check should fail with a ✗: %v", r)
+			}
+		case i == 0 && (len(cmds) < 2 || cmds[1].line != check):
+			if r := emu(t, "lab", "check", num, "--name", l.name); r.code == 0 || !strings.Contains(r.stdout, "✗") {
+				t.Fatalf("right after lab start, lab check should fail with a ✗: %v", r)
+			}
+		}
+	}
+	if r := emu(t, "lab", "check", num, "--name", l.name); r.code != 0 {
+		t.Fatalf("after the guide's commands, lab check should pass: %v", r)
+	}
+
+	if r := emu(t, "lab", "reset", num, "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "Step 1 of") {
+		t.Fatalf("lab reset: %v", r)
+	}
+	if r := emu(t, "lab", "solve", num, "--name", l.name); r.code != 0 {
+		t.Fatalf("lab solve: %v", r)
+	}
+	if r := emu(t, "lab", "check", num, "--name", l.name); r.code != 0 || strings.Contains(r.stdout, "✗") {
+		t.Fatalf("after lab solve, lab check should pass: %v", r)
+	}
+}
+
+// guideCommand is one command of a guide's ```sh blocks. A trailing
+// `# fails` says it must exit non-zero; `# by hand` that the tests skip it
+// (interactive or long). A here-document (<<'EOF' ... EOF) belongs to the
+// command that opens it.
+type guideCommand struct {
+	line          string
+	fails, byHand bool
+}
+
+var (
+	shBlock = regexp.MustCompile("(?ms)^```sh\n(.*?)^```")
+	hereDoc = regexp.MustCompile(`<<-?'?(\w+)'?\s*$`)
+)
+
+func guideCommands(guide string) []guideCommand {
+	var cmds []guideCommand
+	for _, m := range shBlock.FindAllStringSubmatch(guide, -1) {
+		lines := strings.Split(strings.ReplaceAll(m[1], "\\\n", " "), "\n")
+		for i := 0; i < len(lines); i++ {
+			line := strings.TrimSpace(lines[i])
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			c := guideCommand{line: line}
+			if hd := hereDoc.FindStringSubmatch(line); hd != nil {
+				for i++; i < len(lines) && lines[i] != hd[1]; i++ {
+					c.line += "\n" + lines[i]
+				}
+				c.line += "\n" + hd[1]
+				cmds = append(cmds, c)
+				continue
+			}
+			if cmd, comment, ok := strings.Cut(line, " # "); ok {
+				c.line = strings.TrimSpace(cmd)
+				c.fails = strings.Contains(comment, "fails")
+				c.byHand = strings.Contains(comment, "by hand")
+			}
+			cmds = append(cmds, c)
+		}
+	}
+	return cmds
+}
+
+// guideDir is a working directory like the repository's root, where a
+// guide's commands run: scripts/ is there, bin/emulator is the binary under
+// test, and what the commands write stays in the test's temporary
+// directory.
+func guideDir(t *testing.T) string {
+	dir := t.TempDir()
+	scripts, err := filepath.Abs("../scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := filepath.Abs(emulator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"scripts": scripts, "bin/emulator": bin} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// shell runs a guide's command line with bash in dir, as a learner would:
+// bin/ on PATH and this lab as the default lab.
+func (l *lab) shell(dir, line string) result {
+	l.t.Helper()
+	script := fmt.Sprintf("cd %q && export EMULATOR_LAB=%s PATH=%q:$PATH && %s", dir, l.name, filepath.Join(dir, "bin"), line)
+	return run(l.t, time.Minute, "bash", "-c", script)
+}
+
+// Bad `lab` invocations are usage errors (exit 2) that say what is wrong,
+// and create nothing.
+func TestLabUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab"}, "usage: emulator lab list"},
+		{[]string{"lab", "frob", "3"}, `unknown command "frob"`},
+		{[]string{"lab", "start"}, "usage: emulator lab list"},
+		{[]string{"lab", "start", "99"}, "there is no lab 99"},
+		{[]string{"lab", "start", "one"}, `"one" is not a lab number`},
+		{[]string{"lab", "check", "3", "9"}, "lab 3 has steps 1-4"},
+		{[]string{"lab", "check", "3", "--name", "Bad_Name"}, `lab name "Bad_Name"`},
+	} {
+		if r := emu(t, c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("emulator %s: want exit 2 saying %q, got %v", strings.Join(c.args, " "), c.want, r)
+		}
+	}
+	name := uniqueName()
+	if r := emu(t, "lab", "check", "3", "--name", name); r.code != 1 || !strings.Contains(r.stderr, "emulator lab start 3 --name "+name) {
+		t.Errorf("lab check of a lab that is not running: want exit 1 saying how to start it, got %v", r)
+	}
+}
