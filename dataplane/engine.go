@@ -52,6 +52,7 @@ type Port struct {
 	gateway header.Addr // source of the ICMP errors we send to this node
 	mtu     int
 	stats   portStats
+	frags   *fragTable // first fragments seen (frag.go); only the port's goroutine touches it
 }
 
 // snapshot is everything the pipeline consults, compiled from one topology.

@@ -41,6 +41,10 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 		in.stats.drop(DropBadChecksum)
 		return
 	}
+	if ip.HeaderLen() > header.IPv4MinLen && !ip.OptionsOK() {
+		in.stats.drop(DropBadIPOptions)
+		return
+	}
 	// For the dataplane itself: it answers as every subnet's gateway.
 	dst := ip.Dst()
 	t, _, found := s.fib.Lookup(dst)
@@ -76,25 +80,26 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	// NAT, F2-F7, F12). The flow knows where the packet goes once
 	// translated, so routing and the MTU check come before the rewrite.
 	var flow nat.Flow
-	tracked := false
-	if k, ok := nat.KeyOf(ip); ok {
-		if flow, tracked = e.ct.Lookup(k, now); !tracked {
-			if flow, tracked = e.newFlow(s, in, ip, k, viaGateway, now, w); !tracked {
-				return
-			}
-		}
-		if to := flow.Translated().Dst; to != dst {
-			dst = to
-			t, _, found = s.fib.Lookup(dst)
-		}
+	tracked, ok := false, true
+	if ip.IsFragment() { // frag.go: tracked by IP ID
+		flow, tracked, ok = e.fragment(s, in, ip, viaGateway, now, w)
+	} else if k, keyed := nat.KeyOf(ip); keyed {
+		flow, tracked = e.track(s, in, ip, k, viaGateway, now, w)
+		ok = tracked
 	} else if e.ct.TranslateICMPError(ip, vnet, now) {
 		// An error about a translated flow, already rewritten for its
 		// sender: route it by its new destination.
 		dst = ip.Dst()
 		t, _, found = s.fib.Lookup(dst)
-	} else if s.pol.needsNAT(in.node, ip.Src(), dst) {
-		in.stats.drop(DropUntranslatable)
+	} else {
+		ok = e.untracked(s, in, ip)
+	}
+	if !ok {
 		return
+	}
+	if to := flow.Translated().Dst; tracked && to != dst {
+		dst = to
+		t, _, found = s.fib.Lookup(dst)
 	}
 
 	// route
@@ -114,11 +119,24 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	e.transmit(in, out, b[:header.VirtioNetHdrLen+ip.TotalLen()], w)
 }
 
+// track returns the flow of k, the tuple of ip, creating it if there is
+// none. It is false if ip was refused (and counted).
+func (e *Engine) track(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker) (nat.Flow, bool) {
+	if f, ok := e.ct.Lookup(k, now); ok {
+		return f, true
+	}
+	return e.newFlow(s, in, ip, k, viaGateway, now, w)
+}
+
 // newFlow creates the flow of a connection's first packet: the policy says
 // how it is translated, and the flow is refused if the translated
 // destination is unroutable, the table is full, or the VIP has no SNAT
 // port left (F17: TCP gets a RST, others admin-prohibited).
 func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker) (nat.Flow, bool) {
+	if !l4OK(ip) {
+		in.stats.drop(DropBadL4)
+		return nat.Flow{}, false
+	}
 	xl, reason, ok := s.pol.decide(in.node, k, viaGateway)
 	if !ok {
 		in.stats.drop(reason)

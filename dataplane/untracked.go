@@ -1,0 +1,47 @@
+package dataplane
+
+import (
+	"github.com/aseemu/emulator/dataplane/header"
+)
+
+// untracked decides about a packet conntrack cannot follow: no TCP, UDP or
+// ICMP echo tuple, and not an ICMP error about a tracked flow. An ICMP
+// error is dropped: every error a node's stack sends about the lab's
+// traffic quotes a tracked flow, so one that does not quotes nonsense or a
+// flow long gone. Anything else (a protocol conntrack does not know) passes
+// untranslated unless it would need NAT. It reports whether the packet may
+// go on, and counts it if not.
+func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4) bool {
+	if p := ip.Payload(); ip.Protocol() == header.ProtoICMP && len(p) > 0 && header.IsICMPError(p[0]) {
+		in.stats.drop(DropICMPUnmatched)
+		return false
+	}
+	if s.pol.needsNAT(in.node, ip.Src(), ip.Dst()) {
+		in.stats.drop(DropUntranslatable)
+		return false
+	}
+	return true
+}
+
+// l4OK reports whether the L4 header of a flow's first packet is sound: a
+// TCP data offset of at least 20 bytes within the packet, a UDP length of
+// at least 8 within it (a first fragment holds only part of its datagram,
+// so there the length must only cover the header). A flow is never made of
+// a packet its receiver's stack would discard. Later packets of an allowed
+// flow are not checked: as through any router, the receiver drops a
+// corrupt one.
+func l4OK(ip header.IPv4) bool {
+	p := ip.Payload()
+	switch ip.Protocol() {
+	case header.ProtoTCP:
+		_, r := header.ParseTCP(p)
+		return r == header.OK
+	case header.ProtoUDP:
+		if ip.IsFragment() {
+			return len(p) >= header.UDPLen && int(p[4])<<8|int(p[5]) >= header.UDPLen
+		}
+		_, r := header.ParseUDP(p)
+		return r == header.OK
+	}
+	return true
+}
