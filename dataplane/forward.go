@@ -203,6 +203,9 @@ func (e *Engine) egress(s *snapshot, in *Port, ip header.IPv4, t target, found b
 // carry: a TCP reset, so connect() fails at once, or ICMP
 // administratively prohibited for anything else.
 func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
+	if !answerable(in, ip) {
+		return
+	}
 	if ip.Protocol() == header.ProtoTCP {
 		buf := w.reply
 		header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
