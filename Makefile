@@ -48,14 +48,11 @@ FUZZTIME ?= 5m
 fuzz-smoke:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
-# Each fuzz target for FUZZTIME (5m by default). A crasher is written to
-# the package's testdata/fuzz/TARGET/ and fails the run; commit it as a
+# Each fuzz target for FUZZTIME (5m by default). A failing input is written
+# to the package's testdata/fuzz/TARGET/ and fails the run; commit it as a
 # regression seed once fixed.
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
-	done
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 # The side-by-side benchmark of issue 6 (root, under 15 minutes): direct veth,
 # kernel router with nftables SNAT, and the emulator; writes BENCHMARKS.md.
