@@ -98,6 +98,7 @@ func FuzzTranslate(f *testing.F) {
 	f.Add(echoPkt(f, Key{Src: w1, Dst: echo, SrcPort: 7, DstPort: 7, Proto: header.ProtoICMP}, header.ICMPEchoRequest, "ping"), byte(3), byte(6), uint16(0), false)
 	f.Add(tcpPkt(f, Key{Src: w1, Dst: vip2, SrcPort: 40000, DstPort: 80, Proto: header.ProtoTCP}, header.TCPFlagSYN, ""), byte(2), byte(5), uint16(40000), true)
 	f.Fuzz(func(t *testing.T, pkt []byte, xsrc, xdst byte, xport uint16, partial bool) {
+		pkt = append([]byte(nil), pkt...) // the fuzzer's copy must stay as it was: it is what a crasher file records
 		tbl, _ := fuzzTable(t)
 		ip, vnet := fixChecksums(pkt, partial)
 		if ip == nil {
@@ -166,6 +167,7 @@ func FuzzTranslateICMPError(f *testing.F) {
 	f.Add(echoPkt(f, Key{Src: w1, Dst: echo, SrcPort: 9, DstPort: 9, Proto: header.ProtoICMP}, header.ICMPEchoRequest, "p"), byte(2), uint16(100), byte(header.ICMPDestUnreachable), byte(6), false,
 		icmpErrorPkt(f, echo, vip1, header.ICMPDestUnreachable, 1, []byte{0x45, 0, 0, 28}))
 	f.Fuzz(func(t *testing.T, pkt []byte, xsrc byte, quote uint16, typ, from byte, partial bool, raw []byte) {
+		pkt, raw = append([]byte(nil), pkt...), append([]byte(nil), raw...) // see FuzzTranslate
 		tbl, _ := fuzzTable(t)
 		now := tbl.Now()
 		ip, _ := fixChecksums(pkt, false)
@@ -205,9 +207,11 @@ func FuzzTranslateICMPError(f *testing.F) {
 		sent.Src.Put(e[16:20])
 		eip, evnet := fixChecksums(eip, partial)
 		wholeQuote := len(q) == len(ip)
+		before := append([]byte(nil), eip...)
 		if !tbl.TranslateICMPError(eip, evnet, now) {
 			return
 		}
+		t.Logf("k %v sent %v\nbefore %x\nafter  %x", k, sent, before, []byte(eip))
 		checkChecksums(t, "ICMP error", eip, evnet)
 		if eip.Dst() != k.Src {
 			t.Fatalf("error goes to %v, want the initiator %v", eip.Dst(), k.Src)
