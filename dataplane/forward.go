@@ -84,7 +84,10 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	if ip.IsFragment() { // frag.go: tracked by IP ID
 		flow, tracked, ok = e.fragment(s, in, ip, viaGateway, now, w)
 	} else if k, keyed := nat.KeyOf(ip); keyed {
-		flow, tracked = e.track(s, in, ip, k, viaGateway, now, w)
+		// track, by hand: it is too big to inline on this path.
+		if flow, tracked = e.ct.Lookup(k, now); !tracked {
+			flow, tracked = e.newFlow(s, in, ip, k, viaGateway, now, w)
+		}
 		ok = tracked
 	} else if e.ct.TranslateICMPError(ip, vnet, now) {
 		// An error about a translated flow, already rewritten for its
