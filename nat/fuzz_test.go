@@ -174,65 +174,63 @@ func FuzzTranslateICMPError(f *testing.F) {
 
 // icmpErrorCase is FuzzTranslateICMPError's body.
 func icmpErrorCase(t *testing.T, pkt []byte, xsrc byte, quote uint16, typ, from byte, partial bool, raw []byte) {
-	{
-		tbl, _ := fuzzTable(t)
-		now := tbl.Now()
-		ip, _ := fixChecksums(pkt, false)
-		if ip == nil || ip.IsFragment() {
-			return
-		}
-		k, ok := KeyOf(ip)
-		if !ok {
-			return
-		}
-		xl := k
-		xl.Src = fuzzAddr(xsrc)
-		fl, err := tbl.Insert(k, xl, now)
-		if err != nil {
-			return
-		}
-		fl.Translate(ip, nil)
-		sent := fl.Translated()
-		if rip, rvnet := fixChecksums(raw, partial); rip != nil && tbl.TranslateICMPError(rip, rvnet, now) {
-			checkChecksums(t, "raw ICMP error", rip, rvnet)
-		}
-		// The error comes from the flow's peer or a router on the way,
-		// about the packet as it left, to its translated source.
-		errSrc := sent.Dst
-		if from&1 != 0 {
-			errSrc = router
-		}
-		q := ip[:min(int(quote), len(ip))]
-		msg := append([]byte{typ, from, 0, 0, 0, 0, 0, 0}, q...)
-		e := append(append([]byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, header.ProtoICMP, 0, 0}, make([]byte, 8)...), msg...)
-		if len(e) > 0xffff {
-			return
-		}
-		eip := header.IPv4(e)
-		binary.BigEndian.PutUint16(e[2:4], uint16(len(e)))
-		errSrc.Put(e[12:16])
-		sent.Src.Put(e[16:20])
-		eip, evnet := fixChecksums(eip, partial)
-		wholeQuote := len(q) == len(ip)
-		if !tbl.TranslateICMPError(eip, evnet, now) {
-			return
-		}
-		checkChecksums(t, "ICMP error", eip, evnet)
-		if eip.Dst() != k.Src {
-			t.Fatalf("error goes to %v, want the initiator %v", eip.Dst(), k.Src)
-		}
-		inner := header.IPv4(eip.Payload()[header.ICMPv4MinLen:])
-		ihl := inner.HeaderLen()
-		if !header.IPv4(inner[:ihl]).ChecksumValid() {
-			t.Fatal("quoted IP header checksum is wrong")
-		}
-		if inner.Src() != k.Src || inner.Dst() != k.Dst {
-			t.Fatalf("quote is %v -> %v, want %v -> %v", inner.Src(), inner.Dst(), k.Src, k.Dst)
-		}
-		if wholeQuote {
-			if s := refSum(inner[ihl:], pseudo(inner)); s != 0xffff {
-				t.Fatalf("quoted L4 sums to %#04x", s)
-			}
+	tbl, _ := fuzzTable(t)
+	now := tbl.Now()
+	ip, _ := fixChecksums(pkt, false)
+	if ip == nil || ip.IsFragment() {
+		return
+	}
+	k, ok := KeyOf(ip)
+	if !ok {
+		return
+	}
+	xl := k
+	xl.Src = fuzzAddr(xsrc)
+	fl, err := tbl.Insert(k, xl, now)
+	if err != nil {
+		return
+	}
+	fl.Translate(ip, nil)
+	sent := fl.Translated()
+	if rip, rvnet := fixChecksums(raw, partial); rip != nil && tbl.TranslateICMPError(rip, rvnet, now) {
+		checkChecksums(t, "raw ICMP error", rip, rvnet)
+	}
+	// The error comes from the flow's peer or a router on the way,
+	// about the packet as it left, to its translated source.
+	errSrc := sent.Dst
+	if from&1 != 0 {
+		errSrc = router
+	}
+	q := ip[:min(int(quote), len(ip))]
+	msg := append([]byte{typ, from, 0, 0, 0, 0, 0, 0}, q...)
+	e := append(append([]byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, header.ProtoICMP, 0, 0}, make([]byte, 8)...), msg...)
+	if len(e) > 0xffff {
+		return
+	}
+	eip := header.IPv4(e)
+	binary.BigEndian.PutUint16(e[2:4], uint16(len(e)))
+	errSrc.Put(e[12:16])
+	sent.Src.Put(e[16:20])
+	eip, evnet := fixChecksums(eip, partial)
+	wholeQuote := len(q) == len(ip)
+	if !tbl.TranslateICMPError(eip, evnet, now) {
+		return
+	}
+	checkChecksums(t, "ICMP error", eip, evnet)
+	if eip.Dst() != k.Src {
+		t.Fatalf("error goes to %v, want the initiator %v", eip.Dst(), k.Src)
+	}
+	inner := header.IPv4(eip.Payload()[header.ICMPv4MinLen:])
+	ihl := inner.HeaderLen()
+	if !header.IPv4(inner[:ihl]).ChecksumValid() {
+		t.Fatal("quoted IP header checksum is wrong")
+	}
+	if inner.Src() != k.Src || inner.Dst() != k.Dst {
+		t.Fatalf("quote is %v -> %v, want %v -> %v", inner.Src(), inner.Dst(), k.Src, k.Dst)
+	}
+	if wholeQuote {
+		if s := refSum(inner[ihl:], pseudo(inner)); s != 0xffff {
+			t.Fatalf("quoted L4 sums to %#04x", s)
 		}
 	}
 }
