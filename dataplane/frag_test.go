@@ -243,7 +243,7 @@ func TestMalformedOptionsL4AndICMP(t *testing.T) {
 	db1.inject(nil, nonsense)
 	l.expectDrops(t, DropBadIPOptions, 2)
 	l.expectDrops(t, DropBadL4, 1)
-	l.expectDrops(t, DropICMPUnmatched, 1)
+	l.expectDrops(t, DropICMPBadQuote, 1)
 	l.devs["ase1-w1"].expectNothing(t)
 
 	db1.inject(nil, withOpts(7, 7, 4, 0, 0, 0, 0)) // record route: passes untouched

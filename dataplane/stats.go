@@ -37,7 +37,7 @@ const (
 	DropUntranslatable                      // needs NAT, but conntrack cannot follow it (an unknown protocol)
 	DropFragNoFirst                         // a non-first fragment whose first fragment was not seen, or whose flow is gone
 	DropFragTiny                            // a first fragment too short for its L4 header, or a TCP fragment at offset 8 (RFC 1858)
-	DropICMPUnmatched                       // an ICMP error quoting nothing conntrack tracks: nonsense, or a flow long gone
+	DropICMPBadQuote                        // an ICMP error whose quote is not an IPv4 header from the error's destination
 	DropReadError                           // the device read failed
 	DropWriteError                          // the egress device refused the packet
 	numDropReasons
@@ -70,7 +70,7 @@ var dropNames = [numDropReasons]string{
 	DropUntranslatable:    "untranslatable",
 	DropFragNoFirst:       "frag-no-first",
 	DropFragTiny:          "frag-tiny",
-	DropICMPUnmatched:     "icmp-error-unmatched",
+	DropICMPBadQuote:      "icmp-bad-quote",
 	DropReadError:         "read-error",
 	DropWriteError:        "write-error",
 }

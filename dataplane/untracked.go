@@ -6,15 +6,19 @@ import (
 
 // untracked decides about a packet conntrack cannot follow: no TCP, UDP or
 // ICMP echo tuple, and not an ICMP error about a tracked flow. An ICMP
-// error is dropped: every error a node's stack sends about the lab's
-// traffic quotes a tracked flow, so one that does not quotes nonsense or a
-// flow long gone. Anything else (a protocol conntrack does not know) passes
-// untranslated unless it would need NAT. It reports whether the packet may
-// go on, and counts it if not.
+// error that quotes nonsense, anything but the IPv4 header of a packet
+// from the error's own destination, is dropped. Anything else (an error
+// about untracked traffic, such as an appliance's time exceeded for a
+// packet routed to it untracked; a protocol conntrack does not know)
+// passes untranslated unless it would need NAT. It reports whether the
+// packet may go on, and counts it if not.
 func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4) bool {
 	if p := ip.Payload(); ip.Protocol() == header.ProtoICMP && len(p) > 0 && header.IsICMPError(p[0]) {
-		in.stats.drop(DropICMPUnmatched)
-		return false
+		q := p[min(len(p), header.ICMPv4MinLen):]
+		if len(q) < header.IPv4MinLen || q[0]>>4 != 4 || q[0]&0xf < 5 || header.AddrFromSlice(q[12:16]) != ip.Dst() {
+			in.stats.drop(DropICMPBadQuote)
+			return false
+		}
 	}
 	if s.pol.needsNAT(in.node, ip.Src(), ip.Dst()) {
 		in.stats.drop(DropUntranslatable)

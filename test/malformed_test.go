@@ -159,7 +159,7 @@ func TestMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	}
 	want := map[string]uint64{
 		"truncated": 1, "bad-ihl": 1, "bad-total-length": 1, "bad-ip-checksum": 1, "bad-ip-options": 2,
-		"bad-l4-header": 2, "frag-tiny": 1, "frag-no-first": 1, "icmp-error-unmatched": 1, "not-ipv4": 1,
+		"bad-l4-header": 2, "frag-tiny": 1, "frag-no-first": 1, "icmp-bad-quote": 1, "not-ipv4": 1,
 	}
 	before := l.nodeDrops("db1")
 	args := []string{inject, "eth0"}
