@@ -6,7 +6,7 @@ BIN := bin/emulator
 # Every package but the integration tests in test/, with the race detector.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test$$')
 
-.PHONY: all build up down test deps check unit bench-smoke integration clean bench graph soak
+.PHONY: all build up down test deps check unit bench-smoke fuzz-smoke fuzz integration clean bench graph soak
 
 all: build
 
@@ -21,7 +21,7 @@ down: build
 	./$(BIN) down
 
 # Install missing tools, check formatting and vet, then run every test.
-test: deps build check unit bench-smoke integration
+test: deps build check unit bench-smoke fuzz-smoke integration
 
 deps:
 	scripts/install-deps.sh
@@ -37,6 +37,22 @@ unit:
 # Each micro-benchmark briefly, so none can rot; `make bench` measures.
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime=100x $(UNIT_PKGS)
+
+# Fuzz targets as package:target; go test -fuzz takes one target of one
+# package per run. RELIABILITY.md says what each checks.
+FUZZ_TARGETS = ./dataplane/header:FuzzParseIPv4 ./dataplane:FuzzForward ./nat:FuzzTranslate \
+	./nat:FuzzTranslateICMPError ./dataplane/nsg:FuzzCheck ./topology:FuzzParse
+FUZZTIME ?= 5m
+
+# Each fuzz target for 10 s, so none can rot; `make fuzz` hunts.
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+# Each fuzz target for FUZZTIME (5m by default). A failing input is written
+# to the package's testdata/fuzz/TARGET/ and fails the run; commit it as a
+# regression seed once fixed.
+fuzz:
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 # The side-by-side benchmark of issue 6 (root, under 15 minutes): direct veth,
 # kernel router with nftables SNAT, and the emulator; writes BENCHMARKS.md.

@@ -54,6 +54,8 @@ type Port struct {
 	gateway header.Addr  // source of the ICMP errors we send to this node
 	mtu     int
 	stats   portStats
+	fragMu  sync.Mutex // guards frags: each queue's goroutine may see fragments
+	frags   *fragTable // first fragments seen (frag.go)
 }
 
 // snapshot is everything the pipeline consults, compiled from one topology.

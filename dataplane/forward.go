@@ -48,6 +48,10 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 		in.stats.drop(DropBadChecksum)
 		return
 	}
+	if ip.HeaderLen() > header.IPv4MinLen && !ip.OptionsOK() {
+		in.stats.drop(DropBadIPOptions)
+		return
+	}
 	// For the dataplane itself: it answers as every subnet's gateway.
 	dst := ip.Dst()
 	t, _, found := s.fib.Lookup(dst)
@@ -83,25 +87,29 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	// NAT, F2-F7, F12). The flow knows where the packet goes once
 	// translated, so routing and the MTU check come before the rewrite.
 	var flow nat.Flow
-	tracked := false
-	if k, ok := nat.KeyOf(ip); ok {
+	tracked, ok := false, true
+	if ip.IsFragment() { // frag.go: tracked by IP ID
+		flow, tracked, ok = e.fragment(s, in, ip, viaGateway, now, w)
+	} else if k, keyed := nat.KeyOf(ip); keyed {
+		// track, by hand: it is too big to inline on this path.
 		if tracked = e.ct.LookupInto(k, now, &flow); !tracked {
-			if flow, tracked = e.newFlow(s, in, ip, k, viaGateway, now, w); !tracked {
-				return
-			}
+			flow, tracked = e.newFlow(s, in, ip, k, viaGateway, now, w)
 		}
-		if to := flow.TranslatedDst(); to != dst {
-			dst = to
-			t, _, found = s.fib.Lookup(dst)
-		}
+		ok = tracked
 	} else if e.ct.TranslateICMPError(ip, vnet, now) {
 		// An error about a translated flow, already rewritten for its
 		// sender: route it by its new destination.
 		dst = ip.Dst()
 		t, _, found = s.fib.Lookup(dst)
-	} else if s.pol.needsNAT(in.node, ip.Src(), dst) {
-		in.stats.drop(DropUntranslatable)
+	} else {
+		ok = e.untracked(s, in, ip)
+	}
+	if !ok {
 		return
+	}
+	if to := flow.TranslatedDst(); tracked && to != dst {
+		dst = to
+		t, _, found = s.fib.Lookup(dst)
 	}
 
 	// route
@@ -121,11 +129,24 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	e.transmit(in, out, b[:header.VirtioNetHdrLen+ip.TotalLen()], w)
 }
 
+// track returns the flow of k, the tuple of ip, creating it if there is
+// none. It is false if ip was refused (and counted).
+func (e *Engine) track(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker) (nat.Flow, bool) {
+	if f, ok := e.ct.Lookup(k, now); ok {
+		return f, true
+	}
+	return e.newFlow(s, in, ip, k, viaGateway, now, w)
+}
+
 // newFlow creates the flow of a connection's first packet: the policy says
 // how it is translated, and the flow is refused if the translated
 // destination is unroutable, the table is full, or the VIP has no SNAT
 // port left (F17: TCP gets a RST, others admin-prohibited).
 func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker) (nat.Flow, bool) {
+	if !l4OK(ip) {
+		in.stats.drop(DropBadL4)
+		return nat.Flow{}, false
+	}
 	xl, reason, ok := s.pol.decide(in.node, k, viaGateway)
 	if !ok {
 		in.stats.drop(reason)
@@ -196,6 +217,9 @@ func (e *Engine) egress(s *snapshot, in *Port, ip header.IPv4, t target, found b
 // carry: a TCP reset, so connect() fails at once, or ICMP
 // administratively prohibited for anything else.
 func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
+	if !answerable(in, ip) {
+		return
+	}
 	if ip.Protocol() == header.ProtoTCP {
 		buf := w.reply
 		header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()

@@ -9,7 +9,7 @@ import (
 // 1812's rules about when not to (errors about errors, non-first fragments,
 // broadcast) are applied by header.ShouldSendICMPError.
 func (e *Engine) sendError(in *Port, ip header.IPv4, typ, code uint8, rest uint32, w *worker) {
-	if !header.ShouldSendICMPError(ip) {
+	if !header.ShouldSendICMPError(ip) || !answerable(in, ip) {
 		return
 	}
 	buf := w.reply
@@ -29,7 +29,7 @@ func (e *Engine) toGateway(in *Port, ip header.IPv4, w *worker) {
 	switch ip.Protocol() {
 	case header.ProtoICMP:
 		p := ip.Payload()
-		if len(p) >= header.ICMPv4MinLen && header.ICMPv4(p).Type() == header.ICMPEchoRequest && !ip.IsFragment() {
+		if len(p) >= header.ICMPv4MinLen && header.ICMPv4(p).Type() == header.ICMPEchoRequest && !ip.IsFragment() && answerable(in, ip) {
 			buf := w.reply
 			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
 			if n := header.BuildEchoReply(buf[header.VirtioNetHdrLen:], ip); n > 0 {
@@ -41,4 +41,13 @@ func (e *Engine) toGateway(in *Port, ip header.IPv4, w *worker) {
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, w)
 	}
 	in.stats.drop(DropToGateway)
+}
+
+// answerable reports whether the dataplane may answer ip back out of in:
+// only if ip's source is the node's own address, or the node forwards
+// others' packets (an appliance). Whatever the dataplane sends goes to a
+// lab node's own address; an answer to a spoofed source would leave for
+// an address that is not the node's, maybe not the lab's.
+func answerable(in *Port, ip header.IPv4) bool {
+	return ip.Src() == header.AddrFromNetip(in.node.Addr) || in.node.IPForwarding
 }

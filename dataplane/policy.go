@@ -188,7 +188,7 @@ func flowHash(k nat.Key) uint32 {
 }
 
 // needsNAT reports whether a packet that conntrack cannot follow (a
-// non-first fragment, an unknown protocol) would need translating, in which
+// protocol other than TCP, UDP and ICMP) would need translating, in which
 // case it must not pass as it is.
 func (p *policy) needsNAT(n *topology.Node, src, dst header.Addr) bool {
 	if p.doors[dst] != nil {

@@ -17,6 +17,7 @@ const (
 	DropBadTotalLength                      // total length < header or > packet
 	DropBadL4                               // transport header truncated or inconsistent
 	DropBadChecksum                         // IP header checksum does not verify
+	DropBadIPOptions                        // IP options malformed, or a source route (LSRR, SSRR)
 	DropNoRoute                             // outside every network the lab knows: net unreachable
 	DropHostUnreachable                     // in a known network, but no node holds it
 	DropTTLExceeded                         // TTL ran out here: time exceeded
@@ -33,7 +34,10 @@ const (
 	DropASESubnetVM                         // from an ASE to a VM in the ASE's own subnet (F8)
 	DropConntrackFull                       // a new flow, and the flow table is full
 	DropSNATExhausted                       // a new flow, and its VIP's SNAT ports are all in use (F17)
-	DropUntranslatable                      // needs NAT, but conntrack cannot follow it (a non-first fragment, an unknown protocol)
+	DropUntranslatable                      // needs NAT, but conntrack cannot follow it (an unknown protocol)
+	DropFragNoFirst                         // a non-first fragment whose first fragment was not seen, or whose flow is gone
+	DropFragTiny                            // a first fragment too short for its L4 header, or a TCP fragment at offset 8 (RFC 1858)
+	DropICMPBadQuote                        // an ICMP error whose quote is not an IPv4 header from the error's destination
 	DropReadError                           // the device read failed
 	DropWriteError                          // the egress device refused the packet
 	numDropReasons
@@ -46,6 +50,7 @@ var dropNames = [numDropReasons]string{
 	DropBadTotalLength:    "bad-total-length",
 	DropBadL4:             "bad-l4-header",
 	DropBadChecksum:       "bad-ip-checksum",
+	DropBadIPOptions:      "bad-ip-options",
 	DropNoRoute:           "no-route",
 	DropHostUnreachable:   "host-unreachable",
 	DropTTLExceeded:       "ttl-exceeded",
@@ -63,6 +68,9 @@ var dropNames = [numDropReasons]string{
 	DropConntrackFull:     "conntrack-full",
 	DropSNATExhausted:     "snat-exhausted",
 	DropUntranslatable:    "untranslatable",
+	DropFragNoFirst:       "frag-no-first",
+	DropFragTiny:          "frag-tiny",
+	DropICMPBadQuote:      "icmp-bad-quote",
 	DropReadError:         "read-error",
 	DropWriteError:        "write-error",
 }

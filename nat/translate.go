@@ -49,7 +49,9 @@ func (f *Flow) State() State { return State(f.gs & 0xff) }
 // ports; ICMP echo for the identifier. If vnet (which may be nil) says
 // NEEDS_CSUM, the L4 field holds only the pseudo-header sum, which changes
 // with addresses and not ports; a GSO super-packet is such a packet. A UDP
-// checksum of 0 stays 0.
+// checksum of 0 stays 0. A non-first fragment of the flow's datagram (the
+// dataplane finds its flow through the first fragment) has only its
+// addresses and IP checksum rewritten: it carries no L4 header.
 //
 // It is false, and ip untouched, if ip is too short for the flow's
 // protocol, which cannot happen for the packet whose KeyOf found the flow,
@@ -64,6 +66,18 @@ func (f *Flow) Translate(ip header.IPv4, vnet header.VirtioNetHdr) bool {
 	}
 	l4 := ip[hl:]
 	proto := uint8(f.kb >> 24)
+	// The tuples stay packed words: unpacked into Key structs they went
+	// through the stack in narrow stores and wide loads, a store-forwarding
+	// stall (BenchmarkTranslate, min of 10: 25 ns with Keys, 19 without).
+	ta, tb := bits.RotateLeft64(f.ta, 32), f.tb&0xffffffff|(f.tb>>48)<<32|(f.tb>>32&0xffff)<<48 // reversed
+	if ip.FragOffset() != 0 {
+		// A later fragment has no L4 header: only the addresses change.
+		// The L4 checksum lives in the first fragment, which Translate
+		// updated for the new pseudo-header.
+		rewriteAddrs(ip, f.ka, ta)
+		f.account(len(ip), proto, 0)
+		return true
+	}
 	var flags uint8
 	switch proto {
 	case header.ProtoTCP:
@@ -82,10 +96,6 @@ func (f *Flow) Translate(ip header.IPv4, vnet header.VirtioNetHdr) bool {
 	default:
 		return false
 	}
-	// The tuples stay packed words: unpacked into Key structs they went
-	// through the stack in narrow stores and wide loads, a store-forwarding
-	// stall (BenchmarkTranslate, min of 10: 25 ns with Keys, 19 without).
-	ta, tb := bits.RotateLeft64(f.ta, 32), f.tb&0xffffffff|(f.tb>>48)<<32|(f.tb>>32&0xffff)<<48 // reversed
 	if f.ka != ta || f.kb != tb {
 		rewrite(ip, l4, f.ka, f.kb, ta, tb, proto, len(vnet) > 0 && vnet.NeedsCsum())
 	}
@@ -98,18 +108,7 @@ func (f *Flow) Translate(ip header.IPv4, vnet header.VirtioNetHdr) bool {
 // checksum takes the delta of the words it covers in one RFC 1624 eqn. 3
 // update.
 func rewrite(ip header.IPv4, l4 []byte, ka, kb, ta, tb uint64, proto uint8, partial bool) {
-	var ad uint32 // addresses: IP header and L4 pseudo-header
-	if ka != ta {
-		if o, n := uint32(ka>>32), uint32(ta>>32); o != n {
-			ad += delta32(o, n)
-			binary.BigEndian.PutUint32(ip[12:16], n)
-		}
-		if o, n := uint32(ka), uint32(ta); o != n {
-			ad += delta32(o, n)
-			binary.BigEndian.PutUint32(ip[16:20], n)
-		}
-		ip.SetChecksum(update(ip.Checksum(), ad))
-	}
+	ad := rewriteAddrs(ip, ka, ta) // addresses: IP header and L4 pseudo-header
 	osp, odp := uint16(kb>>48), uint16(kb>>32)
 	nsp, ndp := uint16(tb>>48), uint16(tb>>32)
 	var pd uint32 // ports or ICMP identifier: L4 only
@@ -154,6 +153,25 @@ func rewrite(ip header.IPv4, l4 []byte, ka, kb, ta, tb uint64, proto uint8, part
 			}
 		}
 	}
+}
+
+// rewriteAddrs turns the addresses of ip, packed as ka, into ta, updates
+// the IP header checksum, and returns the delta for the L4 pseudo-header.
+func rewriteAddrs(ip header.IPv4, ka, ta uint64) uint32 {
+	if ka == ta {
+		return 0
+	}
+	var ad uint32
+	if o, n := uint32(ka>>32), uint32(ta>>32); o != n {
+		ad += delta32(o, n)
+		binary.BigEndian.PutUint32(ip[12:16], n)
+	}
+	if o, n := uint32(ka), uint32(ta); o != n {
+		ad += delta32(o, n)
+		binary.BigEndian.PutUint32(ip[16:20], n)
+	}
+	ip.SetChecksum(update(ip.Checksum(), ad))
+	return ad
 }
 
 // account records a packet of n bytes with TCP flags in the flow.

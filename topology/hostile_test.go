@@ -99,7 +99,13 @@ func TestLimitsAtTheirBound(t *testing.T) {
 		for g := range nsgs {
 			fmt.Fprintf(&b, "  - name: n%d\n    securityRules:\n", g)
 			for i := range per {
-				fmt.Fprintf(&b, "      - {name: r%d, priority: %d, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: '*', sourcePortRange: '*', destinationAddressPrefix: '*', destinationPortRange: 80}\n", i, 100+i)
+				// Priorities 100-4096 are unique per direction: past them,
+				// the rules go on outbound.
+				dir, prio := "Inbound", 100+i
+				if prio > 4096 {
+					dir, prio = "Outbound", prio-3997
+				}
+				fmt.Fprintf(&b, "      - {name: r%d, priority: %d, direction: %s, access: Allow, protocol: Tcp, sourceAddressPrefix: '*', sourcePortRange: '*', destinationAddressPrefix: '*', destinationPortRange: 80}\n", i, prio, dir)
 			}
 		}
 		return b.String()
@@ -116,7 +122,7 @@ func TestLimitsAtTheirBound(t *testing.T) {
 		name, yaml, msg string
 	}{
 		{"rules per NSG", rules(1, MaxRulesPerNSG), ""},
-		{"rules per NSG + 1", rules(1, MaxRulesPerNSG+1), "over the limit of 1000 per NSG"},
+		{"rules per NSG + 1", rules(1, MaxRulesPerNSG+1), fmt.Sprintf("over the emulator's limit of %d per NSG", MaxRulesPerNSG)},
 		{"rules in all", rules(MaxRules/MaxRulesPerNSG, MaxRulesPerNSG), ""},
 		{"rules in all + 1", rules(MaxRules/MaxRulesPerNSG+1, MaxRulesPerNSG), "over the emulator's limit of 16384 in all NSGs"},
 		{"VIPs", vips(MaxVIPs), ""},

@@ -1,7 +1,9 @@
 package topology
 
 import (
+	"bytes"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -216,8 +218,11 @@ func TestParseNeverPanics(t *testing.T) {
 }
 
 // FuzzParse holds Parse to SPEC §6: bad input gets errors, never a panic,
-// and every error has a line.
+// and every error has a line within the file; good input gets a topology
+// whose nodes have distinct names and addresses, found again by name.
 func FuzzParse(f *testing.F) {
+	f.Add([]byte("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n"))
+	f.Add([]byte("internetHosts:\n  - {name: \"$(reboot)/../x\", address: 198.51.100.10}\n"))
 	f.Add(DefaultYAML())
 	f.Add([]byte(y(vnet, aseX, "    apps: [{name: a, workers: [x-w1]}]", "virtualMachines:", "  - {name: m, subnet: s1, publicIpAddress: 192.23.9.9}")))
 	f.Add([]byte(y(ruleR, "        properties: {sourceAddressPrefixes: [a, '*'], destinationPortRanges: [1-2]}", "      - <<: *x")))
@@ -228,10 +233,18 @@ func FuzzParse(f *testing.F) {
 			if top == nil {
 				t.Fatal("no topology and no error")
 			}
+			names, addrs := map[string]bool{}, map[netip.Addr]bool{}
+			for _, n := range top.Nodes {
+				if names[n.Name] || addrs[n.Addr] || top.NodeByName(n.Name) != n {
+					t.Fatalf("node %s (%v) repeats a name or an address, or is not found by name", n.Name, n.Addr)
+				}
+				names[n.Name], addrs[n.Addr] = true, true
+			}
 			return
 		}
+		lines := bytes.Count(data, []byte("\n")) + 1
 		for _, e := range err.(Errors) {
-			if e.Line < 1 || e.File != "lab.yaml" || e.Msg == "" {
+			if e.Line < 1 || e.Line > lines || e.File != "lab.yaml" || e.Msg == "" {
 				t.Fatalf("malformed error %+v", e)
 			}
 		}

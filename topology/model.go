@@ -20,10 +20,12 @@ const (
 	MaxNodes    = 4096    // each node is a network namespace with its own TUN and forwarding goroutine
 	MaxASESize  = 100     // front-ends, and separately workers, per ASE
 	MaxFlows    = 1 << 24 // connection tracking entries: 16M flows at <= 256 bytes is 4 GiB
-	// Azure's own limit per NSG. The dataplane compiles each NSG per VNet and
-	// direction into per-field bit vectors of one bit per rule, so memory and
-	// compile time grow with the square of an NSG's rules.
-	MaxRulesPerNSG = 1000
+	// Rules per NSG. Azure allows 1000; the emulator allows more, so that a
+	// lab can test NSG scale (the benchmark of issue 6 applies 4,000 rules
+	// to one NSG). The dataplane compiles each NSG per VNet and direction
+	// into per-field bit vectors of one bit per rule, so memory and compile
+	// time grow with the square of an NSG's rules.
+	MaxRulesPerNSG = 4096
 	MaxRules       = 16384 // over all NSGs: bounds the compiled tables and `apply`'s recompilation
 	// Public addresses the dataplane translates: ASE VIPs and VM public IPs.
 	// Each ASE's VIP also brings its load-balancer probes and health checks.

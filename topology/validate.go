@@ -172,7 +172,7 @@ func (b *builder) buildNSGs(specs []*nsgSpec) {
 			g.Rules = append(g.Rules, b.buildRule(rs, ruleNames, prios))
 		}
 		if len(s.rules) > MaxRulesPerNSG {
-			b.errAt(s.rules[MaxRulesPerNSG].at, "NSG %s has %d rules, over the limit of %d per NSG (Azure's)", g.Name, len(s.rules), MaxRulesPerNSG)
+			b.errAt(s.rules[MaxRulesPerNSG].at, "NSG %s has %d rules, over the emulator's limit of %d per NSG (Azure's is 1000)", g.Name, len(s.rules), MaxRulesPerNSG)
 		}
 	}
 	b.checkTotalRules(specs)

@@ -156,3 +156,39 @@ func (b IPv4) ComputeChecksum() uint16 {
 
 // ChecksumValid reports whether the header checksum is correct.
 func (b IPv4) ChecksumValid() bool { return Checksum(b[:b.HeaderLen()], 0) == 0xffff }
+
+// IP option types the dataplane looks at (RFC 791).
+const (
+	optEnd  = 0
+	optNOP  = 1
+	optLSRR = 0x83
+	optSSRR = 0x89
+)
+
+// OptionsOK reports whether the options of b, a view from ParseIPv4, are
+// well formed and carry no source route. Each option but End and NOP has a
+// length byte of at least 2 that must not run past the header, as Linux's
+// ip_options_compile demands. Loose and strict source routes are refused as
+// a Linux router refuses them by default (accept_source_route=0): the
+// dataplane does not route by them, and letting them through unrouted would
+// hand the receiver a route it never took. Other options (record route,
+// timestamp, router alert) pass untouched. A header without options is OK.
+func (b IPv4) OptionsOK() bool {
+	opts := b[IPv4MinLen:b.HeaderLen()]
+	for len(opts) > 0 {
+		switch opts[0] {
+		case optEnd:
+			return true
+		case optNOP:
+			opts = opts[1:]
+			continue
+		case optLSRR, optSSRR:
+			return false
+		}
+		if len(opts) < 2 || opts[1] < 2 || int(opts[1]) > len(opts) {
+			return false
+		}
+		opts = opts[opts[1]:]
+	}
+	return true
+}

@@ -199,3 +199,35 @@ func TestReasonString(t *testing.T) {
 		t.Errorf("OK = %q, NumReasons = %q", OK.String(), NumReasons.String())
 	}
 }
+
+func TestOptionsOK(t *testing.T) {
+	base := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 1, 6, 10, 0, 2, 4}
+	for _, tc := range []struct {
+		name string
+		opts []byte
+		ok   bool
+	}{
+		{"none", nil, true},
+		{"NOPs and End", []byte{1, 1, 1, 0}, true},
+		{"record route", []byte{7, 7, 4, 0, 0, 0, 0, 0}, true},
+		{"router alert", []byte{0x94, 4, 0, 0}, true},
+		{"timestamp then End", []byte{0x44, 4, 5, 0, 0, 0, 0, 0}, true},
+		{"loose source route", []byte{0x83, 7, 4, 10, 0, 1, 1, 0}, false},
+		{"strict source route", []byte{1, 0x89, 7, 4, 10, 0, 1, 1}, false},
+		{"length past the header", []byte{7, 9, 4, 0}, false},
+		{"length 0", []byte{7, 0, 0, 0}, false},
+		{"length 1", []byte{0x44, 1, 0, 0}, false},
+		{"length byte missing", []byte{1, 1, 1, 7}, false},
+	} {
+		b := append(append([]byte(nil), base...), tc.opts...)
+		b[0] = 0x40 | byte(len(b)/4)
+		b[3] = byte(len(b))
+		v, r := ParseIPv4(b)
+		if r != OK {
+			t.Fatalf("%s: %v", tc.name, r)
+		}
+		if got := v.OptionsOK(); got != tc.ok {
+			t.Errorf("%s: OptionsOK() = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
