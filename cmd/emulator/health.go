@@ -51,12 +51,16 @@ type monitor struct {
 	mu     sync.Mutex
 	probes map[string]*probeState // by front-end
 	health map[string]aseHealth   // by ASE
-	done   chan struct{}
+	// ctx ends with stop, which also ends the probes and checks under way:
+	// waiting out their timeouts made a lab's teardown take up to 10 s.
+	ctx    context.Context
+	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 func startMonitor(l *runningLab) *monitor {
-	m := &monitor{lab: l, probes: map[string]*probeState{}, health: map[string]aseHealth{}, done: make(chan struct{})}
+	m := &monitor{lab: l, probes: map[string]*probeState{}, health: map[string]aseHealth{}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.every(probeInterval, m.probe)
 	m.every(healthInterval, m.checkHealth)
 	return m
@@ -72,7 +76,7 @@ func (m *monitor) every(d time.Duration, f func()) {
 			f()
 			select {
 			case <-t.C:
-			case <-m.done:
+			case <-m.ctx.Done():
 				return
 			}
 		}
@@ -80,7 +84,7 @@ func (m *monitor) every(d time.Duration, f func()) {
 }
 
 func (m *monitor) stop() {
-	close(m.done)
+	m.cancel()
 	m.wg.Wait()
 }
 
@@ -109,8 +113,10 @@ func (m *monitor) probe() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := get(client, fmt.Sprintf("http://%s:454/probe", fe.Addr))
-				m.probed(fe.Name, err)
+				err := get(m.ctx, client, fmt.Sprintf("http://%s:454/probe", fe.Addr))
+				if m.ctx.Err() == nil { // not cut short by stop
+					m.probed(fe.Name, err)
+				}
 			}()
 		}
 	}
@@ -157,7 +163,7 @@ func (m *monitor) checkHealth() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h := checkASE(t, a, nets, m.lab.engine)
+			h := checkASE(m.ctx, t, a, nets, m.lab.engine)
 			m.mu.Lock()
 			m.health[a.Name] = h
 			m.mu.Unlock()
@@ -168,13 +174,13 @@ func (m *monitor) checkHealth() {
 
 // checkASE runs an ASE's dependency checks from its first worker (or
 // front-end), all at once.
-func checkASE(t *topology.Topology, a *topology.ASE, nets map[string]netx.Net, engine *dataplane.Engine) aseHealth {
+func checkASE(parent context.Context, t *topology.Topology, a *topology.ASE, nets map[string]netx.Net, engine *dataplane.Engine) aseHealth {
 	from := append(append([]*topology.Node{}, a.Workers...), a.FrontEnds...)
 	if len(from) == 0 || nets[from[0].Name] == nil {
 		return aseHealth{Problems: []string{"the ASE has no machines"}, Checked: time.Now()}
 	}
 	n := nets[from[0].Name]
-	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+	ctx, cancel := context.WithTimeout(parent, healthTimeout)
 	defer cancel()
 	addr := func(node string) (netip.Addr, bool) {
 		if nd := t.NodeByName(node); nd != nil {
@@ -229,7 +235,7 @@ func checkASE(t *topology.Topology, a *topology.ASE, nets map[string]netx.Net, e
 			if mgmt == nil {
 				return ""
 			}
-			if err := get(netx.Client(mgmt, healthTimeout), fmt.Sprintf("http://%s:454/", a.VIP)); err != nil {
+			if err := get(ctx, netx.Client(mgmt, healthTimeout), fmt.Sprintf("http://%s:454/", a.VIP)); err != nil {
 				return fmt.Sprintf("Azure management (azure-mgmt) cannot reach the VIP on 454: %v", err)
 			}
 			return ""
@@ -276,8 +282,12 @@ func peerSeen(ctx context.Context, n netx.Net, to netip.AddrPort) (netip.Addr, e
 }
 
 // get fetches url and fails unless it answers 200.
-func get(c *http.Client, url string) error {
-	resp, err := c.Get(url)
+func get(ctx context.Context, c *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		if ue, ok := err.(interface{ Unwrap() error }); ok {
 			if ne, ok := ue.Unwrap().(net.Error); ok && ne.Timeout() {
