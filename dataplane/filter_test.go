@@ -1,10 +1,14 @@
 package dataplane
 
 import (
+	"net"
 	"strings"
 	"testing"
 
+	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/topology"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // parseLab returns the default lab edited by replacement pairs; an edit
@@ -126,4 +130,33 @@ func TestASESubnetVMIsolated(t *testing.T) {
 	l.expectDrops(t, DropASESubnetVM, 1)
 	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 43401, "10.0.1.7", 80, true, false))
 	tcpOf(t, l.devs["ase1-w2"].recv(t))
+}
+
+// A protocol conntrack does not follow (253, for experiments: RFC 3692)
+// meets the NSGs too:
+// within the VNet the default rules admit it, and an inbound Deny of
+// protocol Any on vm-subnet stops it, packet by packet.
+func TestNSGJudgesUntrackedProtocols(t *testing.T) {
+	exp := func(src, dst string) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: 253,
+			SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+		return serialize(t, ip, gopacket.Payload([]byte{1, 2, 3, 4, 5, 6, 7, 8}))
+	}
+	l := newLabFrom(t, parseLab(t,
+		"        addressPrefix: 10.0.2.0/24\n", "        addressPrefix: 10.0.2.0/24\n        networkSecurityGroup: vm-nsg\n",
+		"networkSecurityGroups: []\n", `networkSecurityGroups:
+  - name: vm-nsg
+    securityRules:
+      - {name: DenyAll, priority: 100, direction: Inbound, access: Deny, protocol: "*"}
+`), nil)
+	l.devs["db1"].inject(nil, exp("10.0.2.4", "10.0.1.6"))
+	// gopacket cannot decode protocol 253's payload, so only the IP layer
+	// is checked.
+	p := l.devs["ase1-w1"].recv(t).Layer(layers.LayerTypeIPv4)
+	if ip, ok := p.(*layers.IPv4); !ok || ip.Protocol != 253 || !header.IPv4(ip.Contents).ChecksumValid() {
+		t.Fatalf("ase1-w1 got %v, want protocol 253 with a valid checksum", p)
+	}
+	l.devs["ase1-w1"].inject(nil, exp("10.0.1.6", "10.0.2.4"))
+	l.devs["db1"].expectNothing(t)
+	l.expectDrops(t, DropNSGInbound, 1)
 }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/nat"
 )
 
 // untracked decides about a packet conntrack cannot follow: no TCP, UDP or
@@ -12,8 +13,16 @@ import (
 // packet routed to it untracked; a protocol conntrack does not know)
 // passes untranslated unless it would need NAT. It reports whether the
 // packet may go on, and counts it if not.
+//
+// A protocol conntrack does not know (GRE, ESP, SCTP, ...) still meets the
+// NSGs, whose rules for protocol Any apply to it, as in Azure; it used to
+// pass around them. With no flow to remember a verdict, each packet is
+// judged on its own, so a reply needs a rule that admits it too (the
+// default rules admit traffic within the VNet both ways).
 func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4) bool {
+	icmpError := false
 	if p := ip.Payload(); ip.Protocol() == header.ProtoICMP && len(p) > 0 && header.IsICMPError(p[0]) {
+		icmpError = true
 		q := p[min(len(p), header.ICMPv4MinLen):]
 		if len(q) < header.IPv4MinLen || q[0]>>4 != 4 || q[0]&0xf < 5 || header.AddrFromSlice(q[12:16]) != ip.Dst() {
 			in.stats.drop(DropICMPBadQuote)
@@ -23,6 +32,15 @@ func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4) bool {
 	if s.pol.needsNAT(in.node, ip.Src(), ip.Dst()) {
 		in.stats.drop(DropUntranslatable)
 		return false
+	}
+	if !icmpError {
+		if t, _, found := s.fib.Lookup(ip.Dst()); found && t.kind == targetPort {
+			k := nat.Key{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
+			if reason, ok := s.filter(in.node, s.ports[t.port].node, k, k); !ok {
+				in.stats.drop(reason)
+				return false
+			}
+		}
 	}
 	return true
 }
