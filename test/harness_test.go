@@ -162,6 +162,17 @@ func (l *lab) mustExec(node string, cmd ...string) string {
 	return r.stdout
 }
 
+// noICMPRateLimit turns off node's per-destination ICMP error rate limit
+// (net.ipv4.icmp_ratelimit, in the node's own namespace). A traceroute's
+// last hop is the destination's port unreachable, which that limiter may
+// drop: a clean-clone CI run lost the first one to a fresh peer
+// (IcmpOutRateLimitHost counted it). The limiter is the node's business,
+// not the dataplane's that these tests check.
+func (l *lab) noICMPRateLimit(node string) {
+	l.t.Helper()
+	l.mustExec(node, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
+}
+
 // bg is a command running inside a node, started by a test.
 type bg struct {
 	cmd            *exec.Cmd

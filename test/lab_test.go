@@ -95,6 +95,7 @@ func TestPingAndTimeExceeded(t *testing.T) {
 		t.Errorf("ping from db1 to its gateway 10.0.2.1 failed: %v", r)
 	}
 	// traceroute shows the dataplane's hop, then the destination.
+	l.noICMPRateLimit("ase1-w1")
 	r = l.exec("db1", 30*time.Second, "traceroute", "-n", "-q", "1", "-w", "2", "10.0.1.6")
 	hops := regexp.MustCompile(`(?m)^\s*(\d+)\s+(\S+)`).FindAllStringSubmatch(r.stdout, -1)
 	if r.code != 0 || len(hops) != 2 || hops[0][2] != "10.0.2.1" || hops[1][2] != "10.0.1.6" {

@@ -122,6 +122,7 @@ func TestPingAndTracerouteThroughSNAT(t *testing.T) {
 	if r := l.exec("ase1-w1", 20*time.Second, "ping", "-c", "2", "-W", "2", "203.0.113.10"); r.code != 0 {
 		t.Fatalf("ping from ase1-w1 to echo failed: %v", r)
 	}
+	l.noICMPRateLimit("echo")
 	r := l.exec("ase1-w1", 30*time.Second, "traceroute", "-n", "-q", "1", "-w", "2", "203.0.113.10")
 	hops := regexp.MustCompile(`(?m)^\s*(\d+)\s+(\S+)`).FindAllStringSubmatch(r.stdout, -1)
 	if r.code != 0 || len(hops) != 2 || hops[0][2] != "10.0.1.1" || hops[1][2] != "203.0.113.10" {
