@@ -214,9 +214,16 @@ func TestSoak(t *testing.T) {
 		}
 		// Slack for the connections in flight when the sample is taken: the
 		// lab's services run in the dataplane process, a goroutine or two
-		// per connection.
-		if d := r.goroutines - ref.goroutines; d > ref.goroutines/10+16 || -d > ref.goroutines/10+16 {
-			t.Errorf("goroutines at %v are %d, more than 10%% (+16) from %d at %v", r.at, r.goroutines, ref.goroutines, ref.at)
+		// per connection. A burst of them can pass the slack for one
+		// sample (a 10-minute soak saw 282 once, 236 before and after), so
+		// a sample fails only if the next one is out of bounds too: a leak
+		// stays, a burst does not.
+		out := func(g int) bool {
+			d := g - ref.goroutines
+			return d > ref.goroutines/10+16 || -d > ref.goroutines/10+16
+		}
+		if out(r.goroutines) && (i+1 == len(rows) || out(rows[i+1].goroutines)) {
+			t.Errorf("goroutines at %v are %d, more than 10%% (+16) from %d at %v, and stay there", r.at, r.goroutines, ref.goroutines, ref.at)
 		}
 	}
 	if ref == nil {
