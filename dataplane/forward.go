@@ -89,12 +89,9 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	var flow nat.Flow
 	tracked, ok := false, true
 	if ip.IsFragment() { // frag.go: tracked by IP ID
-		flow, tracked, ok = e.fragment(s, in, ip, viaGateway, now, w)
+		flow, tracked, ok = e.fragment(s, in, ip, t, found, viaGateway, now, w)
 	} else if k, keyed := nat.KeyOf(ip); keyed {
-		// track, by hand: it is too big to inline on this path.
-		if tracked = e.ct.LookupInto(k, now, &flow); !tracked {
-			flow, tracked = e.newFlow(s, in, ip, k, viaGateway, now, w)
-		}
+		tracked = e.track(s, in, ip, k, viaGateway, now, w, &flow)
 		ok = tracked
 	} else if e.ct.TranslateICMPError(ip, vnet, now) {
 		// An error about a translated flow, already rewritten for its
@@ -102,7 +99,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 		dst = ip.Dst()
 		t, _, found = s.fib.Lookup(dst)
 	} else {
-		ok = e.untracked(s, in, ip)
+		ok = e.untracked(s, in, ip, t, found)
 	}
 	if !ok {
 		return
@@ -129,13 +126,17 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	e.transmit(in, out, b[:header.VirtioNetHdrLen+ip.TotalLen()], w)
 }
 
-// track returns the flow of k, the tuple of ip, creating it if there is
-// none. It is false if ip was refused (and counted).
-func (e *Engine) track(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker) (nat.Flow, bool) {
-	if f, ok := e.ct.Lookup(k, now); ok {
-		return f, true
+// track finds the flow of k, the tuple of ip, into *f, creating it if
+// there is none. It is false if ip was refused (and counted). LookupInto
+// fills the caller's Flow: returning the 64-byte Flow by value went
+// through the stack per packet.
+func (e *Engine) track(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker, f *nat.Flow) bool {
+	if e.ct.LookupInto(k, now, f) {
+		return true
 	}
-	return e.newFlow(s, in, ip, k, viaGateway, now, w)
+	var ok bool
+	*f, ok = e.newFlow(s, in, ip, k, viaGateway, now, w)
+	return ok
 }
 
 // newFlow creates the flow of a connection's first packet: the policy says

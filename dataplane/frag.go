@@ -133,12 +133,12 @@ func l4Min(proto uint8) int {
 // for a protocol conntrack does not follow, which then passes untranslated
 // as its unfragmented packets would. ok is false if the fragment was
 // dropped (and counted).
-func (e *Engine) fragment(s *snapshot, in *Port, ip header.IPv4, viaGateway bool, now int64, w *worker) (f nat.Flow, tracked, ok bool) {
+func (e *Engine) fragment(s *snapshot, in *Port, ip header.IPv4, t target, found, viaGateway bool, now int64, w *worker) (f nat.Flow, tracked, ok bool) {
 	proto := ip.Protocol()
 	switch proto {
 	case header.ProtoTCP, header.ProtoUDP, header.ProtoICMP:
 	default:
-		return nat.Flow{}, false, e.untracked(s, in, ip)
+		return nat.Flow{}, false, e.untracked(s, in, ip, t, found)
 	}
 	fk := fragKeyOf(ip)
 	if off := ip.FragOffset(); off != 0 {
@@ -146,11 +146,11 @@ func (e *Engine) fragment(s *snapshot, in *Port, ip header.IPv4, viaGateway bool
 			in.stats.drop(DropFragTiny)
 			return nat.Flow{}, false, false
 		}
-		k, found := in.fragGet(fk, now)
-		if found {
-			f, found = e.ct.Lookup(k, now)
+		k, known := in.fragGet(fk, now)
+		if known {
+			known = e.ct.LookupInto(k, now, &f)
 		}
-		if !found {
+		if !known {
 			in.stats.drop(DropFragNoFirst)
 			return nat.Flow{}, false, false
 		}
@@ -167,7 +167,7 @@ func (e *Engine) fragment(s *snapshot, in *Port, ip header.IPv4, viaGateway bool
 		in.stats.drop(DropUntranslatable)
 		return nat.Flow{}, false, false
 	}
-	if f, ok = e.track(s, in, ip, k, viaGateway, now, w); ok {
+	if ok = e.track(s, in, ip, k, viaGateway, now, w, &f); ok {
 		in.fragPut(fk, k, now)
 	}
 	return f, ok, ok

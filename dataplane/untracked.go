@@ -18,8 +18,9 @@ import (
 // NSGs, whose rules for protocol Any apply to it, as in Azure; it used to
 // pass around them. With no flow to remember a verdict, each packet is
 // judged on its own, so a reply needs a rule that admits it too (the
-// default rules admit traffic within the VNet both ways).
-func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4) bool {
+// default rules admit traffic within the VNet both ways). t and found are
+// the packet's route, which forward has already looked up.
+func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4, t target, found bool) bool {
 	icmpError := false
 	if p := ip.Payload(); ip.Protocol() == header.ProtoICMP && len(p) > 0 && header.IsICMPError(p[0]) {
 		icmpError = true
@@ -34,7 +35,7 @@ func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4) bool {
 		return false
 	}
 	if !icmpError {
-		if t, _, found := s.fib.Lookup(ip.Dst()); found && t.kind == targetPort {
+		if found && t.kind == targetPort {
 			k := nat.Key{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
 			if reason, ok := s.filter(in.node, s.ports[t.port].node, k, k); !ok {
 				in.stats.drop(reason)
