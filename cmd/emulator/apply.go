@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,8 +76,7 @@ func controlPost(lab, path string, v, out any) error {
 
 func (l *runningLab) handleApply(w http.ResponseWriter, r *http.Request) {
 	var req applyRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, topology.MaxFileSize*2)).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if !readJSON(w, r, topology.MaxFileSize*2, &req) {
 		return
 	}
 	t, err := topology.Parse(req.File, req.Content)

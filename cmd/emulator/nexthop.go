@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,8 +56,7 @@ func cmdNexthop(args []string, stdout io.Writer) error {
 
 func (l *runningLab) handleNexthop(w http.ResponseWriter, r *http.Request) {
 	var q nexthopRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&q); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if !readJSON(w, r, 1<<16, &q) {
 		return
 	}
 	to, err := netip.ParseAddr(q.To)

@@ -126,6 +126,16 @@ func (l *runningLab) handleFlows(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, l.engine.Flows())
 }
 
+// readJSON decodes a control request's body, at most limit bytes, into v;
+// on failure it answers 400 and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	if err := json.NewDecoder(io.LimitReader(r.Body, limit)).Decode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)

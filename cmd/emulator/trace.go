@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -53,20 +52,8 @@ type traceHop struct {
 func cmdTrace(args []string, stdout io.Writer) error {
 	fs, name := newFlags("trace")
 	var q verifyRequest
-	fs.StringVar(&q.From, "from", "", "node to send the probe from")
-	fs.StringVar(&q.To, "to", "", "destination ADDR:PORT (ADDR for icmp)")
-	fs.StringVar(&q.Proto, "proto", "tcp", "tcp, udp or icmp")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args, name); err != nil {
-		return err
-	}
-	if q.From == "" || q.To == "" || fs.NArg() > 0 {
-		return usagef("trace: usage: emulator trace [--name LAB] --from NODE --to ADDR:PORT [--proto tcp|udp|icmp] [--json]")
-	}
-	if _, err := q.query(); err != nil {
-		return usagef("trace: %v", err)
-	}
-	if err := needRoot("trace"); err != nil {
+	asJSON := probeFlags(fs, &q)
+	if err := parseProbe(fs, args, name, &q, "emulator trace [--name LAB] --from NODE --to ADDR:PORT [--proto tcp|udp|icmp] [--json]"); err != nil {
 		return err
 	}
 	var r traceResult
@@ -114,8 +101,7 @@ func cmdTrace(args []string, stdout io.Writer) error {
 
 func (l *runningLab) handleTrace(w http.ResponseWriter, r *http.Request) {
 	var req verifyRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if !readJSON(w, r, 1<<16, &req) {
 		return
 	}
 	q, err := req.query()

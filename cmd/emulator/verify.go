@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,24 +22,36 @@ type verifyRequest struct {
 	Direction string `json:"direction"`
 }
 
-func cmdVerify(args []string, stdout io.Writer) error {
-	fs, name := newFlags("verify")
-	var q verifyRequest
+// probeFlags registers the flags of a command about one flow (verify,
+// trace): --from, --to, --proto and --json.
+func probeFlags(fs *flag.FlagSet, q *verifyRequest) (asJSON *bool) {
 	fs.StringVar(&q.From, "from", "", "node the flow starts from")
-	fs.StringVar(&q.To, "to", "", "destination ADDR[:PORT]")
+	fs.StringVar(&q.To, "to", "", "destination ADDR[:PORT] (ADDR for icmp)")
 	fs.StringVar(&q.Proto, "proto", "tcp", "tcp, udp or icmp")
-	fs.StringVar(&q.Direction, "direction", "both", "outbound (at the source), inbound (at the destination) or both")
-	asJSON := fs.Bool("json", false, "print JSON")
+	return fs.Bool("json", false, "print JSON")
+}
+
+// parseProbe parses what probeFlags registered, checks the flow it names,
+// and that the command runs as root; usage is the command's synopsis.
+func parseProbe(fs *flag.FlagSet, args []string, name *string, q *verifyRequest, usage string) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
 	if q.From == "" || q.To == "" || fs.NArg() > 0 {
-		return usagef("verify: usage: emulator verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto tcp|udp|icmp] [--direction inbound|outbound|both]")
+		return usagef("%s: usage: %s", fs.Name(), usage)
 	}
 	if _, err := q.query(); err != nil {
-		return usagef("verify: %v", err)
+		return usagef("%s: %v", fs.Name(), err)
 	}
-	if err := needRoot("verify"); err != nil {
+	return needRoot(fs.Name())
+}
+
+func cmdVerify(args []string, stdout io.Writer) error {
+	fs, name := newFlags("verify")
+	var q verifyRequest
+	asJSON := probeFlags(fs, &q)
+	fs.StringVar(&q.Direction, "direction", "both", "outbound (at the source), inbound (at the destination) or both")
+	if err := parseProbe(fs, args, name, &q, "emulator verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto tcp|udp|icmp] [--direction inbound|outbound|both]"); err != nil {
 		return err
 	}
 	var r dataplane.VerifyResult
@@ -108,8 +120,7 @@ func (q verifyRequest) query() (dataplane.VerifyQuery, error) {
 
 func (l *runningLab) handleVerify(w http.ResponseWriter, r *http.Request) {
 	var req verifyRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if !readJSON(w, r, 1<<16, &req) {
 		return
 	}
 	q, err := req.query()
