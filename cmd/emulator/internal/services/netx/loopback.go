@@ -74,34 +74,43 @@ func (l *Loopback) Addr(network string, port int) string {
 
 // Listen implements Net.
 func (l *Loopback) Listen(network, address string) (net.Listener, error) {
-	base := baseNetwork(network)
-	if base != "tcp" {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
-	}
-	port, err := requestedPort(address)
-	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
-	}
-	// The registry lock is held across the real listen so that two
-	// listeners racing for one requested port cannot both succeed.
-	l.reg.mu.Lock()
-	defer l.reg.mu.Unlock()
-	if port != 0 && l.ports[portKey{base, port}] != "" {
-		return nil, l.inUse("listen", network, port)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	var ln net.Listener
+	release, err := l.bind(network, address, "tcp", func() (net.Addr, error) {
+		var err error
+		if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		return ln.Addr(), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	actual := ln.Addr().String()
-	k := l.claim(base, port, ln.Addr())
-	return &loopbackListener{Listener: ln, release: l.releaser(k, actual)}, nil
+	return &loopbackListener{Listener: ln, release: release}, nil
 }
 
 // ListenPacket implements Net.
 func (l *Loopback) ListenPacket(network, address string) (net.PacketConn, error) {
-	base := baseNetwork(network)
-	if base != "udp" {
+	var pc net.PacketConn
+	release, err := l.bind(network, address, "udp", func() (net.Addr, error) {
+		var err error
+		if pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		return pc.LocalAddr(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &loopbackPacketConn{PacketConn: pc, release: release}, nil
+}
+
+// bind checks that network is of kind base and that the port address asks
+// for is free on this node, opens the real loopback socket with open and
+// claims the port for it. The registry lock is held across open so that
+// two sockets racing for one requested port cannot both succeed. It
+// returns what releases the port when the socket closes.
+func (l *Loopback) bind(network, address, base string, open func() (net.Addr, error)) (func(), error) {
+	if baseNetwork(network) != base {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
 	}
 	port, err := requestedPort(address)
@@ -113,13 +122,11 @@ func (l *Loopback) ListenPacket(network, address string) (net.PacketConn, error)
 	if port != 0 && l.ports[portKey{base, port}] != "" {
 		return nil, l.inUse("listen", network, port)
 	}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	actual, err := open()
 	if err != nil {
 		return nil, err
 	}
-	actual := pc.LocalAddr().String()
-	k := l.claim(base, port, pc.LocalAddr())
-	return &loopbackPacketConn{PacketConn: pc, release: l.releaser(k, actual)}, nil
+	return l.releaser(l.claim(base, port, actual), actual.String()), nil
 }
 
 // DialContext implements Net. The host is looked up among the registry's
