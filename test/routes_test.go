@@ -64,11 +64,7 @@ func TestForcedTunneling(t *testing.T) {
 	if nh := l.nexthop("ase1-w1", "203.0.113.10"); nh.Type != "VirtualNetworkGateway" {
 		t.Errorf("nexthop with forced tunneling = %+v, want VirtualNetworkGateway", nh)
 	}
-	unhealthy := func() bool {
-		a := l.ase("ase1")
-		return a.Health == "Unhealthy" && strings.Contains(strings.Join(a.Problems, "\n"), "forced tunneling")
-	}
-	if !waitFor(15*time.Second, unhealthy) {
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Unhealthy", "forced tunneling")) {
 		t.Fatalf("F16: ase1 should be Unhealthy naming forced tunneling: %+v", l.ase("ase1"))
 	}
 
@@ -82,7 +78,7 @@ func TestForcedTunneling(t *testing.T) {
 	if nh := l.nexthop("ase1-w1", "203.0.113.10"); nh.Type != "Internet" || nh.Route != "DefaultToInternet" {
 		t.Errorf("nexthop after the fix = %+v, want Internet by DefaultToInternet", nh)
 	}
-	if !waitFor(15*time.Second, func() bool { return l.ase("ase1").Health == "Healthy" }) {
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Healthy", "")) {
 		t.Fatalf("F16: after the fix ase1 should be Healthy: %+v", l.ase("ase1"))
 	}
 	// ExpressRoute's more specific prefixes still go on-premises.

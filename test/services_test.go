@@ -32,6 +32,15 @@ type aseJSON struct {
 	} `json:"frontEnds"`
 }
 
+// aseHealthIs returns a condition for waitFor: ASE name's health is
+// health and, when problem is not empty, one of its problems names it.
+func (l *lab) aseHealthIs(name, health, problem string) func() bool {
+	return func() bool {
+		a := l.ase(name)
+		return a.Health == health && strings.Contains(strings.Join(a.Problems, "\n"), problem)
+	}
+}
+
 func (l *lab) ase(name string) aseJSON {
 	l.t.Helper()
 	var s struct {
@@ -139,7 +148,7 @@ func TestProbesAndRotation(t *testing.T) {
 // removing the block makes it Healthy again.
 func TestASEHealth(t *testing.T) {
 	l := upLab(t)
-	if !waitFor(15*time.Second, func() bool { return l.ase("ase1").Health == "Healthy" }) {
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Healthy", "")) {
 		t.Fatalf("ase1 should be Healthy in the default lab: %+v", l.ase("ase1"))
 	}
 	block := writeTopology(t, "block-sql.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
@@ -148,11 +157,7 @@ func TestASEHealth(t *testing.T) {
 	if r := emu(t, "apply", "--name", l.name, "-f", block); r.code != 0 {
 		t.Fatalf("apply: %v", r)
 	}
-	unhealthy := func() bool {
-		a := l.ase("ase1")
-		return a.Health == "Unhealthy" && strings.Contains(strings.Join(a.Problems, "\n"), "Azure SQL")
-	}
-	if !waitFor(15*time.Second, unhealthy) {
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Unhealthy", "Azure SQL")) {
 		t.Fatalf("F16: with 1433 blocked, ase1 should turn Unhealthy naming Azure SQL: %+v", l.ase("ase1"))
 	}
 	if a := l.ase("ase2"); a.Health != "Healthy" {
@@ -161,7 +166,7 @@ func TestASEHealth(t *testing.T) {
 	if r := emu(t, "apply", "--name", l.name, "-f", writeTopology(t, "default.yaml")); r.code != 0 {
 		t.Fatalf("apply: %v", r)
 	}
-	if !waitFor(15*time.Second, func() bool { return l.ase("ase1").Health == "Healthy" }) {
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Healthy", "")) {
 		t.Fatalf("F16: with 1433 open again, ase1 should be Healthy: %+v", l.ase("ase1"))
 	}
 }
