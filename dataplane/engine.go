@@ -1,13 +1,13 @@
 // Package dataplane carries every packet between the lab's nodes.
 //
-// Each node's interface is a tun.Device, with one or more queues. One
-// goroutine per queue reads its packets and runs each through the pipeline
-// in forward.go:
+// Each node's interface is a tun.Device, with one or more queues. A worker
+// per queue number waits on that queue of every node at once (poll.go),
+// reads each packet and runs it through the pipeline in forward.go:
 //
 //	parse → TTL → conntrack (a new flow: policy) → route → MTU → translate → write
 //
-// The goroutine that read a packet writes it; nothing on the way takes a
-// lock, sends on a channel or allocates.
+// The worker that read a packet writes it; nothing on the way takes a lock,
+// sends on a channel or allocates.
 //
 // What the pipeline consults (ports, forwarding table, policy) is one
 // immutable snapshot behind an atomic pointer. Reconfiguring the lab (a
@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,16 +83,31 @@ type Engine struct {
 	mu        sync.Mutex      // serialises reconfiguration
 	unhealthy map[string]bool // front-ends out of rotation (F15)
 	started   bool
+	workers   []*pollWorker // by queue number: poll.go
+
+	spin        time.Duration // Config.Spin
+	maxSpinners int32         // workers that may spin at once
+	spinners    atomic.Int32
 }
 
 // Config holds what the engine takes from outside the topology.
 type Config struct {
 	Clock nat.Clock // nil: a coarse monotonic clock (clock.go)
+	// Spin is how long a worker keeps looking for packets before it
+	// sleeps (tun.Poller.Wait). 0 means DefaultSpin; negative, never.
+	Spin time.Duration
 }
+
+// DefaultSpin is Config.Spin's default.
+const DefaultSpin = 50 * time.Microsecond
 
 // New builds an engine for topology t with one port per spec.
 func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
-	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}}
+	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}, spin: cfg.Spin}
+	if e.spin == 0 {
+		e.spin = DefaultSpin
+	}
+	e.maxSpinners = int32(max(1, runtime.GOMAXPROCS(0)/2))
 	ports, err := newPorts(nil, specs)
 	if err != nil {
 		return nil, err
@@ -172,8 +188,9 @@ func (e *Engine) compile(t *topology.Topology, ports []*Port) (*snapshot, error)
 // is exact: a flow past its timeout is gone for lookups at once.
 const sweepInterval = time.Second
 
-// Start starts one forwarding goroutine per port queue, the clock and the
-// conntrack sweeper. Close stops them.
+// Start starts the forwarding: a worker per queue number for the ports
+// whose queues can be polled (poll.go), a goroutine per queue for the
+// others; and the clock and the conntrack sweeper. Close stops them.
 func (e *Engine) Start() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -206,6 +223,9 @@ func (e *Engine) Start() {
 
 func (e *Engine) startPort(p *Port) {
 	for i, q := range p.queues {
+		if e.attachPolled(p, q, i) {
+			continue
+		}
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
@@ -258,7 +278,9 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 			e.startPort(p)
 		}
 	}
-	return closePorts(closing)
+	err = closePorts(closing)
+	e.detachPolled(closing)
+	return err
 }
 
 // SetInRotation takes a front-end out of its VIP's rotation, or puts it
@@ -286,8 +308,18 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	close(e.done)
+	for _, pw := range e.workers {
+		if pw != nil {
+			pw.poller.Wake()
+		}
+	}
 	err := closePorts(e.cur.Load().ports)
 	e.wg.Wait()
+	for _, pw := range e.workers {
+		if pw != nil {
+			pw.poller.Close()
+		}
+	}
 	return err
 }
 

@@ -235,8 +235,8 @@ func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
 // transmit writes one packet to out and counts it. It writes on the queue
 // of out numbered like the worker's own: the kernel then steers the node's
 // replies of that flow to the same queue number (tun_flow_update), so both
-// directions of a flow stay on one goroutine per port, and two workers
-// never share a descriptor's write lock.
+// directions of a flow stay on one worker, and two workers never share a
+// descriptor's write lock.
 func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
 	w.out[0] = pkt
 	q := out.dev

@@ -41,12 +41,13 @@ import (
 // unfragmented packets of that protocol (see untracked).
 //
 // The table is per ingress port: the fragments of one datagram come from
-// one sender, hence one port. A port has a goroutine per queue, and the
-// kernel may steer a datagram's fragments to different queues (its flow
-// hash sees ports in the first fragment only), so the table has a mutex:
-// only fragments take it, and they are rare. It is a fixed array, allocated on the port's first fragment:
-// fragSlots entries, each key probing fragWays slots and, with all of them
-// live, replacing the one that expires first. It never grows.
+// one sender, hence one port. A port's queues are read by different
+// workers, and the kernel may steer a datagram's fragments to different
+// queues (its flow hash sees ports in the first fragment only), so the
+// table has a mutex: only fragments take it, and they are rare. It is a
+// fixed array, allocated on the port's first fragment: fragSlots entries,
+// each key probing fragWays slots and, with all of them live, replacing the
+// one that expires first. It never grows.
 
 const (
 	fragSlots   = 64 // per port; a power of two

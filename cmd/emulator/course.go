@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/scripts/labs"
 )
 
@@ -153,7 +154,7 @@ func (c *course) up(file string) error {
 	if err := os.WriteFile(path, content, 0o600); err != nil {
 		return err
 	}
-	return upDetached(c.name, path, upOptions{}, c.out)
+	return upDetached(c.name, path, upOptions{busyPoll: dataplane.DefaultSpin}, c.out)
 }
 
 // check runs every step's probe (or only step `only`), prints ✓ or ✗ with a

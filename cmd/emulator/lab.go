@@ -52,6 +52,7 @@ type runningLab struct {
 	engine   *dataplane.Engine
 	devs     []tun.Device
 	queues   int                       // per node interface
+	busyPoll time.Duration             // up --busy-poll
 	nets     map[string]netx.Net       // each node's sockets, for its services
 	nsh      map[string]netns.NsHandle // by node, kept open for nets
 	svc      *labServices
@@ -68,8 +69,8 @@ type runningLab struct {
 
 // startLab builds lab name from topo and starts its dataplane. On failure
 // nothing of the lab is left behind.
-// queues is the number of queues of each node's interface; 0 picks it.
-func startLab(name string, topo *topology.Topology, source string, queues int) (*runningLab, error) {
+// opt.queues is the number of queues of each node's interface; 0 picks it.
+func startLab(name string, topo *topology.Topology, source string, opt upOptions) (*runningLab, error) {
 	lock, err := acquireLock(name)
 	if errors.Is(err, errLabRunning) {
 		return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
@@ -95,10 +96,11 @@ func startLab(name string, topo *topology.Topology, source string, queues int) (
 		lock.release()
 		return nil, err
 	}
+	queues := opt.queues
 	if queues == 0 {
 		queues = autoQueues(len(topo.Nodes))
 	}
-	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues}
+	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues, busyPoll: opt.busyPoll}
 	if err := l.build(); err != nil {
 		l.stop()
 		return nil, err
@@ -138,7 +140,11 @@ func (l *runningLab) build() error {
 	for i, n := range l.topo.Nodes {
 		specs[i] = dataplane.PortSpec{Node: n, Dev: testPanicDevice(l.devs[i])}
 	}
-	e, err := dataplane.New(l.topo, specs, dataplane.Config{})
+	spin := l.busyPoll
+	if spin == 0 {
+		spin = -1 // Config's "never"
+	}
+	e, err := dataplane.New(l.topo, specs, dataplane.Config{Spin: spin})
 	if err != nil {
 		return err
 	}

@@ -39,17 +39,34 @@ func testPanicDevice(dev tun.Device) tun.Device {
 	}
 	mq, ok := dev.(tun.MultiQueue)
 	if !ok {
-		return panicDevice{dev}
+		return panicQueue(dev)
 	}
 	// Every queue, since the kernel may steer the marked packet to any.
 	p := panicQueues{Device: dev}
 	for _, q := range mq.Queues() {
-		p.queues = append(p.queues, panicDevice{q})
+		p.queues = append(p.queues, panicQueue(q))
 	}
 	return p
 }
 
+// panicQueue wraps one queue, keeping it tun.Pollable if it was, so that
+// the panic happens in the dataplane's real forwarding workers.
+func panicQueue(q tun.Device) tun.Device {
+	if pq, ok := q.(tun.Pollable); ok {
+		return panicPollable{pq}
+	}
+	return panicDevice{q}
+}
+
 type panicDevice struct{ tun.Device }
+
+type panicPollable struct{ tun.Pollable }
+
+func (d panicPollable) TryRead(bufs [][]byte, sizes []int) (int, error) {
+	n, err := d.Pollable.TryRead(bufs, sizes)
+	panicOnMagic(bufs, sizes, n, d.Name())
+	return n, err
+}
 
 type panicQueues struct {
 	tun.Device
@@ -60,10 +77,14 @@ func (p panicQueues) Queues() []tun.Device { return p.queues }
 
 func (d panicDevice) Read(bufs [][]byte, sizes []int) (int, error) {
 	n, err := d.Device.Read(bufs, sizes)
+	panicOnMagic(bufs, sizes, n, d.Name())
+	return n, err
+}
+
+func panicOnMagic(bufs [][]byte, sizes []int, n int, name string) {
 	for i := 0; i < n; i++ {
 		if bytes.Contains(bufs[i][:sizes[i]], testPanicMagic) {
-			panic(fmt.Sprintf("%s=forward: injected panic in the forwarding goroutine of %s", testPanicEnv, d.Name()))
+			panic(fmt.Sprintf("%s=forward: injected panic in the forwarding goroutine of %s", testPanicEnv, name))
 		}
 	}
-	return n, err
 }

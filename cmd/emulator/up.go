@@ -13,7 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
+	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/dataplane/tun"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
@@ -32,6 +34,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	detach := fs.Bool("d", false, "return once the lab is ready and keep it running in the background")
 	queues := fs.Int("queues", 0, "queues per node interface (0: one per CPU, up to 4)")
 	metrics := fs.String("metrics", "", "export Prometheus metrics on this loopback ADDR:PORT")
+	busyPoll := fs.Duration("busy-poll", dataplane.DefaultSpin, "how long the dataplane looks for packets before it sleeps (0: never)")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
@@ -46,6 +49,10 @@ func cmdUp(args []string, stdout io.Writer) error {
 	if *queues < 0 || *queues > tun.MaxQueues {
 		return usagef("up: --queues %d: use 0 (automatic) to %d", *queues, tun.MaxQueues)
 	}
+	if *busyPoll < 0 || *busyPoll > maxBusyPoll {
+		return usagef("up: --busy-poll %v: use 0 to %v", *busyPoll, maxBusyPoll)
+	}
+	opt := upOptions{queues: *queues, metrics: *metrics, busyPoll: *busyPoll}
 	topo, source, err := loadTopology(*file)
 	if err != nil {
 		return err
@@ -54,7 +61,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *detach {
-		return upDetached(*name, *file, upOptions{queues: *queues, metrics: *metrics}, stdout)
+		return upDetached(*name, *file, opt, stdout)
 	}
 
 	// A detached child reports on its ready pipe; a foreground run prints.
@@ -67,7 +74,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	lab, err := startLab(*name, topo, source, *queues)
+	lab, err := startLab(*name, topo, source, opt)
 	if err == nil && *metrics != "" {
 		if err = lab.serveMetrics(*metrics); err != nil {
 			lab.stop()
@@ -122,9 +129,14 @@ func loadTopology(file string) (*topology.Topology, string, error) {
 
 // upOptions are the flags of up that a detached child is given again.
 type upOptions struct {
-	queues  int    // --queues: per node interface, 0 automatic
-	metrics string // --metrics: the loopback address to serve metrics on
+	queues   int           // --queues: per node interface, 0 automatic
+	metrics  string        // --metrics: the loopback address to serve metrics on
+	busyPoll time.Duration // --busy-poll: 0 never
 }
+
+// maxBusyPoll bounds --busy-poll: past a millisecond a worker spins through
+// gaps that are not between two packets of one exchange.
+const maxBusyPoll = time.Millisecond
 
 // upDetached starts this program again as a background process that runs
 // the lab, waits until that process reports the lab ready or failed, and
@@ -147,7 +159,7 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 	}
 	defer r.Close()
 
-	args := []string{"up", "--name", name, "--queues", strconv.Itoa(opt.queues)}
+	args := []string{"up", "--name", name, "--queues", strconv.Itoa(opt.queues), "--busy-poll", opt.busyPoll.String()}
 	if opt.metrics != "" {
 		args = append(args, "--metrics", opt.metrics)
 	}

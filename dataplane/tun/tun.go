@@ -6,6 +6,8 @@
 // one write instead of ~44 MTU-sized ones.
 package tun
 
+import "syscall"
+
 // Device is the interface the dataplane's forwarding loop needs. It is shaped
 // after wireguard-go's tun.Device so a batching backend (multi-queue TUN,
 // AF_XDP) can replace the single-queue one without touching the pipeline.
@@ -31,4 +33,15 @@ type Device interface {
 type MultiQueue interface {
 	Device
 	Queues() []Device
+}
+
+// Pollable is a queue the dataplane can wait on together with many others
+// (Poller), then read without blocking. A wrapper that adds behaviour to a
+// queue (a test's, say) stays Pollable by passing these through.
+type Pollable interface {
+	Device
+	// SyscallConn gives the descriptor a Poller registers.
+	SyscallConn() (syscall.RawConn, error)
+	// TryRead is Read that returns 0 at once when no packet is waiting.
+	TryRead(bufs [][]byte, sizes []int) (n int, err error)
 }

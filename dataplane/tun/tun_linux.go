@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +27,7 @@ const MaxQueues = 16
 // (IFF_MULTI_QUEUE). Reading and writing the Linux itself uses its first
 // queue.
 type Linux struct {
-	queue
+	*queue
 	name   string
 	queues []Device
 }
@@ -34,13 +35,25 @@ type Linux struct {
 // queue is one descriptor of a TUN device. The kernel steers each flow the
 // node sends to one queue (by its hash, or to the queue the flow's replies
 // were last written to), so a flow stays on one reading goroutine.
+//
+// The descriptor is non-blocking but kept off the Go runtime's poller: the
+// dataplane waits for it in its own epoll set (Poller), and a descriptor in
+// the runtime's set as well would wake a second thread for every packet
+// that lands on an empty queue.
 type queue struct {
-	f *os.File
+	f  *os.File
+	rc syscall.RawConn
+
+	// tryRead's state, so that passing it to rc.Read allocates nothing.
+	readFn func(fd uintptr) bool
+	rbuf   []byte
+	rn     int
+	rerr   error
 }
 
 var (
 	_ MultiQueue = (*Linux)(nil)
-	_ Device     = (*queue)(nil)
+	_ Pollable   = (*queue)(nil)
 )
 
 // Create opens a TUN interface called name, with n queues (n < 1 means
@@ -62,7 +75,7 @@ func Create(name string, n int) (*Linux, error) {
 		}
 		d.queues = append(d.queues, q)
 	}
-	d.queue = *d.queues[0].(*queue)
+	d.queue = d.queues[0].(*queue)
 	return d, nil
 }
 
@@ -95,13 +108,20 @@ func openQueue(name string, multi bool) (*queue, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 	}
-	// Non-blocking, so that os.File parks reading goroutines on the runtime
-	// poller instead of pinning one OS thread per queue.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+	// os.NewFile sees a blocking descriptor and leaves it off the runtime
+	// poller; only then is it made non-blocking (see queue).
+	q := &queue{f: os.NewFile(uintptr(fd), "/dev/net/tun")}
+	rc, err := q.f.SyscallConn()
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	if err != nil {
+		q.f.Close()
 		return nil, fmt.Errorf("set non-blocking: %w", err)
 	}
-	return &queue{f: os.NewFile(uintptr(fd), "/dev/net/tun")}, nil
+	q.rc = rc
+	q.readFn = q.readOnce
+	return q, nil
 }
 
 func (d *Linux) Name() string     { return d.name }
@@ -121,13 +141,57 @@ func (d *Linux) Close() error {
 	return errors.Join(errs...)
 }
 
-func (q *queue) Read(bufs [][]byte, sizes []int) (int, error) {
-	n, err := q.f.Read(bufs[0])
-	if err != nil {
-		return 0, err
+func (q *queue) SyscallConn() (syscall.RawConn, error) { return q.rc, nil }
+
+// TryRead reads one packet if one is waiting, and returns 0 if none is.
+func (q *queue) TryRead(bufs [][]byte, sizes []int) (int, error) {
+	q.rbuf, q.rn, q.rerr = bufs[0], 0, nil
+	if err := q.rc.Read(q.readFn); err != nil {
+		return 0, errClosed(err)
 	}
-	sizes[0] = n
+	if q.rerr == unix.EAGAIN {
+		return 0, nil
+	}
+	if q.rerr != nil {
+		return 0, q.rerr
+	}
+	sizes[0] = q.rn
 	return 1, nil
+}
+
+// readOnce is tryRead's body, run with the descriptor held open.
+func (q *queue) readOnce(fd uintptr) bool {
+	q.rn, q.rerr = unix.Read(int(fd), q.rbuf)
+	return true
+}
+
+// readPollInterval bounds how long Read sleeps in poll(2) before it looks
+// again: closing a descriptor does not wake a poll on it.
+const readPollInterval = 100 // ms
+
+// Read blocks until a packet arrives or the queue is closed. The dataplane
+// reads through a Poller instead; Read serves tests and simple tools.
+func (q *queue) Read(bufs [][]byte, sizes []int) (int, error) {
+	for {
+		n, err := q.TryRead(bufs, sizes)
+		if n > 0 || err != nil {
+			return n, err
+		}
+		err = q.rc.Read(func(fd uintptr) bool {
+			unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, readPollInterval)
+			return true
+		})
+		if err != nil {
+			return 0, errClosed(err)
+		}
+	}
+}
+
+// errClosed turns an error of the RawConn into os.ErrClosed, as os.File's
+// own methods would: for a descriptor off the poller, RawConn.Read fails
+// only once the file is closed (with internal/poll's ErrFileClosing).
+func errClosed(err error) error {
+	return fmt.Errorf("%w (%v)", os.ErrClosed, err)
 }
 
 func (q *queue) Write(bufs [][]byte) (int, error) {

@@ -1,0 +1,147 @@
+package dataplane
+
+import (
+	"errors"
+	"os"
+	"sync/atomic"
+
+	"github.com/aseemu/emulator/dataplane/tun"
+)
+
+// pollWorker forwards for queue number `queue` of every port whose queues
+// are tun.Pollable: one goroutine and one epoll set instead of a goroutine
+// per queue. With one worker per queue number there are as many workers as
+// CPUs, each can busy-poll its whole set before it sleeps (tun.Poller.Wait),
+// and a flow's two directions, steered to the same queue number, meet on
+// the same worker (transmit).
+type pollWorker struct {
+	queue  int
+	poller *tun.Poller
+	table  atomic.Pointer[[]pollEntry] // indexed by token; copied on change, under Engine.mu
+}
+
+type pollEntry struct {
+	port *Port
+	q    tun.Pollable
+}
+
+// pollBudget is how many packets a worker takes from one queue before it
+// serves the next ready one: a node flooding its interface must not starve
+// the others on the same worker.
+const pollBudget = 64
+
+// attachPolled hands queue i of p to worker i, starting the worker if it is
+// the first queue of that number. It reports false if the queue cannot be
+// polled (the caller then reads it with its own goroutine).
+func (e *Engine) attachPolled(p *Port, q tun.Device, i int) bool {
+	pq, ok := q.(tun.Pollable)
+	if !ok {
+		return false
+	}
+	for len(e.workers) <= i {
+		e.workers = append(e.workers, nil)
+	}
+	pw := e.workers[i]
+	if pw == nil {
+		poller, err := tun.NewPoller()
+		if err != nil {
+			return false
+		}
+		pw = &pollWorker{queue: i, poller: poller}
+		pw.table.Store(&[]pollEntry{})
+		e.workers[i] = pw
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.pollLoop(pw)
+		}()
+	}
+	old := *pw.table.Load()
+	token := uint32(len(old))
+	table := append(old[:len(old):len(old)], pollEntry{port: p, q: pq})
+	pw.table.Store(&table)
+	if err := pw.poller.Add(pq, token); err != nil {
+		table[token] = pollEntry{}
+		return false
+	}
+	return true
+}
+
+// detachPolled forgets the closed ports' queues, so that they can be
+// collected. Their descriptors left the epoll sets when they were closed.
+func (e *Engine) detachPolled(gone []*Port) {
+	drop := map[*Port]bool{}
+	for _, p := range gone {
+		drop[p] = true
+	}
+	for _, pw := range e.workers {
+		if pw == nil {
+			continue
+		}
+		table := append([]pollEntry(nil), *pw.table.Load()...)
+		for i := range table {
+			if drop[table[i].port] {
+				table[i] = pollEntry{}
+			}
+		}
+		pw.table.Store(&table)
+	}
+}
+
+// pollLoop is worker pw's forwarding loop. Like readLoop, it reuses one
+// buffer for every packet.
+func (e *Engine) pollLoop(pw *pollWorker) {
+	bufs := [][]byte{make([]byte, maxPacket)}
+	sizes := make([]int, 1)
+	tokens := make([]uint32, 128)
+	w := newWorker(pw.queue)
+	for {
+		n, err := e.pollOrWait(pw, tokens)
+		if err != nil {
+			return
+		}
+		now := e.ct.Now()
+		s := e.cur.Load()
+		table := *pw.table.Load()
+		for _, t := range tokens[:n] {
+			if t == tun.WakeToken {
+				return // Close
+			}
+			if int(t) >= len(table) || table[t].q == nil {
+				continue
+			}
+			ent := table[t]
+			for range pollBudget {
+				k, err := ent.q.TryRead(bufs, sizes)
+				if err != nil {
+					if !errors.Is(err, os.ErrClosed) {
+						ent.port.stats.drop(DropReadError)
+					}
+					break
+				}
+				if k == 0 {
+					break
+				}
+				e.forward(s, ent.port, bufs[0][:sizes[0]], now, w)
+			}
+		}
+	}
+}
+
+// pollOrWait waits for ready queues, busy-polling first (tun.Poller.Poll)
+// when fewer than maxSpinners workers already are: every poller spinning
+// at once would leave the nodes' own programs no CPU on a small machine.
+func (e *Engine) pollOrWait(pw *pollWorker, tokens []uint32) (int, error) {
+	if e.spin > 0 {
+		n := 0
+		var err error
+		if e.spinners.Add(1) <= e.maxSpinners {
+			n, err = pw.poller.Poll(tokens, e.spin)
+		}
+		e.spinners.Add(-1)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return pw.poller.Wait(tokens)
+}
