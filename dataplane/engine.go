@@ -195,9 +195,7 @@ func (e *Engine) Start() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.started = true
-	for _, p := range e.cur.Load().ports {
-		e.startPort(p)
-	}
+	e.startPorts(e.cur.Load().ports)
 	if e.clock != nil {
 		e.wg.Add(1)
 		go func() {
@@ -219,19 +217,6 @@ func (e *Engine) Start() {
 			}
 		}
 	}()
-}
-
-func (e *Engine) startPort(p *Port) {
-	for i, q := range p.queues {
-		if e.attachPolled(p, q, i) {
-			continue
-		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.readLoop(p, q, i)
-		}()
-	}
 }
 
 // Reconfigure moves the running engine to topology t: the ports of the
@@ -274,9 +259,7 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 	}
 	e.cur.Store(s)
 	if e.started {
-		for _, p := range ports[len(keep):] {
-			e.startPort(p)
-		}
+		e.startPorts(ports[len(keep):])
 	}
 	err = closePorts(closing)
 	e.detachPolled(closing)

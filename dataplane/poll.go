@@ -11,7 +11,7 @@ import (
 // pollWorker forwards for queue number `queue` of every port whose queues
 // are tun.Pollable: one goroutine and one epoll set instead of a goroutine
 // per queue. With one worker per queue number there are as many workers as
-// CPUs, each can busy-poll its whole set before it sleeps (tun.Poller.Wait),
+// CPUs, each can busy-poll its whole set before it sleeps (tun.Poller.Poll),
 // and a flow's two directions, steered to the same queue number, meet on
 // the same worker (transmit).
 type pollWorker struct {
@@ -30,41 +30,77 @@ type pollEntry struct {
 // the others on the same worker.
 const pollBudget = 64
 
-// attachPolled hands queue i of p to worker i, starting the worker if it is
-// the first queue of that number. It reports false if the queue cannot be
-// polled (the caller then reads it with its own goroutine).
-func (e *Engine) attachPolled(p *Port, q tun.Device, i int) bool {
-	pq, ok := q.(tun.Pollable)
-	if !ok {
-		return false
+// startPorts starts forwarding for ports: each queue i that can be polled
+// goes to worker i, the others get a goroutine of their own (readLoop).
+func (e *Engine) startPorts(ports []*Port) {
+	var polled [][]pollEntry // by queue number
+	for _, p := range ports {
+		for i, q := range p.queues {
+			if pq, ok := q.(tun.Pollable); ok && e.worker(i) != nil {
+				for len(polled) <= i {
+					polled = append(polled, nil)
+				}
+				polled[i] = append(polled[i], pollEntry{port: p, q: pq})
+				continue
+			}
+			e.startReadLoop(p, q, i)
+		}
 	}
+	for i, ents := range polled {
+		for _, ent := range e.workers[i].attach(ents) {
+			e.startReadLoop(ent.port, ent.q, i)
+		}
+	}
+}
+
+func (e *Engine) startReadLoop(p *Port, q tun.Device, i int) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.readLoop(p, q, i)
+	}()
+}
+
+// worker returns worker i, starting it if need be, or nil if it cannot
+// (no epoll set to be had).
+func (e *Engine) worker(i int) *pollWorker {
 	for len(e.workers) <= i {
 		e.workers = append(e.workers, nil)
 	}
-	pw := e.workers[i]
-	if pw == nil {
-		poller, err := tun.NewPoller()
-		if err != nil {
-			return false
-		}
-		pw = &pollWorker{queue: i, poller: poller}
-		pw.table.Store(&[]pollEntry{})
-		e.workers[i] = pw
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.pollLoop(pw)
-		}()
+	if pw := e.workers[i]; pw != nil {
+		return pw
 	}
+	poller, err := tun.NewPoller()
+	if err != nil {
+		return nil
+	}
+	pw := &pollWorker{queue: i, poller: poller}
+	pw.table.Store(&[]pollEntry{})
+	e.workers[i] = pw
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.pollLoop(pw)
+	}()
+	return pw
+}
+
+// attach adds ents to the worker's epoll set and table (one copy of it
+// however many), and returns those the set refused. A queue reported
+// before its entry is published is skipped once and, its registration
+// being level-triggered, reported again.
+func (pw *pollWorker) attach(ents []pollEntry) (refused []pollEntry) {
 	old := *pw.table.Load()
-	token := uint32(len(old))
-	table := append(old[:len(old):len(old)], pollEntry{port: p, q: pq})
-	pw.table.Store(&table)
-	if err := pw.poller.Add(pq, token); err != nil {
-		table[token] = pollEntry{}
-		return false
+	table := append(old[:len(old):len(old)], ents...)
+	for i, ent := range ents {
+		token := len(old) + i
+		if err := pw.poller.Add(ent.q, uint32(token)); err != nil {
+			table[token] = pollEntry{}
+			refused = append(refused, ent)
+		}
 	}
-	return true
+	pw.table.Store(&table)
+	return refused
 }
 
 // detachPolled forgets the closed ports' queues, so that they can be
