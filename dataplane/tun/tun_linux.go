@@ -36,7 +36,7 @@ type Linux struct {
 
 // queue is one descriptor of a TUN device. The kernel steers each flow the
 // node sends to one queue (by its hash, or to the queue the flow's replies
-// were last written to), so a flow stays on one reading goroutine.
+// were last written to), so a flow stays on one reading worker.
 //
 // The descriptor is non-blocking but kept off the Go runtime's poller: the
 // dataplane waits for it in its own epoll set (Poller), and a descriptor in
