@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -108,15 +107,7 @@ func (p *Poller) Poll(tokens []uint32, d time.Duration) (int, error) {
 func (p *Poller) wait(tokens []uint32, timeout int) (int, error) {
 	evs := p.evs[:min(len(p.evs), len(tokens))]
 	for {
-		var n int
-		var err error
-		if timeout == 0 {
-			// Cannot sleep: raw, like the queues' reads (tun_linux.go).
-			r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
-			n, err = int(r), errnoErr(e)
-		} else {
-			n, err = unix.EpollWait(p.epfd, evs, timeout)
-		}
+		n, err := unix.EpollWait(p.epfd, evs, timeout)
 		if err == unix.EINTR {
 			continue
 		}

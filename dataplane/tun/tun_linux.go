@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,18 +44,11 @@ type queue struct {
 	f  *os.File
 	rc syscall.RawConn
 
-	// TryRead's state, so that passing it to rc.Read allocates nothing.
+	// tryRead's state, so that passing it to rc.Read allocates nothing.
 	readFn func(fd uintptr) bool
 	rbuf   []byte
 	rn     int
 	rerr   error
-
-	// Write's, likewise; wmu guards it, since workers of different queue
-	// numbers may write to one queue.
-	wmu     sync.Mutex
-	writeFn func(fd uintptr) bool
-	wbuf    []byte
-	werr    error
 }
 
 var (
@@ -129,7 +120,7 @@ func openQueue(name string, multi bool) (*queue, error) {
 		return nil, fmt.Errorf("set non-blocking: %w", err)
 	}
 	q.rc = rc
-	q.readFn, q.writeFn = q.readOnce, q.writeOnce
+	q.readFn = q.readOnce
 	return q, nil
 }
 
@@ -168,33 +159,10 @@ func (q *queue) TryRead(bufs [][]byte, sizes []int) (int, error) {
 	return 1, nil
 }
 
-// readOnce is TryRead's body, run with the descriptor held open. The
-// descriptor is non-blocking, so the raw system call cannot sleep holding
-// the runtime's P; a syscall.Syscall would have the runtime hand the P off
-// when the call runs long, and reacquire one after (see writeOnce).
+// readOnce is tryRead's body, run with the descriptor held open.
 func (q *queue) readOnce(fd uintptr) bool {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(q.rbuf))), uintptr(len(q.rbuf)))
-	q.rn, q.rerr = int(r), errnoErr(e)
+	q.rn, q.rerr = unix.Read(int(fd), q.rbuf)
 	return true
-}
-
-// writeOnce is Write's body. Writing a packet runs the receiving node's
-// stack inline, tens of microseconds for a TCP handshake; as a
-// syscall.Syscall that is long enough for the runtime's sysmon to hand the
-// worker's P to another thread and make the worker win one back after:
-// 6.6% of the dataplane's CPU went to sysmon alone while it forwarded new
-// TCP connections (perf record -g -p PID, 4 concurrent openers).
-func (q *queue) writeOnce(fd uintptr) bool {
-	_, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(q.wbuf))), uintptr(len(q.wbuf)))
-	q.werr = errnoErr(e)
-	return true
-}
-
-func errnoErr(e unix.Errno) error {
-	if e == 0 {
-		return nil
-	}
-	return e
 }
 
 // readPollInterval bounds how long Read sleeps in poll(2) before it looks
@@ -227,17 +195,9 @@ func errClosed(err error) error {
 }
 
 func (q *queue) Write(bufs [][]byte) (int, error) {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
 	for i, b := range bufs {
-		q.wbuf = b
-		err := q.rc.Write(q.writeFn)
-		q.wbuf = nil
-		if err != nil {
-			return i, errClosed(err)
-		}
-		if q.werr != nil {
-			return i, q.werr
+		if _, err := q.f.Write(b); err != nil {
+			return i, err
 		}
 	}
 	return len(bufs), nil
