@@ -287,23 +287,12 @@ type obsState struct {
 func (e *Engine) observe(o *observers, s *snapshot, in *Port, b []byte, now int64, w *worker) {
 	var pre [preCopy]byte
 	n := copy(pre[:], b)
-	var drops [numDropReasons]uint64
-	for i := range drops {
-		drops[i] = in.stats.drops[i].Load()
-	}
-	w.observing = true
+	w.observing, w.didDrop = true, false
 	e.forward(s, in, b, now, w)
 	w.observing = false
-	// A counter that moved counted this packet, unless another queue of
-	// the same port dropped one at the same instant: then the capture may
-	// name that packet's reason. Rare, and only while a tap runs; worth it
-	// to keep the drop sites of the pipeline free of capture code.
 	drop := ""
-	for i := range drops {
-		if in.stats.drops[i].Load() != drops[i] {
-			drop = DropReason(i).String()
-			break
-		}
+	if w.didDrop {
+		drop = w.dropped.String()
 	}
 	e.record(o, s, in, pre[:n], b, drop, now)
 }

@@ -136,3 +136,37 @@ func mustFilter(t *testing.T, s string) Filter {
 	}
 	return f
 }
+
+// A capture names the drop reason of the packet it follows, not one that
+// another worker counted on the same port meanwhile (as one reading
+// another queue of the node would).
+func TestTapDropIsThePacketsOwn(t *testing.T) {
+	l := newLab(t, nil)
+	tp, err := l.e.AddTap(Match{Node: "ase1-w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.e.RemoveTap(tp)
+	port := l.e.PortByNode("ase1-w1")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				port.stats.drop(DropTTLExceeded)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := range 200 {
+		l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", uint16(40000+i), "203.0.113.10", 80, true, false))
+		l.devs["echo"].recv(t)
+		if r := nextRecord(t, tp); r.Drop != "" {
+			t.Fatalf("packet %d was forwarded, but its record names drop %q", i, r.Drop)
+		}
+	}
+}

@@ -16,10 +16,21 @@ type worker struct {
 	queue int       // the queue number this worker reads, and writes on
 
 	observing bool // inside observe (capture.go): forward without the detour
+
+	// The reason of the last drop, for observe to name: set by drop, reset
+	// by observe before each packet it follows.
+	dropped DropReason
+	didDrop bool
 }
 
 func newWorker(queue int) *worker {
 	return &worker{reply: make([]byte, maxPacket), queue: queue}
+}
+
+// drop counts a drop of the packet in hand on port p and notes its reason.
+func (w *worker) drop(p *Port, r DropReason) {
+	p.stats.drop(r)
+	w.dropped, w.didDrop = r, true
 }
 
 // forward runs one packet from port in through the pipeline. b holds the
@@ -35,21 +46,21 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 
 	// parse
 	if len(b) < header.VirtioNetHdrLen {
-		in.stats.drop(DropTruncated)
+		w.drop(in, DropTruncated)
 		return
 	}
 	vnet := header.VirtioNetHdr(b[:header.VirtioNetHdrLen])
 	ip, why := header.ParseIPv4(b[header.VirtioNetHdrLen:])
 	if why != header.OK {
-		in.stats.drop(parseDrop(why))
+		w.drop(in, parseDrop(why))
 		return
 	}
 	if !ip.ChecksumValid() {
-		in.stats.drop(DropBadChecksum)
+		w.drop(in, DropBadChecksum)
 		return
 	}
 	if ip.HeaderLen() > header.IPv4MinLen && !ip.OptionsOK() {
-		in.stats.drop(DropBadIPOptions)
+		w.drop(in, DropBadIPOptions)
 		return
 	}
 	// For the dataplane itself: it answers as every subnet's gateway.
@@ -63,7 +74,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	// error quotes the packet as the sender sent it.
 	if ip.TTL() <= 1 {
 		e.sendError(in, ip, header.ICMPTimeExceeded, 0, 0, w)
-		in.stats.drop(DropTTLExceeded)
+		w.drop(in, DropTTLExceeded)
 		return
 	}
 
@@ -73,7 +84,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	if s.routes.used && in.node.Subnet != nil {
 		switch h, _ := s.routes.lookup(in.node.Subnet, dst); h.kind {
 		case hopNone:
-			in.stats.drop(DropRouteNone)
+			w.drop(in, DropRouteNone)
 			return
 		case hopAppliance:
 			e.toAppliance(s, in, b, vnet, ip, h.via, w)
@@ -99,7 +110,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 		dst = ip.Dst()
 		t, _, found = s.fib.Lookup(dst)
 	} else {
-		ok = e.untracked(s, in, ip, t, found)
+		ok = e.untracked(s, in, ip, t, found, w)
 	}
 	if !ok {
 		return
@@ -145,12 +156,12 @@ func (e *Engine) track(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGate
 // port left (F17: TCP gets a RST, others admin-prohibited).
 func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGateway bool, now int64, w *worker) (nat.Flow, bool) {
 	if !l4OK(ip) {
-		in.stats.drop(DropBadL4)
+		w.drop(in, DropBadL4)
 		return nat.Flow{}, false
 	}
 	xl, reason, ok := s.pol.decide(in.node, k, viaGateway)
 	if !ok {
-		in.stats.drop(reason)
+		w.drop(in, reason)
 		return nat.Flow{}, false
 	}
 	// An unroutable destination must not leave a flow behind.
@@ -160,7 +171,7 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 		return nat.Flow{}, false
 	}
 	if reason, ok := s.filter(in.node, out.node, k, xl); !ok {
-		in.stats.drop(reason) // silently, as Azure drops
+		w.drop(in, reason) // silently, as Azure drops
 		e.flowDenied(s, in, out, k, xl, reason)
 		return nat.Flow{}, false
 	}
@@ -173,10 +184,10 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 		return f, true
 	case errors.Is(err, nat.ErrPoolExhausted):
 		e.refuse(in, ip, w)
-		in.stats.drop(DropSNATExhausted)
+		w.drop(in, DropSNATExhausted)
 	default: // nat.ErrTableFull, nat.ErrConflict
 		e.refuse(in, ip, w)
-		in.stats.drop(DropConntrackFull)
+		w.drop(in, DropConntrackFull)
 	}
 	return nat.Flow{}, false
 }
@@ -204,10 +215,10 @@ func (e *Engine) egress(s *snapshot, in *Port, ip header.IPv4, t target, found b
 	switch {
 	case !found:
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPNetUnreachable, 0, w)
-		in.stats.drop(DropNoRoute)
+		w.drop(in, DropNoRoute)
 	case t.kind != targetPort:
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPHostUnreachable, 0, w)
-		in.stats.drop(DropHostUnreachable)
+		w.drop(in, DropHostUnreachable)
 	default:
 		return s.ports[t.port]
 	}
@@ -244,7 +255,7 @@ func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
 		q = out.queues[w.queue]
 	}
 	if _, err := q.Write(w.out[:]); err != nil {
-		in.stats.drop(DropWriteError)
+		w.drop(in, DropWriteError)
 		return
 	}
 	out.stats.txPackets.Add(1)
@@ -261,9 +272,9 @@ func (e *Engine) fits(in, out *Port, vnet header.VirtioNetHdr, ip header.IPv4, w
 	}
 	if ip.DF() {
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPFragNeeded, uint32(out.mtu), w)
-		in.stats.drop(DropFragNeeded)
+		w.drop(in, DropFragNeeded)
 	} else {
-		in.stats.drop(DropTooBig)
+		w.drop(in, DropTooBig)
 	}
 	return false
 }

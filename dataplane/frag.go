@@ -139,12 +139,12 @@ func (e *Engine) fragment(s *snapshot, in *Port, ip header.IPv4, t target, found
 	switch proto {
 	case header.ProtoTCP, header.ProtoUDP, header.ProtoICMP:
 	default:
-		return nat.Flow{}, false, e.untracked(s, in, ip, t, found)
+		return nat.Flow{}, false, e.untracked(s, in, ip, t, found, w)
 	}
 	fk := fragKeyOf(ip)
 	if off := ip.FragOffset(); off != 0 {
 		if off == 1 && proto == header.ProtoTCP {
-			in.stats.drop(DropFragTiny)
+			w.drop(in, DropFragTiny)
 			return nat.Flow{}, false, false
 		}
 		k, known := in.fragGet(fk, now)
@@ -152,20 +152,20 @@ func (e *Engine) fragment(s *snapshot, in *Port, ip header.IPv4, t target, found
 			known = e.ct.LookupInto(k, now, &f)
 		}
 		if !known {
-			in.stats.drop(DropFragNoFirst)
+			w.drop(in, DropFragNoFirst)
 			return nat.Flow{}, false, false
 		}
 		return f, true, true
 	}
 	if len(ip.Payload()) < l4Min(proto) {
-		in.stats.drop(DropFragTiny)
+		w.drop(in, DropFragTiny)
 		return nat.Flow{}, false, false
 	}
 	k, keyed := nat.KeyOf(ip)
 	if !keyed {
 		// ICMP other than echo: an error is never fragmented by a sane
 		// sender (it fits in 576 bytes), and nothing else is tracked.
-		in.stats.drop(DropUntranslatable)
+		w.drop(in, DropUntranslatable)
 		return nat.Flow{}, false, false
 	}
 	if ok = e.track(s, in, ip, k, viaGateway, now, w, &f); ok {

@@ -40,7 +40,7 @@ func (e *Engine) toGateway(in *Port, ip header.IPv4, w *worker) {
 	case header.ProtoUDP:
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, w)
 	}
-	in.stats.drop(DropToGateway)
+	w.drop(in, DropToGateway)
 }
 
 // answerable reports whether the dataplane may answer ip back out of in:

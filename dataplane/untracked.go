@@ -20,25 +20,25 @@ import (
 // judged on its own, so a reply needs a rule that admits it too (the
 // default rules admit traffic within the VNet both ways). t and found are
 // the packet's route, which forward has already looked up.
-func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4, t target, found bool) bool {
+func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4, t target, found bool, w *worker) bool {
 	icmpError := false
 	if p := ip.Payload(); ip.Protocol() == header.ProtoICMP && len(p) > 0 && header.IsICMPError(p[0]) {
 		icmpError = true
 		q := p[min(len(p), header.ICMPv4MinLen):]
 		if len(q) < header.IPv4MinLen || q[0]>>4 != 4 || q[0]&0xf < 5 || header.AddrFromSlice(q[12:16]) != ip.Dst() {
-			in.stats.drop(DropICMPBadQuote)
+			w.drop(in, DropICMPBadQuote)
 			return false
 		}
 	}
 	if s.pol.needsNAT(in.node, ip.Src(), ip.Dst()) {
-		in.stats.drop(DropUntranslatable)
+		w.drop(in, DropUntranslatable)
 		return false
 	}
 	if !icmpError {
 		if found && t.kind == targetPort {
 			k := nat.Key{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
 			if reason, ok := s.filter(in.node, s.ports[t.port].node, k, k); !ok {
-				in.stats.drop(reason)
+				w.drop(in, reason)
 				return false
 			}
 		}
