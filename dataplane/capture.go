@@ -278,13 +278,23 @@ func (e *Engine) RemoveTap(t *Tap) {
 // obsState is the part of Engine that taps and flow events use; engine.go
 // embeds it.
 type obsState struct {
-	obsMu      sync.Mutex
+	obsMu      sync.Mutex // changes to obs
+	observeMu  sync.Mutex // observe's order
 	obs        atomic.Pointer[observers]
 	flowEvents atomic.Pointer[FlowEvents] // flowevents.go
 }
 
 // observe runs one packet through forward with the taps watching.
+//
+// Packets are observed one at a time, across all workers: a reply is
+// handled by another worker than its request, and without the lock it
+// could reach the tap first, because a request's record is made after the
+// pipeline has sent the request on (a capture showed a SYN-ACK before its
+// SYN). Held over the pipeline and the record, the lock gives the records
+// the order cause and effect have. Only packets that taps watch take it.
 func (e *Engine) observe(o *observers, s *snapshot, in *Port, b []byte, now int64, w *worker) {
+	e.observeMu.Lock()
+	defer e.observeMu.Unlock()
 	var pre [preCopy]byte
 	n := copy(pre[:], b)
 	w.observing, w.didDrop = true, false
