@@ -72,11 +72,10 @@ type snapshot struct {
 
 // Engine is the dataplane.
 type Engine struct {
-	cur   atomic.Pointer[snapshot]
-	ct    *nat.Table
-	clock *coarseClock // nil when Config.Clock is given
-	wg    sync.WaitGroup
-	done  chan struct{} // closed by Close: stops the clock and the sweeper
+	cur  atomic.Pointer[snapshot]
+	ct   *nat.Table
+	wg   sync.WaitGroup
+	done chan struct{} // closed by Close: stops the sweeper
 
 	obsState // capture and trace taps: capture.go
 
@@ -92,7 +91,7 @@ type Engine struct {
 
 // Config holds what the engine takes from outside the topology.
 type Config struct {
-	Clock nat.Clock // nil: a coarse monotonic clock (clock.go)
+	Clock nat.Clock // nil: the monotonic clock (clock.go)
 	// Spin is how long a worker keeps looking for packets before it
 	// sleeps (tun.Poller.Wait). 0 means DefaultSpin; negative, never.
 	Spin time.Duration
@@ -118,8 +117,7 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 	}
 	clock := cfg.Clock
 	if clock == nil {
-		e.clock = newCoarseClock()
-		clock = e.clock
+		clock = newMonoClock()
 	}
 	ct, err := nat.New(nat.Config{
 		MaxFlows: t.Conntrack.MaxFlows,
@@ -190,19 +188,12 @@ const sweepInterval = time.Second
 
 // Start starts the forwarding: a worker per queue number for the ports
 // whose queues can be polled (poll.go), a goroutine per queue for the
-// others; and the clock and the conntrack sweeper. Close stops them.
+// others; and the conntrack sweeper. Close stops them.
 func (e *Engine) Start() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.started = true
 	e.startPorts(e.cur.Load().ports)
-	if e.clock != nil {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.clock.run(e.done)
-		}()
-	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
