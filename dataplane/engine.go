@@ -91,7 +91,11 @@ type Engine struct {
 
 // Config holds what the engine takes from outside the topology.
 type Config struct {
-	Clock nat.Clock // nil: the monotonic clock (clock.go)
+	// Clock is conntrack's time; nil means nat.SystemClock. The workers
+	// read it once per batch, never per packet: 31 ns a read here (tsc
+	// through the vDSO). A clock that a 1 ms ticker stamped instead woke
+	// an idle lab's dataplane 2,977 times a second (commit 7b65dda).
+	Clock nat.Clock
 	// Spin is how long a worker keeps looking for packets before it
 	// sleeps (tun.Poller.Wait). 0 means DefaultSpin; negative, never.
 	Spin time.Duration
@@ -115,10 +119,6 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	clock := cfg.Clock
-	if clock == nil {
-		clock = newMonoClock()
-	}
 	ct, err := nat.New(nat.Config{
 		MaxFlows: t.Conntrack.MaxFlows,
 		Timeouts: nat.Timeouts{
@@ -126,7 +126,7 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 			Fin:  t.Conntrack.FinTimeout,
 			Rst:  t.Conntrack.RstTimeout,
 		},
-		Clock: clock,
+		Clock: cfg.Clock,
 		Pools: s.pol.pools,
 	})
 	if err != nil {

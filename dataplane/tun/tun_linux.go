@@ -44,7 +44,7 @@ type queue struct {
 	f  *os.File
 	rc syscall.RawConn
 
-	// tryRead's state, so that passing it to rc.Read allocates nothing.
+	// TryRead's state, so that passing it to rc.Read allocates nothing.
 	readFn func(fd uintptr) bool
 	rbuf   []byte
 	rn     int
@@ -159,7 +159,7 @@ func (q *queue) TryRead(bufs [][]byte, sizes []int) (int, error) {
 	return 1, nil
 }
 
-// readOnce is tryRead's body, run with the descriptor held open.
+// readOnce is TryRead's body, run with the descriptor held open.
 func (q *queue) readOnce(fd uintptr) bool {
 	q.rn, q.rerr = unix.Read(int(fd), q.rbuf)
 	return true
