@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,7 +109,7 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 	if e.spin == 0 {
 		e.spin = DefaultSpin
 	}
-	e.maxSpinners = int32(max(1, runtime.GOMAXPROCS(0)/2))
+	e.maxSpinners = int32(Cores())
 	ports, err := newPorts(nil, specs)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"os"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/aseemu/emulator/dataplane/tun"
@@ -11,9 +12,9 @@ import (
 // pollWorker forwards for queue number `queue` of every port whose queues
 // are tun.Pollable: one goroutine and one epoll set instead of a goroutine
 // per queue. With one worker per queue number there are as many workers as
-// CPUs, each can busy-poll its whole set before it sleeps (tun.Poller.Poll),
-// and a flow's two directions, steered to the same queue number, meet on
-// the same worker (transmit).
+// queues (by default Cores), each can busy-poll its whole set before it
+// sleeps (tun.Poller.Poll), and a flow's two directions, steered to the
+// same queue number, meet on the same worker (transmit).
 type pollWorker struct {
 	queue  int
 	poller *tun.Poller
@@ -24,6 +25,14 @@ type pollEntry struct {
 	port *Port
 	q    tun.Pollable
 }
+
+// Cores is how many CPUs the dataplane's workers take at once: half of
+// those the Go runtime uses, at least one. The other half is left to the
+// programs in the nodes, whose packets are the dataplane's work: giving the
+// workers every CPU starves the senders and receivers it forwards for.
+// It bounds the workers that busy-poll at once (pollOrWait) and, through
+// `up`, the queues of each node's interface (cmd/emulator autoQueues).
+func Cores() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // pollBudget is how many packets a worker takes from one queue before it
 // serves the next ready one: a node flooding its interface must not starve

@@ -32,7 +32,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	fs, name := newFlags("up")
 	file := fs.String("f", "", "topology file (default: the embedded default lab)")
 	detach := fs.Bool("d", false, "return once the lab is ready and keep it running in the background")
-	queues := fs.Int("queues", 0, "queues per node interface (0: one per CPU, up to 4)")
+	queues := fs.Int("queues", 0, "queues per node interface (0: half the CPUs, at least 1, up to 4)")
 	metrics := fs.String("metrics", "", "export Prometheus metrics on this loopback ADDR:PORT")
 	busyPoll := fs.Duration("busy-poll", dataplane.DefaultSpin, "how long the dataplane looks for packets before it sleeps (0: never)")
 	if err := parseFlags(fs, args, name); err != nil {
