@@ -64,6 +64,50 @@ func TestOutboundLeavesWithVIP(t *testing.T) {
 	}
 }
 
+// F3 through many queues: `up --queues 4` (on a 2-CPU machine the default
+// is one queue, so this keeps the multi-queue path under test) gives every
+// node's interface four queues, and eight TCP streams from a worker, which
+// the kernel spreads over them by hash, all arrive from the VIP with their
+// bytes.
+func TestOutboundThroughManyQueues(t *testing.T) {
+	l := upLab(t, "--queues", "4")
+	if link := l.mustExec("ase1-w1", "ip", "-d", "link", "show", "eth0"); !strings.Contains(link, "multi_queue numqueues 4 ") {
+		t.Fatalf("ase1-w1's eth0 does not have 4 queues:\n%s", link)
+	}
+	server := l.background("echo", "iperf3", "-s", "-1", "-J")
+	l.waitListening("echo", 5201)
+	var client struct {
+		End struct {
+			SumReceived struct {
+				Bytes int64 `json:"bytes"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	out := l.mustExec("ase1-w1", "iperf3", "-c", "203.0.113.10", "-P", "8", "-t", "2", "-J")
+	if err := json.Unmarshal([]byte(out), &client); err != nil || client.End.SumReceived.Bytes == 0 {
+		t.Fatalf("iperf3 -P 8 through 4 queues delivered nothing (%v):\n%s", err, out)
+	}
+	var seen struct {
+		Start struct {
+			Connected []struct {
+				RemoteHost string `json:"remote_host"`
+			} `json:"connected"`
+		} `json:"start"`
+	}
+	got := server.wait()
+	if err := json.Unmarshal([]byte(got.stdout), &seen); err != nil {
+		t.Fatalf("iperf3 server: %v\n%v", err, got)
+	}
+	if len(seen.Start.Connected) != 8 {
+		t.Errorf("the server saw %d streams, want 8", len(seen.Start.Connected))
+	}
+	for _, c := range seen.Start.Connected {
+		if c.RemoteHost != "192.23.1.2" {
+			t.Errorf("F3: a stream arrived from %s, want the VIP 192.23.1.2", c.RemoteHost)
+		}
+	}
+}
+
 // F4: inside the VNet the worker's own address arrives: db1's answerer on
 // 1433 says whom it sees.
 func TestInsideVNetKeepsWorkerAddress(t *testing.T) {
