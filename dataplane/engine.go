@@ -303,8 +303,9 @@ func (e *Engine) Close() error {
 // barriers: for 1,000 single-queue nodes, `down` took 2.4 s with 64 at
 // once (82 barriers of ~20 ms, perf sched), 1.4 s with 512 and 0.7 s with
 // 1,024 (32 barriers). Each closer blocks an OS thread in close(2), so this
-// is also the most threads a teardown adds (Go's limit is 10,000); one
-// after another, 1,000 nodes took 19.5 s.
+// is also the most threads that closing adds, at teardown or when apply
+// removes nodes (Go's limit is 10,000); one after another, 1,000 nodes
+// took 19.5 s.
 const closeParallelism = 1024
 
 // closePorts closes the ports' devices, several at a time.
