@@ -352,6 +352,7 @@ func (e *Engine) readLoop(p *Port, q tun.Device, i int) {
 		for i := 0; i < n; i++ {
 			e.forward(s, p, bufs[i][:sizes[i]], now, w)
 		}
+		e.flush(w)
 	}
 }
 

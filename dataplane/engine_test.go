@@ -17,13 +17,16 @@ import (
 // sending with inject and receiving with recv.
 type memDev struct {
 	name   string
-	in     chan []byte // node -> dataplane
-	out    chan []byte // dataplane -> node
+	in     chan []byte   // node -> dataplane
+	burst  chan [][]byte // node -> dataplane, read at once (injectBurst)
+	out    chan []byte   // dataplane -> node
 	closed chan struct{}
+	batch  int // the most packets a Read returns; 0 means 1
 }
 
 func newMemDev(name string) *memDev {
-	return &memDev{name: name, in: make(chan []byte, 64), out: make(chan []byte, 64), closed: make(chan struct{})}
+	return &memDev{name: name, in: make(chan []byte, 64), burst: make(chan [][]byte, 4),
+		out: make(chan []byte, 64), closed: make(chan struct{})}
 }
 
 func (d *memDev) Read(bufs [][]byte, sizes []int) (int, error) {
@@ -31,6 +34,14 @@ func (d *memDev) Read(bufs [][]byte, sizes []int) (int, error) {
 	case p := <-d.in:
 		sizes[0] = copy(bufs[0], p)
 		return 1, nil
+	case ps := <-d.burst:
+		if len(ps) > len(bufs) {
+			panic("memDev: a burst larger than the device's batch")
+		}
+		for i, p := range ps {
+			sizes[i] = copy(bufs[i], p)
+		}
+		return len(ps), nil
 	case <-d.closed:
 		return 0, os.ErrClosed
 	}
@@ -43,7 +54,7 @@ func (d *memDev) Write(bufs [][]byte) (int, error) {
 	return len(bufs), nil
 }
 
-func (d *memDev) BatchSize() int { return 1 }
+func (d *memDev) BatchSize() int { return max(d.batch, 1) }
 func (d *memDev) Name() string   { return d.name }
 func (d *memDev) Close() error {
 	select {
@@ -61,6 +72,11 @@ func (d *memDev) inject(vnet []byte, ip []byte) {
 	}
 	d.in <- append(append([]byte(nil), vnet...), ip...)
 }
+
+// injectBurst sends packets (each with its virtio-net header) that the
+// dataplane reads in one Read, as it reads a queue's backlog. The device
+// needs a batch of at least len(pkts).
+func (d *memDev) injectBurst(pkts ...[]byte) { d.burst <- pkts }
 
 // recv returns the next IPv4 packet the dataplane delivered to the node,
 // decoded, or fails the test after a timeout.
@@ -99,12 +115,15 @@ func newLab(t *testing.T, mtu map[string]int) *lab {
 	return newLabFrom(t, topology.Default(), mtu)
 }
 
-func newLabFrom(t *testing.T, topo *topology.Topology, mtu map[string]int) *lab {
+func newLabFrom(t *testing.T, topo *topology.Topology, mtu map[string]int, opts ...func(*memDev)) *lab {
 	t.Helper()
 	l := &lab{devs: map[string]*memDev{}}
 	var specs []PortSpec
 	for _, n := range topo.Nodes {
 		d := newMemDev(n.Name)
+		for _, o := range opts {
+			o(d)
+		}
 		l.devs[n.Name] = d
 		specs = append(specs, PortSpec{Node: n, Dev: d, MTU: mtu[n.Name]})
 	}

@@ -21,6 +21,11 @@ type worker struct {
 	// by observe before each packet it follows.
 	dropped DropReason
 	didDrop bool
+
+	// UDP datagrams held to be written as one (coalesce.go). Last: placed
+	// ahead of out and queue, BenchmarkForwardSNAT read 96-101 ns against
+	// 92-94 without it; placed here, 93 (2 runs of 1 s each).
+	co coalescer
 }
 
 func newWorker(queue int) *worker {
@@ -243,17 +248,26 @@ func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
 	e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPAdminProhibited, 0, w)
 }
 
-// transmit writes one packet to out and counts it. It writes on the queue
-// of out numbered like the worker's own: the kernel then steers the node's
-// replies of that flow to the same queue number (tun_flow_update), so both
-// directions of a flow stay on one worker, and two workers never share a
-// descriptor's write lock.
+// transmit writes one packet to out and counts it, or holds a UDP datagram
+// to write it with those of its flow that follow (coalesce.go). It writes
+// on the queue of out numbered like the worker's own: the kernel then
+// steers the node's replies of that flow to the same queue number
+// (tun_flow_update), so both directions of a flow stay on one worker, and
+// two workers never share a descriptor's write lock.
 func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
-	w.out[0] = pkt
 	q := out.dev
 	if w.queue < len(out.queues) {
 		q = out.queues[w.queue]
 	}
+	// Only UDP, or a packet behind held datagrams, goes through the
+	// coalescer. Calling it for every packet cost 6 ns in BenchmarkForward
+	// (82 -> 88 ns, 3 runs each); these two loads cost none measurable.
+	if w.co.n > 0 || header.IPv4(pkt[header.VirtioNetHdrLen:]).Protocol() == header.ProtoUDP {
+		if e.coalesce(in, out, q, pkt, w) {
+			return
+		}
+	}
+	w.out[0] = pkt
 	if _, err := q.Write(w.out[:]); err != nil {
 		w.drop(in, DropWriteError)
 		return

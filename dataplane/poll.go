@@ -169,6 +169,7 @@ func (e *Engine) pollLoop(pw *pollWorker) {
 				}
 				e.forward(s, ent.port, bufs[0][:sizes[0]], now, w)
 			}
+			e.flush(w)
 		}
 	}
 }

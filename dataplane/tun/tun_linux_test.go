@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/aseemu/emulator/test/nstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -134,59 +132,16 @@ func TestPoller(t *testing.T) {
 // echo request from 10.9.0.1 to 10.9.0.2 (virtio-net header first).
 func newTestDevice(t *testing.T, queues int) (*Linux, []byte) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("this test needs root, and CI runs as root")
-		}
-		t.Skip("needs root: creates a namespace and a TUN device")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // unnamed; moves this thread into it
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	// No IPv6 chatter on the device (router solicitations, MLD): the tests
-	// count what arrives. This thread is in the new namespace, so these are
-	// its sysctls.
-	for _, k := range []string{"all", "default"} {
-		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0); err != nil {
-			netns.Set(orig)
-			t.Fatal(err)
-		}
-	}
-	dev, err := Create("eth0", queues)
-	netns.Set(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var dev *Linux
+	ns := nstest.New(t, func() (err error) {
+		dev, err = Create("eth0", queues)
+		return err
+	})
 	t.Cleanup(func() { dev.Close() })
 	if got := len(dev.Queues()); got != queues {
 		t.Fatalf("%d queues, want %d", got, queues)
 	}
-
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	link, err := h.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := netlink.ParseAddr("10.9.0.2/24")
-	if err := h.AddrAdd(link, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	nstest.Up(t, ns, "eth0", "10.9.0.2/24")
 
 	// An ICMP echo request from 10.9.0.1 to 10.9.0.2, with a zero virtio-net header.
 	req := []byte{

@@ -1,0 +1,166 @@
+package dataplane
+
+import (
+	"encoding/binary"
+
+	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/tun"
+)
+
+// coalescer holds the UDP datagrams of one flow that a worker forwards one
+// after another to the same queue, so that they are written as one USO
+// super-packet (VIRTIO_NET_HDR_GSO_UDP_L4). The receiving kernel splits it
+// back into the same datagrams, with the same IP IDs and checksums the
+// sender asked for, before any socket sees them; but the dataplane pays
+// one write, and the node's stack one skb and one pass through IP, for all
+// of them. A TUN write of one 64-byte datagram costs 2.9 µs of CPU with
+// the receiving stack's work; as 8 datagrams of one write 1.05 µs each, as
+// 32 0.67 µs (a probe writing into a TUN in a namespace of its own,
+// 256,000 datagrams, 2 runs).
+//
+// Only what the segmentation gives back exactly is held: datagrams of the
+// same addresses, ports, TOS, TTL and flags, with consecutive IP IDs,
+// without IP options, and with a partial checksum (NEEDS_CSUM, the
+// pseudo-header sum as Linux senders leave it on our TUN), each as long as
+// the first but the last. A datagram with a full checksum is never
+// coalesced: its checksum must reach the receiver as the sender made it.
+//
+// The worker flushes after each burst it reads from one queue, and before
+// it writes anything else, so packets leave in the order they came.
+type coalescer struct {
+	buf   []byte // virtio-net header, the first datagram's IP and UDP headers, every payload
+	n     int    // datagrams held
+	seg   int    // payload length of the first: the segment size
+	ended bool   // the last one held was shorter than seg
+	q     tun.Device
+	in    *Port
+	out   *Port
+	bytes uint64 // their lengths as transmit counts them
+}
+
+// Limits of a super-packet. 64 segments is the most a UDP GSO packet may
+// have on older kernels (UDP_MAX_SEGMENTS), and a worker reads no more
+// than pollBudget (64) packets from a queue before it flushes anyway.
+const (
+	maxCoalesce    = 64
+	maxCoalesceLen = 0xffff // the IPv4 total length
+	udpHdrsLen     = header.VirtioNetHdrLen + header.IPv4MinLen + header.UDPLen
+)
+
+// coalescible reports whether pkt (virtio-net header and IPv4) is a UDP
+// datagram that could be held: see coalescer.
+func coalescible(pkt []byte) bool {
+	if len(pkt) <= udpHdrsLen {
+		return false
+	}
+	vnet := header.VirtioNetHdr(pkt[:header.VirtioNetHdrLen])
+	ip := header.IPv4(pkt[header.VirtioNetHdrLen:])
+	if vnet.GSOType() != header.GSONone || !vnet.NeedsCsum() ||
+		vnet.CsumStart() != header.IPv4MinLen || vnet.CsumOffset() != 6 ||
+		ip.HeaderLen() != header.IPv4MinLen || ip.Protocol() != header.ProtoUDP || ip.IsFragment() {
+		return false
+	}
+	u := header.UDP(ip[header.IPv4MinLen:])
+	ulen := len(ip) - header.IPv4MinLen
+	return int(u.Length()) == ulen &&
+		u.Checksum() == foldPseudo(ip.Src(), ip.Dst(), ulen)
+}
+
+// foldPseudo is what a NEEDS_CSUM UDP datagram of ulen bytes carries in its
+// checksum field: the folded pseudo-header sum.
+func foldPseudo(src, dst header.Addr, ulen int) uint16 {
+	return header.Checksum(nil, header.PseudoHeaderSum(header.ProtoUDP, src, dst, uint16(ulen)))
+}
+
+// start holds pkt, which must be coalescible, as the first of a batch.
+func (c *coalescer) start(q tun.Device, in, out *Port, pkt []byte) {
+	if c.buf == nil {
+		c.buf = make([]byte, 0, header.VirtioNetHdrLen+maxCoalesceLen)
+	}
+	c.buf = append(c.buf[:0], pkt...)
+	c.n, c.seg, c.ended = 1, len(pkt)-udpHdrsLen, false
+	c.q, c.in, c.out = q, in, out
+	c.bytes = uint64(len(pkt))
+}
+
+// join adds pkt to the batch if it continues it, and reports whether it
+// did.
+func (c *coalescer) join(q tun.Device, pkt []byte) bool {
+	pay := len(pkt) - udpHdrsLen
+	if q != c.q || c.ended || c.n == maxCoalesce || pay > c.seg ||
+		len(c.buf)+pay > cap(c.buf) || !coalescible(pkt) {
+		return false
+	}
+	first := c.buf[header.VirtioNetHdrLen:]
+	ip := pkt[header.VirtioNetHdrLen:]
+	// Same TOS, flags and fragment offset, TTL, protocol, addresses, ports;
+	// the next IP ID.
+	if first[1] != ip[1] || string(first[6:10]) != string(ip[6:10]) ||
+		string(first[12:24]) != string(ip[12:24]) ||
+		binary.BigEndian.Uint16(ip[4:6]) != binary.BigEndian.Uint16(first[4:6])+uint16(c.n) {
+		return false
+	}
+	c.buf = append(c.buf, pkt[udpHdrsLen:]...)
+	c.n++
+	c.ended = pay < c.seg
+	c.bytes += uint64(len(pkt))
+	return true
+}
+
+// seal returns what to write: the datagram as it came if it is alone, or
+// the super-packet, its headers made to cover every payload.
+func (c *coalescer) seal() []byte {
+	if c.n == 1 {
+		return c.buf
+	}
+	vnet := header.VirtioNetHdr(c.buf[:header.VirtioNetHdrLen])
+	ip := header.IPv4(c.buf[header.VirtioNetHdrLen:])
+	ulen := len(ip) - header.IPv4MinLen
+	ip.SetTotalLen(uint16(len(ip)))
+	u := header.UDP(ip[header.IPv4MinLen:])
+	binary.BigEndian.PutUint16(u[4:6], uint16(ulen))
+	u.SetChecksum(foldPseudo(ip.Src(), ip.Dst(), ulen))
+	vnet.SetGSOType(header.GSOUDPL4)
+	vnet.SetHdrLen(header.IPv4MinLen + header.UDPLen)
+	vnet.SetGSOSize(uint16(c.seg))
+	return c.buf
+}
+
+// coalesce holds pkt, bound for queue q of out, if it can: joined to the
+// datagrams the worker holds, or, once those are written, as the first of
+// a new batch. It reports whether it held pkt.
+func (e *Engine) coalesce(in, out *Port, q tun.Device, pkt []byte, w *worker) bool {
+	c := &w.co
+	if w.observing { // a tap watches: every packet leaves when it is recorded
+		e.flush(w)
+		return false
+	}
+	if c.n > 0 && c.join(q, pkt) {
+		return true
+	}
+	e.flush(w)
+	if !coalescible(pkt) {
+		return false
+	}
+	c.start(q, in, out, pkt)
+	return true
+}
+
+// flush writes the datagrams the worker holds, if any. The forwarding
+// loops call it after each burst they read from a queue.
+func (e *Engine) flush(w *worker) {
+	c := &w.co
+	if c.n == 0 {
+		return
+	}
+	w.out[0] = c.seal()
+	if _, err := c.q.Write(w.out[:]); err != nil {
+		for range c.n {
+			w.drop(c.in, DropWriteError)
+		}
+	} else {
+		c.out.stats.txPackets.Add(uint64(c.n))
+		c.out.stats.txBytes.Add(c.bytes)
+	}
+	c.n = 0
+}
