@@ -1,8 +1,6 @@
 package dataplane
 
 import (
-	"encoding/binary"
-
 	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/dataplane/tun"
 )
@@ -28,14 +26,11 @@ import (
 // The worker flushes after each burst it reads from one queue, and before
 // it writes anything else, so packets leave in the order they came.
 type coalescer struct {
-	buf   []byte // virtio-net header, the first datagram's IP and UDP headers, every payload
-	n     int    // datagrams held
-	seg   int    // payload length of the first: the segment size
-	ended bool   // the last one held was shorter than seg
-	q     tun.Device
-	in    *Port
-	out   *Port
-	bytes uint64 // their lengths as transmit counts them
+	buf []byte // virtio-net header, the first datagram's IP and UDP headers, every payload
+	n   int    // datagrams held
+	q   tun.Device
+	in  *Port
+	out *Port
 }
 
 // Limits of a super-packet. 64 segments is the most a UDP GSO packet may
@@ -78,72 +73,76 @@ func (c *coalescer) start(q tun.Device, in, out *Port, pkt []byte) {
 		c.buf = make([]byte, 0, header.VirtioNetHdrLen+maxCoalesceLen)
 	}
 	c.buf = append(c.buf[:0], pkt...)
-	c.n, c.seg, c.ended = 1, len(pkt)-udpHdrsLen, false
-	c.q, c.in, c.out = q, in, out
-	c.bytes = uint64(len(pkt))
+	c.n, c.q, c.in, c.out = 1, q, in, out
 }
 
-// join adds pkt to the batch if it continues it, and reports whether it
-// did.
+// first is the IP header, and after it the UDP header, of the first
+// datagram held. Until seal, its UDP length is still its own.
+func (c *coalescer) first() header.IPv4 { return header.IPv4(c.buf[header.VirtioNetHdrLen:]) }
+
+// seg is the segment size: the first datagram's payload length.
+func (c *coalescer) seg() int {
+	return int(header.UDP(c.first()[header.IPv4MinLen:]).Length()) - header.UDPLen
+}
+
+// join adds pkt, which must be coalescible, to the batch if it continues
+// it, and reports whether it did.
 func (c *coalescer) join(q tun.Device, pkt []byte) bool {
-	pay := len(pkt) - udpHdrsLen
-	if q != c.q || c.ended || c.n == maxCoalesce || pay > c.seg ||
-		len(c.buf)+pay > cap(c.buf) || !coalescible(pkt) {
+	pay, seg, held := len(pkt)-udpHdrsLen, c.seg(), len(c.buf)-udpHdrsLen
+	// held < n*seg: the last one held was shorter, and ended the batch.
+	if q != c.q || c.n == maxCoalesce || pay > seg || held < c.n*seg || len(c.buf)+pay > cap(c.buf) {
 		return false
 	}
-	first := c.buf[header.VirtioNetHdrLen:]
-	ip := pkt[header.VirtioNetHdrLen:]
+	first, ip := c.first(), header.IPv4(pkt[header.VirtioNetHdrLen:])
 	// Same TOS, flags and fragment offset, TTL, protocol, addresses, ports;
 	// the next IP ID.
 	if first[1] != ip[1] || string(first[6:10]) != string(ip[6:10]) ||
-		string(first[12:24]) != string(ip[12:24]) ||
-		binary.BigEndian.Uint16(ip[4:6]) != binary.BigEndian.Uint16(first[4:6])+uint16(c.n) {
+		string(first[12:24]) != string(ip[12:24]) || ip.ID() != first.ID()+uint16(c.n) {
 		return false
 	}
 	c.buf = append(c.buf, pkt[udpHdrsLen:]...)
 	c.n++
-	c.ended = pay < c.seg
-	c.bytes += uint64(len(pkt))
 	return true
 }
 
-// seal returns what to write: the datagram as it came if it is alone, or
-// the super-packet, its headers made to cover every payload.
-func (c *coalescer) seal() []byte {
+// seal returns what to write, and the bytes of the datagrams it carries as
+// transmit counts them (each with its own headers): the datagram as it
+// came if it is alone, or the super-packet, its headers made to cover
+// every payload.
+func (c *coalescer) seal() (pkt []byte, bytes uint64) {
+	bytes = uint64(len(c.buf) + (c.n-1)*udpHdrsLen)
 	if c.n == 1 {
-		return c.buf
+		return c.buf, bytes
 	}
+	seg := c.seg()
 	vnet := header.VirtioNetHdr(c.buf[:header.VirtioNetHdrLen])
-	ip := header.IPv4(c.buf[header.VirtioNetHdrLen:])
+	ip := c.first()
 	ulen := len(ip) - header.IPv4MinLen
 	ip.SetTotalLen(uint16(len(ip)))
 	u := header.UDP(ip[header.IPv4MinLen:])
-	binary.BigEndian.PutUint16(u[4:6], uint16(ulen))
+	u.SetLength(uint16(ulen))
 	u.SetChecksum(foldPseudo(ip.Src(), ip.Dst(), ulen))
 	vnet.SetGSOType(header.GSOUDPL4)
 	vnet.SetHdrLen(header.IPv4MinLen + header.UDPLen)
-	vnet.SetGSOSize(uint16(c.seg))
-	return c.buf
+	vnet.SetGSOSize(uint16(seg))
+	return c.buf, bytes
 }
 
 // coalesce holds pkt, bound for queue q of out, if it can: joined to the
 // datagrams the worker holds, or, once those are written, as the first of
-// a new batch. It reports whether it held pkt.
+// a new batch. It reports whether it held pkt. While a tap watches, every
+// packet leaves as it is recorded.
 func (e *Engine) coalesce(in, out *Port, q tun.Device, pkt []byte, w *worker) bool {
 	c := &w.co
-	if w.observing { // a tap watches: every packet leaves when it is recorded
-		e.flush(w)
-		return false
-	}
-	if c.n > 0 && c.join(q, pkt) {
+	ok := !w.observing && coalescible(pkt)
+	if ok && c.n > 0 && c.join(q, pkt) {
 		return true
 	}
 	e.flush(w)
-	if !coalescible(pkt) {
-		return false
+	if ok {
+		c.start(q, in, out, pkt)
 	}
-	c.start(q, in, out, pkt)
-	return true
+	return ok
 }
 
 // flush writes the datagrams the worker holds, if any. The forwarding
@@ -153,14 +152,15 @@ func (e *Engine) flush(w *worker) {
 	if c.n == 0 {
 		return
 	}
-	w.out[0] = c.seal()
+	pkt, bytes := c.seal()
+	w.out[0] = pkt
 	if _, err := c.q.Write(w.out[:]); err != nil {
 		for range c.n {
 			w.drop(c.in, DropWriteError)
 		}
 	} else {
 		c.out.stats.txPackets.Add(uint64(c.n))
-		c.out.stats.txBytes.Add(c.bytes)
+		c.out.stats.txBytes.Add(bytes)
 	}
 	c.n = 0
 }

@@ -28,7 +28,8 @@ func TestKernelSplitsCoalescedDatagrams(t *testing.T) {
 			t.Fatalf("datagram %d did not join", i)
 		}
 	}
-	if _, err := dev.Write([][]byte{c.seal()}); err != nil {
+	pkt, _ := c.seal()
+	if _, err := dev.Write([][]byte{pkt}); err != nil {
 		t.Fatalf("the kernel refused the super-packet: %v", err)
 	}
 	buf := make([]byte, 2048)

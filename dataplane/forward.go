@@ -267,6 +267,10 @@ func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
 			return
 		}
 	}
+	// flush (coalesce.go) writes and counts a batch with its own copy of
+	// these lines: a write method shared with it, which the compiler does
+	// not inline, cost BenchmarkForward 81.4-83.8 -> 83.6-84.2 ns and
+	// BenchmarkForwardSNAT 93.0-93.6 -> 94.5-94.9 ns (3 runs of 1 s each).
 	w.out[0] = pkt
 	if _, err := q.Write(w.out[:]); err != nil {
 		w.drop(in, DropWriteError)

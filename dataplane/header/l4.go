@@ -115,6 +115,10 @@ func (b UDP) DstPort() uint16 { return binary.BigEndian.Uint16(b[2:4]) }
 // Length returns the length field (header and payload).
 func (b UDP) Length() uint16 { return binary.BigEndian.Uint16(b[4:6]) }
 
+// SetLength writes the length field. The checksum, which covers it twice
+// (header and pseudo-header), is the caller's job.
+func (b UDP) SetLength(n uint16) { binary.BigEndian.PutUint16(b[4:6], n) }
+
 // Checksum returns the checksum field; 0 means the sender computed none.
 func (b UDP) Checksum() uint16 { return binary.BigEndian.Uint16(b[6:8]) }
 
