@@ -109,7 +109,11 @@ func udpSocket(dst netip.AddrPort, port int) (int, error) {
 		err = syscall.Connect(fd, sockaddr(dst))
 	} else {
 		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<20)
+		// SO_RCVBUF is silently capped at net.core.rmem_max (212,992 bytes
+		// here); the FORCE variant, open to root, is not.
+		if syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, 8<<20) != nil {
+			syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<20)
+		}
 		err = syscall.Bind(fd, &syscall.SockaddrInet4{Port: port})
 	}
 	if err != nil {
