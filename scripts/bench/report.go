@@ -225,12 +225,13 @@ var pathMetrics = []pathMetric{
 type machine struct {
 	date, cpu, kernel, mem, goVersion, iperf string
 	nproc                                    int
+	syscall                                  time.Duration
 	loadStart, loadEnd                       string
 	otherNetns                               int
 }
 
 func (m machine) summary() string {
-	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s", m.nproc, m.cpu, m.kernel, m.mem)
+	return fmt.Sprintf("%d CPUs (%s), kernel %s, %s, a system call %v", m.nproc, m.cpu, m.kernel, m.mem, m.syscall)
 }
 
 func loadavg() string {
@@ -246,7 +247,7 @@ func loadavg() string {
 }
 
 func machineInfo(cfg *config) machine {
-	m := machine{date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), nproc: runtime.NumCPU(), loadStart: loadavg()}
+	m := machine{date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), nproc: runtime.NumCPU(), loadStart: loadavg(), syscall: syscallCost()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -286,7 +287,7 @@ func (r *results) markdown() string {
 	w("# Benchmarks\n\n")
 	w("Written by `sudo make bench` (`scripts/bench/`) for issue 6: the emulator's dataplane against the kernel's own forwarding with nftables SNAT, in one run on one machine. Absolute numbers vary between machines; the ratios to the kernel path of the same round are the claim.\n\n")
 	w("- Date: %s; the harness ran for %s (after `make build`).\n", r.machine.date, r.duration.Round(time.Second))
-	w("- Machine: %d CPUs, %s; kernel %s; %s.\n", r.machine.nproc, r.machine.cpu, r.machine.kernel, r.machine.mem)
+	w("- Machine: %d CPUs, %s; kernel %s; %s. A bare system call (`getppid`) takes %d ns: the emulator's path makes system calls per packet that the kernel's does not, so its ratios fall where this is dear.\n", r.machine.nproc, r.machine.cpu, r.machine.kernel, r.machine.mem, r.machine.syscall.Nanoseconds())
 	w("- Software: %s; %s.\n", r.machine.goVersion, r.machine.iperf)
 	w("- Load average (1/5/15 min) at the start: %s; at the end: %s. Network namespaces present when it started (other labs or tests on the machine): %d.\n", r.machine.loadStart, r.machine.loadEnd, r.machine.otherNetns)
 	w("- Command: `sudo make bench` (equivalently `scripts/bench/bench.sh`). Rounds: %d of the paths, %d of the scale labs, `-count %d` of the micro-benchmarks. Each cell is the median, with the min–max of the rounds in parentheses.\n\n", cfg.rounds, cfg.scaleRounds, cfg.microCount)
