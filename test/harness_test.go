@@ -260,18 +260,33 @@ func (l *lab) status() statusJSON {
 	return s
 }
 
+type nodeJSON struct {
+	Name       string            `json:"name"`
+	Kind       string            `json:"kind"`
+	Address    string            `json:"address"`
+	Namespace  string            `json:"namespace"`
+	RxPackets  uint64            `json:"rxPackets"`
+	Drops      map[string]uint64 `json:"drops"`
+	QueueDrops uint64            `json:"queueDrops"`
+}
+
+// node returns one node's entry in the lab's `status --json`.
+func (l *lab) node(name string) nodeJSON {
+	l.t.Helper()
+	for _, n := range l.status().Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	l.t.Fatalf("status has no node %s", name)
+	return nodeJSON{}
+}
+
 type statusJSON struct {
-	Lab   string `json:"lab"`
-	PID   int    `json:"pid"`
-	Nodes []struct {
-		Name      string            `json:"name"`
-		Kind      string            `json:"kind"`
-		Address   string            `json:"address"`
-		Namespace string            `json:"namespace"`
-		RxPackets uint64            `json:"rxPackets"`
-		Drops     map[string]uint64 `json:"drops"`
-	} `json:"nodes"`
-	ASEs []struct {
+	Lab   string     `json:"lab"`
+	PID   int        `json:"pid"`
+	Nodes []nodeJSON `json:"nodes"`
+	ASEs  []struct {
 		Name string `json:"name"`
 		VIP  string `json:"vip"`
 		ILB  string `json:"ilb"`

@@ -82,16 +82,10 @@ func refix(b []byte) []byte {
 // nodeDrops returns one node's drop counters from `status --json`.
 func (l *lab) nodeDrops(node string) map[string]uint64 {
 	l.t.Helper()
-	for _, n := range l.status().Nodes {
-		if n.Name == node {
-			if n.Drops == nil {
-				return map[string]uint64{}
-			}
-			return n.Drops
-		}
+	if d := l.node(node).Drops; d != nil {
+		return d
 	}
-	l.t.Fatalf("status has no node %s", node)
-	return nil
+	return map[string]uint64{}
 }
 
 // Malformed traffic injected through db1's interface, below its IP stack:

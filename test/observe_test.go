@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -380,5 +381,43 @@ func TestGraph(t *testing.T) {
 	}
 	if r := emu(t, "graph", "--format", "png"); r.code != 2 {
 		t.Errorf("graph --format png: %v, want exit 2", r)
+	}
+}
+
+// A node that sends faster than the dataplane reads loses packets at its
+// own interface: the kernel drops them at the full TUN queue and the
+// sender is not told. status and the metrics must show them, since the
+// dataplane's own counters never see them. The dataplane is stopped
+// (SIGSTOP, by the PID status gives) while db1 sends, so that its queue
+// fills for certain.
+func TestQueueFullDropsShown(t *testing.T) {
+	l := observeLab(t)
+	var st struct {
+		PID     int    `json:"pid"`
+		Metrics string `json:"metrics"`
+	}
+	l.emuJSON(&st, "status")
+	before := l.node("db1").QueueDrops
+
+	const sent, queue = 2000, 500 // queue: a TUN's default txqueuelen
+	if err := syscall.Kill(st.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Registered after upLab's teardown, so it runs before it.
+	t.Cleanup(func() { syscall.Kill(st.PID, syscall.SIGCONT) })
+	l.mustExec("db1", "bash", "-c", fmt.Sprintf("for i in $(seq %d); do echo x > /dev/udp/203.0.113.10/9; done", sent))
+	if err := syscall.Kill(st.PID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+
+	got := l.node("db1").QueueDrops - before
+	if got < sent-queue || got > sent {
+		t.Errorf("status: db1's queueDrops rose by %d after %d datagrams into a stopped dataplane's queue of %d; want %d to %d", got, sent, queue, sent-queue, sent)
+	}
+	if r := emu(t, "status", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "Queue full: the nodes' own interfaces dropped") {
+		t.Errorf("status does not report the queue-full drops: %v", r)
+	}
+	if m := scrape(t, st.Metrics)[`emulator_node_queue_full_drops_total{node="db1"}`]; m < float64(before+got) {
+		t.Errorf("emulator_node_queue_full_drops_total for db1 = %v, want at least %d", m, before+got)
 	}
 }

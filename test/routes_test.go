@@ -109,15 +109,7 @@ func TestVirtualAppliance(t *testing.T) {
 		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
 		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n")...)
 	l := upLab(t, "-f", file)
-	rx := func() uint64 {
-		for _, n := range l.status().Nodes {
-			if n.Name == "nva1" {
-				return n.RxPackets
-			}
-		}
-		t.Fatal("status lists no nva1")
-		return 0
-	}
+	rx := func() uint64 { return l.node("nva1").RxPackets }
 	before := rx()
 	if peer := l.peerSeen("ase1-w1", "10.0.2.4", 1433); peer != "10.0.1.6" {
 		t.Errorf("db1 saw %s through the appliance, want 10.0.1.6", peer)

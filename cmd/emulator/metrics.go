@@ -36,7 +36,12 @@ func (l *runningLab) serveMetrics(addr string) error {
 		return usagef("%v", err)
 	}
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(engineCollector{l.engine}); err != nil {
+	queueDrops := func() map[string]uint64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.queueDrops()
+	}
+	if err := reg.Register(engineCollector{l.engine, queueDrops}); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -53,7 +58,10 @@ func (l *runningLab) serveMetrics(addr string) error {
 
 // engineCollector reads the dataplane's counters at scrape time: atomics
 // the forwarding path updates anyway, so exporting costs it nothing.
-type engineCollector struct{ e *dataplane.Engine }
+type engineCollector struct {
+	e          *dataplane.Engine
+	queueDrops func() map[string]uint64 // runningLab.queueDrops, under the lab's lock
+}
 
 var (
 	descRxPackets = prometheus.NewDesc("emulator_node_rx_packets_total", "Packets the node sent into the dataplane.", []string{"node"}, nil)
@@ -62,6 +70,7 @@ var (
 	descTxBytes   = prometheus.NewDesc("emulator_node_tx_bytes_total", "Bytes the dataplane delivered to the node.", []string{"node"}, nil)
 	descFlows     = prometheus.NewDesc("emulator_node_flows_total", "Flows the node started.", []string{"node"}, nil)
 	descDrops     = prometheus.NewDesc("emulator_node_drops_total", "Packets from the node the dataplane dropped, by reason.", []string{"node", "reason"}, nil)
+	descQueueFull = prometheus.NewDesc("emulator_node_queue_full_drops_total", "Packets the node sent that its interface dropped because the dataplane's queue was full (counted by the kernel).", []string{"node"}, nil)
 	descRuleHits  = prometheus.NewDesc("emulator_nsg_rule_hits_total", "New flows an NSG rule decided.", []string{"nsg", "rule", "direction", "access"}, nil)
 	descPoolSize  = prometheus.NewDesc("emulator_snat_pool_ports", "Ports in a SNAT pool.", []string{"address", "proto"}, nil)
 	descPoolUsed  = prometheus.NewDesc("emulator_snat_pool_ports_in_use", "SNAT ports in use.", []string{"address", "proto"}, nil)
@@ -73,7 +82,7 @@ var (
 )
 
 func (engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFlows, descDrops,
+	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFlows, descDrops, descQueueFull,
 		descRuleHits, descPoolSize, descPoolUsed, descPoolRef, descCTFlows, descCTMax, descCTCreated, descCTExpired} {
 		ch <- d
 	}
@@ -95,6 +104,9 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		for r, n := range s.Drops {
 			counter(descDrops, n, s.Node, r)
 		}
+	}
+	for node, n := range c.queueDrops() {
+		counter(descQueueFull, n, node)
 	}
 	for _, g := range c.e.NSGStats() {
 		for _, r := range g.Rules {

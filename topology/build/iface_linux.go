@@ -101,3 +101,25 @@ func Configure(ns netns.NsHandle, ifc Iface) error {
 	}
 	return nil
 }
+
+// TxDropped is how many packets the interface ifname in ns dropped on
+// their way out of the namespace. For a node's TUN interface these are
+// packets its programs sent while the queue the dataplane reads was full
+// (the kernel drops at the queue rather than making the sender wait), so
+// they never reached the dataplane and none of its own counters sees them.
+func TxDropped(ns netns.NsHandle, ifname string) (uint64, error) {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return 0, fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(ifname)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", ifname, err)
+	}
+	st := link.Attrs().Statistics
+	if st == nil {
+		return 0, fmt.Errorf("%s: no statistics", ifname)
+	}
+	return st.TxDropped, nil
+}
