@@ -295,7 +295,8 @@ func measurePath(cfg *config, res *results, p *path, round int, self string) {
 	logf("bench:   TCP 4 streams  %.2f Gbit/s", v)
 	settle()
 	// UDP with each sender count; the best delivered rate is the path's.
-	best := udpResult{math.NaN(), math.NaN(), math.NaN(), 0}
+	nan := math.NaN()
+	best := udpResult{offeredPPS: nan, deliveredPPS: nan, loss: nan, clientDrop: nan}
 	var uerr error
 	for _, n := range cfg.udpSenders {
 		u, err := p.udp(cfg, self, n)
@@ -303,7 +304,7 @@ func measurePath(cfg *config, res *results, p *path, round int, self string) {
 			uerr = err
 			continue
 		}
-		logf("bench:   UDP 64 B, %d senders: %.0f kpps delivered of %.0f sent (loss %.1f%%)", n, u.deliveredPPS/1e3, u.offeredPPS/1e3, u.loss*100)
+		logf("bench:   UDP 64 B, %d senders: %.0f kpps delivered of %.0f sent (loss %.1f%%, %.1f%% at the client's interface)", n, u.deliveredPPS/1e3, u.offeredPPS/1e3, u.loss*100, u.clientDrop*100)
 		res.set(p.name, fmt.Sprintf("udp_pps_%d", n), round, u.deliveredPPS/1e3)
 		if math.IsNaN(best.deliveredPPS) || u.deliveredPPS > best.deliveredPPS {
 			best = u
@@ -316,6 +317,7 @@ func measurePath(cfg *config, res *results, p *path, round int, self string) {
 	set("udp_pps", best.deliveredPPS/1e3, uerr)
 	set("udp_offered", best.offeredPPS/1e3, uerr)
 	set("udp_loss", best.loss*100, uerr)
+	set("udp_client_drop", best.clientDrop*100, uerr)
 	set("udp_senders", float64(best.senders), uerr)
 	r, err := p.rr(cfg, self)
 	if err != nil {

@@ -322,10 +322,13 @@ func (p *path) tcpThroughput(cfg *config, streams int) (float64, error) {
 	return sum / 1e9, nil
 }
 
-// udpResult is one UDP measurement.
+// udpResult is one UDP measurement. clientDrop is the share of what was
+// sent that the client's own interface dropped (its tx_dropped): on the
+// emulator path, datagrams the dataplane had not read before its queue
+// filled.
 type udpResult struct {
-	offeredPPS, deliveredPPS, loss float64
-	senders                        int
+	offeredPPS, deliveredPPS, loss, clientDrop float64
+	senders                                    int
 }
 
 // udp sends 64-byte datagrams from senders sockets (one thread each) for
@@ -337,6 +340,10 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 		return udpResult{}, err
 	}
 	defer sink.kill()
+	dropped0, err := txDropped(p.client)
+	if err != nil {
+		return udpResult{}, err
+	}
 	out, err := runT(cfg.udpTime+30*time.Second, "ip", nsArgs(p.client, self, "helper", "udp-blast",
 		"-addr", fmt.Sprintf("%s:%d", serverAddr, udpPort), "-conc", fmt.Sprint(senders),
 		"-size", "64", "-batch", "64", "-duration", cfg.udpTime.String())...)
@@ -359,12 +366,40 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 	if b.Sent == 0 {
 		return udpResult{}, fmt.Errorf("udp: nothing sent (%d errors: %s)", b.Errors, b.FirstError)
 	}
+	dropped1, err := txDropped(p.client)
+	if err != nil {
+		return udpResult{}, err
+	}
 	return udpResult{
+		clientDrop:   float64(dropped1-dropped0) / float64(b.Sent),
 		offeredPPS:   float64(b.Sent) / b.Seconds,
 		deliveredPPS: float64(s.Packets) / b.Seconds,
 		loss:         1 - float64(s.Packets)/float64(b.Sent),
 		senders:      senders,
 	}, nil
+}
+
+// txDropped sums tx_dropped over the interfaces of namespace ns.
+func txDropped(ns string) (uint64, error) {
+	out, err := runT(10*time.Second, "ip", "-n", ns, "-s", "-j", "link", "show")
+	if err != nil {
+		return 0, err
+	}
+	var links []struct {
+		Stats struct {
+			Tx struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil {
+		return 0, fmt.Errorf("ip -j link in %s: %w", ns, err)
+	}
+	var n uint64
+	for _, l := range links {
+		n += l.Stats.Tx.Dropped
+	}
+	return n, nil
 }
 
 func (p *path) rr(cfg *config, self string) (*rrResult, error) {
