@@ -379,29 +379,6 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 	}, nil
 }
 
-// txDropped sums tx_dropped over the interfaces of namespace ns.
-func txDropped(ns string) (uint64, error) {
-	out, err := runT(10*time.Second, "ip", "-n", ns, "-s", "-j", "link", "show")
-	if err != nil {
-		return 0, err
-	}
-	var links []struct {
-		Stats struct {
-			Tx struct {
-				Dropped uint64 `json:"dropped"`
-			} `json:"tx"`
-		} `json:"stats64"`
-	}
-	if err := json.Unmarshal([]byte(out), &links); err != nil {
-		return 0, fmt.Errorf("ip -j link in %s: %w", ns, err)
-	}
-	var n uint64
-	for _, l := range links {
-		n += l.Stats.Tx.Dropped
-	}
-	return n, nil
-}
-
 func (p *path) rr(cfg *config, self string) (*rrResult, error) {
 	out, err := runT(cfg.rrTime+30*time.Second, "ip", nsArgs(p.client, self, "helper", "rr-client",
 		"-addr", fmt.Sprintf("%s:%d", serverAddr, rrPort), "-size", "1", "-duration", cfg.rrTime.String())...)

@@ -20,6 +20,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/aseemu/emulator/topology/build"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -248,4 +250,16 @@ func syscallCost() time.Duration {
 	}
 	slices.Sort(runs[:])
 	return runs[1]
+}
+
+// txDropped is the tx_dropped of the client's interface (eth0 on every
+// path) in namespace ns.
+func txDropped(ns string) (uint64, error) {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return 0, fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	defer h.Close()
+	n, err := build.TxDropped([]netns.NsHandle{h}, "eth0")
+	return n[0], err
 }

@@ -34,6 +34,14 @@ func NamespaceName(lab, node string) string { return lab + "." + node }
 // Go runtime discards it when the goroutine ends, so no other goroutine ever
 // runs in the wrong namespace.
 func Do(ns netns.NsHandle, fn func() error) error {
+	return DoEach([]netns.NsHandle{ns}, func(int) error { return fn() })
+}
+
+// DoEach is Do for many namespaces on one thread: it runs fn(i) inside
+// nss[i] for each i in turn, and joins the errors. A namespace it cannot
+// enter is skipped, with its error. One thread for all saves a thread
+// switch per namespace when a status visits a thousand nodes.
+func DoEach(nss []netns.NsHandle, fn func(i int) error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -43,17 +51,20 @@ func Do(ns netns.NsHandle, fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
+		var errs []error
+		for i, ns := range nss {
+			if err := netns.Set(ns); err != nil {
+				errs = append(errs, fmt.Errorf("enter netns: %w", err))
+				continue
+			}
+			errs = append(errs, fn(i))
 		}
-		ferr := fn()
 		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("restore netns: %w", err))
+			errc <- errors.Join(append(errs, fmt.Errorf("restore netns: %w", err))...)
 			return // the thread stays locked and dies with this goroutine
 		}
 		runtime.UnlockOSThread()
-		errc <- ferr
+		errc <- errors.Join(errs...)
 	}()
 	return <-errc
 }
