@@ -21,6 +21,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/aseemu/emulator/topology/build"
+	"github.com/vishvananda/netns"
 )
 
 // Results of the helpers, as JSON.
@@ -356,17 +359,32 @@ func scaleBlast(ap netip.AddrPort, nsFile string, conc, size, batch int, d time.
 			syscall.Close(fd)
 		}
 	}()
-	for _, ns := range strings.Fields(string(data)) {
-		err := inNetns(ns, func() error {
-			fd, err := udpSocket(ap, 0)
-			if err == nil {
-				socks = append(socks, fd)
-			}
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("socket in %s: %w", ns, err)
+	names := strings.Fields(string(data))
+	var nss []netns.NsHandle
+	defer func() {
+		for _, h := range nss {
+			h.Close()
 		}
+	}()
+	for _, name := range names {
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			return nil, fmt.Errorf("namespace %s: %w", name, err)
+		}
+		nss = append(nss, h)
+	}
+	// A socket stays in the namespace it was opened in, whatever thread
+	// later sends on it: one thread visits every namespace to open them.
+	err = build.DoEach(nss, func(i int) error {
+		fd, err := udpSocket(ap, 0)
+		if err != nil {
+			return fmt.Errorf("socket in %s: %w", names[i], err)
+		}
+		socks = append(socks, fd)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(socks) == 0 {
 		return nil, errors.New("no namespace")

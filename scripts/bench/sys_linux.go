@@ -1,9 +1,8 @@
 package main
 
 // Thin wrappers over the few syscalls the load generators need and the
-// standard library does not offer: sendmmsg/recvmmsg (so a UDP sender or
-// sink is not limited by one syscall per 64-byte packet) and setns (so one
-// process can open a socket in each of a thousand lab namespaces).
+// standard library does not offer: sendmmsg/recvmmsg, so a UDP sender or
+// sink is not limited by one syscall per 64-byte packet.
 //
 // Every socket here is a plain blocking file descriptor used from a goroutine
 // locked to its OS thread: the load generators measure the network path, not
@@ -13,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime"
 	"slices"
 	"syscall"
@@ -190,43 +188,6 @@ func (m *mmsg) recv(fd int) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
-}
-
-// inNetns runs f on an OS thread moved into the named network namespace
-// (/run/netns/NAME), then moves the thread back. Sockets f creates stay in
-// that namespace for their whole life, whatever thread later uses them.
-func inNetns(name string, f func() error) error {
-	// A fresh goroutine: if moving the thread back fails, it exits still
-	// locked, and the runtime then destroys the thread rather than let other
-	// goroutines run in the wrong namespace.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			done <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("setns %s: %w", name, err)
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("setns back from %s: %w", name, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
 }
 
 // syscallCost is the median time of a bare system call (getppid) over three
