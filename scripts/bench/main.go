@@ -225,16 +225,24 @@ func runPaths(cfg *config, res *results, self, tmp string) {
 			res.nsgErr = err.Error()
 		}
 	}
+	// Metric by metric, each path in turn (in an order rotated every
+	// round), so that the measurements a ratio is made of are seconds
+	// apart, not the minute a path's whole set takes: this machine's speed
+	// drifts over minutes (four runs of one day, path by path, disagreed
+	// by up to 0.2 in a ratio).
 	for round := range cfg.rounds {
-		if reg.interrupted() {
-			return
-		}
-		for i := range paths {
-			p := paths[(i+round)%len(paths)]
-			logf("bench: round %d/%d: %s path", round+1, cfg.rounds, p.name)
-			measurePath(cfg, res, p, round, self)
-			if p.name == "emulator" && res.nsgErr == "" {
-				measureNSG4000(cfg, res, p, round, self, lab10, lab4000)
+		for _, m := range steps {
+			for i := range paths {
+				if reg.interrupted() {
+					return
+				}
+				p := paths[(i+round)%len(paths)]
+				logf("bench: round %d/%d: %s, %s path", round+1, cfg.rounds, m.name, p.name)
+				m.measure(cfg, res, p, round, self)
+				settle()
+				if m.nsgAfter && p.name == "emulator" && res.nsgErr == "" {
+					measureNSG4000(cfg, res, p, round, self, lab10, lab4000)
+				}
 			}
 		}
 	}
@@ -275,26 +283,64 @@ func natLines(status string) string {
 	return strings.Join(keep, "\n")
 }
 
-func measurePath(cfg *config, res *results, p *path, round int, self string) {
-	set := func(metric string, v float64, err error) {
+// steps are what each path is measured for, in the order of a round.
+var steps = []struct {
+	name    string
+	measure func(cfg *config, res *results, p *path, round int, self string)
+	// nsgAfter: on the emulator path, the 4,000-rule new-flow rate comes
+	// right after this one, so that it sits between two 10-rule rates of
+	// its own path (A-B-A, measureNSG4000).
+	nsgAfter bool
+}{
+	{name: "TCP 1 stream", measure: func(cfg *config, res *results, p *path, round int, self string) {
+		v, err := p.tcpThroughput(cfg, 1)
+		record(res, p, round, "tcp1", v, err)
+		logf("bench:   TCP 1 stream   %.2f Gbit/s", v)
+	}},
+	{name: "TCP 4 streams", measure: func(cfg *config, res *results, p *path, round int, self string) {
+		v, err := p.tcpThroughput(cfg, 4)
+		record(res, p, round, "tcp4", v, err)
+		logf("bench:   TCP 4 streams  %.2f Gbit/s", v)
+	}},
+	{name: "UDP", measure: measureUDP},
+	{name: "round trips", measure: func(cfg *config, res *results, p *path, round int, self string) {
+		r, err := p.rr(cfg, self)
 		if err != nil {
-			v = math.NaN()
-			res.fail(p.name, metric, err)
-			logf("bench:   %s %s: %v", p.name, metric, err)
+			r = &rrResult{P50us: math.NaN(), P99us: math.NaN()}
 		}
-		res.set(p.name, metric, round, v)
-	}
-	settle := func() { time.Sleep(300 * time.Millisecond) }
+		record(res, p, round, "rr", float64(r.Count)/r.Seconds, err)
+		record(res, p, round, "rr_p50", r.P50us, err)
+		record(res, p, round, "rr_p99", r.P99us, err)
+		logf("bench:   TCP RR         %.0f/s p50 %.1f µs p99 %.1f µs", float64(r.Count)/r.Seconds, r.P50us, r.P99us)
+	}},
+	{name: "new connections", measure: func(cfg *config, res *results, p *path, round int, self string) {
+		c, err := p.crr(cfg, self)
+		if err == nil && c.Errors > 0 {
+			res.note(fmt.Sprintf("%s path, round %d: %d of the new connections failed (first: %s)", p.name, round+1, c.Errors, c.FirstError))
+		}
+		if err != nil {
+			c = &crrResult{Seconds: 1}
+		}
+		record(res, p, round, "crr", float64(c.Count)/c.Seconds, err)
+		logf("bench:   new TCP conns  %.0f/s", float64(c.Count)/c.Seconds)
+	}, nsgAfter: true},
+}
 
-	v, err := p.tcpThroughput(cfg, 1)
-	set("tcp1", v, err)
-	logf("bench:   TCP 1 stream   %.2f Gbit/s", v)
-	settle()
-	v, err = p.tcpThroughput(cfg, 4)
-	set("tcp4", v, err)
-	logf("bench:   TCP 4 streams  %.2f Gbit/s", v)
-	settle()
-	// UDP with each sender count; the best delivered rate is the path's.
+// record sets p's metric for the round, or marks it failed.
+func record(res *results, p *path, round int, metric string, v float64, err error) {
+	if err != nil {
+		v = math.NaN()
+		res.fail(p.name, metric, err)
+		logf("bench:   %s %s: %v", p.name, metric, err)
+	}
+	res.set(p.name, metric, round, v)
+}
+
+// settle lets the last measurement's sockets and queues drain.
+func settle() { time.Sleep(300 * time.Millisecond) }
+
+// measureUDP tries each sender count; the best delivered rate is the path's.
+func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 	nan := math.NaN()
 	best := udpResult{offeredPPS: nan, deliveredPPS: nan, loss: nan, clientDrop: nan}
 	var uerr error
@@ -314,30 +360,11 @@ func measurePath(cfg *config, res *results, p *path, round int, self string) {
 	if !math.IsNaN(best.deliveredPPS) {
 		uerr = nil
 	}
-	set("udp_pps", best.deliveredPPS/1e3, uerr)
-	set("udp_offered", best.offeredPPS/1e3, uerr)
-	set("udp_loss", best.loss*100, uerr)
-	set("udp_client_drop", best.clientDrop*100, uerr)
-	set("udp_senders", float64(best.senders), uerr)
-	r, err := p.rr(cfg, self)
-	if err != nil {
-		r = &rrResult{P50us: math.NaN(), P99us: math.NaN()}
-	}
-	set("rr", float64(r.Count)/r.Seconds, err)
-	set("rr_p50", r.P50us, err)
-	set("rr_p99", r.P99us, err)
-	logf("bench:   TCP RR         %.0f/s p50 %.1f µs p99 %.1f µs", float64(r.Count)/r.Seconds, r.P50us, r.P99us)
-	settle()
-	c, err := p.crr(cfg, self)
-	if err == nil && c.Errors > 0 {
-		res.note(fmt.Sprintf("%s path, round %d: %d of the new connections failed (first: %s)", p.name, round+1, c.Errors, c.FirstError))
-	}
-	if err != nil {
-		c = &crrResult{Seconds: 1}
-	}
-	set("crr", float64(c.Count)/c.Seconds, err)
-	logf("bench:   new TCP conns  %.0f/s", float64(c.Count)/c.Seconds)
-	settle()
+	record(res, p, round, "udp_pps", best.deliveredPPS/1e3, uerr)
+	record(res, p, round, "udp_offered", best.offeredPPS/1e3, uerr)
+	record(res, p, round, "udp_loss", best.loss*100, uerr)
+	record(res, p, round, "udp_client_drop", best.clientDrop*100, uerr)
+	record(res, p, round, "udp_senders", float64(best.senders), uerr)
 }
 
 // measureNSG4000 swaps the lab's NSG for one of 4,000 rules with `emulator
