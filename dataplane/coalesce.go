@@ -138,16 +138,24 @@ func (e *Engine) coalesce(in, out *Port, q tun.Device, pkt []byte, w *worker) bo
 	if ok && c.n > 0 && c.join(q, pkt) {
 		return true
 	}
-	e.flush(w)
+	e.writeHeld(w)
 	if ok {
 		c.start(q, in, out, pkt)
 	}
 	return ok
 }
 
-// flush writes the datagrams the worker holds, if any. The forwarding
-// loops call it after each burst they read from a queue.
+// flush ends a burst: it writes the datagrams the worker holds, if any, and
+// adds what the worker counted to the ports' counters. The forwarding loops
+// call it after each burst they read from a queue.
 func (e *Engine) flush(w *worker) {
+	e.writeHeld(w)
+	w.rx.publish()
+	w.tx.publish()
+}
+
+// writeHeld writes the datagrams the worker holds, if any.
+func (e *Engine) writeHeld(w *worker) {
 	c := &w.co
 	if c.n == 0 {
 		return
@@ -159,8 +167,7 @@ func (e *Engine) flush(w *worker) {
 			w.drop(c.in, DropWriteError)
 		}
 	} else {
-		c.out.stats.txPackets.Add(uint64(c.n))
-		c.out.stats.txBytes.Add(bytes)
+		w.tx.add(&c.out.stats.tx, uint64(c.n), bytes)
 	}
 	c.n = 0
 }
