@@ -276,8 +276,13 @@ func (t *Table) TranslateICMPError(ip header.IPv4, vnet header.VirtioNetHdr, now
 		// pseudo-header sum (a kernel quotes what it received as is)
 		// shows in its value: a partial one equals the pseudo-header sum
 		// of the quote as it stands. A full checksum matches by chance
-		// once in 65,536 quotes, and then gets the partial update.
-		ph := fold(header.PseudoHeaderSum(e.Proto, e.Src, e.Dst, binary.BigEndian.Uint16(in[2:4])-uint16(ihl)))
+		// once in 65,536 quotes: a quote of the whole segment tells them
+		// apart, since a full checksum then verifies; a cut one cannot,
+		// and gets the partial update.
+		seg := binary.BigEndian.Uint16(in[2:4]) - uint16(ihl)
+		pseudo := header.PseudoHeaderSum(e.Proto, e.Src, e.Dst, seg)
+		ph := fold(pseudo)
+		full := int(seg) <= len(l4) && header.Checksum(l4[:seg], pseudo) == 0xffff
 		if k.DstPort != to.DstPort {
 			pd += set16(l4[0:2], to.DstPort)
 		}
@@ -294,7 +299,7 @@ func (t *Table) TranslateICMPError(ip header.IPv4, vnet header.VirtioNetHdr, now
 		if len(l4) >= off+2 {
 			c := binary.BigEndian.Uint16(l4[off:])
 			switch {
-			case c == ph:
+			case c == ph && !full:
 				md += set16(l4[off:off+2], fold(uint32(c)+ad))
 			case e.Proto == header.ProtoUDP && c == 0:
 			default:
