@@ -102,7 +102,7 @@ func (p *Poller) Poll(tokens []uint32, d time.Duration) (int, error) {
 		// slice to end. Under EEVDF (kernel 6.18) this helps only a task
 		// the scheduler deems eligible: in a perf sched trace of round
 		// trips, a server the worker's wake-up had preempted stayed
-		// runnable 92-151 µs while the worker spun. Making the worker
+		// runnable for 92 µs, until the worker slept. Making the worker
 		// SCHED_IDLE while it spins, or SCHED_BATCH throughout, did not
 		// raise the round-trip rate (3 alternating rounds each).
 		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
