@@ -272,17 +272,30 @@ func (t *Table) TranslateICMPError(ip header.IPv4, vnet header.VirtioNetHdr, now
 	}
 	switch e.Proto {
 	case header.ProtoTCP, header.ProtoUDP:
-		// Whether the quoted L4 checksum was complete or a NEEDS_CSUM
-		// pseudo-header sum (a kernel quotes what it received as is)
-		// shows in its value: a partial one equals the pseudo-header sum
-		// of the quote as it stands. A full checksum matches by chance
-		// once in 65,536 quotes: a quote of the whole segment tells them
-		// apart, since a full checksum then verifies; a cut one cannot,
-		// and gets the partial update.
-		seg := binary.BigEndian.Uint16(in[2:4]) - uint16(ihl)
-		pseudo := header.PseudoHeaderSum(e.Proto, e.Src, e.Dst, seg)
-		ph := fold(pseudo)
-		full := int(seg) <= len(l4) && header.Checksum(l4[:seg], pseudo) == 0xffff
+		// The quoted L4 checksum is fixed if it was quoted at all, so
+		// that a tool decoding the quote sees a consistent segment.
+		off := 6
+		if e.Proto == header.ProtoTCP {
+			off = 16
+		}
+		quoted := len(l4) >= off+2
+		var c uint16
+		var partialSum bool
+		if quoted {
+			// Whether it was complete or a NEEDS_CSUM pseudo-header sum
+			// (a kernel quotes what it received as is) shows in its
+			// value: a partial one equals the pseudo-header sum of the
+			// quote as it stands. A full checksum matches by chance once
+			// in 65,536 quotes: a quote of the whole segment tells them
+			// apart, since a full checksum then verifies over it (before
+			// the ports below change); a cut one cannot, and gets the
+			// partial update.
+			c = binary.BigEndian.Uint16(l4[off:])
+			seg := binary.BigEndian.Uint16(in[2:4]) - uint16(ihl)
+			pseudo := header.PseudoHeaderSum(e.Proto, e.Src, e.Dst, seg)
+			partialSum = c == fold(pseudo) &&
+				!(int(seg) <= len(l4) && header.Checksum(l4[:seg], pseudo) == 0xffff)
+		}
 		if k.DstPort != to.DstPort {
 			pd += set16(l4[0:2], to.DstPort)
 		}
@@ -290,16 +303,9 @@ func (t *Table) TranslateICMPError(ip header.IPv4, vnet header.VirtioNetHdr, now
 			pd += set16(l4[2:4], to.SrcPort)
 		}
 		md += pd
-		// The quoted L4 checksum is fixed if it was quoted at all, so
-		// that a tool decoding the quote sees a consistent segment.
-		off := 6
-		if e.Proto == header.ProtoTCP {
-			off = 16
-		}
-		if len(l4) >= off+2 {
-			c := binary.BigEndian.Uint16(l4[off:])
+		if quoted {
 			switch {
-			case c == ph && !full:
+			case partialSum:
 				md += set16(l4[off:off+2], fold(uint32(c)+ad))
 			case e.Proto == header.ProtoUDP && c == 0:
 			default:
