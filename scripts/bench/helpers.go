@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/topology/build"
-	"github.com/vishvananda/netns"
 )
 
 // Results of the helpers, as JSON.
@@ -360,18 +359,10 @@ func scaleBlast(ap netip.AddrPort, nsFile string, conc, size, batch int, d time.
 		}
 	}()
 	names := strings.Fields(string(data))
-	var nss []netns.NsHandle
-	defer func() {
-		for _, h := range nss {
-			h.Close()
-		}
-	}()
-	for _, name := range names {
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			return nil, fmt.Errorf("namespace %s: %w", name, err)
-		}
-		nss = append(nss, h)
+	nss, err := openNamespaces(names)
+	defer closeNamespaces(nss)
+	if err != nil {
+		return nil, err
 	}
 	// A socket stays in the namespace it was opened in, whatever thread
 	// later sends on it: one thread visits every namespace to open them.

@@ -216,11 +216,32 @@ func syscallCost() time.Duration {
 // txDropped is the tx_dropped of the client's interface (eth0 on every
 // path) in namespace ns.
 func txDropped(ns string) (uint64, error) {
-	h, err := netns.GetFromName(ns)
+	nss, err := openNamespaces([]string{ns})
+	defer closeNamespaces(nss)
 	if err != nil {
-		return 0, fmt.Errorf("namespace %s: %w", ns, err)
+		return 0, err
 	}
-	defer h.Close()
-	n, err := build.TxDropped([]netns.NsHandle{h}, "eth0")
+	n, err := build.TxDropped(nss, "eth0")
 	return n[0], err
+}
+
+// openNamespaces opens a handle on each named namespace (/run/netns/NAME),
+// for build.Do and DoEach. It returns those it opened even when one fails:
+// closeNamespaces them.
+func openNamespaces(names []string) ([]netns.NsHandle, error) {
+	nss := make([]netns.NsHandle, 0, len(names))
+	for _, name := range names {
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			return nss, fmt.Errorf("namespace %s: %w", name, err)
+		}
+		nss = append(nss, h)
+	}
+	return nss, nil
+}
+
+func closeNamespaces(nss []netns.NsHandle) {
+	for _, h := range nss {
+		h.Close()
+	}
 }
