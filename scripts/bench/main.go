@@ -344,7 +344,10 @@ func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 	nan := math.NaN()
 	best := udpResult{offeredPPS: nan, deliveredPPS: nan, loss: nan, clientDrop: nan}
 	var uerr error
-	for _, n := range cfg.udpSenders {
+	for i, n := range cfg.udpSenders {
+		if i > 0 {
+			settle() // after the last, the round's loop settles
+		}
 		u, err := p.udp(cfg, self, n)
 		if err != nil {
 			uerr = err
@@ -355,7 +358,6 @@ func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 		if math.IsNaN(best.deliveredPPS) || u.deliveredPPS > best.deliveredPPS {
 			best = u
 		}
-		settle()
 	}
 	if !math.IsNaN(best.deliveredPPS) {
 		uerr = nil
