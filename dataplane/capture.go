@@ -326,9 +326,9 @@ func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop
 	if drop == "" {
 		out = s.portFor(in, preIP.Dst(), postIP.Dst())
 	}
-	r := Record{In: in.node.Name, Drop: drop, snap: s, Orig: preK, Xl: preK, from: in.node}
+	r := Record{In: in.node().Name, Drop: drop, snap: s, Orig: preK, Xl: preK, from: in.node()}
 	if out != nil {
-		r.Out = out.node.Name
+		r.Out = out.node().Name
 	}
 	if f, ok := e.ct.Lookup(preK, now); ok {
 		r.Tracked = true
@@ -371,7 +371,7 @@ func (t *Tap) matches(in, out *Port, pre, post nat.Key) bool {
 	if m.Key != nil && pre != *m.Key {
 		return false
 	}
-	if m.Node != "" && in.node.Name != m.Node && (out == nil || out.node.Name != m.Node) {
+	if m.Node != "" && in.node().Name != m.Node && (out == nil || out.node().Name != m.Node) {
 		return false
 	}
 	if t.addr != 0 && pre.Src != t.addr && pre.Dst != t.addr && post.Src != t.addr && post.Dst != t.addr {
@@ -394,8 +394,8 @@ func tupleOf(ip header.IPv4) nat.Key {
 // translation; nil for the dataplane's own addresses.
 func (s *snapshot) portFor(in *Port, preDst, postDst header.Addr) *Port {
 	dst := postDst
-	if s.routes.used && in.node.Subnet != nil {
-		if h, _ := s.routes.lookup(in.node.Subnet, preDst); h.kind == hopAppliance {
+	if s.routes.used && in.node().Subnet != nil {
+		if h, _ := s.routes.lookup(in.node().Subnet, preDst); h.kind == hopAppliance {
 			dst = h.via
 		}
 	}
@@ -408,7 +408,7 @@ func (s *snapshot) portFor(in *Port, preDst, postDst header.Addr) *Port {
 // nodeOf is the node holding address a, or nil.
 func (s *snapshot) nodeOf(a header.Addr) *topology.Node {
 	if t, _, ok := s.fib.Lookup(a); ok && t.kind == targetPort {
-		return s.ports[t.port].node
+		return s.ports[t.port].node()
 	}
 	return nil
 }

@@ -48,7 +48,9 @@ type PortSpec struct {
 
 // Port is one node's interface as the dataplane sees it.
 type Port struct {
-	node    *topology.Node
+	// The node's settings in the current snapshot: compile swaps them
+	// while the workers read them.
+	nodeP   atomic.Pointer[topology.Node]
 	dev     tun.Device
 	queues  []tun.Device // dev's queues; queues[0] is dev's own
 	gateway header.Addr  // source of the ICMP errors we send to this node
@@ -57,6 +59,9 @@ type Port struct {
 	fragMu  sync.Mutex // guards frags: each queue's goroutine may see fragments
 	frags   *fragTable // first fragments seen (frag.go)
 }
+
+func (p *Port) node() *topology.Node     { return p.nodeP.Load() }
+func (p *Port) setNode(n *topology.Node) { p.nodeP.Store(n) }
 
 // snapshot is everything the pipeline consults, compiled from one topology.
 // It is never modified once published.
@@ -141,7 +146,7 @@ func newPorts(keep []*Port, specs []PortSpec) ([]*Port, error) {
 	ports := append([]*Port(nil), keep...)
 	seen := map[string]bool{}
 	for _, p := range keep {
-		seen[p.node.Name] = true
+		seen[p.node().Name] = true
 	}
 	for i, s := range specs {
 		if s.Node == nil || s.Dev == nil {
@@ -159,7 +164,9 @@ func newPorts(keep []*Port, specs []PortSpec) ([]*Port, error) {
 		if mq, ok := s.Dev.(tun.MultiQueue); ok {
 			queues = mq.Queues()
 		}
-		ports = append(ports, &Port{node: s.Node, dev: s.Dev, queues: queues, gateway: header.AddrFromNetip(s.Node.Gateway), mtu: mtu})
+		p := &Port{dev: s.Dev, queues: queues, gateway: header.AddrFromNetip(s.Node.Gateway), mtu: mtu}
+		p.setNode(s.Node)
+		ports = append(ports, p)
 	}
 	return ports, nil
 }
@@ -169,10 +176,10 @@ func newPorts(keep []*Port, specs []PortSpec) ([]*Port, error) {
 func (e *Engine) compile(t *topology.Topology, ports []*Port) (*snapshot, error) {
 	byNode := make(map[string]int, len(ports))
 	for i, p := range ports {
-		if n := t.NodeByName(p.node.Name); n != nil {
-			p.node = n
+		if n := t.NodeByName(p.node().Name); n != nil {
+			p.setNode(n)
 		}
-		byNode[p.node.Name] = i
+		byNode[p.node().Name] = i
 	}
 	set, err := nsg.Compile(t)
 	if err != nil {
@@ -224,7 +231,7 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 	}
 	var keep, closing []*Port
 	for _, p := range old.ports {
-		if gone[p.node.Name] {
+		if gone[p.node().Name] {
 			closing = append(closing, p)
 		} else {
 			keep = append(keep, p)
@@ -359,7 +366,7 @@ func (e *Engine) readLoop(p *Port, q tun.Device, i int) {
 // PortByNode returns the port of the named node, or nil.
 func (e *Engine) PortByNode(name string) *Port {
 	for _, p := range e.cur.Load().ports {
-		if p.node.Name == name {
+		if p.node().Name == name {
 			return p
 		}
 	}
@@ -375,7 +382,7 @@ func (e *Engine) Lookup(dst netip.Addr) (node string, kind string) {
 		return "", "no route"
 	}
 	if t.kind == targetPort {
-		return s.ports[t.port].node.Name, t.kind.String()
+		return s.ports[t.port].node().Name, t.kind.String()
 	}
 	return "", t.kind.String()
 }

@@ -243,7 +243,7 @@ func TestCountersAddedOnceABurst(t *testing.T) {
 	type counts struct{ RxPackets, RxBytes, TxPackets, TxBytes uint64 }
 	want := map[string]counts{}
 	for i, to := range []string{"ase1-w1", "ase1-w1", "ase1-w2", "ase1-w1", "ase1-w2"} {
-		dst := e.PortByNode(to).node.Addr.String()
+		dst := e.PortByNode(to).node().Addr.String()
 		pkt := append(make([]byte, header.VirtioNetHdrLen), tcpSYN(t, "10.0.2.4", dst, 64, 10*i)...)
 		e.forward(e.cur.Load(), in, pkt, e.ct.Now(), w)
 		rx, tx := want["db1"], want[to]
@@ -277,7 +277,7 @@ func (l *lab) expectDrops(t *testing.T, r DropReason, n uint64) {
 
 func (l *lab) portIndex(node string) int {
 	for i, p := range l.e.cur.Load().ports {
-		if p.node.Name == node {
+		if p.node().Name == node {
 			return i
 		}
 	}

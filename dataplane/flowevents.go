@@ -129,13 +129,13 @@ func (ev FlowEvent) named() FlowEvent {
 func (e *Engine) flowBegun(s *snapshot, in, out *Port, k, xl nat.Key) {
 	in.stats.flows.Add(1)
 	if f := e.flowEvents.Load(); f != nil {
-		f.send(FlowEvent{Time: time.Now(), State: FlowBegin, Orig: k, Xl: xl, snap: s, src: in.node, dst: out.node}.named())
+		f.send(FlowEvent{Time: time.Now(), State: FlowBegin, Orig: k, Xl: xl, snap: s, src: in.node(), dst: out.node()}.named())
 	}
 }
 
 // flowDenied reports a new flow an NSG denied.
 func (e *Engine) flowDenied(s *snapshot, in, out *Port, k, xl nat.Key, why DropReason) {
 	if f := e.flowEvents.Load(); f != nil && (why == DropNSGOutbound || why == DropNSGInbound) {
-		f.send(FlowEvent{Time: time.Now(), State: FlowDeny, Orig: k, Xl: xl, snap: s, src: in.node, dst: out.node}.named())
+		f.send(FlowEvent{Time: time.Now(), State: FlowDeny, Orig: k, Xl: xl, snap: s, src: in.node(), dst: out.node()}.named())
 	}
 }

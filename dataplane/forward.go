@@ -89,8 +89,8 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	// The subnet's routes (F18): only a lab with user routes or an
 	// on-premises network needs the lookup.
 	viaGateway := false
-	if s.routes.used && in.node.Subnet != nil {
-		switch h, _ := s.routes.lookup(in.node.Subnet, dst); h.kind {
+	if s.routes.used && in.node().Subnet != nil {
+		switch h, _ := s.routes.lookup(in.node().Subnet, dst); h.kind {
 		case hopNone:
 			w.drop(in, DropRouteNone)
 			return
@@ -167,7 +167,7 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 		w.drop(in, DropBadL4)
 		return nat.Flow{}, false
 	}
-	xl, reason, ok := s.pol.decide(in.node, k, viaGateway)
+	xl, reason, ok := s.pol.decide(in.node(), k, viaGateway)
 	if !ok {
 		w.drop(in, reason)
 		return nat.Flow{}, false
@@ -178,7 +178,7 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 	if out == nil {
 		return nat.Flow{}, false
 	}
-	if reason, ok := s.filter(in.node, out.node, k, xl); !ok {
+	if reason, ok := s.filter(in.node(), out.node(), k, xl); !ok {
 		w.drop(in, reason) // silently, as Azure drops
 		e.flowDenied(s, in, out, k, xl, reason)
 		return nat.Flow{}, false

@@ -221,9 +221,9 @@ func checkSent(t *testing.T, topo *topology.Topology, out *Port, b []byte, check
 	if !ip.ChecksumValid() {
 		t.Fatalf("wrote a packet with a bad IP header checksum: %x", ip.Header())
 	}
-	if dst := ip.Dst(); dst != header.AddrFromNetip(out.node.Addr) && !out.node.IPForwarding &&
-		(topo.OnPremises == nil || out.node != topo.OnPremises.Gateway) {
-		t.Fatalf("wrote a packet for %v to node %s (%v)", dst, out.node.Name, out.node.Addr)
+	if dst := ip.Dst(); dst != header.AddrFromNetip(out.node().Addr) && !out.node().IPForwarding &&
+		(topo.OnPremises == nil || out.node() != topo.OnPremises.Gateway) {
+		t.Fatalf("wrote a packet for %v to node %s (%v)", dst, out.node().Name, out.node().Addr)
 	}
 	if !checkL4 || ip.IsFragment() {
 		return

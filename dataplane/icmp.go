@@ -49,5 +49,5 @@ func (e *Engine) toGateway(in *Port, ip header.IPv4, w *worker) {
 // lab node's own address; an answer to a spoofed source would leave for
 // an address that is not the node's, maybe not the lab's.
 func answerable(in *Port, ip header.IPv4) bool {
-	return ip.Src() == header.AddrFromNetip(in.node.Addr) || in.node.IPForwarding
+	return ip.Src() == header.AddrFromNetip(in.node().Addr) || in.node().IPForwarding
 }

@@ -161,7 +161,7 @@ func (e *Engine) Stats() []PortStats {
 	out := make([]PortStats, 0, len(ports))
 	for _, p := range ports {
 		s := PortStats{
-			Node:      p.node.Name,
+			Node:      p.node().Name,
 			RxPackets: p.stats.rx.packets.Load(),
 			RxBytes:   p.stats.rx.bytes.Load(),
 			TxPackets: p.stats.tx.packets.Load(),

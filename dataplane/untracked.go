@@ -30,14 +30,14 @@ func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4, t target, foun
 			return false
 		}
 	}
-	if s.pol.needsNAT(in.node, ip.Src(), ip.Dst()) {
+	if s.pol.needsNAT(in.node(), ip.Src(), ip.Dst()) {
 		w.drop(in, DropUntranslatable)
 		return false
 	}
 	if !icmpError {
 		if found && t.kind == targetPort {
 			k := nat.Key{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
-			if reason, ok := s.filter(in.node, s.ports[t.port].node, k, k); !ok {
+			if reason, ok := s.filter(in.node(), s.ports[t.port].node(), k, k); !ok {
 				w.drop(in, reason)
 				return false
 			}

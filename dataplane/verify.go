@@ -79,7 +79,7 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 		r.Decision = fmt.Sprintf("no node holds %v", xl.Dst)
 		return r, nil
 	}
-	dst := s.ports[t.port].node
+	dst := s.ports[t.port].node()
 	r.ToNode = dst.Name
 	if s.pol.isolated(src, dst) {
 		r.Reason = DropASESubnetVM.String()
