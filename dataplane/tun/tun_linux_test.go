@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/test/nstest"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,7 @@ func TestCreateInNamespace(t *testing.T) {
 }
 
 func testCreateInNamespace(t *testing.T, queues int) {
-	dev, req := newTestDevice(t, queues)
+	dev, req, _ := newTestDevice(t, queues)
 	if _, err := dev.Queues()[queues-1].Write([][]byte{req}); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func isEchoReply(p []byte) bool {
 // then finds the queue empty; Poll gives up when nothing comes; Wake ends a
 // Wait; a closed queue's TryRead says so.
 func TestPoller(t *testing.T) {
-	dev, req := newTestDevice(t, 2)
+	dev, req, _ := newTestDevice(t, 2)
 	p, err := NewPoller()
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +130,9 @@ func TestPoller(t *testing.T) {
 
 // newTestDevice creates a TUN of the given queues in a fresh, unnamed
 // namespace, addressed 10.9.0.2/24 and up, and returns it with an ICMP
-// echo request from 10.9.0.1 to 10.9.0.2 (virtio-net header first).
-func newTestDevice(t *testing.T, queues int) (*Linux, []byte) {
+// echo request from 10.9.0.1 to 10.9.0.2 (virtio-net header first) and the
+// namespace.
+func newTestDevice(t *testing.T, queues int) (*Linux, []byte, netns.NsHandle) {
 	t.Helper()
 	var dev *Linux
 	ns := nstest.New(t, func() (err error) {
@@ -164,5 +166,5 @@ func newTestDevice(t *testing.T, queues int) (*Linux, []byte) {
 	ip[10], ip[11] = byte(c>>8), byte(c)
 	c = csum(ip[20:])
 	ip[22], ip[23] = byte(c>>8), byte(c)
-	return dev, req
+	return dev, req, ns
 }

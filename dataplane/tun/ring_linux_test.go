@@ -1,0 +1,143 @@
+//go:build linux
+
+package tun
+
+import (
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// newTestRing makes a ring on the test's thread, which it locks: a ring
+// belongs to the thread that made it.
+func newTestRing(t *testing.T, nbuf int) *Ring {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	r, err := NewRing(nbuf, 65535+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// collect enters the ring and hands each completion to each, until each
+// says it has what it waits for, or 3 s pass.
+func collect(t *testing.T, r *Ring, each func(Completion) (done bool)) {
+	t.Helper()
+	cs := make([]Completion, 0, 16)
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("waited 3 s")
+		}
+		if err := r.Enter(false); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range r.Completions(cs[:0]) {
+			if each(c) {
+				return
+			}
+		}
+	}
+}
+
+// TestRing arms a read on both queues of a device: the reply to a ping
+// completes in a buffer, the read staying armed; Wake completes under
+// WakeToken; Cancel ends each read; and the interface then goes with its
+// descriptors, as it must for `down` to remove it.
+func TestRing(t *testing.T) {
+	dev, req, ns := newTestDevice(t, 2)
+	r := newTestRing(t, 8)
+	for i, q := range dev.Queues() {
+		if err := r.ArmRead(q.(Pollable), uint32(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dev.Queues()[1].Write([][]byte{req}); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, r, func(c Completion) bool {
+		if c.Token > 1 || c.Buf < 0 || c.Res <= 0 || !c.More {
+			t.Fatalf("completion %+v: want a packet on token 0 or 1, still armed", c)
+		}
+		defer r.Recycle(c.Buf)
+		return isEchoReply(r.Buf(c.Buf)[10:c.Res])
+	})
+
+	r.Wake()
+	collect(t, r, func(c Completion) bool { return c.Token == WakeToken })
+
+	r.Cancel(0)
+	r.Cancel(1)
+	ended := map[uint32]int32{}
+	collect(t, r, func(c Completion) bool {
+		if !c.More {
+			ended[c.Token] = c.Res
+		}
+		return len(ended) == 2
+	})
+	for tok, res := range ended {
+		if res != -int32(unix.ECANCELED) {
+			t.Errorf("token %d ended with %d, want -ECANCELED", tok, res)
+		}
+	}
+
+	dev.Close()
+	if linkExists(t, ns, "eth0") {
+		t.Fatal("interface still there after its reads were cancelled and its queues closed")
+	}
+}
+
+// TestRingOutOfBuffers has one buffer: the second packet finds none, the
+// read ends with ENOBUFS, and armed again once the buffer is back, it reads
+// that packet, which waited in the queue.
+func TestRingOutOfBuffers(t *testing.T) {
+	dev, req, _ := newTestDevice(t, 1)
+	r := newTestRing(t, 1)
+	if err := r.ArmRead(dev, 7); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := dev.Write([][]byte{req}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replies := 0
+	collect(t, r, func(c Completion) bool {
+		switch {
+		case c.Buf >= 0 && c.Res > 10 && isEchoReply(r.Buf(c.Buf)[10:c.Res]):
+			replies++
+			r.Recycle(c.Buf)
+		case c.Res == -int32(unix.ENOBUFS) && !c.More && replies == 1:
+			if err := r.ArmRead(dev, 7); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("completion %+v after %d replies", c, replies)
+		}
+		return replies == 2
+	})
+	r.Cancel(7)
+	collect(t, r, func(c Completion) bool { return !c.More })
+}
+
+func linkExists(t *testing.T, ns netns.NsHandle, name string) bool {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	_, err = h.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	if err != nil && !errors.As(err, &notFound) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
