@@ -88,6 +88,7 @@ type Engine struct {
 	started   bool
 	workers   []*pollWorker // by queue number: poll.go
 
+	epoll       bool          // Config.Epoll
 	spin        time.Duration // Config.Spin
 	maxSpinners int32         // workers that may spin at once
 	spinners    atomic.Int32
@@ -103,6 +104,9 @@ type Config struct {
 	// Spin is how long a worker keeps looking for packets before it
 	// sleeps (tun.Poller.Wait). 0 means DefaultSpin; negative, never.
 	Spin time.Duration
+	// Epoll makes the workers read through epoll even where the kernel
+	// offers io_uring's multishot reads (ring.go).
+	Epoll bool
 }
 
 // DefaultSpin is Config.Spin's default.
@@ -110,7 +114,7 @@ const DefaultSpin = 50 * time.Microsecond
 
 // New builds an engine for topology t with one port per spec.
 func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
-	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}, spin: cfg.Spin}
+	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}, spin: cfg.Spin, epoll: cfg.Epoll}
 	if e.spin == 0 {
 		e.spin = DefaultSpin
 	}
@@ -258,6 +262,7 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 	if e.started {
 		e.startPorts(ports[len(keep):])
 	}
+	e.cancelReads(closing)
 	err = closePorts(closing)
 	e.detachPolled(closing)
 	return err
@@ -289,14 +294,18 @@ func (e *Engine) Close() error {
 	defer e.mu.Unlock()
 	close(e.done)
 	for _, pw := range e.workers {
-		if pw != nil {
+		switch {
+		case pw == nil:
+		case pw.ring != nil:
+			pw.ring.stop() // its reads hold the queues open
+		default:
 			pw.poller.Wake()
 		}
 	}
 	err := closePorts(e.cur.Load().ports)
 	e.wg.Wait()
 	for _, pw := range e.workers {
-		if pw != nil {
+		if pw != nil && pw.poller != nil {
 			pw.poller.Close()
 		}
 	}

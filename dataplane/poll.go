@@ -15,9 +15,14 @@ import (
 // queues (by default Cores), each can busy-poll its whole set before it
 // sleeps (tun.Poller.Poll), and a flow's two directions, steered to the
 // same queue number, meet on the same worker (transmit).
+//
+// A worker reads its queues in one of two ways: through an io_uring
+// (ringWorker, ring.go) where the kernel has multishot reads, or else
+// through an epoll set (tun.Poller).
 type pollWorker struct {
 	queue  int
-	poller *tun.Poller
+	poller *tun.Poller                 // nil for a ring worker
+	ring   *ringWorker                 // nil for an epoll worker
 	table  atomic.Pointer[[]pollEntry] // indexed by token; copied on change, under Engine.mu
 }
 
@@ -79,12 +84,17 @@ func (e *Engine) worker(i int) *pollWorker {
 	if pw := e.workers[i]; pw != nil {
 		return pw
 	}
+	pw := &pollWorker{queue: i}
+	pw.table.Store(&[]pollEntry{})
+	if !e.epoll && e.startRingWorker(pw) {
+		e.workers[i] = pw
+		return pw
+	}
 	poller, err := tun.NewPoller()
 	if err != nil {
 		return nil
 	}
-	pw := &pollWorker{queue: i, poller: poller}
-	pw.table.Store(&[]pollEntry{})
+	pw.poller = poller
 	e.workers[i] = pw
 	e.wg.Add(1)
 	go func() {
@@ -101,6 +111,11 @@ func (e *Engine) worker(i int) *pollWorker {
 func (pw *pollWorker) attach(ents []pollEntry) (refused []pollEntry) {
 	old := *pw.table.Load()
 	table := append(old[:len(old):len(old)], ents...)
+	if pw.ring != nil {
+		pw.table.Store(&table)
+		pw.ring.arm()
+		return nil
+	}
 	for i, ent := range ents {
 		token := len(old) + i
 		if err := pw.poller.Add(ent.q, uint32(token)); err != nil {
@@ -115,10 +130,7 @@ func (pw *pollWorker) attach(ents []pollEntry) (refused []pollEntry) {
 // detachPolled forgets the closed ports' queues, so that they can be
 // collected. Their descriptors left the epoll sets when they were closed.
 func (e *Engine) detachPolled(gone []*Port) {
-	drop := map[*Port]bool{}
-	for _, p := range gone {
-		drop[p] = true
-	}
+	drop := portsIn(gone)
 	for _, pw := range e.workers {
 		if pw == nil {
 			continue
@@ -190,4 +202,12 @@ func (e *Engine) pollOrWait(pw *pollWorker, tokens []uint32) (int, error) {
 		}
 	}
 	return pw.poller.Wait(tokens)
+}
+
+func portsIn(ports []*Port) map[*Port]bool {
+	set := make(map[*Port]bool, len(ports))
+	for _, p := range ports {
+		set[p] = true
+	}
+	return set
 }

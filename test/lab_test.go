@@ -80,6 +80,33 @@ func TestNcInsideVNetKeepsSourceAddress(t *testing.T) {
 	}
 }
 
+// The epoll reader, which the dataplane uses where the kernel lacks
+// io_uring's multishot reads, still carries a lab's traffic: a ping, and a
+// TCP connection out through the VIP's SNAT to the Internet. By default
+// the dataplane reads through io_uring, as this machine's kernel allows.
+func TestEpollReader(t *testing.T) {
+	if n := ioURings(t, upLab(t).status().PID); n == 0 {
+		t.Errorf("a default lab's dataplane has no io_uring")
+	}
+	l := upLab(t, "--io-uring=false")
+	if n := ioURings(t, l.status().PID); n != 0 {
+		t.Errorf("with --io-uring=false the dataplane has %d io_urings, want none", n)
+	}
+	if r := l.exec("db1", 20*time.Second, "ping", "-c", "2", "-W", "2", "10.0.1.6"); r.code != 0 {
+		t.Fatalf("ping from db1 to ase1-w1 failed: %v", r)
+	}
+	listener := l.background("echo", "nc", "-l", "-n", "-v", "5000")
+	l.waitListening("echo", 5000)
+	r := run(t, 20*time.Second, "sh", "-c", "echo hello-from-w1 | "+emulator+" exec --name "+l.name+" ase1-w1 -- nc -N -w 5 203.0.113.10 5000")
+	if r.code != 0 {
+		t.Fatalf("nc from ase1-w1 to echo failed: %v", r)
+	}
+	got := listener.wait()
+	if !strings.Contains(got.stdout, "hello-from-w1") || !strings.Contains(got.stderr, "192.23.1.2") {
+		t.Errorf("echo should receive the data from the VIP 192.23.1.2: %v", got)
+	}
+}
+
 func TestPingAndTimeExceeded(t *testing.T) {
 	l := upLab(t)
 	if r := l.exec("db1", 20*time.Second, "ping", "-c", "2", "-W", "2", "10.0.1.6"); r.code != 0 {
@@ -302,4 +329,21 @@ func TestInitRoundTrip(t *testing.T) {
 	if got := len(l.status().Nodes); got != len(defaultNodes) {
 		t.Fatalf("lab from `init` output has %d nodes, want %d", got, len(defaultNodes))
 	}
+}
+
+// ioURings counts the io_uring instances process pid holds.
+func ioURings(t *testing.T, pid int) int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, _ := os.Readlink(dir + "/" + fd.Name()); target == "anon_inode:[io_uring]" {
+			n++
+		}
+	}
+	return n
 }

@@ -57,6 +57,7 @@ type runningLab struct {
 	devs     []tun.Device
 	queues   int                       // per node interface
 	busyPoll time.Duration             // up --busy-poll
+	epoll    bool                      // up --io-uring=false
 	nets     map[string]netx.Net       // each node's sockets, for its services
 	nsh      map[string]netns.NsHandle // by node, kept open for nets
 	svc      *labServices
@@ -104,7 +105,7 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 	if queues == 0 {
 		queues = autoQueues(len(topo.Nodes))
 	}
-	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues, busyPoll: opt.busyPoll}
+	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues, busyPoll: opt.busyPoll, epoll: opt.epoll}
 	if err := l.build(); err != nil {
 		l.stop()
 		return nil, err
@@ -148,7 +149,10 @@ func (l *runningLab) build() error {
 	if spin == 0 {
 		spin = -1 // Config's "never"
 	}
-	e, err := dataplane.New(l.topo, specs, dataplane.Config{Spin: spin})
+	// The injected forward panic hooks TryRead, which only the epoll
+	// workers call: an io_uring worker reads the queues itself.
+	epoll := l.epoll || testPanic == "forward"
+	e, err := dataplane.New(l.topo, specs, dataplane.Config{Spin: spin, Epoll: epoll})
 	if err != nil {
 		return err
 	}

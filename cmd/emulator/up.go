@@ -35,6 +35,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	queues := fs.Int("queues", 0, "queues per node interface (0: half the CPUs, at least 1, up to 4)")
 	metrics := fs.String("metrics", "", "export Prometheus metrics on this loopback ADDR:PORT")
 	busyPoll := fs.Duration("busy-poll", dataplane.DefaultSpin, "how long the dataplane looks for packets before it sleeps (0: never)")
+	uring := fs.Bool("io-uring", true, "read the node interfaces through io_uring where the kernel can (false: always epoll)")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
@@ -52,7 +53,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	if *busyPoll < 0 || *busyPoll > maxBusyPoll {
 		return usagef("up: --busy-poll %v: use 0 to %v", *busyPoll, maxBusyPoll)
 	}
-	opt := upOptions{queues: *queues, metrics: *metrics, busyPoll: *busyPoll}
+	opt := upOptions{queues: *queues, metrics: *metrics, busyPoll: *busyPoll, epoll: !*uring}
 	topo, source, err := loadTopology(*file)
 	if err != nil {
 		return err
@@ -132,6 +133,7 @@ type upOptions struct {
 	queues   int           // --queues: per node interface, 0 automatic
 	metrics  string        // --metrics: the loopback address to serve metrics on
 	busyPoll time.Duration // --busy-poll: 0 never
+	epoll    bool          // --io-uring=false
 }
 
 // maxBusyPoll bounds --busy-poll: past a millisecond a worker spins through
@@ -159,7 +161,8 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 	}
 	defer r.Close()
 
-	args := []string{"up", "--name", name, "--queues", strconv.Itoa(opt.queues), "--busy-poll", opt.busyPoll.String()}
+	args := []string{"up", "--name", name, "--queues", strconv.Itoa(opt.queues), "--busy-poll", opt.busyPoll.String(),
+		"--io-uring=" + strconv.FormatBool(!opt.epoll)}
 	if opt.metrics != "" {
 		args = append(args, "--metrics", opt.metrics)
 	}

@@ -17,8 +17,8 @@ import (
 // then collects every packet that arrived since the last, where the
 // Poller needs an epoll_wait, a read per packet and a read that finds the
 // queue empty. On this project's VM, where a system call costs about
-// 1.2 µs, that doubled the datagrams a worker forwards (see RingWorker in
-// the dataplane).
+// 1.2 µs, that doubled the datagrams a worker forwards (the dataplane's
+// ringWorker).
 //
 // A Ring belongs to the OS thread that made it (IORING_SETUP_SINGLE_ISSUER,
 // which DEFER_TASKRUN needs): only Wake may be called from elsewhere. Its

@@ -1,0 +1,174 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aseemu/emulator/dataplane/tun"
+	"github.com/aseemu/emulator/test/nstest"
+	"github.com/aseemu/emulator/topology"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// TestRealDevicesComeAndGo runs the engine over real TUNs for a worker and
+// the echo host, in each way a worker can read: a datagram crosses, SNATed
+// to the VIP; a worker added by Reconfigure forwards, and removed, its
+// interface is gone; after Close, every interface is. With io_uring, an
+// armed read holds its queue open, so this fails unless the worker ends
+// each read before the engine closes the queue.
+func TestRealDevicesComeAndGo(t *testing.T) {
+	for _, epoll := range []bool{false, true} {
+		t.Run(fmt.Sprintf("epoll=%v", epoll), func(t *testing.T) { testRealDevices(t, epoll) })
+	}
+}
+
+func testRealDevices(t *testing.T, epoll bool) {
+	yaml := strings.Replace(string(topology.DefaultYAML()), "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1", 1)
+	bigger, err := topology.Parse("scaled.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := topology.Default()
+	real := map[string]*realNode{}
+	var specs []PortSpec
+	for _, n := range topo.Nodes {
+		var dev tun.Device = newMemDev(n.Name)
+		if n.Name == "ase1-w1" || n.Name == "echo" {
+			real[n.Name] = newRealNode(t, n)
+			dev = real[n.Name].dev
+		}
+		specs = append(specs, PortSpec{Node: n, Dev: dev})
+	}
+	e, err := New(topo, specs, Config{Epoll: epoll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			e.Close()
+		}
+	})
+	for _, pw := range e.workers {
+		if got := pw.ring != nil; got == epoll {
+			t.Fatalf("worker %d reads through io_uring: %v, want %v", pw.queue, got, !epoll)
+		}
+	}
+
+	echo := real["echo"]
+	real["ase1-w1"].send(t, echo.n.Addr, "one")
+	echo.expect(t, "192.23.1.2", "one")
+
+	w3 := newRealNode(t, bigger.NodeByName("ase1-w3"))
+	if err := e.Reconfigure(bigger, []PortSpec{{Node: w3.n, Dev: w3.dev}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w3.send(t, echo.n.Addr, "three")
+	echo.expect(t, "192.23.1.2", "three")
+	if err := e.Reconfigure(topo, nil, []string{"ase1-w3"}); err != nil {
+		t.Fatal(err)
+	}
+	w3.expectGone(t)
+
+	closed = true
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range real {
+		n.expectGone(t)
+	}
+}
+
+// realNode is a node with a TUN of its own, in a namespace of its own, and
+// a UDP socket on port 7000 there.
+type realNode struct {
+	n    *topology.Node
+	ns   netns.NsHandle
+	dev  *tun.Linux
+	sock int
+}
+
+func newRealNode(t *testing.T, n *topology.Node) *realNode {
+	t.Helper()
+	rn := &realNode{n: n}
+	rn.ns = nstest.New(t, func() (err error) {
+		if rn.dev, err = tun.Create("eth0", Cores()); err != nil {
+			return err
+		}
+		t.Cleanup(func() { rn.dev.Close() })
+		if rn.sock, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(rn.sock) })
+		return nil
+	})
+	nstest.Up(t, rn.ns, "eth0", netip.PrefixFrom(n.Addr, n.Prefix.Bits()).String())
+	h, err := netlink.NewHandleAt(rn.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: n.Gateway.AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(3 * time.Second))
+	if err := unix.SetsockoptTimeval(rn.sock, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(rn.sock, &unix.SockaddrInet4{Port: 7000, Addr: n.Addr.As4()}); err != nil {
+		t.Fatal(err)
+	}
+	return rn
+}
+
+func (rn *realNode) send(t *testing.T, to netip.Addr, msg string) {
+	t.Helper()
+	if err := unix.Sendto(rn.sock, []byte(msg), 0, &unix.SockaddrInet4{Port: 7000, Addr: to.As4()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expect reads a datagram and checks its source address and text.
+func (rn *realNode) expect(t *testing.T, from, msg string) {
+	t.Helper()
+	buf := make([]byte, 64)
+	k, sa, err := unix.Recvfrom(rn.sock, buf, 0)
+	if err != nil {
+		t.Fatalf("%s: no datagram: %v", rn.n.Name, err)
+	}
+	src := netip.AddrFrom4(sa.(*unix.SockaddrInet4).Addr)
+	if src.String() != from || string(buf[:k]) != msg {
+		t.Fatalf("%s: %q from %s, want %q from %s", rn.n.Name, buf[:k], src, msg, from)
+	}
+}
+
+// expectGone checks that the node's interface went with its device.
+func (rn *realNode) expectGone(t *testing.T) {
+	t.Helper()
+	h, err := netlink.NewHandleAt(rn.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	_, err = h.LinkByName("eth0")
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case err == nil:
+		t.Fatalf("%s: interface still there after the engine let it go", rn.n.Name)
+	case !errors.As(err, &notFound):
+		t.Fatal(err)
+	}
+}
