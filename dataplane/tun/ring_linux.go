@@ -135,11 +135,13 @@ type ringBufReg struct {
 }
 
 // Sizes of the rings. A worker hands every buffer back before it enters
-// again, so the CQ holds at most a completion per buffer and a few more;
-// the SQ takes a worker's arms and cancels between two Enters.
+// again, so the CQ holds a completion per buffer, and the last completion
+// of each read that found none (ENOBUFS); past that the kernel keeps them
+// on a list of its own until there is room. The SQ takes a worker's arms
+// and cancels; when it fills, they are submitted at once.
 const (
 	ringSQEntries = 64
-	ringCQEntries = 1024
+	ringCQEntries = 4096
 )
 
 // cancelTag marks the user data of a cancel request, whose own completion
