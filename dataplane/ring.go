@@ -31,6 +31,7 @@ type ringWorker struct {
 	mail     bool         // attach published new entries: arm them
 	cancels  []ringCancel // reads to end, for ports about to close
 	stopping bool
+	closed   bool // the ring is closed: its eventfd's number may be another file's
 }
 
 // ringCancel asks a ring worker to end the reads of some tokens; done is
@@ -68,7 +69,12 @@ func (e *Engine) startRingWorker(pw *pollWorker) bool {
 			return
 		}
 		defer close(rw.stopped)
-		defer r.Close()
+		defer func() {
+			rw.mu.Lock()
+			rw.closed = true
+			rw.mu.Unlock()
+			r.Close()
+		}()
 		rw.ring = r
 		ready <- true
 		e.ringLoop(pw, rw, r)
@@ -84,8 +90,15 @@ func (e *Engine) startRingWorker(pw *pollWorker) bool {
 func (rw *ringWorker) arm() {
 	rw.mu.Lock()
 	rw.mail = true
+	rw.wake()
 	rw.mu.Unlock()
-	rw.ring.Wake()
+}
+
+// wake wakes the worker, unless it has ended; rw.mu is held.
+func (rw *ringWorker) wake() {
+	if !rw.closed {
+		rw.ring.Wake()
+	}
 }
 
 // cancel ends the reads of tokens, and returns once the worker has seen
@@ -94,8 +107,8 @@ func (rw *ringWorker) cancel(tokens []uint32) {
 	c := ringCancel{tokens: tokens, done: make(chan struct{})}
 	rw.mu.Lock()
 	rw.cancels = append(rw.cancels, c)
+	rw.wake()
 	rw.mu.Unlock()
-	rw.ring.Wake()
 	select {
 	case <-c.done:
 	case <-rw.stopped:
@@ -106,8 +119,8 @@ func (rw *ringWorker) cancel(tokens []uint32) {
 func (rw *ringWorker) stop() {
 	rw.mu.Lock()
 	rw.stopping = true
+	rw.wake()
 	rw.mu.Unlock()
-	rw.ring.Wake()
 	<-rw.stopped
 }
 
