@@ -87,6 +87,7 @@ type Engine struct {
 	unhealthy map[string]bool // front-ends out of rotation (F15)
 	started   bool
 	workers   []*pollWorker // by queue number: poll.go
+	ringErr   error         // why the last worker that tried io_uring could not
 
 	epoll       bool          // Config.Epoll
 	spin        time.Duration // Config.Spin

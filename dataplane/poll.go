@@ -86,9 +86,13 @@ func (e *Engine) worker(i int) *pollWorker {
 	}
 	pw := &pollWorker{queue: i}
 	pw.table.Store(&[]pollEntry{})
-	if !e.epoll && e.startRingWorker(pw) {
-		e.workers[i] = pw
-		return pw
+	if !e.epoll {
+		err := e.startRingWorker(pw)
+		if err == nil {
+			e.workers[i] = pw
+			return pw
+		}
+		e.ringErr = err
 	}
 	poller, err := tun.NewPoller()
 	if err != nil {
@@ -102,6 +106,38 @@ func (e *Engine) worker(i int) *pollWorker {
 		e.pollLoop(pw)
 	}()
 	return pw
+}
+
+// ReaderStatus says how the workers read the nodes' interfaces.
+type ReaderStatus struct {
+	// Workers holds, by queue number, how each worker reads its queues:
+	// "io_uring", "epoll", or "goroutines" where the worker could not
+	// have an epoll set either and each queue has a goroutine of its own.
+	Workers []string `json:"workers"`
+	// NoIOURing is why a worker that tried io_uring reads through epoll,
+	// if one did. A worker asked for epoll (Config.Epoll) does not try.
+	NoIOURing string `json:"noIOURing,omitempty"`
+}
+
+// Reader reports how the workers read the nodes' interfaces.
+func (e *Engine) Reader() ReaderStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var rs ReaderStatus
+	for _, pw := range e.workers {
+		switch {
+		case pw == nil:
+			rs.Workers = append(rs.Workers, "goroutines")
+		case pw.ring != nil:
+			rs.Workers = append(rs.Workers, "io_uring")
+		default:
+			rs.Workers = append(rs.Workers, "epoll")
+		}
+	}
+	if e.ringErr != nil {
+		rs.NoIOURing = e.ringErr.Error()
+	}
+	return rs
 }
 
 // attach adds ents to the worker's epoll set and table (one copy of it

@@ -54,18 +54,18 @@ type ringCancel struct {
 // super-packets have gone round them.
 const ringBuffers = 256
 
-// startRingWorker starts pw as a ring worker, on a thread of its own, and
-// reports whether it could: not where the kernel lacks what tun.Ring needs.
-func (e *Engine) startRingWorker(pw *pollWorker) bool {
+// startRingWorker starts pw as a ring worker, on a thread of its own, or
+// says why it could not: where the kernel lacks what tun.Ring needs.
+func (e *Engine) startRingWorker(pw *pollWorker) error {
 	rw := &ringWorker{stopped: make(chan struct{})}
-	ready := make(chan bool)
+	ready := make(chan error)
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		runtime.LockOSThread() // the ring is this thread's (tun.Ring); never unlocked
 		r, err := tun.NewRing(ringBuffers, maxPacket)
 		if err != nil {
-			ready <- false
+			ready <- err
 			return
 		}
 		defer close(rw.stopped)
@@ -76,14 +76,14 @@ func (e *Engine) startRingWorker(pw *pollWorker) bool {
 			r.Close()
 		}()
 		rw.ring = r
-		ready <- true
+		ready <- nil
 		e.ringLoop(pw, rw, r)
 	}()
-	if !<-ready {
-		return false
+	if err := <-ready; err != nil {
+		return err
 	}
 	pw.ring = rw
-	return true
+	return nil
 }
 
 // arm tells the worker that its table has entries to arm.

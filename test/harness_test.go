@@ -291,8 +291,12 @@ type statusJSON struct {
 		VIP  string `json:"vip"`
 		ILB  string `json:"ilb"`
 	} `json:"ases"`
-	Drops map[string]int `json:"drops"`
-	NAT   struct {
+	Drops  map[string]int `json:"drops"`
+	Reader struct {
+		Workers   []string `json:"workers"`
+		NoIOURing string   `json:"noIOURing"`
+	} `json:"reader"`
+	NAT struct {
 		Flows         int    `json:"flows"`
 		PoolExhausted uint64 `json:"poolExhausted"`
 	} `json:"nat"`

@@ -6,10 +6,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // The default lab of SPEC §3: every node, with its address.
@@ -81,16 +85,27 @@ func TestNcInsideVNetKeepsSourceAddress(t *testing.T) {
 }
 
 // The epoll reader, which the dataplane uses where the kernel lacks
-// io_uring's multishot reads, still carries a lab's traffic: a ping, and a
-// TCP connection out through the VIP's SNAT to the Internet. By default
-// the dataplane reads through io_uring, as this machine's kernel allows.
+// io_uring's multishot reads or refuses io_uring, still carries a lab's
+// traffic: a ping, and a TCP connection out through the VIP's SNAT to the
+// Internet. By default the dataplane reads through io_uring, as this
+// machine's kernel allows; status says which way the workers read, and why
+// not through io_uring.
 func TestEpollReader(t *testing.T) {
-	if n := ioURings(t, upLab(t).status().PID); n == 0 {
-		t.Errorf("a default lab's dataplane has no io_uring")
+	def := upLab(t)
+	if st := def.status(); ioURings(t, st.PID) == 0 || !allAre(st.Reader.Workers, "io_uring") {
+		t.Errorf("a default lab's dataplane should read through io_uring: workers %v", st.Reader.Workers)
 	}
-	l := upLab(t, "--io-uring=false")
-	if n := ioURings(t, l.status().PID); n != 0 {
-		t.Errorf("with --io-uring=false the dataplane has %d io_urings, want none", n)
+	off := upLab(t, "--io-uring=false")
+	if st := off.status(); ioURings(t, st.PID) != 0 || !allAre(st.Reader.Workers, "epoll") || st.Reader.NoIOURing != "" {
+		t.Errorf("with --io-uring=false the dataplane should read through epoll, for no error: %+v", st.Reader)
+	}
+	l := upLabWithoutIOURing(t)
+	st := l.status()
+	if ioURings(t, st.PID) != 0 || !allAre(st.Reader.Workers, "epoll") || !strings.Contains(st.Reader.NoIOURing, "operation not permitted") {
+		t.Errorf("where io_uring_setup fails, the dataplane should read through epoll and say why: %+v", st.Reader)
+	}
+	if r := emu(t, "status", "--name", l.name); !strings.Contains(r.stdout, "through epoll (io_uring failed: io_uring_setup: operation not permitted)") {
+		t.Errorf("status should say the workers read through epoll, and why: %v", r)
 	}
 	if r := l.exec("db1", 20*time.Second, "ping", "-c", "2", "-W", "2", "10.0.1.6"); r.code != 0 {
 		t.Fatalf("ping from db1 to ase1-w1 failed: %v", r)
@@ -98,6 +113,54 @@ func TestEpollReader(t *testing.T) {
 	if _, peer := l.connect("ase1-w1", "203.0.113.10", 5000, "echo"); peer != "192.23.1.2" {
 		t.Errorf("echo saw the connection from %s, want the VIP 192.23.1.2", peer)
 	}
+}
+
+// allAre reports whether ss has elements, all of them s.
+func allAre(ss []string, s string) bool {
+	for _, x := range ss {
+		if x != s {
+			return false
+		}
+	}
+	return len(ss) > 0
+}
+
+// upLabWithoutIOURing is upLab for a dataplane whose io_uring_setup fails
+// with EPERM, as every process's does under the sysctl
+// kernel.io_uring_disabled=2, which this test may not set: `up` starts
+// under a seccomp filter, and the lab's process it detaches inherits it.
+func upLabWithoutIOURing(t *testing.T) *lab {
+	t.Helper()
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(func() { l.down() })
+	done := make(chan result)
+	go func() {
+		// The filter binds this thread and the processes it starts; the
+		// thread is never unlocked, so it ends with the goroutine.
+		runtime.LockOSThread()
+		if err := denyIOURingSetup(); err != nil {
+			done <- result{code: -1, stderr: "seccomp: " + err.Error()}
+			return
+		}
+		done <- emu(t, "up", "-d", "--name", l.name)
+	}()
+	if r := <-done; r.code != 0 {
+		t.Fatalf("emulator up without io_uring failed: %v", r)
+	}
+	return l
+}
+
+// denyIOURingSetup makes io_uring_setup fail with EPERM on the calling
+// thread and in what it starts.
+func denyIOURingSetup() error {
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_IO_URING_SETUP},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	return unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0)
 }
 
 func TestPingAndTimeExceeded(t *testing.T) {
