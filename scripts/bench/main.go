@@ -197,8 +197,8 @@ func runPaths(cfg *config, res *results, self, tmp string) {
 		{"direct", setupDirect},
 		{"kernel", func() (*path, error) { return setupKernel(tmp) }},
 		{"emulator", func() (*path, error) {
-			p, lab, err := setupEmulator(tmp)
-			res.lab = lab
+			p, lab, reader, err := setupEmulator(tmp)
+			res.lab, res.reader = lab, reader
 			return p, err
 		}},
 	}

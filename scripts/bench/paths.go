@@ -182,6 +182,23 @@ type labStatus struct {
 		Address   string `json:"address"`
 		Namespace string `json:"namespace"`
 	} `json:"nodes"`
+	Reader struct {
+		Workers   []string `json:"workers"`
+		NoIOURing string   `json:"noIOURing"`
+	} `json:"reader"`
+}
+
+// reader says how the lab's dataplane reads its nodes' interfaces: which
+// of the two readers the emulator's figures were measured with.
+func (st *labStatus) reader() string {
+	s := strings.Join(st.Reader.Workers, ", ")
+	if s == "" {
+		s = "unknown (status reported no workers)"
+	}
+	if st.Reader.NoIOURing != "" {
+		s += " (io_uring failed: " + st.Reader.NoIOURing + ")"
+	}
+	return s
 }
 
 func emuStatus(lab string) (*labStatus, error) {
@@ -206,21 +223,22 @@ func emuUp(lab, file string) (time.Duration, error) {
 	return time.Since(t0), err
 }
 
-// setupEmulator brings up the emulator path's lab with the 10-rule NSG.
-func setupEmulator(tmp string) (*path, string, error) {
-	lab := prefix + "-p"
+// setupEmulator brings up the emulator path's lab with the 10-rule NSG,
+// and returns it with its name and how its dataplane reads.
+func setupEmulator(tmp string) (p *path, lab, reader string, err error) {
+	lab = prefix + "-p"
 	f := filepath.Join(tmp, "lab-nsg10.yaml")
 	if err := os.WriteFile(f, []byte(pathLab(10)), 0o600); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	if _, err := emuUp(lab, f); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	st, err := emuStatus(lab)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	p := &path{name: "emulator"}
+	p = &path{name: "emulator"}
 	for _, n := range st.Nodes {
 		switch n.Address {
 		case clientAddr:
@@ -230,9 +248,9 @@ func setupEmulator(tmp string) (*path, string, error) {
 		}
 	}
 	if p.client == "" || p.server == "" {
-		return nil, "", fmt.Errorf("lab %s has no node at %s or %s", lab, clientAddr, serverAddr)
+		return nil, "", "", fmt.Errorf("lab %s has no node at %s or %s", lab, clientAddr, serverAddr)
 	}
-	return p, lab, nil
+	return p, lab, st.reader(), nil
 }
 
 // startServers starts, in the server namespace, one iperf3 server per TCP
