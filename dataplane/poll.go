@@ -2,8 +2,10 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 
 	"github.com/aseemu/emulator/dataplane/tun"
@@ -115,15 +117,52 @@ type ReaderStatus struct {
 	// have an epoll set either and each queue has a goroutine of its own.
 	Workers []string `json:"workers"`
 	// NoIOURing is why a worker that tried io_uring reads through epoll,
-	// if one did. A worker asked for epoll (Config.Epoll) does not try.
+	// if one did.
 	NoIOURing string `json:"noIOURing,omitempty"`
+	// Epoll says the workers were asked for epoll (Config.Epoll, up
+	// --io-uring=false), so none tried io_uring.
+	Epoll bool `json:"epoll,omitempty"`
+}
+
+// String says, for status and the benchmark report, how many workers read
+// which way, and why not through io_uring where they do not.
+func (r ReaderStatus) String() string {
+	count := map[string]int{}
+	var modes []string
+	for _, m := range r.Workers {
+		if count[m]++; count[m] == 1 {
+			modes = append(modes, m)
+		}
+	}
+	var parts []string
+	for _, m := range modes {
+		switch n := count[m]; {
+		case m == "goroutines":
+			parts = append(parts, fmt.Sprintf("%d without a worker (a goroutine per queue)", n))
+		case n == 1:
+			parts = append(parts, fmt.Sprintf("1 worker reading through %s", m))
+		default:
+			parts = append(parts, fmt.Sprintf("%d workers reading through %s", n, m))
+		}
+	}
+	line := "no workers"
+	if len(parts) > 0 {
+		line = strings.Join(parts, ", ")
+	}
+	switch {
+	case r.NoIOURing != "":
+		line += " (io_uring failed: " + r.NoIOURing + ")"
+	case r.Epoll:
+		line += " (up --io-uring=false)"
+	}
+	return line
 }
 
 // Reader reports how the workers read the nodes' interfaces.
 func (e *Engine) Reader() ReaderStatus {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var rs ReaderStatus
+	rs := ReaderStatus{Epoll: e.epoll}
 	for _, pw := range e.workers {
 		switch {
 		case pw == nil:

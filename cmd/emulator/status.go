@@ -348,7 +348,7 @@ func printNSGs(w io.Writer, nsgs []nsg.NSGStats) {
 func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
-	fmt.Fprintf(w, "Dataplane process: %.1f MiB resident, %d goroutines; %s\n\n", float64(r.Process.RSSBytes)/(1<<20), r.Process.Goroutines, readerLine(r.Reader))
+	fmt.Fprintf(w, "Dataplane process: %.1f MiB resident, %d goroutines; %s\n\n", float64(r.Process.RSSBytes)/(1<<20), r.Process.Goroutines, r.Reader)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tFLOWS\tDROPS\tQUEUE FULL")
 	var queueDrops uint64
@@ -416,41 +416,6 @@ func (l *runningLab) queueDrops() map[string]uint64 {
 		out[node] = drops[i]
 	}
 	return out
-}
-
-// readerLine says how the dataplane's workers read the nodes' interfaces,
-// and why not through io_uring where they do not.
-func readerLine(r dataplane.ReaderStatus) string {
-	count := map[string]int{}
-	var modes []string
-	for _, m := range r.Workers {
-		if count[m]++; count[m] == 1 {
-			modes = append(modes, m)
-		}
-	}
-	var parts []string
-	for _, m := range modes {
-		w := "workers"
-		if count[m] == 1 {
-			w = "worker"
-		}
-		if m == "goroutines" {
-			parts = append(parts, fmt.Sprintf("%d without a worker (a goroutine per queue)", count[m]))
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%d %s reading through %s", count[m], w, m))
-	}
-	line := "no workers"
-	if len(parts) > 0 {
-		line = strings.Join(parts, ", ")
-	}
-	switch {
-	case r.NoIOURing != "":
-		line += " (io_uring failed: " + r.NoIOURing + ")"
-	case count["io_uring"] == 0 && count["epoll"] > 0:
-		line += " (up --io-uring=false)"
-	}
-	return line
 }
 
 // processStatus is the dataplane process's own footprint, which the soak

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aseemu/emulator/dataplane"
 )
 
 // path is one way from the client namespace to the server namespace.
@@ -182,23 +184,7 @@ type labStatus struct {
 		Address   string `json:"address"`
 		Namespace string `json:"namespace"`
 	} `json:"nodes"`
-	Reader struct {
-		Workers   []string `json:"workers"`
-		NoIOURing string   `json:"noIOURing"`
-	} `json:"reader"`
-}
-
-// reader says how the lab's dataplane reads its nodes' interfaces: which
-// of the two readers the emulator's figures were measured with.
-func (st *labStatus) reader() string {
-	s := strings.Join(st.Reader.Workers, ", ")
-	if s == "" {
-		s = "unknown (status reported no workers)"
-	}
-	if st.Reader.NoIOURing != "" {
-		s += " (io_uring failed: " + st.Reader.NoIOURing + ")"
-	}
-	return s
+	Reader dataplane.ReaderStatus `json:"reader"`
 }
 
 func emuStatus(lab string) (*labStatus, error) {
@@ -250,7 +236,7 @@ func setupEmulator(tmp string) (p *path, lab, reader string, err error) {
 	if p.client == "" || p.server == "" {
 		return nil, "", "", fmt.Errorf("lab %s has no node at %s or %s", lab, clientAddr, serverAddr)
 	}
-	return p, lab, st.reader(), nil
+	return p, lab, st.Reader.String(), nil
 }
 
 // startServers starts, in the server namespace, one iperf3 server per TCP

@@ -341,7 +341,7 @@ func (r *results) pathSection(w func(string, ...any)) {
 	w("## The three paths\n\n")
 	w("Client 10.0.1.6, server 203.0.113.10. **direct**: one veth pair. **kernel**: veth → router namespace (ip_forward, nftables SNAT of 10.0.1.0/26 to 192.23.1.2, stateful forward filter of 10 rules) → veth. **emulator**: ase1-w1 → the dataplane (SNAT to the VIP 192.23.1.2, NSG bench-nsg of 10 user rules on ase1-subnet) → echo.\n\n")
 	if r.reader != "" {
-		w("The emulator's workers, by queue number, read the node interfaces through: %s.\n\n", r.reader)
+		w("The emulator's dataplane read the node interfaces with %s (its status).\n\n", r.reader)
 	}
 	for p, e := range r.pathErr {
 		w("- The **%s** path could not be set up, so its column says n/a: %s\n", p, e)
