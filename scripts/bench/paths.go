@@ -180,11 +180,26 @@ func (p *path) snatCount() (int64, error) {
 type labStatus struct {
 	PID   int `json:"pid"`
 	Nodes []struct {
-		Name      string `json:"name"`
-		Address   string `json:"address"`
-		Namespace string `json:"namespace"`
+		Name       string `json:"name"`
+		Address    string `json:"address"`
+		Namespace  string `json:"namespace"`
+		QueueDrops uint64 `json:"queueDrops"`
 	} `json:"nodes"`
+	Drops  map[string]uint64      `json:"drops"`
 	Reader dataplane.ReaderStatus `json:"reader"`
+}
+
+// drops is what the lab lost so far: packets its dataplane dropped, for
+// any reason, and packets its nodes' own interfaces dropped before the
+// dataplane read them.
+func (st *labStatus) drops() (inDataplane, atQueues uint64) {
+	for _, c := range st.Drops {
+		inDataplane += c
+	}
+	for _, nd := range st.Nodes {
+		atQueues += nd.QueueDrops
+	}
+	return inDataplane, atQueues
 }
 
 func emuStatus(lab string) (*labStatus, error) {

@@ -424,40 +424,39 @@ func (r *results) pathSection(w func(string, ...any)) {
 	w("\n")
 }
 
-var scaleCols = []struct {
+type scaleCol struct {
 	key, label string
 	dec        int
-}{
-	{scUp, "`up -d` (s)", 2},
-	{scDown, "`down` (s)", 2},
-	{scRSS, "dataplane RSS after up (MiB)", 1},
-	{scRSSNode, "RSS per node (MiB)", 3},
-	{scRSSAfter, "RSS per node after traffic (MiB)", 3},
-	{scAggPPS, "all nodes at once: delivered (kpps)", 0},
-	{scAggOffered, "sent (kpps)", 0},
-	{scAggLoss, "loss (%)", 1},
-	{scSources, "senders heard (%)", 1},
 }
+
+// The scale table comes in two: the lab's costs, and what happened when
+// every node sent at once.
+var (
+	scaleLabCols = []scaleCol{
+		{scUp, "`up -d` (s)", 2},
+		{scDown, "`down` (s)", 2},
+		{scRSS, "dataplane RSS after up (MiB)", 1},
+		{scRSSNode, "RSS per node (MiB)", 3},
+		{scRSSAfter, "RSS per node after traffic (MiB)", 3},
+	}
+	scaleBlastCols = []scaleCol{
+		{scAggPPS, "delivered (kpps)", 0},
+		{scAggOffered, "sent (kpps)", 0},
+		{scAggLoss, "loss (%)", 1},
+		{scQueueLoss, "of it at the senders' own queues (% of sent)", 1},
+		{scDPDrops, "dropped by the dataplane", 0},
+		{scSources, "senders heard (%)", 1},
+		{scDPCPU, "dataplane CPU (CPUs)", 2},
+		{scDPCost, "dataplane CPU per datagram delivered (µs)", 2},
+	}
+)
 
 func (r *results) scaleSection(w func(string, ...any)) {
 	w("## Scale\n\n")
-	w("Generated labs of N nodes in all: N-2 VMs in one /20 subnet, the Internet host `sink` at 203.0.113.10 and the platform node. `up -d` and `down` are timed from the outside; RSS is VmRSS of the dataplane process (`status --json` pid) divided by N. Then every VM sends 64-byte UDP datagrams to the sink at once for %s (one socket per VM, opened inside its namespace; two sending threads go round the sockets, 8 datagrams per socket per turn); the sink counts what arrives and from how many distinct senders (after default-outbound SNAT). The RSS target is read at the largest lab: in small ones the process's fixed cost (runtime, services, control socket) dominates the per-node figure.\n\n", r.cfg.scaleTime)
-	w("| nodes |")
-	for _, c := range scaleCols {
-		w(" %s |", c.label)
-	}
-	w("\n|---:|")
-	for range scaleCols {
-		w("---:|")
-	}
-	w("\n")
-	for _, n := range r.cfg.scaleSizes {
-		w("| %s |", num(float64(n), 0))
-		for _, c := range scaleCols {
-			w(" %s |", summarize(r.scale[n][c.key]).format(c.dec))
-		}
-		w("\n")
-	}
+	w("Generated labs of N nodes in all: N-2 VMs in one /20 subnet, the Internet host `sink` at 203.0.113.10 and the platform node. `up -d` and `down` are timed from the outside; RSS is VmRSS of the dataplane process (`status --json` pid) divided by N. The RSS target is read at the largest lab: in small ones the process's fixed cost (runtime, services, control socket) dominates the per-node figure.\n\n")
+	r.scaleTable(w, scaleLabCols)
+	w("\nThen every VM sends 64-byte UDP datagrams to the sink at once for %s (one socket per VM, opened inside its namespace; two sending threads go round the sockets, 8 datagrams per socket per turn); the sink counts what arrives and from how many distinct senders (after default-outbound SNAT). Where the rest was lost comes from the lab's `status --json` before and after: the queue drops of the VMs' own interfaces (datagrams the dataplane had not read when the queue filled) and the dataplane's own drops. The dataplane's CPU is its process's user and system time over the send time (/proc/PID/stat). Its CPU per datagram delivered tells a dataplane whose work grows with the nodes from one that was given less CPU: the two sending threads, the sink and the dataplane share the machine's %d CPUs.\n\n", r.cfg.scaleTime, r.machine.nproc)
+	r.scaleTable(w, scaleBlastCols)
 	w("\n")
 	for _, n := range r.cfg.scaleSizes {
 		for _, e := range r.scaleErr[n] {
@@ -468,6 +467,26 @@ func (r *results) scaleSection(w func(string, ...any)) {
 		}
 	}
 	w("\n")
+}
+
+// scaleTable writes one row per lab size, a column per metric of cols.
+func (r *results) scaleTable(w func(string, ...any), cols []scaleCol) {
+	w("| nodes |")
+	for _, c := range cols {
+		w(" %s |", c.label)
+	}
+	w("\n|---:|")
+	for range cols {
+		w("---:|")
+	}
+	w("\n")
+	for _, n := range r.cfg.scaleSizes {
+		w("| %s |", num(float64(n), 0))
+		for _, c := range cols {
+			w(" %s |", summarize(r.scale[n][c.key]).format(c.dec))
+		}
+		w("\n")
+	}
 }
 
 // established-path benchmarks the ≤ 100 ns, 0 allocs target applies to.
@@ -617,7 +636,7 @@ func (r *results) rawSection(w func(string, ...any)) {
 	if !r.cfg.skipScale {
 		w("| nodes | metric | rounds |\n|---|---|---|\n")
 		for _, n := range r.cfg.scaleSizes {
-			for _, c := range scaleCols {
+			for _, c := range slices.Concat(scaleLabCols, scaleBlastCols) {
 				var s []string
 				for _, x := range r.scale[n][c.key] {
 					s = append(s, num(x, max(c.dec, 2)))

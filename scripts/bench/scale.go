@@ -27,6 +27,10 @@ const (
 	scAggOffered = "agg_offered_kpps"
 	scAggLoss    = "agg_loss"
 	scSources    = "agg_sources"
+	scQueueLoss  = "agg_queue_loss"
+	scDPDrops    = "agg_dataplane_drops"
+	scDPCPU      = "agg_dataplane_cpu"
+	scDPCost     = "agg_dataplane_us"
 )
 
 func runScale(cfg *config, res *results, self, tmp string) {
@@ -56,7 +60,7 @@ func runScale(cfg *config, res *results, self, tmp string) {
 func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, round int) {
 	lab := fmt.Sprintf("%s-s%d-%d", prefix, n, round+1)
 	set := func(metric string, v float64) { res.setScale(n, metric, round, v) }
-	for _, m := range []string{scUp, scDown, scRSS, scRSSNode, scRSSAfter, scAggPPS, scAggOffered, scAggLoss, scSources} {
+	for _, m := range []string{scUp, scDown, scRSS, scRSSNode, scRSSAfter, scAggPPS, scAggOffered, scAggLoss, scSources, scQueueLoss, scDPDrops, scDPCPU, scDPCost} {
 		set(m, math.NaN())
 	}
 	fail := func(err error) {
@@ -131,6 +135,21 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		return
 	}
 	defer sink.kill()
+	// Where the datagrams that do not arrive are lost, and what the
+	// dataplane spends on those that do, tell a dataplane that collapses
+	// (its CPU per datagram grows with the nodes, or it drops) from senders
+	// that offer less, or take the CPUs it needs: on 2 CPUs the two
+	// sending threads, the sink and the dataplane share them.
+	st0, err := emuStatus(lab)
+	if err != nil {
+		fail(err)
+		return
+	}
+	cpu0, err := cpuSeconds(st.PID)
+	if err != nil {
+		fail(err)
+		return
+	}
 	// The sender runs in the root namespace but only opens sockets inside
 	// the lab's namespaces (setns), so its traffic never leaves the lab.
 	out, err := runT(cfg.scaleTime+2*time.Minute, self, "helper", "scale-blast",
@@ -146,6 +165,16 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		return
 	}
 	time.Sleep(300 * time.Millisecond)
+	cpu1, err := cpuSeconds(st.PID)
+	if err != nil {
+		fail(err)
+		return
+	}
+	st1, err := emuStatus(lab)
+	if err != nil {
+		fail(err)
+		return
+	}
 	sout, err := sink.finish(10 * time.Second)
 	if err != nil {
 		fail(fmt.Errorf("sink: %w", err))
@@ -156,17 +185,48 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		fail(fmt.Errorf("sink: %w", err))
 		return
 	}
+	dp0, q0 := st0.drops()
+	dp1, q1 := st1.drops()
 	if b.Sent > 0 {
 		set(scAggPPS, float64(s.Packets)/b.Seconds/1e3)
 		set(scAggOffered, float64(b.Sent)/b.Seconds/1e3)
 		set(scAggLoss, 100*(1-float64(s.Packets)/float64(b.Sent)))
+		set(scQueueLoss, 100*float64(q1-q0)/float64(b.Sent))
+	}
+	set(scDPDrops, float64(dp1-dp0))
+	set(scDPCPU, (cpu1-cpu0)/b.Seconds)
+	if s.Packets > 0 {
+		set(scDPCost, (cpu1-cpu0)/float64(s.Packets)*1e6)
 	}
 	set(scSources, float64(s.Sources)/float64(len(senders))*100)
-	logf("bench:   every node at once: %.0f kpps delivered of %.0f offered, %d of %d senders heard",
-		float64(s.Packets)/b.Seconds/1e3, float64(b.Sent)/b.Seconds/1e3, s.Sources, len(senders))
+	logf("bench:   every node at once: %.0f kpps delivered of %.0f offered, %d of %d senders heard; %d lost at the senders' queues, %d dropped by the dataplane, which used %.2f s of CPU",
+		float64(s.Packets)/b.Seconds/1e3, float64(b.Sent)/b.Seconds/1e3, s.Sources, len(senders), q1-q0, dp1-dp0, cpu1-cpu0)
 	if rss, err := vmRSS(st.PID); err == nil {
 		set(scRSSAfter, rss/nodes)
 	}
+}
+
+// cpuSeconds is the CPU time a process has used, user and system, from
+// /proc/PID/stat: clock ticks of USER_HZ, which is 100 on every Linux
+// architecture the project builds for.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command's closing parenthesis: state is the
+	// first, utime and stime the 12th and 13th.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %q %q", pid, f[11], f[12])
+	}
+	return float64(utime+stime) / 100, nil
 }
 
 // vmRSS is a process's resident set in MiB.
