@@ -445,6 +445,7 @@ var (
 		{scAggLoss, "loss (%)", 1},
 		{scQueueLoss, "of it at the senders' own queues (% of sent)", 1},
 		{scDPDrops, "dropped by the dataplane", 0},
+		{scSinkLoss, "dropped at the sink (% of sent)", 1},
 		{scSources, "senders heard (%)", 1},
 		{scDPCPU, "dataplane CPU (CPUs)", 2},
 		{scDPCost, "dataplane CPU per datagram delivered (µs)", 2},
@@ -455,7 +456,7 @@ func (r *results) scaleSection(w func(string, ...any)) {
 	w("## Scale\n\n")
 	w("Generated labs of N nodes in all: N-2 VMs in one /20 subnet, the Internet host `sink` at 203.0.113.10 and the platform node. `up -d` and `down` are timed from the outside; RSS is VmRSS of the dataplane process (`status --json` pid) divided by N. The RSS target is read at the largest lab: in small ones the process's fixed cost (runtime, services, control socket) dominates the per-node figure.\n\n")
 	r.scaleTable(w, scaleLabCols)
-	w("\nThen every VM sends 64-byte UDP datagrams to the sink at once for %s (one socket per VM, opened inside its namespace; two sending threads go round the sockets, 8 datagrams per socket per turn); the sink counts what arrives and from how many distinct senders (after default-outbound SNAT). Where the rest was lost comes from the lab's `status --json` before and after: the queue drops of the VMs' own interfaces (datagrams the dataplane had not read when the queue filled) and the dataplane's own drops. The dataplane's CPU is its process's user and system time over the send time (/proc/PID/stat). Its CPU per datagram delivered tells a dataplane whose work grows with the nodes from one that was given less CPU: the two sending threads, the sink and the dataplane share the machine's %d CPUs.\n\n", r.cfg.scaleTime, r.machine.nproc)
+	w("\nThen every VM sends 64-byte UDP datagrams to the sink at once for %s (one socket per VM, opened inside its namespace; two sending threads go round the sockets, 8 datagrams per socket per turn); the sink counts what arrives and from how many distinct senders (after default-outbound SNAT). Where the rest was lost comes from the lab's `status --json` before and after: the queue drops of the VMs' own interfaces (datagrams the dataplane had not read when the queue filled) and the dataplane's own drops; and from the sink namespace's UDP InErrors (/proc/net/snmp: datagrams that found the sink's receive buffers full). The dataplane's CPU is its process's user and system time over the send time (/proc/PID/stat). Its CPU per datagram delivered tells a dataplane whose work grows with the nodes from one that was given less CPU: the two sending threads, the sink and the dataplane share the machine's %d CPUs.\n\n", r.cfg.scaleTime, r.machine.nproc)
 	r.scaleTable(w, scaleBlastCols)
 	w("\n")
 	for _, n := range r.cfg.scaleSizes {

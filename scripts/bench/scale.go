@@ -29,6 +29,7 @@ const (
 	scSources    = "agg_sources"
 	scQueueLoss  = "agg_queue_loss"
 	scDPDrops    = "agg_dataplane_drops"
+	scSinkLoss   = "agg_sink_loss"
 	scDPCPU      = "agg_dataplane_cpu"
 	scDPCost     = "agg_dataplane_us"
 )
@@ -60,7 +61,7 @@ func runScale(cfg *config, res *results, self, tmp string) {
 func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, round int) {
 	lab := fmt.Sprintf("%s-s%d-%d", prefix, n, round+1)
 	set := func(metric string, v float64) { res.setScale(n, metric, round, v) }
-	for _, m := range []string{scUp, scDown, scRSS, scRSSNode, scRSSAfter, scAggPPS, scAggOffered, scAggLoss, scSources, scQueueLoss, scDPDrops, scDPCPU, scDPCost} {
+	for _, m := range []string{scUp, scDown, scRSS, scRSSNode, scRSSAfter, scAggPPS, scAggOffered, scAggLoss, scSources, scQueueLoss, scDPDrops, scSinkLoss, scDPCPU, scDPCost} {
 		set(m, math.NaN())
 	}
 	fail := func(err error) {
@@ -145,6 +146,11 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		fail(err)
 		return
 	}
+	sink0, err := udpInErrors(sinkNS)
+	if err != nil {
+		fail(err)
+		return
+	}
 	cpu0, err := cpuSeconds(st.PID)
 	if err != nil {
 		fail(err)
@@ -175,6 +181,11 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		fail(err)
 		return
 	}
+	sink1, err := udpInErrors(sinkNS)
+	if err != nil {
+		fail(err)
+		return
+	}
 	sout, err := sink.finish(10 * time.Second)
 	if err != nil {
 		fail(fmt.Errorf("sink: %w", err))
@@ -192,6 +203,7 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		set(scAggOffered, float64(b.Sent)/b.Seconds/1e3)
 		set(scAggLoss, 100*(1-float64(s.Packets)/float64(b.Sent)))
 		set(scQueueLoss, 100*float64(q1-q0)/float64(b.Sent))
+		set(scSinkLoss, 100*float64(sink1-sink0)/float64(b.Sent))
 	}
 	set(scDPDrops, float64(dp1-dp0))
 	set(scDPCPU, (cpu1-cpu0)/b.Seconds)
@@ -199,8 +211,8 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		set(scDPCost, (cpu1-cpu0)/float64(s.Packets)*1e6)
 	}
 	set(scSources, float64(s.Sources)/float64(len(senders))*100)
-	logf("bench:   every node at once: %.0f kpps delivered of %.0f offered, %d of %d senders heard; %d lost at the senders' queues, %d dropped by the dataplane, which used %.2f s of CPU",
-		float64(s.Packets)/b.Seconds/1e3, float64(b.Sent)/b.Seconds/1e3, s.Sources, len(senders), q1-q0, dp1-dp0, cpu1-cpu0)
+	logf("bench:   every node at once: %.0f kpps delivered of %.0f offered, %d of %d senders heard; %d lost at the senders' queues, %d dropped by the dataplane, %d at the sink; the dataplane used %.2f s of CPU",
+		float64(s.Packets)/b.Seconds/1e3, float64(b.Sent)/b.Seconds/1e3, s.Sources, len(senders), q1-q0, dp1-dp0, sink1-sink0, cpu1-cpu0)
 	if rss, err := vmRSS(st.PID); err == nil {
 		set(scRSSAfter, rss/nodes)
 	}
@@ -227,6 +239,32 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: %q %q", pid, f[11], f[12])
 	}
 	return float64(utime+stime) / 100, nil
+}
+
+// udpInErrors is the UDP datagrams namespace ns received and dropped
+// (InErrors of /proc/net/snmp: a full receive buffer, a bad checksum).
+func udpInErrors(ns string) (uint64, error) {
+	out, err := runT(10*time.Second, "ip", nsArgs(ns, "cat", "/proc/net/snmp")...)
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "InErrors" && i < len(f) {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s: no Udp InErrors in /proc/net/snmp", ns)
 }
 
 // vmRSS is a process's resident set in MiB.
