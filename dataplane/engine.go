@@ -88,11 +88,15 @@ type Engine struct {
 	started   bool
 	workers   []*pollWorker // by queue number: poll.go
 	ringErr   error         // why the last worker that tried io_uring could not
+	// The ring workers among them, for the sweeper, which must not take
+	// mu: Close holds it while it waits for the sweeper to end.
+	rings atomic.Pointer[[]*ringWorker]
 
 	epoll       bool          // Config.Epoll
 	spin        time.Duration // Config.Spin
 	maxSpinners int32         // workers that may spin at once
 	spinners    atomic.Int32
+	sweepEvery  time.Duration // sweepInterval, but for a test that asks the ring workers to trim itself
 }
 
 // Config holds what the engine takes from outside the topology.
@@ -115,7 +119,8 @@ const DefaultSpin = 50 * time.Microsecond
 
 // New builds an engine for topology t with one port per spec.
 func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
-	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}, spin: cfg.Spin, epoll: cfg.Epoll}
+	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}, spin: cfg.Spin, epoll: cfg.Epoll, sweepEvery: sweepInterval}
+	e.rings.Store(&[]*ringWorker{})
 	if e.spin == 0 {
 		e.spin = DefaultSpin
 	}
@@ -208,12 +213,15 @@ func (e *Engine) Start() {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		tick := time.NewTicker(sweepInterval)
+		tick := time.NewTicker(e.sweepEvery)
 		defer tick.Stop()
 		for {
 			select {
 			case <-tick.C:
 				e.ct.Expire()
+				for _, rw := range *e.rings.Load() {
+					rw.askTrim()
+				}
 			case <-e.done:
 				return
 			}

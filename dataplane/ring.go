@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aseemu/emulator/dataplane/tun"
@@ -27,9 +28,15 @@ type ringWorker struct {
 	ring    *tun.Ring     // only Wake, from other goroutines
 	stopped chan struct{} // closed once the worker has ended every read and closed its ring
 
+	// dirty says that packets longer than a page have reached the
+	// buffers since they were last trimmed; the sweeper then asks the
+	// worker to trim them (askTrim).
+	dirty atomic.Bool
+
 	mu       sync.Mutex
 	mail     bool         // attach published new entries: arm them
 	cancels  []ringCancel // reads to end, for ports about to close
+	trim     bool         // give the buffers' memory back, if no long packet came since the last ask
 	stopping bool
 	closed   bool // the ring is closed: its eventfd's number may be another file's
 }
@@ -41,18 +48,52 @@ type ringCancel struct {
 	done   chan struct{}
 }
 
-// ringBuffers is how many packets a ring worker's reads may fill before it
-// hands the buffers back, once per Enter: the most one Enter collects.
-// When they run out, a read ends (ENOBUFS) and is armed again in the next
-// round, and its queue's packets come in ones and twos, too few for the
-// coalescer. With 1,000 nodes sending at once (make bench's scale blast, 2
-// s, 2 alternating rounds) 64 buffers delivered 133-167 kpps, against
-// 301-360 for the epoll worker; 256 delivered 370-401 kpps and 1,024
-// 428-449, both with almost no loss, so the senders were the limit. Each
-// buffer is maxPacket long, but only the pages packets reach cost memory:
-// one each for small datagrams, all 256 × 64 KiB after a TCP stream's
-// super-packets have gone round them.
-const ringBuffers = 256
+// ringBuffers is how many buffers a ring worker has, each maxPacket long;
+// it lends the reads between ringLendBig and all of them at once (lendFor).
+// The reads fill what they hold until the worker hands the buffers back,
+// once per Enter: when they run out, a read ends (ENOBUFS) and must be
+// armed again, and its queue's packets come in ones and twos, too few for
+// the coalescer. Only the pages packets reach cost memory, one each for
+// small datagrams.
+//
+// With 1,000 nodes sending at once (make bench's scale blast, 3 s),
+// lending every buffer each time, 256 buffers delivered 254-339 kpps at
+// 2.1-3.6 µs of dataplane CPU a datagram, 1,024 buffers 312-412 kpps at
+// 1.8-2.6 µs and 2,048 437-508 kpps at 1.4-1.9 µs (3 alternating rounds
+// each; 1,024 and 2,048 at a faster hour than 256). But a TCP stream's
+// super-packets fill whole buffers: lending 1,024 or 2,048 made one stream
+// through a default lab 8.9-10.1 and 8.9-9.4 Gbit/s against 256's
+// 10.7-10.8, and left the dataplane at 94-101 and 167 MB resident against
+// 52 (iperf3 3 s, 2 alternating rounds). So long packets get 256, and
+// small ones up to 2,048 (lendFor): against 256 always, the blast
+// delivered 381-533 kpps at 1.4-2.0 µs a datagram, against 295-346 at
+// 2.3-3.0 µs; one stream 8.7-11.4 Gbit/s against 8.8-10.9 (7 alternating
+// rounds, medians 9.6 and 10.0); the UDP flood through a default lab
+// 350-467 kpps against 306-583 (8 rounds, medians 418 and 438).
+const (
+	ringBuffers = 2048
+	ringLendBig = 256
+)
+
+// lendFor is how many buffers to lend the reads after a round in which
+// they held n: no more than ringLendBig after a packet longer than a page
+// (bigRead), twice as many, up to ringBuffers, after small packets ran
+// them out, and half as many, down to ringLendBig, after a round that
+// used less than a quarter of them.
+func lendFor(n, used int, big, ranOut bool) int {
+	switch {
+	case big:
+		return ringLendBig
+	case ranOut:
+		return min(2*n, ringBuffers)
+	case used < n/4:
+		return max(n/2, ringLendBig)
+	}
+	return n
+}
+
+// bigRead is the longest read that reaches only a buffer's first page.
+const bigRead = 4096
 
 // startRingWorker starts pw as a ring worker, on a thread of its own, or
 // says why it could not: where the kernel lacks what tun.Ring needs.
@@ -68,6 +109,7 @@ func (e *Engine) startRingWorker(pw *pollWorker) error {
 			ready <- err
 			return
 		}
+		r.SetBuffers(ringLendBig)
 		defer close(rw.stopped)
 		defer func() {
 			rw.mu.Lock()
@@ -83,6 +125,8 @@ func (e *Engine) startRingWorker(pw *pollWorker) error {
 		return err
 	}
 	pw.ring = rw
+	rings := append(slices.Clone(*e.rings.Load()), rw)
+	e.rings.Store(&rings)
 	return nil
 }
 
@@ -99,6 +143,23 @@ func (rw *ringWorker) wake() {
 	if !rw.closed {
 		rw.ring.Wake()
 	}
+}
+
+// askTrim asks the worker to give back the memory of its buffers if long
+// packets have reached them and none came since it last asked: a TCP
+// stream's super-packets leave up to ringLendBig × maxPacket, 16 MiB,
+// resident after they have gone, and a stream after a flood of small
+// datagrams more, since the flood's buffers are still lent. The sweeper
+// asks every sweepInterval, so the memory comes back within two of the
+// last long packet.
+func (rw *ringWorker) askTrim() {
+	if !rw.dirty.Load() {
+		return
+	}
+	rw.mu.Lock()
+	rw.trim = true
+	rw.wake()
+	rw.mu.Unlock()
 }
 
 // cancel ends the reads of tokens, and returns once the worker has seen
@@ -234,6 +295,7 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 		rs       ringReads
 		waiting  []ringCancel
 		stopping bool
+		long     bool // a packet longer than a page came since the last trim ask
 	)
 	cs := make([]tun.Completion, 0, 2*ringBuffers)
 	for {
@@ -251,7 +313,7 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 		now := e.ct.Now()
 		s := e.cur.Load()
 		table := *pw.table.Load()
-		mail := false
+		mail, used, big, ranOut := false, 0, false, false
 		for _, c := range cs {
 			if c.Token == tun.WakeToken {
 				mail = true
@@ -263,6 +325,8 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 				port = table[c.Token].port
 			}
 			if c.Buf >= 0 {
+				used++
+				big = big || c.Res > bigRead
 				if port != nil && c.Res > 0 {
 					e.forward(s, port, r.Buf(c.Buf)[:c.Res], now, w)
 					rd.read = true
@@ -283,18 +347,31 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 					rs.idle(c.Token)
 				}
 			default: // out of buffers (they are back now), or ended for no error
+				ranOut = ranOut || c.Res == -int32(unix.ENOBUFS)
 				rs.idle(c.Token)
 			}
 		}
 		e.flush(w)
+		r.SetBuffers(lendFor(r.Buffers(), used, big, ranOut))
+		if big && !long {
+			long = true
+			rw.dirty.Store(true)
+		}
 
 		if mail {
 			rw.mu.Lock()
-			attached := rw.mail
+			attached, trim := rw.mail, rw.trim
 			cancels := rw.cancels
-			rw.mail, rw.cancels = false, nil
+			rw.mail, rw.trim, rw.cancels = false, false, nil
 			stopping = stopping || rw.stopping
 			rw.mu.Unlock()
+			if trim {
+				if !long && rw.dirty.Load() {
+					r.Trim()
+					rw.dirty.Store(false)
+				}
+				long = false
+			}
 			if attached {
 				table = *pw.table.Load()
 				for ; rs.known < len(table); rs.known++ {

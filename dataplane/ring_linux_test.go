@@ -88,6 +88,65 @@ func testRealDevices(t *testing.T, epoll bool) {
 	}
 }
 
+// TestRingWorkerTrims sends a datagram longer than a page from a worker:
+// the ring worker's buffers are then dirty. The sweeper's first ask after
+// it only notes that long packets came; the next, with none between, gives
+// the buffers' memory back.
+func TestRingWorkerTrims(t *testing.T) {
+	topo := topology.Default()
+	var specs []PortSpec
+	var w1 *realNode
+	for _, n := range topo.Nodes {
+		var dev tun.Device = newMemDev(n.Name)
+		if n.Name == "ase1-w1" {
+			w1 = newRealNode(t, n)
+			dev = w1.dev
+		}
+		specs = append(specs, PortSpec{Node: n, Dev: dev})
+	}
+	e, err := New(topo, specs, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sweepEvery = time.Hour // the test asks, and the sweeper must not
+	e.Start()
+	t.Cleanup(func() { e.Close() })
+	rw := e.workers[0].ring
+	if rw == nil {
+		t.Skipf("no io_uring: %v", e.ringErr)
+	}
+	h, err := netlink.NewHandleAt(w1.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetMTU(link, 9000); err != nil {
+		t.Fatal(err)
+	}
+	w1.send(t, netip.MustParseAddr("203.0.113.10"), strings.Repeat("x", 6000))
+	for deadline := time.Now().Add(3 * time.Second); !rw.dirty.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a 6,000-byte datagram read, and the worker's buffers not dirty")
+		}
+	}
+	// cancel returns once the worker has read its mail, and a trim asked
+	// before it with it.
+	rw.askTrim()
+	rw.cancel(nil)
+	if !rw.dirty.Load() {
+		t.Fatal("trimmed at the first ask after a long packet")
+	}
+	rw.askTrim()
+	rw.cancel(nil)
+	if rw.dirty.Load() {
+		t.Fatal("not trimmed at the second ask, with no long packet between")
+	}
+}
+
 // realNode is a node with a TUN of its own, in a namespace of its own, and
 // a UDP socket on port 7000 there.
 type realNode struct {

@@ -51,6 +51,9 @@ type Ring struct {
 	bufMem  []byte // the buffers, bufSize bytes each
 	bufSize int
 	bufTail uint16
+	free    []uint16 // buffers back from the reads and not yet lent: the last back on top
+	lent    int      // buffers in the ring or read into, not yet back
+	lend    int      // the most to lend at once (SetBuffers)
 }
 
 // Completion is what the ring reports of one request.
@@ -203,9 +206,11 @@ func (r *Ring) init(p *ringParams, nbuf int) error {
 	if err := r.register(ringRegisterPbufRing, unsafe.Pointer(&reg), 1); err != nil {
 		return fmt.Errorf("io_uring: register buffer ring: %w", err)
 	}
-	for i := range nbuf {
-		r.Recycle(i)
+	r.free = make([]uint16, 0, nbuf)
+	for i := nbuf - 1; i >= 0; i-- {
+		r.Recycle(i) // buffer 0 on top: lent first
 	}
+	r.lend = nbuf
 
 	if r.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fmt.Errorf("eventfd: %w", err)
@@ -242,22 +247,54 @@ func (r *Ring) register(op uintptr, arg unsafe.Pointer, n uintptr) error {
 // Buf is buffer i, as a completion names it.
 func (r *Ring) Buf(i int) []byte { return r.bufMem[i*r.bufSize : (i+1)*r.bufSize : (i+1)*r.bufSize] }
 
-// Recycle hands buffer i back for the reads to fill. Every buffer a
-// completion names must come back, or the reads run out (their last
-// completion then says ENOBUFS, and the queue must be armed again).
-func (r *Ring) Recycle(i int) {
+// Recycle hands buffer i back for the reads to fill; the next Enter lends
+// it to them again. Every buffer a completion names must come back, or the
+// reads run out (their last completion then says ENOBUFS, and the queue
+// must be armed again).
+func (r *Ring) Recycle(i int) { r.free = append(r.free, uint16(i)) }
+
+// SetBuffers sets how many buffers the reads may hold at once, from 1 to
+// the ring's number; NewRing lends them all. Fewer is less memory that
+// packets pass through: the kernel fills the buffers in the order they
+// were lent, so every buffer lent is reached in turn. A lower number takes
+// effect as the reads hand buffers back.
+func (r *Ring) SetBuffers(n int) { r.lend = min(max(n, 1), cap(r.free)) }
+
+// Buffers is how many buffers the reads may hold at once.
+func (r *Ring) Buffers() int { return r.lend }
+
+// lendBuffers puts buffers in the ring until the reads hold as many as
+// they may, the last handed back first: those are the likeliest still in
+// the CPU's caches.
+func (r *Ring) lendBuffers() {
+	if r.lent >= r.lend || len(r.free) == 0 {
+		return
+	}
 	mask := uint16(len(r.bufRing)/bufLen - 1)
-	e := unsafe.Pointer(&r.bufRing[int(r.bufTail&mask)*bufLen])
-	*(*uint64)(e) = uint64(uintptr(unsafe.Pointer(&r.bufMem[i*r.bufSize])))
-	*(*uint32)(unsafe.Add(e, 8)) = uint32(r.bufSize)
-	*(*uint16)(unsafe.Add(e, 12)) = uint16(i)
-	r.bufTail++
+	for r.lent < r.lend && len(r.free) > 0 {
+		i := int(r.free[len(r.free)-1])
+		r.free = r.free[:len(r.free)-1]
+		e := unsafe.Pointer(&r.bufRing[int(r.bufTail&mask)*bufLen])
+		*(*uint64)(e) = uint64(uintptr(unsafe.Pointer(&r.bufMem[i*r.bufSize])))
+		*(*uint32)(unsafe.Add(e, 8)) = uint32(r.bufSize)
+		*(*uint16)(unsafe.Add(e, 12)) = uint16(i)
+		r.bufTail++
+		r.lent++
+	}
 	// The ring's tail is the last 16 bits of entry 0, beside that entry's
 	// buffer ID: store the two as one word, so the tail is published with
 	// release order after the entries it covers.
 	tailWord := (*uint32)(unsafe.Pointer(&r.bufRing[12]))
 	atomic.StoreUint32(tailWord, uint32(*(*uint16)(unsafe.Pointer(&r.bufRing[12])))|uint32(r.bufTail)<<16)
 }
+
+// Trim gives the buffers' memory back to the system: the pages packets
+// reached are dropped, and a packet that reaches one again faults in a
+// zeroed page. The reads write into the buffers only inside Enter, where
+// DEFER_TASKRUN runs them (a multishot read that finds its queue empty
+// waits on a poll, never in io_uring's worker threads), so Trim is safe
+// between Enters, with buffers lent.
+func (r *Ring) Trim() error { return unix.Madvise(r.bufMem, unix.MADV_DONTNEED) }
 
 // sqe returns the next submission entry, zeroed; Enter submits it.
 func (r *Ring) sqe(op uint8, fd int32, userData uint64) unsafe.Pointer {
@@ -335,6 +372,7 @@ func (r *Ring) Enter(wait bool) error {
 }
 
 func (r *Ring) enter(min uint32) error {
+	r.lendBuffers()
 	for {
 		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.sq.queued), uintptr(min), ringEnterGetEvents, 0, 0)
 		switch errno {
@@ -367,6 +405,7 @@ func (r *Ring) Completions(cs []Completion) []Completion {
 		cp := Completion{Token: uint32(ud), Res: *(*int32)(unsafe.Add(c, cqeRes)), Buf: -1, More: flags&cqeFMore != 0}
 		if flags&cqeFBuffer != 0 {
 			cp.Buf = int(flags >> cqeBufferShift)
+			r.lent--
 		}
 		if cp.Token == WakeToken {
 			var b [8]byte

@@ -141,3 +141,72 @@ func linkExists(t *testing.T, ns netns.NsHandle, name string) bool {
 	}
 	return err == nil
 }
+
+// TestRingLendsWhatItMay lends one of four buffers: the second packet finds
+// none and its read ends; the buffer handed back is the one lent again, so
+// the reads never reach the other three.
+func TestRingLendsWhatItMay(t *testing.T) {
+	dev, req, _ := newTestDevice(t, 1)
+	r := newTestRing(t, 4)
+	r.SetBuffers(1)
+	if err := r.ArmRead(dev, 3); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := dev.Write([][]byte{req}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var used []int
+	collect(t, r, func(c Completion) bool {
+		switch {
+		case c.Buf >= 0 && c.Res > 10 && isEchoReply(r.Buf(c.Buf)[10:c.Res]):
+			used = append(used, c.Buf)
+			r.Recycle(c.Buf)
+		case c.Res == -int32(unix.ENOBUFS) && !c.More && len(used) == 1:
+			if err := r.ArmRead(dev, 3); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("completion %+v after replies in buffers %v", c, used)
+		}
+		return len(used) == 2
+	})
+	if used[0] != used[1] {
+		t.Errorf("replies in buffers %v: want the one buffer lent, twice", used)
+	}
+	r.Cancel(3)
+	collect(t, r, func(c Completion) bool { return !c.More })
+}
+
+// TestRingTrim reads a packet into a buffer; Trim drops the buffer's
+// page, which then reads as zeros.
+func TestRingTrim(t *testing.T) {
+	dev, req, _ := newTestDevice(t, 1)
+	r := newTestRing(t, 2)
+	if err := r.ArmRead(dev, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.Write([][]byte{req}); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	collect(t, r, func(c Completion) bool {
+		if c.Buf < 0 || c.Res <= 10 || !isEchoReply(r.Buf(c.Buf)[10:c.Res]) {
+			t.Fatalf("completion %+v: want the echo reply", c)
+		}
+		b = r.Buf(c.Buf)[:c.Res]
+		r.Recycle(c.Buf)
+		return true
+	})
+	if err := r.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range b {
+		if x != 0 {
+			t.Fatalf("byte %d of the trimmed buffer is %#x, want 0", i, x)
+		}
+	}
+	r.Cancel(5)
+	collect(t, r, func(c Completion) bool { return !c.More })
+}
