@@ -115,15 +115,7 @@ func TestRingWorkerTrims(t *testing.T) {
 	if rw == nil {
 		t.Skipf("no io_uring: %v", e.ringErr)
 	}
-	h, err := netlink.NewHandleAt(w1.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	link, err := h.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, link := w1.eth0(t)
 	if err := h.LinkSetMTU(link, 9000); err != nil {
 		t.Fatal(err)
 	}
@@ -171,15 +163,7 @@ func newRealNode(t *testing.T, n *topology.Node) *realNode {
 		return nil
 	})
 	nstest.Up(t, rn.ns, "eth0", netip.PrefixFrom(n.Addr, n.Prefix.Bits()).String())
-	h, err := netlink.NewHandleAt(rn.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	link, err := h.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, link := rn.eth0(t)
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: n.Gateway.AsSlice()}); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +175,22 @@ func newRealNode(t *testing.T, n *topology.Node) *realNode {
 		t.Fatal(err)
 	}
 	return rn
+}
+
+// eth0 is the node's interface, and a netlink handle in its namespace
+// that the test's end closes.
+func (rn *realNode) eth0(t *testing.T) (*netlink.Handle, netlink.Link) {
+	t.Helper()
+	h, err := netlink.NewHandleAt(rn.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, link
 }
 
 func (rn *realNode) send(t *testing.T, to netip.Addr, msg string) {

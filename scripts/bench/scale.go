@@ -141,12 +141,7 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 	// (its CPU per datagram grows with the nodes, or it drops) from senders
 	// that offer less, or take the CPUs it needs: on 2 CPUs the two
 	// sending threads, the sink and the dataplane share them.
-	st0, err := emuStatus(lab)
-	if err != nil {
-		fail(err)
-		return
-	}
-	sink0, err := udpInErrors(sinkNS)
+	lost0, err := readLosses(lab, sinkNS)
 	if err != nil {
 		fail(err)
 		return
@@ -171,17 +166,14 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		return
 	}
 	time.Sleep(300 * time.Millisecond)
+	// The CPU is read next to the blast on both sides: status makes the
+	// dataplane work too.
 	cpu1, err := cpuSeconds(st.PID)
 	if err != nil {
 		fail(err)
 		return
 	}
-	st1, err := emuStatus(lab)
-	if err != nil {
-		fail(err)
-		return
-	}
-	sink1, err := udpInErrors(sinkNS)
+	lost1, err := readLosses(lab, sinkNS)
 	if err != nil {
 		fail(err)
 		return
@@ -196,23 +188,22 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 		fail(fmt.Errorf("sink: %w", err))
 		return
 	}
-	dp0, q0 := st0.drops()
-	dp1, q1 := st1.drops()
+	lost := lost1.since(lost0)
 	if b.Sent > 0 {
 		set(scAggPPS, float64(s.Packets)/b.Seconds/1e3)
 		set(scAggOffered, float64(b.Sent)/b.Seconds/1e3)
 		set(scAggLoss, 100*(1-float64(s.Packets)/float64(b.Sent)))
-		set(scQueueLoss, 100*float64(q1-q0)/float64(b.Sent))
-		set(scSinkLoss, 100*float64(sink1-sink0)/float64(b.Sent))
+		set(scQueueLoss, 100*float64(lost.queues)/float64(b.Sent))
+		set(scSinkLoss, 100*float64(lost.sink)/float64(b.Sent))
 	}
-	set(scDPDrops, float64(dp1-dp0))
+	set(scDPDrops, float64(lost.dataplane))
 	set(scDPCPU, (cpu1-cpu0)/b.Seconds)
 	if s.Packets > 0 {
 		set(scDPCost, (cpu1-cpu0)/float64(s.Packets)*1e6)
 	}
 	set(scSources, float64(s.Sources)/float64(len(senders))*100)
 	logf("bench:   every node at once: %.0f kpps delivered of %.0f offered, %d of %d senders heard; %d lost at the senders' queues, %d dropped by the dataplane, %d at the sink; the dataplane used %.2f s of CPU",
-		float64(s.Packets)/b.Seconds/1e3, float64(b.Sent)/b.Seconds/1e3, s.Sources, len(senders), q1-q0, dp1-dp0, sink1-sink0, cpu1-cpu0)
+		float64(s.Packets)/b.Seconds/1e3, float64(b.Sent)/b.Seconds/1e3, s.Sources, len(senders), lost.queues, lost.dataplane, lost.sink, cpu1-cpu0)
 	if rss, err := vmRSS(st.PID); err == nil {
 		set(scRSSAfter, rss/nodes)
 	}
@@ -239,6 +230,26 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: %q %q", pid, f[11], f[12])
 	}
 	return float64(utime+stime) / 100, nil
+}
+
+// losses counts packets a scale lab lost: in its dataplane, at its nodes'
+// full queues (labStatus.drops), and at the sink's UDP sockets.
+type losses struct{ dataplane, queues, sink uint64 }
+
+func readLosses(lab, sinkNS string) (losses, error) {
+	st, err := emuStatus(lab)
+	if err != nil {
+		return losses{}, err
+	}
+	var l losses
+	l.dataplane, l.queues = st.drops()
+	l.sink, err = udpInErrors(sinkNS)
+	return l, err
+}
+
+// since is what was lost between then and l.
+func (l losses) since(then losses) losses {
+	return losses{l.dataplane - then.dataplane, l.queues - then.queues, l.sink - then.sink}
 }
 
 // udpInErrors is the UDP datagrams namespace ns received and dropped
