@@ -88,9 +88,6 @@ type Engine struct {
 	started   bool
 	workers   []*pollWorker // by queue number: poll.go
 	ringErr   error         // why the last worker that tried io_uring could not
-	// The ring workers among them, for the sweeper, which must not take
-	// mu: Close holds it while it waits for the sweeper to end.
-	rings atomic.Pointer[[]*ringWorker]
 
 	epoll       bool          // Config.Epoll
 	spin        time.Duration // Config.Spin
@@ -120,7 +117,6 @@ const DefaultSpin = 50 * time.Microsecond
 // New builds an engine for topology t with one port per spec.
 func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 	e := &Engine{done: make(chan struct{}), unhealthy: map[string]bool{}, spin: cfg.Spin, epoll: cfg.Epoll, sweepEvery: sweepInterval}
-	e.rings.Store(&[]*ringWorker{})
 	if e.spin == 0 {
 		e.spin = DefaultSpin
 	}
@@ -219,9 +215,7 @@ func (e *Engine) Start() {
 			select {
 			case <-tick.C:
 				e.ct.Expire()
-				for _, rw := range *e.rings.Load() {
-					rw.askTrim()
-				}
+				e.askTrims()
 			case <-e.done:
 				return
 			}

@@ -79,7 +79,9 @@ const (
 // they held n: no more than ringLendBig after a packet longer than a page
 // (bigRead), twice as many, up to ringBuffers, after small packets ran
 // them out, and half as many, down to ringLendBig, after a round that
-// used less than a quarter of them.
+// used less than a quarter of them. used is the round's completions:
+// besides a packet each, they hold only the last of a read that ended,
+// which counts when the reads ran out, and wake-ups.
 func lendFor(n, used int, big, ranOut bool) int {
 	switch {
 	case big:
@@ -125,8 +127,6 @@ func (e *Engine) startRingWorker(pw *pollWorker) error {
 		return err
 	}
 	pw.ring = rw
-	rings := append(slices.Clone(*e.rings.Load()), rw)
-	e.rings.Store(&rings)
 	return nil
 }
 
@@ -160,6 +160,22 @@ func (rw *ringWorker) askTrim() {
 	rw.trim = true
 	rw.wake()
 	rw.mu.Unlock()
+}
+
+// askTrims asks every ring worker to trim its buffers (askTrim). The
+// sweeper calls it, and must not wait for mu: Close holds mu while it
+// waits for the sweeper to end. A tick that finds mu held (Close, or a
+// reconfiguration) asks nothing, and the next one asks.
+func (e *Engine) askTrims() {
+	if !e.mu.TryLock() {
+		return
+	}
+	defer e.mu.Unlock()
+	for _, pw := range e.workers {
+		if pw != nil && pw.ring != nil {
+			pw.ring.askTrim()
+		}
+	}
 }
 
 // cancel ends the reads of tokens, and returns once the worker has seen
@@ -313,7 +329,7 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 		now := e.ct.Now()
 		s := e.cur.Load()
 		table := *pw.table.Load()
-		mail, used, big, ranOut := false, 0, false, false
+		mail, big, ranOut := false, false, false
 		for _, c := range cs {
 			if c.Token == tun.WakeToken {
 				mail = true
@@ -325,7 +341,6 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 				port = table[c.Token].port
 			}
 			if c.Buf >= 0 {
-				used++
 				big = big || c.Res > bigRead
 				if port != nil && c.Res > 0 {
 					e.forward(s, port, r.Buf(c.Buf)[:c.Res], now, w)
@@ -352,7 +367,7 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 			}
 		}
 		e.flush(w)
-		r.SetBuffers(lendFor(r.Buffers(), used, big, ranOut))
+		r.SetBuffers(lendFor(r.Buffers(), len(cs), big, ranOut))
 		if big && !long {
 			long = true
 			rw.dirty.Store(true)

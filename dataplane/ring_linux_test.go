@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,16 +38,7 @@ func testRealDevices(t *testing.T, epoll bool) {
 		t.Fatal(err)
 	}
 	topo := topology.Default()
-	real := map[string]*realNode{}
-	var specs []PortSpec
-	for _, n := range topo.Nodes {
-		var dev tun.Device = newMemDev(n.Name)
-		if n.Name == "ase1-w1" || n.Name == "echo" {
-			real[n.Name] = newRealNode(t, n)
-			dev = real[n.Name].dev
-		}
-		specs = append(specs, PortSpec{Node: n, Dev: dev})
-	}
+	specs, real := realSpecs(t, topo, "ase1-w1", "echo")
 	e, err := New(topo, specs, Config{Epoll: epoll})
 	if err != nil {
 		t.Fatal(err)
@@ -93,22 +85,46 @@ func testRealDevices(t *testing.T, epoll bool) {
 // it only notes that long packets came; the next, with none between, gives
 // the buffers' memory back.
 func TestRingWorkerTrims(t *testing.T) {
-	topo := topology.Default()
-	var specs []PortSpec
-	var w1 *realNode
-	for _, n := range topo.Nodes {
-		var dev tun.Device = newMemDev(n.Name)
-		if n.Name == "ase1-w1" {
-			w1 = newRealNode(t, n)
-			dev = w1.dev
-		}
-		specs = append(specs, PortSpec{Node: n, Dev: dev})
+	rw := dirtyRingWorker(t, time.Hour) // the test asks, and the sweeper must not
+	// cancel returns once the worker has read its mail, and a trim asked
+	// before it with it.
+	rw.askTrim()
+	rw.cancel(nil)
+	if !rw.dirty.Load() {
+		t.Fatal("trimmed at the first ask after a long packet")
 	}
+	rw.askTrim()
+	rw.cancel(nil)
+	if rw.dirty.Load() {
+		t.Fatal("not trimmed at the second ask, with no long packet between")
+	}
+}
+
+// TestSweeperAsksTrims leaves the asking to the engine's sweeper, every
+// 100 ms: the dirty buffers are trimmed within a few of its ticks.
+func TestSweeperAsksTrims(t *testing.T) {
+	rw := dirtyRingWorker(t, 100*time.Millisecond)
+	for deadline := time.Now().Add(3 * time.Second); rw.dirty.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("buffers still dirty 3 s after the last long packet")
+		}
+	}
+}
+
+// dirtyRingWorker starts an engine whose sweeper ticks every sweep, with
+// ase1-w1 on a real TUN, sends a 6,000-byte datagram from it, and returns
+// the ring worker once the datagram has made its buffers dirty. It skips
+// the test where the kernel has no io_uring for the worker.
+func dirtyRingWorker(t *testing.T, sweep time.Duration) *ringWorker {
+	t.Helper()
+	topo := topology.Default()
+	specs, real := realSpecs(t, topo, "ase1-w1")
+	w1 := real["ase1-w1"]
 	e, err := New(topo, specs, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sweepEvery = time.Hour // the test asks, and the sweeper must not
+	e.sweepEvery = sweep
 	e.Start()
 	t.Cleanup(func() { e.Close() })
 	rw := e.workers[0].ring
@@ -125,18 +141,24 @@ func TestRingWorkerTrims(t *testing.T) {
 			t.Fatal("a 6,000-byte datagram read, and the worker's buffers not dirty")
 		}
 	}
-	// cancel returns once the worker has read its mail, and a trim asked
-	// before it with it.
-	rw.askTrim()
-	rw.cancel(nil)
-	if !rw.dirty.Load() {
-		t.Fatal("trimmed at the first ask after a long packet")
+	return rw
+}
+
+// realSpecs gives the named nodes of topo real TUNs (realNode), and the
+// others in-memory devices.
+func realSpecs(t *testing.T, topo *topology.Topology, names ...string) ([]PortSpec, map[string]*realNode) {
+	t.Helper()
+	real := map[string]*realNode{}
+	var specs []PortSpec
+	for _, n := range topo.Nodes {
+		var dev tun.Device = newMemDev(n.Name)
+		if slices.Contains(names, n.Name) {
+			real[n.Name] = newRealNode(t, n)
+			dev = real[n.Name].dev
+		}
+		specs = append(specs, PortSpec{Node: n, Dev: dev})
 	}
-	rw.askTrim()
-	rw.cancel(nil)
-	if rw.dirty.Load() {
-		t.Fatal("not trimmed at the second ask, with no long packet between")
-	}
+	return specs, real
 }
 
 // realNode is a node with a TUN of its own, in a namespace of its own, and
