@@ -2,8 +2,10 @@ package main
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aseemu/emulator/topology"
 )
@@ -108,5 +110,33 @@ func TestSummarize(t *testing.T) {
 	}
 	if got := num(1234567.891, 1); got != "1,234,567.9" {
 		t.Errorf("num: %q", got)
+	}
+}
+
+// The bench reads its own process's state and CPU time from /proc.
+func TestStatFields(t *testing.T) {
+	f, err := statFields(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f[0] != "R" && f[0] != "S" {
+		t.Errorf("state %q, want R or S", f[0])
+	}
+	before, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spinning must show as CPU time, in ticks of 10 ms.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		after, err := cpuSeconds(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after >= before+0.05 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time went from %.2f to %.2f s over 10 s of spinning", before, after)
+		}
 	}
 }

@@ -277,15 +277,24 @@ func (r *registry) interrupted() bool {
 
 // reaped reports whether c has exited (zombie or gone).
 func reaped(c *exec.Cmd) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+	f, err := statFields(c.Process.Pid)
+	return err != nil || f[0] == "Z"
+}
+
+// statFields is a process's /proc/PID/stat from its state on (field 3):
+// the fields after the command's closing parenthesis, since the command
+// may hold spaces.
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return true
+		return nil, err
 	}
 	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] == 'Z'
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) == 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no fields after the command", pid)
 	}
-	return false
+	return f, nil
 }
 
 // labDown takes a lab down, directly (not through reg: it runs during

@@ -213,16 +213,13 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 // /proc/PID/stat: clock ticks of USER_HZ, which is 100 on every Linux
 // architecture the project builds for.
 func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The fields after the command's closing parenthesis: state is the
-	// first, utime and stime the 12th and 13th.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	// utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command", pid, len(f))
 	}
 	utime, err1 := strconv.ParseUint(f[11], 10, 64)
 	stime, err2 := strconv.ParseUint(f[12], 10, 64)
