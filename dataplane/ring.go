@@ -64,15 +64,22 @@ type ringCancel struct {
 // super-packets fill whole buffers: lending 1,024 or 2,048 made one stream
 // through a default lab 8.9-10.1 and 8.9-9.4 Gbit/s against 256's
 // 10.7-10.8, and left the dataplane at 94-101 and 167 MB resident against
-// 52 (iperf3 3 s, 2 alternating rounds). So long packets get 256, and
+// 52 (iperf3 3 s, 2 alternating rounds). So long packets get few, and
 // small ones up to 2,048 (lendFor): against 256 always, the blast
 // delivered 381-533 kpps at 1.4-2.0 µs a datagram, against 295-346 at
-// 2.3-3.0 µs; one stream 8.7-11.4 Gbit/s against 8.8-10.9 (7 alternating
-// rounds, medians 9.6 and 10.0); the UDP flood through a default lab
-// 350-467 kpps against 306-583 (8 rounds, medians 418 and 438).
+// 2.3-3.0 µs (the UDP flood through a default lab and one stream did the
+// same with both). Fewer still suit long packets better, as the copies of
+// the reads then land in buffers the cache still holds: lending 32 rather
+// than 256 after them, four streams through a default lab made 12.4-15.2
+// Gbit/s, medians 13.6 and 14.1, against 11.0-14.0, medians 12.5 and 12.9,
+// at 970-1,180 CPU-ms of the whole machine per GB delivered against
+// 1,040-1,290 (iperf3 4 s, 18 alternating rounds in two runs); one stream
+// 10.6-12.2 against 9.9-12.2, medians 11.1 and 10.9 (12 rounds); the
+// blast 354-416 kpps against 322-376 (2 rounds), and the UDP flood 301-380
+// against 213-318, medians 326 and 292 (6 rounds).
 const (
 	ringBuffers = 2048
-	ringLendBig = 256
+	ringLendBig = 32
 )
 
 // lendFor is how many buffers to lend the reads after a round in which
