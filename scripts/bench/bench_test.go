@@ -140,3 +140,53 @@ func TestStatFields(t *testing.T) {
 		}
 	}
 }
+
+// The machine's CPU time: busy, idle and steal kept apart, and the CPUs
+// counted from their own lines.
+func TestCPUTimes(t *testing.T) {
+	const stat = `cpu  100 5 50 800 20 3 7 400 60 0
+cpu0 50 2 25 400 10 1 4 200 30 0
+cpu1 50 3 25 400 10 2 3 200 30 0
+intr 12345
+ctxt 678
+`
+	a, err := parseCPUTimes(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.busy != 100+5+50+3+7 || a.idle != 800+20 || a.cpus != 2 {
+		t.Fatalf("parsed %+v", a)
+	}
+	b := a
+	b.busy += 150 // 1.5 of 2 CPUs busy
+	b.idle += 50
+	if got := busyCPUs(a, b); got != 1.5 {
+		t.Errorf("busyCPUs = %v, want 1.5", got)
+	}
+	if got := busyCPUs(a, a); !math.IsNaN(got) {
+		t.Errorf("busyCPUs over no time = %v, want NaN", got)
+	}
+	for _, bad := range []string{"intr 1\n", "cpu  1 2 3\ncpu0 1 2 3\n", "cpu  1 2 x 4 5 6 7\ncpu0 1\n", "cpu  1 2 3 4 5 6 7\n"} {
+		if _, err := parseCPUTimes(bad); err == nil {
+			t.Errorf("parseCPUTimes(%q) took it", bad)
+		}
+	}
+
+	// Spinning must show as busy time on the real machine.
+	before, err := readCPUTimes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		after, err := readCPUTimes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.busy >= before.busy+5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("busy ticks went from %d to %d over 10 s of spinning", before.busy, after.busy)
+		}
+	}
+}

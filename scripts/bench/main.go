@@ -293,14 +293,10 @@ var steps = []struct {
 	nsgAfter bool
 }{
 	{name: "TCP 1 stream", measure: func(cfg *config, res *results, p *path, round int, self string) {
-		v, err := p.tcpThroughput(cfg, 1)
-		record(res, p, round, "tcp1", v, err)
-		logf("bench:   TCP 1 stream   %.2f Gbit/s", v)
+		measureTCP(cfg, res, p, round, "tcp1", 1)
 	}},
 	{name: "TCP 4 streams", measure: func(cfg *config, res *results, p *path, round int, self string) {
-		v, err := p.tcpThroughput(cfg, 4)
-		record(res, p, round, "tcp4", v, err)
-		logf("bench:   TCP 4 streams  %.2f Gbit/s", v)
+		measureTCP(cfg, res, p, round, "tcp4", 4)
 	}},
 	{name: "UDP", measure: measureUDP},
 	{name: "round trips", measure: func(cfg *config, res *results, p *path, round int, self string) {
@@ -334,6 +330,17 @@ func record(res *results, p *path, round int, metric string, v float64, err erro
 		logf("bench:   %s %s: %v", p.name, metric, err)
 	}
 	res.set(p.name, metric, round, v)
+}
+
+// measureTCP records a path's throughput with streams streams under key,
+// the CPUs busy meanwhile under key_cpu, and their cost per byte under
+// key_cost: CPU milliseconds per gigabyte delivered.
+func measureTCP(cfg *config, res *results, p *path, round int, key string, streams int) {
+	gbps, cpus, err := p.tcpThroughput(cfg, streams)
+	record(res, p, round, key, gbps, err)
+	record(res, p, round, key+"_cpu", cpus, err)
+	record(res, p, round, key+"_cost", cpus*1e3/(gbps/8), err)
+	logf("bench:   TCP %d stream(s) %.2f Gbit/s, %.2f CPUs busy", streams, gbps, cpus)
 }
 
 // settle lets the last measurement's sockets and queues drain.

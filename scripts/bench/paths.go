@@ -311,10 +311,15 @@ func parseIperf(out string) (float64, error) {
 
 // tcpThroughput runs streams iperf3 clients at once, one stream each (this
 // iperf3 is single-threaded, so -P would put all streams on one core), and
-// returns the sum of what the servers received, in Gbit/s.
-func (p *path) tcpThroughput(cfg *config, streams int) (float64, error) {
+// returns the sum of what the servers received, in Gbit/s, and how many of
+// the machine's CPUs were busy meanwhile.
+func (p *path) tcpThroughput(cfg *config, streams int) (gbps, cpus float64, err error) {
 	secs := int(math.Ceil(cfg.tcpTime.Seconds()))
 	to := cfg.tcpTime + 30*time.Second
+	// The CPU is read inside the measured time: after the omitted second
+	// and the clients' start, and a second before the end.
+	busy := make(chan float64, 1)
+	go func() { busy <- sampleBusy(1500*time.Millisecond, cfg.tcpTime-time.Second) }()
 	var wg sync.WaitGroup
 	bps := make([]float64, streams)
 	errs := make([]error, streams)
@@ -331,14 +336,15 @@ func (p *path) tcpThroughput(cfg *config, streams int) (float64, error) {
 		}()
 	}
 	wg.Wait()
+	cpus = <-busy
 	sum := 0.0
 	for i := range streams {
 		if errs[i] != nil {
-			return math.NaN(), errs[i]
+			return math.NaN(), math.NaN(), errs[i]
 		}
 		sum += bps[i]
 	}
-	return sum / 1e9, nil
+	return sum / 1e9, cpus, nil
 }
 
 // udpResult is one UDP measurement. clientDrop is the share of what was

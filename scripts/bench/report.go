@@ -212,7 +212,11 @@ func (r *results) metrics() []pathMetric {
 
 var pathMetrics = []pathMetric{
 	{"tcp1", "TCP throughput, 1 stream", "Gbit/s", 2, 2, 1.0, false},
+	{"tcp1_cpu", "CPUs busy during 1 stream, the whole machine", "CPUs", 2, 2, 0, false},
+	{"tcp1_cost", "CPU time per GB delivered, 1 stream", "CPU-ms", 0, 2, 0, false},
 	{"tcp4", "TCP throughput, 4 streams", "Gbit/s", 2, 2, 0.8, false},
+	{"tcp4_cpu", "CPUs busy during 4 streams, the whole machine", "CPUs", 2, 2, 0, false},
+	{"tcp4_cost", "CPU time per GB delivered, 4 streams", "CPU-ms", 0, 2, 0, false},
 	{"udp_pps", "UDP 64 B datagrams delivered, best sender count", "kpps", 0, 2, 1.0, false},
 	{"udp_offered", "UDP sent at that sender count (offered load)", "kpps", 0, 2, 0, false},
 	{"udp_loss", "UDP loss at that sender count", "%", 1, 0, 0, true},
@@ -605,7 +609,7 @@ func (r *results) methodSection(w func(string, ...any)) {
 	cfg := r.cfg
 	w("## How each figure is measured\n\n")
 	w("- Every path uses the same endpoints and tools; the client runs in the client namespace and the server in the server namespace (`ip netns exec`). Each metric is measured on every path in turn, in an order rotated every round, so that the measurements a ratio compares are seconds apart, not minutes.\n")
-	w("- **TCP throughput**: iperf3 -J, %s after a 1 s omitted warm-up (`-t %d -O 1`), `end.sum_received`. Four streams are four iperf3 client/server pairs at once (ports 5201-5204), summed: iperf3 %s is single-threaded, so `-P 4` would put all four streams on one core.\n", cfg.tcpTime, int(math.Ceil(cfg.tcpTime.Seconds())), iperfVersion(r.machine.iperf))
+	w("- **TCP throughput**: iperf3 -J, %s after a 1 s omitted warm-up (`-t %d -O 1`), `end.sum_received`. Four streams are four iperf3 client/server pairs at once (ports 5201-5204), summed: iperf3 %s is single-threaded, so `-P 4` would put all four streams on one core. Meanwhile the harness reads the machine's CPU time (/proc/stat, steal left out) over %s of the measured time, from 1.5 s after the clients start: the CPUs busy, and that CPU time over the bytes delivered. Everything on the machine counts, endpoints included, so the rows compare what each path costs the machine per byte, and show whether a path left CPU idle (then it was not the CPU that limited it).\n", cfg.tcpTime, int(math.Ceil(cfg.tcpTime.Seconds())), iperfVersion(r.machine.iperf), cfg.tcpTime-time.Second)
 	w("- **UDP**: %s sending sockets in turn (one flow and one thread each, `sendmmsg` of 64 datagrams) send 64-byte payloads (92-byte IP packets) as fast as they can for %s; the sender count that delivers most is the path's figure, and the loss and offered load are those of that count. A sink with 2 SO_REUSEPORT sockets (`recvmmsg`) counts what arrives. Delivered = received / send time; loss = 1 - received / sent, where sent is what the kernel accepted from the senders (a datagram dropped at the client's own device queue counts as lost, and the next row gives that part: the client namespace's tx_dropped over the run, as a share of what was sent). On the kernel and direct paths the forwarding and the receiver's protocol work run in softirq on the sending CPU, so there the sender and the path cannot be told apart: the figure is what 2 CPUs do for sending, forwarding and receiving together; on the emulator path the senders compete with the dataplane process for the same CPUs, which is why more senders can deliver less.\n", intsString(cfg.udpSenders), cfg.udpTime)
 	w("- **Request/response**: one TCP connection, 1-byte request and 1-byte answer, one outstanding at a time, for %s after 1,000 warm-up round trips; blocking sockets on locked OS threads (Go helper `scripts/bench`), so the Go scheduler is not in the loop; p50/p99 over every round trip.\n", cfg.rrTime)
 	w("- **New TCP connections**: %d threads each connect, send 1 byte, read the 1-byte answer and the server's FIN, and close, for %s; the server (4 accepting threads) closes first, so TIME_WAIT stays on the server and the client never runs out of ports. Every connection is a new flow for conntrack, SNAT and the NSG.\n", cfg.crrConc, cfg.crrTime)

@@ -209,26 +209,6 @@ func scaleOnce(cfg *config, res *results, self, tmp string, n int, file string, 
 	}
 }
 
-// cpuSeconds is the CPU time a process has used, user and system, from
-// /proc/PID/stat: clock ticks of USER_HZ, which is 100 on every Linux
-// architecture the project builds for.
-func cpuSeconds(pid int) (float64, error) {
-	f, err := statFields(pid)
-	if err != nil {
-		return 0, err
-	}
-	// utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command", pid, len(f))
-	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64)
-	stime, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %q %q", pid, f[11], f[12])
-	}
-	return float64(utime+stime) / 100, nil
-}
-
 // losses counts packets a scale lab lost: in its dataplane, at its nodes'
 // full queues (labStatus.drops), and at the sink's UDP sockets.
 type losses struct{ dataplane, queues, sink uint64 }
