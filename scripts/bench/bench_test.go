@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"strings"
@@ -188,5 +189,50 @@ ctxt 678
 		if time.Now().After(deadline) {
 			t.Fatalf("busy ticks went from %d to %d over 10 s of spinning", before.busy, after.busy)
 		}
+	}
+}
+
+// A TCP measurement's CPU is split into the dataplane's and the rest, and
+// the dataplane's rows, which only the emulator path has, show no figure
+// or ratio for the other paths.
+func TestDataplaneShare(t *testing.T) {
+	res := newResults(&config{rounds: 1, udpSenders: []int{2}})
+	emu, kern := &path{name: "emulator", dataplane: 1}, &path{name: "kernel"}
+	// 8 Gbit/s is 1 GB a second, so CPUs busy are CPU-seconds per GB.
+	recordTCP(res, emu, 0, "tcp1", 1, 8, cpuSample{busy: 1.5, dp: procCPU{user: 0.5, sys: 0.25}}, nil)
+	recordTCP(res, kern, 0, "tcp1", 1, 8, cpuSample{busy: 1.2}, nil)
+	for _, c := range []struct {
+		path, key string
+		want      float64
+	}{
+		{"emulator", "tcp1_cost", 1500},
+		{"emulator", "tcp1_dp", 750},
+		{"emulator", "tcp1_rest", 750},
+		{"kernel", "tcp1_rest", 1200},
+	} {
+		if got := res.path[c.path][c.key][0]; math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s %s = %v, want %v", c.path, c.key, got, c.want)
+		}
+	}
+	if got := res.path["emulator"]["tcp1_dp_sys"][0]; math.Abs(got-100.0/3) > 1e-9 {
+		t.Errorf("dataplane's share in the kernel = %v%%, want 33.3%%", got)
+	}
+	if _, ok := res.path["kernel"]["tcp1_dp"]; ok {
+		t.Error("the kernel path has a dataplane row")
+	}
+
+	var b strings.Builder
+	res.pathSection(func(format string, args ...any) { b.WriteString(fmt.Sprintf(format, args...)) })
+	rows := map[string]string{}
+	for line := range strings.Lines(b.String()) {
+		if f := strings.Split(line, " | "); len(f) > 1 {
+			rows[strings.TrimPrefix(f[0], "| ")] = line
+		}
+	}
+	if got, want := rows["CPU time per GB, 1 stream: the dataplane process alone (CPU-ms)"], "| — | — | 750 | — | — | — |"; !strings.Contains(got, want) {
+		t.Errorf("dataplane row %q, want cells %q", got, want)
+	}
+	if got, want := rows["CPU time per GB, 1 stream: all but the dataplane (CPU-ms)"], "| n/a | 1,200 | 750 | n/a× | 0.62× |"; !strings.Contains(got, want) {
+		t.Errorf("rest row %q, want cells %q", got, want)
 	}
 }

@@ -12,24 +12,38 @@ import (
 	"time"
 )
 
-// cpuSeconds is the CPU time a process has used, user and system, from
-// /proc/PID/stat: clock ticks of USER_HZ, which is 100 on every Linux
-// architecture the project builds for.
-func cpuSeconds(pid int) (float64, error) {
+// procCPU is the CPU time a process has used, in seconds: in user space,
+// and in the kernel on its behalf (system calls, and the packet work they
+// run, such as a TUN write's delivery into the receiving node's stack).
+type procCPU struct{ user, sys float64 }
+
+func (c procCPU) total() float64 { return c.user + c.sys }
+
+func (c procCPU) sub(d procCPU) procCPU { return procCPU{c.user - d.user, c.sys - d.sys} }
+
+// readProcCPU reads utime and stime from /proc/PID/stat: clock ticks of
+// USER_HZ, which is 100 on every Linux architecture the project builds for.
+func readProcCPU(pid int) (procCPU, error) {
 	f, err := statFields(pid)
 	if err != nil {
-		return 0, err
+		return procCPU{}, err
 	}
 	// utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command", pid, len(f))
+		return procCPU{}, fmt.Errorf("/proc/%d/stat: %d fields after the command", pid, len(f))
 	}
 	utime, err1 := strconv.ParseUint(f[11], 10, 64)
 	stime, err2 := strconv.ParseUint(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %q %q", pid, f[11], f[12])
+		return procCPU{}, fmt.Errorf("/proc/%d/stat: %q %q", pid, f[11], f[12])
 	}
-	return float64(utime+stime) / 100, nil
+	return procCPU{float64(utime) / 100, float64(stime) / 100}, nil
+}
+
+// cpuSeconds is a process's CPU time, user and system, in seconds.
+func cpuSeconds(pid int) (float64, error) {
+	c, err := readProcCPU(pid)
+	return c.total(), err
 }
 
 // cpuTimes is the whole machine's time from /proc/stat's first line, in
@@ -90,21 +104,45 @@ func busyCPUs(a, b cpuTimes) float64 {
 	return float64(b.cpus) * float64(busy) / float64(busy+idle)
 }
 
-// sampleBusy waits, then reports busyCPUs over the next span; NaN when the
-// span is empty or /proc/stat cannot be read.
-func sampleBusy(wait, span time.Duration) float64 {
+// cpuSample is what the CPUs did over a span of a measurement: how many of
+// the machine's were busy, and (on the emulator path) how much of that was
+// the dataplane process, in CPUs; dp is zero when there is no dataplane.
+type cpuSample struct {
+	busy float64
+	dp   procCPU
+}
+
+// sampleCPU waits, then reads the machine's CPU time and process pid's
+// (none when pid is 0) over the next span. Its busy is NaN when the span
+// is empty or /proc cannot be read.
+func sampleCPU(wait, span time.Duration, pid int) cpuSample {
+	bad := cpuSample{busy: math.NaN()}
 	if span <= 0 {
-		return math.NaN()
+		return bad
 	}
 	time.Sleep(wait)
 	a, err := readCPUTimes()
 	if err != nil {
-		return math.NaN()
+		return bad
 	}
+	var pa, pb procCPU
+	if pid != 0 {
+		if pa, err = readProcCPU(pid); err != nil {
+			return bad
+		}
+	}
+	t0 := time.Now()
 	time.Sleep(span)
 	b, err := readCPUTimes()
 	if err != nil {
-		return math.NaN()
+		return bad
 	}
-	return busyCPUs(a, b)
+	if pid != 0 {
+		if pb, err = readProcCPU(pid); err != nil {
+			return bad
+		}
+	}
+	secs := time.Since(t0).Seconds()
+	d := pb.sub(pa)
+	return cpuSample{busy: busyCPUs(a, b), dp: procCPU{d.user / secs, d.sys / secs}}
 }

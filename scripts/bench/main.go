@@ -300,17 +300,22 @@ var steps = []struct {
 	}},
 	{name: "UDP", measure: measureUDP},
 	{name: "round trips", measure: func(cfg *config, res *results, p *path, round int, self string) {
-		r, err := p.rr(cfg, self)
+		var r *rrResult
+		dp, err := p.dataplaneSpent(func() (err error) { r, err = p.rr(cfg, self); return err })
 		if err != nil {
 			r = &rrResult{P50us: math.NaN(), P99us: math.NaN()}
 		}
 		record(res, p, round, "rr", float64(r.Count)/r.Seconds, err)
 		record(res, p, round, "rr_p50", r.P50us, err)
 		record(res, p, round, "rr_p99", r.P99us, err)
+		if p.dataplane != 0 {
+			record(res, p, round, "rr_dp", dp*1e6/float64(r.Count), err)
+		}
 		logf("bench:   TCP RR         %.0f/s p50 %.1f µs p99 %.1f µs", float64(r.Count)/r.Seconds, r.P50us, r.P99us)
 	}},
 	{name: "new connections", measure: func(cfg *config, res *results, p *path, round int, self string) {
-		c, err := p.crr(cfg, self)
+		var c *crrResult
+		dp, err := p.dataplaneSpent(func() (err error) { c, err = p.crr(cfg, self); return err })
 		if err == nil && c.Errors > 0 {
 			res.note(fmt.Sprintf("%s path, round %d: %d of the new connections failed (first: %s)", p.name, round+1, c.Errors, c.FirstError))
 		}
@@ -318,6 +323,9 @@ var steps = []struct {
 			c = &crrResult{Seconds: 1}
 		}
 		record(res, p, round, "crr", float64(c.Count)/c.Seconds, err)
+		if p.dataplane != 0 {
+			record(res, p, round, "crr_dp", dp*1e6/float64(c.Count), err)
+		}
 		logf("bench:   new TCP conns  %.0f/s", float64(c.Count)/c.Seconds)
 	}, nsgAfter: true},
 }
@@ -334,13 +342,30 @@ func record(res *results, p *path, round int, metric string, v float64, err erro
 
 // measureTCP records a path's throughput with streams streams under key,
 // the CPUs busy meanwhile under key_cpu, and their cost per byte under
-// key_cost: CPU milliseconds per gigabyte delivered.
+// key_cost: CPU milliseconds per gigabyte delivered. The cost is split in
+// two: key_dp, the emulator's dataplane process (with key_dp_sys, the
+// share of it in the kernel), and key_rest, everything else: the
+// endpoints, and the kernel's work for them and, on the kernel path, its
+// forwarding.
 func measureTCP(cfg *config, res *results, p *path, round int, key string, streams int) {
-	gbps, cpus, err := p.tcpThroughput(cfg, streams)
+	gbps, cpu, err := p.tcpThroughput(cfg, streams)
+	recordTCP(res, p, round, key, streams, gbps, cpu, err)
+}
+
+func recordTCP(res *results, p *path, round int, key string, streams int, gbps float64, cpu cpuSample, err error) {
+	perGB := func(cpus float64) float64 { return cpus * 1e3 / (gbps / 8) }
+	dp := cpu.dp.total()
 	record(res, p, round, key, gbps, err)
-	record(res, p, round, key+"_cpu", cpus, err)
-	record(res, p, round, key+"_cost", cpus*1e3/(gbps/8), err)
-	logf("bench:   TCP %d stream(s) %.2f Gbit/s, %.2f CPUs busy", streams, gbps, cpus)
+	record(res, p, round, key+"_cpu", cpu.busy, err)
+	record(res, p, round, key+"_cost", perGB(cpu.busy), err)
+	record(res, p, round, key+"_rest", perGB(cpu.busy-dp), err)
+	if p.dataplane != 0 {
+		record(res, p, round, key+"_dp", perGB(dp), err)
+		record(res, p, round, key+"_dp_sys", 100*cpu.dp.sys/dp, err)
+		logf("bench:   TCP %d stream(s) %.2f Gbit/s, %.2f CPUs busy, %.2f of them the dataplane (%.0f%% in the kernel)", streams, gbps, cpu.busy, dp, 100*cpu.dp.sys/dp)
+		return
+	}
+	logf("bench:   TCP %d stream(s) %.2f Gbit/s, %.2f CPUs busy", streams, gbps, cpu.busy)
 }
 
 // settle lets the last measurement's sockets and queues drain.
@@ -374,6 +399,9 @@ func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 	record(res, p, round, "udp_loss", best.loss*100, uerr)
 	record(res, p, round, "udp_client_drop", best.clientDrop*100, uerr)
 	record(res, p, round, "udp_senders", float64(best.senders), uerr)
+	if p.dataplane != 0 {
+		record(res, p, round, "udp_dp", best.dpPerDatagram, uerr)
+	}
 }
 
 // measureNSG4000 swaps the lab's NSG for one of 4,000 rules with `emulator

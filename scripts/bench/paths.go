@@ -25,6 +25,29 @@ type path struct {
 	servers  []*server // iperf3 servers and the TCP request/response server
 	note     string    // how it was verified
 	snatRule string    // kernel: the router namespace, to read the SNAT counter
+	// dataplane is the emulator path's dataplane process, whose CPU the
+	// measurements split out of the machine's; 0 on the other paths.
+	dataplane int
+}
+
+// dataplaneSpent runs f and returns the CPU time, in seconds, that the
+// path's dataplane process spent meanwhile: NaN on a path without one.
+func (p *path) dataplaneSpent(f func() error) (float64, error) {
+	if p.dataplane == 0 {
+		return math.NaN(), f()
+	}
+	a, err := readProcCPU(p.dataplane)
+	if err != nil {
+		return math.NaN(), err
+	}
+	if err := f(); err != nil {
+		return math.NaN(), err
+	}
+	b, err := readProcCPU(p.dataplane)
+	if err != nil {
+		return math.NaN(), err
+	}
+	return b.sub(a).total(), nil
 }
 
 // ns runs a command inside a namespace.
@@ -239,7 +262,7 @@ func setupEmulator(tmp string) (p *path, lab, reader string, err error) {
 	if err != nil {
 		return nil, "", "", err
 	}
-	p = &path{name: "emulator"}
+	p = &path{name: "emulator", dataplane: st.PID}
 	for _, n := range st.Nodes {
 		switch n.Address {
 		case clientAddr:
@@ -311,15 +334,15 @@ func parseIperf(out string) (float64, error) {
 
 // tcpThroughput runs streams iperf3 clients at once, one stream each (this
 // iperf3 is single-threaded, so -P would put all streams on one core), and
-// returns the sum of what the servers received, in Gbit/s, and how many of
-// the machine's CPUs were busy meanwhile.
-func (p *path) tcpThroughput(cfg *config, streams int) (gbps, cpus float64, err error) {
+// returns the sum of what the servers received, in Gbit/s, and what the
+// machine's CPUs did meanwhile.
+func (p *path) tcpThroughput(cfg *config, streams int) (gbps float64, cpu cpuSample, err error) {
 	secs := int(math.Ceil(cfg.tcpTime.Seconds()))
 	to := cfg.tcpTime + 30*time.Second
 	// The CPU is read inside the measured time: after the omitted second
 	// and the clients' start, and a second before the end.
-	busy := make(chan float64, 1)
-	go func() { busy <- sampleBusy(1500*time.Millisecond, cfg.tcpTime-time.Second) }()
+	sample := make(chan cpuSample, 1)
+	go func() { sample <- sampleCPU(1500*time.Millisecond, cfg.tcpTime-time.Second, p.dataplane) }()
 	var wg sync.WaitGroup
 	bps := make([]float64, streams)
 	errs := make([]error, streams)
@@ -336,24 +359,25 @@ func (p *path) tcpThroughput(cfg *config, streams int) (gbps, cpus float64, err 
 		}()
 	}
 	wg.Wait()
-	cpus = <-busy
+	cpu = <-sample
 	sum := 0.0
 	for i := range streams {
 		if errs[i] != nil {
-			return math.NaN(), math.NaN(), errs[i]
+			return math.NaN(), cpu, errs[i]
 		}
 		sum += bps[i]
 	}
-	return sum / 1e9, cpus, nil
+	return sum / 1e9, cpu, nil
 }
 
 // udpResult is one UDP measurement. clientDrop is the share of what was
 // sent that the client's own interface dropped (its tx_dropped): on the
 // emulator path, datagrams the dataplane had not read before its queue
-// filled.
+// filled. dpPerDatagram is the dataplane's CPU time per datagram delivered,
+// in µs; NaN on a path without a dataplane.
 type udpResult struct {
-	offeredPPS, deliveredPPS, loss, clientDrop float64
-	senders                                    int
+	offeredPPS, deliveredPPS, loss, clientDrop, dpPerDatagram float64
+	senders                                                   int
 }
 
 // udp sends 64-byte datagrams from senders sockets (one thread each) for
@@ -369,9 +393,14 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 	if err != nil {
 		return udpResult{}, err
 	}
-	out, err := runT(cfg.udpTime+30*time.Second, "ip", nsArgs(p.client, self, "helper", "udp-blast",
-		"-addr", fmt.Sprintf("%s:%d", serverAddr, udpPort), "-conc", fmt.Sprint(senders),
-		"-size", "64", "-batch", "64", "-duration", cfg.udpTime.String())...)
+	var out string
+	dp, err := p.dataplaneSpent(func() (err error) {
+		out, err = runT(cfg.udpTime+30*time.Second, "ip", nsArgs(p.client, self, "helper", "udp-blast",
+			"-addr", fmt.Sprintf("%s:%d", serverAddr, udpPort), "-conc", fmt.Sprint(senders),
+			"-size", "64", "-batch", "64", "-duration", cfg.udpTime.String())...)
+		time.Sleep(300 * time.Millisecond) // the last datagrams in flight
+		return err
+	})
 	if err != nil {
 		return udpResult{}, err
 	}
@@ -379,7 +408,6 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 	if err := json.Unmarshal([]byte(out), &b); err != nil {
 		return udpResult{}, err
 	}
-	time.Sleep(300 * time.Millisecond) // the last datagrams in flight
 	sout, err := sink.finish(10 * time.Second)
 	if err != nil {
 		return udpResult{}, fmt.Errorf("udp sink: %w", err)
@@ -396,11 +424,12 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 		return udpResult{}, err
 	}
 	return udpResult{
-		clientDrop:   float64(dropped1-dropped0) / float64(b.Sent),
-		offeredPPS:   float64(b.Sent) / b.Seconds,
-		deliveredPPS: float64(s.Packets) / b.Seconds,
-		loss:         1 - float64(s.Packets)/float64(b.Sent),
-		senders:      senders,
+		clientDrop:    float64(dropped1-dropped0) / float64(b.Sent),
+		offeredPPS:    float64(b.Sent) / b.Seconds,
+		deliveredPPS:  float64(s.Packets) / b.Seconds,
+		loss:          1 - float64(s.Packets)/float64(b.Sent),
+		dpPerDatagram: dp * 1e6 / float64(s.Packets),
+		senders:       senders,
 	}, nil
 }
 

@@ -194,6 +194,7 @@ type pathMetric struct {
 	ratioDec         int
 	target           float64 // minimum emulator/kernel ratio; 0: none
 	noRatio          bool
+	dataplane        bool // measured on the emulator path only: its dataplane process
 }
 
 // metrics is pathMetrics with a row per UDP sender count after the best.
@@ -211,21 +212,30 @@ func (r *results) metrics() []pathMetric {
 }
 
 var pathMetrics = []pathMetric{
-	{"tcp1", "TCP throughput, 1 stream", "Gbit/s", 2, 2, 1.0, false},
-	{"tcp1_cpu", "CPUs busy during 1 stream, the whole machine", "CPUs", 2, 2, 0, false},
-	{"tcp1_cost", "CPU time per GB delivered, 1 stream", "CPU-ms", 0, 2, 0, false},
-	{"tcp4", "TCP throughput, 4 streams", "Gbit/s", 2, 2, 0.8, false},
-	{"tcp4_cpu", "CPUs busy during 4 streams, the whole machine", "CPUs", 2, 2, 0, false},
-	{"tcp4_cost", "CPU time per GB delivered, 4 streams", "CPU-ms", 0, 2, 0, false},
-	{"udp_pps", "UDP 64 B datagrams delivered, best sender count", "kpps", 0, 2, 1.0, false},
-	{"udp_offered", "UDP sent at that sender count (offered load)", "kpps", 0, 2, 0, false},
-	{"udp_loss", "UDP loss at that sender count", "%", 1, 0, 0, true},
-	{"udp_client_drop", "UDP dropped at the client's own interface, at that count (part of the loss)", "%", 1, 0, 0, true},
-	{"udp_senders", "UDP sender count that delivered most", "senders", 0, 0, 0, true},
-	{"rr", "TCP request/response (1 B each way)", "round trips/s", 0, 2, 0.9, false},
-	{"rr_p50", "Request/response latency p50", "µs", 1, 2, 0, false},
-	{"rr_p99", "Request/response latency p99", "µs", 1, 2, 0, false},
-	{"crr", "New TCP connections", "conn/s", 0, 2, 1.0, false},
+	{key: "tcp1", label: "TCP throughput, 1 stream", unit: "Gbit/s", dec: 2, ratioDec: 2, target: 1.0},
+	{key: "tcp1_cpu", label: "CPUs busy during 1 stream, the whole machine", unit: "CPUs", dec: 2, ratioDec: 2},
+	{key: "tcp1_cost", label: "CPU time per GB delivered, 1 stream", unit: "CPU-ms", dec: 0, ratioDec: 2},
+	{key: "tcp1_dp", label: "CPU time per GB, 1 stream: the dataplane process alone", unit: "CPU-ms", dec: 0, dataplane: true},
+	{key: "tcp1_dp_sys", label: "CPU time per GB, 1 stream: the dataplane's share in the kernel", unit: "%", dec: 0, dataplane: true},
+	{key: "tcp1_rest", label: "CPU time per GB, 1 stream: all but the dataplane", unit: "CPU-ms", dec: 0, ratioDec: 2},
+	{key: "tcp4", label: "TCP throughput, 4 streams", unit: "Gbit/s", dec: 2, ratioDec: 2, target: 0.8},
+	{key: "tcp4_cpu", label: "CPUs busy during 4 streams, the whole machine", unit: "CPUs", dec: 2, ratioDec: 2},
+	{key: "tcp4_cost", label: "CPU time per GB delivered, 4 streams", unit: "CPU-ms", dec: 0, ratioDec: 2},
+	{key: "tcp4_dp", label: "CPU time per GB, 4 streams: the dataplane process alone", unit: "CPU-ms", dec: 0, dataplane: true},
+	{key: "tcp4_dp_sys", label: "CPU time per GB, 4 streams: the dataplane's share in the kernel", unit: "%", dec: 0, dataplane: true},
+	{key: "tcp4_rest", label: "CPU time per GB, 4 streams: all but the dataplane", unit: "CPU-ms", dec: 0, ratioDec: 2},
+	{key: "udp_pps", label: "UDP 64 B datagrams delivered, best sender count", unit: "kpps", dec: 0, ratioDec: 2, target: 1.0},
+	{key: "udp_offered", label: "UDP sent at that sender count (offered load)", unit: "kpps", dec: 0, ratioDec: 2},
+	{key: "udp_loss", label: "UDP loss at that sender count", unit: "%", dec: 1, noRatio: true},
+	{key: "udp_client_drop", label: "UDP dropped at the client's own interface, at that count (part of the loss)", unit: "%", dec: 1, noRatio: true},
+	{key: "udp_dp", label: "UDP: the dataplane's CPU time per datagram delivered, at that count", unit: "µs", dec: 2, dataplane: true},
+	{key: "udp_senders", label: "UDP sender count that delivered most", unit: "senders", dec: 0, noRatio: true},
+	{key: "rr", label: "TCP request/response (1 B each way)", unit: "round trips/s", dec: 0, ratioDec: 2, target: 0.9},
+	{key: "rr_p50", label: "Request/response latency p50", unit: "µs", dec: 1, ratioDec: 2},
+	{key: "rr_p99", label: "Request/response latency p99", unit: "µs", dec: 1, ratioDec: 2},
+	{key: "rr_dp", label: "the dataplane's CPU time per round trip", unit: "µs", dec: 1, dataplane: true},
+	{key: "crr", label: "New TCP connections", unit: "conn/s", dec: 0, ratioDec: 2, target: 1.0},
+	{key: "crr_dp", label: "the dataplane's CPU time per new connection", unit: "µs", dec: 1, dataplane: true},
 }
 
 type machine struct {
@@ -357,6 +367,11 @@ func (r *results) pathSection(w func(string, ...any)) {
 	w("|---|---:|---:|---:|---:|---:|---|\n")
 	for _, m := range r.metrics() {
 		row := []string{fmt.Sprintf("%s (%s)", m.label, m.unit)}
+		if m.dataplane {
+			row = append(row, "—", "—", r.pathStat("emulator", m.key).format(m.dec), "—", "—", "—")
+			w("| %s |\n", strings.Join(row, " | "))
+			continue
+		}
 		for _, p := range []string{"direct", "kernel", "emulator"} {
 			row = append(row, r.pathStat(p, m.key).format(m.dec))
 		}
@@ -613,6 +628,7 @@ func (r *results) methodSection(w func(string, ...any)) {
 	w("- **UDP**: %s sending sockets in turn (one flow and one thread each, `sendmmsg` of 64 datagrams) send 64-byte payloads (92-byte IP packets) as fast as they can for %s; the sender count that delivers most is the path's figure, and the loss and offered load are those of that count. A sink with 2 SO_REUSEPORT sockets (`recvmmsg`) counts what arrives. Delivered = received / send time; loss = 1 - received / sent, where sent is what the kernel accepted from the senders (a datagram dropped at the client's own device queue counts as lost, and the next row gives that part: the client namespace's tx_dropped over the run, as a share of what was sent). On the kernel and direct paths the forwarding and the receiver's protocol work run in softirq on the sending CPU, so there the sender and the path cannot be told apart: the figure is what 2 CPUs do for sending, forwarding and receiving together; on the emulator path the senders compete with the dataplane process for the same CPUs, which is why more senders can deliver less.\n", intsString(cfg.udpSenders), cfg.udpTime)
 	w("- **Request/response**: one TCP connection, 1-byte request and 1-byte answer, one outstanding at a time, for %s after 1,000 warm-up round trips; blocking sockets on locked OS threads (Go helper `scripts/bench`), so the Go scheduler is not in the loop; p50/p99 over every round trip.\n", cfg.rrTime)
 	w("- **New TCP connections**: %d threads each connect, send 1 byte, read the 1-byte answer and the server's FIN, and close, for %s; the server (4 accepting threads) closes first, so TIME_WAIT stays on the server and the client never runs out of ports. Every connection is a new flow for conntrack, SNAT and the NSG.\n", cfg.crrConc, cfg.crrTime)
+	w("- **The dataplane's share of the CPU** (emulator path; the other paths have no such process, so those cells say —): the dataplane process's user and system time (/proc/PID/stat, in 10 ms ticks, summed over its threads; the PID from `status --json`), read over the same span as the machine's during TCP, and around each whole UDP, round-trip and new-connection run. *All but the dataplane* is the machine's CPU time less the dataplane's: the endpoints and the kernel's work for them, and on the kernel path its forwarding too. The dataplane's time in the kernel is its system calls, the copies in and out of the nodes' TUN devices, and the receiving node's protocol work, which a TUN write runs in the writer's thread. The dataplane busy-polls after each packet (`--busy-poll`, 50 µs by default) before it sleeps, and that spin is CPU time too: between one round trip's packets, or one connection's, it is most of the dataplane's, so those two rows say what the path costs in CPU, not what forwarding a packet takes.\n")
 	w("- **CPU**: nothing is pinned. On %d CPUs the senders, the receivers and (on the emulator path) the dataplane process share the same cores, and the kernel path's forwarding runs in softirq on the sender's CPU; this is the comparison the issue asks for, but it means the load generators compete with the path they measure.\n\n", r.machine.nproc)
 }
 
