@@ -236,3 +236,16 @@ func TestDataplaneShare(t *testing.T) {
 		t.Errorf("rest row %q, want cells %q", got, want)
 	}
 }
+
+// The NSG comparison alternates the two sizes and leaves the lab with the
+// 10-rule NSG that the other measurements use.
+func TestNSGRuns(t *testing.T) {
+	if nsgRuns[0] != 10 || nsgRuns[len(nsgRuns)-1] != 10 {
+		t.Errorf("nsgRuns %v: want it to start and end with the 10-rule NSG", nsgRuns)
+	}
+	for i := 1; i < len(nsgRuns); i++ {
+		if nsgRuns[i] == nsgRuns[i-1] {
+			t.Errorf("nsgRuns %v: two runs of %d rules in a row", nsgRuns, nsgRuns[i])
+		}
+	}
+}
