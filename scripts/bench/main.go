@@ -307,9 +307,7 @@ var steps = []struct {
 		record(res, p, round, "rr", float64(r.Count)/r.Seconds, err)
 		record(res, p, round, "rr_p50", r.P50us, err)
 		record(res, p, round, "rr_p99", r.P99us, err)
-		if p.dataplane != 0 {
-			record(res, p, round, "rr_dp", dp*1e6/float64(r.Count), err)
-		}
+		recordDataplane(res, p, round, "rr_dp", dp, float64(r.Count), err)
 		logf("bench:   TCP RR         %.0f/s p50 %.1f µs p99 %.1f µs", float64(r.Count)/r.Seconds, r.P50us, r.P99us)
 	}},
 	{name: "new connections", measure: func(cfg *config, res *results, p *path, round int, self string) {
@@ -322,9 +320,7 @@ var steps = []struct {
 			c = &crrResult{Seconds: 1}
 		}
 		record(res, p, round, "crr", float64(c.Count)/c.Seconds, err)
-		if p.dataplane != 0 {
-			record(res, p, round, "crr_dp", dp*1e6/float64(c.Count), err)
-		}
+		recordDataplane(res, p, round, "crr_dp", dp, float64(c.Count), err)
 		logf("bench:   new TCP conns  %.0f/s", float64(c.Count)/c.Seconds)
 	}, nsgAfter: true},
 }
@@ -337,6 +333,14 @@ func record(res *results, p *path, round int, metric string, v float64, err erro
 		logf("bench:   %s %s: %v", p.name, metric, err)
 	}
 	res.set(p.name, metric, round, v)
+}
+
+// recordDataplane records, on a path with a dataplane, the dataplane's CPU
+// time per unit of work in µs: secs of CPU over n units.
+func recordDataplane(res *results, p *path, round int, metric string, secs, n float64, err error) {
+	if p.dataplane != 0 {
+		record(res, p, round, metric, secs*1e6/n, err)
+	}
 }
 
 // measureTCP records a path's throughput with streams streams under key,
@@ -398,9 +402,7 @@ func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 	record(res, p, round, "udp_loss", best.loss*100, uerr)
 	record(res, p, round, "udp_client_drop", best.clientDrop*100, uerr)
 	record(res, p, round, "udp_senders", float64(best.senders), uerr)
-	if p.dataplane != 0 {
-		record(res, p, round, "udp_dp", best.dpPerDatagram, uerr)
-	}
+	recordDataplane(res, p, round, "udp_dp", best.dpSecs, best.delivered, uerr)
 }
 
 // nsgRuns is the order of the NSG comparison's new-connection runs in a
@@ -449,11 +451,9 @@ func nsgRun(cfg *config, res *results, p *path, round int, self string, rules in
 	if _, err := runT(2*time.Minute, reg.emulator, "apply", "--name", res.lab, "-f", lab); err != nil {
 		return 0, err
 	}
-	if round == 0 && rules == 10 && res.verify10 == "" {
-		res.verify10 = verifyDecision(res.lab)
-	}
-	if round == 0 && rules == 4000 && res.verify4000 == "" {
-		res.verify4000 = verifyDecision(res.lab)
+	// The first apply of each size is asked which rule decides.
+	if v := map[int]*string{10: &res.verify10, 4000: &res.verify4000}[rules]; *v == "" {
+		*v = verifyDecision(res.lab)
 	}
 	time.Sleep(300 * time.Millisecond)
 	c, err := p.crr(cfg, self)

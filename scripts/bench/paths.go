@@ -373,11 +373,12 @@ func (p *path) tcpThroughput(cfg *config, streams int) (gbps float64, cpu cpuSam
 // udpResult is one UDP measurement. clientDrop is the share of what was
 // sent that the client's own interface dropped (its tx_dropped): on the
 // emulator path, datagrams the dataplane had not read before its queue
-// filled. dpPerDatagram is the dataplane's CPU time per datagram delivered,
-// in µs; NaN on a path without a dataplane.
+// filled. delivered counts the datagrams that reached the sink, and dpSecs
+// is the dataplane's CPU time meanwhile (NaN on a path without one).
 type udpResult struct {
-	offeredPPS, deliveredPPS, loss, clientDrop, dpPerDatagram float64
-	senders                                                   int
+	offeredPPS, deliveredPPS, loss, clientDrop float64
+	delivered, dpSecs                          float64
+	senders                                    int
 }
 
 // udp sends 64-byte datagrams from senders sockets (one thread each) for
@@ -424,12 +425,13 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 		return udpResult{}, err
 	}
 	return udpResult{
-		clientDrop:    float64(dropped1-dropped0) / float64(b.Sent),
-		offeredPPS:    float64(b.Sent) / b.Seconds,
-		deliveredPPS:  float64(s.Packets) / b.Seconds,
-		loss:          1 - float64(s.Packets)/float64(b.Sent),
-		dpPerDatagram: dp * 1e6 / float64(s.Packets),
-		senders:       senders,
+		clientDrop:   float64(dropped1-dropped0) / float64(b.Sent),
+		offeredPPS:   float64(b.Sent) / b.Seconds,
+		deliveredPPS: float64(s.Packets) / b.Seconds,
+		loss:         1 - float64(s.Packets)/float64(b.Sent),
+		delivered:    float64(s.Packets),
+		dpSecs:       dp,
+		senders:      senders,
 	}, nil
 }
 

@@ -211,19 +211,7 @@ func (r *results) metrics() []pathMetric {
 	return out
 }
 
-var pathMetrics = []pathMetric{
-	{key: "tcp1", label: "TCP throughput, 1 stream", unit: "Gbit/s", dec: 2, ratioDec: 2, target: 1.0},
-	{key: "tcp1_cpu", label: "CPUs busy during 1 stream, the whole machine", unit: "CPUs", dec: 2, ratioDec: 2},
-	{key: "tcp1_cost", label: "CPU time per GB delivered, 1 stream", unit: "CPU-ms", dec: 0, ratioDec: 2},
-	{key: "tcp1_dp", label: "CPU time per GB, 1 stream: the dataplane process alone", unit: "CPU-ms", dec: 0, dataplane: true},
-	{key: "tcp1_dp_sys", label: "CPU time per GB, 1 stream: the dataplane's share in the kernel", unit: "%", dec: 0, dataplane: true},
-	{key: "tcp1_rest", label: "CPU time per GB, 1 stream: all but the dataplane", unit: "CPU-ms", dec: 0, ratioDec: 2},
-	{key: "tcp4", label: "TCP throughput, 4 streams", unit: "Gbit/s", dec: 2, ratioDec: 2, target: 0.8},
-	{key: "tcp4_cpu", label: "CPUs busy during 4 streams, the whole machine", unit: "CPUs", dec: 2, ratioDec: 2},
-	{key: "tcp4_cost", label: "CPU time per GB delivered, 4 streams", unit: "CPU-ms", dec: 0, ratioDec: 2},
-	{key: "tcp4_dp", label: "CPU time per GB, 4 streams: the dataplane process alone", unit: "CPU-ms", dec: 0, dataplane: true},
-	{key: "tcp4_dp_sys", label: "CPU time per GB, 4 streams: the dataplane's share in the kernel", unit: "%", dec: 0, dataplane: true},
-	{key: "tcp4_rest", label: "CPU time per GB, 4 streams: all but the dataplane", unit: "CPU-ms", dec: 0, ratioDec: 2},
+var pathMetrics = slices.Concat(tcpMetrics("tcp1", "1 stream", 1.0), tcpMetrics("tcp4", "4 streams", 0.8), []pathMetric{
 	{key: "udp_pps", label: "UDP 64 B datagrams delivered, best sender count", unit: "kpps", dec: 0, ratioDec: 2, target: 1.0},
 	{key: "udp_offered", label: "UDP sent at that sender count (offered load)", unit: "kpps", dec: 0, ratioDec: 2},
 	{key: "udp_loss", label: "UDP loss at that sender count", unit: "%", dec: 1, noRatio: true},
@@ -236,6 +224,20 @@ var pathMetrics = []pathMetric{
 	{key: "rr_dp", label: "the dataplane's CPU time per round trip", unit: "µs", dec: 1, dataplane: true},
 	{key: "crr", label: "New TCP connections", unit: "conn/s", dec: 0, ratioDec: 2, target: 1.0},
 	{key: "crr_dp", label: "the dataplane's CPU time per new connection", unit: "µs", dec: 1, dataplane: true},
+})
+
+// tcpMetrics is the rows of one TCP measurement (measureTCP): the
+// throughput, with its target, and what it cost the CPUs.
+func tcpMetrics(key, streams string, target float64) []pathMetric {
+	perGB := "CPU time per GB, " + streams + ": "
+	return []pathMetric{
+		{key: key, label: "TCP throughput, " + streams, unit: "Gbit/s", dec: 2, ratioDec: 2, target: target},
+		{key: key + "_cpu", label: "CPUs busy during " + streams + ", the whole machine", unit: "CPUs", dec: 2, ratioDec: 2},
+		{key: key + "_cost", label: "CPU time per GB delivered, " + streams, unit: "CPU-ms", dec: 0, ratioDec: 2},
+		{key: key + "_dp", label: perGB + "the dataplane process alone", unit: "CPU-ms", dec: 0, dataplane: true},
+		{key: key + "_dp_sys", label: perGB + "the dataplane's share in the kernel", unit: "%", dec: 0, dataplane: true},
+		{key: key + "_rest", label: perGB + "all but the dataplane", unit: "CPU-ms", dec: 0, ratioDec: 2},
+	}
 }
 
 type machine struct {
