@@ -54,6 +54,12 @@ type Ring struct {
 	free    []uint16 // buffers back from the reads and not yet lent: the last back on top
 	lent    int      // buffers in the ring or read into, not yet back
 	lend    int      // the most to lend at once (SetBuffers)
+
+	// ArmRead's state, so that passing armFn to RawConn.Control
+	// allocates nothing: a closure would be allocated at every arm, and
+	// the reads end and are armed again each time the buffers run out.
+	armFn    func(fd uintptr)
+	armToken uint32
 }
 
 // Completion is what the ring reports of one request.
@@ -165,6 +171,7 @@ func NewRing(nbuf, size int) (*Ring, error) {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
 	r := &Ring{fd: int(fd), wake: -1, bufSize: size}
+	r.armFn = r.armRead
 	if err := r.init(&p, nbuf); err != nil {
 		r.Close()
 		return nil, err
@@ -325,14 +332,18 @@ func (r *Ring) ArmRead(q Pollable, token uint32) error {
 	if err != nil {
 		return err
 	}
-	if err := rc.Control(func(fd uintptr) {
-		s := r.sqe(ringOpReadMultishot, int32(fd), uint64(token))
-		// Buffer group 0, the only one; length 0: a whole buffer.
-		*(*uint8)(unsafe.Add(s, sqeFlags)) = sqeBufferSelect
-	}); err != nil {
+	r.armToken = token
+	if err := rc.Control(r.armFn); err != nil {
 		return errClosed(err)
 	}
 	return nil
+}
+
+// armRead is ArmRead's body, run with the queue's descriptor held open.
+func (r *Ring) armRead(fd uintptr) {
+	s := r.sqe(ringOpReadMultishot, int32(fd), uint64(r.armToken))
+	// Buffer group 0, the only one; length 0: a whole buffer.
+	*(*uint8)(unsafe.Add(s, sqeFlags)) = sqeBufferSelect
 }
 
 // armWake polls the wake eventfd, multishot, under WakeToken.

@@ -127,6 +127,32 @@ func TestRingOutOfBuffers(t *testing.T) {
 	collect(t, r, func(c Completion) bool { return !c.More })
 }
 
+// TestRingArmAllocs arms and cancels a read over and over without
+// allocating: the ring worker arms a read again every time the buffers run
+// out under it.
+func TestRingArmAllocs(t *testing.T) {
+	dev, _, _ := newTestDevice(t, 1)
+	r := newTestRing(t, 1)
+	cs := make([]Completion, 0, 16)
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := r.ArmRead(dev, 3); err != nil {
+			t.Fatal(err)
+		}
+		r.Cancel(3)
+		for ended := false; !ended; {
+			if err := r.Enter(true); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range r.Completions(cs[:0]) {
+				ended = ended || (c.Token == 3 && !c.More)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("arming and cancelling a read allocates %.1f times", allocs)
+	}
+}
+
 func linkExists(t *testing.T, ns netns.NsHandle, name string) bool {
 	t.Helper()
 	h, err := netlink.NewHandleAt(ns)
