@@ -382,10 +382,18 @@ func (r *Ring) Enter(wait bool) error {
 	return r.enter(min)
 }
 
+// An enter that does not wait is a raw system call, one the Go runtime does
+// not see, for the reason queue.Write gives: it runs the reads that packets
+// have made ready, copies and all, but never sleeps. One that waits must
+// tell the runtime, so that it hands the thread's P to other goroutines.
 func (r *Ring) enter(min uint32) error {
 	r.lendBuffers()
+	syscall := unix.Syscall6
+	if min == 0 {
+		syscall = unix.RawSyscall6
+	}
 	for {
-		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.sq.queued), uintptr(min), ringEnterGetEvents, 0, 0)
+		_, _, errno := syscall(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.sq.queued), uintptr(min), ringEnterGetEvents, 0, 0)
 		switch errno {
 		case 0:
 			r.sq.queued = 0

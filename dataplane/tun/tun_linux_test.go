@@ -62,6 +62,40 @@ func testCreateInNamespace(t *testing.T, queues int) {
 	}
 }
 
+// TestWriteClosed writes without allocating, and once the queue is closed,
+// fails with os.ErrClosed rather than writing to whatever file has since
+// been given its descriptor's number (Write bypasses os.File's own hold).
+func TestWriteClosed(t *testing.T) {
+	dev, req, _ := newTestDevice(t, 1)
+	bufs := [][]byte{req}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := dev.Write(bufs); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("Write allocates %.1f times", allocs)
+	}
+
+	fd := dev.fd
+	dev.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if int(w.Fd()) != fd && int(r.Fd()) != fd {
+		t.Logf("the pipe did not get descriptor %d", fd)
+	}
+	if _, err := dev.Write(bufs); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Write after Close: %v, want os.ErrClosed", err)
+	}
+	w.Close()
+	if n, _ := r.Read(make([]byte, 64)); n != 0 {
+		t.Fatalf("Write after Close put %d bytes in the file that took its descriptor", n)
+	}
+}
+
 func isEchoReply(p []byte) bool {
 	return len(p) >= 28 && p[0]>>4 == 4 && p[9] == unix.IPPROTO_ICMP && p[20] == 0
 }
