@@ -122,6 +122,11 @@ type ReaderStatus struct {
 	// Epoll says the workers were asked for epoll (Config.Epoll, up
 	// --io-uring=false), so none tried io_uring.
 	Epoll bool `json:"epoll,omitempty"`
+	// BufferBytes is how much of the io_uring workers' packet buffers is
+	// resident: the pages packets have reached and the workers have not
+	// given back yet (ringWorker.askTrim). It is part of the process's
+	// RSS, and bounded by the buffers (ringBuffers).
+	BufferBytes uint64 `json:"bufferBytes"`
 }
 
 // String says, for status and the benchmark report, how many workers read
@@ -169,6 +174,7 @@ func (e *Engine) Reader() ReaderStatus {
 			rs.Workers = append(rs.Workers, "goroutines")
 		case pw.ring != nil:
 			rs.Workers = append(rs.Workers, "io_uring")
+			rs.BufferBytes += pw.ring.resident()
 		default:
 			rs.Workers = append(rs.Workers, "epoll")
 		}

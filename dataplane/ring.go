@@ -169,6 +169,18 @@ func (rw *ringWorker) askTrim() {
 	rw.mu.Unlock()
 }
 
+// resident is how many bytes of the worker's buffers are resident
+// (Ring.Resident): 0 once the worker has ended, or if the kernel cannot say.
+func (rw *ringWorker) resident() uint64 {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.closed {
+		return 0
+	}
+	n, _ := rw.ring.Resident()
+	return uint64(n)
+}
+
 // askTrims asks every ring worker to trim its buffers (askTrim). The
 // sweeper calls it, and must not wait for mu: Close holds mu while it
 // waits for the sweeper to end. A tick that finds mu held (Close, or a

@@ -293,8 +293,9 @@ type statusJSON struct {
 	} `json:"ases"`
 	Drops  map[string]int `json:"drops"`
 	Reader struct {
-		Workers   []string `json:"workers"`
-		NoIOURing string   `json:"noIOURing"`
+		Workers     []string `json:"workers"`
+		NoIOURing   string   `json:"noIOURing"`
+		BufferBytes uint64   `json:"bufferBytes"`
 	} `json:"reader"`
 	NAT struct {
 		Flows         int    `json:"flows"`

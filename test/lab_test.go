@@ -89,15 +89,18 @@ func TestNcInsideVNetKeepsSourceAddress(t *testing.T) {
 // traffic: a ping, and a TCP connection out through the VIP's SNAT to the
 // Internet. By default the dataplane reads through io_uring, as this
 // machine's kernel allows; status says which way the workers read, and why
-// not through io_uring.
+// not through io_uring, and how much of the ring's buffers is resident.
 func TestEpollReader(t *testing.T) {
 	def := upLab(t)
-	if st := def.status(); ioURings(t, st.PID) == 0 || !allAre(st.Reader.Workers, "io_uring") {
-		t.Errorf("a default lab's dataplane should read through io_uring: workers %v", st.Reader.Workers)
+	if r := def.exec("db1", 20*time.Second, "ping", "-c", "2", "-W", "2", "10.0.1.6"); r.code != 0 {
+		t.Fatalf("ping from db1 to ase1-w1 failed: %v", r)
+	}
+	if st := def.status(); ioURings(t, st.PID) == 0 || !allAre(st.Reader.Workers, "io_uring") || st.Reader.BufferBytes == 0 {
+		t.Errorf("a default lab's dataplane should read through io_uring, into buffers of which packets have made some resident: %+v", st.Reader)
 	}
 	off := upLab(t, "--io-uring=false")
-	if st := off.status(); ioURings(t, st.PID) != 0 || !allAre(st.Reader.Workers, "epoll") || st.Reader.NoIOURing != "" {
-		t.Errorf("with --io-uring=false the dataplane should read through epoll, for no error: %+v", st.Reader)
+	if st := off.status(); ioURings(t, st.PID) != 0 || !allAre(st.Reader.Workers, "epoll") || st.Reader.NoIOURing != "" || st.Reader.BufferBytes != 0 {
+		t.Errorf("with --io-uring=false the dataplane should read through epoll, for no error, and have no ring buffers: %+v", st.Reader)
 	}
 	l := upLabWithoutIOURing(t)
 	st := l.status()

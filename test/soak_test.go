@@ -32,6 +32,7 @@ const (
 type soakRow struct {
 	at         time.Duration
 	rss        uint64
+	buffers    uint64 // of rss, the packet buffers' pages (status reader.bufferBytes)
 	goroutines int
 	flows      int
 	created    uint64
@@ -54,7 +55,7 @@ func (l *lab) soakRow(start time.Time) soakRow {
 	l.t.Helper()
 	var s soakStatus
 	l.emuJSON(&s, "status")
-	r := soakRow{at: time.Since(start).Round(time.Second), rss: s.Process.RSSBytes, goroutines: s.Process.Goroutines,
+	r := soakRow{at: time.Since(start).Round(time.Second), rss: s.Process.RSSBytes, buffers: s.Reader.BufferBytes, goroutines: s.Process.Goroutines,
 		flows: s.NAT.Flows, created: s.NAT.Created}
 	for _, c := range s.Drops {
 		r.drops += c
@@ -65,8 +66,8 @@ func (l *lab) soakRow(start time.Time) soakRow {
 // The soak: bulk TCP, UDP, a churn of short connections through SNAT,
 // ping, and an NSG change applied every 3 s, all at once. Every 10 s it
 // records the dataplane's RSS and goroutines, the flow table and the drops.
-// It checks that RSS and goroutines stay within 10% of their level after
-// warm-up, that a long-lived TCP connection carries data across every
+// It checks that RSS, less the packet buffers, and goroutines stay within
+// 10% of their level after warm-up, that a long-lived TCP connection carries data across every
 // apply, that no load run fails, and that the flow table drains back to
 // its idle level once the load stops.
 func TestSoak(t *testing.T) {
@@ -209,8 +210,14 @@ func TestSoak(t *testing.T) {
 			continue
 		}
 		r := rows[i]
-		if float64(r.rss) > 1.1*float64(ref.rss) || float64(r.rss) < 0.9*float64(ref.rss) {
-			t.Errorf("RSS at %v is %d, more than 10%% from %d at %v", r.at, r.rss, ref.rss, ref.at)
+		// The packet buffers are left out: the pages packets reach stay
+		// resident until a sweep after the last long packet gives them
+		// back, and bulk TCP every few seconds keeps them from it, so they
+		// move by MiBs in steps (2.0 to 3.8 MiB between two samples, with
+		// RSS 35.4 to 39.6 MiB, failing a check of RSS alone), bounded by
+		// the buffers.
+		if rest, refRest := float64(r.rss-r.buffers), float64(ref.rss-ref.buffers); rest > 1.1*refRest || rest < 0.9*refRest {
+			t.Errorf("RSS less the packet buffers at %v is %d, more than 10%% from %d at %v", r.at, r.rss-r.buffers, ref.rss-ref.buffers, ref.at)
 		}
 		// Slack for the connections in flight when the sample is taken: the
 		// lab's services run in the dataplane process, a goroutine or two
@@ -234,9 +241,9 @@ func TestSoak(t *testing.T) {
 // soakTable prints the samples as a Markdown table.
 func soakTable(idle soakRow, rows []soakRow, drained soakRow, warmEnd time.Duration) string {
 	var b strings.Builder
-	b.WriteString("| time | phase | RSS MiB | goroutines | flows | flows created | drops |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| time | phase | RSS MiB | of it packet buffers | goroutines | flows | flows created | drops |\n|---|---|---|---|---|---|---|---|\n")
 	line := func(r soakRow, phase string) {
-		fmt.Fprintf(&b, "| %v | %s | %.1f | %d | %d | %d | %d |\n", r.at, phase, float64(r.rss)/(1<<20), r.goroutines, r.flows, r.created, r.drops)
+		fmt.Fprintf(&b, "| %v | %s | %.1f | %.1f | %d | %d | %d | %d |\n", r.at, phase, float64(r.rss)/(1<<20), float64(r.buffers)/(1<<20), r.goroutines, r.flows, r.created, r.drops)
 	}
 	line(idle, "idle")
 	for _, r := range rows {

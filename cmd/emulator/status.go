@@ -348,7 +348,8 @@ func printNSGs(w io.Writer, nsgs []nsg.NSGStats) {
 func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Lab %s: running (pid %d) for %s, from %s\n", r.Lab, r.PID,
 		time.Since(r.Started).Truncate(time.Second), r.Topology)
-	fmt.Fprintf(w, "Dataplane process: %.1f MiB resident, %d goroutines; %s\n\n", float64(r.Process.RSSBytes)/(1<<20), r.Process.Goroutines, r.Reader)
+	fmt.Fprintf(w, "Dataplane process: %.1f MiB resident (%.1f MiB of it packet buffers), %d goroutines; %s\n\n",
+		float64(r.Process.RSSBytes)/(1<<20), float64(r.Reader.BufferBytes)/(1<<20), r.Process.Goroutines, r.Reader)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tFLOWS\tDROPS\tQUEUE FULL")
 	var queueDrops uint64

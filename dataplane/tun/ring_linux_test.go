@@ -4,6 +4,7 @@ package tun
 
 import (
 	"errors"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -151,6 +152,51 @@ func TestRingArmAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("arming and cancelling a read allocates %.1f times", allocs)
 	}
+}
+
+// TestRingResident counts the buffers' pages packets have reached: none
+// before any packet, a page for each buffer a short packet reached, none
+// again after Trim.
+func TestRingResident(t *testing.T) {
+	dev, req, _ := newTestDevice(t, 1)
+	r := newTestRing(t, 4)
+	resident := func() int {
+		t.Helper()
+		n, err := r.Resident()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := resident(); n != 0 {
+		t.Fatalf("%d bytes resident before any packet", n)
+	}
+	if err := r.ArmRead(dev, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.Write([][]byte{req}); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, r, func(c Completion) bool {
+		if c.Buf < 0 {
+			return false
+		}
+		defer r.Recycle(c.Buf)
+		return isEchoReply(r.Buf(c.Buf)[10:c.Res])
+	})
+	// The namespace's own packets (IPv6 neighbour discovery) may have
+	// reached other buffers: a page each.
+	if n, page := resident(), os.Getpagesize(); n < page || n > 4*page {
+		t.Errorf("%d bytes resident after short packets in 4 buffers, want 1 to 4 pages of %d", n, page)
+	}
+	if err := r.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	if n := resident(); n != 0 {
+		t.Errorf("%d bytes resident after Trim", n)
+	}
+	r.Cancel(0)
+	collect(t, r, func(c Completion) bool { return !c.More })
 }
 
 func linkExists(t *testing.T, ns netns.NsHandle, name string) bool {
