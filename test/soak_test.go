@@ -67,9 +67,9 @@ func (l *lab) soakRow(start time.Time) soakRow {
 // ping, and an NSG change applied every 3 s, all at once. Every 10 s it
 // records the dataplane's RSS and goroutines, the flow table and the drops.
 // It checks that RSS, less the packet buffers, and goroutines stay within
-// 10% of their level after warm-up, that a long-lived TCP connection carries data across every
-// apply, that no load run fails, and that the flow table drains back to
-// its idle level once the load stops.
+// 10% of their level after warm-up, that a long-lived TCP connection
+// carries data across every apply, that no load run fails, and that the
+// flow table drains back to its idle level once the load stops.
 func TestSoak(t *testing.T) {
 	dur := *soakFor
 	warm := max(dur/6, 20*time.Second)
