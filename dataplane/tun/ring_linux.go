@@ -406,12 +406,12 @@ func (r *Ring) Enter(wait bool) error {
 // tell the runtime, so that it hands the thread's P to other goroutines.
 func (r *Ring) enter(min uint32) error {
 	r.lendBuffers()
-	syscall := unix.Syscall6
+	call := unix.Syscall6
 	if min == 0 {
-		syscall = unix.RawSyscall6
+		call = unix.RawSyscall6
 	}
 	for {
-		_, _, errno := syscall(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.sq.queued), uintptr(min), ringEnterGetEvents, 0, 0)
+		_, _, errno := call(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.sq.queued), uintptr(min), ringEnterGetEvents, 0, 0)
 		switch errno {
 		case 0:
 			r.sq.queued = 0
