@@ -452,8 +452,8 @@ func nsgRun(cfg *config, res *results, p *path, round int, self string, rules in
 		return 0, err
 	}
 	// The first apply of each size is asked which rule decides.
-	if v := map[int]*string{10: &res.verify10, 4000: &res.verify4000}[rules]; *v == "" {
-		*v = verifyDecision(res.lab)
+	if res.verify[rules] == "" {
+		res.verify[rules] = verifyDecision(res.lab)
 	}
 	time.Sleep(300 * time.Millisecond)
 	c, err := p.crr(cfg, self)

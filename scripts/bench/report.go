@@ -25,12 +25,12 @@ type results struct {
 	pathErr map[string]string               // path -> why it could not be set up
 	errs    map[string]string               // "path/metric" -> first error
 
-	lab                  string
-	reader               string // how the emulator's workers read (status)
-	verify10, verify4000 string
-	nsgErr               string
-	kernelSNAT           int64
-	labStatusTail        string
+	lab           string
+	reader        string         // how the emulator's workers read (status)
+	verify        map[int]string // NSG user rules -> emulator verify's answer after the first apply of that size
+	nsgErr        string
+	kernelSNAT    int64
+	labStatusTail string
 
 	scale     map[int]map[string][]float64
 	scaleErr  map[int][]string
@@ -48,7 +48,7 @@ func newResults(cfg *config) *results {
 	return &results{
 		cfg: cfg, path: map[string]map[string][]float64{}, pathErr: map[string]string{}, errs: map[string]string{},
 		scale: map[int]map[string][]float64{}, scaleErr: map[int][]string{}, scaleDown: map[int][]string{},
-		micro: map[string]map[string][]float64{},
+		micro: map[string]map[string][]float64{}, verify: map[int]string{},
 	}
 }
 
@@ -423,11 +423,11 @@ func (r *results) pathSection(w func(string, ...any)) {
 	if e, ok := r.errs["emulator/crr_nsg4000"]; ok {
 		w("- Not measured in every round: %s\n", e)
 	}
-	if r.verify10 != "" {
-		w("- `emulator verify` of a benchmark flow with the 10-rule NSG: `%s`\n", r.verify10)
+	if v := r.verify[10]; v != "" {
+		w("- `emulator verify` of a benchmark flow with the 10-rule NSG: `%s`\n", v)
 	}
-	if r.verify4000 != "" {
-		w("- with the 4,000-rule NSG: `%s`\n", r.verify4000)
+	if v := r.verify[4000]; v != "" {
+		w("- with the 4,000-rule NSG: `%s`\n", v)
 	}
 	if r.kernelSNAT > 0 {
 		w("- The kernel router's SNAT rule (it sees each connection's first packet) counted %s packets over the run: the kernel path did translate.\n", num(float64(r.kernelSNAT), 0))
