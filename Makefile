@@ -6,7 +6,7 @@ BIN := bin/emulator
 # Every package but the integration tests in test/, with the race detector.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test$$')
 
-.PHONY: all build up down test deps check unit bench-smoke fuzz-smoke fuzz integration clean bench graph soak
+.PHONY: all build up down test deps check unit bench-smoke fuzz-smoke fuzz integration integration-race clean bench graph soak
 
 all: build
 
@@ -62,6 +62,16 @@ bench: build
 # Real labs, real namespaces, real curl/nc/ping: needs root.
 integration: build
 	EMULATOR=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 20m ./test/...
+
+# The integration tests against an emulator built with the race detector
+# (root). Its reports go to bin/race/, and any report fails the target. Not
+# in `make test`: the suite took 708 s this way against 278 s.
+integration-race:
+	$(GO) build -race -o bin/emulator-race ./cmd/emulator
+	rm -rf bin/race && mkdir -p bin/race
+	GORACE=log_path=$(CURDIR)/bin/race/report EMULATOR=$(CURDIR)/bin/emulator-race \
+		$(GO) test -count=1 -p 1 -timeout 40m ./test/...
+	@if ls bin/race/report.* >/dev/null 2>&1; then cat bin/race/report.*; exit 1; fi
 
 # The README's drawing of the default lab (needs graphviz: make deps).
 graph: build
