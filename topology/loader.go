@@ -47,6 +47,11 @@ func Parse(filename string, data []byte) (*Topology, error) {
 		p.errAt(loc{line: line}, "the file is over %d MiB, the limit for a topology file; it passes the limit on this line", MaxFileSize>>20)
 		return nil, p.errs
 	}
+	data, line, ok := fromUTF16(data)
+	if !ok {
+		p.errAt(loc{line: line}, "the file is UTF-16, by its byte-order mark, and a character on this line is cut short or unpaired; save the file as UTF-8")
+		return nil, p.errs
+	}
 	var t *Topology
 	if root := p.parseYAML(data); root != nil {
 		if d := p.document(root); d != nil {
