@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"unicode/utf16"
 )
 
 // F9: the flat shape and ARM's "properties:" shape give the same rule, and
@@ -257,27 +255,12 @@ func FuzzParse(f *testing.F) {
 // LS and PS (U+0085, U+2028, U+2029). Fuzzing found "\r0" and "\u00850"
 // reported on line 2, and "\xfe\xff )5T", which is UTF-16 for "\u2029㕔".
 func yamlLines(data []byte) int {
-	text := string(data)
-	if order := utf16Order(data); order != nil {
-		units := make([]uint16, 0, len(data)/2)
-		for i := 2; i+1 < len(data); i += 2 {
-			units = append(units, order.Uint16(data[i:]))
-		}
-		text = string(utf16.Decode(units))
+	// Broken UTF-16 keeps its bytes: each '\n' in it holds a '\n' byte,
+	// so they count at least the lines up to the break.
+	if text, _, ok := fromUTF16(data); ok {
+		data = text
 	}
-	s := strings.ReplaceAll(text, "\r\n", "\n")
+	s := strings.ReplaceAll(string(data), "\r\n", "\n")
 	return 1 + strings.Count(s, "\n") + strings.Count(s, "\r") +
 		strings.Count(s, "\u0085") + strings.Count(s, "\u2028") + strings.Count(s, "\u2029")
-}
-
-// utf16Order is the byte order of UTF-16 data, by its byte-order mark, or
-// nil if data is not UTF-16.
-func utf16Order(data []byte) binary.ByteOrder {
-	switch {
-	case len(data) >= 2 && data[0] == 0xff && data[1] == 0xfe:
-		return binary.LittleEndian
-	case len(data) >= 2 && data[0] == 0xfe && data[1] == 0xff:
-		return binary.BigEndian
-	}
-	return nil
 }
