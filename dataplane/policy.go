@@ -179,12 +179,21 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 
 // flowHash spreads flows over a VIP's front-ends by their 5-tuple, as
 // Azure's load balancer does, so one connection always lands on one
-// front-end.
+// front-end. Every bit of the tuple must reach every bit of the result:
+// the caller takes it modulo the front-ends, which for 2 or 4 reads only
+// its lowest bits. A single multiply carries bits upwards only, and once
+// left the source port out of those (TestFlowHashSpreadsBySourcePort).
 func flowHash(k nat.Key) uint32 {
-	h := uint64(k.Src)<<32 | uint64(k.Dst)
-	h ^= uint64(k.SrcPort)<<40 | uint64(k.DstPort)<<24 | uint64(k.Proto)
-	h *= 0x9e3779b97f4a7c15
-	return uint32(h >> 32)
+	h := mix64(uint64(k.Src)<<32|uint64(k.Dst)) ^ (uint64(k.SrcPort)<<24 | uint64(k.DstPort)<<8 | uint64(k.Proto))
+	return uint32(mix64(h) >> 32)
+}
+
+// mix64 is splitmix64's finalizer: each input bit flips about half of the
+// output bits.
+func mix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
 
 // needsNAT reports whether a packet that conntrack cannot follow (a
