@@ -95,7 +95,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 			w.drop(in, DropRouteNone)
 			return
 		case hopAppliance:
-			e.toAppliance(s, in, b, vnet, ip, h.via, w)
+			e.toAppliance(s, in, b, vnet, ip, h.via, now, w)
 			return
 		case hopGateway:
 			viaGateway = true
@@ -203,7 +203,7 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 // toAppliance hands a packet to the virtual appliance its subnet's route
 // names (F18), untranslated and untracked: the appliance forwards it back
 // into the dataplane, which then treats it as the appliance's traffic.
-func (e *Engine) toAppliance(s *snapshot, in *Port, b []byte, vnet header.VirtioNetHdr, ip header.IPv4, via header.Addr, w *worker) {
+func (e *Engine) toAppliance(s *snapshot, in *Port, b []byte, vnet header.VirtioNetHdr, ip header.IPv4, via header.Addr, now int64, w *worker) {
 	t, _, found := s.fib.Lookup(via)
 	out := e.egress(s, in, ip, t, found, w)
 	if out == nil {
@@ -212,8 +212,42 @@ func (e *Engine) toAppliance(s *snapshot, in *Port, b []byte, vnet header.Virtio
 	if !e.fits(in, out, vnet, ip, w) {
 		return
 	}
+	if !e.applianceFilter(s, in, out, ip, now, w) {
+		return
+	}
 	ip.DecTTL()
 	e.transmit(in, out, b[:header.VirtioNetHdrLen+ip.TotalLen()], w)
+}
+
+// applianceFilter applies the NSGs of the way to an appliance (F14, F18):
+// the sender's outbound rules, then the appliance's inbound ones, as for
+// any flow between the two machines. It reports whether the packet may go
+// on, and counts it if not. The leg is not tracked (the flow's tuple is
+// the appliance's to track once it forwards the packet), so statefulness
+// comes from the flow the rest of the way makes: a packet whose tuple,
+// either way round, is a live flow's already passed the rules, or is the
+// reply of a flow that did (F12). Anything else is a new flow's, judged
+// on its own until there is one. An ICMP error or a later fragment has no
+// tuple of its own and passes, as it would on the rest of the way.
+func (e *Engine) applianceFilter(s *snapshot, in, out *Port, ip header.IPv4, now int64, w *worker) bool {
+	k, keyed := nat.KeyOf(ip)
+	switch {
+	case keyed:
+		var f nat.Flow
+		if e.ct.LookupInto(k, now, &f) {
+			return true
+		}
+	case ip.IsFragment(), isICMPError(ip):
+		return true
+	default:
+		k = nat.Key{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
+	}
+	if reason, ok := s.filter(in.node(), out.node(), k, k); !ok {
+		w.drop(in, reason)
+		e.flowDenied(s, in, out, k, k, reason)
+		return false
+	}
+	return true
 }
 
 // egress returns the port a packet for route t leaves by, or, if there is

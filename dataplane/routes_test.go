@@ -5,19 +5,21 @@ import (
 	"testing"
 
 	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/dataplane/nsg"
 	"github.com/aseemu/emulator/topology"
 )
 
 // routedLab is the default lab with an on-premises network, an appliance
 // in its own subnet, and a route table on ase1-subnet; onPremDefault makes
-// the gateway advertise 0.0.0.0/0 (forced tunneling).
-func routedLab(t *testing.T, onPremDefault bool, routes string) *topology.Topology {
+// the gateway advertise 0.0.0.0/0 (forced tunneling). edits are more
+// replacement pairs, made after those (parseLab).
+func routedLab(t *testing.T, onPremDefault bool, routes string, edits ...string) *topology.Topology {
 	t.Helper()
 	adv := "false"
 	if onPremDefault {
 		adv = "true"
 	}
-	return parseLab(t,
+	return parseLab(t, append([]string{
 		"        addressPrefix: 10.0.1.0/26\n", "        addressPrefix: 10.0.1.0/26\n        routeTable: ase1-rt\n",
 		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
 		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n",
@@ -25,14 +27,14 @@ func routedLab(t *testing.T, onPremDefault bool, routes string) *topology.Topolo
 routeTables:
   - name: ase1-rt
     routes:
-`+routes+`
+` + routes + `
 onPremises:
   addressSpace: {addressPrefixes: [172.16.0.0/16]}
   natAddress: 198.18.0.10
-  advertiseDefaultRoute: `+adv+`
+  advertiseDefaultRoute: ` + adv + `
   gateway: {name: corp-gw, address: 172.16.0.4}
   hosts: [{name: corp-host, address: 172.16.1.10}]
-`)
+`}, edits...)...)
 }
 
 // F18: longest prefix wins, a user route beats a system route of the same
@@ -121,4 +123,48 @@ func TestApplianceFragNeeded(t *testing.T) {
 		t.Fatalf("frag-needed carries MTU %d, want 1400", icmp.Seq)
 	}
 	l.devs["nva1"].expectNothing(t)
+}
+
+// F14, F18: the way to an appliance meets the sender's outbound NSG (and
+// the appliance's inbound one) like any other flow. It used to pass
+// around them: a flow the sender's NSG denies reached the appliance,
+// which forwarded it on, while verify said Deny. The rules judge new flows
+// only (F12): a reply that the route takes through the appliance passes
+// whatever the sender's outbound rules, since its flow was allowed.
+func TestApplianceMeetsSenderNSG(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, false, `      - {name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`,
+		"        routeTable: ase1-rt\n", "        routeTable: ase1-rt\n        networkSecurityGroup: ase1-nsg\n",
+		"networkSecurityGroups: []\n", `networkSecurityGroups:
+  - name: ase1-nsg
+    securityRules:
+      - {name: DenySQLToVMs, priority: 100, direction: Outbound, access: Deny, protocol: Tcp,
+         destinationAddressPrefix: 10.0.2.0/24, destinationPortRange: "1433"}
+`), nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 45200, "10.0.2.4", 1433, true, false))
+	l.devs["nva1"].expectNothing(t)
+	l.expectDrops(t, DropNSGOutbound, 1)
+	if n, _ := l.e.cur.Load().nsgs.Hits("ase1-nsg", nsg.Outbound, "DenySQLToVMs"); n != 1 {
+		t.Errorf("DenySQLToVMs hits = %d, want 1", n)
+	}
+
+	// Another port passes the rules, through the appliance.
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 45201, "10.0.2.4", 22, true, false))
+	if src, _, dst, _, _ := tcpOf(t, l.devs["nva1"].recv(t)); src != "10.0.1.6" || dst != "10.0.2.4" {
+		t.Fatalf("the appliance got %s -> %s, want 10.0.1.6 -> 10.0.2.4", src, dst)
+	}
+
+	// db1 connects to the worker on 1433 directly (vm-subnet has no
+	// routes); the worker's answer matches the deny rule's tuple, and the
+	// route takes it to the appliance: it passes, being a reply.
+	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 45202, "10.0.1.6", 1433, true, false))
+	tcpOf(t, l.devs["ase1-w1"].recv(t))
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 1433, "10.0.2.4", 45202, true, true))
+	if src, sport, _, _, _ := tcpOf(t, l.devs["nva1"].recv(t)); src != "10.0.1.6" || sport != 1433 {
+		t.Fatalf("the appliance got the reply from %s:%d, want 10.0.1.6:1433", src, sport)
+	}
+	l.devs["nva1"].inject(nil, tcpPkt(t, "10.0.1.6", 1433, "10.0.2.4", 45202, true, true))
+	if src, _, _, _, tcp := tcpOf(t, l.devs["db1"].recv(t)); src != "10.0.1.6" || !tcp.SYN || !tcp.ACK {
+		t.Fatalf("db1 got %s, SYN %v ACK %v; want the worker's SYN-ACK", src, tcp.SYN, tcp.ACK)
+	}
+	l.expectDrops(t, DropNSGOutbound, 1)
 }

@@ -21,9 +21,9 @@ import (
 // default rules admit traffic within the VNet both ways). t and found are
 // the packet's route, which forward has already looked up.
 func (e *Engine) untracked(s *snapshot, in *Port, ip header.IPv4, t target, found bool, w *worker) bool {
-	icmpError := false
-	if p := ip.Payload(); ip.Protocol() == header.ProtoICMP && len(p) > 0 && header.IsICMPError(p[0]) {
-		icmpError = true
+	icmpError := isICMPError(ip)
+	if icmpError {
+		p := ip.Payload()
 		q := p[min(len(p), header.ICMPv4MinLen):]
 		if len(q) < header.IPv4MinLen || q[0]>>4 != 4 || q[0]&0xf < 5 || header.AddrFromSlice(q[12:16]) != ip.Dst() {
 			w.drop(in, DropICMPBadQuote)
@@ -67,4 +67,11 @@ func l4OK(ip header.IPv4) bool {
 		return r == header.OK
 	}
 	return true
+}
+
+// isICMPError reports whether ip is an ICMP error, which quotes a packet
+// rather than carrying a flow of its own.
+func isICMPError(ip header.IPv4) bool {
+	p := ip.Payload()
+	return ip.Protocol() == header.ProtoICMP && len(p) > 0 && header.IsICMPError(p[0])
 }
