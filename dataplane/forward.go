@@ -94,6 +94,11 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 		case hopNone:
 			w.drop(in, DropRouteNone)
 			return
+		case hopInternet, hopVnetLocal:
+			if s.routes.strands(h, dst) {
+				w.drop(in, DropRouteStranded)
+				return
+			}
 		case hopAppliance:
 			e.toAppliance(s, in, b, vnet, ip, h.via, now, w)
 			return

@@ -41,6 +41,9 @@ type hop struct {
 // route of the same prefix (F18). The longest prefix wins.
 type routing struct {
 	bySubnet map[*topology.Subnet]*route.Table[hop]
+	// vnet and onPrem are the address spaces of the VNets and of the
+	// on-premises network (strands).
+	vnet, onPrem []netip.Prefix
 	// used is false when no subnet has user routes and there is no
 	// on-premises network: every hop is then VnetLocal or Internet, which
 	// routing by destination alone already gets right, and the per-packet
@@ -50,7 +53,11 @@ type routing struct {
 
 func compileRouting(t *topology.Topology) *routing {
 	r := &routing{bySubnet: map[*topology.Subnet]*route.Table[hop]{}, used: t.OnPremises != nil}
+	if t.OnPremises != nil {
+		r.onPrem = t.OnPremises.AddressSpace
+	}
 	for _, v := range t.VNets {
+		r.vnet = append(r.vnet, v.AddressSpace...)
 		for _, s := range v.Subnets {
 			tb := &route.Table[hop]{}
 			tb.Insert(netip.MustParsePrefix("0.0.0.0/0"), hop{kind: hopInternet})
@@ -105,6 +112,35 @@ func (r *routing) lookup(s *topology.Subnet, dst header.Addr) (hop, netip.Prefix
 	h, bits, _ := tb.Lookup(dst)
 	p, _ := dst.Netip().Prefix(bits)
 	return h, p
+}
+
+// strands reports whether user route h sends dst where it cannot be
+// delivered (F18): next hop Internet for an address of a VNet or of the
+// on-premises network, which the Internet does not route, or VnetLocal for
+// an address outside the VNets, which no machine of theirs holds. Azure
+// drops such packets; followed, they would reach their destination as if
+// by the system routes. System routes never strand: the VNets' own
+// prefixes and the on-premises ones are longer than 0.0.0.0/0.
+func (r *routing) strands(h hop, dst header.Addr) bool {
+	if h.route == "" {
+		return false
+	}
+	a := dst.Netip()
+	in := func(ps []netip.Prefix) bool {
+		for _, p := range ps {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	switch h.kind {
+	case hopInternet:
+		return in(r.vnet) || in(r.onPrem)
+	case hopVnetLocal:
+		return !in(r.vnet)
+	}
+	return false
 }
 
 // NextHop is `emulator nexthop`'s answer, like Network Watcher's next hop.

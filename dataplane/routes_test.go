@@ -168,3 +168,38 @@ func TestApplianceMeetsSenderNSG(t *testing.T) {
 	}
 	l.expectDrops(t, DropNSGOutbound, 1)
 }
+
+// F18: a user route whose next hop cannot hold its destination drops the
+// packet, as Azure does: Internet for a VNet or on-premises address,
+// VnetLocal for one outside the VNet. Such routes were shown by nexthop
+// and then ignored, the packet delivered as if by the system routes.
+func TestRouteStrandsOnTheWrongSide(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, false, `      - {name: VMsByInternet, addressPrefix: 10.0.2.0/24, nextHopType: Internet}
+      - {name: CorpByInternet, addressPrefix: 172.16.1.0/24, nextHopType: Internet}
+      - {name: EchoLocal, addressPrefix: 203.0.113.0/28, nextHopType: VnetLocal}
+      - {name: SQLByInternet, addressPrefix: 203.0.113.16/28, nextHopType: Internet}
+      - {name: ASE2Local, addressPrefix: 10.0.3.0/24, nextHopType: VnetLocal}
+      - {name: AzureLocal, addressPrefix: 168.63.0.0/16, nextHopType: VnetLocal}`), nil)
+	w1 := l.devs["ase1-w1"]
+	for i, to := range []string{"10.0.2.4", "172.16.1.10", "203.0.113.10"} {
+		w1.inject(nil, tcpPkt(t, "10.0.1.6", uint16(45300+i), to, 80, true, false))
+	}
+	l.devs["db1"].expectNothing(t)
+	l.devs["corp-host"].expectNothing(t)
+	l.devs["echo"].expectNothing(t)
+	l.expectDrops(t, DropRouteStranded, 3)
+
+	// The same next hops where the destination is: delivered.
+	w1.inject(nil, tcpPkt(t, "10.0.1.6", 45310, "203.0.113.20", 1433, true, false))
+	if src, _, _, _, _ := tcpOf(t, l.devs["azure-sql"].recv(t)); src != "192.23.1.2" {
+		t.Errorf("azure-sql saw %s by an Internet route, want the VIP 192.23.1.2", src)
+	}
+	w1.inject(nil, tcpPkt(t, "10.0.1.6", 45311, "10.0.3.6", 80, true, false))
+	if src, _, _, _, _ := tcpOf(t, l.devs["ase2-w1"].recv(t)); src != "10.0.1.6" {
+		t.Errorf("ase2-w1 saw %s by a VnetLocal route, want 10.0.1.6", src)
+	}
+	// The platform, outside the VNet, is reached whatever the routes.
+	w1.inject(nil, icmpEcho(t, "10.0.1.6", "168.63.129.16"))
+	checkIPv4(t, l.devs["platform"].recv(t))
+	l.expectDrops(t, DropRouteStranded, 3)
+}

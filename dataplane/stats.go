@@ -31,6 +31,7 @@ const (
 	DropNSGOutbound                         // denied by an outbound NSG rule at the source (F9-F14)
 	DropNSGInbound                          // denied by an inbound NSG rule at the destination (F9-F14)
 	DropRouteNone                           // a route with next hop None (F18)
+	DropRouteStranded                       // a user route's Internet or VnetLocal next hop, where the destination is not (F18)
 	DropASESubnetVM                         // from an ASE to a VM in the ASE's own subnet (F8)
 	DropConntrackFull                       // a new flow, and the flow table is full
 	DropSNATExhausted                       // a new flow, and its VIP's SNAT ports are all in use (F17)
@@ -64,6 +65,7 @@ var dropNames = [numDropReasons]string{
 	DropNSGOutbound:       "nsg-outbound",
 	DropNSGInbound:        "nsg-inbound",
 	DropRouteNone:         "route-none",
+	DropRouteStranded:     "route-stranded",
 	DropASESubnetVM:       "ase-subnet-vm",
 	DropConntrackFull:     "conntrack-full",
 	DropSNATExhausted:     "snat-exhausted",
