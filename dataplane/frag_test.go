@@ -104,21 +104,20 @@ func TestFragmentsFollowSNAT(t *testing.T) {
 	}
 }
 
-// F2 for a fragmented datagram: DNAT through the VIP to a front-end; a
-// duplicate and an overlapping fragment follow the verdict too.
+// DNAT for a fragmented datagram, through a VM's public IP (an ASE's VIP
+// carries only TCP, F2): a duplicate and an overlapping fragment follow
+// the verdict too.
 func TestFragmentsFollowDNATWithOverlaps(t *testing.T) {
-	l := newLab(t, nil)
-	frags := fragments(t, udpDatagram(t, "198.51.100.10", 50000, "192.23.1.2", 443, 0x3333, 2000), 1024)
-	overlap := fragments(t, udpDatagram(t, "198.51.100.10", 50000, "192.23.1.2", 443, 0x3333, 2000), 512)[1] // bytes 512-1023 again
+	l := newLabFrom(t, parseLab(t, "    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n    publicIpAddress: 20.1.2.3\n"), nil)
+	frags := fragments(t, udpDatagram(t, "198.51.100.10", 50000, "20.1.2.3", 443, 0x3333, 2000), 1024)
+	overlap := fragments(t, udpDatagram(t, "198.51.100.10", 50000, "20.1.2.3", 443, 0x3333, 2000), 512)[1] // bytes 512-1023 again
 	for _, f := range [][]byte{frags[0], overlap, frags[1], frags[1]} {
 		l.devs["client"].inject(nil, f)
 	}
-	fe, first := l.recvAny(t, "ase1-fe1", "ase1-fe2")
-	feAddr := map[string]string{"ase1-fe1": "10.0.1.4", "ase1-fe2": "10.0.1.5"}[fe]
-	for i, p := range []gopacket.Packet{first, l.devs[fe].recv(t), l.devs[fe].recv(t), l.devs[fe].recv(t)} {
-		ip := checkIPv4(t, p)
-		if ip.SrcIP.String() != "198.51.100.10" || ip.DstIP.String() != feAddr || ip.Id != 0x3333 {
-			t.Fatalf("fragment %d reached %s as %v -> %v id %#x, want 198.51.100.10 -> %s", i, fe, ip.SrcIP, ip.DstIP, ip.Id, feAddr)
+	for i := range 4 {
+		ip := checkIPv4(t, l.devs["db1"].recv(t))
+		if ip.SrcIP.String() != "198.51.100.10" || ip.DstIP.String() != "10.0.2.4" || ip.Id != 0x3333 {
+			t.Fatalf("fragment %d reached db1 as %v -> %v id %#x, want 198.51.100.10 -> 10.0.2.4", i, ip.SrcIP, ip.DstIP, ip.Id)
 		}
 	}
 }

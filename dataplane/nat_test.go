@@ -85,6 +85,12 @@ func TestDNATFromVIP(t *testing.T) {
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 50022, "192.23.1.2", 22, true, false))
 	l.devs["client"].expectNothing(t) // dropped silently: no RST, no ICMP
 	l.expectDrops(t, DropPortClosed, 1)
+	// The VIP's services are TCP's: UDP to an open TCP port is closed too.
+	l.devs["client"].inject(nil, udpDatagram(t, "198.51.100.10", 50443, "192.23.1.2", 443, 1, 32))
+	l.devs["client"].expectNothing(t)
+	l.devs["ase1-fe1"].expectNothing(t)
+	l.devs["ase1-fe2"].expectNothing(t)
+	l.expectDrops(t, DropPortClosed, 2)
 }
 
 // F5: ase1 calling ase2's VIP arrives at ase2 from ase1's VIP.

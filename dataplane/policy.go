@@ -50,7 +50,7 @@ func (s *portSet) has(p uint16) bool { return s[p>>6]&(1<<(p&63)) != 0 }
 // goes: an ASE's VIP or ILB address (spread over the front-ends), or a VM's
 // public IP (1:1).
 type frontDoor struct {
-	open     *portSet      // nil: every port and ICMP echo (a VM's public IP)
+	open     *portSet      // TCP ports, the only protocol an ASE's load balancer carries (F2, F7); nil: everything (a VM's public IP)
 	backends []header.Addr // front-ends, or the VM
 }
 
@@ -154,7 +154,7 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 	}
 	// DNAT: a VIP, an ILB address or a public IP (F2, F7).
 	if d := p.doors[k.Dst]; d != nil {
-		if d.open != nil && (k.Proto == header.ProtoICMP || !d.open.has(k.DstPort)) {
+		if d.open != nil && (k.Proto != header.ProtoTCP || !d.open.has(k.DstPort)) {
 			return xl, DropPortClosed, false // silently, as Azure's load balancer does
 		}
 		if len(d.backends) == 0 {
