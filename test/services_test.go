@@ -171,6 +171,26 @@ func TestASEHealth(t *testing.T) {
 	}
 }
 
+// F16: in a lab without azure-sql (as lab 9), DNS still answers, if only
+// that sql.database.windows.net has no address, so ase1 is Healthy;
+// blocking 53 makes it Unhealthy, naming DNS.
+func TestASEHealthDNS(t *testing.T) {
+	noSQL := []string{"  - name: azure-sql\n    address: 203.0.113.20\n", ""}
+	l := upLab(t, "-f", writeTopology(t, "no-sql.yaml", noSQL...))
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Healthy", "")) {
+		t.Fatalf("F16: without azure-sql, DNS still answers and ase1 should be Healthy: %+v", l.ase("ase1"))
+	}
+	block := writeTopology(t, "block-dns.yaml", append(noSQL, withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: DenyDNS, priority: 100, direction: Outbound, access: Deny, protocol: "*", destinationPortRange: "53"}`,
+		`{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`)...)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", block); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Unhealthy", "DNS (168.63.129.16:53) does not answer")) {
+		t.Fatalf("F16: with 53 blocked, ase1 should turn Unhealthy naming DNS: %+v", l.ase("ase1"))
+	}
+}
+
 // Scaling ase1 to three workers adds ase1-w3, and app1 is served from it.
 func TestScaledWorkerServesApp(t *testing.T) {
 	l := upLab(t)
