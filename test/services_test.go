@@ -191,6 +191,26 @@ func TestASEHealthDNS(t *testing.T) {
 	}
 }
 
+// F16, SPEC §3: Azure Storage is checked on 80 and 443 and management on
+// the VIP's 454 and 455; closing one port of each makes ase1 Unhealthy,
+// naming those two ports and nothing else.
+func TestASEHealthPorts(t *testing.T) {
+	l := upLab(t, "-f", writeTopology(t, "ports.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: DenyStorageHTTP, priority: 100, direction: Outbound, access: Deny, protocol: Tcp, destinationAddressPrefix: 203.0.113.30, destinationPortRange: "80"}`,
+		`{name: DenyMgmt455, priority: 100, direction: Inbound, access: Deny, protocol: Tcp, destinationPortRange: "455"}`,
+		`{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`)...))
+	only := func() bool {
+		a := l.ase("ase1")
+		p := strings.Join(a.Problems, "\n")
+		return a.Health == "Unhealthy" && len(a.Problems) == 2 &&
+			strings.Contains(p, "Azure Storage (azure-storage 203.0.113.30:80) unreachable") &&
+			strings.Contains(p, "Azure management (azure-mgmt) cannot reach the VIP on 455")
+	}
+	if !waitFor(15*time.Second, only) {
+		t.Fatalf("F16: with storage's 80 and the VIP's 455 closed, ase1 should be Unhealthy naming both ports and nothing else: %+v", l.ase("ase1"))
+	}
+}
+
 // Scaling ase1 to three workers adds ase1-w3, and app1 is served from it.
 func TestScaledWorkerServesApp(t *testing.T) {
 	l := upLab(t)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/frontend"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/topology"
@@ -224,32 +225,40 @@ func checkASE(parent context.Context, t *topology.Topology, a *topology.ASE, net
 			}
 			return ""
 		},
-		func() string {
-			st, ok := addr("azure-storage")
-			if !ok {
+	}
+	// SPEC §3: Azure Storage serves 80 and 443, and Azure management calls
+	// the VIP on 454 and 455. A check per port, so that a message names
+	// the port an NSG or route closed.
+	if st, ok := addr("azure-storage"); ok {
+		checks = append(checks,
+			func() string {
+				if err := get(ctx, netx.Client(n, healthTimeout), fmt.Sprintf("http://%s:80/", st)); err != nil {
+					return fmt.Sprintf("Azure Storage (azure-storage %s:80) unreachable: %v", st, err)
+				}
 				return ""
-			}
-			c, err := n.DialContext(ctx, "tcp", netip.AddrPortFrom(st, 443).String())
-			if err == nil {
-				tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "storage.blob.core.windows.net"})
-				err = tc.HandshakeContext(ctx)
-				tc.Close()
-			}
-			if err != nil {
-				return fmt.Sprintf("Azure Storage (azure-storage %s:443) unreachable: %v", st, err)
-			}
-			return ""
-		},
-		func() string {
-			mgmt := nets["azure-mgmt"]
-			if mgmt == nil {
+			},
+			func() string {
+				c, err := n.DialContext(ctx, "tcp", netip.AddrPortFrom(st, 443).String())
+				if err == nil {
+					tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "storage.blob.core.windows.net"})
+					err = tc.HandshakeContext(ctx)
+					tc.Close()
+				}
+				if err != nil {
+					return fmt.Sprintf("Azure Storage (azure-storage %s:443) unreachable: %v", st, err)
+				}
 				return ""
-			}
-			if err := get(ctx, netx.Client(mgmt, healthTimeout), fmt.Sprintf("http://%s:454/", a.VIP)); err != nil {
-				return fmt.Sprintf("Azure management (azure-mgmt) cannot reach the VIP on 454: %v", err)
-			}
-			return ""
-		},
+			})
+	}
+	if mgmt := nets["azure-mgmt"]; mgmt != nil {
+		for _, port := range frontend.ManagementPorts {
+			checks = append(checks, func() string {
+				if err := get(ctx, netx.Client(mgmt, healthTimeout), fmt.Sprintf("http://%s:%d/", a.VIP, port)); err != nil {
+					return fmt.Sprintf("Azure management (azure-mgmt) cannot reach the VIP on %d: %v", port, err)
+				}
+				return ""
+			})
+		}
 	}
 	problems := make([]string, len(checks))
 	var wg sync.WaitGroup

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/dns"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/peer"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -83,4 +86,72 @@ func TestHealthDNSWithoutAnswerIsUnhealthy(t *testing.T) {
 			t.Errorf("with queries unanswered, ase1 = %+v, want Unhealthy naming DNS", h)
 		}
 	})
+}
+
+// storageAndMgmt starts, on reg, Azure DNS, azure-storage on storagePorts
+// (80 HTTP, 443 HTTPS) and ase1's VIP answering management on mgmtPorts,
+// and returns the nodes' sockets the checks use.
+func storageAndMgmt(t *testing.T, topo *topology.Topology, reg *netx.Registry, storagePorts, mgmtPorts []int) map[string]netx.Net {
+	t.Helper()
+	srv, err := dns.Start(reg.Node(topology.PlatformAddr.String()), dns.Config{Topology: topo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	cfg, _ := peer.ForNode("azure-storage")
+	cfg.HTTPPorts, cfg.HTTPSPorts = nil, nil
+	for _, p := range storagePorts {
+		if p == 443 {
+			cfg.HTTPSPorts = append(cfg.HTTPSPorts, p)
+		} else {
+			cfg.HTTPPorts = append(cfg.HTTPPorts, p)
+		}
+	}
+	st, err := peer.Start(reg.Node(topo.NodeByName("azure-storage").Addr.String()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+
+	vip := reg.Node(topo.ASEByName("ase1").VIP.String())
+	for _, p := range mgmtPorts {
+		l, err := vip.Listen("tcp", fmt.Sprintf(":%d", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+		go hs.Serve(l)
+		t.Cleanup(func() { hs.Close() })
+	}
+	return map[string]netx.Net{"azure-mgmt": reg.Node("azure-mgmt")}
+}
+
+// F16, SPEC §3: Azure Storage is checked on 80 and 443, and Azure
+// management calls the VIP on 454 and 455; a port that does not answer is
+// named.
+func TestHealthStorageAndManagementPorts(t *testing.T) {
+	topo := healthTopology(t, "azure-sql")
+	for _, c := range []struct {
+		name                    string
+		storagePorts, mgmtPorts []int
+		want                    string // the one problem; "": Healthy
+	}{
+		{"all", []int{80, 443}, []int{454, 455}, ""},
+		{"storage 80 closed", []int{443}, []int{454, 455}, "Azure Storage (azure-storage 203.0.113.30:80) unreachable"},
+		{"storage 443 closed", []int{80}, []int{454, 455}, "Azure Storage (azure-storage 203.0.113.30:443) unreachable"},
+		{"management 454 closed", []int{80, 443}, []int{455}, "Azure management (azure-mgmt) cannot reach the VIP on 454"},
+		{"management 455 closed", []int{80, 443}, []int{454}, "Azure management (azure-mgmt) cannot reach the VIP on 455"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reg := netx.NewRegistry()
+			h := checkASE1(t, topo, reg, storageAndMgmt(t, topo, reg, c.storagePorts, c.mgmtPorts))
+			switch {
+			case c.want == "" && !h.Healthy:
+				t.Errorf("ase1 = %+v, want Healthy", h)
+			case c.want != "" && (h.Healthy || len(h.Problems) != 1 || !strings.Contains(h.Problems[0], c.want)):
+				t.Errorf("ase1 = %+v, want Unhealthy with the one problem %q", h, c.want)
+			}
+		})
+	}
 }
