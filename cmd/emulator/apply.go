@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/aseemu/emulator/dataplane"
@@ -263,12 +264,19 @@ func appPlacement(a *topology.ASE) string {
 // (F12).
 func diffNSGs(old, new *topology.Topology) []string {
 	var changes []string
+	// A rule's content, without its line: lines move whenever the file is
+	// edited above the rule, and that changes nothing in the lab. Sorted,
+	// because priorities are unique per direction, so the order of the
+	// rules in the file does not matter either.
 	rules := func(g *topology.NSG) string {
-		var b strings.Builder
+		var rs []string
 		for _, r := range g.Rules {
-			fmt.Fprintf(&b, "%+v;", *r)
+			c := *r
+			c.Line = 0
+			rs = append(rs, fmt.Sprintf("%+v", c))
 		}
-		return b.String()
+		slices.Sort(rs)
+		return strings.Join(rs, ";")
 	}
 	for _, ng := range new.NSGs {
 		if og := old.NSGByName(ng.Name); og == nil {
