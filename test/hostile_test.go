@@ -69,6 +69,17 @@ func TestHostileTopologies(t *testing.T) {
 	refused(t, uniqueName(), huge+":41944: the file is over 4 MiB", "-f", huge)
 }
 
+// A topology file that cannot be read is a bad topology: up and apply exit
+// 2 naming the file, and up creates nothing.
+func TestUnreadableTopology(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	want := "cannot read the topology file " + missing + ": no such file or directory"
+	refused(t, uniqueName(), want, "-f", missing)
+	if r := emu(t, "apply", "--name", uniqueName(), "-f", missing); r.code != 2 || !strings.Contains(r.stderr, want) {
+		t.Errorf("apply -f %s: want exit 2 and %q, got %v", missing, want, r)
+	}
+}
+
 // Lab names are namespace prefixes and directory names: ones with shell
 // metacharacters, path separators, the namespace separator or too many
 // characters are refused before anything exists.

@@ -35,11 +35,13 @@ func cmdApply(args []string, stdout io.Writer) error {
 	if *file == "" || fs.NArg() > 0 {
 		return usagef("apply: usage: emulator apply [--name LAB] -f FILE")
 	}
-	if err := needRoot("apply"); err != nil {
-		return err
-	}
+	// Read before the root check, as up does, so that a file that cannot
+	// be read is named whoever runs apply.
 	content, err := os.ReadFile(*file)
 	if err != nil {
+		return unreadable(*file, err)
+	}
+	if err := needRoot("apply"); err != nil {
 		return err
 	}
 	abs, _ := filepath.Abs(*file)

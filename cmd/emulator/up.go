@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -119,13 +120,27 @@ func loadTopology(file string) (*topology.Topology, string, error) {
 	}
 	t, err := topology.Load(file)
 	if err != nil {
-		return nil, "", err
+		var te topology.Errors
+		if errors.As(err, &te) {
+			return nil, "", err
+		}
+		return nil, "", unreadable(file, err)
 	}
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		abs = file
 	}
 	return t, abs, nil
+}
+
+// unreadable is the error for a topology file that cannot be read: a bad
+// topology, so exit status 2 (SPEC §5), like one that does not parse.
+func unreadable(file string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is named once, in our words
+	}
+	return usagef("cannot read the topology file %s: %v", file, err)
 }
 
 // upOptions are the flags of up that a detached child is given again.
