@@ -2,6 +2,8 @@
 
 # sudo often drops /usr/local/go/bin from PATH; find go anyway.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# The gofmt of that go's toolchain, for the same reason.
+GOFMT ?= $(shell $(GO) env GOROOT 2>/dev/null)/bin/gofmt
 BIN := bin/emulator
 # Every package but the integration tests in test/, with the race detector.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test$$')
@@ -26,8 +28,11 @@ test: deps build check unit bench-smoke fuzz-smoke integration
 deps:
 	scripts/install-deps.sh
 
+# A gofmt that cannot run fails the check: an empty list from it would
+# pass every file unseen.
 check:
-	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
+	@out=$$($(GOFMT) -l $$(find . -name '*.go' -not -path './bin/*')) || \
+		{ echo "make check: $(GOFMT) failed (set GOFMT=/path/to/gofmt)"; exit 1; }; \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
