@@ -24,6 +24,12 @@ missing=()
 for cmd in "${!pkg[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
 done
+# make test runs go test -race, which needs cgo, and cgo the C compiler go
+# runs: $CC, else gcc (Go's default on Linux, even where clang is). gcc only
+# recommends libc6-dev, which --no-install-recommends would leave out, and
+# cgo cannot build without libc's headers.
+cc=${CC:-gcc}
+command -v "${cc%% *}" >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
