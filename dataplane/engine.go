@@ -58,6 +58,9 @@ type Port struct {
 	stats   portStats
 	fragMu  sync.Mutex // guards frags: each queue's goroutine may see fragments
 	frags   *fragTable // first fragments seen (frag.go)
+
+	link  atomic.Pointer[portLink] // the node's impaired link, or nil (link.go)
+	sinks linkSinks
 }
 
 func (p *Port) node() *topology.Node     { return p.nodeP.Load() }
@@ -144,6 +147,7 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 	}
 	e.ct = ct
 	e.cur.Store(s)
+	e.setLinks(s)
 	return e, nil
 }
 
@@ -172,6 +176,7 @@ func newPorts(keep []*Port, specs []PortSpec) ([]*Port, error) {
 		}
 		p := &Port{dev: s.Dev, queues: queues, gateway: header.AddrFromNetip(s.Node.Gateway), mtu: mtu}
 		p.setNode(s.Node)
+		p.sinks = newLinkSinks(p)
 		ports = append(ports, p)
 	}
 	return ports, nil
@@ -262,12 +267,14 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 		}
 	}
 	e.cur.Store(s)
+	e.setLinks(s)
 	if e.started {
 		e.startPorts(ports[len(keep):])
 	}
 	e.cancelReads(closing)
 	err = closePorts(closing)
 	e.detachPolled(closing)
+	closeLinks(closing)
 	return err
 }
 
@@ -307,6 +314,7 @@ func (e *Engine) Close() error {
 	}
 	err := closePorts(e.cur.Load().ports)
 	e.wg.Wait()
+	closeLinks(e.cur.Load().ports)
 	for _, pw := range e.workers {
 		if pw != nil && pw.poller != nil {
 			pw.poller.Close()

@@ -297,9 +297,14 @@ func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
 // (tun_flow_update), so both directions of a flow stay on one worker, and
 // two workers never share a descriptor's write lock.
 func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
-	q := out.dev
+	qi := 0
 	if w.queue < len(out.queues) {
-		q = out.queues[w.queue]
+		qi = w.queue
+	}
+	q := out.queues[qi]
+	if in.link.Load() != nil || out.link.Load() != nil {
+		e.transmitImpaired(in, out, qi, pkt, w) // link.go
+		return
 	}
 	// Only UDP, or a packet behind held datagrams, goes through the
 	// coalescer. Calling it for every packet cost 6 ns in BenchmarkForward

@@ -41,6 +41,8 @@ const (
 	DropICMPBadQuote                        // an ICMP error whose quote is not an IPv4 header from the error's destination
 	DropReadError                           // the device read failed
 	DropWriteError                          // the egress device refused the packet
+	DropLinkLoss                            // lost on an impaired link (its latency's loss), counted on that link's node
+	DropLinkFull                            // an impaired link's line was full, counted on that link's node
 	numDropReasons
 )
 
@@ -75,6 +77,8 @@ var dropNames = [numDropReasons]string{
 	DropICMPBadQuote:      "icmp-bad-quote",
 	DropReadError:         "read-error",
 	DropWriteError:        "write-error",
+	DropLinkLoss:          "link-loss",
+	DropLinkFull:          "link-queue-full",
 }
 
 func (r DropReason) String() string {

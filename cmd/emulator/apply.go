@@ -139,13 +139,6 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 	if err := l.svc.update(t, added, removed, l.nets); err != nil {
 		return nil, err
 	}
-	for _, nn := range t.Nodes {
-		if on := l.topo.NodeByName(nn.Name); on != nil && on.Latency != nn.Latency {
-			if err := l.setLatency(l.nsh[nn.Name], nn); err != nil {
-				return nil, fmt.Errorf("%s latency: %w", nn.Name, err)
-			}
-		}
-	}
 	for _, n := range removed {
 		l.forgetNode(n.Name)
 	}

@@ -68,8 +68,6 @@ type runningLab struct {
 	metrics     *http.Server // up --metrics: metrics.go
 	metricsAddr string
 
-	warnMu   sync.Mutex
-	warnings []string // what works less than the topology asks, shown by up and status
 }
 
 // startLab builds lab name from topo and starts its dataplane. On failure
@@ -213,9 +211,6 @@ func (l *runningLab) setupNode(ns netns.NsHandle, name string, n *topology.Node)
 		Gateway: n.Gateway,
 		MTU:     dataplane.DefaultMTU,
 	})
-	if err == nil && n.Latency != (topology.Latency{}) {
-		err = l.setLatency(ns, n)
-	}
 	if err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
@@ -338,26 +333,3 @@ func stopProcesses(pids []int) {
 	}
 }
 
-// setLatency impairs n's link. A kernel without netem is a warning, not a
-// failure: the lab works, only without the delay.
-func (l *runningLab) setLatency(ns netns.NsHandle, n *topology.Node) error {
-	err := build.SetLatency(ns, "eth0", n.Latency)
-	if errors.Is(err, build.ErrNoNetem) {
-		l.warnf("%s: latency %v not applied: %v", n.Name, n.Latency.Delay, err)
-		return nil
-	}
-	return err
-}
-
-func (l *runningLab) warnf(format string, a ...any) {
-	l.warnMu.Lock()
-	defer l.warnMu.Unlock()
-	l.warnings = append(l.warnings, fmt.Sprintf(format, a...))
-}
-
-// warningsNow returns a copy of the lab's warnings.
-func (l *runningLab) warningsNow() []string {
-	l.warnMu.Lock()
-	defer l.warnMu.Unlock()
-	return append([]string(nil), l.warnings...)
-}

@@ -35,7 +35,6 @@ type statusReport struct {
 	Drops    map[string]int         `json:"drops"` // totals per reason over all nodes
 	NAT      dataplane.NATStatus    `json:"nat"`
 	NSGs     []nsg.NSGStats         `json:"nsgs"`
-	Warnings []string               `json:"warnings,omitempty"`
 	FlowLogs flowLogStatus          `json:"flowLogs"`
 	Metrics  string                 `json:"metrics,omitempty"` // the Prometheus endpoint, with up --metrics
 	Process  processStatus          `json:"process"`
@@ -122,7 +121,6 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	rep.NAT = l.engine.NAT()
 	rep.NSGs = l.engine.NSGStats()
-	rep.Warnings = l.warningsNow()
 	rep.FlowLogs = l.flowLogs.status()
 	if l.metricsAddr != "" {
 		rep.Metrics = "http://" + l.metricsAddr + "/metrics"
@@ -381,9 +379,6 @@ func printStatus(w io.Writer, r *statusReport) {
 	printFlowLogs(w, r.FlowLogs)
 	if r.Metrics != "" {
 		fmt.Fprintf(w, "Prometheus metrics: %s\n", r.Metrics)
-	}
-	for _, warning := range r.Warnings {
-		fmt.Fprintf(w, "\nwarning: %s\n", warning)
 	}
 	if len(r.Drops) > 0 {
 		reasons := make([]string, 0, len(r.Drops))

@@ -93,9 +93,6 @@ func cmdUp(args []string, stdout io.Writer) error {
 	if lab.metricsAddr != "" {
 		fmt.Fprintf(&table, "\nPrometheus metrics: http://%s/metrics\n", lab.metricsAddr)
 	}
-	for _, w := range lab.warningsNow() {
-		fmt.Fprintf(&table, "\nwarning: %s\n", w)
-	}
 	if ready != nil {
 		ready.Write(table.Bytes())
 		fmt.Fprintln(ready, readyLine)
