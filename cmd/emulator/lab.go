@@ -67,7 +67,6 @@ type runningLab struct {
 
 	metrics     *http.Server // up --metrics: metrics.go
 	metricsAddr string
-
 }
 
 // startLab builds lab name from topo and starts its dataplane. On failure
@@ -332,4 +331,3 @@ func stopProcesses(pids []int) {
 		unix.Close(fd)
 	}
 }
-
