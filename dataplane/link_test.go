@@ -3,14 +3,15 @@ package dataplane
 import (
 	"testing"
 	"time"
-
-	"github.com/aseemu/emulator/topology"
 )
 
-// storageLatency gives azure-storage a latency block.
+// storageLatency gives azure-storage a latency block in place of its
+// remote region; "" gives it none.
 func storageLatency(latency string) []string {
-	return []string{"  - name: azure-storage\n    address: 203.0.113.30\n",
-		"  - name: azure-storage\n    address: 203.0.113.30\n    latency: " + latency + "\n"}
+	if latency != "" {
+		latency = "    latency: " + latency + "\n"
+	}
+	return []string{"    address: 203.0.113.30\n    region: remote\n", "    address: 203.0.113.30\n" + latency}
 }
 
 // F16, SPEC §3: a remote host's link delays what it sends and what it
@@ -62,8 +63,7 @@ func TestImpairedLinkLossAndRemoval(t *testing.T) {
 	}
 	l.devs["azure-storage"].expectNothing(t)
 
-	plain := topology.Default()
-	if err := l.e.Reconfigure(plain, nil, nil); err != nil {
+	if err := l.e.Reconfigure(parseLab(t, storageLatency("")...), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := l.e.PortByNode("azure-storage"); p.link.Load() != nil {

@@ -236,7 +236,7 @@ func TestSNATPoolExhaustion(t *testing.T) {
 	file := writeTopology(t, "pool.yaml",
 		"    virtualIp: 192.23.1.2\n", "    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50001\n",
 		"  - name: azure-sql\n    address: 203.0.113.20\n", "",
-		"  - name: azure-storage\n    address: 203.0.113.30\n", "")
+		"  - name: azure-storage\n    address: 203.0.113.30\n    region: remote\n", "")
 	l := upLab(t, "-f", file)
 
 	server := l.background("echo", "nc", "-l", "-n", "-k", "8080")

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 )
 
 // TestDefaultLab checks every row of SPEC §3 against the embedded lab.
@@ -62,6 +63,15 @@ func TestDefaultLab(t *testing.T) {
 		}
 		if top.NodeByAddr(n.Addr) != n {
 			t.Errorf("NodeByAddr(%s) is not %s", n.Addr, name)
+		}
+		// SPEC §3: Azure Storage is in a remote region (F16); the rest
+		// of the lab is near.
+		want := Latency{}
+		if name == "azure-storage" {
+			want = Latency{Delay: 40 * time.Millisecond}
+		}
+		if n.Latency != want {
+			t.Errorf("%s: latency %+v, want %+v", name, n.Latency, want)
 		}
 		if w.subnet == "" {
 			if n.Subnet != nil || n.VNet != nil {
