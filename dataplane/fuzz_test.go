@@ -19,6 +19,13 @@ const fuzzMaxFlows = 16
 var fuzzTopo = sync.OnceValue(func() *topology.Topology {
 	t := topology.Default() // a fresh parse: ours to change
 	t.Conntrack.MaxFlows = fuzzMaxFlows
+	// No impaired links (the default lab's azure-storage is remote): a
+	// line writes from its own goroutine, later, and the target counts
+	// what each packet writes as forward returns. dataplane/impair and
+	// link_test.go test the lines.
+	for _, n := range t.Nodes {
+		n.Latency = topology.Latency{}
+	}
 	return t
 })
 
