@@ -39,15 +39,9 @@ func cmdLab(args []string, stdout io.Writer) error {
 	}
 	fs, name := newFlags("lab " + verb)
 	// Flags may come before or after the lab number.
-	var pos []string
-	for rest := args[1:]; ; {
-		if err := parseFlags(fs, rest, name); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args[1:], name)
+	if err != nil {
+		return err
 	}
 	if verb == "list" {
 		if len(pos) > 0 {
