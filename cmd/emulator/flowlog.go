@@ -71,6 +71,7 @@ func (f *flowLogs) status() flowLogStatus {
 
 func cmdFlowlog(args []string, stdout io.Writer) error {
 	fs, name := newFlags("flowlog")
+	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseInterspersed(fs, args, name)
 	if err != nil {
 		return err
@@ -84,7 +85,7 @@ func cmdFlowlog(args []string, stdout io.Writer) error {
 		req.Enabled = &on
 	case len(pos) == 0:
 	default:
-		return usagef("flowlog: usage: emulator flowlog [--name LAB] [on|off]")
+		return usagef("flowlog: usage: emulator flowlog [--name LAB] [on|off] [--json]")
 	}
 	if err := needRoot("flowlog"); err != nil {
 		return err
@@ -92,6 +93,9 @@ func cmdFlowlog(args []string, stdout io.Writer) error {
 	var st flowLogStatus
 	if err := controlPost(*name, "/flowlog", req, &st); err != nil {
 		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, st)
 	}
 	printFlowLogs(stdout, st)
 	return nil

@@ -58,7 +58,8 @@ Commands:
                                      pcapng of what the dataplane sees; translated packets twice, commented
   trace [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--json]
                                      send one real probe and show its path: route, NSG rules, NAT, delivery or drop
-  flowlog [--name LAB] [on|off]      NSG flow logs (Azure's version 2 JSON), one file a minute; where they are
+  flowlog [--name LAB] [on|off] [--json]
+                                     NSG flow logs (Azure's version 2 JSON), one file a minute; where they are
   graph [-f FILE] [--name LAB] [--format dot|mermaid]
                                      draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
