@@ -22,7 +22,7 @@ import (
 // labs' checks carry their own shorter time-outs (curl -m, nc -w).
 const labProbeTimeout = 30 * time.Second
 
-const labUsage = "lab: usage: emulator lab list | start N | check N [STEP] | solve N | reset N  [--name LAB]"
+const labUsage = "lab: usage: emulator lab list [--json] | start N | check N [STEP] | solve N | reset N  [--name LAB]"
 
 // cmdLab runs the teaching labs of scripts/labs: it starts a lab's topology,
 // checks the learner's progress with real probes, and applies the reference
@@ -38,6 +38,12 @@ func cmdLab(args []string, stdout io.Writer) error {
 		return usagef("lab: unknown command %q\n%s", verb, labUsage)
 	}
 	fs, name := newFlags("lab " + verb)
+	// Only list has something to print as JSON; the others refuse --json
+	// as any command without it does.
+	asJSON := new(bool)
+	if verb == "list" {
+		asJSON = fs.Bool("json", false, "print JSON")
+	}
 	// Flags may come before or after the lab number.
 	pos, err := parseInterspersed(fs, args[1:], name)
 	if err != nil {
@@ -47,7 +53,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 		if len(pos) > 0 {
 			return usagef("%s", labUsage)
 		}
-		return labList(stdout)
+		return labList(stdout, *asJSON)
 	}
 	maxArgs := 1
 	if verb == "check" {
@@ -89,18 +95,38 @@ func cmdLab(args []string, stdout io.Writer) error {
 	}
 }
 
-func labList(stdout io.Writer) error {
+// labListEntry is one lab of `lab list --json`: what the text listing
+// shows, with the facts as a list.
+type labListEntry struct {
+	Number int      `json:"number"`
+	Title  string   `json:"title"`
+	Facts  []string `json:"facts"`
+	Guide  string   `json:"guide"`
+}
+
+func labList(stdout io.Writer, asJSON bool) error {
 	all, err := labs.All()
 	if err != nil {
 		return err
 	}
+	if asJSON {
+		list := []labListEntry{}
+		for _, l := range all {
+			facts := append([]string{}, l.Facts...) // [], not null, for a lab without facts
+			list = append(list, labListEntry{l.Number, l.Title, facts, labGuide(l)})
+		}
+		return printJSON(stdout, list)
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "LAB\tTITLE\tFACTS\tGUIDE")
 	for _, l := range all {
-		fmt.Fprintf(tw, "%d\t%s\t%s\tscripts/labs/%s/README.md\n", l.Number, l.Title, l.FactList(), l.Dir)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", l.Number, l.Title, l.FactList(), labGuide(l))
 	}
 	return tw.Flush()
 }
+
+// labGuide is the path of a lab's guide, from the repository's root.
+func labGuide(l *labs.Lab) string { return "scripts/labs/" + l.Dir + "/README.md" }
 
 // course is one lab running under one lab name.
 type course struct {
@@ -126,7 +152,7 @@ func (c *course) start() error {
 	fmt.Fprintf(c.out, "\nLab %d: %s (%s)\n\n%s\n", l.Number, l.Title, l.FactList(), strings.TrimSpace(l.Goal))
 	s := l.Steps[0]
 	fmt.Fprintf(c.out, "\nStep 1 of %d: %s\n%s\n", len(l.Steps), s.Name, indent(s.Task))
-	fmt.Fprintf(c.out, "\nThe guide: scripts/labs/%s/README.md\nCheck your progress: emulator lab check %d%s\n", l.Dir, l.Number, c.labFlag())
+	fmt.Fprintf(c.out, "\nThe guide: %s\nCheck your progress: emulator lab check %d%s\n", labGuide(l), l.Number, c.labFlag())
 	return nil
 }
 
