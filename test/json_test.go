@@ -1,7 +1,9 @@
 package test
 
 import (
+	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -39,5 +41,67 @@ func TestFlowlogJSON(t *testing.T) {
 		if st.FlowLogs.Enabled != got.Enabled || st.FlowLogs.Directory != got.Directory {
 			t.Errorf("after flowlog --json %v: status says %+v, flowlog said %+v", c.args, st.FlowLogs, got)
 		}
+	}
+}
+
+// labCheckJSON is `lab check --json`.
+type labCheckJSON struct {
+	Lab   int    `json:"lab"`
+	Title string `json:"title"`
+	Steps []struct {
+		Step    int    `json:"step"`
+		Name    string `json:"name"`
+		Pass    bool   `json:"pass"`
+		Command string `json:"command"`
+		Message string `json:"message"`
+		Hint    string `json:"hint"`
+	} `json:"steps"`
+	Done bool `json:"done"`
+}
+
+// lab check --json gives each step's result, with the exit status of the
+// text form: 1 while a step fails, 0 once all checked pass. Lab 1's checks
+// read flows and status, so a fresh lab fails its first step at once.
+func TestLabCheckJSON(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	if r := emu(t, "lab", "start", "1", "--name", l.name); r.code != 0 {
+		t.Fatalf("lab start 1: %v", r)
+	}
+	check := func(args ...string) (labCheckJSON, result) {
+		t.Helper()
+		r := emu(t, append([]string{"lab", "check", "1", "--name", l.name, "--json"}, args...)...)
+		var got labCheckJSON
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("lab check 1 --json %v: %v\n%v", args, err, r)
+		}
+		return got, r
+	}
+
+	got, r := check()
+	text := emu(t, "lab", "check", "1", "--name", l.name)
+	if r.code != 1 || text.code != r.code || !strings.Contains(r.stderr, "steps not done yet") {
+		t.Errorf("lab check 1 of a fresh lab: --json exits %d, text %d; want 1 for both, saying steps are not done:\n%v", r.code, text.code, r)
+	}
+	if got.Lab != 1 || got.Title == "" || got.Done || len(got.Steps) != 3 {
+		t.Fatalf("lab check 1 --json of a fresh lab = %+v; want lab 1 with its title, 3 steps, not done", got)
+	}
+	for i, s := range got.Steps {
+		if s.Step != i+1 || s.Name == "" {
+			t.Errorf("step %d = %+v; want its number and name", i+1, s)
+		}
+	}
+	if s := got.Steps[0]; s.Pass || s.Command != "emulator flows" || !strings.Contains(s.Message, "does not match") || s.Hint == "" {
+		t.Errorf("step 1 of a fresh lab = %+v; want failed, with the probe, why and a hint", s)
+	}
+
+	// Step 1 done; checking only it passes.
+	l.mustExec("db1", "ping", "-c", "1", "-W", "2", "10.0.1.7")
+	got, r = check("1")
+	if r.code != 0 || !got.Done || len(got.Steps) != 1 {
+		t.Fatalf("lab check 1 1 --json after the ping: want exit 0, done, one step: %+v\n%v", got, r)
+	}
+	if s := got.Steps[0]; s.Step != 1 || !s.Pass || s.Message != "" || s.Command != "" || s.Hint != "" {
+		t.Errorf("step 1 after the ping = %+v; want passed, with nothing to fix", s)
 	}
 }

@@ -22,7 +22,7 @@ import (
 // labs' checks carry their own shorter time-outs (curl -m, nc -w).
 const labProbeTimeout = 30 * time.Second
 
-const labUsage = "lab: usage: emulator lab list [--json] | start N | check N [STEP] | solve N | reset N  [--name LAB]"
+const labUsage = "lab: usage: emulator lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N  [--name LAB]"
 
 // cmdLab runs the teaching labs of scripts/labs: it starts a lab's topology,
 // checks the learner's progress with real probes, and applies the reference
@@ -38,10 +38,10 @@ func cmdLab(args []string, stdout io.Writer) error {
 		return usagef("lab: unknown command %q\n%s", verb, labUsage)
 	}
 	fs, name := newFlags("lab " + verb)
-	// Only list has something to print as JSON; the others refuse --json
-	// as any command without it does.
+	// Only list and check have something to print as JSON; the others
+	// refuse --json as any command without it does.
 	asJSON := new(bool)
-	if verb == "list" {
+	if verb == "list" || verb == "check" {
 		asJSON = fs.Bool("json", false, "print JSON")
 	}
 	// Flags may come before or after the lab number.
@@ -84,7 +84,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 				return usagef("lab check: step %q: lab %d has steps 1-%d", pos[1], n, len(lab.Steps))
 			}
 		}
-		return c.check(step)
+		return c.check(step, *asJSON)
 	case "solve":
 		return c.solve()
 	default: // reset
@@ -177,30 +177,67 @@ func (c *course) up(file string) error {
 	return upDetached(c.name, path, upOptions{busyPoll: dataplane.DefaultSpin}, c.out)
 }
 
+// labCheck is what `lab check --json` prints.
+type labCheck struct {
+	Lab   int         `json:"lab"`
+	Title string      `json:"title"`
+	Steps []stepCheck `json:"steps"` // the steps checked, all or the one asked for
+	Done  bool        `json:"done"`  // every step checked passed; the exit status says the same
+}
+
+// stepCheck is one step's result; a failed step carries what the text
+// prints under its ✗.
+type stepCheck struct {
+	Step    int    `json:"step"`
+	Name    string `json:"name"`
+	Pass    bool   `json:"pass"`
+	Command string `json:"command,omitempty"` // the probe that failed
+	Message string `json:"message,omitempty"` // why it failed
+	Hint    string `json:"hint,omitempty"`
+}
+
 // check runs every step's probe (or only step `only`), prints ✓ or ✗ with a
-// hint for each, and fails unless all pass.
-func (c *course) check(only int) error {
+// hint for each, or with asJSON all of them at the end, and fails unless
+// all pass.
+func (c *course) check(only int, asJSON bool) error {
 	if !labRunning(c.name) {
 		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s", c.name, c.lab.Number, c.labFlag())
 	}
-	failed, ran := 0, 0
+	res := labCheck{Lab: c.lab.Number, Title: c.lab.Title, Steps: []stepCheck{}}
+	failed := 0
 	for i, s := range c.lab.Steps {
 		if only != 0 && i+1 != only {
 			continue
 		}
-		ran++
-		ok, why := c.probe(s.Probe)
-		if ok {
-			fmt.Fprintf(c.out, "✓ %d. %s\n", i+1, s.Name)
-			continue
+		sc := stepCheck{Step: i + 1, Name: s.Name}
+		sc.Pass, sc.Message = c.probe(s.Probe)
+		if !sc.Pass {
+			failed++
+			sc.Command, sc.Hint = s.Command(), strings.Join(strings.Fields(s.Hint), " ")
 		}
-		failed++
-		fmt.Fprintf(c.out, "✗ %d. %s\n    %s: %s\n    hint: %s\n", i+1, s.Name, s.Command(), why, strings.Join(strings.Fields(s.Hint), " "))
+		res.Steps = append(res.Steps, sc)
+		// A probe can take its Within to fail, so the text shows each step
+		// as soon as it is known rather than all at the end.
+		switch {
+		case asJSON:
+		case sc.Pass:
+			fmt.Fprintf(c.out, "✓ %d. %s\n", sc.Step, sc.Name)
+		default:
+			fmt.Fprintf(c.out, "✗ %d. %s\n    %s: %s\n    hint: %s\n", sc.Step, sc.Name, sc.Command, sc.Message, sc.Hint)
+		}
 	}
-	if failed > 0 {
-		return fmt.Errorf("lab %d: %d of %d steps not done yet", c.lab.Number, failed, ran)
+	res.Done = failed == 0
+	switch {
+	case asJSON:
+		if err := printJSON(c.out, res); err != nil {
+			return err
+		}
+	case res.Done:
+		fmt.Fprintf(c.out, "Lab %d: all %d steps done.\n", c.lab.Number, len(res.Steps))
 	}
-	fmt.Fprintf(c.out, "Lab %d: all %d steps done.\n", c.lab.Number, ran)
+	if !res.Done {
+		return fmt.Errorf("lab %d: %d of %d steps not done yet", c.lab.Number, failed, len(res.Steps))
+	}
 	return nil
 }
 
