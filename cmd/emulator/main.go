@@ -50,9 +50,9 @@ Commands:
   exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
   flows [--name LAB] [--json]        tracked flows with their original and translated tuples
   apply [--name LAB] -f FILE         apply changed NSGs, ASE scale and apps to a running lab
-  verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--direction D]
+  verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--direction D] [--json]
                                      IP flow verify: would the NSGs allow this flow, and which rule decides
-  nexthop [--name LAB] --from NODE --to ADDR
+  nexthop [--name LAB] --from NODE --to ADDR [--json]
                                      the next hop and the route that decides it (F18)
   capture NODE|VIP [--name LAB] [-w FILE|-] [--filter EXPR] [-c N]
                                      pcapng of what the dataplane sees; translated packets twice, commented

@@ -27,7 +27,7 @@ func cmdNexthop(args []string, stdout io.Writer) error {
 		return err
 	}
 	if q.From == "" || fs.NArg() > 0 {
-		return usagef("nexthop: usage: emulator nexthop [--name LAB] --from NODE --to ADDR")
+		return usagef("nexthop: usage: emulator nexthop [--name LAB] --from NODE --to ADDR [--json]")
 	}
 	if a, err := netip.ParseAddr(q.To); err != nil || !a.Is4() {
 		return usagef("nexthop: --to %q: want an IPv4 address", q.To)
