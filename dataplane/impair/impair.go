@@ -12,7 +12,6 @@ package impair
 import (
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -86,8 +85,6 @@ type Line struct {
 
 	kick chan struct{} // a packet became the first due
 	done chan struct{} // closed by the goroutine when it ends
-
-	lost, full atomic.Uint64
 }
 
 // New starts a line with impairment cfg.
@@ -103,9 +100,6 @@ func New(cfg Config) *Line {
 	return l
 }
 
-// Config returns the line's impairment.
-func (l *Line) Config() Config { return l.cfg }
-
 func (l *Line) now() int64 { return int64(time.Since(l.start)) }
 
 // Send copies pkt onto the line, to be delivered to to when its time
@@ -114,7 +108,6 @@ func (l *Line) Send(pkt []byte, to Sink) Result {
 	l.mu.Lock()
 	if l.cfg.Loss > 0 && l.rng.Float64()*100 < l.cfg.Loss {
 		l.mu.Unlock()
-		l.lost.Add(1)
 		return Lost
 	}
 	class := classFor(len(pkt))
@@ -124,7 +117,6 @@ func (l *Line) Send(pkt []byte, to Sink) Result {
 	}
 	if l.closed || len(l.q) >= maxPackets || l.bytes+capacity > maxBytes {
 		l.mu.Unlock()
-		l.full.Add(1)
 		return Full
 	}
 	now := l.now()
@@ -171,17 +163,6 @@ func classFor(n int) int {
 		}
 	}
 	return -1
-}
-
-// Counts returns how many packets the line has lost to Config.Loss and
-// dropped because it was full.
-func (l *Line) Counts() (lost, full uint64) { return l.lost.Load(), l.full.Load() }
-
-// Len returns how many packets wait on the line.
-func (l *Line) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.q)
 }
 
 // Close ends the line: the packets still on it are dropped, as replacing
