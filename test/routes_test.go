@@ -129,6 +129,69 @@ func TestVirtualAppliance(t *testing.T) {
 	}
 }
 
+// nvaLab is the default lab with an appliance nva1 in its own subnet and
+// ase1-subnet's db1-bound traffic routed through it, plus edits.
+func nvaLab(t *testing.T, edits ...string) string {
+	return writeTopology(t, "nva.yaml", append(append(withRoutes("", `{name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`),
+		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
+		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n"),
+		edits...)...)
+}
+
+// F14, F18: the way to an appliance meets the sender's NSG. With ase1's
+// outbound rules denying db1's 1433, the worker's call through the
+// appliance gets nowhere, the appliance sees none of it, and trace names
+// the rule at the first hop; db1 calling the worker (its own subnet has no
+// route) still gets its answers through the appliance, being a reply.
+func TestApplianceMeetsSenderNSG(t *testing.T) {
+	l := upLab(t, "-f", nvaLab(t,
+		"        routeTable: ase1-rt\n", "        routeTable: ase1-rt\n        networkSecurityGroup: ase1-nsg\n",
+		"networkSecurityGroups: []\n", `networkSecurityGroups:
+  - name: ase1-nsg
+    securityRules:
+      - {name: DenySQLToVMs, priority: 100, direction: Outbound, access: Deny, protocol: Tcp, destinationAddressPrefix: 10.0.2.0/24, destinationPortRange: "1433"}
+`))
+	before := l.node("nva1").RxPackets
+	if r := l.exec("ase1-w1", 20*time.Second, "nc", "-w", "3", "10.0.2.4", "1433"); strings.Contains(r.stdout, "you are") {
+		t.Errorf("db1 answered through the appliance a call ase1's NSG denies: %v", r)
+	}
+	if after := l.node("nva1").RxPackets; after != before {
+		t.Errorf("the appliance received %d packets of a denied call", after-before)
+	}
+	var tr traceJSON
+	l.emuJSON(&tr, "trace", "--from", "ase1-w1", "--to", "10.0.2.4:1433")
+	if tr.Delivered || tr.Drop != "nsg-outbound" || !strings.Contains(tr.Decision, "DenySQLToVMs") {
+		t.Errorf("trace = %+v, want dropped nsg-outbound by ase1-nsg/DenySQLToVMs", tr)
+	}
+	l.mustExec("ase1-w1", "sh", "-c", "nc -l -n 7777 </dev/null >/dev/null 2>&1 & sleep 0.3")
+	if r := l.exec("db1", 20*time.Second, "nc", "-z", "-w", "3", "10.0.1.6", "7777"); r.code != 0 {
+		t.Errorf("db1 could not connect to the worker, whose answers go through the appliance: %v", r)
+	}
+}
+
+// F18: user routes whose next hop cannot hold the destination drop, as in
+// Azure, though nexthop names them: Internet for a VNet address, VnetLocal
+// for an Internet one.
+func TestRoutesThatStrand(t *testing.T) {
+	l := upLab(t, "-f", writeTopology(t, "strand.yaml", withRoutes("",
+		`{name: VMsByInternet, addressPrefix: 10.0.2.0/24, nextHopType: Internet}`,
+		`{name: EchoLocal, addressPrefix: 203.0.113.0/28, nextHopType: VnetLocal}`)...))
+	if r := l.exec("ase1-w1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.2.4"); r.code == 0 {
+		t.Errorf("db1 answered a ping routed to the Internet: %v", r)
+	}
+	l.curlFails("ase1-w1", "http://echo/")
+	if nh := l.nexthop("ase1-w1", "10.0.2.4"); nh.Type != "Internet" || nh.Route != "VMsByInternet" {
+		t.Errorf("nexthop to db1 = %+v, want Internet by VMsByInternet", nh)
+	}
+	if d := l.status().Drops["route-stranded"]; d < 2 {
+		t.Errorf("status counts %d route-stranded drops, want at least the ping and the SYN", d)
+	}
+	// Routes elsewhere are untouched: azure-sql, outside both prefixes.
+	if peer := l.peerSeen("ase1-w1", "203.0.113.20", 1433); peer != "192.23.1.2" {
+		t.Errorf("azure-sql saw %s, want the VIP", peer)
+	}
+}
+
 // Remote-region latency (F16, SPEC §3): in the default lab azure-storage
 // is in a remote region, 40 ms away each way (RTT >= 80 ms), while echo is
 // not; the dataplane delays the packets itself, so this holds on a kernel
