@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"math/bits"
 	"net/netip"
 
 	"github.com/aseemu/emulator/dataplane/header"
@@ -160,7 +161,7 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 		if len(d.backends) == 0 {
 			return xl, DropNoBackend, false // every front-end out of rotation: the VIP answers nothing (F15)
 		}
-		xl.Dst = d.backends[flowHash(k)%uint32(len(d.backends))]
+		xl.Dst = d.backends[frontEnd(k, len(d.backends))]
 	}
 	// SNAT: a VNet machine calling outside the VNet's address space leaves
 	// with its public address (F3), even when the call comes back in to
@@ -177,23 +178,18 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 	return xl, 0, true
 }
 
-// flowHash spreads flows over a VIP's front-ends by their 5-tuple, as
+// frontEnd picks one of n front-ends for the flow k by its 5-tuple, as
 // Azure's load balancer does, so one connection always lands on one
-// front-end. Every bit of the tuple must reach every bit of the result:
-// the caller takes it modulo the front-ends, which for 2 or 4 reads only
-// its lowest bits. A single multiply carries bits upwards only, and once
-// left the source port out of those (TestFlowHashSpreadsBySourcePort).
-func flowHash(k nat.Key) uint32 {
-	h := mix64(uint64(k.Src)<<32|uint64(k.Dst)) ^ (uint64(k.SrcPort)<<24 | uint64(k.DstPort)<<8 | uint64(k.Proto))
-	return uint32(mix64(h) >> 32)
-}
-
-// mix64 is splitmix64's finalizer: each input bit flips about half of the
-// output bits.
-func mix64(z uint64) uint64 {
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return z ^ z>>31
+// front-end. The multiply carries every bit of the tuple only upwards,
+// so the pick scales the product's high bits to n (Lemire's fast range,
+// as nat's table does): taking it modulo n read its low bits, which for 2
+// or 4 front-ends left the source port out, and sent every connection of
+// a client to one front-end (TestFrontEndSpreadsBySourcePort).
+func frontEnd(k nat.Key, n int) int {
+	h := uint64(k.Src)<<32 | uint64(k.Dst)
+	h ^= uint64(k.SrcPort)<<40 | uint64(k.DstPort)<<24 | uint64(k.Proto)
+	hi, _ := bits.Mul64(h*0x9e3779b97f4a7c15, uint64(n))
+	return int(hi)
 }
 
 // needsNAT reports whether a packet that conntrack cannot follow (a

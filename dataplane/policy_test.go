@@ -13,7 +13,7 @@ import (
 // connection to another front-end. The hash once left the source port
 // out of the bits a count of 2 or 4 front-ends reads, and every connection
 // from a client went to one front-end.
-func TestFlowHashSpreadsBySourcePort(t *testing.T) {
+func TestFrontEndSpreadsBySourcePort(t *testing.T) {
 	client := header.AddrFromNetip(netip.MustParseAddr("198.51.100.10"))
 	vip := header.AddrFromNetip(netip.MustParseAddr("192.23.1.2"))
 	for _, backends := range []uint32{2, 3, 4} {
@@ -22,7 +22,7 @@ func TestFlowHashSpreadsBySourcePort(t *testing.T) {
 			const conns = 4096
 			for sp := range uint16(conns) {
 				k := nat.Key{Src: client, Dst: vip, SrcPort: 32768 + sp, DstPort: dport, Proto: header.ProtoTCP}
-				count[flowHash(k)%backends]++
+				count[frontEnd(k, int(backends))]++
 			}
 			// Each share within a fifth of even: a fair hash is off by
 			// about 1/sqrt(conns/backends), under 5%.
