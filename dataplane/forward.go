@@ -95,7 +95,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 			w.drop(in, DropRouteNone)
 			return
 		case hopInternet, hopVnetLocal:
-			if s.routes.strands(h, dst) {
+			if h.stranded {
 				w.drop(in, DropRouteStranded)
 				return
 			}

@@ -34,6 +34,15 @@ type hop struct {
 	kind  hopKind
 	via   header.Addr // the appliance, for hopAppliance
 	route string      // the user route that decided; "" for a system route
+	// stranded marks a user route whose next hop cannot hold what it
+	// takes (F18): Internet for a prefix of a VNet or of the on-premises
+	// network, which the Internet does not route, or VnetLocal for one
+	// outside the VNets, which no machine of theirs holds. Azure drops
+	// such packets; followed, they would reach their destination as if by
+	// the system routes. Prefixes nest or are apart, so the prefix decides
+	// for every address that reaches the route: an address of a VNet
+	// inside a wider VnetLocal route takes the VNet's longer system route.
+	stranded bool
 }
 
 // routing holds each subnet's effective routes, compiled: Azure's system
@@ -41,9 +50,6 @@ type hop struct {
 // route of the same prefix (F18). The longest prefix wins.
 type routing struct {
 	bySubnet map[*topology.Subnet]*route.Table[hop]
-	// vnet and onPrem are the address spaces of the VNets and of the
-	// on-premises network (strands).
-	vnet, onPrem []netip.Prefix
 	// used is false when no subnet has user routes and there is no
 	// on-premises network: every hop is then VnetLocal or Internet, which
 	// routing by destination alone already gets right, and the per-packet
@@ -53,11 +59,14 @@ type routing struct {
 
 func compileRouting(t *topology.Topology) *routing {
 	r := &routing{bySubnet: map[*topology.Subnet]*route.Table[hop]{}, used: t.OnPremises != nil}
+	var vnets, onPrem []netip.Prefix
+	for _, v := range t.VNets {
+		vnets = append(vnets, v.AddressSpace...)
+	}
 	if t.OnPremises != nil {
-		r.onPrem = t.OnPremises.AddressSpace
+		onPrem = t.OnPremises.AddressSpace
 	}
 	for _, v := range t.VNets {
-		r.vnet = append(r.vnet, v.AddressSpace...)
 		for _, s := range v.Subnets {
 			tb := &route.Table[hop]{}
 			tb.Insert(netip.MustParsePrefix("0.0.0.0/0"), hop{kind: hopInternet})
@@ -80,9 +89,9 @@ func compileRouting(t *topology.Topology) *routing {
 					h := hop{route: ur.Name}
 					switch ur.NextHop {
 					case topology.NextHopVnetLocal:
-						h.kind = hopVnetLocal
+						h.kind, h.stranded = hopVnetLocal, !within(ur.Prefix, vnets)
 					case topology.NextHopInternet:
-						h.kind = hopInternet
+						h.kind, h.stranded = hopInternet, within(ur.Prefix, vnets) || within(ur.Prefix, onPrem)
 					case topology.NextHopVNG:
 						h.kind = hopGateway
 					case topology.NextHopAppliance:
@@ -114,31 +123,12 @@ func (r *routing) lookup(s *topology.Subnet, dst header.Addr) (hop, netip.Prefix
 	return h, p
 }
 
-// strands reports whether user route h sends dst where it cannot be
-// delivered (F18): next hop Internet for an address of a VNet or of the
-// on-premises network, which the Internet does not route, or VnetLocal for
-// an address outside the VNets, which no machine of theirs holds. Azure
-// drops such packets; followed, they would reach their destination as if
-// by the system routes. System routes never strand: the VNets' own
-// prefixes and the on-premises ones are longer than 0.0.0.0/0.
-func (r *routing) strands(h hop, dst header.Addr) bool {
-	if h.route == "" {
-		return false
-	}
-	a := dst.Netip()
-	in := func(ps []netip.Prefix) bool {
-		for _, p := range ps {
-			if p.Contains(a) {
-				return true
-			}
+// within reports whether p lies inside one of spaces.
+func within(p netip.Prefix, spaces []netip.Prefix) bool {
+	for _, s := range spaces {
+		if p.Bits() >= s.Bits() && s.Contains(p.Addr()) {
+			return true
 		}
-		return false
-	}
-	switch h.kind {
-	case hopInternet:
-		return in(r.vnet) || in(r.onPrem)
-	case hopVnetLocal:
-		return !in(r.vnet)
 	}
 	return false
 }
