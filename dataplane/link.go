@@ -118,8 +118,7 @@ func (e *Engine) setLinks(s *snapshot) {
 		}
 		var l *portLink
 		if cfg != (topology.Latency{}) {
-			c := impair.Config{Delay: cfg.Delay, Jitter: cfg.Jitter, Loss: cfg.Loss, Rate: cfg.Rate}
-			l = &portLink{cfg: cfg, out: impair.New(c), in: impair.New(c)}
+			l = &portLink{cfg: cfg, out: impair.New(cfg), in: impair.New(cfg)}
 		}
 		p.link.Store(l)
 		if old != nil {

@@ -13,15 +13,9 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-)
 
-// Config is a link's impairment, each way.
-type Config struct {
-	Delay  time.Duration
-	Jitter time.Duration // uniform in [-Jitter, +Jitter] around Delay
-	Loss   float64       // percent of packets lost
-	Rate   uint64        // bits per second; 0 is unlimited
-}
+	"github.com/aseemu/emulator/topology"
+)
 
 // Sink is where a Line delivers a packet once its wait is over. pkts holds
 // one packet, in a buffer the Line reuses once Deliver returns; a slice
@@ -37,7 +31,7 @@ type Result uint8
 const (
 	Sent Result = iota // it waits on the line
 	Lost               // the link's loss took it
-	Full               // the line holds as much as it may: dropped, as a full queue drops
+	Full               // the line holds as much as it may (or the packet is longer than any buffer): dropped, as a full queue drops
 )
 
 // The most a line holds: as many packets as the kernel's netem held for
@@ -48,9 +42,10 @@ const (
 	maxBytes   = 32 << 20
 )
 
-// Buffer classes: a packet is copied into the smallest that holds it.
-// Each class keeps some free buffers for the next packets, and no more,
-// so that a burst's memory goes back to the runtime once it is through.
+// Buffer classes: a packet is copied into the smallest that holds it; a
+// longer one than the last holds is refused (Full). Each class keeps some
+// free buffers for the next packets, and no more, so that a burst's memory
+// goes back to the runtime once it is through.
 var classes = [...]struct{ size, keep int }{
 	{2048, 512},     // datagrams and TCP segments up to the MTU
 	{header64K, 64}, // GSO super-packets
@@ -60,19 +55,19 @@ var classes = [...]struct{ size, keep int }{
 const header64K = 65536 + 64
 
 type entry struct {
-	due  int64  // nanoseconds on the line's clock
-	seq  uint64 // send order, for equal dues
-	buf  []byte // from classes[class], or allocated for a packet longer than all
-	n    int
-	to   Sink
-	size int8 // class of buf, -1 for none
+	due   int64  // nanoseconds on the line's clock
+	seq   uint64 // send order, for equal dues
+	buf   []byte // from classes[class]
+	n     int
+	to    Sink
+	class int
 }
 
 // Line is one direction of an impaired link. Send may be called from any
 // goroutine; the line delivers from its own.
 type Line struct {
-	cfg   Config
-	start time.Time // the line's clock counts from here (monotonic)
+	cfg   topology.Latency // Jitter is uniform in [-Jitter, +Jitter]; Loss a percentage; Rate in bit/s, 0 unlimited
+	start time.Time        // the line's clock counts from here (monotonic)
 
 	mu     sync.Mutex
 	q      []entry // a min-heap by (due, seq)
@@ -88,7 +83,7 @@ type Line struct {
 }
 
 // New starts a line with impairment cfg.
-func New(cfg Config) *Line {
+func New(cfg topology.Latency) *Line {
 	l := &Line{
 		cfg:   cfg,
 		start: time.Now(),
@@ -111,11 +106,7 @@ func (l *Line) Send(pkt []byte, to Sink) Result {
 		return Lost
 	}
 	class := classFor(len(pkt))
-	capacity := len(pkt)
-	if class >= 0 {
-		capacity = classes[class].size
-	}
-	if l.closed || len(l.q) >= maxPackets || l.bytes+capacity > maxBytes {
+	if l.closed || class < 0 || len(l.q) >= maxPackets || l.bytes+classes[class].size > maxBytes {
 		l.mu.Unlock()
 		return Full
 	}
@@ -131,19 +122,15 @@ func (l *Line) Send(pkt []byte, to Sink) Result {
 	if j := int64(l.cfg.Jitter); j > 0 {
 		due += l.rng.Int64N(2*j+1) - j
 	}
-	e := entry{due: max(due, now), seq: l.seq, n: len(pkt), to: to, size: int8(class)}
+	e := entry{due: max(due, now), seq: l.seq, n: len(pkt), to: to, class: class}
 	l.seq++
-	if class >= 0 {
-		if f := l.free[class]; len(f) > 0 {
-			e.buf, l.free[class] = f[len(f)-1], f[:len(f)-1]
-		} else {
-			e.buf = make([]byte, classes[class].size)
-		}
+	if f := l.free[class]; len(f) > 0 {
+		e.buf, l.free[class] = f[len(f)-1], f[:len(f)-1]
 	} else {
-		e.buf = make([]byte, len(pkt))
+		e.buf = make([]byte, classes[class].size)
 	}
 	copy(e.buf, pkt)
-	l.bytes += capacity
+	l.bytes += classes[class].size
 	l.push(e)
 	if l.q[0].seq == e.seq {
 		// Under mu, which Close takes to close kick.
@@ -238,13 +225,9 @@ func (l *Line) run() {
 
 // recycle takes e's buffer back; l.mu is held.
 func (l *Line) recycle(e *entry) {
-	if e.size >= 0 {
-		l.bytes -= classes[e.size].size
-		if f := l.free[e.size]; len(f) < classes[e.size].keep {
-			l.free[e.size] = append(f, e.buf)
-		}
-	} else {
-		l.bytes -= len(e.buf)
+	l.bytes -= classes[e.class].size
+	if f := l.free[e.class]; len(f) < classes[e.class].keep {
+		l.free[e.class] = append(f, e.buf)
 	}
 }
 

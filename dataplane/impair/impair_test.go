@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aseemu/emulator/topology"
 )
 
 // recorder is a Sink that keeps what it is given, and when.
@@ -64,7 +66,7 @@ func send(t *testing.T, l *Line, pkt []byte, to Sink) {
 // own copy: the sender's buffer is reused at once.
 func TestDelayKeepsOrderAndCopies(t *testing.T) {
 	const delay = 30 * time.Millisecond
-	l := New(Config{Delay: delay})
+	l := New(topology.Latency{Delay: delay})
 	defer l.Close()
 	r := newRecorder()
 	buf := make([]byte, 70000)
@@ -91,7 +93,7 @@ func TestDelayKeepsOrderAndCopies(t *testing.T) {
 // an earlier one, as on netem's queue.
 func TestJitterBounds(t *testing.T) {
 	const delay, jitter = 20 * time.Millisecond, 15 * time.Millisecond
-	l := New(Config{Delay: delay, Jitter: jitter})
+	l := New(topology.Latency{Delay: delay, Jitter: jitter})
 	defer l.Close()
 	r := newRecorder()
 	sent := map[int]time.Time{}
@@ -117,7 +119,7 @@ func TestJitterBounds(t *testing.T) {
 // packets leaves no earlier than k of their transmission times.
 func TestRatePaces(t *testing.T) {
 	const size, rate = 1250, 1_000_000 // 10 ms a packet
-	l := New(Config{Rate: rate})
+	l := New(topology.Latency{Rate: rate})
 	defer l.Close()
 	r := newRecorder()
 	start := time.Now()
@@ -138,7 +140,7 @@ func TestLoss(t *testing.T) {
 		loss   float64
 		lo, hi int
 	}{{0, 0, 0}, {100, 10000, 10000}, {30, 2500, 3500}} {
-		l := New(Config{Loss: c.loss})
+		l := New(topology.Latency{Loss: c.loss})
 		r := newRecorder()
 		lost := 0
 		for i := range 10000 {
@@ -160,7 +162,7 @@ func TestLoss(t *testing.T) {
 // A line holds at most maxPackets, and maxBytes of buffers: the rest is
 // dropped as a full queue drops.
 func TestFull(t *testing.T) {
-	l := New(Config{Delay: time.Hour})
+	l := New(topology.Latency{Delay: time.Hour})
 	r := newRecorder()
 	for i := range maxPackets {
 		send(t, l, numbered(i, 64), r)
@@ -168,9 +170,12 @@ func TestFull(t *testing.T) {
 	if got := l.Send(numbered(0, 64), r); got != Full {
 		t.Errorf("Send past %d packets = %d, want Full", maxPackets, got)
 	}
+	if got := l.Send(make([]byte, header64K+1), r); got != Full {
+		t.Errorf("Send of a packet longer than any buffer = %d, want Full", got)
+	}
 	l.Close()
 
-	l = New(Config{Delay: time.Hour})
+	l = New(topology.Latency{Delay: time.Hour})
 	defer l.Close()
 	big := make([]byte, 65000)
 	n := 0
@@ -188,7 +193,7 @@ func TestFull(t *testing.T) {
 // Close drops what waits, refuses what comes after, and no packet is
 // delivered once it has returned.
 func TestCloseDropsWaiting(t *testing.T) {
-	l := New(Config{Delay: 50 * time.Millisecond})
+	l := New(topology.Latency{Delay: 50 * time.Millisecond})
 	r := newRecorder()
 	for i := range 100 {
 		send(t, l, numbered(i, 64), r)
@@ -206,7 +211,7 @@ func TestCloseDropsWaiting(t *testing.T) {
 // Once a line has buffers to reuse, sending allocates nothing (SPEC §6:
 // the established path allocates nothing, and an impaired link is on it).
 func TestSendAllocatesNothing(t *testing.T) {
-	l := New(Config{Delay: time.Microsecond})
+	l := New(topology.Latency{Delay: time.Microsecond})
 	defer l.Close()
 	s := signal(make(chan struct{}, 1))
 	pkt, big := make([]byte, 1500), make([]byte, 60000)
