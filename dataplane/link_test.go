@@ -3,6 +3,8 @@ package dataplane
 import (
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket"
 )
 
 // storageLatency gives azure-storage a latency block in place of its
@@ -20,28 +22,25 @@ func storageLatency(latency string) []string {
 func TestImpairedLinkDelaysEachWay(t *testing.T) {
 	const delay = 40 * time.Millisecond
 	l := newLabFrom(t, parseLab(t, storageLatency("{delay: 40ms}")...), nil)
-	sent := time.Now()
-	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 46000, "203.0.113.30", 443, true, false))
-	if src, _, _, _, _ := tcpOf(t, l.devs["azure-storage"].recv(t)); src != "192.23.1.2" {
+	p, waited := l.cross(t, "ase1-w1", tcpPkt(t, "10.0.1.6", 46000, "203.0.113.30", 443, true, false), "azure-storage")
+	if src, _, _, _, _ := tcpOf(t, p); src != "192.23.1.2" {
 		t.Fatalf("azure-storage saw %s, want the VIP", src)
 	}
-	if waited := time.Since(sent); waited < delay {
+	if waited < delay {
 		t.Errorf("the SYN reached the remote host after %v, before its link's %v", waited, delay)
 	}
-	sent = time.Now()
-	l.devs["azure-storage"].inject(nil, tcpPkt(t, "203.0.113.30", 443, "192.23.1.2", 46000, true, true))
-	if _, _, dst, _, _ := tcpOf(t, l.devs["ase1-w1"].recv(t)); dst != "10.0.1.6" {
+	p, waited = l.cross(t, "azure-storage", tcpPkt(t, "203.0.113.30", 443, "192.23.1.2", 46000, true, true), "ase1-w1")
+	if _, _, dst, _, _ := tcpOf(t, p); dst != "10.0.1.6" {
 		t.Fatalf("the answer reached ase1-w1 for %s, want 10.0.1.6", dst)
 	}
-	if waited := time.Since(sent); waited < delay {
+	if waited < delay {
 		t.Errorf("the answer left the remote host and arrived after %v, before its link's %v", waited, delay)
 	}
 	// The host's ping of its gateway, which the dataplane answers, crosses
 	// its link both ways.
-	sent = time.Now()
-	l.devs["azure-storage"].inject(nil, icmpEcho(t, "203.0.113.30", "203.0.113.1"))
-	checkIPv4(t, l.devs["azure-storage"].recv(t))
-	if rtt := time.Since(sent); rtt < 2*delay {
+	p, rtt := l.cross(t, "azure-storage", icmpEcho(t, "203.0.113.30", "203.0.113.1"), "azure-storage")
+	checkIPv4(t, p)
+	if rtt < 2*delay {
 		t.Errorf("a ping of the gateway took %v, less than its link's %v each way", rtt, delay)
 	}
 	// Only the impaired node's link has lines.
@@ -80,10 +79,8 @@ func TestTwoImpairedLinks(t *testing.T) {
 	edits := append(storageLatency("{delay: 30ms}"),
 		"  - name: azure-sql\n    address: 203.0.113.20\n", "  - name: azure-sql\n    address: 203.0.113.20\n    latency: {delay: 20ms}\n")
 	l := newLabFrom(t, parseLab(t, edits...), nil)
-	sent := time.Now()
-	l.devs["azure-sql"].inject(nil, icmpEcho(t, "203.0.113.20", "203.0.113.30"))
-	p := l.devs["azure-storage"].recv(t)
-	if waited := time.Since(sent); waited < 50*time.Millisecond {
+	p, waited := l.cross(t, "azure-sql", icmpEcho(t, "203.0.113.20", "203.0.113.30"), "azure-storage")
+	if waited < 50*time.Millisecond {
 		t.Errorf("the ping crossed 20 ms and 30 ms links in %v", waited)
 	}
 	if ip := checkIPv4(t, p); ip.SrcIP.String() != "203.0.113.20" {
@@ -92,4 +89,14 @@ func TestTwoImpairedLinks(t *testing.T) {
 	if n := l.e.PortByNode("azure-storage").stats.tx.packets.Load(); n != 1 {
 		t.Errorf("azure-storage's tx counts %d packets, want 1", n)
 	}
+}
+
+// cross injects pkt at node from and returns the packet node to receives
+// next, and how long after the injection it came.
+func (l *lab) cross(t *testing.T, from string, pkt []byte, to string) (gopacket.Packet, time.Duration) {
+	t.Helper()
+	sent := time.Now()
+	l.devs[from].inject(nil, pkt)
+	p := l.devs[to].recv(t)
+	return p, time.Since(sent)
 }
