@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/frontend"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/dataplane"
@@ -195,14 +193,18 @@ func checkASE(parent context.Context, t *topology.Topology, a *topology.ASE, net
 	checks := []func() string{
 		func() string {
 			// Any answer shows that 53 is reachable, which is what the
-			// ASE needs of the network; a lab without azure-sql has no
-			// address for the name, and says so.
-			r, err := queryDNS(ctx, n, azureDNS, "sql.database.windows.net")
+			// ASE needs of the network: a lab without azure-sql has no
+			// address for the name, and the resolver says so (not found).
+			_, err := netx.Resolver(n, azureDNS).LookupHost(ctx, "sql.database.windows.net")
+			var de *net.DNSError
 			switch {
-			case err != nil:
+			case err == nil, errors.As(err, &de) && de.IsNotFound:
+			case de != nil:
+				// de.Server is the host's resolver, which Go thought it
+				// dialled; the query went to azureDNS.
+				return fmt.Sprintf("DNS (%s) does not answer: %s", azureDNS, de.Err)
+			default:
 				return fmt.Sprintf("DNS (%s) does not answer: %v", azureDNS, err)
-			case r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError:
-				return fmt.Sprintf("DNS (%s) answers %s for sql.database.windows.net", azureDNS, dns.RcodeToString[r.Rcode])
 			}
 			return ""
 		},
@@ -275,48 +277,6 @@ func checkASE(parent context.Context, t *topology.Topology, a *topology.ASE, net
 	}
 	h.Healthy = len(h.Problems) == 0
 	return h
-}
-
-// dnsRetry is how long queryDNS waits for an answer before it asks again:
-// one lost datagram should not make an ASE unhealthy for 2 s.
-const dnsRetry = 500 * time.Millisecond
-
-// queryDNS asks server for name's A record over UDP through n, and returns
-// whatever it answers. It fails only when no answer comes before ctx ends.
-func queryDNS(ctx context.Context, n netx.Net, server, name string) (*dns.Msg, error) {
-	c, err := n.DialContext(ctx, "udp", server)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	// Closing the socket ends a read under way when the monitor stops.
-	defer context.AfterFunc(ctx, func() { c.Close() })()
-	end, ok := ctx.Deadline()
-	if !ok {
-		end = time.Now().Add(healthTimeout)
-	}
-	co := &dns.Conn{Conn: c}
-	q := new(dns.Msg).SetQuestion(dns.Fqdn(name), dns.TypeA)
-	for {
-		retry := time.Now().Add(dnsRetry)
-		if retry.After(end) {
-			retry = end
-		}
-		co.SetDeadline(retry)
-		if err := co.WriteMsg(q); err != nil {
-			return nil, err
-		}
-		r, err := co.ReadMsg()
-		var ne net.Error
-		switch {
-		case err == nil && r.Id == q.Id:
-			return r, nil
-		case ctx.Err() != nil || !time.Now().Before(end):
-			return nil, fmt.Errorf("no answer within %v", healthTimeout)
-		case err != nil && !(errors.As(err, &ne) && ne.Timeout()):
-			return nil, err // refused or unreachable: asking again will not help
-		}
-	}
 }
 
 // peerSeen connects to a peer answerer and returns the address it says it
