@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -56,17 +57,19 @@ func TestTapSNAT(t *testing.T) {
 	if r.Post == nil || srcOf(t, r.Post) != "192.23.1.2" {
 		t.Fatalf("after translation: %v, want source 192.23.1.2", r.Post)
 	}
-	if want := "SNAT 10.0.1.6:40000 -> 192.23.1.2:40000"; r.NAT() != want {
+	_, vport, _, _, _ := tcpOf(t, gopacket.NewPacket(r.Post, layers.LayerTypeIPv4, gopacket.Default))
+	want := fmt.Sprintf("SNAT 10.0.1.6:40000 -> 192.23.1.2:%d", vport)
+	if r.NAT() != want {
 		t.Errorf("NAT() = %q, want %q", r.NAT(), want)
 	}
 	if !strings.Contains(r.Rules(), "no NSG") {
 		t.Errorf("Rules() = %q, want no NSG on the way in the default lab", r.Rules())
 	}
 	// The reply is the flow's reply direction, still named by the flow.
-	l.devs["echo"].inject(nil, tcpPkt(t, "203.0.113.10", 80, "192.23.1.2", 40000, true, true))
+	l.devs["echo"].inject(nil, tcpPkt(t, "203.0.113.10", 80, "192.23.1.2", vport, true, true))
 	l.devs["ase1-w1"].recv(t)
 	r = nextRecord(t, tp)
-	if !r.Reply || r.NAT() != "SNAT 10.0.1.6:40000 -> 192.23.1.2:40000" || srcOf(t, r.Pre) != "203.0.113.10" {
+	if !r.Reply || r.NAT() != want || srcOf(t, r.Pre) != "203.0.113.10" {
 		t.Errorf("reply record: reply=%v nat=%q", r.Reply, r.NAT())
 	}
 	select {

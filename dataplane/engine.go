@@ -262,7 +262,7 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 		e.ct.SetTimeouts(nat.Timeouts{Idle: t.Conntrack.IdleTimeout, Fin: t.Conntrack.FinTimeout, Rst: t.Conntrack.RstTimeout})
 	}
 	for _, pc := range s.pol.pools {
-		if err := e.ct.SetPool(pc.Addr, pc.Lo, pc.Hi); err != nil {
+		if err := e.ct.SetPool(pc); err != nil {
 			return err
 		}
 	}

@@ -83,6 +83,17 @@ type PoolView struct {
 	Size      int    `json:"size"`
 	InUse     int    `json:"inUse"`
 	Exhausted uint64 `json:"exhausted"`
+	// Shares are the machines' own parts of the pool (F17).
+	Shares []ShareView `json:"shares,omitempty"`
+}
+
+// ShareView is one machine's share of a SNAT pool.
+type ShareView struct {
+	Address   string `json:"address"` // the machine's own
+	Range     string `json:"range"`
+	Size      int    `json:"size"`
+	InUse     int    `json:"inUse"`
+	Exhausted uint64 `json:"exhausted"`
 }
 
 // NAT returns the connection table's counters and every SNAT pool.
@@ -93,10 +104,17 @@ func (e *Engine) NAT() NATStatus {
 		TableFull: s.TableFull, PoolExhausted: s.PoolExhausted,
 	}
 	for _, p := range e.ct.Pools() {
-		st.Pools = append(st.Pools, PoolView{
+		v := PoolView{
 			Address: p.Addr.String(), Proto: nat.ProtoName(p.Proto), Range: fmt.Sprintf("%d-%d", p.Lo, p.Hi),
 			Size: p.Size, InUse: p.InUse, Exhausted: p.Exhausted,
-		})
+		}
+		for _, sh := range p.Shares {
+			v.Shares = append(v.Shares, ShareView{
+				Address: sh.Src.String(), Range: fmt.Sprintf("%d-%d", sh.Lo, sh.Hi),
+				Size: int(sh.Hi) - int(sh.Lo) + 1, InUse: sh.InUse, Exhausted: sh.Exhausted,
+			})
+		}
+		st.Pools = append(st.Pools, v)
 	}
 	return st
 }

@@ -111,7 +111,7 @@ func FuzzForward(f *testing.F) {
 		}
 		e.ct.Expire()
 		for _, pc := range s.pol.pools {
-			if err := e.ct.SetPool(pc.Addr, pc.Lo, pc.Hi); err != nil {
+			if err := e.ct.SetPool(pc); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -23,13 +23,14 @@ func TestImpairedLinkDelaysEachWay(t *testing.T) {
 	const delay = 40 * time.Millisecond
 	l := newLabFrom(t, parseLab(t, storageLatency("{delay: 40ms}")...), nil)
 	p, waited := l.cross(t, "ase1-w1", tcpPkt(t, "10.0.1.6", 46000, "203.0.113.30", 443, true, false), "azure-storage")
-	if src, _, _, _, _ := tcpOf(t, p); src != "192.23.1.2" {
+	src, vport, _, _, _ := tcpOf(t, p)
+	if src != "192.23.1.2" {
 		t.Fatalf("azure-storage saw %s, want the VIP", src)
 	}
 	if waited < delay {
 		t.Errorf("the SYN reached the remote host after %v, before its link's %v", waited, delay)
 	}
-	p, waited = l.cross(t, "azure-storage", tcpPkt(t, "203.0.113.30", 443, "192.23.1.2", 46000, true, true), "ase1-w1")
+	p, waited = l.cross(t, "azure-storage", tcpPkt(t, "203.0.113.30", 443, "192.23.1.2", vport, true, true), "ase1-w1")
 	if _, _, dst, _, _ := tcpOf(t, p); dst != "10.0.1.6" {
 		t.Fatalf("the answer reached ase1-w1 for %s, want 10.0.1.6", dst)
 	}

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -45,8 +46,10 @@ func TestSNATToVIP(t *testing.T) {
 	if src != "192.23.1.2" || dst != "203.0.113.10" || dport != 80 {
 		t.Fatalf("echo saw %s:%d -> %s:%d, want the VIP 192.23.1.2 as source (F3)", src, sport, dst, dport)
 	}
-	if sport != 40000 {
-		t.Errorf("SNAT changed the free source port 40000 to %d", sport)
+	// F17: ase1-w1, the third of ase1's four machines, has ports 3072-4095
+	// of the VIP's own.
+	if sport < 3072 || sport > 4095 {
+		t.Errorf("SNAT port %d is not one of ase1-w1's, 3072-4095", sport)
 	}
 	l.devs["echo"].inject(nil, tcpPkt(t, "203.0.113.10", 80, "192.23.1.2", sport, true, true))
 	src, sport, dst, dport, _ = tcpOf(t, l.devs["ase1-w1"].recv(t))
@@ -171,10 +174,12 @@ func TestICMPErrorThroughSNAT(t *testing.T) {
 	}
 }
 
-// F17: with a SNAT pool of two ports, a third connection is refused with a
-// RST while the first two keep working.
+// F17: with two SNAT ports for each machine, a worker's third connection
+// is refused with a RST while its first two keep working, and the other
+// worker still gets ports of its own.
 func TestSNATPoolExhaustion(t *testing.T) {
-	yaml := strings.Replace(string(topology.DefaultYAML()), "    virtualIp: 192.23.1.2\n", "    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50001\n", 1)
+	yaml := strings.Replace(string(topology.DefaultYAML()), "    virtualIp: 192.23.1.2\n",
+		"    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50007\n    allocatedOutboundPorts: 2\n", 1)
 	topo, err := topology.Parse("pool.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -185,8 +190,8 @@ func TestSNATPoolExhaustion(t *testing.T) {
 	for i := uint16(0); i < 2; i++ {
 		w1.inject(nil, tcpPkt(t, "10.0.1.6", 40100+i, "203.0.113.10", 80, true, false))
 		_, sport, _, _, _ := tcpOf(t, echo.recv(t))
-		if sport != 50000 && sport != 50001 {
-			t.Fatalf("SNAT port %d is outside the pool 50000-50001", sport)
+		if sport != 50004 && sport != 50005 {
+			t.Fatalf("SNAT port %d is not one of ase1-w1's, 50004-50005", sport)
 		}
 		ports = append(ports, sport)
 	}
@@ -202,6 +207,10 @@ func TestSNATPoolExhaustion(t *testing.T) {
 		if _, _, _, dport, _ := tcpOf(t, w1.recv(t)); dport != 40100+uint16(i) {
 			t.Fatalf("existing flow %d broke: reply went to port %d", i, dport)
 		}
+	}
+	l.devs["ase1-w2"].inject(nil, tcpPkt(t, "10.0.1.7", 40100, "203.0.113.10", 80, true, false))
+	if _, sport, _, _, _ := tcpOf(t, echo.recv(t)); sport != 50006 && sport != 50007 {
+		t.Fatalf("ase1-w2 left with port %d, want one of its own, 50006-50007", sport)
 	}
 }
 
@@ -293,4 +302,27 @@ func TestILBPublishingMode(t *testing.T) {
 	l.devs["ase3-fe1"].expectNothing(t)
 	l.devs["ase3-fe2"].expectNothing(t)
 	l.expectDrops(t, DropPortClosed, 1)
+}
+
+// F17: IP flow verify names a port of the machine's own share as the one
+// its flow leaves from, since the flow can have no other; a flow that is
+// not translated keeps its port.
+func TestVerifyNamesThePortShare(t *testing.T) {
+	l := newLab(t, nil)
+	for _, c := range []struct {
+		from, to string
+		want     string
+	}{
+		{"ase1-w1", "203.0.113.10", "192.23.1.2:3072 -> 203.0.113.10:80"}, // the third of ase1's machines
+		{"ase1-fe1", "203.0.113.10", "192.23.1.2:1024 -> 203.0.113.10:80"},
+		{"ase1-w1", "10.0.2.4", "10.0.1.6:49152 -> 10.0.2.4:80"},
+	} {
+		r, err := l.e.Verify(VerifyQuery{From: c.from, To: netip.MustParseAddr(c.to), Port: 80, Proto: header.ProtoTCP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(r.Translation, c.want) {
+			t.Errorf("verify %s -> %s:80 leaves as %q, want %s", c.from, c.to, r.Translation, c.want)
+		}
+	}
 }

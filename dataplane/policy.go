@@ -3,6 +3,7 @@ package dataplane
 import (
 	"math/bits"
 	"net/netip"
+	"slices"
 
 	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/dataplane/route"
@@ -68,6 +69,20 @@ type policy struct {
 	onPremNAT header.Addr
 }
 
+// shareStart is the first port of src's own share of pub's SNAT pool
+// (F17), if it has one.
+func (p *policy) shareStart(src, pub header.Addr) (uint16, bool) {
+	for _, pc := range p.pools {
+		if pc.Addr != pub {
+			continue
+		}
+		if i := slices.Index(pc.Shares, src); i >= 0 {
+			return pc.Lo + uint16(i*pc.PerShare), true
+		}
+	}
+	return 0, false
+}
+
 // compilePolicy compiles t's translations. Front-ends named in out are out
 // of rotation: their VIP sends them no new flows (F15).
 func compilePolicy(t *topology.Topology, out map[string]bool) *policy {
@@ -82,11 +97,14 @@ func compilePolicy(t *topology.Topology, out map[string]bool) *policy {
 	addr := header.AddrFromNetip
 	for _, a := range t.ASEs {
 		vip := addr(a.VIP)
-		// F3, F7: every machine of the ASE leaves with its public VIP.
+		// F3, F7: every machine of the ASE leaves with its public VIP,
+		// F17: from ports of its own.
+		pc := nat.PoolConfig{Addr: vip, Lo: a.SNATPorts.Lo, Hi: a.SNATPorts.Hi, PerShare: a.PortsPerInstance}
 		for _, n := range append(append([]*topology.Node{}, a.FrontEnds...), a.Workers...) {
 			p.outbound[addr(n.Addr)] = vip
+			pc.Shares = append(pc.Shares, addr(n.Addr))
 		}
-		p.pools = append(p.pools, nat.PoolConfig{Addr: vip, Lo: a.SNATPorts.Lo, Hi: a.SNATPorts.Hi})
+		p.pools = append(p.pools, pc)
 		var fes []header.Addr
 		for _, n := range a.FrontEnds {
 			if !out[n.Name] {

@@ -68,6 +68,14 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 		viaGateway = h.kind == hopGateway
 	}
 	xl, reason, ok := s.pol.decide(src, k, viaGateway)
+	if lo, shared := s.pol.shareStart(k.Src, xl.Src); shared && xl.Src != k.Src {
+		// The flow would leave from a port of the machine's own share
+		// (F17): say the first, not a port it cannot have.
+		xl.SrcPort = lo
+		if xl.Proto == header.ProtoICMP {
+			xl.DstPort = lo
+		}
+	}
 	r.Translation = tuple(xl)
 	if !ok {
 		r.Reason, r.Decision = reason.String(), "dropped by the dataplane: "+reason.String()

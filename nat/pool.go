@@ -9,27 +9,46 @@ import (
 // pool is the SNAT port pool of one public address and protocol (F17: a
 // finite pool per VIP). Every field is guarded by Table.mu.
 //
-// It covers all 65,536 ports whatever its range, so changing the range of
-// a live pool (emulator apply) keeps every allocation valid: ports outside
-// the new range stay taken until their flows end and are then not handed
-// out again. That costs 264 KiB per address and protocol, a handful of
-// which exist.
+// Its port map covers all 65,536 ports whatever its range, so changing the
+// range of a live pool (emulator apply) keeps every allocation valid: ports
+// outside the new range stay taken until their flows end and are then not
+// handed out again. That costs 264 KiB per address and protocol, a handful
+// of which exist.
 type pool struct {
-	addr      header.Addr
-	proto     uint8
-	id        uint16 // index in Table.pools
-	lo, hi    uint16 // the range new allocations come from, inclusive
-	inUse     int    // ports taken, in the range or not
+	*portMap
+	addr  header.Addr
+	proto uint8
+	id    uint16 // index in Table.pools
+	all   span   // the whole range
+	// shares are the instances' parts of the range (F17: Azure gives each
+	// machine behind a VIP its own preallocated ports, 1,024 each in a
+	// pool of up to 50): a machine draws only from its own, so one that
+	// runs dry leaves the others' ports alone. A source without a share
+	// draws from the whole range.
+	shares map[header.Addr]*span
+	order  []header.Addr // the shares' addresses, in port order
+	inUse  int           // ports taken, in the range or not
+}
+
+// portMap says which ports of a pool are taken, and by which flow. It
+// holds no pointer, so the GC never scans its 264 KiB.
+type portMap struct {
+	used  [65536 / 64]uint64
+	owner [65536]uint32 // flow index holding the port, when used
+}
+
+// span is a range of ports that allocations draw from, with its own
+// cursor and counters: a pool's whole range or one instance's share.
+type span struct {
+	lo, hi    uint16 // inclusive
 	cursor    uint16 // next port to try when the hint is taken
 	exhausted uint64 // allocations refused
 	// reclaimAt is the earliest time at which scanning the owners of an
-	// exhausted pool can find an expired flow: the earliest expiry seen by
+	// exhausted span can find an expired flow: the earliest expiry seen by
 	// the last scan, and at most a second after it, since a FIN or RST
 	// shortens a flow's life without telling the pool. Without it, every
-	// connection attempt to an exhausted pool would read every owner flow.
+	// connection attempt to an exhausted span would read every owner flow.
 	reclaimAt int64
-	used      [65536 / 64]uint64
-	owner     [65536]uint32 // flow index holding the port, when used
 }
 
 type poolKey struct {
@@ -40,9 +59,17 @@ type poolKey struct {
 // poolProtos are the protocols every SetPool address gets a pool for.
 var poolProtos = [...]uint8{header.ProtoTCP, header.ProtoUDP, header.ProtoICMP}
 
-func (p *pool) size() int { return int(p.hi) - int(p.lo) + 1 }
+func (s *span) size() int { return int(s.hi) - int(s.lo) + 1 }
 
-func (p *pool) inRange(port uint16) bool { return port >= p.lo && port <= p.hi }
+func (s *span) inRange(port uint16) bool { return port >= s.lo && port <= s.hi }
+
+// spanFor is the span that flows from src draw their ports from.
+func (p *pool) spanFor(src header.Addr) *span {
+	if s := p.shares[src]; s != nil {
+		return s
+	}
+	return &p.all
+}
 
 func (p *pool) isUsed(port uint16) bool { return p.used[port>>6]&(1<<(port&63)) != 0 }
 
@@ -59,27 +86,28 @@ func (p *pool) release(port uint16) {
 	}
 }
 
-// pick returns a free port for flow idx: hint if it is in the range and
-// free (F17's "keeps the original source port"), else the next free one
-// after the cursor, so a port just released is the last to be reused.
-func (p *pool) pick(hint uint16, idx uint32) (uint16, bool) {
-	if p.inRange(hint) && !p.isUsed(hint) {
+// pick returns a free port of s for flow idx: hint, the flow's own source
+// port, if it is in s and free (netfilter keeps it likewise), else the
+// next free one after the cursor, so a port just released is the last to
+// be reused.
+func (p *pool) pick(s *span, hint uint16, idx uint32) (uint16, bool) {
+	if s.inRange(hint) && !p.isUsed(hint) {
 		p.take(hint, idx)
 		return hint, true
 	}
-	c := p.cursor
-	if !p.inRange(c) {
-		c = p.lo
+	c := s.cursor
+	if !s.inRange(c) {
+		c = s.lo
 	}
-	port, ok := p.nextFree(c, p.hi)
-	if !ok && c > p.lo {
-		port, ok = p.nextFree(p.lo, c-1)
+	port, ok := p.nextFree(c, s.hi)
+	if !ok && c > s.lo {
+		port, ok = p.nextFree(s.lo, c-1)
 	}
 	if !ok {
 		return 0, false
 	}
 	p.take(port, idx)
-	p.cursor = port + 1 // wraps to 0 after 65535, which inRange sends back to lo
+	s.cursor = port + 1 // wraps to 0 after 65535, which inRange sends back to lo
 	return port, true
 }
 
@@ -102,6 +130,43 @@ func (p *pool) nextFree(from, to uint16) (uint16, bool) {
 	return 0, false
 }
 
+// taken counts the ports of s that flows hold.
+func (p *pool) taken(s *span) int {
+	n := 0
+	for w := uint32(s.lo) >> 6; w <= uint32(s.hi)>>6; w++ {
+		m := p.used[w]
+		if w == uint32(s.lo)>>6 {
+			m &= ^uint64(0) << (s.lo & 63)
+		}
+		if w == uint32(s.hi)>>6 {
+			m &= ^uint64(0) >> (63 - s.hi&63)
+		}
+		n += bits.OnesCount64(m)
+	}
+	return n
+}
+
+// share divides the range into equal shares, in the order of srcs, of per
+// ports each. A share whose address and ports stay the same keeps its
+// cursor and counters.
+func (p *pool) share(srcs []header.Addr, per int) {
+	old := p.shares
+	p.shares, p.order = nil, nil
+	if len(srcs) == 0 {
+		return
+	}
+	p.shares = make(map[header.Addr]*span, len(srcs))
+	for i, a := range srcs {
+		lo := p.all.lo + uint16(i*per)
+		s := &span{lo: lo, hi: lo + uint16(per-1), cursor: lo}
+		if o := old[a]; o != nil && o.lo == s.lo && o.hi == s.hi {
+			s = o
+		}
+		p.shares[a] = s
+		p.order = append(p.order, a)
+	}
+}
+
 // PoolStats describes one SNAT pool, for `emulator status`.
 type PoolStats struct {
 	Addr      header.Addr
@@ -110,4 +175,13 @@ type PoolStats struct {
 	Size      int    // ports in the range
 	InUse     int    // ports held by live flows (or expired flows not yet swept)
 	Exhausted uint64 // new flows refused because no port was free
+	Shares    []ShareStats
+}
+
+// ShareStats describes one instance's share of a pool (F17).
+type ShareStats struct {
+	Src       header.Addr // the instance whose flows draw from it
+	Lo, Hi    uint16      // inclusive
+	InUse     int
+	Exhausted uint64
 }

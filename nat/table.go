@@ -55,6 +55,11 @@ type Config struct {
 type PoolConfig struct {
 	Addr   header.Addr
 	Lo, Hi uint16 // inclusive; 1 <= Lo <= Hi
+	// Shares, if any, are the machines behind the address, each given
+	// PerShare ports of its own from Lo on, in this order (F17); flows
+	// from any other source draw from the whole range.
+	Shares   []header.Addr
+	PerShare int
 }
 
 // Stats are the table's counters.
@@ -216,7 +221,7 @@ func New(cfg Config) (*Table, error) {
 	}
 	t.SetTimeouts(cfg.Timeouts)
 	for _, p := range cfg.Pools {
-		if err := t.SetPool(p.Addr, p.Lo, p.Hi); err != nil {
+		if err := t.SetPool(p); err != nil {
 			return nil, err
 		}
 	}
@@ -244,27 +249,41 @@ func (t *Table) Timeouts() Timeouts {
 	}
 }
 
-// SetPool creates or resizes the SNAT pools of addr, one each for TCP, UDP
-// and ICMP echo identifiers. Resizing keeps every port already handed out
-// until its flow ends.
-func (t *Table) SetPool(addr header.Addr, lo, hi uint16) error {
-	if lo == 0 || lo > hi {
-		return fmt.Errorf("nat: SNAT pool of %v: bad port range %d-%d (want 1 <= lo <= hi)", addr, lo, hi)
+// SetPool creates or resizes the SNAT pools of c.Addr, one each for TCP,
+// UDP and ICMP echo identifiers, and shares them out. Resizing keeps every
+// port already handed out until its flow ends.
+func (t *Table) SetPool(c PoolConfig) error {
+	if c.Lo == 0 || c.Lo > c.Hi {
+		return fmt.Errorf("nat: SNAT pool of %v: bad port range %d-%d (want 1 <= lo <= hi)", c.Addr, c.Lo, c.Hi)
+	}
+	if len(c.Shares) > 0 {
+		size := int(c.Hi) - int(c.Lo) + 1
+		if c.PerShare < 1 || len(c.Shares)*c.PerShare > size {
+			return fmt.Errorf("nat: SNAT pool of %v: %d shares of %d ports do not fit in %d-%d", c.Addr, len(c.Shares), c.PerShare, c.Lo, c.Hi)
+		}
+		seen := make(map[header.Addr]bool, len(c.Shares))
+		for _, a := range c.Shares {
+			if seen[a] {
+				return fmt.Errorf("nat: SNAT pool of %v: %v has two shares", c.Addr, a)
+			}
+			seen[a] = true
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, proto := range poolProtos {
-		k := poolKey{addr, proto}
+		k := poolKey{c.Addr, proto}
 		p := t.poolByKey[k]
 		if p == nil {
 			if len(t.pools) == 1<<16-1 {
 				return fmt.Errorf("nat: too many SNAT pools")
 			}
-			p = &pool{addr: addr, proto: proto, id: uint16(len(t.pools))}
+			p = &pool{portMap: new(portMap), addr: c.Addr, proto: proto, id: uint16(len(t.pools))}
 			t.pools = append(t.pools, p)
 			t.poolByKey[k] = p
 		}
-		p.lo, p.hi, p.cursor, p.reclaimAt = lo, hi, lo, 0
+		p.all.lo, p.all.hi, p.all.cursor, p.all.reclaimAt = c.Lo, c.Hi, c.Lo, 0
+		p.share(c.Shares, c.PerShare)
 	}
 	return nil
 }
@@ -275,7 +294,11 @@ func (t *Table) Pools() []PoolStats {
 	defer t.mu.Unlock()
 	out := make([]PoolStats, len(t.pools))
 	for i, p := range t.pools {
-		out[i] = PoolStats{Addr: p.addr, Proto: p.proto, Lo: p.lo, Hi: p.hi, Size: p.size(), InUse: p.inUse, Exhausted: p.exhausted}
+		out[i] = PoolStats{Addr: p.addr, Proto: p.proto, Lo: p.all.lo, Hi: p.all.hi, Size: p.all.size(), InUse: p.inUse, Exhausted: p.all.exhausted}
+		for _, a := range p.order {
+			s := p.shares[a]
+			out[i].Shares = append(out[i].Shares, ShareStats{Src: a, Lo: s.lo, Hi: s.hi, InUse: p.taken(s), Exhausted: s.exhausted})
+		}
 	}
 	return out
 }
@@ -435,12 +458,16 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 	reply := xlated.Reverse()
 	var port uint16
 	if p != nil {
+		sp := p.spanFor(orig.Src)
 		hint := xlated.SrcPort
 		for attempt := 0; ; attempt++ {
 			var ok bool
-			port, ok = t.allocPortLocked(p, hint, idx, now)
+			port, ok = t.allocPortLocked(p, sp, hint, idx, now)
 			if !ok {
-				p.exhausted++
+				if sp != &p.all {
+					sp.exhausted++
+				}
+				p.all.exhausted++
 				t.exhausted.Add(1)
 				t.freeLocked(idx)
 				return Flow{}, ErrPoolExhausted
@@ -502,23 +529,24 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 	return Flow{f: fl, gs: gs, now: now, ka: oa, kb: ob, ta: ra, tb: rb, dir: Original}, nil
 }
 
-// allocPortLocked picks a port of p for flow idx, first taking back the
-// hinted port or, if the pool is exhausted, any port whose flow has timed
-// out without being swept yet: an expired flow is gone (F17's port reuse
-// after 4 min, 240 s, 15 s) whether or not Expire has run.
-func (t *Table) allocPortLocked(p *pool, hint uint16, idx uint32, now int64) (uint16, bool) {
-	if p.inRange(hint) && p.isUsed(hint) && t.expiredLocked(p.owner[hint], now) {
+// allocPortLocked picks a port of span sp of p for flow idx, first taking
+// back the hinted port or, if the span is exhausted, any port of it whose
+// flow has timed out without being swept yet: an expired flow is gone
+// (F17's port reuse after 4 min, 240 s, 15 s) whether or not Expire has
+// run.
+func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, idx uint32, now int64) (uint16, bool) {
+	if sp.inRange(hint) && p.isUsed(hint) && t.expiredLocked(p.owner[hint], now) {
 		t.removeLocked(p.owner[hint])
 		t.expired.Add(1)
 	}
-	if port, ok := p.pick(hint, idx); ok {
+	if port, ok := p.pick(sp, hint, idx); ok {
 		return port, true
 	}
-	if now < p.reclaimAt {
+	if now < sp.reclaimAt {
 		return 0, false
 	}
 	next := now + reclaimInterval
-	for port := uint32(p.lo); port <= uint32(p.hi); port++ {
+	for port := uint32(sp.lo); port <= uint32(sp.hi); port++ {
 		if !p.isUsed(uint16(port)) {
 			continue
 		}
@@ -530,8 +558,8 @@ func (t *Table) allocPortLocked(p *pool, hint uint16, idx uint32, now int64) (ui
 			next = exp
 		}
 	}
-	p.reclaimAt = next
-	return p.pick(hint, idx)
+	sp.reclaimAt = next
+	return p.pick(sp, hint, idx)
 }
 
 // vacantLocked reports whether no live flow has key k, removing an expired

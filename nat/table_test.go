@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -400,10 +401,10 @@ func TestInsertInvalid(t *testing.T) {
 
 func TestSetPool(t *testing.T) {
 	tbl, _ := newTable(t, Config{})
-	if err := tbl.SetPool(vip1, 0, 10); err == nil {
+	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 0, Hi: 10}); err == nil {
 		t.Error("port range 0-10 accepted")
 	}
-	if err := tbl.SetPool(vip1, 10, 9); err == nil {
+	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 10, Hi: 9}); err == nil {
 		t.Error("port range 10-9 accepted")
 	}
 	if _, err := New(Config{Pools: []PoolConfig{{Addr: vip1, Lo: 5, Hi: 1}}}); err == nil {
@@ -412,11 +413,11 @@ func TestSetPool(t *testing.T) {
 	if _, err := New(Config{MaxFlows: -1}); err == nil {
 		t.Error("New accepted MaxFlows -1")
 	}
-	tbl.SetPool(vip1, 50000, 50001)
+	tbl.SetPool(PoolConfig{Addr: vip1, Lo: 50000, Hi: 50001})
 	k := tcpKey(w1, echo, 1, 80)
 	f, _ := tbl.Insert(k, snat(k, vip1), tbl.Now())
 	// Shrinking the pool away from a port in use keeps the flow.
-	if err := tbl.SetPool(vip1, 60000, 60000); err != nil {
+	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 60000, Hi: 60000}); err != nil {
 		t.Fatal(err)
 	}
 	if g, ok := tbl.Lookup(f.Translated().Reverse(), tbl.Now()); !ok || g.Translated().Dst != w1 {
@@ -434,6 +435,80 @@ func TestSetPool(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].Size != 1 || got[0].InUse != 2 {
 		t.Errorf("TCP pools %+v, want one of size 1 with 2 ports in use (one outside the new range)", got)
+	}
+}
+
+// F17: each machine behind a VIP has its own share of the pool. One that
+// runs dry is refused while the others still get ports, each from its own
+// share, whatever source port it used.
+func TestPoolShares(t *testing.T) {
+	tbl, clk := newTable(t, Config{})
+	bad := []PoolConfig{
+		{Addr: vip1, Lo: 50000, Hi: 50009, Shares: []header.Addr{w1, w2}, PerShare: 6},
+		{Addr: vip1, Lo: 50000, Hi: 50009, Shares: []header.Addr{w1, w2}},
+		{Addr: vip1, Lo: 50000, Hi: 50009, Shares: []header.Addr{w1, w1}, PerShare: 2},
+	}
+	for _, c := range bad {
+		if err := tbl.SetPool(c); err == nil {
+			t.Errorf("SetPool(%+v) accepted", c)
+		}
+	}
+	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 50000, Hi: 50009, Shares: []header.Addr{w1, w2}, PerShare: 3}); err != nil {
+		t.Fatal(err)
+	}
+	ports := map[header.Addr][]uint16{}
+	for _, src := range []header.Addr{w1, w2} {
+		for i := range 4 {
+			k := tcpKey(src, echo, uint16(50000+i), 80)
+			f, err := tbl.Insert(k, snat(k, vip1), clk.Now())
+			if i == 3 {
+				if !errors.Is(err, ErrPoolExhausted) {
+					t.Errorf("%v's fourth flow: %v, want ErrPoolExhausted", src, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%v's flow %d: %v", src, i, err)
+			}
+			ports[src] = append(ports[src], f.Translated().SrcPort)
+		}
+	}
+	// The other source draws from the whole range: the last 4 ports.
+	k := tcpKey(fe1, echo, 1, 80)
+	if f, err := tbl.Insert(k, snat(k, vip1), clk.Now()); err != nil || f.Translated().SrcPort != 50006 {
+		t.Errorf("an unshared source got %v, %v; want port 50006", f.Translated().SrcPort, err)
+	}
+	if w := []uint16{50000, 50001, 50002}; !slices.Equal(ports[w1], w) {
+		t.Errorf("w1 got ports %v, want %v", ports[w1], w)
+	}
+	if w := []uint16{50003, 50004, 50005}; !slices.Equal(ports[w2], w) {
+		t.Errorf("w2 got ports %v, want %v", ports[w2], w)
+	}
+	var tcp PoolStats
+	for _, p := range tbl.Pools() {
+		if p.Proto == header.ProtoTCP {
+			tcp = p
+		}
+	}
+	want := []ShareStats{{Src: w1, Lo: 50000, Hi: 50002, InUse: 3, Exhausted: 1}, {Src: w2, Lo: 50003, Hi: 50005, InUse: 3, Exhausted: 1}}
+	if tcp.InUse != 7 || tcp.Exhausted != 2 || !slices.Equal(tcp.Shares, want) {
+		t.Errorf("TCP pool %+v, want 7 in use, 2 refused, shares %+v", tcp, want)
+	}
+	// A share that keeps its place keeps its counters when the pool is
+	// shared out again; fe1 now owns the port it took from the whole
+	// range. Once w1's flows time out, its ports come back.
+	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 50000, Hi: 50009, Shares: []header.Addr{w1, w2, fe1}, PerShare: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range tbl.Pools() {
+		if p.Proto == header.ProtoTCP && (len(p.Shares) != 3 || p.Shares[0].Exhausted != 1 || p.Shares[2].InUse != 1) {
+			t.Errorf("after adding a share: %+v", p.Shares)
+		}
+	}
+	clk.Advance(5 * time.Minute)
+	k = tcpKey(w1, echo, 9, 80)
+	if f, err := tbl.Insert(k, snat(k, vip1), clk.Now()); err != nil || f.Translated().SrcPort < 50000 || f.Translated().SrcPort > 50002 {
+		t.Errorf("after w1's flows expired: port %v, %v; want one of 50000-50002", f.Translated().SrcPort, err)
 	}
 }
 
@@ -587,7 +662,7 @@ func testIndexChurn(t *testing.T, max int) {
 // TestFlowLayout pins the sizes the memory budget rests on, and that the
 // slab and index hold no pointers for the GC to scan.
 func TestFlowLayout(t *testing.T) {
-	for _, v := range []any{flow{}, atomic.Uint64{}, pool{}} {
+	for _, v := range []any{flow{}, atomic.Uint64{}, portMap{}} {
 		if p := pointerIn(reflect.TypeOf(v)); p != "" {
 			t.Errorf("%T holds a pointer (%s): the GC would scan every flow", v, p)
 		}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,18 @@ func TestApplyScalesASE(t *testing.T) {
 	}
 	if _, peer := l.connect("ase1-w3", "203.0.113.10", 8080, "echo"); peer != "192.23.1.2" {
 		t.Errorf("F3: the new worker left with %s, want the VIP 192.23.1.2", peer)
+	}
+	// F17: the fifth machine of ase1 has the fifth share of the VIP's ports.
+	var shares []string
+	for _, p := range l.status().NAT.Pools {
+		if p.Address == "192.23.1.2" && p.Proto == "tcp" {
+			for _, sh := range p.Shares {
+				shares = append(shares, sh.Address+" "+sh.Range)
+			}
+		}
+	}
+	if !slices.Contains(shares, "10.0.1.8 5120-6143") {
+		t.Errorf("F17: the VIP's TCP shares after the scale are %q, want ase1-w3 (10.0.1.8) with 5120-6143", shares)
 	}
 	two := writeTopology(t, "two.yaml")
 	if r := emu(t, "apply", "--name", l.name, "-f", two); r.code != 0 || !strings.Contains(r.stdout, "removed ase1-w3") {

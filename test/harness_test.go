@@ -300,5 +300,14 @@ type statusJSON struct {
 	NAT struct {
 		Flows         int    `json:"flows"`
 		PoolExhausted uint64 `json:"poolExhausted"`
+		Pools         []struct {
+			Address string `json:"address"`
+			Proto   string `json:"proto"`
+			Shares  []struct {
+				Address   string `json:"address"`
+				Range     string `json:"range"`
+				Exhausted uint64 `json:"exhausted"`
+			} `json:"shares"`
+		} `json:"pools"`
 	} `json:"nat"`
 }

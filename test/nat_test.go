@@ -226,15 +226,16 @@ func TestPingAndTracerouteThroughSNAT(t *testing.T) {
 	}
 }
 
-// F17: with a SNAT pool of two ports, a third concurrent connection fails
-// at once while the first two go on; flows shows the two and status counts
-// the refusal.
+// F17: with two SNAT ports for each machine, a worker's third concurrent
+// connection fails at once while its first two go on, and the other worker
+// still connects from ports of its own; flows shows the two and status
+// counts the refusal, on the worker's own share.
 func TestSNATPoolExhaustion(t *testing.T) {
 	// The ASE's own dependency checks (F16) use SNAT ports too, and hold
 	// them 240 s after FIN (F17): without azure-sql and azure-storage in the
 	// lab, this test's connections are the pool's only users.
 	file := writeTopology(t, "pool.yaml",
-		"    virtualIp: 192.23.1.2\n", "    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50001\n",
+		"    virtualIp: 192.23.1.2\n", "    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50007\n    allocatedOutboundPorts: 2\n",
 		"  - name: azure-sql\n    address: 203.0.113.20\n", "",
 		"  - name: azure-storage\n    address: 203.0.113.30\n    region: remote\n", "")
 	l := upLab(t, "-f", file)
@@ -256,16 +257,31 @@ func TestSNATPoolExhaustion(t *testing.T) {
 		t.Fatalf("want the two open connections in emulator flows, got %+v", flows)
 	}
 	for _, f := range flows {
-		if !strings.HasPrefix(f.Translated, "192.23.1.2:5000") || f.NAT != "snat" {
-			t.Errorf("flow %s left as %s (%s); want 192.23.1.2:50000 or :50001", f.Original, f.Translated, f.NAT)
+		// ase1-w1 is the third of ase1's four machines.
+		if src, _, _ := strings.Cut(f.Translated, " "); (src != "192.23.1.2:50004" && src != "192.23.1.2:50005") || f.NAT != "snat" {
+			t.Errorf("flow %s left as %s (%s); want ase1-w1's own 192.23.1.2:50004 or :50005", f.Original, f.Translated, f.NAT)
 		}
 	}
 	msg := l.refused("ase1-w1", "203.0.113.10", 8080)
 	if !strings.Contains(msg, "refused") {
 		t.Errorf("F17: the third connection should be refused at once (a RST), got: %s", msg)
 	}
-	if n := l.status().NAT.PoolExhausted; n < 1 {
+	if _, peer := l.connect("ase1-w2", "203.0.113.10", 8081, "echo"); peer != "192.23.1.2" {
+		t.Errorf("F17: ase1-w2, with ports of its own, reached echo from %s, want the VIP", peer)
+	}
+	st := l.status()
+	if n := st.NAT.PoolExhausted; n < 1 {
 		t.Errorf("status counts %d refusals for SNAT exhaustion, want at least 1", n)
+	}
+	for _, p := range st.NAT.Pools {
+		if p.Address != "192.23.1.2" || p.Proto != "tcp" {
+			continue
+		}
+		for _, sh := range p.Shares {
+			if want := sh.Address == "10.0.1.6"; (sh.Exhausted > 0) != want {
+				t.Errorf("status: the share of %s (%s) counts %d refusals; want refusals only on ase1-w1's", sh.Address, sh.Range, sh.Exhausted)
+			}
+		}
 	}
 	// The first two carry on: both last lines arrive.
 	var got result

@@ -179,8 +179,24 @@ type ASE struct {
 	FrontEnds []*Node
 	Workers   []*Node
 	SNATPorts PortRange // the VIP's SNAT port pool (F17)
-	Apps      []*App
-	Line      int
+	// PortsPerInstance is each machine's own share of SNATPorts (F17):
+	// allocatedOutboundPorts from the file, or Azure's default for the
+	// machine count (DefaultPortsPerInstance).
+	PortsPerInstance int
+	Apps             []*App
+	Line             int
+}
+
+// DefaultPortsPerInstance is the SNAT ports Azure's load balancer gives
+// each machine of a backend pool of n by default (F17: 1,024 each in a
+// pool of up to 50, half as many each time the pool doubles), but no more
+// than an even share of a range of size ports.
+func DefaultPortsPerInstance(n, size int) int {
+	per := 1024
+	for limit := 50; n > limit && per > 32; limit *= 2 {
+		per /= 2
+	}
+	return min(per, size/max(n, 1))
 }
 
 // AppAddr is the address the ASE's app names resolve to: the VIP of an
@@ -276,6 +292,9 @@ type PortRange struct{ Lo, Hi uint16 }
 
 // AllPorts is the range "*" stands for.
 var AllPorts = PortRange{0, 65535}
+
+// Size is the number of ports in the range.
+func (r PortRange) Size() int { return int(r.Hi) - int(r.Lo) + 1 }
 
 // Contains reports whether port p is in the range.
 func (r PortRange) Contains(p uint16) bool { return r.Lo <= p && p <= r.Hi }

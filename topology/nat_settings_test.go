@@ -16,13 +16,14 @@ func TestNATSettings(t *testing.T) {
 		t.Errorf("default outbound address = %v, want %v", d.DefaultOutbound, DefaultOutboundAddr)
 	}
 	for _, a := range d.ASEs {
-		if a.SNATPorts != DefaultSNATPorts {
-			t.Errorf("%s: SNAT pool %v, want %v", a.Name, a.SNATPorts, DefaultSNATPorts)
+		if a.SNATPorts != DefaultSNATPorts || a.PortsPerInstance != 1024 {
+			t.Errorf("%s: SNAT pool %v, %d ports a machine; want %v, 1,024", a.Name, a.SNATPorts, a.PortsPerInstance, DefaultSNATPorts)
 		}
 	}
 
 	top, err := Parse("lab.yaml", []byte(y(vnet, aseX,
-		"    snatPortRange: 50000-50001",
+		"    snatPortRange: 50000-50009",
+		"    allocatedOutboundPorts: 2",
 		"connectionTracking:",
 		"  maxFlows: 1000",
 		"  idleTimeout: 30s",
@@ -37,8 +38,8 @@ func TestNATSettings(t *testing.T) {
 	if top.Conntrack != want {
 		t.Errorf("conntrack = %+v, want %+v", top.Conntrack, want)
 	}
-	if got := top.ASEs[0].SNATPorts; got != (PortRange{50000, 50001}) {
-		t.Errorf("snatPortRange = %v, want 50000-50001", got)
+	if a := top.ASEs[0]; a.SNATPorts != (PortRange{50000, 50009}) || a.PortsPerInstance != 2 {
+		t.Errorf("snatPortRange = %v, allocatedOutboundPorts = %d; want 50000-50009, 2", a.SNATPorts, a.PortsPerInstance)
 	}
 	if top.DefaultOutbound.String() != "20.1.2.3" {
 		t.Errorf("defaultOutboundAddress = %v", top.DefaultOutbound)
@@ -49,6 +50,10 @@ func TestNATSettingErrors(t *testing.T) {
 	cases := []errCase{
 		{"snat port 0", y(vnet, aseX, "    snatPortRange: 0-10"), 11, "appServiceEnvironments[0].snatPortRange", "port 0", false},
 		{"snat range reversed", y(vnet, aseX, "    snatPortRange: 2000-1000"), 11, "appServiceEnvironments[0].snatPortRange", "starts above its end", false},
+		{"fewer ports than machines", y(vnet, aseX, "    snatPortRange: 50000-50002"), 11, "appServiceEnvironments[0].snatPortRange", "fewer than the 4 machines", false},
+		{"shares too big", y(vnet, aseX, "    snatPortRange: 50000-50009", "    allocatedOutboundPorts: 3"), 12, "appServiceEnvironments[0].allocatedOutboundPorts", "make 12, more than the 10", false},
+		{"share of 0", y(vnet, aseX, "    allocatedOutboundPorts: 0"), 11, "appServiceEnvironments[0].allocatedOutboundPorts", "out of range", false},
+		{"share over Azure's limit", y(vnet, aseX, "    allocatedOutboundPorts: 64001"), 11, "appServiceEnvironments[0].allocatedOutboundPorts", "out of range", false},
 		{"maxFlows too small", y(vnet, "connectionTracking: {maxFlows: 1}"), 6, "connectionTracking.maxFlows", "out of range", false},
 		{"bad duration", y(vnet, "connectionTracking: {idleTimeout: soon}"), 6, "connectionTracking.idleTimeout", "expected a duration", false},
 		{"duration too short", y(vnet, "connectionTracking: {rstTimeout: 10ms}"), 6, "connectionTracking.rstTimeout", "out of range", false},
@@ -70,4 +75,19 @@ func TestPlatformNode(t *testing.T) {
 	runErrCases(t, []errCase{
 		{"reserved name", y(vnet, "internetHosts: [{name: platform, address: 20.0.0.5}]"), 6, "internetHosts[0].name", "reserved", true},
 	})
+}
+
+// F17: Azure's default share of SNAT ports for each machine of a backend
+// pool, by the pool's size.
+func TestDefaultPortsPerInstance(t *testing.T) {
+	for _, c := range []struct{ n, size, want int }{
+		{1, 64512, 1024}, {4, 64512, 1024}, {50, 64512, 1024}, {51, 64512, 512}, {100, 64512, 512},
+		{101, 64512, 256}, {200, 64512, 256}, {201, 64512, 128}, {400, 64512, 128},
+		{401, 64512, 64}, {800, 64512, 64}, {801, 64512, 32}, {1000, 64512, 32},
+		{4, 10, 2}, {4, 3, 0},
+	} {
+		if got := DefaultPortsPerInstance(c.n, c.size); got != c.want {
+			t.Errorf("DefaultPortsPerInstance(%d, %d) = %d, want %d", c.n, c.size, got, c.want)
+		}
+	}
 }

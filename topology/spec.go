@@ -55,6 +55,7 @@ type aseSpec struct {
 	vip, ilb                 field[netip.Addr]
 	frontEnds, workers       field[int]
 	snatPorts                field[PortRange]
+	portsPerInstance         field[int]
 	apps                     []*appSpec
 }
 
@@ -184,20 +185,21 @@ func (p *parser) ase(it item) *aseSpec {
 		return nil
 	}
 	m.allow("", "name", "subnet", "kind", "virtualIp", "ilbAddress", "internalLoadBalancingMode",
-		"dnsSuffix", "frontEnds", "workers", "snatPortRange", "apps")
+		"dnsSuffix", "frontEnds", "workers", "snatPortRange", "allocatedOutboundPorts", "apps")
 	m.require("name", "subnet", "kind", "virtualIp")
 	a := &aseSpec{
-		at:        it.at,
-		name:      m.str("name"),
-		subnet:    m.str("subnet"),
-		kind:      enum(p, m.str("kind"), "kind", KindExternal, KindILB),
-		vip:       convert(p, m.str("virtualIp"), parseAddr),
-		ilb:       convert(p, m.str("ilbAddress"), parseAddr),
-		mode:      convert(p, m.str("internalLoadBalancingMode"), parseILBMode),
-		dnsSuffix: convert(p, m.str("dnsSuffix"), parseDNSSuffix),
-		frontEnds: m.integer("frontEnds"),
-		workers:   m.integer("workers"),
-		snatPorts: m.portRange("snatPortRange"),
+		at:               it.at,
+		name:             m.str("name"),
+		subnet:           m.str("subnet"),
+		kind:             enum(p, m.str("kind"), "kind", KindExternal, KindILB),
+		vip:              convert(p, m.str("virtualIp"), parseAddr),
+		ilb:              convert(p, m.str("ilbAddress"), parseAddr),
+		mode:             convert(p, m.str("internalLoadBalancingMode"), parseILBMode),
+		dnsSuffix:        convert(p, m.str("dnsSuffix"), parseDNSSuffix),
+		frontEnds:        m.integer("frontEnds"),
+		workers:          m.integer("workers"),
+		snatPorts:        m.portRange("snatPortRange"),
+		portsPerInstance: m.integer("allocatedOutboundPorts"),
 	}
 	each(m, "apps", p.app, &a.apps)
 	return a

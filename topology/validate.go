@@ -515,6 +515,9 @@ func (b *builder) buildASEs(specs []*aseSpec) {
 		}
 		c.ok = nameOK && c.frontEnds > 0 && c.workers > 0
 		b.counts = append(b.counts, c)
+		if c.frontEnds > 0 && c.workers > 0 {
+			b.sharePorts(as, a, c.frontEnds+c.workers)
+		}
 
 		if a.Subnet = b.subnetRef(as.subnet); a.Subnet != nil {
 			if other := a.Subnet.ASE; other != nil {
@@ -574,6 +577,28 @@ func (b *builder) kindFields(as *aseSpec, a *ASE) {
 
 // count returns an ASE's front-end or worker count: 2 when not given, 0 when
 // invalid (reported), so no nodes are made from a bad count.
+// maxPortsPerInstance is the most allocatedOutboundPorts Azure accepts.
+const maxPortsPerInstance = 64000
+
+// sharePorts gives each of the n machines of ASE a its share of the VIP's
+// SNAT ports (F17).
+func (b *builder) sharePorts(as *aseSpec, a *ASE, n int) {
+	size := a.SNATPorts.Size()
+	switch f := as.portsPerInstance; {
+	case !f.set:
+		if a.PortsPerInstance = DefaultPortsPerInstance(n, size); a.PortsPerInstance == 0 {
+			b.errAt(as.snatPorts.loc, "%v has %d ports, fewer than the %d machines of ASE %s: each needs ports of its own (F17)", a.SNATPorts, size, n, a.Name)
+		}
+	case !f.ok:
+	case f.v < 1 || f.v > maxPortsPerInstance:
+		b.errAt(f.loc, "%d is out of range: allocatedOutboundPorts is 1 to %d ports for each machine", f.v, maxPortsPerInstance)
+	case f.v*n > size:
+		b.errAt(f.loc, "%d ports for each of the %d machines of ASE %s make %d, more than the %d of its snatPortRange %v (F17)", f.v, n, a.Name, f.v*n, size, a.SNATPorts)
+	default:
+		a.PortsPerInstance = f.v
+	}
+}
+
 func (b *builder) count(f field[int], what string) int {
 	switch {
 	case !f.set:

@@ -172,6 +172,10 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 				changes = append(changes, fmt.Sprintf("ASE %s scaled from %d front-ends and %d workers to %d and %d",
 					na.Name, len(oa.FrontEnds), len(oa.Workers), len(na.FrontEnds), len(na.Workers)))
 			}
+			if oa.PortsPerInstance != na.PortsPerInstance {
+				changes = append(changes, fmt.Sprintf("ASE %s gives each machine %d SNAT ports, was %d",
+					na.Name, na.PortsPerInstance, oa.PortsPerInstance))
+			}
 			if appPlacement(oa) != appPlacement(na) {
 				changes = append(changes, fmt.Sprintf("ASE %s apps: %s", na.Name, appPlacement(na)))
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -368,10 +369,20 @@ func printStatus(w io.Writer, r *statusReport) {
 		n.Flows, n.MaxFlows, n.Created, n.Expired, n.TableFull, n.PoolExhausted)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SNAT POOL\tPROTO\tPORTS\tIN USE\tREFUSED")
+	names := map[string]string{}
+	for _, n := range r.Nodes {
+		names[n.Address] = n.Name
+	}
 	for _, p := range n.Pools {
 		// TCP pools always; the others once they are used.
 		if p.Proto == "tcp" || p.InUse > 0 || p.Exhausted > 0 {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\n", p.Address, p.Proto, p.Range, p.InUse, p.Size, p.Exhausted)
+		}
+		// Below it, each machine's own share (F17) that is used.
+		for _, s := range p.Shares {
+			if s.InUse > 0 || s.Exhausted > 0 {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d/%d\t%d\n", cmp.Or(names[s.Address], s.Address), p.Proto, s.Range, s.InUse, s.Size, s.Exhausted)
+			}
 		}
 	}
 	tw.Flush()

@@ -90,6 +90,14 @@ func nsgRules(n int) []string {
 	return rules
 }
 
+// benchSNATPorts is each ase1 machine's own share of the VIP's SNAT ports
+// on the emulator path: as many as four machines can have of 64,512, for
+// Azure's default of 1,024 would refuse the new-connection runs after
+// 1,024 connections, each port held 240 s after its FIN (F17). The client
+// opens its connections from crrPortRange, fewer ports than this, so it
+// reuses its own ports, whose closed flows the emulator then reopens.
+const benchSNATPorts = 16000
+
 // pathLab is the emulator path's topology with an NSG of nRules user rules.
 func pathLab(nRules int) string {
 	var b strings.Builder
@@ -102,7 +110,7 @@ virtualNetworks:
     subnets:
       - {name: ase1-subnet, addressPrefix: 10.0.1.0/26, networkSecurityGroup: bench-nsg}
 appServiceEnvironments:
-  - {name: ase1, subnet: ase1-subnet, kind: External, virtualIp: %s, frontEnds: 2, workers: 2, apps: [{name: app1}]}
+  - {name: ase1, subnet: ase1-subnet, kind: External, virtualIp: %s, frontEnds: 2, workers: 2, allocatedOutboundPorts: %d, apps: [{name: app1}]}
 internetHosts:
   - {name: echo, address: %s}
   - {name: azure-sql, address: 203.0.113.20}
@@ -111,7 +119,7 @@ internetHosts:
 networkSecurityGroups:
   - name: bench-nsg
     securityRules:
-`, clientAddr, serverAddr, nRules, vipAddr, serverAddr)
+`, clientAddr, serverAddr, nRules, vipAddr, benchSNATPorts, serverAddr)
 	for _, r := range nsgRules(nRules) {
 		b.WriteString("      - " + r + "\n")
 	}
