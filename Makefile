@@ -1,19 +1,24 @@
 # The two commands of the README: `make up` and `make test`, both as root.
 
-# sudo often drops /usr/local/go/bin from PATH; find go anyway.
-GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# sudo often drops /usr/local/go/bin from PATH; find go anyway. A machine
+# without a Go that builds this module gets one in /usr/local/go (SPEC §7).
+GO ?= $(shell scripts/install-go.sh --print)
 # The gofmt of that go's toolchain, for the same reason.
 GOFMT ?= $(shell $(GO) env GOROOT 2>/dev/null)/bin/gofmt
 BIN := bin/emulator
 # Every package but the integration tests in test/, with the race detector.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/test$$')
 
-.PHONY: all build up down test deps check unit bench-smoke fuzz-smoke fuzz integration integration-race clean bench graph soak
+.PHONY: all go build up down test deps check unit bench-smoke fuzz-smoke fuzz integration integration-race clean bench graph soak
 
 all: build
 
-build:
+build: go
 	$(GO) build -o $(BIN) ./cmd/emulator
+
+# A Go that builds the module: scripts/install-go.sh installs one if need be.
+go:
+	GO=$(GO) scripts/install-go.sh
 
 # Build, then bring up the default lab in the foreground (Ctrl-C tears it down).
 up: build
