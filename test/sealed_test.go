@@ -84,3 +84,41 @@ func TestExecRefusesUnknownNode(t *testing.T) {
 	}
 	l.mustExec("db1", "touch", marker) // and the lab's own node works
 }
+
+// SPEC §6: after the last lab's down, the host is as it was: the emulator's
+// state directory and the per-namespace /etc/netns it made are gone too.
+// Another lab, on this machine for something else, keeps both; the test
+// then cannot tell and skips.
+func TestLastDownLeavesNoDirectories(t *testing.T) {
+	dirs := []string{"/run/emulator", "/etc/netns"}
+	for _, d := range dirs {
+		if ents, err := os.ReadDir(d); err == nil && len(ents) > 0 {
+			t.Skipf("%s holds %d entries of other labs", d, len(ents))
+		}
+	}
+	for _, args := range [][]string{{"up", "-d"}, {"lab", "start", "1"}} {
+		name := uniqueName()
+		t.Cleanup(func() { emu(t, "down", "--name", name) })
+		if r := emu(t, append(args, "--name", name)...); r.code != 0 {
+			t.Fatalf("%s: %v", strings.Join(args, " "), r)
+		}
+		if r := emu(t, "down", "--name", name); r.code != 0 {
+			t.Fatalf("down: %v", r)
+		}
+		for _, d := range dirs {
+			if _, err := os.Stat(d); err == nil {
+				ents, _ := os.ReadDir(d)
+				t.Errorf("after %s and down, %s is still there (%d entries)", strings.Join(args, " "), d, len(ents))
+			}
+		}
+	}
+	// down of a lab that is not running leaves them as they are, absent.
+	if r := emu(t, "down", "--name", uniqueName()); r.code != 0 {
+		t.Fatalf("down of no lab: %v", r)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("down of no lab made %s", d)
+		}
+	}
+}

@@ -167,7 +167,7 @@ func (c *course) up(file string) error {
 	if labRunning(c.name) {
 		return fmt.Errorf("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, c.lab.Number, c.lab.Number, c.labFlag())
 	}
-	if err := os.MkdirAll(labDir(c.name), 0o700); err != nil {
+	if err := makeLabDir(c.name); err != nil {
 		return err
 	}
 	path := filepath.Join(labDir(c.name), fmt.Sprintf("lab%02d-%s", c.lab.Number, file))

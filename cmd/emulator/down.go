@@ -44,7 +44,7 @@ func downLab(lab string, stdout io.Writer) error {
 	if err := removeLabNamespaces(lab, st); err != nil {
 		return fmt.Errorf("down %s: %w", lab, err)
 	}
-	if err := os.RemoveAll(labDir(lab)); err != nil {
+	if err := removeLabDir(lab); err != nil {
 		return err
 	}
 	switch {

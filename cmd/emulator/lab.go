@@ -274,7 +274,7 @@ func (l *runningLab) stop() error {
 		h.Close()
 	}
 	errs = append(errs, removeLabNamespaces(l.name, l.state))
-	os.RemoveAll(labDir(l.name))
+	removeLabDir(l.name)
 	l.lock.release()
 	return errors.Join(errs...)
 }

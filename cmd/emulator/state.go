@@ -79,6 +79,21 @@ func readState(lab string) (*labState, error) {
 	return &st, nil
 }
 
+// makeLabDir creates the lab's directory, root-only, and stateRoot if it
+// must: see build.MkdirAll for a concurrent down.
+func makeLabDir(lab string) error { return build.MkdirAll(labDir(lab), 0o700) }
+
+// removeLabDir removes the lab's directory, and stateRoot with it once no
+// other lab has one there: after the last lab, /run is as it was (SPEC §6).
+// A lab coming up meanwhile keeps stateRoot, which is then not empty.
+func removeLabDir(lab string) error {
+	if err := os.RemoveAll(labDir(lab)); err != nil {
+		return err
+	}
+	os.Remove(stateRoot) // fails, as it should, while another lab is there
+	return nil
+}
+
 // labLock is the exclusive lock a running lab holds on its directory. The
 // kernel drops it when the process dies however it dies, so "is the lab
 // running?" never depends on a PID that may have been reused.
@@ -87,10 +102,7 @@ type labLock struct{ f *os.File }
 // acquireLock creates the lab's directory (root-only) and takes its lock, or
 // says that another emulator holds it.
 func acquireLock(lab string) (*labLock, error) {
-	if err := os.MkdirAll(stateRoot, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(labDir(lab), 0o700); err != nil && !os.IsExist(err) {
+	if err := makeLabDir(lab); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(lockPath(lab), os.O_CREATE|os.O_RDWR, 0o600)

@@ -159,7 +159,7 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 	if labRunning(name) {
 		return usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
-	if err := os.MkdirAll(labDir(name), 0o700); err != nil {
+	if err := makeLabDir(name); err != nil {
 		return err
 	}
 	logf, err := os.OpenFile(logPath(name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)

@@ -3,7 +3,9 @@
 package build
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,16 +23,35 @@ const EtcDir = "/etc/netns"
 // domain.
 func WriteResolvConf(name, nameserver, search string) error {
 	dir := filepath.Join(EtcDir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	conf := fmt.Sprintf("# written by the emulator for namespace %s\nnameserver %s\nsearch %s\n", name, nameserver, search)
 	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(conf), 0o644)
 }
 
-// RemoveEtc removes namespace name's files under EtcDir.
+// RemoveEtc removes namespace name's files under EtcDir, and EtcDir once
+// it is empty: the emulator made it, and after the last lab /etc is as it
+// was (SPEC §6). A namespace coming up meanwhile keeps it (MkdirAll).
 func RemoveEtc(name string) error {
-	return os.RemoveAll(filepath.Join(EtcDir, name))
+	if err := os.RemoveAll(filepath.Join(EtcDir, name)); err != nil {
+		return err
+	}
+	os.Remove(EtcDir) // fails, as it should, while another namespace has files there
+	return nil
+}
+
+// MkdirAll is os.MkdirAll for a directory whose parent the last lab's
+// teardown removes once it is empty (EtcDir, the labs' state directory):
+// when the parent goes between MkdirAll making it and making dir, it tries
+// again.
+func MkdirAll(dir string, perm os.FileMode) error {
+	for range 100 {
+		if err := os.MkdirAll(dir, perm); !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return fmt.Errorf("mkdir %s: its parent keeps being removed", dir)
 }
 
 // Enter moves the calling thread into namespace name as `ip netns exec`
