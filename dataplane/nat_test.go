@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -324,5 +325,45 @@ func TestVerifyNamesThePortShare(t *testing.T) {
 		if !strings.Contains(r.Translation, c.want) {
 			t.Errorf("verify %s -> %s:80 leaves as %q, want %s", c.from, c.to, r.Translation, c.want)
 		}
+	}
+}
+
+// F17 with apply: a new allocatedOutboundPorts shares the pool out again,
+// and a worker whose share ran dry gets ports from its new one while its
+// flows keep the ports they hold.
+func TestReconfigureSharesPortsAgain(t *testing.T) {
+	share := func(n int) *topology.Topology {
+		return parseLab(t, "    virtualIp: 192.23.1.2\n",
+			fmt.Sprintf("    virtualIp: 192.23.1.2\n    snatPortRange: 50000-50015\n    allocatedOutboundPorts: %d\n", n))
+	}
+	l := newLabFrom(t, share(2), nil)
+	w1, echo := l.devs["ase1-w1"], l.devs["echo"]
+	connect := func(sport uint16) (uint16, bool) {
+		w1.inject(nil, tcpPkt(t, "10.0.1.6", sport, "203.0.113.10", 80, true, false))
+		select {
+		case p := <-echo.out:
+			_, port, _, _, _ := tcpOf(t, gopacket.NewPacket(p[header.VirtioNetHdrLen:], layers.LayerTypeIPv4, gopacket.Default))
+			return port, true
+		case <-w1.out: // the RST that refuses it
+			return 0, false
+		case <-timeout():
+			t.Fatal("nothing came out")
+		}
+		return 0, false
+	}
+	for i, want := range []uint16{50004, 50005, 0} {
+		if port, _ := connect(41000 + uint16(i)); port != want {
+			t.Fatalf("connection %d of ase1-w1 left from port %d, want %d (0: refused)", i, port, want)
+		}
+	}
+	if err := l.e.Reconfigure(share(4), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if port, ok := connect(41003); !ok || port < 50008 || port > 50011 {
+		t.Fatalf("after apply, ase1-w1 left from port %d (%v), want one of its new share 50008-50011", port, ok)
+	}
+	echo.inject(nil, tcpPkt(t, "203.0.113.10", 80, "192.23.1.2", 50004, false, true))
+	if _, _, _, dport, _ := tcpOf(t, w1.recv(t)); dport != 41000 {
+		t.Fatalf("a flow from before the apply broke: its reply reached port %d", dport)
 	}
 }
