@@ -1,6 +1,7 @@
 package test
 
 import (
+	"debug/buildinfo"
 	"flag"
 	"fmt"
 	"os"
@@ -200,6 +201,14 @@ func TestSoak(t *testing.T) {
 	if drained.goroutines > idle.goroutines+idle.goroutines/10 {
 		t.Errorf("goroutines: %d after the load, %d before it", drained.goroutines, idle.goroutines)
 	}
+	// Under the race detector (make integration-race) RSS climbs with the
+	// goroutines and flows the load creates, whatever the dataplane does:
+	// 130 to 145 MiB over 40 s of load, where the same soak without -race
+	// stayed at 36.7-37.2 MiB. So only the plain build's RSS is checked.
+	race := raceBuild(t, emulator)
+	if race {
+		t.Logf("%s is built with -race: its RSS is not checked", emulator)
+	}
 	var ref *soakRow
 	for i := range rows {
 		if rows[i].at < warmEnd {
@@ -216,7 +225,7 @@ func TestSoak(t *testing.T) {
 		// move by MiBs in steps (2.0 to 3.8 MiB between two samples, with
 		// RSS 35.4 to 39.6 MiB, failing a check of RSS alone), bounded by
 		// the buffers.
-		if rest, refRest := float64(r.rss-r.buffers), float64(ref.rss-ref.buffers); rest > 1.1*refRest || rest < 0.9*refRest {
+		if rest, refRest := float64(r.rss-r.buffers), float64(ref.rss-ref.buffers); !race && (rest > 1.1*refRest || rest < 0.9*refRest) {
 			t.Errorf("RSS less the packet buffers at %v is %d, more than 10%% from %d at %v", r.at, r.rss-r.buffers, ref.rss-ref.buffers, ref.at)
 		}
 		// Slack for the connections in flight when the sample is taken: the
@@ -255,4 +264,19 @@ func soakTable(idle soakRow, rows []soakRow, drained soakRow, warmEnd time.Durat
 	}
 	line(drained, "drained")
 	return b.String()
+}
+
+// raceBuild says whether the binary at path was built with -race.
+func raceBuild(t *testing.T, path string) bool {
+	t.Helper()
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s's build settings: %v", path, err)
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
 }
