@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +13,9 @@ import (
 
 // The teaching labs of scripts/labs, each as a learner and as a teacher
 // would run it: the guide's commands in a fresh lab (the checker must fail
-// after `lab start` and pass at the end of the guide), then `lab reset` and
-// `lab solve` (the checker passes).
+// after `lab start` and pass at the end of the guide, and what they print
+// must be what the guide shows: outputDrift), then `lab reset` and `lab
+// solve` (the checker passes).
 func TestLabs(t *testing.T) {
 	dirs, err := filepath.Glob("../scripts/labs/[0-9][0-9]-*")
 	if err != nil || len(dirs) == 0 {
@@ -40,11 +42,15 @@ func testLab(t *testing.T, dir, num string) {
 	t.Cleanup(l.down)
 	work := guideDir(t)
 	check := "emulator lab check " + num
+	printed := map[int]string{} // by block: what its commands printed
+	byHand := map[int]bool{}    // blocks with a command the test does not run
 	for i, c := range cmds {
 		if c.byHand {
+			byHand[c.block] = true
 			continue
 		}
 		r := l.shell(work, c.line)
+		printed[c.block] += asInGuide(r.stdout+r.stderr, l.name, work)
 		if c.fails != (r.code != 0) {
 			t.Fatalf("guide command `%s` (fails: %v): %v", c.line, c.fails, r)
 		}
@@ -63,6 +69,15 @@ func testLab(t *testing.T, dir, num string) {
 	}
 	if r := emu(t, "lab", "check", num, "--name", l.name); r.code != 0 {
 		t.Fatalf("after the guide's commands, lab check should pass: %v", r)
+	}
+	for b, want := range guideOutputs(string(guide)) {
+		if byHand[b] {
+			continue
+		}
+		if missing := outputDrift(want, printed[b]); len(missing) > 0 {
+			t.Errorf("the output block after the guide's command block %d shows lines its commands did not print (numbers aside):\n%s\nthey printed:\n%s",
+				b+1, strings.Join(missing, "\n"), printed[b])
+		}
 	}
 
 	if r := emu(t, "lab", "reset", num, "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "Step 1 of") {
@@ -83,6 +98,7 @@ func testLab(t *testing.T, dir, num string) {
 type guideCommand struct {
 	line          string
 	fails, byHand bool
+	block         int // which ```sh block of the guide, from 0
 }
 
 var (
@@ -92,14 +108,14 @@ var (
 
 func guideCommands(guide string) []guideCommand {
 	var cmds []guideCommand
-	for _, m := range shBlock.FindAllStringSubmatch(guide, -1) {
+	for b, m := range shBlock.FindAllStringSubmatch(guide, -1) {
 		lines := strings.Split(strings.ReplaceAll(m[1], "\\\n", " "), "\n")
 		for i := 0; i < len(lines); i++ {
 			line := strings.TrimSpace(lines[i])
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
-			c := guideCommand{line: line}
+			c := guideCommand{line: line, block: b}
 			if hd := hereDoc.FindStringSubmatch(line); hd != nil {
 				for i++; i < len(lines) && lines[i] != hd[1]; i++ {
 					c.line += "\n" + lines[i]
@@ -118,6 +134,69 @@ func guideCommands(guide string) []guideCommand {
 	}
 	return cmds
 }
+
+// fence is any fenced block of a guide: its language and its text.
+var fence = regexp.MustCompile("(?ms)^```(\\w*)\n(.*?)^```")
+
+// guideOutputs gives, by ```sh block (numbered as guideCommands numbers
+// them), the ```text block that follows it with nothing but blank lines
+// between: what the guide says its commands print.
+func guideOutputs(guide string) map[int]string {
+	outs := map[int]string{}
+	sh, prevEnd, prevSh := -1, 0, false
+	for _, m := range fence.FindAllStringSubmatchIndex(guide, -1) {
+		lang := guide[m[2]:m[3]]
+		if lang == "text" && prevSh && strings.TrimSpace(guide[prevEnd:m[0]]) == "" {
+			outs[sh] = guide[m[4]:m[5]]
+		}
+		if prevSh = lang == "sh"; prevSh {
+			sh++
+		}
+		prevEnd = m[1]
+	}
+	return outs
+}
+
+// guideHome is where a guide's learner works: what the guides show where
+// the test's own working directory is.
+const guideHome = "/home/you/ase-emulator"
+
+// asInGuide is a command's output as the guide would show it: the lab is
+// the default one, named lab, and the working directory guideHome. Each
+// command's output ends a line, as the next prompt would end it.
+func asInGuide(out, name, work string) string {
+	out = strings.ReplaceAll(out, work, guideHome)
+	out = regexp.MustCompile(`\b`+regexp.QuoteMeta(name)+`\b`).ReplaceAllString(out, "lab")
+	if out != "" && !strings.HasSuffix(out, "\n") {
+		out += "\n"
+	}
+	return out
+}
+
+// outputDrift returns the lines of want that match no line of got, with
+// runs of blanks taken as one and any number standing for any other:
+// ports, counters, times and which front-end or worker answered change
+// from run to run, the words and the shape of the output do not.
+func outputDrift(want, got string) []string {
+	var gotLines []string
+	for _, line := range strings.Split(got, "\n") {
+		gotLines = append(gotLines, strings.Join(strings.Fields(line), " "))
+	}
+	var missing []string
+	for _, line := range strings.Split(want, "\n") {
+		norm := strings.Join(strings.Fields(line), " ")
+		if norm == "" || norm == "..." { // "..." marks lines the guide leaves out
+			continue
+		}
+		re := regexp.MustCompile("^" + digits.ReplaceAllString(regexp.QuoteMeta(norm), "[0-9]+") + "$")
+		if !slices.ContainsFunc(gotLines, re.MatchString) {
+			missing = append(missing, line)
+		}
+	}
+	return missing
+}
+
+var digits = regexp.MustCompile("[0-9]+")
 
 // guideDir is a working directory like the repository's root, where a
 // guide's commands run: scripts/ is there, bin/emulator is the binary under
