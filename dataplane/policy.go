@@ -189,7 +189,13 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 			// Forced tunneling: the corporate edge, not the ASE's VIP,
 			// takes the flow to the Internet (F16).
 			xl.Src = p.onPremNAT
-		} else if pub, ok := p.outbound[k.Src]; ok {
+		} else if pub, ok := p.outbound[header.AddrFromNetip(n.Addr)]; ok {
+			// The public address is the one of the machine the packet
+			// leaves from: Azure translates only its NIC's own address.
+			// What an appliance forwards for an ASE (a 0.0.0.0/0 route
+			// to it) so leaves with the appliance's address, not the
+			// VIP, which breaks the ASE as forced tunneling does (F16,
+			// F18).
 			xl.Src = pub
 		}
 	}

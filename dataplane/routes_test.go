@@ -203,3 +203,27 @@ func TestRouteStrandsOnTheWrongSide(t *testing.T) {
 	checkIPv4(t, l.devs["platform"].recv(t))
 	l.expectDrops(t, DropRouteStranded, 3)
 }
+
+// F16, F18: Azure translates to a public address only the private address
+// of the NIC a packet leaves by, so what an appliance forwards to the
+// Internet leaves with the appliance's outbound address, never with the
+// VIP of the ASE that sent it: a 0.0.0.0/0 route to an appliance changes
+// the ASE's NAT address, as forced tunneling does. It used to leave with
+// the worker's VIP, so Azure SQL saw the VIP and the ASE stayed Healthy.
+func TestApplianceTrafficLeavesWithItsOwnAddress(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, false, `      - {name: AllToNVA, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`), nil)
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 45400, "203.0.113.20", 1433, true, false))
+	if src, _, dst, _, _ := tcpOf(t, l.devs["nva1"].recv(t)); src != "10.0.1.6" || dst != "203.0.113.20" {
+		t.Fatalf("the appliance got %s -> %s, want the worker's packet unchanged", src, dst)
+	}
+	l.devs["nva1"].inject(nil, tcpPkt(t, "10.0.1.6", 45400, "203.0.113.20", 1433, true, false))
+	src, sport, _, _, _ := tcpOf(t, l.devs["azure-sql"].recv(t))
+	if src != "192.0.2.1" {
+		t.Fatalf("azure-sql saw %s through the appliance, want the appliance's default outbound address 192.0.2.1, not the VIP 192.23.1.2", src)
+	}
+	// The answer finds its way back to the worker.
+	l.devs["azure-sql"].inject(nil, tcpPkt(t, "203.0.113.20", 1433, src, sport, true, true))
+	if _, _, dst, dport, _ := tcpOf(t, l.devs["ase1-w1"].recv(t)); dst != "10.0.1.6" || dport != 45400 {
+		t.Fatalf("the answer reached the worker as %s:%d, want 10.0.1.6:45400", dst, dport)
+	}
+}

@@ -224,3 +224,38 @@ func TestRemoteRegionLatency(t *testing.T) {
 		t.Errorf("after apply took the region away, the shortest RTT to azure-storage is %.1f ms", got)
 	}
 }
+
+// F16, F18: a 0.0.0.0/0 route to an appliance that does not translate
+// changes the ASE's NAT address as forced tunneling does: Azure gives a
+// public address only to what leaves a NIC from that NIC's own address,
+// so the worker's calls leave with the appliance's (its default outbound
+// address here), Azure SQL sees that, and the ASE turns Unhealthy. They
+// used to leave with the ASE's VIP and the ASE stayed Healthy. The fix is
+// the one of F16, a 0.0.0.0/0 -> Internet route.
+func TestApplianceDefaultRouteChangesNAT(t *testing.T) {
+	l := upLab(t, "-f", writeTopology(t, "nva-default.yaml", nvaDefaultRoute(`{name: AllToNVA, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`)...))
+	if r := l.exec("ase1-w1", 20*time.Second, "curl", "-s", "-m", "5", "http://echo/"); strings.TrimSpace(r.stdout) != "192.0.2.1" {
+		t.Errorf("F18: through the appliance echo should see its default outbound address 192.0.2.1, not the VIP: %v", r)
+	}
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Unhealthy", "Azure SQL sees the ASE as 192.0.2.1")) {
+		t.Fatalf("F16: ase1 should be Unhealthy, Azure SQL seeing 192.0.2.1: %+v", l.ase("ase1"))
+	}
+	fixed := writeTopology(t, "fixed.yaml", nvaDefaultRoute(`{name: DefaultToInternet, addressPrefix: 0.0.0.0/0, nextHopType: Internet}`)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", fixed); r.code != 0 {
+		t.Fatalf("apply the 0.0.0.0/0 -> Internet route: %v", r)
+	}
+	if r := l.exec("ase1-w1", 20*time.Second, "curl", "-s", "-m", "5", "http://echo/"); strings.TrimSpace(r.stdout) != "192.23.1.2" {
+		t.Errorf("F18: with 0.0.0.0/0 -> Internet echo should see the VIP 192.23.1.2 again, got %v", r)
+	}
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Healthy", "")) {
+		t.Fatalf("F16: after the fix ase1 should be Healthy: %+v", l.ase("ase1"))
+	}
+}
+
+// nvaDefaultRoute is the default lab with an appliance nva1 in its own
+// subnet and the given routes on ase1-subnet.
+func nvaDefaultRoute(routes ...string) []string {
+	return append(withRoutes("", routes...),
+		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
+		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n")
+}
