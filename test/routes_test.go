@@ -259,3 +259,35 @@ func nvaDefaultRoute(routes ...string) []string {
 		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
 		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n")
 }
+
+// F11: Azure's VirtualNetwork tag takes in the on-premises address spaces
+// the gateway connects, and Internet leaves them out. With vm-subnet's NSG
+// denying Internet inbound, the corporate host still reaches db1 and db1
+// answers it, where on-premises addresses used to count as Internet and
+// the host was denied.
+func TestOnPremisesIsVirtualNetwork(t *testing.T) {
+	l := upLab(t, "-f", writeTopology(t, "onprem-nsg.yaml", append(withRoutes(strings.Replace(onPremises, "advertiseDefaultRoute: true", "advertiseDefaultRoute: false", 1)),
+		"        addressPrefix: 10.0.2.0/24\n", "        addressPrefix: 10.0.2.0/24\n        networkSecurityGroup: vm-nsg\n",
+		"networkSecurityGroups: []\n", `networkSecurityGroups:
+  - name: vm-nsg
+    securityRules:
+      - {name: DenyInternetIn, priority: 100, direction: Inbound, access: Deny, protocol: "*", sourceAddressPrefix: Internet, destinationAddressPrefix: "*"}
+      - {name: DenyInternetOut, priority: 100, direction: Outbound, access: Deny, protocol: "*", sourceAddressPrefix: "*", destinationAddressPrefix: Internet}
+`)...))
+	r := l.exec("corp-host", 20*time.Second, "nc", "-w", "5", "10.0.2.4", "1433")
+	if !strings.Contains(r.stdout, "you are 172.16.1.10:") {
+		t.Errorf("F11: the on-premises host should reach db1 through DenyInternetIn, as VirtualNetwork: %v", r)
+	}
+	var v struct {
+		Allow    bool   `json:"allow"`
+		Decision string `json:"decision"`
+	}
+	l.emuJSON(&v, "verify", "--from", "db1", "--to", "172.16.1.10:22")
+	if !v.Allow || !strings.Contains(v.Decision, "AllowVnetOutBound") {
+		t.Errorf("F11: verify db1 -> on-premises = %+v, want Allow by AllowVnetOutBound", v)
+	}
+	l.emuJSON(&v, "verify", "--from", "db1", "--to", "203.0.113.10:80")
+	if v.Allow || !strings.Contains(v.Decision, "DenyInternetOut") {
+		t.Errorf("verify db1 -> echo = %+v, want Deny by DenyInternetOut", v)
+	}
+}

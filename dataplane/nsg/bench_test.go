@@ -239,7 +239,7 @@ func BenchmarkLinearReference(b *testing.B) {
 	for b.Loop() {
 		tp := tuples[i]
 		for _, r := range rules {
-			if refRule(r, n.VNet, tp) {
+			if refRule(r, n.VNet, top.OnPremises, tp) {
 				break
 			}
 		}

@@ -102,14 +102,15 @@ func (a addrSpec) spans(v *vnetSpans, out []span) []span {
 }
 
 // vnetSpans is a VNet's service tags as ranges: inside is VirtualNetwork
-// (the address spaces and the platform address), outside is Internet (the
-// rest), both sorted and disjoint.
+// (the address spaces, the on-premises address spaces its gateway
+// connects, and the platform address), outside is Internet (the rest),
+// both sorted and disjoint.
 type vnetSpans struct{ inside, outside []span }
 
-func newVNetSpans(v *topology.VNet) *vnetSpans {
+func newVNetSpans(v *topology.VNet, connected []netip.Prefix) *vnetSpans {
 	p := uint32(header.AddrFromNetip(topology.PlatformAddr))
 	in := []span{{p, p}}
-	for _, pr := range v.AddressSpace {
+	for _, pr := range slices.Concat(v.AddressSpace, connected) {
 		if a, err := parseAddrSpec(pr.Masked().String()); err == nil {
 			in = append(in, span{a.lo, a.hi})
 		}
@@ -359,13 +360,14 @@ func (p *rowPool) add(row []uint64) uint32 {
 	return id
 }
 
-// compileTable compiles rs against VNet v.
-func compileTable(rs *ruleSet, v *topology.VNet) *table {
+// compileTable compiles rs against VNet v and the on-premises address
+// spaces connected to it.
+func compileTable(rs *ruleSet, v *topology.VNet, connected []netip.Prefix) *table {
 	n := len(rs.rules)
 	words := (n + 63) / 64
 	pool := &rowPool{w: words, sw: (words + 63) / 64, seen: map[string]uint32{}}
 	t := &table{rs: rs, sw: pool.sw, w: words}
-	vs := newVNetSpans(v)
+	vs := newVNetSpans(v, connected)
 
 	spans := make([][]span, n)
 	for f := range numFields {

@@ -15,11 +15,11 @@
 // protocol Icmp (ICMP only) or * can match, and their port lists are ignored.
 //
 // Service tags (F11) are resolved against the VNet the NSG is attached in:
-// VirtualNetwork is the VNet's address spaces plus 168.63.129.16,
-// AzureLoadBalancer is 168.63.129.16, Internet is every address outside the
-// VNet's address spaces other than 168.63.129.16. An NSG attached in two
-// VNets is compiled once per VNet; both compilations share the rules' hit
-// counters.
+// VirtualNetwork is the VNet's address spaces, the on-premises address
+// spaces its gateway connects (as in Azure), and 168.63.129.16;
+// AzureLoadBalancer is 168.63.129.16; Internet is every other address. An
+// NSG attached in two VNets is compiled once per VNet; both compilations
+// share the rules' hit counters.
 //
 // A node can have a subnet NSG and a NIC NSG (F14). Inbound, the subnet NSG
 // is evaluated first and then the NIC's; outbound, the NIC's and then the
@@ -93,6 +93,7 @@ package nsg
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -231,6 +232,9 @@ type Set struct {
 	byName map[string]*NodeNSGs
 	nsgs   []*nsgState // in file order
 	byNSG  map[string]*nsgState
+	// onPrem is the on-premises address space, which the gateway connects
+	// to every VNet: Azure's VirtualNetwork tag takes it in (F11).
+	onPrem []netip.Prefix
 }
 
 // NodeNSGs is one node's NSGs in evaluation order for each direction: the
@@ -360,6 +364,9 @@ func Compile(t *topology.Topology) (*Set, error) {
 		byName: make(map[string]*NodeNSGs, len(t.Nodes)),
 		byNSG:  make(map[string]*nsgState, len(t.NSGs)),
 	}
+	if t.OnPremises != nil {
+		s.onPrem = t.OnPremises.AddressSpace
+	}
 	for _, g := range t.NSGs {
 		st := &nsgState{name: g.Name, tables: map[*topology.VNet]*[2]*table{}}
 		for _, dir := range []Direction{Inbound, Outbound} {
@@ -447,7 +454,7 @@ func (s *Set) tablesFor(name string, v *topology.VNet) (*[2]*table, error) {
 	}
 	tb := &[2]*table{}
 	for _, dir := range []Direction{Inbound, Outbound} {
-		tb[dir] = compileTable(st.dirs[dir], v)
+		tb[dir] = compileTable(st.dirs[dir], v, s.onPrem)
 	}
 	st.tables[v] = tb
 	return tb, nil

@@ -653,3 +653,63 @@ func TestCompileErrors(t *testing.T) {
 		t.Errorf("unknown tag: err = %v", err)
 	}
 }
+
+// F11: the VirtualNetwork tag takes in the on-premises address space the
+// gateway connects, as Azure's does ("all connected on-premises address
+// spaces"), and Internet leaves it out: an NSG that denies Internet
+// inbound still admits the corporate network, and AllowVnetInBound and
+// AllowVnetOutBound carry it. On-premises addresses used to be Internet.
+func TestServiceTagsOnPremises(t *testing.T) {
+	src := strings.Join([]string{
+		"virtualNetworks:",
+		"  - name: va",
+		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+		"    subnets:",
+		"      - {name: sa, addressPrefix: 10.0.1.0/24, networkSecurityGroup: g}",
+		"virtualMachines:",
+		"  - {name: a, subnet: sa, privateIpAddress: 10.0.1.4}",
+		"onPremises:",
+		"  addressSpace: {addressPrefixes: [172.16.0.0/16, 192.168.8.0/24]}",
+		"  natAddress: 198.18.0.10",
+		"  gateway: {name: corp-gw, address: 172.16.0.4}",
+		"  hosts: [{name: corp-host, address: 172.16.1.10}]",
+		"networkSecurityGroups:",
+		"  - name: g",
+		"    securityRules:",
+		"      - {name: from-internet, priority: 100, direction: Inbound, access: Deny, protocol: Tcp, sourceAddressPrefix: Internet, destinationPortRange: 1}",
+		"      - {name: from-vnet, priority: 110, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: VirtualNetwork, destinationPortRange: 1}",
+		"      - {name: to-internet, priority: 100, direction: Outbound, access: Deny, protocol: Tcp, destinationAddressPrefix: Internet, destinationPortRange: 1}",
+	}, "\n") + "\n"
+	top, err := topology.Parse("onprem.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Compile(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := newReference(top)
+	cases := []struct {
+		dir      Direction
+		tp       Tuple
+		rule     string
+		refAllow bool
+	}{
+		{Inbound, tcp("172.16.1.10", "10.0.1.4", 999, 1), "from-vnet", true},
+		{Inbound, tcp("192.168.8.200", "10.0.1.4", 999, 1), "from-vnet", true}, // second prefix
+		{Inbound, tcp("172.17.0.1", "10.0.1.4", 999, 1), "from-internet", false},
+		{Inbound, tcp("198.51.100.10", "10.0.1.4", 999, 1), "from-internet", false},
+		{Inbound, tcp("172.16.1.10", "10.0.1.4", 999, 2), "AllowVnetInBound", true},
+		{Outbound, tcp("10.0.1.4", "172.16.1.10", 999, 1), "AllowVnetOutBound", true},
+		{Outbound, tcp("10.0.1.4", "203.0.113.10", 999, 1), "to-internet", false},
+	}
+	for _, c := range cases {
+		v := s.Check("a", c.dir, c.tp)
+		if v.Rule != c.rule {
+			t.Errorf("%s %v:%d -> %v:%d: decided by %s, want g/%s", c.dir, c.tp.Src, c.tp.SrcPort, c.tp.Dst, c.tp.DstPort, v, c.rule)
+		}
+		if allow, _ := ref.check(top.NodeByName("a"), c.dir, c.tp); allow != c.refAllow {
+			t.Errorf("%s %v -> %v: the reference evaluator says allow=%v, want %v", c.dir, c.tp.Src, c.tp.Dst, allow, c.refAllow)
+		}
+	}
+}

@@ -24,16 +24,17 @@ type refStep struct {
 	allow bool
 }
 
-func refAddr(p string, v *topology.VNet, a netip.Addr) bool {
+func refAddr(p string, v *topology.VNet, onPrem *topology.OnPremises, a netip.Addr) bool {
+	inside := v.Contains(a) || a == topology.PlatformAddr || onPrem != nil && onPrem.Contains(a)
 	switch p {
 	case topology.Any:
 		return true
 	case topology.TagVirtualNetwork:
-		return v.Contains(a) || a == topology.PlatformAddr
+		return inside
 	case topology.TagAzureLoadBalancer:
 		return a == topology.PlatformAddr
 	case topology.TagInternet:
-		return !v.Contains(a) && a != topology.PlatformAddr
+		return !inside
 	}
 	pr, ok := refPrefixes.Load(p)
 	if !ok {
@@ -55,7 +56,7 @@ func refAny[T any](xs []T, f func(T) bool) bool {
 	return false
 }
 
-func refRule(r *topology.Rule, v *topology.VNet, tp Tuple) bool {
+func refRule(r *topology.Rule, v *topology.VNet, onPrem *topology.OnPremises, tp Tuple) bool {
 	switch r.Protocol {
 	case topology.ProtocolTCP:
 		if tp.Proto != header.ProtoTCP {
@@ -71,8 +72,8 @@ func refRule(r *topology.Rule, v *topology.VNet, tp Tuple) bool {
 		}
 	}
 	src, dst := tp.Src.Netip(), tp.Dst.Netip()
-	if !refAny(r.SourcePrefixes, func(p string) bool { return refAddr(p, v, src) }) ||
-		!refAny(r.DestinationPrefixes, func(p string) bool { return refAddr(p, v, dst) }) {
+	if !refAny(r.SourcePrefixes, func(p string) bool { return refAddr(p, v, onPrem, src) }) ||
+		!refAny(r.DestinationPrefixes, func(p string) bool { return refAddr(p, v, onPrem, dst) }) {
 		return false
 	}
 	if tp.Proto != header.ProtoTCP && tp.Proto != header.ProtoUDP {
@@ -98,7 +99,7 @@ func newReference(top *topology.Topology) *reference {
 
 func (ref *reference) nsg(g *topology.NSG, v *topology.VNet, dir Direction, tp Tuple) *topology.Rule {
 	for _, r := range ref.eff[g][dir] {
-		if refRule(r, v, tp) {
+		if refRule(r, v, ref.top.OnPremises, tp) {
 			return r
 		}
 	}
