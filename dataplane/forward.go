@@ -88,9 +88,12 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 
 	// The subnet's routes (F18): only a lab with user routes or an
 	// on-premises network needs the lookup.
-	viaGateway := false
+	viaGateway, relayed := false, false
 	if s.routes.used && in.node().Subnet != nil {
-		switch h, _ := s.routes.lookup(in.node().Subnet, dst); h.kind {
+		// Only a user route brings an appliance others' packets to relay.
+		n := in.node()
+		relayed = n.IPForwarding && ip.Src() != header.AddrFromNetip(n.Addr)
+		switch h, _ := s.routes.lookup(n.Subnet, dst); h.kind {
 		case hopNone:
 			w.drop(in, DropRouteNone)
 			return
@@ -117,6 +120,10 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	} else if k, keyed := nat.KeyOf(ip); keyed {
 		tracked = e.track(s, in, ip, k, viaGateway, now, w, &flow)
 		ok = tracked
+		if relayed && ok && !s.pol.relayKeeps(in.node(), k, viaGateway, &flow) {
+			w.drop(in, DropAsymmetric)
+			return
+		}
 	} else if e.ct.TranslateICMPError(ip, vnet, now) {
 		// An error about a translated flow, already rewritten for its
 		// sender: route it by its new destination.

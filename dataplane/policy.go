@@ -202,6 +202,24 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 	return xl, 0, true
 }
 
+// relayKeeps reports whether f, the flow of k, leaves appliance n as its
+// translation says when n relays one of its packets (F18). Azure
+// translates what leaves a NIC for the Internet from that NIC's address,
+// whatever machine translated the flow before; so a flow translated
+// elsewhere, such as a front-end's answer through the VIP routed to the
+// appliance by 0.0.0.0/0, would reach its peer from the appliance's
+// address, which the peer does not know: the asymmetric routing that
+// breaks an ASE's inbound traffic behind such a route (F16). A flow the
+// appliance's own NIC translated, or one that is not translated where it
+// leaves, goes on.
+func (p *policy) relayKeeps(n *topology.Node, k nat.Key, viaGateway bool, f *nat.Flow) bool {
+	xl, _, ok := p.decide(n, k, viaGateway)
+	if !ok || xl.Src == k.Src {
+		return true
+	}
+	return f.Translated().Src == xl.Src
+}
+
 // frontEnd picks one of n front-ends for the flow k by its 5-tuple, as
 // Azure's load balancer does, so one connection always lands on one
 // front-end. The multiply carries every bit of the tuple only upwards,

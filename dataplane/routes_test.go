@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/dataplane/nsg"
@@ -226,4 +227,47 @@ func TestApplianceTrafficLeavesWithItsOwnAddress(t *testing.T) {
 	if _, _, dst, dport, _ := tcpOf(t, l.devs["ase1-w1"].recv(t)); dst != "10.0.1.6" || dport != 45400 {
 		t.Fatalf("the answer reached the worker as %s:%d, want 10.0.1.6:45400", dst, dport)
 	}
+}
+
+// F16, F18: with 0.0.0.0/0 routed to an appliance, a front-end's answer to
+// an Internet client goes to the appliance, and what the appliance sends
+// on leaves its own NIC, which Azure translates to the appliance's address,
+// not back to the VIP the client called: the client never gets its answer
+// (asymmetric routing, why an ASE's inbound management breaks behind such
+// a route). The dataplane used to find the flow by its tuple wherever the
+// packet came from and translate it back to the VIP, so it worked. The
+// appliance's own flows keep working both ways.
+func TestApplianceBreaksVIPAnswers(t *testing.T) {
+	l := newLabFrom(t, routedLab(t, false, `      - {name: AllToNVA, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`), nil)
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 45500, "192.23.1.2", 80, true, false))
+	var fe string
+	select {
+	case <-time.After(2 * time.Second):
+		t.Fatal("the SYN to the VIP reached no front-end")
+	case <-l.devs["ase1-fe1"].out:
+		fe = "ase1-fe1"
+	case <-l.devs["ase1-fe2"].out:
+		fe = "ase1-fe2"
+	}
+	feAddr := l.e.cur.Load().topo.NodeByName(fe).Addr.String()
+	syn := tcpPkt(t, feAddr, 80, "198.51.100.10", 45500, true, true)
+	l.devs[fe].inject(nil, syn)
+	if src, _, dst, _, _ := tcpOf(t, l.devs["nva1"].recv(t)); src != feAddr || dst != "198.51.100.10" {
+		t.Fatalf("the appliance got %s -> %s, want the front-end's answer unchanged", src, dst)
+	}
+	l.devs["nva1"].inject(nil, syn)
+	l.devs["client"].expectNothing(t)
+	l.expectDrops(t, DropAsymmetric, 1)
+
+	// The worker's call through the appliance leaves and comes back, and
+	// its next packet, through the appliance again, goes on.
+	l.devs["nva1"].inject(nil, tcpPkt(t, "10.0.1.6", 45501, "203.0.113.10", 80, true, false))
+	src, sport, _, _, _ := tcpOf(t, l.devs["echo"].recv(t))
+	l.devs["echo"].inject(nil, tcpPkt(t, "203.0.113.10", 80, src, sport, true, true))
+	tcpOf(t, l.devs["ase1-w1"].recv(t))
+	l.devs["nva1"].inject(nil, tcpPkt(t, "10.0.1.6", 45501, "203.0.113.10", 80, false, true))
+	if s, _, _, _, _ := tcpOf(t, l.devs["echo"].recv(t)); s != src {
+		t.Fatalf("the worker's second packet reached echo from %s, want %s as its first", s, src)
+	}
+	l.expectDrops(t, DropAsymmetric, 1)
 }

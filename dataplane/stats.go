@@ -43,6 +43,7 @@ const (
 	DropWriteError                          // the egress device refused the packet
 	DropLinkLoss                            // lost on an impaired link (its latency's loss), counted on that link's node
 	DropLinkFull                            // an impaired link's line was full, counted on that link's node
+	DropAsymmetric                          // an appliance relayed a packet of a flow translated elsewhere, which Azure would translate to the appliance's address (F18)
 	numDropReasons
 )
 
@@ -79,6 +80,7 @@ var dropNames = [numDropReasons]string{
 	DropWriteError:        "write-error",
 	DropLinkLoss:          "link-loss",
 	DropLinkFull:          "link-queue-full",
+	DropAsymmetric:        "asymmetric-route",
 }
 
 func (r DropReason) String() string {

@@ -231,7 +231,8 @@ func TestRemoteRegionLatency(t *testing.T) {
 // so the worker's calls leave with the appliance's (its default outbound
 // address here), Azure SQL sees that, and the ASE turns Unhealthy. They
 // used to leave with the ASE's VIP and the ASE stayed Healthy. The fix is
-// the one of F16, a 0.0.0.0/0 -> Internet route.
+// the one of F16, a 0.0.0.0/0 -> Internet route, which also brings the
+// front-ends' answers to the Internet back from the appliance.
 func TestApplianceDefaultRouteChangesNAT(t *testing.T) {
 	l := upLab(t, "-f", writeTopology(t, "nva-default.yaml", nvaDefaultRoute(`{name: AllToNVA, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`)...))
 	if r := l.exec("ase1-w1", 20*time.Second, "curl", "-s", "-m", "5", "http://echo/"); strings.TrimSpace(r.stdout) != "192.0.2.1" {
@@ -239,6 +240,16 @@ func TestApplianceDefaultRouteChangesNAT(t *testing.T) {
 	}
 	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Unhealthy", "Azure SQL sees the ASE as 192.0.2.1")) {
 		t.Fatalf("F16: ase1 should be Unhealthy, Azure SQL seeing 192.0.2.1: %+v", l.ase("ase1"))
+	}
+	// The front-ends' answers to the Internet take the route too, and
+	// leave the appliance untranslated back to the VIP: asymmetric
+	// routing, so neither Azure management nor a client gets an answer.
+	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Unhealthy", "Azure management (azure-mgmt) cannot reach the VIP on 454")) {
+		t.Errorf("F16: behind the appliance Azure management should not reach ase1's VIP: %+v", l.ase("ase1"))
+	}
+	l.curlFails("client", "http://app1.ase1.p.azurewebsites.net/")
+	if d := l.status().Drops["asymmetric-route"]; d < 1 {
+		t.Errorf("status counts %d asymmetric-route drops, want the front-ends' answers the appliance relayed", d)
 	}
 	fixed := writeTopology(t, "fixed.yaml", nvaDefaultRoute(`{name: DefaultToInternet, addressPrefix: 0.0.0.0/0, nextHopType: Internet}`)...)
 	if r := emu(t, "apply", "--name", l.name, "-f", fixed); r.code != 0 {
@@ -249,6 +260,9 @@ func TestApplianceDefaultRouteChangesNAT(t *testing.T) {
 	}
 	if !waitFor(15*time.Second, l.aseHealthIs("ase1", "Healthy", "")) {
 		t.Fatalf("F16: after the fix ase1 should be Healthy: %+v", l.ase("ase1"))
+	}
+	if r := l.exec("client", 20*time.Second, "curl", "-s", "-m", "5", "http://app1.ase1.p.azurewebsites.net/?format=text"); !strings.Contains(r.stdout, "app1 on ase1-w") {
+		t.Errorf("after the fix the client should reach app1 through the VIP: %v", r)
 	}
 }
 
