@@ -156,6 +156,9 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usagef("status: unexpected argument %q (the lab is given with --name)", fs.Arg(0))
+	}
 	if err := needRoot("status"); err != nil {
 		return err
 	}
@@ -242,6 +245,9 @@ func cmdFlows(args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("flows: unexpected argument %q (the lab is given with --name)", fs.Arg(0))
 	}
 	if err := needRoot("flows"); err != nil {
 		return err

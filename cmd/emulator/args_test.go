@@ -1,0 +1,25 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+// A command that takes no positional argument refuses one (exit 2), rather
+// than stop reading flags there and act on the default lab: `emulator
+// status xa1` must not report on lab "lab", and the --name after it must
+// not be dropped.
+func TestStrayArgumentIsUsageError(t *testing.T) {
+	for _, args := range [][]string{
+		{"status", "xa1"},
+		{"status", "xa1", "--name", "t"},
+		{"flows", "xa1", "--json"},
+	} {
+		var stderr strings.Builder
+		code := run(args, io.Discard, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), `unexpected argument "xa1"`) {
+			t.Errorf("emulator %s: exit %d, %q; want exit 2 naming the stray argument", strings.Join(args, " "), code, stderr.String())
+		}
+	}
+}
