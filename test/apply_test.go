@@ -89,3 +89,27 @@ func TestApplyRefuses(t *testing.T) {
 	}
 	l.mustExec("db1", "ping", "-c", "1", "-W", "2", "10.0.1.6")
 }
+
+// flowLogs.enabled in a file given to apply turns the flow logs on and off,
+// as it does at up, rather than being dropped while apply says nothing
+// changed.
+func TestApplyFlowLogs(t *testing.T) {
+	l := upLab(t)
+	on := writeTopology(t, "on.yaml", "networkSecurityGroups: []\n", "networkSecurityGroups: []\nflowLogs: {enabled: true}\n")
+	for _, c := range []struct {
+		file, says string
+		want       bool
+	}{
+		{on, "NSG flow logs: on", true},
+		{writeTopology(t, "off.yaml"), "NSG flow logs: off", false},
+	} {
+		if r := emu(t, "apply", "--name", l.name, "-f", c.file); r.code != 0 || !strings.Contains(r.stdout, c.says) {
+			t.Errorf("apply of flowLogs.enabled %v: want exit 0 and %q, got %v", c.want, c.says, r)
+		}
+		var got flowLogJSON
+		l.emuJSON(&got, "flowlog")
+		if got.Enabled != c.want {
+			t.Errorf("after apply of flowLogs.enabled %v, flowlog --json says enabled %v", c.want, got.Enabled)
+		}
+	}
+}

@@ -169,6 +169,39 @@ func TestApplianceMeetsSenderNSG(t *testing.T) {
 	}
 }
 
+// F18: turning on enableIPForwarding with apply, with a route to the VM,
+// makes it an appliance as up would: its own kernel forwards, so db1
+// answers through it. Turning it off stops the forwarding again.
+func TestApplyTurnsApplianceForwardingOn(t *testing.T) {
+	// No appliance yet: the route to db1's subnet is the VNet's own.
+	plain := nvaLab(t, "nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4", "nextHopType: VnetLocal",
+		"    enableIPForwarding: true\n", "    enableIPForwarding: false\n")
+	l := upLab(t, "-f", plain)
+	forwarding := func() string {
+		return strings.TrimSpace(l.mustExec("nva1", "cat", "/proc/sys/net/ipv4/ip_forward"))
+	}
+	r := emu(t, "apply", "--name", l.name, "-f", nvaLab(t))
+	if r.code != 0 {
+		t.Fatalf("apply of the appliance: %v", r)
+	}
+	if !strings.Contains(r.stdout, "nva1 IP forwarding: on") {
+		t.Errorf("apply does not say nva1 now forwards: %v", r)
+	}
+	if f := forwarding(); f != "1" {
+		t.Errorf("after apply turned enableIPForwarding on, nva1's ip_forward is %s, want 1", f)
+	}
+	if r := l.exec("ase1-w1", 20*time.Second, "nc", "-w", "5", "10.0.2.4", "1433"); !strings.Contains(r.stdout, "you are 10.0.1.6:") {
+		t.Errorf("db1 did not answer ase1-w1 through the appliance nva1: %v", r)
+	}
+	r = emu(t, "apply", "--name", l.name, "-f", plain)
+	if r.code != 0 || !strings.Contains(r.stdout, "nva1 IP forwarding: off") {
+		t.Errorf("apply back to no appliance: want exit 0 and the change named, got %v", r)
+	}
+	if f := forwarding(); f != "0" {
+		t.Errorf("after apply turned enableIPForwarding off, nva1's ip_forward is %s, want 0", f)
+	}
+}
+
 // F18: user routes whose next hop cannot hold the destination drop, as in
 // Azure, though nexthop names them: Internet for a VNet address, VnetLocal
 // for an Internet one.

@@ -114,6 +114,12 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 	if err != nil {
 		return nil, err
 	}
+	// A VM's kernel forwards for it (README: VirtualAppliance), so its
+	// namespace follows enableIPForwarding; the dataplane alone would take
+	// what the VM forwards while the VM's kernel forwarded nothing.
+	if err := l.setForwarding(l.topo, t); err != nil {
+		return nil, err
+	}
 	// Build the new nodes before touching the dataplane, so a failure
 	// leaves the running lab as it was.
 	var specs []dataplane.PortSpec
@@ -124,6 +130,7 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 				spec.Dev.Close()
 				l.forgetNode(added[j].Name)
 			}
+			l.setForwarding(t, l.topo)
 			return nil, err
 		}
 		l.nsh[n.Name], l.nets[n.Name] = h, nsNet{h}
@@ -134,7 +141,11 @@ func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error
 		gone = append(gone, n.Name)
 	}
 	if err := l.engine.Reconfigure(t, specs, gone); err != nil {
+		l.setForwarding(t, l.topo)
 		return nil, err
+	}
+	if l.topo.FlowLogs != t.FlowLogs {
+		l.flowLogs.set(l, t.FlowLogs)
 	}
 	if err := l.svc.update(t, added, removed, l.nets); err != nil {
 		return nil, err
@@ -218,18 +229,43 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 	changes = append(changes, diffRoutes(old, new)...)
 	if (old.OnPremises == nil) != (new.OnPremises == nil) {
 		refuse("the onPremises network was added or removed")
-	} else if o, n := old.OnPremises, new.OnPremises; o != nil && o.AdvertiseDefaultRoute != n.AdvertiseDefaultRoute {
-		changes = append(changes, fmt.Sprintf("on-premises advertiseDefaultRoute: %v (forced tunneling %s)", n.AdvertiseDefaultRoute, map[bool]string{true: "on", false: "off"}[n.AdvertiseDefaultRoute]))
+	} else if o, n := old.OnPremises, new.OnPremises; o != nil {
+		if o.AdvertiseDefaultRoute != n.AdvertiseDefaultRoute {
+			changes = append(changes, fmt.Sprintf("on-premises advertiseDefaultRoute: %v (forced tunneling %s)", n.AdvertiseDefaultRoute, onOff(n.AdvertiseDefaultRoute)))
+		}
+		if o.NATAddress != n.NATAddress {
+			changes = append(changes, fmt.Sprintf("on-premises natAddress: %s, was %s", n.NATAddress, o.NATAddress))
+		}
+		if !slices.Equal(o.AddressSpace, n.AddressSpace) {
+			changes = append(changes, fmt.Sprintf("on-premises address space: %v, was %v", n.AddressSpace, o.AddressSpace))
+		}
 	}
 	for _, nn := range new.Nodes {
-		if on := old.NodeByName(nn.Name); on != nil && on.Latency != nn.Latency {
+		on := old.NodeByName(nn.Name)
+		if on == nil {
+			continue
+		}
+		if on.Latency != nn.Latency {
 			changes = append(changes, fmt.Sprintf("%s latency: %+v", nn.Name, nn.Latency))
 		}
+		if on.IPForwarding != nn.IPForwarding {
+			changes = append(changes, fmt.Sprintf("%s IP forwarding: %s", nn.Name, onOff(nn.IPForwarding)))
+		}
+	}
+	if old.FlowLogs != new.FlowLogs {
+		changes = append(changes, fmt.Sprintf("NSG flow logs: %s", onOff(new.FlowLogs)))
 	}
 	if len(problems) > 0 {
 		return nil, nil, nil, refusal{"apply cannot change these in a running lab (use emulator down, then up):\n  " + strings.Join(problems, "\n  ")}
 	}
 	return added, removed, changes, nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // networks describes the VNets for comparison.
@@ -308,6 +344,34 @@ func diffNSGs(old, new *topology.Topology) []string {
 		}
 	}
 	return changes
+}
+
+// setForwarding turns IP forwarding on or off in the namespace of every
+// node of both topologies whose enableIPForwarding differs, to what to
+// says. On failure it puts back those it changed.
+func (l *runningLab) setForwarding(from, to *topology.Topology) error {
+	var done []*topology.Node
+	set := func(n *topology.Node, on bool) error {
+		return build.Do(l.nsh[n.Name], func() error {
+			if on {
+				return build.EnableForwarding()
+			}
+			return build.DisableForwarding()
+		})
+	}
+	for _, n := range to.Nodes {
+		if was := from.NodeByName(n.Name); was == nil || was.IPForwarding == n.IPForwarding {
+			continue
+		}
+		if err := set(n, n.IPForwarding); err != nil {
+			for _, d := range done {
+				set(d, !d.IPForwarding)
+			}
+			return fmt.Errorf("node %s: IP forwarding: %w", n.Name, err)
+		}
+		done = append(done, n)
+	}
+	return nil
 }
 
 // forgetNode stops what runs in node's namespace and deletes it.

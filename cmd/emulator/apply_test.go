@@ -54,3 +54,53 @@ func TestDiffNSGsComparesRulesNotLines(t *testing.T) {
 		}
 	}
 }
+
+// parseLab is the default lab with edits (old, new pairs) made to its file.
+func parseLab(t *testing.T, edits ...string) *topology.Topology {
+	t.Helper()
+	yaml := string(topology.DefaultYAML())
+	for i := 0; i+1 < len(edits); i += 2 {
+		if !strings.Contains(yaml, edits[i]) {
+			t.Fatalf("the default lab has no %q", edits[i])
+		}
+		yaml = strings.Replace(yaml, edits[i], edits[i+1], 1)
+	}
+	topo, err := topology.Parse("lab.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+// onPrem adds an on-premises network to the default lab's file.
+func onPrem(space, nat string) []string {
+	return []string{"networkSecurityGroups: []\n", "networkSecurityGroups: []\nonPremises:\n" +
+		"  addressSpace: {addressPrefixes: [" + space + "]}\n  natAddress: " + nat + "\n" +
+		"  gateway: {name: corp-gw, address: 172.16.0.4}\n  hosts: [{name: corp-host, address: 172.16.1.10}]\n"}
+}
+
+// What the running lab takes from a new file, apply says it changed: a
+// change the dataplane carries out silently would leave "nothing changed"
+// on the screen while the lab behaves differently (db1 leaving as another
+// on-premises NAT address, a VM that starts forwarding, flow logs that
+// start).
+func TestDiffTopologyReportsEveryLiveChange(t *testing.T) {
+	const vm = "    privateIpAddress: 10.0.2.4\n"
+	running := parseLab(t, onPrem("172.16.0.0/16", "198.18.0.10")...)
+	for _, c := range []struct {
+		name string
+		new  *topology.Topology
+		want string
+	}{
+		{"on-premises NAT address", parseLab(t, onPrem("172.16.0.0/16", "198.18.0.99")...), "on-premises natAddress: 198.18.0.99, was 198.18.0.10"},
+		{"on-premises address space", parseLab(t, onPrem("172.16.0.0/16, 172.20.0.0/16", "198.18.0.10")...),
+			"on-premises address space: [172.16.0.0/16 172.20.0.0/16], was [172.16.0.0/16]"},
+		{"IP forwarding", parseLab(t, append(onPrem("172.16.0.0/16", "198.18.0.10"), vm, vm+"    enableIPForwarding: true\n")...), "db1 IP forwarding: on"},
+		{"flow logs", parseLab(t, append(onPrem("172.16.0.0/16", "198.18.0.10"), "virtualNetworks:\n", "flowLogs: {enabled: true}\nvirtualNetworks:\n")...), "NSG flow logs: on"},
+	} {
+		_, _, changes, err := diffTopology(running, c.new)
+		if err != nil || !slices.Contains(changes, c.want) {
+			t.Errorf("%s: diffTopology = %q, %v; want a change %q", c.name, changes, err, c.want)
+		}
+	}
+}

@@ -18,3 +18,9 @@ func EnableForwarding() error {
 	}
 	return nil
 }
+
+// DisableForwarding makes the calling thread's namespace stop forwarding,
+// as a VM whose IP forwarding is turned off. Call it inside Do.
+func DisableForwarding() error {
+	return writeSysctl("/proc/sys/net/ipv4/ip_forward", "0")
+}
