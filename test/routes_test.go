@@ -49,6 +49,20 @@ func (l *lab) nexthop(from, to string) nexthopJSON {
 	return nh
 }
 
+// F18: nexthop reads a VNet subnet's routes, as Network Watcher does for
+// a VM. A node outside the VNets has none: nexthop says so (exit 2) rather
+// than answer VnetLocal for a host on the Internet.
+func TestNexthopOutsideTheVNets(t *testing.T) {
+	l := upLab(t)
+	r := emu(t, "nexthop", "--name", l.name, "--from", "client", "--to", "192.23.1.2")
+	if r.code != 2 || !strings.Contains(r.stderr, "client") || !strings.Contains(r.stderr, "not in a VNet") {
+		t.Errorf("nexthop from the Internet host client: want exit 2 saying client is not in a VNet, got %v", r)
+	}
+	if nh := l.nexthop("db1", "192.23.1.2"); nh.Type != "Internet" {
+		t.Errorf("nexthop from db1 to ase1's VIP = %+v, want Internet", nh)
+	}
+}
+
 // F16, F18: with forced tunneling the ASE leaves with the on-premises NAT
 // address and turns Unhealthy, naming forced tunneling; a 0.0.0.0/0 ->
 // Internet route on its subnet brings back the VIP and Healthy, while a

@@ -69,5 +69,15 @@ func (l *runningLab) handleNexthop(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("lab %s has no node %q", l.name, q.From), http.StatusUnprocessableEntity)
 		return
 	}
+	// The dataplane answers VnetLocal for a node without a subnet (it
+	// delivers by destination alone), which is no route a user could find
+	// on an Internet or on-premises host.
+	l.mu.Lock()
+	n := l.topo.NodeByName(q.From)
+	l.mu.Unlock()
+	if n != nil && n.Subnet == nil {
+		http.Error(w, fmt.Sprintf("nexthop: %s is not in a VNet (a node of kind %s): next hop reads the routes of a VNet subnet; ask from a machine in one", q.From, n.Kind), http.StatusUnprocessableEntity)
+		return
+	}
 	writeJSON(w, nh)
 }
