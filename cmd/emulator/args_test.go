@@ -23,3 +23,15 @@ func TestStrayArgumentIsUsageError(t *testing.T) {
 		}
 	}
 }
+
+// graph --name draws that lab's own topology; for a lab that was never
+// started it says so instead of drawing the default lab, which a mistyped
+// name would otherwise pass off as the lab asked for.
+func TestGraphOfUnknownLab(t *testing.T) {
+	var stdout, stderr strings.Builder
+	code := run([]string{"graph", "--name", "t-no-such-lab"}, &stdout, &stderr)
+	if code == exitOK || stdout.Len() > 0 || !strings.Contains(stderr.String(), "t-no-such-lab") {
+		t.Errorf("graph --name of a lab that does not exist: exit %d, %d bytes drawn, %q; want an error naming the lab and no drawing",
+			code, stdout.Len(), stderr.String())
+	}
+}

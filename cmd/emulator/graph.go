@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/aseemu/emulator/topology"
@@ -32,7 +34,14 @@ func cmdGraph(args []string, stdout io.Writer) error {
 	fs.Visit(func(f *flag.Flag) { named = named || f.Name == "name" })
 	if path == "" && named {
 		// The named lab's own file, when it was started from one.
-		if st, err := readState(*name); err == nil && st != nil && strings.HasPrefix(st.Topology, "/") {
+		st, err := readState(*name)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("graph: lab %s is not running (draw a file with: emulator graph -f FILE)", *name)
+		}
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(st.Topology, "/") {
 			path = st.Topology
 		}
 	}
