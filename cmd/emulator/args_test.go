@@ -35,3 +35,27 @@ func TestGraphOfUnknownLab(t *testing.T) {
 			code, stdout.Len(), stderr.String())
 	}
 }
+
+// CMD -h prints that command's usage and every flag it takes, exit 0; the
+// flags of up that the README documents are in emulator help too.
+func TestCommandHelp(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"up", "-h"}, []string{"usage: emulator up ", "-busy-poll", "-io-uring", "-metrics", "-queues", "-name"}},
+		{[]string{"status", "--help"}, []string{"usage: emulator status ", "-json"}},
+		{[]string{"capture", "db1", "-h"}, []string{"usage: emulator capture ", "-filter"}},
+		{[]string{"lab", "check", "-h"}, []string{"usage: emulator lab ", "-json"}},
+		{[]string{"help"}, []string{"--busy-poll", "--io-uring", "--metrics"}},
+	} {
+		var stdout, stderr strings.Builder
+		code := run(c.args, &stdout, &stderr)
+		for _, w := range c.want {
+			if code != exitOK || !strings.Contains(stdout.String(), w) {
+				t.Errorf("emulator %s: exit %d, stdout %q, stderr %q; want exit 0 and %q", strings.Join(c.args, " "), code, stdout.String(), stderr.String(), w)
+				break
+			}
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/aseemu/emulator/topology"
 )
@@ -43,13 +44,13 @@ var labNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
 const usage = `usage: emulator COMMAND [ARGS]
 
 Commands:
-  up [-f FILE] [--name LAB] [-d] [--queues N]
+  up [-f FILE] [--name LAB] [-d] [--queues N] [--busy-poll D] [--io-uring=false] [--metrics 127.0.0.1:PORT]
                                      build a lab and run its dataplane (Ctrl-C tears it down)
   down [--name LAB]                  tear a lab down completely (idempotent)
   status [--name LAB] [--json]       nodes, addresses, VIPs and counters of a running lab
   exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
   flows [--name LAB] [--json]        tracked flows with their original and translated tuples
-  apply [--name LAB] -f FILE         apply changed NSGs, ASE scale and apps to a running lab
+  apply [--name LAB] -f FILE         apply changed NSGs, routes, ASE scale and apps to a running lab
   verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--direction D] [--json]
                                      IP flow verify: would the NSGs allow this flow, and which rule decides
   nexthop [--name LAB] --from NODE --to ADDR [--json]
@@ -67,6 +68,7 @@ Commands:
                                      teaching labs (scripts/labs): start one, check each step, apply its solution
 
 The default lab name is "` + defaultLab + `", or $` + labEnv + ` when set. Run as root (sudo).
+emulator COMMAND -h lists the command's flags.
 `
 
 // usageError is a bad invocation: exit status 2.
@@ -122,7 +124,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "emulator: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
 	}
+	var h helpRequest
+	if errors.As(err, &h) {
+		fmt.Fprint(stdout, h.text)
+		return exitOK
+	}
 	return report(err, stderr)
+}
+
+// helpRequest is CMD -h: the command's usage and flags, for stdout.
+type helpRequest struct{ text string }
+
+func (h helpRequest) Error() string { return "help requested" }
+
+var usageGap = regexp.MustCompile(`\s{3,}`)
+
+// commandHelp is fs's command's lines of the usage, then its flags.
+func commandHelp(fs *flag.FlagSet) helpRequest {
+	var b strings.Builder
+	cmd, _, _ := strings.Cut(fs.Name(), " ")
+	lines := strings.Split(usage, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "  "+cmd+" ") && l != "  "+cmd {
+			continue
+		}
+		// The description is on the same line, after a gap, or on the next.
+		parts := usageGap.Split(strings.TrimSpace(l), 2)
+		if len(parts) == 1 && i+1 < len(lines) && strings.HasPrefix(lines[i+1], "       ") {
+			parts = append(parts, strings.TrimSpace(lines[i+1]))
+		}
+		fmt.Fprintf(&b, "usage: emulator %s\n", parts[0])
+		if len(parts) == 2 {
+			fmt.Fprintf(&b, "  %s\n", parts[1])
+		}
+	}
+	b.WriteString("\nFlags:\n")
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	return helpRequest{b.String()}
 }
 
 // report prints err and maps it to an exit status.
@@ -133,7 +173,7 @@ func report(err error, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "emulator: %v\n", err)
 	var ue usageError
 	var te topology.Errors
-	if errors.As(err, &ue) || errors.As(err, &te) || errors.Is(err, flag.ErrHelp) {
+	if errors.As(err, &ue) || errors.As(err, &te) {
 		return exitUsage
 	}
 	return exitFail
@@ -149,7 +189,9 @@ func newFlags(cmd string) (*flag.FlagSet, *string) {
 
 // parseFlags parses args and checks the lab name.
 func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return commandHelp(fs)
+	} else if err != nil {
 		return usagef("%s: %v (see emulator help)", fs.Name(), err)
 	}
 	if !labNameRE.MatchString(*name) {
