@@ -9,16 +9,18 @@ import (
 // A command that takes no positional argument refuses one (exit 2), rather
 // than stop reading flags there and act on the default lab: `emulator
 // status xa1` must not report on lab "lab", and the --name after it must
-// not be dropped.
+// not be dropped. `emulator init lab.yaml` must not look as if it wrote
+// lab.yaml.
 func TestStrayArgumentIsUsageError(t *testing.T) {
 	for _, args := range [][]string{
 		{"status", "xa1"},
 		{"status", "xa1", "--name", "t"},
 		{"flows", "xa1", "--json"},
+		{"init", "lab.yaml"}, // init prints; it writes no file
 	} {
 		var stderr strings.Builder
 		code := run(args, io.Discard, &stderr)
-		if code != exitUsage || !strings.Contains(stderr.String(), `unexpected argument "xa1"`) {
+		if code != exitUsage || !strings.Contains(stderr.String(), `unexpected argument "`+args[1]+`"`) {
 			t.Errorf("emulator %s: exit %d, %q; want exit 2 naming the stray argument", strings.Join(args, " "), code, stderr.String())
 		}
 	}

@@ -116,6 +116,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "lab":
 		err = cmdLab(rest, stdout)
 	case "init":
+		if len(rest) > 0 {
+			err = usagef("init: unexpected argument %q: init prints the default lab; save it with: emulator init > FILE", rest[0])
+			break
+		}
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
