@@ -339,16 +339,22 @@ func (b *builder) buildOnPremises(s *onPremSpec) {
 	}
 	o := &OnPremises{Line: s.at.line, AdvertiseDefaultRoute: s.advertise.v}
 	b.t.OnPremises = o
+	// spaceOK is false once a prefix of the space is refused: whether a
+	// host lies in the space as written can then no longer be told.
+	spaceOK := true
 	for _, f := range s.space {
 		if !f.ok {
+			spaceOK = false
 			continue
 		}
 		if f.v.Masked() != f.v {
 			b.errAt(f.loc, "%s is not a network address; did you mean %s?", f.v, f.v.Masked())
+			spaceOK = false
 			continue
 		}
 		if v, _, overlaps := b.spaces.overlapping(f.v); overlaps {
 			b.errAt(f.loc, "%s overlaps VNet %s: on-premises and the VNets must not overlap", f.v, v.Name)
+			spaceOK = false
 			continue
 		}
 		o.AddressSpace = append(o.AddressSpace, f.v)
@@ -369,7 +375,9 @@ func (b *builder) buildOnPremises(s *onPremSpec) {
 		n := &Node{Name: hs.name.v, Kind: kind, Line: hs.at.line}
 		if hs.addr.ok {
 			if !o.Contains(hs.addr.v) {
-				b.errAt(hs.addr.loc, "%s is outside the on-premises address space %v", hs.addr.v, o.AddressSpace)
+				if spaceOK {
+					b.errAt(hs.addr.loc, "%s is outside the on-premises address space %v", hs.addr.v, o.AddressSpace)
+				}
 			} else if last := hs.addr.v.As4()[3]; last <= 1 || last == 255 {
 				b.errAt(hs.addr.loc, "%s is %s of its network %s: an on-premises host's gateway is the .1 of its /24, so use .2 to .254", hs.addr.v, hostNetRole(hs.addr.v), onLink24(hs.addr.v))
 			} else {

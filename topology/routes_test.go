@@ -86,7 +86,11 @@ func TestRouteErrors(t *testing.T) {
 		{"unknown route table", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: nope}"), 5, "virtualNetworks[0].subnets[0].routeTable", "no routeTables entry", false},
 		{"unknown region", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, region: mars}]"), 6, "internetHosts[0].region", "unknown region", false},
 		{"bad rate", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: fast}}]"), 6, "internetHosts[0].latency.rate", "not a rate", false},
-		{"on-premises overlaps the VNet", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "overlaps VNet", true},
+		{"on-premises overlaps the VNet", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "overlaps VNet", false},
+		// The space was refused, so whether the gateway lies in it cannot
+		// be said: "outside the on-premises address space []" would point
+		// at an address that is right.
+		{"on-premises bad prefix, host inside it", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16, 10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[1]", "overlaps VNet", false},
 		{"on-premises host outside", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.17.0.4}}"), 6, "onPremises.gateway.address", "outside the on-premises", false},
 	})
 }
