@@ -255,3 +255,19 @@ func TestLabUsage(t *testing.T) {
 		t.Errorf("lab check of a lab that is not running: want exit 1 saying how to start it, got %v", r)
 	}
 }
+
+// graph --name draws what the lab runs, also after lab solve applied a
+// solution: lab 4's solution puts ase1-nsg on ase1-subnet.
+func TestGraphAfterLabSolve(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 0 {
+		t.Fatalf("lab start 4: %v", r)
+	}
+	if r := emu(t, "lab", "solve", "4", "--name", l.name); r.code != 0 {
+		t.Fatalf("lab solve 4: %v", r)
+	}
+	if r := emu(t, "graph", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "ase1-nsg") {
+		t.Errorf("graph --name after lab solve 4 should draw the solution's NSG ase1-nsg: %v", r)
+	}
+}

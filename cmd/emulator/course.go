@@ -170,11 +170,19 @@ func (c *course) up(file string) error {
 	if err := makeLabDir(c.name); err != nil {
 		return err
 	}
-	path := filepath.Join(labDir(c.name), fmt.Sprintf("lab%02d-%s", c.lab.Number, file))
-	if err := os.WriteFile(path, content, 0o600); err != nil {
+	path, err := c.save(file, content)
+	if err != nil {
 		return err
 	}
 	return upDetached(c.name, path, upOptions{busyPoll: dataplane.DefaultSpin}, c.out)
+}
+
+// save writes one of the lab's files into the lab's state directory and
+// returns its path: the lab records where its topology came from, and
+// graph --name and status read it back from there.
+func (c *course) save(file string, content []byte) (string, error) {
+	path := filepath.Join(labDir(c.name), fmt.Sprintf("lab%02d-%s", c.lab.Number, file))
+	return path, os.WriteFile(path, content, 0o600)
 }
 
 // labCheck is what `lab check --json` prints.
@@ -297,7 +305,11 @@ func (c *course) solve() error {
 				return err
 			}
 			fmt.Fprintf(c.out, "$ emulator apply -f scripts/labs/%s/%s\n", c.lab.Dir, a.Apply)
-			if err := applyContent(c.name, filepath.Join("scripts/labs", c.lab.Dir, a.Apply), content, c.out); err != nil {
+			path, err := c.save(a.Apply, content)
+			if err != nil {
+				return err
+			}
+			if err := applyContent(c.name, path, content, c.out); err != nil {
 				return err
 			}
 		case a.Restart != "":
