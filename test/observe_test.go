@@ -136,6 +136,36 @@ func TestCapture(t *testing.T) {
 	t.Error("capture -w - -c 2 never ended")
 }
 
+// A capture running when its lab goes down ends saying so (exit 1), with
+// the file readable up to there, rather than with "unexpected EOF".
+func TestCaptureWhenLabGoesDown(t *testing.T) {
+	l := upLab(t)
+	file := filepath.Join(t.TempDir(), "db1.pcapng")
+	capture := exec.Command(emulator, "capture", "db1", "--name", l.name, "-w", file)
+	var stderr strings.Builder
+	capture.Stderr = &stderr
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- capture.Wait() }()
+	t.Cleanup(func() { capture.Process.Kill(); <-done })
+	waitFile(t, file, 64)
+	l.down()
+	select {
+	case err := <-done:
+		done <- err
+		if code := capture.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "lab "+l.name+" went down") {
+			t.Errorf("capture when its lab went down: exit %d, stderr %q; want exit 1 saying the lab went down", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("capture did not end when its lab went down")
+	}
+	if r := run(t, 10*time.Second, "tcpdump", "-n", "-r", file); r.code != 0 {
+		t.Errorf("tcpdump -r of the capture cut short by down: %v", r)
+	}
+}
+
 // observeLab is the default lab with an NSG on vm-subnet that denies ase1
 // SQL to db1, flow logs on, short conntrack timeouts so flows end within
 // the test, and metrics on a loopback port.

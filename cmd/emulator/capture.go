@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,7 +93,13 @@ func cmdCapture(args []string, stdout io.Writer) error {
 		resp.Body.Close()
 	}()
 	if _, err = io.Copy(out, resp.Body); err != nil && !stopped.Load() {
-		return err
+		// Only the lab's control server going away (down, or the emulator
+		// killed) cuts the stream short; "unexpected EOF" would not say why
+		// the capture ended.
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("capture: lab %s went down; what was captured until then was written", *name)
+		}
+		return fmt.Errorf("capture: %w", err)
 	}
 	return nil
 }
