@@ -271,3 +271,20 @@ func TestGraphAfterLabSolve(t *testing.T) {
 		t.Errorf("graph --name after lab solve 4 should draw the solution's NSG ase1-nsg: %v", r)
 	}
 }
+
+// lab check and lab solve refuse to judge or change another teaching lab
+// than the one that runs: right after lab start 4, lab 7's checks all
+// passed on lab 4's topology, telling a learner who never started lab 7
+// that it was done.
+func TestLabCheckOfAnotherLab(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 0 {
+		t.Fatalf("lab start 4: %v", r)
+	}
+	for _, verb := range []string{"check", "solve"} {
+		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "runs teaching lab 4, not lab 7") {
+			t.Errorf("lab %s 7 while lab 4 runs: want a failure saying lab 4 runs, got %v", verb, r)
+		}
+	}
+}

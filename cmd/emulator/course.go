@@ -185,6 +185,24 @@ func (c *course) save(file string, content []byte) (string, error) {
 	return path, os.WriteFile(path, content, 0o600)
 }
 
+// sameLab refuses to check or solve this lab against another teaching
+// lab's topology, which lab start or solve left running under this name:
+// its probes would judge the wrong topology (lab 7's pass on lab 4's as
+// it starts). A topology the learner brought up or applied is theirs to
+// check.
+func (c *course) sameLab() error {
+	st, err := readState(c.name)
+	if err != nil || filepath.Dir(st.Topology) != labDir(c.name) {
+		return nil
+	}
+	var running int
+	if _, err := fmt.Sscanf(filepath.Base(st.Topology), "lab%02d-", &running); err != nil || running == c.lab.Number {
+		return nil
+	}
+	return fmt.Errorf("lab %s runs teaching lab %d, not lab %d; to work on lab %d: emulator lab reset %d%s",
+		c.name, running, c.lab.Number, c.lab.Number, c.lab.Number, c.labFlag())
+}
+
 // labCheck is what `lab check --json` prints.
 type labCheck struct {
 	Lab   int         `json:"lab"`
@@ -210,6 +228,9 @@ type stepCheck struct {
 func (c *course) check(only int, asJSON bool) error {
 	if !labRunning(c.name) {
 		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s", c.name, c.lab.Number, c.labFlag())
+	}
+	if err := c.sameLab(); err != nil {
+		return err
 	}
 	res := labCheck{Lab: c.lab.Number, Title: c.lab.Title, Steps: []stepCheck{}}
 	failed := 0
@@ -296,6 +317,9 @@ func (c *course) run(p labs.Probe) (int, string) {
 func (c *course) solve() error {
 	if !labRunning(c.name) {
 		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s", c.name, c.lab.Number, c.labFlag())
+	}
+	if err := c.sameLab(); err != nil {
+		return err
 	}
 	for _, a := range c.lab.Solution {
 		switch {
