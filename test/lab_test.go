@@ -355,6 +355,20 @@ func TestNotRootExitsTwo(t *testing.T) {
 	}
 }
 
+// graph needs no root, but a running lab's state is root's: graph --name
+// as another user says to use sudo (exit 2), rather than draw some other
+// lab or report a bare permission error.
+func TestGraphOfLabNotRoot(t *testing.T) {
+	l := upLab(t)
+	cmd := exec.Command(emulator, "graph", "--name", l.name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "sudo") {
+		t.Fatalf("emulator graph --name %s as nobody: want exit 2 saying to use sudo, got %v: %s", l.name, err, out)
+	}
+}
+
 // A bad topology is refused with file:line and exit status 2, before any
 // namespace exists.
 func TestBadTopologyCreatesNothing(t *testing.T) {

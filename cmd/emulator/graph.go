@@ -38,6 +38,9 @@ func cmdGraph(args []string, stdout io.Writer) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("graph: lab %s is not running (draw a file with: emulator graph -f FILE)", *name)
 		}
+		if errors.Is(err, os.ErrPermission) {
+			return usagef("graph --name needs root to read lab %s's state: run it with sudo, or draw a file with: emulator graph -f FILE", *name)
+		}
 		if err != nil {
 			return err
 		}
