@@ -248,6 +248,28 @@ func TestDownAfterSIGKILL(t *testing.T) {
 	}
 }
 
+// down cleans up after a killed emulator even when its state file cannot
+// be read: the lab's namespaces carry its name.
+func TestDownAfterSIGKILLWithBadState(t *testing.T) {
+	l := upLab(t)
+	pid := l.status().PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join("/run/emulator", l.name, "state.json"), []byte(`{"lab": "`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := emu(t, "down", "--name", l.name); r.code != 0 {
+		t.Errorf("down after SIGKILL with a state file cut short: %v", r)
+	}
+	if left := l.leftovers(); len(left) > 0 {
+		t.Errorf("down after SIGKILL with a state file cut short left: %s", strings.Join(left, "; "))
+	}
+}
+
 // Two labs with different names run at once without touching each other.
 func TestTwoLabsAtOnce(t *testing.T) {
 	a, b := upLab(t), upLab(t)

@@ -32,7 +32,12 @@ func cmdDown(args []string, stdout io.Writer) error {
 func downLab(lab string, stdout io.Writer) error {
 	st, err := readState(lab)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		// Without the state, a running emulator cannot be told to stop;
+		// a dead one's namespaces are still found by the lab's prefix.
+		if labRunning(lab) {
+			return err
+		}
+		st = nil
 	}
 
 	stopped, running := false, labRunning(lab) && st != nil && st.PID > 0
