@@ -2,6 +2,8 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,4 +106,56 @@ func TestLabCheckJSON(t *testing.T) {
 	if s := got.Steps[0]; s.Step != 1 || !s.Pass || s.Message != "" || s.Command != "" || s.Hint != "" {
 		t.Errorf("step 1 after the ping = %+v; want passed, with nothing to fix", s)
 	}
+}
+
+// Lists in --json are [] when empty, never null, as flows --json and lab
+// list --json already give them: a script's `.evaluated[]` or `.hops[]`
+// (jq) fails on null. Cases: verify and trace with no NSG on the way, a
+// trace that never reaches the dataplane, status of a lab without ASEs.
+func TestJSONListsNeverNull(t *testing.T) {
+	l := upLab(t)
+	noASE := filepath.Join(t.TempDir(), "hosts.yaml")
+	if err := os.WriteFile(noASE, []byte("internetHosts: [{name: client, address: 198.51.100.10}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := upLab(t, "-f", noASE)
+	for _, c := range []struct {
+		lab  *lab
+		args []string
+	}{
+		{l, []string{"verify", "--from", "client", "--to", "192.23.1.2:80"}},
+		{l, []string{"trace", "--from", "client", "--to", "192.23.1.2:80"}},
+		{l, []string{"trace", "--from", "client", "--to", "198.51.100.10:80"}}, // stays inside client
+		{m, []string{"status"}},
+	} {
+		r := emu(t, append(c.args, "--name", c.lab.name, "--json")...)
+		var v any
+		if err := json.Unmarshal([]byte(r.stdout), &v); r.code != 0 || err != nil {
+			t.Fatalf("emulator %s --json: %v, %v", strings.Join(c.args, " "), err, r)
+		}
+		if path := nullAt(v, ""); path != "" {
+			t.Errorf("emulator %s --json has null at %s: %s", strings.Join(c.args, " "), path, r.stdout)
+		}
+	}
+}
+
+// nullAt returns the path of the first null in v, or "".
+func nullAt(v any, path string) string {
+	switch v := v.(type) {
+	case nil:
+		return path
+	case map[string]any:
+		for k, e := range v {
+			if p := nullAt(e, path+"."+k); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if p := nullAt(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }

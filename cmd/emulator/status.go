@@ -278,7 +278,7 @@ func secs(s float64) string {
 
 // aseRows lists every ASE with its addresses.
 func aseRows(t *topology.Topology) []aseStatus {
-	var rows []aseStatus
+	rows := []aseStatus{} // [], not null, in status --json of a lab without ASEs
 	for _, a := range t.ASEs {
 		as := aseStatus{Name: a.Name, Kind: a.Kind, Subnet: a.Subnet.Name, VIP: a.VIP.String(), DNSSuffix: a.DNSSuffix}
 		if a.ILB.IsValid() {

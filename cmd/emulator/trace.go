@@ -160,7 +160,8 @@ func (l *runningLab) trace(ctx context.Context, q dataplane.VerifyQuery, src hea
 	defer l.engine.RemoveTap(tap)
 	go probe()
 
-	res := traceResult{Flow: key.String()}
+	// Lists are [], not null, in --json, also when nothing was seen.
+	res := traceResult{Flow: key.String(), Hops: []traceHop{}, Evaluated: []dataplane.VerifyStep{}}
 	seen := map[string]bool{}
 	wait := time.After(traceWait)
 	for {
@@ -194,6 +195,9 @@ func (t *traceResult) add(r *dataplane.Record) {
 	route := r.Route()
 	if route.Prefix == "" && route.Route == "System Route" {
 		route.Type = "Internet" // a host on the Internet: no subnet, no routes of its own
+	}
+	if v.Evaluated == nil {
+		v.Evaluated = []dataplane.VerifyStep{}
 	}
 	h := traceHop{From: r.In, Route: route, NSGs: v.Evaluated, NAT: r.NAT(), Out: r.Out, Drop: r.Drop, Left: tupleString(r.Xl)}
 	t.Hops = append(t.Hops, h)

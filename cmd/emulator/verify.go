@@ -133,5 +133,8 @@ func (l *runningLab) handleVerify(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 		return
 	}
+	if res.Evaluated == nil {
+		res.Evaluated = []dataplane.VerifyStep{} // [], not null, in --json
+	}
 	writeJSON(w, res)
 }
