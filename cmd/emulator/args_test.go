@@ -61,3 +61,13 @@ func TestCommandHelp(t *testing.T) {
 		}
 	}
 }
+
+// A flag after exec's NODE is not read as one: exec says flags go before
+// the node, rather than act on the default lab and report it not running.
+func TestExecFlagAfterNode(t *testing.T) {
+	var stderr strings.Builder
+	code := run([]string{"exec", "db1", "--name", "xa1", "--", "true"}, io.Discard, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "before NODE") {
+		t.Errorf("emulator exec db1 --name xa1 -- true: exit %d, %q; want exit 2 saying flags go before NODE", code, stderr.String())
+	}
+}

@@ -27,6 +27,10 @@ func cmdExec(args []string) error {
 	node, cmd := rest[0], rest[1:]
 	if len(cmd) > 0 && cmd[0] == "--" {
 		cmd = cmd[1:]
+	} else if len(cmd) > 0 && strings.HasPrefix(cmd[0], "-") {
+		// Flag parsing stops at NODE: a --name here would otherwise be
+		// taken for the command, and the default lab for the lab.
+		return usagef("exec: %s after %s: flags go before NODE: emulator exec [--name LAB] NODE -- CMD [ARG...]", cmd[0], node)
 	}
 	if len(cmd) == 0 {
 		return usagef("exec: no command given: emulator exec [--name LAB] %s -- CMD [ARG...]", node)
