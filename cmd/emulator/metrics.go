@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/aseemu/emulator/dataplane"
@@ -18,6 +19,9 @@ func checkMetricsAddr(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" {
 		return fmt.Errorf("--metrics %q: want 127.0.0.1:PORT", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("--metrics %q: the port must be a number from 0 to 65535", addr)
 	}
 	if host == "localhost" {
 		return nil

@@ -13,4 +13,11 @@ func TestCheckMetricsAddr(t *testing.T) {
 			t.Errorf("%s accepted; only loopback may serve metrics", bad)
 		}
 	}
+	// A bad port is bad usage (exit 2), refused before up builds the lab
+	// rather than by listen once it is built (exit 1).
+	for _, bad := range []string{"127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:http"} {
+		if checkMetricsAddr(bad) == nil {
+			t.Errorf("%s accepted; the port must be a number from 0 to 65535", bad)
+		}
+	}
 }
