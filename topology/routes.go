@@ -262,10 +262,13 @@ func (b *builder) buildRouteTables(specs []*routeTableSpec) {
 	for _, s := range specs {
 		rt := &RouteTable{Name: s.name.v, Line: s.at.line}
 		b.t.RouteTables = append(b.t.RouteTables, rt)
+		// Known to references even under a refused name, as an NSG is: a
+		// subnet naming it is not a second error.
+		if _, dup := b.routeTables[strings.ToLower(rt.Name)]; s.name.ok && !dup {
+			b.routeTables[strings.ToLower(rt.Name)] = rt
+		}
 		if b.resourceName(s.name, "route table") {
-			if take(b.parser, names, strings.ToLower(rt.Name), claim{s.name.loc, "route table " + rt.Name, "name " + rt.Name}) {
-				b.routeTables[strings.ToLower(rt.Name)] = rt
-			}
+			take(b.parser, names, strings.ToLower(rt.Name), claim{s.name.loc, "route table " + rt.Name, "name " + rt.Name})
 		}
 		routeNames := map[string]claim{}
 		prefixes := map[netip.Prefix]claim{}

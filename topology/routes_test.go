@@ -84,6 +84,9 @@ func TestRouteErrors(t *testing.T) {
 		{"gateway without on-premises", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualNetworkGateway}")), 11, "routeTables[0].routes[0].nextHopType", "needs an onPremises", false},
 		{"duplicate prefix", y(sub("      - {name: a, addressPrefix: 0.0.0.0/0, nextHopType: Internet}"), "      - {name: b, addressPrefix: 0.0.0.0/0, nextHopType: None}"), 12, "routeTables[0].routes[1].addressPrefix", "already used", false},
 		{"unknown route table", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: nope}"), 5, "virtualNetworks[0].subnets[0].routeTable", "no routeTables entry", false},
+		// The table is there, under a name refused: the subnet's reference
+		// to it is no second error (as with an NSG's).
+		{"route table with a bad name", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: 'r t'}", "routeTables: [{name: 'r t', routes: []}]"), 6, "routeTables[0].name", "not a valid route table name", false},
 		{"unknown region", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, region: mars}]"), 6, "internetHosts[0].region", "unknown region", false},
 		{"bad rate", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: fast}}]"), 6, "internetHosts[0].latency.rate", "not a rate", false},
 		{"on-premises overlaps the VNet", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "overlaps VNet", false},
