@@ -125,7 +125,7 @@ func TestJSONListsNeverNull(t *testing.T) {
 	}{
 		{l, []string{"verify", "--from", "client", "--to", "192.23.1.2:80"}},
 		{l, []string{"trace", "--from", "client", "--to", "192.23.1.2:80"}},
-		{l, []string{"trace", "--from", "client", "--to", "198.51.100.10:80"}}, // stays inside client
+		{l, []string{"trace", "--from", "client", "--to", "127.0.0.1:80"}}, // stays inside client
 		{m, []string{"status"}},
 	} {
 		r := emu(t, append(c.args, "--name", c.lab.name, "--json")...)

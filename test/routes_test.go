@@ -63,6 +63,16 @@ func TestNexthopOutsideTheVNets(t *testing.T) {
 	}
 }
 
+// trace to the node's own address says the probe never leaves the node
+// (exit 2), rather than that it "did not leave" for a firewall or route.
+func TestTraceToOwnAddress(t *testing.T) {
+	l := upLab(t)
+	r := emu(t, "trace", "--name", l.name, "--from", "client", "--to", "198.51.100.10:80")
+	if r.code != 2 || !strings.Contains(r.stderr, "client's own address") {
+		t.Errorf("trace from client to its own address: want exit 2 saying it is client's own address, got %v", r)
+	}
+}
+
 // F16, F18: with forced tunneling the ASE leaves with the on-premises NAT
 // address and turns Unhealthy, naming forced tunneling; a 0.0.0.0/0 ->
 // Internet route on its subnet brings back the VIP and Healthy, while a

@@ -117,6 +117,12 @@ func (l *runningLab) handleTrace(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("lab %s has no node %q", l.name, q.From), http.StatusUnprocessableEntity)
 		return
 	}
+	if q.To == node.Addr {
+		// The node's kernel answers its own address itself: the probe
+		// would be reported as "did not leave", blamed on a firewall.
+		http.Error(w, fmt.Sprintf("trace: %s is %s's own address: a probe to it never leaves %s, so the dataplane has no path to show", q.To, q.From, q.From), http.StatusUnprocessableEntity)
+		return
+	}
 	res, err := l.trace(r.Context(), q, header.AddrFromNetip(node.Addr), func(fn func() error) error { return build.Do(ns, fn) })
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
