@@ -270,6 +270,25 @@ func TestDownAfterSIGKILLWithBadState(t *testing.T) {
 	}
 }
 
+// Two `up -d` of one name at once: one brings the lab up, the other is
+// refused as a lab that already runs, exit 2 (README), whichever of the
+// two checks catches it: its own, or the background emulator's lock.
+func TestUpTwiceAtOnce(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	results := make(chan result, 2)
+	for range 2 {
+		go func() { results <- emu(t, "up", "-d", "--name", l.name) }()
+	}
+	a, b := <-results, <-results
+	if a.code != 0 {
+		a, b = b, a
+	}
+	if a.code != 0 || b.code != 2 || !strings.Contains(b.stderr, "already running") {
+		t.Errorf("two up -d of lab %s at once: want one exit 0 and one exit 2 saying it already runs, got\n%v\n%v", l.name, a, b)
+	}
+}
+
 // Two labs with different names run at once without touching each other.
 func TestTwoLabsAtOnce(t *testing.T) {
 	a, b := upLab(t), upLab(t)

@@ -27,6 +27,9 @@ import (
 const (
 	readyFDEnv = "EMULATOR_READY_FD"
 	readyLine  = "\x00ready"
+	// usageLine comes before an error that is bad usage (exit 2), such as
+	// a lab of that name already running, so the parent exits 2 as well.
+	usageLine = "\x00usage"
 )
 
 func cmdUp(args []string, stdout io.Writer) error {
@@ -84,6 +87,10 @@ func cmdUp(args []string, stdout io.Writer) error {
 	}
 	if err != nil {
 		if ready != nil {
+			var ue usageError
+			if errors.As(err, &ue) {
+				fmt.Fprintln(ready, usageLine)
+			}
 			fmt.Fprintf(ready, "%v\n", err)
 		}
 		return err
@@ -204,18 +211,26 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 	cmd.Process.Release()
 
 	var out bytes.Buffer
+	usage := false
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		if sc.Text() == readyLine {
+		switch sc.Text() {
+		case readyLine:
 			stdout.Write(out.Bytes())
 			fmt.Fprintf(stdout, "\nLab %s runs in the background; stop it with: emulator down --name %s\n", name, name)
 			return nil
+		case usageLine:
+			usage = true
+			continue
 		}
 		out.WriteString(sc.Text() + "\n")
 	}
 	msg := strings.TrimSpace(out.String())
 	if msg == "" {
 		msg = "the background emulator exited before the lab was ready; see " + logPath(name)
+	}
+	if usage {
+		return usagef("%s", msg)
 	}
 	return fmt.Errorf("%s", msg)
 }
