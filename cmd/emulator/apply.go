@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -205,8 +206,12 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 		case on == nil:
 			added = append(added, nn)
 			changes = append(changes, fmt.Sprintf("added %s at %s", nn.Name, nn.Addr))
-		case on.Addr != nn.Addr || on.Kind != nn.Kind || on.PublicIP != nn.PublicIP:
-			refuse("node %s would change from %s to %s", nn.Name, on.Addr, nn.Addr)
+		case on.Kind != nn.Kind:
+			refuse("node %s would change from %s to %s", nn.Name, on.Kind, nn.Kind)
+		case on.Addr != nn.Addr:
+			refuse("node %s would change its address from %s to %s", nn.Name, on.Addr, nn.Addr)
+		case on.PublicIP != nn.PublicIP:
+			refuse("VM %s would change its publicIpAddress from %s to %s", nn.Name, addrOrNone(on.PublicIP), addrOrNone(nn.PublicIP))
 		}
 	}
 	for _, on := range old.Nodes {
@@ -259,6 +264,13 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 		return nil, nil, nil, refusal{"apply cannot change these in a running lab (use emulator down, then up):\n  " + strings.Join(problems, "\n  ")}
 	}
 	return added, removed, changes, nil
+}
+
+func addrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
 }
 
 func onOff(b bool) string {

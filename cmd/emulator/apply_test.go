@@ -104,3 +104,23 @@ func TestDiffTopologyReportsEveryLiveChange(t *testing.T) {
 		}
 	}
 }
+
+// apply's refusal names what would change on a node: a VM given a public
+// IP was refused as "node db1 would change from 10.0.2.4 to 10.0.2.4".
+func TestDiffTopologyRefusalNamesTheChange(t *testing.T) {
+	const vm = "    privateIpAddress: 10.0.2.4\n"
+	running := parseLab(t)
+	for _, c := range []struct {
+		name string
+		new  *topology.Topology
+		want string
+	}{
+		{"public IP", parseLab(t, vm, vm+"    publicIpAddress: 192.23.9.9\n"), "VM db1 would change its publicIpAddress from none to 192.23.9.9"},
+		{"address", parseLab(t, vm, "    privateIpAddress: 10.0.2.5\n"), "node db1 would change its address from 10.0.2.4 to 10.0.2.5"},
+	} {
+		_, _, _, err := diffTopology(running, c.new)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: diffTopology refused with %v; want %q", c.name, err, c.want)
+		}
+	}
+}
