@@ -264,6 +264,7 @@ type nodeJSON struct {
 	Name       string            `json:"name"`
 	Kind       string            `json:"kind"`
 	Address    string            `json:"address"`
+	Subnet     string            `json:"subnet"`
 	Namespace  string            `json:"namespace"`
 	RxPackets  uint64            `json:"rxPackets"`
 	Drops      map[string]uint64 `json:"drops"`

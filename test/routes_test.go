@@ -63,6 +63,29 @@ func TestNexthopOutsideTheVNets(t *testing.T) {
 	}
 }
 
+// The machines of the on-premises network are not on the Internet: up
+// and status show them in the on-premises network.
+func TestOnPremisesNodesShownOnPremises(t *testing.T) {
+	file := writeTopology(t, "onprem.yaml", withRoutes(onPremises)...)
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	r := emu(t, "up", "-d", "--name", l.name, "-f", file)
+	if r.code != 0 {
+		t.Fatalf("up: %v", r)
+	}
+	if !regexp.MustCompile(`(?m)^corp-host\s+onprem\s+\S+\s+on-premises\s`).MatchString(r.stdout) {
+		t.Errorf("up's table should show corp-host in subnet on-premises:\n%s", r.stdout)
+	}
+	for _, n := range []string{"corp-gw", "corp-host"} {
+		if got := l.node(n).Subnet; got != "on-premises" {
+			t.Errorf("status --json: %s is in subnet %q, want on-premises", n, got)
+		}
+	}
+	if got := l.node("client").Subnet; got != "Internet" {
+		t.Errorf("status --json: client is in subnet %q, want Internet", got)
+	}
+}
+
 // trace to the node's own address says the probe never leaves the node
 // (exit 2), rather than that it "did not leave" for a firewall or route.
 func TestTraceToOwnAddress(t *testing.T) {

@@ -87,12 +87,8 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	queueDrops := l.queueDrops()
 	for _, n := range l.topo.Nodes {
-		subnet := "Internet"
-		if n.Subnet != nil {
-			subnet = n.Subnet.Name
-		}
 		ns := nodeStatus{
-			Name: n.Name, Kind: string(n.Kind), Address: n.Addr.String(), Subnet: subnet,
+			Name: n.Name, Kind: string(n.Kind), Address: n.Addr.String(), Subnet: nodeSubnet(n),
 			Namespace: build.NamespaceName(l.name, n.Name), PortStats: stats[n.Name],
 			QueueDrops: queueDrops[n.Name],
 		}

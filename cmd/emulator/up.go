@@ -235,6 +235,18 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 	return fmt.Errorf("%s", msg)
 }
 
+// nodeSubnet is what the SUBNET column (and status --json's subnet) says
+// of where a node is: its subnet, the on-premises network, or the Internet.
+func nodeSubnet(n *topology.Node) string {
+	switch {
+	case n.Subnet != nil:
+		return n.Subnet.Name
+	case n.Kind == topology.NodeOnPrem || n.Kind == topology.NodeOnPremGateway:
+		return "on-premises"
+	}
+	return "Internet"
+}
+
 // printLab prints the table `up` shows: every node with its address, and
 // every ASE with its VIP and ILB address.
 func printLab(w io.Writer, name string, t *topology.Topology, source string) {
@@ -242,10 +254,7 @@ func printLab(w io.Writer, name string, t *topology.Topology, source string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tGATEWAY\tNAMESPACE")
 	for _, n := range t.Nodes {
-		subnet := "Internet"
-		if n.Subnet != nil {
-			subnet = n.Subnet.Name
-		}
+		subnet := nodeSubnet(n)
 		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\n", n.Name, n.Kind, n.Addr, n.Prefix.Bits(), subnet, n.Gateway, build.NamespaceName(name, n.Name))
 	}
 	tw.Flush()
