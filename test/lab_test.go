@@ -229,13 +229,7 @@ func TestDownRemovesEverything(t *testing.T) {
 // the same name can be brought up again.
 func TestDownAfterSIGKILL(t *testing.T) {
 	l := upLab(t)
-	pid := l.status().PID
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
+	l.kill()
 	if len(l.leftovers()) == 0 {
 		t.Fatal("SIGKILL left nothing behind, so this test proves nothing")
 	}
@@ -248,17 +242,23 @@ func TestDownAfterSIGKILL(t *testing.T) {
 	}
 }
 
-// down cleans up after a killed emulator even when its state file cannot
-// be read: the lab's namespaces carry its name.
-func TestDownAfterSIGKILLWithBadState(t *testing.T) {
-	l := upLab(t)
+// kill sends the lab's emulator SIGKILL and waits up to 5 s for it to die.
+func (l *lab) kill() {
+	l.t.Helper()
 	pid := l.status().PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+		l.t.Fatal(err)
 	}
 	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// down cleans up after a killed emulator even when its state file cannot
+// be read: the lab's namespaces carry its name.
+func TestDownAfterSIGKILLWithBadState(t *testing.T) {
+	l := upLab(t)
+	l.kill()
 	if err := os.WriteFile(filepath.Join("/run/emulator", l.name, "state.json"), []byte(`{"lab": "`), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -256,27 +256,12 @@ func TestLabUsage(t *testing.T) {
 	}
 }
 
-// graph --name draws what the lab runs, also after lab solve applied a
-// solution: lab 4's solution puts ase1-nsg on ase1-subnet.
-func TestGraphAfterLabSolve(t *testing.T) {
-	l := &lab{t: t, name: uniqueName()}
-	t.Cleanup(l.down)
-	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 0 {
-		t.Fatalf("lab start 4: %v", r)
-	}
-	if r := emu(t, "lab", "solve", "4", "--name", l.name); r.code != 0 {
-		t.Fatalf("lab solve 4: %v", r)
-	}
-	if r := emu(t, "graph", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "ase1-nsg") {
-		t.Errorf("graph --name after lab solve 4 should draw the solution's NSG ase1-nsg: %v", r)
-	}
-}
-
-// lab check and lab solve refuse to judge or change another teaching lab
-// than the one that runs: right after lab start 4, lab 7's checks all
-// passed on lab 4's topology, telling a learner who never started lab 7
-// that it was done.
-func TestLabCheckOfAnotherLab(t *testing.T) {
+// After lab start 4: lab check and lab solve refuse to judge or change
+// another teaching lab than the one that runs (lab 7's checks all passed
+// on lab 4's topology, telling a learner who never started lab 7 that it
+// was done); and graph --name draws what the lab runs also after lab solve
+// applied a solution (lab 4's puts ase1-nsg on ase1-subnet).
+func TestLabStartThenSolve(t *testing.T) {
 	l := &lab{t: t, name: uniqueName()}
 	t.Cleanup(l.down)
 	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 0 {
@@ -286,5 +271,11 @@ func TestLabCheckOfAnotherLab(t *testing.T) {
 		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "runs teaching lab 4, not lab 7") {
 			t.Errorf("lab %s 7 while lab 4 runs: want a failure saying lab 4 runs, got %v", verb, r)
 		}
+	}
+	if r := emu(t, "lab", "solve", "4", "--name", l.name); r.code != 0 {
+		t.Fatalf("lab solve 4: %v", r)
+	}
+	if r := emu(t, "graph", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "ase1-nsg") {
+		t.Errorf("graph --name after lab solve 4 should draw the solution's NSG ase1-nsg: %v", r)
 	}
 }

@@ -78,16 +78,7 @@ func TestCapture(t *testing.T) {
 	// The host too: ase1's health checks call azure-storage on 80 from
 	// this worker every 2 s, and a check's answer, 80 ms behind its SYN
 	// (a remote region), can fall into the capture before the curl's.
-	capture := exec.Command(emulator, "capture", "ase1-w1", "--name", l.name, "-w", file, "--filter", "tcp and port 80 and host 203.0.113.10", "-c", "4")
-	var stderr strings.Builder
-	capture.Stderr = &stderr
-	if err := capture.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- capture.Wait() }()
-	t.Cleanup(func() { capture.Process.Kill(); <-done })
-	waitFile(t, file, 64)
+	_, stderr, done := startCapture(t, file, "ase1-w1", "--name", l.name, "--filter", "tcp and port 80 and host 203.0.113.10", "-c", "4")
 	l.mustExec("ase1-w1", "curl", "-s", "-m", "5", "http://echo/")
 	select {
 	case err := <-done:
@@ -141,16 +132,7 @@ func TestCapture(t *testing.T) {
 func TestCaptureWhenLabGoesDown(t *testing.T) {
 	l := upLab(t)
 	file := filepath.Join(t.TempDir(), "db1.pcapng")
-	capture := exec.Command(emulator, "capture", "db1", "--name", l.name, "-w", file)
-	var stderr strings.Builder
-	capture.Stderr = &stderr
-	if err := capture.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- capture.Wait() }()
-	t.Cleanup(func() { capture.Process.Kill(); <-done })
-	waitFile(t, file, 64)
+	capture, stderr, done := startCapture(t, file, "db1", "--name", l.name)
 	l.down()
 	select {
 	case err := <-done:
@@ -164,6 +146,24 @@ func TestCaptureWhenLabGoesDown(t *testing.T) {
 	if r := run(t, 10*time.Second, "tcpdump", "-n", "-r", file); r.code != 0 {
 		t.Errorf("tcpdump -r of the capture cut short by down: %v", r)
 	}
+}
+
+// startCapture starts emulator capture ARGS... -w file and returns once
+// the file has its header. done gets capture's Wait; the test's cleanup
+// kills it if still running.
+func startCapture(t *testing.T, file string, args ...string) (*exec.Cmd, *strings.Builder, chan error) {
+	t.Helper()
+	capture := exec.Command(emulator, append(append([]string{"capture"}, args...), "-w", file)...)
+	stderr := &strings.Builder{}
+	capture.Stderr = stderr
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- capture.Wait() }()
+	t.Cleanup(func() { capture.Process.Kill(); <-done })
+	waitFile(t, file, 64)
+	return capture, stderr, done
 }
 
 // observeLab is the default lab with an NSG on vm-subnet that denies ase1

@@ -76,6 +76,20 @@ func lab(t *testing.T, subRules, nicRules []string) (*topology.Topology, *Set) {
 	return top, s
 }
 
+// compiled parses src as the topology file name and compiles its NSGs.
+func compiled(t testing.TB, name, src string) (*topology.Topology, *Set) {
+	t.Helper()
+	top, err := topology.Parse(name, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Compile(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return top, s
+}
+
 func rule(fields string) []string { return []string{"      - {" + fields + "}"} }
 
 // F9, F11: every field of a rule, in every form it can take, matches what it
@@ -267,14 +281,7 @@ func TestServiceTagsPerVNet(t *testing.T) {
 		"      - {name: from-internet, priority: 110, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: Internet, destinationPortRange: 1}",
 		"      - {name: from-lb, priority: 120, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: AzureLoadBalancer, destinationPortRange: 2}",
 	}, "\n") + "\n"
-	top, err := topology.Parse("tags.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Compile(top)
-	if err != nil {
-		t.Fatal(err)
-	}
+	top, s := compiled(t, "tags.yaml", src)
 	cases := []struct {
 		node, src string
 		port      uint16
@@ -413,14 +420,7 @@ func TestSameNSGOnSubnetAndNIC(t *testing.T) {
 		"networkSecurityGroups:",
 		"  - name: g",
 	}, "\n") + "\n"
-	top, err := topology.Parse("same.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Compile(top)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := compiled(t, "same.yaml", src)
 	v := s.Check("vm", Inbound, tcp("10.0.1.5", "10.0.1.4", 1, 2))
 	if !v.Allow || v.N != 2 || v.Evaluated[0].Attachment != AttachSubnet || v.Evaluated[1].Attachment != AttachNIC {
 		t.Errorf("verdict %s evaluated %+v, want g as subnet NSG then as NIC NSG", v, v.Steps())
@@ -490,14 +490,7 @@ func articleLab(t testing.TB) (*topology.Topology, *Set) {
 		}
 		y = strings.Replace(y, old, repl, 1)
 	}
-	top, err := topology.Parse("article.yaml", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Compile(top)
-	if err != nil {
-		t.Fatal(err)
-	}
+	top, s := compiled(t, "article.yaml", y)
 	return top, s
 }
 
@@ -680,14 +673,7 @@ func TestServiceTagsOnPremises(t *testing.T) {
 		"      - {name: from-vnet, priority: 110, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: VirtualNetwork, destinationPortRange: 1}",
 		"      - {name: to-internet, priority: 100, direction: Outbound, access: Deny, protocol: Tcp, destinationAddressPrefix: Internet, destinationPortRange: 1}",
 	}, "\n") + "\n"
-	top, err := topology.Parse("onprem.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Compile(top)
-	if err != nil {
-		t.Fatal(err)
-	}
+	top, s := compiled(t, "onprem.yaml", src)
 	ref := newReference(top)
 	cases := []struct {
 		dir      Direction

@@ -428,14 +428,7 @@ func TestCompiledEqualsReferenceDeep(t *testing.T) {
 			lines = append(lines, fmt.Sprintf("      - {name: r%d, priority: %d, direction: Inbound, access: %s, %s}", i, 100+p, access, f))
 		}
 		lines = append(lines, "  - name: g2", "  - name: g3")
-		top, err := topology.Parse("deep.yaml", []byte(strings.Join(lines, "\n")+"\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := Compile(top)
-		if err != nil {
-			t.Fatal(err)
-		}
+		top, s := compiled(t, "deep.yaml", strings.Join(lines, "\n")+"\n")
 		ref := newReference(top)
 		vm2 := top.NodeByName("vm2") // subnet g1 only
 		for range 2000 {
