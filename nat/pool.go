@@ -28,6 +28,20 @@ type pool struct {
 	shares map[header.Addr]*span
 	order  []header.Addr // the shares' addresses, in port order
 	inUse  int           // ports taken, in the range or not
+	// byDst says a port serves one flow per destination (TCP): Azure's
+	// load balancer gives a TCP SNAT port to one flow per destination
+	// address and port, and reuses it for other destinations (the
+	// "Port reuse" section of its outbound-connections article). A
+	// machine whose share is all taken still connects to a destination
+	// that none of its ports serves; only many connections to one
+	// destination exhaust it. Ports are shared only once every port of
+	// the span is taken (reusePortLocked), so until then allocation is
+	// as for the other protocols. UDP, which Azure reuses per destination
+	// address only, keeps one flow a port, as does ICMP.
+	byDst bool
+	// extra counts, for a shared port, the flows that hold it besides
+	// the first: the port is free when the last of them goes.
+	extra map[uint16]uint32
 }
 
 // portMap says which ports of a pool are taken, and by which flow. It
@@ -49,6 +63,12 @@ type span struct {
 	// shortens a flow's life without telling the pool. Without it, every
 	// connection attempt to an exhausted span would read every owner flow.
 	reclaimAt int64
+	// fullDst and fullUntil are reclaimAt for a byDst pool's last
+	// destination that found no port (its address and port, and bit 48
+	// set, so that 0 is none): until fullUntil a flow to it is refused
+	// without reading the flows of every port.
+	fullDst   uint64
+	fullUntil int64
 }
 
 type poolKey struct {
@@ -80,10 +100,26 @@ func (p *pool) take(port uint16, idx uint32) {
 }
 
 func (p *pool) release(port uint16) {
+	if n := p.extra[port]; n > 0 {
+		if n == 1 {
+			delete(p.extra, port)
+		} else {
+			p.extra[port] = n - 1
+		}
+		return
+	}
 	if p.isUsed(port) {
 		p.used[port>>6] &^= 1 << (port & 63)
 		p.inUse--
 	}
+}
+
+// reuse gives a taken port to one more flow.
+func (p *pool) reuse(port uint16) {
+	if p.extra == nil {
+		p.extra = make(map[uint16]uint32)
+	}
+	p.extra[port]++
 }
 
 // pick returns a free port of s for flow idx: hint, the flow's own source

@@ -278,7 +278,7 @@ func (t *Table) SetPool(c PoolConfig) error {
 			if len(t.pools) == 1<<16-1 {
 				return fmt.Errorf("nat: too many SNAT pools")
 			}
-			p = &pool{portMap: new(portMap), addr: c.Addr, proto: proto, id: uint16(len(t.pools))}
+			p = &pool{portMap: new(portMap), addr: c.Addr, proto: proto, id: uint16(len(t.pools)), byDst: proto == header.ProtoTCP}
 			t.pools = append(t.pools, p)
 			t.poolByKey[k] = p
 		}
@@ -463,6 +463,12 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 		for attempt := 0; ; attempt++ {
 			var ok bool
 			port, ok = t.allocPortLocked(p, sp, hint, idx, now)
+			if !ok && p.byDst {
+				if port, ok = t.reusePortLocked(p, sp, orig, reply, idx, now); ok {
+					reply.DstPort = port
+					break
+				}
+			}
 			if !ok {
 				if sp != &p.all {
 					sp.exhausted++
@@ -535,7 +541,7 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 // (F17's port reuse after 4 min, 240 s, 15 s) whether or not Expire has
 // run.
 func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, idx uint32, now int64) (uint16, bool) {
-	if sp.inRange(hint) && p.isUsed(hint) && t.expiredLocked(p.owner[hint], now) {
+	if sp.inRange(hint) && p.isUsed(hint) && t.holdsLocked(p.owner[hint], p, hint) && t.expiredLocked(p.owner[hint], now) {
 		t.removeLocked(p.owner[hint])
 		t.expired.Add(1)
 	}
@@ -551,6 +557,9 @@ func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, idx uint32, now 
 			continue
 		}
 		o := p.owner[port]
+		if !t.holdsLocked(o, p, uint16(port)) {
+			continue // shared, and its first flow has gone: the others hold it
+		}
 		if exp := t.expiryLocked(o); exp <= now {
 			t.removeLocked(o)
 			t.expired.Add(1)
@@ -560,6 +569,58 @@ func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, idx uint32, now 
 	}
 	sp.reclaimAt = next
 	return p.pick(sp, hint, idx)
+}
+
+// holdsLocked reports whether flow idx is live and holds port of p. The
+// owner of a shared port (byDst) may have gone while others hold it, and
+// its entry may since serve another flow.
+func (t *Table) holdsLocked(idx uint32, p *pool, port uint16) bool {
+	fl := &t.flows[idx]
+	return fl.gs.Load()>>32&1 == 1 && fl.pool == p.id+1 && fl.port == port
+}
+
+// reusePortLocked finds a port of span sp, every one of which is taken, that
+// no live flow uses to reach the destination of orig (byDst), so flow idx
+// can share it; reply is the new flow's reply key, to take the port as its
+// destination port. A flow found expired is removed on the way. Ports are
+// tried from the span's cursor, like fresh ones. It refuses at once a
+// destination for which the last search found nothing, until the first of
+// the flows it met could expire (fullUntil).
+func (t *Table) reusePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, now int64) (uint16, bool) {
+	dst := uint64(reply.Src)<<16 | uint64(reply.SrcPort) | 1<<48
+	if sp.fullDst == dst && now < sp.fullUntil {
+		return 0, false
+	}
+	next := now + reclaimInterval
+	c := sp.cursor
+	if !sp.inRange(c) {
+		c = sp.lo
+	}
+	for i := range sp.size() {
+		port := sp.lo + uint16((int(c-sp.lo)+i)%sp.size())
+		reply.DstPort = port
+		if reply == orig {
+			continue
+		}
+		a, b := reply.pack()
+		if o, _, found := t.findLocked(a, b); found {
+			if exp := t.expiryLocked(o); exp > now {
+				next = min(next, exp)
+				continue
+			}
+			t.removeLocked(o)
+			t.expired.Add(1)
+		}
+		if p.isUsed(port) {
+			p.reuse(port)
+		} else {
+			p.take(port, idx) // the expired flow was the port's last
+		}
+		sp.cursor = port + 1
+		return port, true
+	}
+	sp.fullDst, sp.fullUntil = dst, next
+	return 0, false
 }
 
 // vacantLocked reports whether no live flow has key k, removing an expired

@@ -512,6 +512,163 @@ func TestPoolShares(t *testing.T) {
 	}
 }
 
+// F17: a TCP SNAT port serves one flow per destination address and port,
+// as Azure's load balancer reuses it (its outbound-connections article,
+// "Port reuse"). With both ports of w1's share held by flows to echo:80, a
+// third flow there is refused, while flows to echo:443 and to another
+// address share the held ports; each translates back to its own flow, and
+// a shared port is free only when its last flow has gone. UDP keeps a port
+// a flow.
+func TestPortReuseAcrossDestinations(t *testing.T) {
+	tbl, clk := newTable(t, Config{})
+	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 50000, Hi: 50003, Shares: []header.Addr{w1, w2}, PerShare: 2}); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(k Key) (Flow, error) { return tbl.Insert(k, snat(k, vip1), clk.Now()) }
+	var web []Flow
+	for i := range 3 {
+		f, err := insert(tcpKey(w1, echo, uint16(40000+i), 80))
+		if i == 2 {
+			if !errors.Is(err, ErrPoolExhausted) {
+				t.Fatalf("third flow to echo:80 from a share of 2: %v, want ErrPoolExhausted", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		web = append(web, f)
+	}
+	var shared []Flow
+	for i, k := range []Key{tcpKey(w1, echo, 40010, 443), tcpKey(w1, echo, 40011, 443), tcpKey(w1, client, 40012, 80)} {
+		f, err := insert(k)
+		if err != nil {
+			t.Fatalf("flow %d to %v:%d with w1's share taken by flows to echo:80: %v; want a shared port", i, k.Dst, k.DstPort, err)
+		}
+		if p := f.Translated().SrcPort; p < 50000 || p > 50001 {
+			t.Errorf("flow to %v:%d got port %d, want one of w1's 50000-50001", k.Dst, k.DstPort, p)
+		}
+		shared = append(shared, f)
+	}
+	if _, err := insert(tcpKey(w1, echo, 40013, 443)); !errors.Is(err, ErrPoolExhausted) {
+		t.Errorf("third flow to echo:443: %v, want ErrPoolExhausted", err)
+	}
+	for _, f := range append(web, shared...) {
+		if g, ok := tbl.Lookup(f.Translated().Reverse(), clk.Now()); !ok || g.Translated() != f.Key().Reverse() {
+			t.Errorf("the reply to %v reaches %v (found %v), want %v", f.Translated(), g.Translated(), ok, f.Key().Reverse())
+		}
+	}
+	tcpShares := func() ShareStats {
+		for _, p := range tbl.Pools() {
+			if p.Proto == header.ProtoTCP {
+				return p.Shares[0]
+			}
+		}
+		return ShareStats{}
+	}
+	if s := tcpShares(); s.InUse != 2 || s.Exhausted != 2 {
+		t.Errorf("w1's share %+v, want 2 ports in use and 2 refusals", s)
+	}
+	// The flows to echo:80 end (RST): their ports stay with the flows that
+	// share them, so echo:80 gets a port again, and nothing is free yet.
+	for _, f := range web {
+		send(t, tbl, f.Key(), header.TCPFlagRST)
+	}
+	clk.Advance(15 * time.Second)
+	tbl.Expire()
+	if s := tcpShares(); s.InUse != 2 {
+		t.Errorf("with the shared ports' first flows gone: %d in use, want 2", s.InUse)
+	}
+	if _, err := insert(tcpKey(w1, echo, 40020, 80)); err != nil {
+		t.Errorf("echo:80 once its flows ended: %v", err)
+	}
+	clk.Advance(5 * time.Minute)
+	tbl.Expire()
+	if s := tcpShares(); s.InUse != 0 {
+		t.Errorf("after every flow timed out: %d ports in use, want 0", s.InUse)
+	}
+
+	// UDP: a port a flow, whatever the destination.
+	for i := range 3 {
+		k := tcpKey(w2, echo, uint16(41000+i), uint16(7+i))
+		k.Proto = header.ProtoUDP
+		if _, err := insert(k); (i == 2) != errors.Is(err, ErrPoolExhausted) {
+			t.Errorf("UDP flow %d from a share of 2, each to its own port: %v", i+1, err)
+		}
+	}
+}
+
+// A shared port's holders, counted from the live flows, are what the pool
+// says (its bit and its extra count), through random connections from two
+// sources to three destinations of one host, resets, time-outs and sweeps
+// on a pool of 4 ports; once every flow has timed out, nothing is held.
+func TestPortReuseAccounting(t *testing.T) {
+	tbl, clk := newTable(t, Config{})
+	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 50000, Hi: 50003}); err != nil {
+		t.Fatal(err)
+	}
+	shared := 0 // the most ports shared at once: the test must reach sharing
+	check := func(step int) {
+		t.Helper()
+		tbl.mu.Lock()
+		defer tbl.mu.Unlock()
+		p := tbl.poolByKey[poolKey{vip1, header.ProtoTCP}]
+		shared = max(shared, len(p.extra))
+		holders := map[uint16]uint32{}
+		for i := range tbl.hiwater {
+			if fl := &tbl.flows[i]; fl.gs.Load()>>32&1 == 1 && fl.pool == p.id+1 {
+				holders[fl.port]++
+			}
+		}
+		for port := uint16(50000); port <= 50003; port++ {
+			var got uint32
+			if p.isUsed(port) {
+				got = 1 + p.extra[port]
+			}
+			if got != holders[port] {
+				t.Fatalf("step %d: port %d: the pool counts %d holders, the flows %d", step, port, got, holders[port])
+			}
+		}
+		if p.inUse != len(holders) {
+			t.Fatalf("step %d: %d ports in use, %d held", step, p.inUse, len(holders))
+		}
+	}
+	rng := rand.New(rand.NewPCG(17, 6))
+	var live []Key
+	for step := range 5000 {
+		switch rng.IntN(4) {
+		case 0, 1:
+			k := tcpKey([]header.Addr{w1, w2}[rng.IntN(2)], echo, uint16(1000+rng.IntN(100)), uint16(80+rng.IntN(3)))
+			_, err := tbl.Insert(k, snat(k, vip1), clk.Now())
+			switch {
+			case err == nil:
+				live = append(live, k)
+			case !errors.Is(err, ErrPoolExhausted) && !errors.Is(err, ErrExists):
+				t.Fatalf("step %d: %v", step, err)
+			}
+		case 2:
+			if len(live) > 0 {
+				send(t, tbl, live[rng.IntN(len(live))], header.TCPFlagRST)
+			}
+		case 3:
+			clk.Advance(time.Duration(rng.IntN(8)) * time.Second)
+			if rng.IntN(4) == 0 {
+				tbl.Expire()
+			}
+		}
+		check(step)
+	}
+	clk.Advance(5 * time.Minute)
+	tbl.Expire()
+	check(-1)
+	if p := tbl.poolByKey[poolKey{vip1, header.ProtoTCP}]; p.inUse != 0 || len(p.extra) != 0 {
+		t.Errorf("after every flow timed out: %d ports in use, %d shared", p.inUse, len(p.extra))
+	}
+	if shared < 4 {
+		t.Errorf("at most %d of the 4 ports were shared at once: the test did not exercise sharing", shared)
+	}
+}
+
 // TestFlowsSnapshot is what `emulator flows` shows: original and
 // translated tuples, state, age, packets and bytes each way.
 func TestFlowsSnapshot(t *testing.T) {

@@ -269,6 +269,12 @@ func TestSNATPoolExhaustion(t *testing.T) {
 	if _, peer := l.connect("ase1-w2", "203.0.113.10", 8081, "echo"); peer != "192.23.1.2" {
 		t.Errorf("F17: ase1-w2, with ports of its own, reached echo from %s, want the VIP", peer)
 	}
+	// Another destination port is another destination: Azure's load
+	// balancer reuses a TCP SNAT port for it, so ase1-w1 still connects
+	// there, from one of its two ports.
+	if _, peer := l.connect("ase1-w1", "203.0.113.10", 8082, "echo"); peer != "192.23.1.2" {
+		t.Errorf("F17: ase1-w1 reached another port of echo from %s, want the VIP", peer)
+	}
 	st := l.status()
 	if n := st.NAT.PoolExhausted; n < 1 {
 		t.Errorf("status counts %d refusals for SNAT exhaustion, want at least 1", n)
