@@ -180,7 +180,13 @@ func natString(o, x nat.Key) string {
 	if o.Src != x.Src || o.SrcPort != x.SrcPort {
 		parts = append(parts, fmt.Sprintf("SNAT %s -> %s", endpoint(o.Src, o.SrcPort, o.Proto), endpoint(x.Src, x.SrcPort, x.Proto)))
 	}
-	if o.Dst != x.Dst || o.DstPort != x.DstPort {
+	if o.Proto == header.ProtoICMP {
+		// An echo's identifier is both ports of its key, and the source's
+		// translation alone changes it: only an address makes a DNAT.
+		if o.Dst != x.Dst {
+			parts = append(parts, fmt.Sprintf("DNAT %v -> %v", o.Dst, x.Dst))
+		}
+	} else if o.Dst != x.Dst || o.DstPort != x.DstPort {
 		parts = append(parts, fmt.Sprintf("DNAT %s -> %s", endpoint(o.Dst, o.DstPort, o.Proto), endpoint(x.Dst, x.DstPort, x.Proto)))
 	}
 	return strings.Join(parts, ", ")

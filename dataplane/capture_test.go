@@ -24,6 +24,33 @@ func nextRecord(t *testing.T, tp *Tap) Record {
 	return Record{}
 }
 
+// natString names what a translation changed. An ICMP echo's identifier
+// is both ports of its key: a new one is the source's translation, not a
+// DNAT of an address that stays (trace printed "DNAT 203.0.113.10 id
+// 52759 -> 203.0.113.10 id 3073" for a ping through SNAT).
+func TestNATString(t *testing.T) {
+	a := func(s string) header.Addr { return header.AddrFromNetip(netip.MustParseAddr(s)) }
+	icmp := func(src, dst string, id uint16) nat.Key {
+		return nat.Key{Src: a(src), Dst: a(dst), SrcPort: id, DstPort: id, Proto: header.ProtoICMP}
+	}
+	tcp := func(src string, sport uint16, dst string, dport uint16) nat.Key {
+		return nat.Key{Src: a(src), Dst: a(dst), SrcPort: sport, DstPort: dport, Proto: header.ProtoTCP}
+	}
+	for _, c := range []struct {
+		o, x nat.Key
+		want string
+	}{
+		{icmp("10.0.1.6", "203.0.113.10", 52759), icmp("192.23.1.2", "203.0.113.10", 3073), "SNAT 10.0.1.6 id 52759 -> 192.23.1.2 id 3073"},
+		{icmp("198.51.100.10", "192.23.9.9", 7), icmp("198.51.100.10", "10.0.2.4", 7), "DNAT 192.23.9.9 -> 10.0.2.4"},
+		{icmp("10.0.2.4", "10.0.1.6", 7), icmp("10.0.2.4", "10.0.1.6", 7), ""},
+		{tcp("198.51.100.10", 5000, "192.23.1.2", 80), tcp("198.51.100.10", 5000, "10.0.1.4", 80), "DNAT 192.23.1.2:80 -> 10.0.1.4:80"},
+	} {
+		if got := natString(c.o, c.x); got != c.want {
+			t.Errorf("natString(%v, %v) = %q, want %q", c.o, c.x, got, c.want)
+		}
+	}
+}
+
 func srcOf(t *testing.T, pkt []byte) string {
 	t.Helper()
 	p := gopacket.NewPacket(pkt, layers.LayerTypeIPv4, gopacket.Default)
