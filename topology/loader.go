@@ -164,6 +164,9 @@ func (p *parser) yamlError(err error, data []byte, doc *yaml.Node) {
 	if strings.Contains(msg, "did not find expected alphabetic or numeric character") {
 		msg += " (a bare * starts a YAML alias: write '*' in quotes)"
 	}
+	if strings.Contains(msg, "found character that cannot start any token") && line > 0 && tabIndented(data, line) {
+		msg += " (the line is indented with a tab; YAML indents with spaces only)"
+	}
 	field := ""
 	if line == 0 && doc != nil {
 		line, field = firstAlias(doc, "")
@@ -182,6 +185,17 @@ func (p *parser) yamlError(err error, data []byte, doc *yaml.Node) {
 		line = 1
 	}
 	p.errAt(loc{line, field}, "%s", msg)
+}
+
+// tabIndented reports whether line (from 1) of data starts with a tab
+// among its leading blanks.
+func tabIndented(data []byte, line int) bool {
+	lines := bytes.SplitN(data, []byte("\n"), line+1)
+	if line > len(lines) {
+		return false
+	}
+	l := lines[line-1]
+	return bytes.ContainsRune(l[:len(l)-len(bytes.TrimLeft(l, " \t"))], '\t')
 }
 
 // syntaxLine finds the line a YAML syntax error is on. yaml.v3 reports the

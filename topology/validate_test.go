@@ -326,7 +326,7 @@ func TestValidationErrors(t *testing.T) {
 
 		// YAML itself.
 		{"syntax error", y(vnet[:2], "  x: 1"), 3, "", "did not find expected '-' indicator", false},
-		{"tab indentation", y("virtualNetworks:", "\t- name: v"), 2, "", "found character that cannot start any token", false},
+		{"tab indentation", y("virtualNetworks:", "\t- name: v"), 2, "", "found character that cannot start any token (the line is indented with a tab; YAML indents with spaces only)", false},
 		{"unquoted star", y(ruleR[:7], "        protocol: *"), 8, "", "write '*' in quotes", false},
 		{"unknown anchor", y("virtualNetworks:", "  - *v"), 2, "", "unknown anchor 'v' referenced", false},
 		{"anchor containing itself", y("virtualNetworks: &a [*a]"), 1, "", "anchor 'a' value contains itself", false},
