@@ -254,6 +254,23 @@ func (l *lab) kill() {
 	}
 }
 
+// A lab whose emulator is stopped (SIGSTOP) does not answer: status says
+// so within the query timeout (15 s), exit 1, instead of waiting the two
+// minutes an apply may take; down still tears the lab down.
+func TestStatusOfStoppedLab(t *testing.T) {
+	l := upLab(t)
+	pid := l.status().PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	start := time.Now()
+	r := run(t, time.Minute, emulator, "status", "--name", l.name)
+	if took := time.Since(start); r.code != 1 || !strings.Contains(r.stderr, "did not answer within 15s") || took > 45*time.Second {
+		t.Errorf("status of a stopped lab: want exit 1 within the query timeout saying it did not answer, got %v after %v", r, took)
+	}
+}
+
 // down cleans up after a killed emulator even when its state file cannot
 // be read: the lab's namespaces carry its name.
 func TestDownAfterSIGKILLWithBadState(t *testing.T) {

@@ -208,7 +208,7 @@ func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
 // devices need.
 func needRoot(cmd string) error {
 	if os.Geteuid() != 0 {
-		return usagef("%s needs root to create network namespaces and TUN devices: run it with sudo", cmd)
+		return usagef("%s needs root: a lab's namespaces, devices, state and control socket are root's; run it with sudo", cmd)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -187,13 +188,27 @@ func control(lab, method, path string, in, out any) error {
 		}
 		body = bytes.NewReader(b)
 	}
-	resp, err := controlDo(lab, method, path, body, 2*time.Minute) // an apply that scales builds namespaces
+	resp, err := controlDo(lab, method, path, body, controlTimeout(path))
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(out)
 }
+
+// controlTimeout is how long a command waits for the lab to answer path:
+// an apply that scales builds namespaces, for up to minutes in a big lab;
+// every other answer takes milliseconds (trace waits traceWait for its
+// probe), so a lab that has not answered in queryTimeout is stopped or
+// wedged, and the user should hear so rather than wait minutes.
+func controlTimeout(path string) time.Duration {
+	if path == "/apply" {
+		return 2 * time.Minute
+	}
+	return queryTimeout
+}
+
+const queryTimeout = 15 * time.Second
 
 // controlDo sends a request to the running lab's control socket and
 // returns the answer, once its status is 200; timeout 0 lets a streamed
@@ -215,7 +230,13 @@ func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
-	if err != nil {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil, fmt.Errorf("lab %s did not answer within %v: its emulator is stopped or overloaded (emulator down --name %s still tears it down)", lab, timeout, lab)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("lab %s closed the connection before it answered: it went down, or its emulator ended", lab)
+	case err != nil:
 		return nil, fmt.Errorf("lab %s: %w", lab, err)
 	}
 	if resp.StatusCode != http.StatusOK {
