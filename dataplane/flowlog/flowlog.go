@@ -160,7 +160,12 @@ func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
 	case dataplane.FlowEnd:
 		delete(w.begun, ev.Orig)
 	}
-	if m := ev.Time.UTC().Truncate(time.Minute); !m.Equal(w.minute) {
+	// Only a later minute starts a new file: an event stamped in the last
+	// minute can arrive after one of this minute (workers and the sweeper
+	// stamp events before queueing them), and going back would rewrite the
+	// last minute's file with that event alone. It joins this minute's
+	// record, its tuple keeping its own time.
+	if m := ev.Time.UTC().Truncate(time.Minute); m.After(w.minute) {
 		if w.dirty {
 			w.flushLocked()
 		}

@@ -100,3 +100,49 @@ func TestWriter(t *testing.T) {
 		t.Error("the old minute's file changed")
 	}
 }
+
+// Events reach the writer from several dataplane workers and the conntrack
+// sweeper, each stamped before it is queued, so one stamped just before a
+// minute ends can arrive after one of the next minute. That late event
+// must not replace the finished minute's file with itself alone.
+func TestWriterLateEventKeepsFiles(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	allow := &nsg.Rule{NSG: "vm-nsg", Name: "AllowInternetOutBound", Priority: 65001, Allow: true, Default: true}
+	t0 := time.Date(2026, 11, 23, 21, 0, 59, 900_000_000, time.UTC)
+	times := []time.Time{t0, t0.Add(200 * time.Millisecond), t0.Add(50 * time.Millisecond)}
+	for i, ts := range times {
+		k := key("10.0.2.4", uint16(40000+i), "203.0.113.10", 80)
+		w.addLocked(dataplane.FlowEvent{Time: ts, State: dataplane.FlowBegin, Orig: k, Xl: k},
+			[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}})
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, m := range []string{"00", "01"} {
+		b, err := os.ReadFile(filepath.Join(dir, "y=2026/m=11/d=23/h=21/m="+m+"/PT1M.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f File
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range f.Records {
+			for _, rf := range r.Properties.Flows {
+				for _, mf := range rf.Flows {
+					for _, tu := range mf.FlowTuples {
+						if seen[tu] {
+							t.Errorf("tuple %s logged twice", tu)
+						}
+						seen[tu] = true
+					}
+				}
+			}
+		}
+	}
+	if len(seen) != len(times) {
+		t.Errorf("%d tuples in the files, want %d: %v", len(seen), len(times), seen)
+	}
+}
