@@ -2,6 +2,7 @@ package test
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -32,5 +33,27 @@ func TestReadmeListener(t *testing.T) {
 	r := nc.wait()
 	if out := r.stdout + r.stderr; !strings.Contains(out, "10.0.2.4") || !strings.Contains(out, "hello") {
 		t.Errorf("the listener on ase1-w1 should see db1's 10.0.2.4 and its line: %v", r)
+	}
+}
+
+// The README's verify example names the lab it comes from; run there, it
+// prints what the README shows.
+func TestReadmeVerify(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)In lab (\\d+)'s topology.*?```\n\\$ emulator verify ([^\n]*)\n(.*?)```").FindStringSubmatch(string(readme))
+	if m == nil {
+		t.Fatal("the README's verify example does not say which lab's topology it runs in")
+	}
+	dir, err := filepath.Glob("../scripts/labs/0" + m[1] + "-*/topology.yaml")
+	if err != nil || len(dir) != 1 {
+		t.Fatalf("lab %s's topology: %v %v", m[1], dir, err)
+	}
+	l := upLab(t, "-f", dir[0])
+	r := emu(t, append([]string{"verify", "--name", l.name}, strings.Fields(m[2])...)...)
+	if r.stdout != m[3] {
+		t.Errorf("the README shows\n%s\nverify printed\n%s", m[3], r.stdout)
 	}
 }
