@@ -108,15 +108,31 @@ func (w *Writer) Current() string {
 // Run consumes events until stop is closed, writing the minute's file at
 // most once a second.
 func (w *Writer) Run(events *dataplane.FlowEvents, stop <-chan struct{}) {
+	w.run(events.C(), stop)
+}
+
+func (w *Writer) run(events <-chan dataplane.FlowEvent, stop <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
-		case ev := <-events.C():
+		case ev := <-events:
 			w.Add(ev)
 		case <-tick.C:
 			w.Flush()
 		case <-stop:
+			// The subscription has ended by now, so what is queued is all
+			// there will be: flows that began before logging was turned
+			// off, which select alone would drop at random.
+			for {
+				select {
+				case ev := <-events:
+					w.Add(ev)
+					continue
+				default:
+				}
+				break
+			}
 			w.Flush()
 			return
 		}

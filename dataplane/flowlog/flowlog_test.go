@@ -146,3 +146,43 @@ func TestWriterLateEventKeepsFiles(t *testing.T) {
 		t.Errorf("%d tuples in the files, want %d: %v", len(seen), len(times), seen)
 	}
 }
+
+// Turning logging off stops the subscription and then the writer: the
+// events still queued happened while logging was on and belong in the file.
+func TestWriterStopKeepsQueuedEvents(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	allow := &nsg.Rule{NSG: "vm-nsg", Name: "AllowInternetOutBound", Priority: 65001, Allow: true, Default: true}
+	t0 := time.Date(2026, 11, 23, 21, 0, 5, 0, time.UTC)
+	const n = 64
+	events := make(chan dataplane.FlowEvent, n)
+	for i := range n {
+		k := key("10.0.2.4", uint16(40000+i), "203.0.113.10", 80)
+		// Ends of flows whose beginning the writer saw carry their NSGs
+		// with them, so these events need no dataplane snapshot.
+		w.begun[k] = []dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}}
+		events <- dataplane.FlowEvent{Time: t0, State: dataplane.FlowEnd, Orig: k, Xl: k, Packets: [2]uint64{1, 1}, Bytes: [2]uint64{60, 60}}
+	}
+	stop := make(chan struct{})
+	close(stop)
+	w.run(events, stop)
+	b, err := os.ReadFile(filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=00/PT1M.json"))
+	if err != nil {
+		t.Fatalf("nothing written: %v", err)
+	}
+	var f File
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for _, r := range f.Records {
+		for _, rf := range r.Properties.Flows {
+			for _, mf := range rf.Flows {
+				got += len(mf.FlowTuples)
+			}
+		}
+	}
+	if got != n {
+		t.Errorf("%d of %d queued events logged when logging stopped", got, n)
+	}
+}
