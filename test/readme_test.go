@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ func TestReadmeListener(t *testing.T) {
 	}
 	l := upLab(t)
 	nc := l.background("ase1-w1", "nc", "-lv", listen[1])
-	time.Sleep(500 * time.Millisecond)
+	port, _ := strconv.Atoi(listen[1])
+	l.waitListening("ase1-w1", port)
 	l.exec("db1", 10*time.Second, "sh", "-c", "echo hello | nc -v -q1 -w3 10.0.1.6 "+connect[1])
 	r := nc.wait()
 	if out := r.stdout + r.stderr; !strings.Contains(out, "10.0.2.4") || !strings.Contains(out, "hello") {
