@@ -181,31 +181,38 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 		}
 		xl.Dst = d.backends[frontEnd(k, len(d.backends))]
 	}
-	// SNAT: a VNet machine calling outside the VNet's address space leaves
-	// with its public address (F3), even when the call comes back in to
-	// another VIP of the lab (F5). Inside the VNet nothing changes (F4).
-	if n.Kind != topology.NodeInternet && !p.inside(k.Dst) {
-		if viaGateway {
-			// Forced tunneling: the corporate edge, not the ASE's VIP,
-			// takes the flow to the Internet (F16).
-			xl.Src = p.onPremNAT
-		} else if pub, ok := p.outbound[header.AddrFromNetip(n.Addr)]; ok {
-			// The public address is the one of the machine the packet
-			// leaves from: Azure translates only its NIC's own address.
-			// What an appliance forwards for an ASE (a 0.0.0.0/0 route
-			// to it) so leaves with the appliance's address, not the
-			// VIP, which breaks the ASE as forced tunneling does (F16,
-			// F18).
-			xl.Src = pub
-		}
+	if pub, ok := p.snat(n, k.Dst, viaGateway); ok {
+		xl.Src = pub
 	}
 	return xl, 0, true
+}
+
+// snat returns the public address that what leaves node n for dst takes,
+// if any. A VNet machine calling outside the VNet's address space leaves
+// with its public address (F3), even when the call comes back in to
+// another VIP of the lab (F5); inside the VNet nothing changes (F4). The
+// address is the one of the machine the packet leaves from: Azure
+// translates only its NIC's own address, so what an appliance forwards
+// for an ASE (a 0.0.0.0/0 route to it) leaves with the appliance's
+// address, not the VIP, which breaks the ASE as forced tunneling does
+// (F16, F18).
+func (p *policy) snat(n *topology.Node, dst header.Addr, viaGateway bool) (header.Addr, bool) {
+	if n.Kind == topology.NodeInternet || p.inside(dst) {
+		return 0, false
+	}
+	if viaGateway {
+		// Forced tunneling: the corporate edge, not the ASE's VIP, takes
+		// the flow to the Internet (F16).
+		return p.onPremNAT, true
+	}
+	pub, ok := p.outbound[header.AddrFromNetip(n.Addr)]
+	return pub, ok
 }
 
 // relayKeeps reports whether f, the flow of k, leaves appliance n as its
 // translation says when n relays one of its packets (F18). Azure
 // translates what leaves a NIC for the Internet from that NIC's address,
-// whatever machine translated the flow before; so a flow translated
+// whatever machine translated the flow before (snat); so a flow translated
 // elsewhere, such as a front-end's answer through the VIP routed to the
 // appliance by 0.0.0.0/0, would reach its peer from the appliance's
 // address, which the peer does not know: the asymmetric routing that
@@ -213,11 +220,8 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 // appliance's own NIC translated, or one that is not translated where it
 // leaves, goes on.
 func (p *policy) relayKeeps(n *topology.Node, k nat.Key, viaGateway bool, f *nat.Flow) bool {
-	xl, _, ok := p.decide(n, k, viaGateway)
-	if !ok || xl.Src == k.Src {
-		return true
-	}
-	return f.Translated().Src == xl.Src
+	pub, ok := p.snat(n, k.Dst, viaGateway)
+	return !ok || pub == k.Src || f.Translated().Src == pub
 }
 
 // frontEnd picks one of n front-ends for the flow k by its 5-tuple, as
