@@ -35,7 +35,7 @@ type pool struct {
 	// machine whose share is all taken still connects to a destination
 	// that none of its ports serves; only many connections to one
 	// destination exhaust it. Ports are shared only once every port of
-	// the span is taken (reusePortLocked), so until then allocation is
+	// the span is taken (sharePortLocked), so until then allocation is
 	// as for the other protocols. UDP, which Azure reuses per destination
 	// address only, keeps one flow a port, as does ICMP.
 	byDst bool
@@ -48,7 +48,7 @@ type pool struct {
 // holds no pointer, so the GC never scans its 264 KiB.
 type portMap struct {
 	used  [65536 / 64]uint64
-	owner [65536]uint32 // flow index holding the port, when used
+	owner [65536]uint32 // flow index holding the port, when used; in a byDst pool its first holder, which may have gone (holdsLocked)
 }
 
 // span is a range of ports that allocations draw from, with its own
@@ -57,18 +57,16 @@ type span struct {
 	lo, hi    uint16 // inclusive
 	cursor    uint16 // next port to try when the hint is taken
 	exhausted uint64 // allocations refused
-	// reclaimAt is the earliest time at which scanning the owners of an
-	// exhausted span can find an expired flow: the earliest expiry seen by
-	// the last scan, and at most a second after it, since a FIN or RST
-	// shortens a flow's life without telling the pool. Without it, every
-	// connection attempt to an exhausted span would read every owner flow.
-	reclaimAt int64
-	// fullDst and fullUntil are reclaimAt for a byDst pool's last
-	// destination that found no port (its address and port, and bit 48
-	// set, so that 0 is none): until fullUntil a flow to it is refused
-	// without reading the flows of every port.
-	fullDst   uint64
-	fullUntil int64
+	// reclaimAt is the earliest time at which searching an exhausted span
+	// again can find a port for reclaimKey: the earliest expiry seen by
+	// the last search that found none, and at most a second after it,
+	// since a FIN or RST shortens a flow's life without telling the pool.
+	// Without it, every connection attempt to an exhausted span would read
+	// the flows of every port. reclaimKey is 0 (any flow), or in a byDst
+	// pool the destination searched for (address and port, with bit 48
+	// set): another destination may still share a port.
+	reclaimAt  int64
+	reclaimKey uint64
 }
 
 type poolKey struct {

@@ -462,13 +462,7 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 		hint := xlated.SrcPort
 		for attempt := 0; ; attempt++ {
 			var ok bool
-			port, ok = t.allocPortLocked(p, sp, hint, idx, now)
-			if !ok && p.byDst {
-				if port, ok = t.reusePortLocked(p, sp, orig, reply, idx, now); ok {
-					reply.DstPort = port
-					break
-				}
-			}
+			port, ok = t.allocPortLocked(p, sp, hint, orig, reply, idx, now)
 			if !ok {
 				if sp != &p.all {
 					sp.exhausted++
@@ -535,43 +529,45 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 	return Flow{f: fl, gs: gs, now: now, ka: oa, kb: ob, ta: ra, tb: rb, dir: Original}, nil
 }
 
-// allocPortLocked picks a port of span sp of p for flow idx, first taking
-// back the hinted port or, if the span is exhausted, any port of it whose
-// flow has timed out without being swept yet: an expired flow is gone
-// (F17's port reuse after 4 min, 240 s, 15 s) whether or not Expire has
-// run.
-func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, idx uint32, now int64) (uint16, bool) {
-	if sp.inRange(hint) && p.isUsed(hint) && t.holdsLocked(p.owner[hint], p, hint) && t.expiredLocked(p.owner[hint], now) {
-		t.removeLocked(p.owner[hint])
+// allocPortLocked picks a port of span sp of p for flow idx, whose first
+// packet is orig and reply key reply: a free port, first the hinted one;
+// if none is free, in a byDst pool a port that no live flow uses to reach
+// the new flow's destination (sharePortLocked), and in the others any port
+// whose flow has timed out without being swept yet (reclaimOwnersLocked):
+// an expired flow is gone (F17's port reuse after 4 min, 240 s, 15 s)
+// whether or not Expire has run. A search that finds nothing is not made
+// again, for the same destination in a byDst pool, before sp.reclaimAt.
+func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, orig, reply Key, idx uint32, now int64) (uint16, bool) {
+	if o := p.owner[hint]; sp.inRange(hint) && p.isUsed(hint) && t.holdsLocked(o, p, hint) && t.expiredLocked(o, now) {
+		t.removeLocked(o)
 		t.expired.Add(1)
 	}
 	if port, ok := p.pick(sp, hint, idx); ok {
 		return port, true
 	}
-	if now < sp.reclaimAt {
+	var key uint64 // what the search was for: any destination (0), or reply's source
+	if p.byDst {
+		key = uint64(reply.Src)<<16 | uint64(reply.SrcPort) | 1<<48
+	}
+	if sp.reclaimKey == key && now < sp.reclaimAt {
 		return 0, false
 	}
-	next := now + reclaimInterval
-	for port := uint32(sp.lo); port <= uint32(sp.hi); port++ {
-		if !p.isUsed(uint16(port)) {
-			continue
-		}
-		o := p.owner[port]
-		if !t.holdsLocked(o, p, uint16(port)) {
-			continue // shared, and its first flow has gone: the others hold it
-		}
-		if exp := t.expiryLocked(o); exp <= now {
-			t.removeLocked(o)
-			t.expired.Add(1)
-		} else if exp < next {
-			next = exp
-		}
+	var port uint16
+	var ok bool
+	var next int64
+	if p.byDst {
+		port, ok, next = t.sharePortLocked(p, sp, orig, reply, idx, now)
+	} else {
+		next = t.reclaimOwnersLocked(p, sp, now)
+		port, ok = p.pick(sp, hint, idx)
 	}
-	sp.reclaimAt = next
-	return p.pick(sp, hint, idx)
+	if !ok {
+		sp.reclaimAt, sp.reclaimKey = next, key
+	}
+	return port, ok
 }
 
-// holdsLocked reports whether flow idx is live and holds port of p. The
+// holdsLocked reports whether flow idx is live and holds port of p: the
 // owner of a shared port (byDst) may have gone while others hold it, and
 // its entry may since serve another flow.
 func (t *Table) holdsLocked(idx uint32, p *pool, port uint16) bool {
@@ -579,25 +575,40 @@ func (t *Table) holdsLocked(idx uint32, p *pool, port uint16) bool {
 	return fl.gs.Load()>>32&1 == 1 && fl.pool == p.id+1 && fl.port == port
 }
 
-// reusePortLocked finds a port of span sp, every one of which is taken, that
-// no live flow uses to reach the destination of orig (byDst), so flow idx
-// can share it; reply is the new flow's reply key, to take the port as its
-// destination port. A flow found expired is removed on the way. Ports are
-// tried from the span's cursor, like fresh ones. It refuses at once a
-// destination for which the last search found nothing, until the first of
-// the flows it met could expire (fullUntil).
-func (t *Table) reusePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, now int64) (uint16, bool) {
-	dst := uint64(reply.Src)<<16 | uint64(reply.SrcPort) | 1<<48
-	if sp.fullDst == dst && now < sp.fullUntil {
-		return 0, false
-	}
+// reclaimOwnersLocked removes the expired flows that hold ports of sp, and
+// returns the earliest time another of them can expire, at most a second
+// from now (a FIN or RST shortens a flow's life without telling the pool).
+func (t *Table) reclaimOwnersLocked(p *pool, sp *span, now int64) int64 {
 	next := now + reclaimInterval
+	for port := uint32(sp.lo); port <= uint32(sp.hi); port++ {
+		if !p.isUsed(uint16(port)) {
+			continue
+		}
+		o := p.owner[port]
+		if exp := t.expiryLocked(o); exp <= now {
+			t.removeLocked(o)
+			t.expired.Add(1)
+		} else if exp < next {
+			next = exp
+		}
+	}
+	return next
+}
+
+// sharePortLocked finds a port of span sp, every one of which is taken,
+// that no live flow uses to reach the destination of reply's source
+// (byDst), and gives it to flow idx too. A flow found expired on the way
+// is removed. Ports are tried from the span's cursor, like fresh ones. If
+// none is found, next is the earliest time one of the flows met can
+// expire, at most a second from now.
+func (t *Table) sharePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, now int64) (port uint16, ok bool, next int64) {
+	next = now + reclaimInterval
 	c := sp.cursor
 	if !sp.inRange(c) {
 		c = sp.lo
 	}
 	for i := range sp.size() {
-		port := sp.lo + uint16((int(c-sp.lo)+i)%sp.size())
+		port = sp.lo + uint16((int(c-sp.lo)+i)%sp.size())
 		reply.DstPort = port
 		if reply == orig {
 			continue
@@ -617,10 +628,9 @@ func (t *Table) reusePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, 
 			p.take(port, idx) // the expired flow was the port's last
 		}
 		sp.cursor = port + 1
-		return port, true
+		return port, true, next
 	}
-	sp.fullDst, sp.fullUntil = dst, next
-	return 0, false
+	return 0, false, next
 }
 
 // vacantLocked reports whether no live flow has key k, removing an expired
