@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 
 	"github.com/aseemu/emulator/dataplane/header"
@@ -141,10 +143,25 @@ type NextHop struct {
 	Prefix    string `json:"prefix"` // the prefix that matched
 }
 
+// ErrNoNode is NextHop's answer for a node the lab does not have.
+var ErrNoNode = errors.New("no such node")
+
 // NextHop answers where a packet from node to dst goes, from the same
-// compiled routes the dataplane uses.
-func (e *Engine) NextHop(node string, dst netip.Addr) (NextHop, bool) {
-	return e.cur.Load().nextHop(node, dst)
+// compiled routes the dataplane uses. Only a machine in a VNet subnet has
+// routes: for a host on the Internet or on-premises the dataplane delivers
+// by destination alone, and NextHop says so rather than answer a route
+// that no such host has.
+func (e *Engine) NextHop(node string, dst netip.Addr) (NextHop, error) {
+	s := e.cur.Load()
+	n := s.topo.NodeByName(node)
+	switch {
+	case n == nil:
+		return NextHop{}, ErrNoNode
+	case n.Subnet == nil:
+		return NextHop{}, fmt.Errorf("%s is not in a VNet (a node of kind %s): next hop reads the routes of a VNet subnet; ask from a machine in one", node, n.Kind)
+	}
+	nh, _ := s.nextHop(node, dst)
+	return nh, nil
 }
 
 func (s *snapshot) nextHop(node string, dst netip.Addr) (NextHop, bool) {

@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,8 +59,8 @@ func TestRouteSelection(t *testing.T) {
 		{"172.16.1.10", topology.NextHopVNG, "", "System Route"},         // on-premises
 		{"168.63.129.16", topology.NextHopVnetLocal, "", "System Route"}, // the platform, whatever the routes
 	} {
-		nh, ok := l.e.NextHop("ase1-w1", netip.MustParseAddr(c.to))
-		if !ok || nh.Type != c.typ || nh.IPAddress != c.ip || nh.Route != c.route {
+		nh, err := l.e.NextHop("ase1-w1", netip.MustParseAddr(c.to))
+		if err != nil || nh.Type != c.typ || nh.IPAddress != c.ip || nh.Route != c.route {
 			t.Errorf("nexthop ase1-w1 -> %s = %+v, want %s %s by %s", c.to, nh, c.typ, c.ip, c.route)
 		}
 	}
@@ -74,6 +76,13 @@ func TestRouteSelection(t *testing.T) {
 	// Other subnets keep the system routes.
 	if nh, _ := l.e.NextHop("db1", netip.MustParseAddr("203.0.113.20")); nh.Type != topology.NextHopVNG || nh.Route != "System Route" {
 		t.Errorf("db1's subnet has no user routes: %+v", nh)
+	}
+	// Only a machine in a subnet has routes to read.
+	if _, err := l.e.NextHop("client", netip.MustParseAddr("10.0.1.6")); err == nil || !strings.Contains(err.Error(), "not in a VNet") {
+		t.Errorf("nexthop from the Internet host client: %v, want an error saying it is not in a VNet", err)
+	}
+	if _, err := l.e.NextHop("nobody", netip.MustParseAddr("10.0.1.6")); !errors.Is(err, ErrNoNode) {
+		t.Errorf("nexthop from a node the lab lacks: %v, want ErrNoNode", err)
 	}
 }
 

@@ -219,7 +219,7 @@ func checkASE(parent context.Context, t *topology.Topology, a *topology.ASE, net
 				return fmt.Sprintf("Azure SQL (azure-sql %s:1433) unreachable: %v", sql, err)
 			case seen != a.VIP:
 				cause := "outbound traffic leaves with another NAT address"
-				if nh, ok := engine.NextHop(from[0].Name, sql); ok && nh.Type == topology.NextHopVNG {
+				if nh, err := engine.NextHop(from[0].Name, sql); err == nil && nh.Type == topology.NextHopVNG {
 					cause = fmt.Sprintf("forced tunneling: %s sends it to the VirtualNetworkGateway (%s, %s), and the on-premises edge NATs it; add a route 0.0.0.0/0 -> Internet to %s",
 						a.Subnet.Name, nh.Route, nh.Prefix, a.Subnet.Name)
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,19 +65,13 @@ func (l *runningLab) handleNexthop(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 		return
 	}
-	nh, ok := l.engine.NextHop(q.From, to)
-	if !ok {
+	nh, err := l.engine.NextHop(q.From, to)
+	switch {
+	case errors.Is(err, dataplane.ErrNoNode):
 		http.Error(w, fmt.Sprintf("lab %s has no node %q", l.name, q.From), http.StatusUnprocessableEntity)
 		return
-	}
-	// The dataplane answers VnetLocal for a node without a subnet (it
-	// delivers by destination alone), which is no route a user could find
-	// on an Internet or on-premises host.
-	l.mu.Lock()
-	n := l.topo.NodeByName(q.From)
-	l.mu.Unlock()
-	if n != nil && n.Subnet == nil {
-		http.Error(w, fmt.Sprintf("nexthop: %s is not in a VNet (a node of kind %s): next hop reads the routes of a VNet subnet; ask from a machine in one", q.From, n.Kind), http.StatusUnprocessableEntity)
+	case err != nil:
+		http.Error(w, "nexthop: "+err.Error(), http.StatusUnprocessableEntity)
 		return
 	}
 	writeJSON(w, nh)
