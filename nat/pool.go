@@ -28,27 +28,44 @@ type pool struct {
 	shares map[header.Addr]*span
 	order  []header.Addr // the shares' addresses, in port order
 	inUse  int           // ports taken, in the range or not
-	// byDst says a port serves one flow per destination (TCP): Azure's
+	// reuseBy says how far a taken port can serve further flows. Azure's
 	// load balancer gives a TCP SNAT port to one flow per destination
-	// address and port, and reuses it for other destinations (the
-	// "Port reuse" section of its outbound-connections article). A
-	// machine whose share is all taken still connects to a destination
-	// that none of its ports serves; only many connections to one
-	// destination exhaust it. Ports are shared only once every port of
-	// the span is taken (sharePortLocked), so until then allocation is
-	// as for the other protocols. UDP, which Azure reuses per destination
-	// address only, keeps one flow a port, as does ICMP.
-	byDst bool
+	// address and port, and a UDP port to one flow per destination
+	// address whatever its port (the "Port reuse" section of its
+	// outbound-connections article); ICMP gets one flow a port. A machine
+	// whose share is all taken still reaches a destination that none of
+	// its ports serves; only many flows to one destination exhaust it.
+	// Ports are shared only once every port of the span is taken
+	// (sharePortLocked, shareAddrPortLocked), so until then allocation is
+	// the same for every protocol.
+	reuseBy reuse
 	// extra counts, for a shared port, the flows that hold it besides
-	// the first: the port is free when the last of them goes.
+	// the first: the port is free when the last of them goes. In a
+	// reuseAddr pool a port keeps its entry, 0 or more, from its first
+	// sharing until it is free, as the mark that dsts counts its holders.
 	extra map[uint16]uint32
+	// dsts counts the holders of each such port of a reuseAddr pool by
+	// destination address (dstKey): the flows' index is by whole tuple,
+	// so it cannot tell which addresses a port already reaches.
+	dsts map[uint64]uint32
 }
+
+// reuse is what a SNAT port's further flows must differ in (pool.reuseBy).
+type reuse uint8
+
+const (
+	reuseNone reuse = iota // one flow a port (ICMP)
+	reuseDst               // destination address or port (TCP)
+	reuseAddr              // destination address (UDP)
+)
+
+func dstKey(port uint16, dst header.Addr) uint64 { return uint64(port)<<32 | uint64(dst) }
 
 // portMap says which ports of a pool are taken, and by which flow. It
 // holds no pointer, so the GC never scans its 264 KiB.
 type portMap struct {
 	used  [65536 / 64]uint64
-	owner [65536]uint32 // flow index holding the port, when used; in a byDst pool its first holder, which may have gone (holdsLocked)
+	owner [65536]uint32 // flow index holding the port, when used; for a shared port its first holder, which may have gone (holdsLocked)
 }
 
 // span is a range of ports that allocations draw from, with its own
@@ -62,9 +79,10 @@ type span struct {
 	// the last search that found none, and at most a second after it,
 	// since a FIN or RST shortens a flow's life without telling the pool.
 	// Without it, every connection attempt to an exhausted span would read
-	// the flows of every port. reclaimKey is 0 (any flow), or in a byDst
-	// pool the destination searched for (address and port, with bit 48
-	// set): another destination may still share a port.
+	// the flows of every port. reclaimKey is 0 (any flow), or in a pool
+	// that shares ports the destination searched for (address, and port
+	// for TCP, with bit 48 set): another destination may still share a
+	// port.
 	reclaimAt  int64
 	reclaimKey uint64
 }
@@ -97,14 +115,25 @@ func (p *pool) take(port uint16, idx uint32) {
 	p.inUse++
 }
 
-func (p *pool) release(port uint16) {
-	if n := p.extra[port]; n > 0 {
-		if n == 1 {
-			delete(p.extra, port)
+// release gives back flow's hold on port; dst is the flow's destination.
+func (p *pool) release(port uint16, dst header.Addr) {
+	n, marked := p.extra[port]
+	if marked && p.reuseBy == reuseAddr {
+		if k := dstKey(port, dst); p.dsts[k] > 1 {
+			p.dsts[k]--
 		} else {
-			p.extra[port] = n - 1
+			delete(p.dsts, k)
 		}
+	}
+	switch {
+	case n > 1 || n == 1 && p.reuseBy == reuseAddr:
+		p.extra[port] = n - 1
 		return
+	case n == 1:
+		delete(p.extra, port)
+		return
+	case marked:
+		delete(p.extra, port) // a reuseAddr port's last holder
 	}
 	if p.isUsed(port) {
 		p.used[port>>6] &^= 1 << (port & 63)
@@ -112,12 +141,31 @@ func (p *pool) release(port uint16) {
 	}
 }
 
-// reuse gives a taken port to one more flow.
-func (p *pool) reuse(port uint16) {
+// reuse gives a taken port to one more flow, to dst.
+func (p *pool) reuse(port uint16, dst header.Addr) {
 	if p.extra == nil {
 		p.extra = make(map[uint16]uint32)
 	}
 	p.extra[port]++
+	if p.reuseBy == reuseAddr {
+		if p.dsts == nil {
+			p.dsts = make(map[uint64]uint32)
+		}
+		p.dsts[dstKey(port, dst)]++
+	}
+}
+
+// mark starts counting the holders of port, a reuseAddr port about to be
+// shared, by destination: so far its one holder, to dst.
+func (p *pool) mark(port uint16, dst header.Addr) {
+	if p.extra == nil {
+		p.extra = make(map[uint16]uint32)
+	}
+	p.extra[port] = 0
+	if p.dsts == nil {
+		p.dsts = make(map[uint64]uint32)
+	}
+	p.dsts[dstKey(port, dst)] = 1
 }
 
 // pick returns a free port of s for flow idx: hint, the flow's own source
@@ -218,4 +266,15 @@ type ShareStats struct {
 	Lo, Hi    uint16      // inclusive
 	InUse     int
 	Exhausted uint64
+}
+
+// reuseFor is how a pool of proto shares its ports (pool.reuseBy).
+func reuseFor(proto uint8) reuse {
+	switch proto {
+	case header.ProtoTCP:
+		return reuseDst
+	case header.ProtoUDP:
+		return reuseAddr
+	}
+	return reuseNone
 }

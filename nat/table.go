@@ -278,7 +278,7 @@ func (t *Table) SetPool(c PoolConfig) error {
 			if len(t.pools) == 1<<16-1 {
 				return fmt.Errorf("nat: too many SNAT pools")
 			}
-			p = &pool{portMap: new(portMap), addr: c.Addr, proto: proto, id: uint16(len(t.pools)), byDst: proto == header.ProtoTCP}
+			p = &pool{portMap: new(portMap), addr: c.Addr, proto: proto, id: uint16(len(t.pools)), reuseBy: reuseFor(proto)}
 			t.pools = append(t.pools, p)
 			t.poolByKey[k] = p
 		}
@@ -482,7 +482,7 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 			// The tuple with this port is some other flow's (an inbound
 			// DNAT flow to this very VIP and port, say): try the next
 			// port, as netfilter's nf_nat_used_tuple does.
-			p.release(port)
+			p.release(port, reply.Src)
 			if attempt == 8 {
 				t.cf.Add(1)
 				t.freeLocked(idx)
@@ -531,12 +531,13 @@ func (t *Table) Insert(orig, xlated Key, now int64) (Flow, error) {
 
 // allocPortLocked picks a port of span sp of p for flow idx, whose first
 // packet is orig and reply key reply: a free port, first the hinted one;
-// if none is free, in a byDst pool a port that no live flow uses to reach
-// the new flow's destination (sharePortLocked), and in the others any port
-// whose flow has timed out without being swept yet (reclaimOwnersLocked):
-// an expired flow is gone (F17's port reuse after 4 min, 240 s, 15 s)
-// whether or not Expire has run. A search that finds nothing is not made
-// again, for the same destination in a byDst pool, before sp.reclaimAt.
+// if none is free, in a pool that shares ports one that no live flow uses
+// to reach the new flow's destination (sharePortLocked for TCP,
+// shareAddrPortLocked for UDP), and in the others any port whose flow has
+// timed out without being swept yet (reclaimOwnersLocked): an expired flow
+// is gone (F17's port reuse after 4 min, 240 s, 15 s) whether or not
+// Expire has run. A search that finds nothing is not made again, for the
+// same destination where ports are shared, before sp.reclaimAt.
 func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, orig, reply Key, idx uint32, now int64) (uint16, bool) {
 	if o := p.owner[hint]; sp.inRange(hint) && p.isUsed(hint) && t.holdsLocked(o, p, hint) && t.expiredLocked(o, now) {
 		t.removeLocked(o)
@@ -546,8 +547,11 @@ func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, orig, reply Key,
 		return port, true
 	}
 	var key uint64 // what the search was for: any destination (0), or reply's source
-	if p.byDst {
+	switch p.reuseBy {
+	case reuseDst:
 		key = uint64(reply.Src)<<16 | uint64(reply.SrcPort) | 1<<48
+	case reuseAddr:
+		key = uint64(reply.Src)<<16 | 1<<48
 	}
 	if sp.reclaimKey == key && now < sp.reclaimAt {
 		return 0, false
@@ -555,9 +559,12 @@ func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, orig, reply Key,
 	var port uint16
 	var ok bool
 	var next int64
-	if p.byDst {
+	switch p.reuseBy {
+	case reuseDst:
 		port, ok, next = t.sharePortLocked(p, sp, orig, reply, idx, now)
-	} else {
+	case reuseAddr:
+		port, ok, next = t.shareAddrPortLocked(p, sp, reply.Src, idx, now)
+	default:
 		next = t.reclaimOwnersLocked(p, sp, now)
 		port, ok = p.pick(sp, hint, idx)
 	}
@@ -568,7 +575,7 @@ func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, orig, reply Key,
 }
 
 // holdsLocked reports whether flow idx is live and holds port of p: the
-// owner of a shared port (byDst) may have gone while others hold it, and
+// owner of a shared port may have gone while others hold it, and
 // its entry may since serve another flow.
 func (t *Table) holdsLocked(idx uint32, p *pool, port uint16) bool {
 	fl := &t.flows[idx]
@@ -597,7 +604,7 @@ func (t *Table) reclaimOwnersLocked(p *pool, sp *span, now int64) int64 {
 
 // sharePortLocked finds a port of span sp, every one of which is taken,
 // that no live flow uses to reach the destination of reply's source
-// (byDst), and gives it to flow idx too. A flow found expired on the way
+// (reuseDst), and gives it to flow idx too. A flow found expired on the way
 // is removed. Ports are tried from the span's cursor, like fresh ones. If
 // none is found, next is the earliest time one of the flows met can
 // expire, at most a second from now.
@@ -623,7 +630,7 @@ func (t *Table) sharePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, 
 			t.expired.Add(1)
 		}
 		if p.isUsed(port) {
-			p.reuse(port)
+			p.reuse(port, reply.Src)
 		} else {
 			p.take(port, idx) // the expired flow was the port's last
 		}
@@ -631,6 +638,51 @@ func (t *Table) sharePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, 
 		return port, true, next
 	}
 	return 0, false, next
+}
+
+// shareAddrPortLocked finds a port of span sp, every one of which is
+// taken, that no live flow uses to reach dst whatever the destination port
+// (reuseAddr), and gives it to flow idx too, as sharePortLocked does for
+// TCP. A port's only holder, found expired, is removed; the holders of a
+// shared port are known only by count, so an expired one there waits for
+// Expire. If none is found, next is the earliest time one of the single
+// holders met can expire, at most a second from now.
+func (t *Table) shareAddrPortLocked(p *pool, sp *span, dst header.Addr, idx uint32, now int64) (port uint16, ok bool, next int64) {
+	next = now + reclaimInterval
+	c := sp.cursor
+	if !sp.inRange(c) {
+		c = sp.lo
+	}
+	for i := range sp.size() {
+		port = sp.lo + uint16((int(c-sp.lo)+i)%sp.size())
+		if _, marked := p.extra[port]; marked {
+			if p.dsts[dstKey(port, dst)] > 0 {
+				continue
+			}
+		} else {
+			o := p.owner[port]
+			if exp := t.expiryLocked(o); exp <= now {
+				t.removeLocked(o)
+				t.expired.Add(1)
+				p.take(port, idx)
+				sp.cursor = port + 1
+				return port, true, next
+			} else if t.dstLocked(o) == dst {
+				next = min(next, exp)
+				continue
+			}
+			p.mark(port, t.dstLocked(o))
+		}
+		p.reuse(port, dst)
+		sp.cursor = port + 1
+		return port, true, next
+	}
+	return 0, false, next
+}
+
+// dstLocked is where flow idx goes: its reply's source.
+func (t *Table) dstLocked(idx uint32) header.Addr {
+	return header.Addr(t.flows[idx].key[Reply][0].Load() >> 32)
 }
 
 // vacantLocked reports whether no live flow has key k, removing an expired
@@ -694,7 +746,7 @@ func (t *Table) removeLocked(idx uint32) {
 		t.indexDelete(fl.key[d][0].Load(), fl.key[d][1].Load(), idx, d)
 	}
 	if fl.pool != 0 {
-		t.pools[fl.pool-1].release(fl.port)
+		t.pools[fl.pool-1].release(fl.port, t.dstLocked(idx))
 		fl.pool = 0
 	}
 	fl.gs.Store((fl.gs.Load()>>32 + 1) << 32)

@@ -588,21 +588,49 @@ func TestPortReuseAcrossDestinations(t *testing.T) {
 		t.Errorf("after every flow timed out: %d ports in use, want 0", s.InUse)
 	}
 
-	// UDP: a port a flow, whatever the destination.
+	// UDP: a port a destination address, whatever the destination port.
+	udp := func(dst header.Addr, sp, dp uint16) Key {
+		return Key{Src: w2, Dst: dst, SrcPort: sp, DstPort: dp, Proto: header.ProtoUDP}
+	}
 	for i := range 3 {
-		k := tcpKey(w2, echo, uint16(41000+i), uint16(7+i))
-		k.Proto = header.ProtoUDP
-		if _, err := insert(k); (i == 2) != errors.Is(err, ErrPoolExhausted) {
-			t.Errorf("UDP flow %d from a share of 2, each to its own port: %v", i+1, err)
+		if _, err := insert(udp(echo, uint16(41000+i), uint16(7+i))); (i == 2) != errors.Is(err, ErrPoolExhausted) {
+			t.Errorf("UDP flow %d to echo from a share of 2, each to its own port: %v", i+1, err)
+		}
+	}
+	var other []Flow
+	for i := range 2 {
+		f, err := insert(udp(client, uint16(41010+i), 53))
+		if err != nil {
+			t.Fatalf("UDP flow %d to another address with w2's share taken by flows to echo: %v; want a shared port", i+1, err)
+		}
+		other = append(other, f)
+	}
+	if other[0].Translated().SrcPort == other[1].Translated().SrcPort {
+		t.Errorf("two UDP flows to %v share port %d; Azure gives each its own", client, other[0].Translated().SrcPort)
+	}
+	if _, err := insert(udp(client, 41012, 123)); !errors.Is(err, ErrPoolExhausted) {
+		t.Errorf("third UDP flow to %v, from 2 ports that each reach it: %v, want ErrPoolExhausted", client, err)
+	}
+	for _, f := range other {
+		if g, ok := tbl.Lookup(f.Translated().Reverse(), clk.Now()); !ok || g.Translated() != f.Key().Reverse() {
+			t.Errorf("the reply to %v reaches %v (found %v), want %v", f.Translated(), g.Translated(), ok, f.Key().Reverse())
 		}
 	}
 }
 
 // A shared port's holders, counted from the live flows, are what the pool
-// says (its bit and its extra count), through random connections from two
-// sources to three destinations of one host, resets, time-outs and sweeps
-// on a pool of 4 ports; once every flow has timed out, nothing is held.
+// says (its bit and its extra count, and for UDP its count by destination
+// address), through random flows from two sources to three destinations of
+// two hosts, resets, time-outs and sweeps on a pool of 4 ports; no two UDP
+// flows reach one address through one port; once every flow has timed
+// out, nothing is held.
 func TestPortReuseAccounting(t *testing.T) {
+	for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
+		t.Run(ProtoName(proto), func(t *testing.T) { testPortReuseAccounting(t, proto) })
+	}
+}
+
+func testPortReuseAccounting(t *testing.T, proto uint8) {
 	tbl, clk := newTable(t, Config{})
 	if err := tbl.SetPool(PoolConfig{Addr: vip1, Lo: 50000, Hi: 50003}); err != nil {
 		t.Fatal(err)
@@ -612,12 +640,13 @@ func TestPortReuseAccounting(t *testing.T) {
 		t.Helper()
 		tbl.mu.Lock()
 		defer tbl.mu.Unlock()
-		p := tbl.poolByKey[poolKey{vip1, header.ProtoTCP}]
-		shared = max(shared, len(p.extra))
+		p := tbl.poolByKey[poolKey{vip1, proto}]
 		holders := map[uint16]uint32{}
+		byDst := map[uint64]uint32{}
 		for i := range tbl.hiwater {
 			if fl := &tbl.flows[i]; fl.gs.Load()>>32&1 == 1 && fl.pool == p.id+1 {
 				holders[fl.port]++
+				byDst[dstKey(fl.port, tbl.dstLocked(i))]++
 			}
 		}
 		for port := uint16(50000); port <= 50003; port++ {
@@ -628,17 +657,43 @@ func TestPortReuseAccounting(t *testing.T) {
 			if got != holders[port] {
 				t.Fatalf("step %d: port %d: the pool counts %d holders, the flows %d", step, port, got, holders[port])
 			}
+			if got > 1 {
+				shared++
+			}
 		}
 		if p.inUse != len(holders) {
 			t.Fatalf("step %d: %d ports in use, %d held", step, p.inUse, len(holders))
 		}
+		if proto != header.ProtoUDP {
+			return
+		}
+		for k, n := range byDst {
+			if n > 1 {
+				t.Fatalf("step %d: %d UDP flows reach %v through port %d", step, n, header.Addr(k), k>>32)
+			}
+			if _, marked := p.extra[uint16(k>>32)]; marked && p.dsts[k] != n {
+				t.Fatalf("step %d: port %d: the pool counts %d holders to %v, the flows %d", step, k>>32, p.dsts[k], header.Addr(k), n)
+			}
+		}
+		for k, n := range p.dsts {
+			if byDst[k] != n {
+				t.Fatalf("step %d: port %d: the pool counts %d holders to %v, the flows %d", step, k>>32, n, header.Addr(k), byDst[k])
+			}
+		}
+	}
+	tick := time.Second
+	if proto == header.ProtoUDP {
+		tick = 8 * time.Second // UDP flows end only by their 4 minutes of idling
 	}
 	rng := rand.New(rand.NewPCG(17, 6))
 	var live []Key
 	for step := range 5000 {
 		switch rng.IntN(4) {
 		case 0, 1:
-			k := tcpKey([]header.Addr{w1, w2}[rng.IntN(2)], echo, uint16(1000+rng.IntN(100)), uint16(80+rng.IntN(3)))
+			k := Key{
+				Src: []header.Addr{w1, w2}[rng.IntN(2)], Dst: []header.Addr{echo, client}[rng.IntN(2)],
+				SrcPort: uint16(1000 + rng.IntN(100)), DstPort: uint16(80 + rng.IntN(3)), Proto: proto,
+			}
 			_, err := tbl.Insert(k, snat(k, vip1), clk.Now())
 			switch {
 			case err == nil:
@@ -647,11 +702,11 @@ func TestPortReuseAccounting(t *testing.T) {
 				t.Fatalf("step %d: %v", step, err)
 			}
 		case 2:
-			if len(live) > 0 {
+			if len(live) > 0 && proto == header.ProtoTCP {
 				send(t, tbl, live[rng.IntN(len(live))], header.TCPFlagRST)
 			}
 		case 3:
-			clk.Advance(time.Duration(rng.IntN(8)) * time.Second)
+			clk.Advance(time.Duration(rng.IntN(8)) * tick)
 			if rng.IntN(4) == 0 {
 				tbl.Expire()
 			}
@@ -661,11 +716,12 @@ func TestPortReuseAccounting(t *testing.T) {
 	clk.Advance(5 * time.Minute)
 	tbl.Expire()
 	check(-1)
-	if p := tbl.poolByKey[poolKey{vip1, header.ProtoTCP}]; p.inUse != 0 || len(p.extra) != 0 {
-		t.Errorf("after every flow timed out: %d ports in use, %d shared", p.inUse, len(p.extra))
+	if p := tbl.poolByKey[poolKey{vip1, proto}]; p.inUse != 0 || len(p.extra) != 0 || len(p.dsts) != 0 {
+		t.Errorf("after every flow timed out: %d ports in use, %d shared, %d counted by address", p.inUse, len(p.extra), len(p.dsts))
 	}
-	if shared < 4 {
-		t.Errorf("at most %d of the 4 ports were shared at once: the test did not exercise sharing", shared)
+	t.Logf("ports shared in %d checks", shared)
+	if shared < 100 {
+		t.Errorf("ports were shared in only %d checks: the test did not exercise sharing", shared)
 	}
 }
 

@@ -3,7 +3,9 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -289,6 +291,30 @@ func TestSNATPoolExhaustion(t *testing.T) {
 			}
 		}
 	}
+	// UDP: a port serves one flow per destination address, whatever the
+	// port. ase1-w1's two ports each reach echo, so a third port of echo
+	// is refused, and another address shares one.
+	l.mustExec("ase1-w1", "sh", "-c", "for p in 9001 9002 9003; do echo x | nc -u -w1 203.0.113.10 $p; done; echo x | nc -u -w1 198.51.100.10 9004; true")
+	var all []flowJSON
+	l.emuJSON(&all, "flows")
+	udp := map[string]string{} // destination: source as translated
+	for _, f := range all {
+		if f.Proto == "udp" && f.NAT == "snat" && strings.HasPrefix(f.Original, "10.0.1.6:") {
+			_, dst, _ := strings.Cut(f.Original, " -> ")
+			src, _, _ := strings.Cut(f.Translated, " ")
+			udp[dst] = src
+		}
+	}
+	want := []string{"198.51.100.10:9004", "203.0.113.10:9001", "203.0.113.10:9002"}
+	if got := slices.Sorted(maps.Keys(udp)); !slices.Equal(got, want) {
+		t.Errorf("F17: ase1-w1's UDP flows go to %q; want %q, and none to echo:9003", got, want)
+	}
+	for dst, src := range udp {
+		if src != "192.23.1.2:50004" && src != "192.23.1.2:50005" {
+			t.Errorf("F17: the UDP flow to %s left as %s; want ase1-w1's own 192.23.1.2:50004 or :50005", dst, src)
+		}
+	}
+
 	// The first two carry on: both last lines arrive.
 	var got result
 	for start := time.Now(); time.Since(start) < 15*time.Second; time.Sleep(200 * time.Millisecond) {
