@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"iter"
 	"math/bits"
 
 	"github.com/aseemu/emulator/dataplane/header"
@@ -98,6 +99,22 @@ var poolProtos = [...]uint8{header.ProtoTCP, header.ProtoUDP, header.ProtoICMP}
 func (s *span) size() int { return int(s.hi) - int(s.lo) + 1 }
 
 func (s *span) inRange(port uint16) bool { return port >= s.lo && port <= s.hi }
+
+// fromCursor yields every port of s once, from its cursor on, wrapping
+// round: the order a search for a port to share takes, like a fresh one's.
+func (s *span) fromCursor() iter.Seq[uint16] {
+	return func(yield func(uint16) bool) {
+		c := s.cursor
+		if !s.inRange(c) {
+			c = s.lo
+		}
+		for i := range s.size() {
+			if !yield(s.lo + uint16((int(c-s.lo)+i)%s.size())) {
+				return
+			}
+		}
+	}
+}
 
 // spanFor is the span that flows from src draw their ports from.
 func (p *pool) spanFor(src header.Addr) *span {

@@ -610,12 +610,7 @@ func (t *Table) reclaimOwnersLocked(p *pool, sp *span, now int64) int64 {
 // expire, at most a second from now.
 func (t *Table) sharePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, now int64) (port uint16, ok bool, next int64) {
 	next = now + reclaimInterval
-	c := sp.cursor
-	if !sp.inRange(c) {
-		c = sp.lo
-	}
-	for i := range sp.size() {
-		port = sp.lo + uint16((int(c-sp.lo)+i)%sp.size())
+	for port = range sp.fromCursor() {
 		reply.DstPort = port
 		if reply == orig {
 			continue
@@ -649,12 +644,7 @@ func (t *Table) sharePortLocked(p *pool, sp *span, orig, reply Key, idx uint32, 
 // holders met can expire, at most a second from now.
 func (t *Table) shareAddrPortLocked(p *pool, sp *span, dst header.Addr, idx uint32, now int64) (port uint16, ok bool, next int64) {
 	next = now + reclaimInterval
-	c := sp.cursor
-	if !sp.inRange(c) {
-		c = sp.lo
-	}
-	for i := range sp.size() {
-		port = sp.lo + uint16((int(c-sp.lo)+i)%sp.size())
+	for port = range sp.fromCursor() {
 		if _, marked := p.extra[port]; marked {
 			if p.dsts[dstKey(port, dst)] > 0 {
 				continue
