@@ -71,14 +71,16 @@ func waitFile(t *testing.T, file string, n int64) {
 // Issue 8: a capture on ase1-w1 during a curl to echo shows the SYN
 // leaving as 10.0.1.6 and arriving as 192.23.1.2, both copies commented
 // with the translation and the NSG verdict; tcpdump reads the file, also
-// streamed live on stdout.
+// streamed live on stdout. -c counts packets, as tcpdump's does: -c 2
+// ends after the SYN and the SYN-ACK, each written before and after
+// translation.
 func TestCapture(t *testing.T) {
 	l := upLab(t)
 	file := filepath.Join(t.TempDir(), "w1.pcapng")
 	// The host too: ase1's health checks call azure-storage on 80 from
 	// this worker every 2 s, and a check's answer, 80 ms behind its SYN
 	// (a remote region), can fall into the capture before the curl's.
-	_, stderr, done := startCapture(t, file, "ase1-w1", "--name", l.name, "--filter", "tcp and port 80 and host 203.0.113.10", "-c", "4")
+	_, stderr, done := startCapture(t, file, "ase1-w1", "--name", l.name, "--filter", "tcp and port 80 and host 203.0.113.10", "-c", "2")
 	l.mustExec("ase1-w1", "curl", "-s", "-m", "5", "http://echo/")
 	select {
 	case err := <-done:
@@ -87,12 +89,12 @@ func TestCapture(t *testing.T) {
 			t.Fatalf("capture: %v: %s", err, stderr.String())
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("capture -c 4 did not end after the curl")
+		t.Fatal("capture -c 2 did not end after the curl")
 	}
 
 	pkts := readCapture(t, file)
-	if len(pkts) < 4 {
-		t.Fatalf("capture has %d packets, want the SYN and SYN-ACK before and after translation: %+v", len(pkts), pkts)
+	if len(pkts) != 4 {
+		t.Fatalf("capture -c 2 wrote %d records, want 4: the SYN and the SYN-ACK, each before and after translation: %+v", len(pkts), pkts)
 	}
 	syn := pkts[:2]
 	if !syn[0].syn || syn[0].ack || syn[0].src != "10.0.1.6" || syn[1].src != "192.23.1.2" || syn[1].dst != "203.0.113.10" {

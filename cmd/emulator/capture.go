@@ -49,7 +49,7 @@ func cmdCapture(args []string, stdout io.Writer) error {
 	fs, name := newFlags("capture")
 	file := fs.String("w", "-", "pcapng file to write, - for stdout")
 	filter := fs.String("filter", "", "host ADDR, port N, tcp|udp|icmp, joined by and")
-	count := fs.Int("c", 0, "stop after this many packets (0: until Ctrl-C)")
+	count := fs.Int("c", 0, "stop after this many packets, a translated one counting once though written twice (0: until Ctrl-C)")
 	pos, err := parseInterspersed(fs, args, name)
 	if err != nil {
 		return err
@@ -183,12 +183,16 @@ func (l *runningLab) handleCapture(w http.ResponseWriter, r *http.Request) {
 
 // captureWriter writes records as pcapng packets with their comments.
 type captureWriter struct {
-	w     *pcapgo.NgWriter
+	w *pcapgo.NgWriter
+	// n counts packets, not the file's records: -c and the interface
+	// statistics mean packets, as tcpdump's do, and a translated packet
+	// is one packet the dataplane carried, written twice.
 	n     uint64
 	rules map[nat.Key]string // the NSG comment of each flow, evaluated once
 }
 
 func (c *captureWriter) write(r *dataplane.Record) error {
+	c.n++
 	if r.Post == nil && r.Drop == "" {
 		return c.packet(r.Time, r.Pre, nil)
 	}
@@ -215,7 +219,6 @@ func (c *captureWriter) write(r *dataplane.Record) error {
 }
 
 func (c *captureWriter) packet(t time.Time, b []byte, comments []string) error {
-	c.n++
 	ci := gopacket.CaptureInfo{Timestamp: t, CaptureLength: len(b), Length: len(b)}
 	return c.w.WritePacketWithOptions(ci, b, pcapgo.NgPacketOptions{Comments: comments})
 }
