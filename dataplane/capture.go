@@ -152,12 +152,13 @@ func (t *Tap) Lost() uint64 { return t.lost.Load() }
 
 // Record is one packet as a tap saw it.
 type Record struct {
-	Time time.Time
-	In   string // the node that sent it
-	Out  string // the node it was handed to; "" when dropped or for the dataplane itself
-	Pre  []byte // the IPv4 packet as it arrived (a GSO super-packet as it is)
-	Post []byte // as it left, when the dataplane translated it; nil otherwise
-	Drop string // why the dataplane dropped it; "" when forwarded
+	Time   time.Time
+	In     string // the node that sent it
+	Out    string // the node it was handed to; "" when dropped or for the dataplane itself
+	Pre    []byte // the IPv4 packet as it arrived (a GSO super-packet as it is)
+	Post   []byte // as it left, when the dataplane translated it; nil otherwise
+	Drop   string // why the dataplane dropped it; "" when forwarded
+	DropBy string // what dropped it: "an NSG", "the load balancer" (DropReason.By)
 
 	// The flow, in its original direction: as its initiator sent it and
 	// as it left the dataplane. Reply is true for a packet going the other
@@ -226,10 +227,15 @@ func (r *Record) Route() NextHop {
 }
 
 // Rules names the NSG rules that decided the flow, for a capture comment:
-// "NSG Outbound ase1-w1 subnet ase1-nsg/AllowVnetOutBound (priority 65000)
-// Allow; ...", or "no NSG".
+// "NSG: Outbound ase1-w1 subnet ase1-nsg/AllowVnetOutBound (priority 65000):
+// Allow; ...", or "NSG: no NSG on the way". A flow that something else
+// drops before any NSG sees it (a closed VIP port, a route, F8) is
+// "no NSG evaluated": "NSG:" introduces only what NSGs decided.
 func (r *Record) Rules() string {
 	v := r.Explain()
+	if v.Reason != "" {
+		return "no NSG evaluated"
+	}
 	if len(v.Evaluated) == 0 {
 		return "NSG: " + v.Decision
 	}
@@ -306,16 +312,16 @@ func (e *Engine) observe(o *observers, s *snapshot, in *Port, b []byte, now int6
 	w.observing, w.didDrop = true, false
 	e.forward(s, in, b, now, w)
 	w.observing = false
-	drop := ""
+	var drop *DropReason
 	if w.didDrop {
-		drop = w.dropped.String()
+		drop = &w.dropped
 	}
 	e.record(o, s, in, pre[:n], b, drop, now)
 }
 
 // record matches the packet against every tap and hands copies to those
-// that want it.
-func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop string, now int64) {
+// that want it. drop is why the pipeline dropped it; nil when forwarded.
+func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop *DropReason, now int64) {
 	vh := header.VirtioNetHdrLen
 	if len(pre) < vh+header.IPv4MinLen {
 		return
@@ -329,10 +335,12 @@ func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop
 	preK, postK := tupleOf(preIP), tupleOf(postIP)
 
 	var out *Port
-	if drop == "" {
+	r := Record{In: in.node().Name, snap: s, Orig: preK, Xl: preK, from: in.node()}
+	if drop != nil {
+		r.Drop, r.DropBy = drop.String(), drop.By()
+	} else {
 		out = s.portFor(in, preIP.Dst(), postIP.Dst())
 	}
-	r := Record{In: in.node().Name, Drop: drop, snap: s, Orig: preK, Xl: preK, from: in.node()}
 	if out != nil {
 		r.Out = out.node().Name
 	}
@@ -344,7 +352,7 @@ func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop
 			r.Orig, r.Xl, r.Reply = f.Translated().Reverse(), f.Key().Reverse(), true
 			r.from = s.nodeOf(r.Orig.Src)
 		}
-	} else if drop == "" && preK != postK {
+	} else if drop == nil && preK != postK {
 		r.Xl = postK // an ICMP error translated for its flow
 	}
 
@@ -360,7 +368,7 @@ func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop
 	r.Time = time.Now()
 	r.Pre = make([]byte, total)
 	copy(r.Pre[copy(r.Pre, pre[vh:]):], postIP[min(len(pre)-vh, total):])
-	if drop == "" && preK != postK {
+	if drop == nil && preK != postK {
 		r.Post = append([]byte(nil), postIP...)
 	}
 	for _, t := range want {

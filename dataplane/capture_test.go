@@ -128,6 +128,32 @@ func TestTapDeniedAtVIP(t *testing.T) {
 	}
 }
 
+// A drop names what dropped it, and only an NSG's drop comes with NSG
+// rules: a closed VIP port is the load balancer's, before any NSG.
+func TestTapDropNamesWhatDropped(t *testing.T) {
+	for r := DropReason(0); r < numDropReasons; r++ {
+		if dropBy[r] == "" {
+			t.Errorf("drop reason %s names nothing that drops it", r)
+		}
+	}
+	l := newLabFrom(t, parseLab(t, ase2NSG...), nil)
+	tp, err := l.e.AddTap(Match{Node: "client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.e.RemoveTap(tp)
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 43002, "192.23.1.2", 81, true, false))
+	r := nextRecord(t, tp)
+	if r.Drop != DropPortClosed.String() || r.DropBy != "the load balancer" || strings.Contains(r.Rules(), "NSG:") {
+		t.Errorf("a SYN to a closed VIP port: drop %q by %q, rules %q; want port-closed by the load balancer, and no NSG's decision", r.Drop, r.DropBy, r.Rules())
+	}
+	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 43003, "192.23.2.2", 80, true, false))
+	r = nextRecord(t, tp)
+	if r.Drop != DropNSGInbound.String() || r.DropBy != "an NSG" || !strings.HasPrefix(r.Rules(), "NSG: ") {
+		t.Errorf("a SYN ase2-nsg denies: drop %q by %q, rules %q; want nsg-inbound by an NSG, with its rules", r.Drop, r.DropBy, r.Rules())
+	}
+}
+
 // A trace tap takes exactly its tuple.
 func TestTapKey(t *testing.T) {
 	l := newLab(t, nil)

@@ -90,6 +90,54 @@ func (r DropReason) String() string {
 	return "unknown"
 }
 
+// dropBy names what drops a packet for each reason, for a capture's
+// comment: most drops are no NSG's decision, and a user reading "dropped"
+// next to the flow's NSG rules would otherwise blame them.
+var dropBy = [numDropReasons]string{
+	DropTruncated:         "the dataplane's header checks",
+	DropNotIPv4:           "the dataplane's header checks",
+	DropBadIHL:            "the dataplane's header checks",
+	DropBadTotalLength:    "the dataplane's header checks",
+	DropBadL4:             "the dataplane's header checks",
+	DropBadChecksum:       "the dataplane's header checks",
+	DropBadIPOptions:      "the dataplane's header checks",
+	DropNoRoute:           "routing",
+	DropHostUnreachable:   "routing",
+	DropTTLExceeded:       "the gateway",
+	DropFragNeeded:        "the gateway",
+	DropTooBig:            "the gateway",
+	DropToGateway:         "the gateway",
+	DropInternetToPrivate: "routing",
+	DropSpoofed:           "the source address check",
+	DropPortClosed:        "the load balancer",
+	DropNoBackend:         "the load balancer",
+	DropNSGOutbound:       "an NSG",
+	DropNSGInbound:        "an NSG",
+	DropRouteNone:         "a user route",
+	DropRouteStranded:     "a user route",
+	DropASESubnetVM:       "the ASE's own subnet (F8)",
+	DropConntrackFull:     "connection tracking",
+	DropSNATExhausted:     "SNAT",
+	DropUntranslatable:    "NAT",
+	DropFragNoFirst:       "connection tracking",
+	DropFragTiny:          "the dataplane's header checks",
+	DropICMPBadQuote:      "the dataplane's header checks",
+	DropReadError:         "the node's interface",
+	DropWriteError:        "the node's interface",
+	DropLinkLoss:          "the impaired link",
+	DropLinkFull:          "the impaired link",
+	DropAsymmetric:        "the appliance's route",
+}
+
+// By names what drops a packet for this reason: "an NSG", "the load
+// balancer", "a user route"...
+func (r DropReason) By() string {
+	if r < numDropReasons {
+		return dropBy[r]
+	}
+	return "the dataplane"
+}
+
 // parseDrop maps a header parse failure to its drop reason.
 func parseDrop(r header.Reason) DropReason {
 	switch r {

@@ -150,6 +150,53 @@ func TestCaptureWhenLabGoesDown(t *testing.T) {
 	}
 }
 
+// A dropped packet's comment says what dropped it. "NSG:" introduces only
+// what the NSGs decided: a closed VIP port is the load balancer's drop,
+// where the comment used to read "NSG: dropped by the dataplane:
+// port-closed", and an NSG's deny still names its rule.
+func TestCaptureDropComments(t *testing.T) {
+	l := observeLab(t)
+	for _, c := range []struct {
+		node, filter, from string
+		probe              []string
+		want, notWant      []string
+	}{
+		{"client", "tcp and port 81", "client", []string{"nc", "-z", "-w", "2", "192.23.1.2", "81"},
+			[]string{"client, dropped by the load balancer: port-closed"}, []string{"NSG:"}},
+		// ase1's health checks call azure-sql on 1433 from this worker.
+		{"ase1-w1", "tcp and port 1433 and host 10.0.2.4", "ase1-w1", []string{"nc", "-z", "-w", "2", "10.0.2.4", "1433"},
+			[]string{"ase1-w1, dropped by an NSG: nsg-inbound", "NSG: Inbound db1 subnet vm-nsg/DenyASE1SQL (priority 100): Deny"}, nil},
+	} {
+		file := filepath.Join(t.TempDir(), c.node+".pcapng")
+		_, stderr, done := startCapture(t, file, c.node, "--name", l.name, "--filter", c.filter, "-c", "1")
+		l.exec(c.from, 10*time.Second, c.probe...)
+		select {
+		case err := <-done:
+			done <- err
+			if err != nil {
+				t.Fatalf("capture %s: %v: %s", c.node, err, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("capture %s -c 1 did not end after %s", c.node, strings.Join(c.probe, " "))
+		}
+		pkts := readCapture(t, file)
+		if len(pkts) != 1 {
+			t.Fatalf("capture %s -c 1 of a dropped SYN wrote %d records, want 1: %+v", c.node, len(pkts), pkts)
+		}
+		comment := strings.Join(pkts[0].comments, " ")
+		for _, w := range c.want {
+			if !strings.Contains(comment, w) {
+				t.Errorf("capture %s: the dropped SYN's comment is %q, want it to say %q", c.node, comment, w)
+			}
+		}
+		for _, w := range c.notWant {
+			if strings.Contains(comment, w) {
+				t.Errorf("capture %s: the dropped SYN's comment is %q: no NSG decided this drop, so it must not say %q", c.node, comment, w)
+			}
+		}
+	}
+}
+
 // startCapture starts emulator capture ARGS... -w file and returns once
 // the file has its header. done gets capture's Wait; the test's cleanup
 // kills it if still running.
