@@ -72,13 +72,18 @@ type runningLab struct {
 // startLab builds lab name from topo and starts its dataplane. On failure
 // nothing of the lab is left behind.
 // opt.queues is the number of queues of each node's interface; 0 picks it.
-func startLab(name string, topo *topology.Topology, source string, opt upOptions) (*runningLab, error) {
-	lock, err := acquireLock(name)
-	if errors.Is(err, errLabRunning) {
-		return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lab %s: %w", name, err)
+// lock is the lab's lock when `up -d` took it for this process; nil to take
+// it here.
+func startLab(name string, topo *topology.Topology, source string, opt upOptions, lock *labLock) (*runningLab, error) {
+	if lock == nil {
+		var err error
+		lock, err = acquireLock(name)
+		if errors.Is(err, errLabRunning) {
+			return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lab %s: %w", name, err)
+		}
 	}
 	// A lab of this name that crashed left namespaces behind: clear them so
 	// this one starts clean.

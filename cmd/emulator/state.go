@@ -121,6 +121,14 @@ func acquireLock(lab string) (*labLock, error) {
 
 func (l *labLock) release() { l.f.Close() }
 
+// inheritedLock is the lab's lock that `up -d` took and passed on as
+// descriptor fd. Close-on-exec, so that nothing this process starts keeps
+// the lab "running" after it is gone.
+func inheritedLock(fd int) *labLock {
+	unix.CloseOnExec(fd)
+	return &labLock{os.NewFile(uintptr(fd), "lock")}
+}
+
 var errLabRunning = errors.New("lab is running")
 
 // labRunning reports whether some process holds the lab's lock.

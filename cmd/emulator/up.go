@@ -27,6 +27,9 @@ import (
 const (
 	readyFDEnv = "EMULATOR_READY_FD"
 	readyLine  = "\x00ready"
+	// lockFDEnv names the descriptor of the lab's lock, which `up -d` takes
+	// before it touches the lab's log and hands to its child.
+	lockFDEnv = "EMULATOR_LOCK_FD"
 	// usageLine comes before an error that is bad usage (exit 2), such as
 	// a lab of that name already running, so the parent exits 2 as well.
 	usageLine = "\x00usage"
@@ -75,11 +78,16 @@ func cmdUp(args []string, stdout io.Writer) error {
 		ready = os.NewFile(3, "ready")
 		os.Unsetenv(readyFDEnv)
 	}
+	var lock *labLock
+	if fd := os.Getenv(lockFDEnv); fd != "" {
+		lock = inheritedLock(4)
+		os.Unsetenv(lockFDEnv)
+	}
 	// Catch signals before building, so Ctrl-C during `up` still tears down.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	lab, err := startLab(*name, topo, source, opt)
+	lab, err := startLab(*name, topo, source, opt, lock)
 	if err == nil && *metrics != "" {
 		if err = lab.serveMetrics(*metrics); err != nil {
 			lab.stop()
@@ -163,12 +171,19 @@ const maxBusyPoll = time.Millisecond
 // the lab, waits until that process reports the lab ready or failed, and
 // prints what it reported.
 func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
-	if labRunning(name) {
+	// The lab's lock comes before its log: a second `up -d` that only
+	// checked for a running lab could pass that check while the first
+	// one's child was starting, truncate the log the winner then wrote,
+	// and have its own refused child write there. The child inherits the
+	// lock, so no other `up` can slip in before it runs the lab.
+	lock, err := acquireLock(name)
+	if errors.Is(err, errLabRunning) {
 		return usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
 	}
-	if err := makeLabDir(name); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("lab %s: %w", name, err)
 	}
+	defer lock.release()
 	logf, err := os.OpenFile(logPath(name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -197,9 +212,9 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 		return err
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3", lockFDEnv+"=4")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{w}
+	cmd.ExtraFiles = []*os.File{w, lock.f}
 	cmd.Dir = "/"
 	// Its own session: the terminal's Ctrl-C and hangup do not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
