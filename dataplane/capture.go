@@ -220,7 +220,8 @@ func (r *Record) Explain() VerifyResult {
 }
 
 // Route is the next hop the packet's sender's routes chose for it, from the
-// snapshot that forwarded it.
+// snapshot that forwarded it; for a sender outside the VNets, which has no
+// routes, the way it went (the Internet, or on-premises and its gateway).
 func (r *Record) Route() NextHop {
 	nh, _ := r.snap.nextHop(r.In, tupleOf(header.IPv4(r.Pre)).Dst.Netip())
 	return nh

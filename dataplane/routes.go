@@ -164,10 +164,17 @@ func (e *Engine) NextHop(node string, dst netip.Addr) (NextHop, error) {
 	return nh, nil
 }
 
+// onPremisesHop is the next hop type trace shows for a probe from the
+// on-premises network, as up and status name where its machines are.
+const onPremisesHop = "on-premises"
+
 func (s *snapshot) nextHop(node string, dst netip.Addr) (NextHop, bool) {
 	n := s.topo.NodeByName(node)
 	if n == nil {
 		return NextHop{}, false
+	}
+	if n.Subnet == nil {
+		return s.outsideHop(n, dst), true
 	}
 	h, p := s.routes.lookup(n.Subnet, header.AddrFromNetip(dst))
 	nh := NextHop{Type: h.kind.String(), Route: h.route, Prefix: p.String()}
@@ -177,8 +184,28 @@ func (s *snapshot) nextHop(node string, dst netip.Addr) (NextHop, bool) {
 	if h.kind == hopAppliance {
 		nh.IPAddress = h.via.String()
 	}
-	if n.Subnet == nil {
-		nh.Prefix = ""
-	}
 	return nh, true
+}
+
+// outsideHop is the way a packet from node n, outside the VNets, takes to
+// dst, for trace; such a node has no subnet routes (NextHop refuses it). A
+// host on the Internet reaches everything over the Internet. A host
+// on-premises reaches its own network directly, and the VNets and the
+// Internet through the on-premises gateway: the VPN, and the corporate
+// edge that NATs (the natAddress).
+func (s *snapshot) outsideHop(n *topology.Node, dst netip.Addr) NextHop {
+	o := s.topo.OnPremises
+	if o == nil || n.Kind != topology.NodeOnPrem && n.Kind != topology.NodeOnPremGateway {
+		return NextHop{Type: topology.NextHopInternet, Route: "System Route"}
+	}
+	for _, p := range o.AddressSpace {
+		if p.Contains(dst) {
+			return NextHop{Type: onPremisesHop, Route: "direct", Prefix: p.String()}
+		}
+	}
+	nh := NextHop{Type: onPremisesHop, Route: "gateway " + o.Gateway.Name}
+	if n != o.Gateway {
+		nh.IPAddress = o.Gateway.Addr.String()
+	}
+	return nh
 }

@@ -84,6 +84,24 @@ func TestRouteSelection(t *testing.T) {
 	if _, err := l.e.NextHop("nobody", netip.MustParseAddr("10.0.1.6")); !errors.Is(err, ErrNoNode) {
 		t.Errorf("nexthop from a node the lab lacks: %v, want ErrNoNode", err)
 	}
+	// What trace shows of a packet from outside the VNets: the Internet
+	// for a host there; on-premises, the gateway to all but the on-premises
+	// network's own addresses.
+	s := l.e.cur.Load()
+	for _, c := range []struct {
+		from, to string
+		want     NextHop
+	}{
+		{"client", "10.0.1.6", NextHop{Type: topology.NextHopInternet, Route: "System Route"}},
+		{"corp-host", "10.0.2.4", NextHop{Type: "on-premises", IPAddress: "172.16.0.4", Route: "gateway corp-gw"}},
+		{"corp-host", "203.0.113.10", NextHop{Type: "on-premises", IPAddress: "172.16.0.4", Route: "gateway corp-gw"}},
+		{"corp-host", "172.16.0.4", NextHop{Type: "on-premises", Route: "direct", Prefix: "172.16.0.0/16"}},
+		{"corp-gw", "10.0.2.4", NextHop{Type: "on-premises", Route: "gateway corp-gw"}},
+	} {
+		if got, _ := s.nextHop(c.from, netip.MustParseAddr(c.to)); got != c.want {
+			t.Errorf("the hop of a packet from %s to %s = %+v, want %+v", c.from, c.to, got, c.want)
+		}
+	}
 }
 
 // F16: forced tunneling sends the ASE's Internet traffic out with the

@@ -64,7 +64,10 @@ func TestNexthopOutsideTheVNets(t *testing.T) {
 }
 
 // The machines of the on-premises network are not on the Internet: up
-// and status show them in the on-premises network.
+// and status show them in the on-premises network, and trace labels a
+// probe from one as leaving on-premises, through the gateway corp-gw to
+// the VNets and to the Internet, directly to the network's own addresses
+// (it said "route Internet").
 func TestOnPremisesNodesShownOnPremises(t *testing.T) {
 	file := writeTopology(t, "onprem.yaml", withRoutes(onPremises)...)
 	l := &lab{t: t, name: uniqueName()}
@@ -83,6 +86,19 @@ func TestOnPremisesNodesShownOnPremises(t *testing.T) {
 	}
 	if got := l.node("client").Subnet; got != "Internet" {
 		t.Errorf("status --json: client is in subnet %q, want Internet", got)
+	}
+	for to, want := range map[string]string{
+		"10.0.2.4:1433":   "1. corp-host: route on-premises 172.16.0.4 (gateway corp-gw)",
+		"203.0.113.10:80": "1. corp-host: route on-premises 172.16.0.4 (gateway corp-gw)",
+		"172.16.0.4:22":   "1. corp-host: route on-premises (direct, 172.16.0.0/16)",
+	} {
+		r := emu(t, "trace", "--name", l.name, "--from", "corp-host", "--to", to)
+		if r.code != 0 || !strings.Contains(r.stdout, want+"\n") {
+			t.Errorf("trace from corp-host to %s: want the hop %q, got %v", to, want, r)
+		}
+	}
+	if r := emu(t, "trace", "--name", l.name, "--from", "client", "--to", "192.23.1.2:80"); !strings.Contains(r.stdout, "1. client: route Internet (System Route)\n") {
+		t.Errorf("trace from client: want its hop to stay route Internet, got %v", r)
 	}
 }
 

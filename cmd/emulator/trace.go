@@ -199,9 +199,6 @@ func (l *runningLab) trace(ctx context.Context, q dataplane.VerifyQuery, src hea
 func (t *traceResult) add(r *dataplane.Record) {
 	v := r.Explain()
 	route := r.Route()
-	if route.Prefix == "" && route.Route == "System Route" {
-		route.Type = "Internet" // a host on the Internet: no subnet, no routes of its own
-	}
 	if v.Evaluated == nil {
 		v.Evaluated = []dataplane.VerifyStep{}
 	}
