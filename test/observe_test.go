@@ -466,6 +466,26 @@ func TestGraph(t *testing.T) {
 	}
 }
 
+// graph --name draws what the lab runs, not its file as it is now: after
+// the file was edited without apply, vm-subnet's NSG is still drawn; once
+// the edit is applied it is gone.
+func TestGraphOfRunningLab(t *testing.T) {
+	file := writeTopology(t, "nsg.yaml", withNSG("10.0.2.0/24", "vm-nsg")...)
+	l := upLab(t, "-f", file)
+	if err := os.WriteFile(file, []byte(emu(t, "init").stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := emu(t, "graph", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "NSG vm-nsg") {
+		t.Errorf("graph --name %s after its file lost vm-nsg, not applied: want the running lab's vm-nsg drawn, got %v", l.name, r)
+	}
+	if r := emu(t, "apply", "--name", l.name, "-f", file); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	if r := emu(t, "graph", "--name", l.name, "--format", "mermaid"); r.code != 0 || strings.Contains(r.stdout, "NSG vm-nsg") || !strings.Contains(r.stdout, "ase1-w1") {
+		t.Errorf("graph --name %s after apply removed vm-nsg: want the lab without it, got %v", l.name, r)
+	}
+}
+
 // A node that sends faster than the dataplane reads loses packets at its
 // own interface: the kernel drops them at the full TUN queue and the
 // sender is not told. status and the metrics must show them, since the

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -13,11 +14,11 @@ import (
 )
 
 // cmdGraph draws a lab from its topology: -f FILE, else, with --name, the
-// file that lab was started from, else the default lab. It needs no root and
-// no running lab.
+// topology that lab runs, else the default lab. Only --name needs root and
+// a running lab.
 func cmdGraph(args []string, stdout io.Writer) error {
 	fs, name := newFlags("graph")
-	file := fs.String("f", "", "topology file (default: the lab's, or the default lab)")
+	file := fs.String("f", "", "topology file (default: the running lab's with --name, or the default lab)")
 	format := fs.String("format", "dot", "dot or mermaid")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
@@ -25,33 +26,54 @@ func cmdGraph(args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("graph: usage: emulator graph [-f FILE | --name LAB] [--format dot|mermaid]")
 	}
-	render := map[string]func(*topology.Topology) string{"dot": graph.Dot, "mermaid": graph.Mermaid}[strings.ToLower(*format)]
-	if render == nil {
+	*format = strings.ToLower(*format)
+	if graphRenderers[*format] == nil {
 		return usagef("graph: --format %q: want dot or mermaid", *format)
 	}
-	path := *file
 	named := false
 	fs.Visit(func(f *flag.Flag) { named = named || f.Name == "name" })
-	if path == "" && named {
-		// The named lab's own file, when it was started from one.
-		st, err := readState(*name)
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("graph: lab %s is not running (draw a file with: emulator graph -f FILE)", *name)
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return usagef("graph --name needs root to read lab %s's state: run it with sudo, or draw a file with: emulator graph -f FILE", *name)
-		}
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(st.Topology, "/") {
-			path = st.Topology
-		}
+	if *file == "" && named {
+		return graphOfLab(*name, *format, stdout)
 	}
-	t, _, err := loadTopology(path)
+	t, _, err := loadTopology(*file)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprint(stdout, render(t))
+	_, err = fmt.Fprint(stdout, graphRenderers[*format](t))
 	return err
+}
+
+var graphRenderers = map[string]func(*topology.Topology) string{"dot": graph.Dot, "mermaid": graph.Mermaid}
+
+// graphOfLab has the running lab draw the topology it runs. Its file may
+// have changed since up or apply read it, and a drawing of the file would
+// show a lab that does not run.
+func graphOfLab(name, format string, stdout io.Writer) error {
+	if os.Geteuid() != 0 {
+		return usagef("graph --name needs root to ask lab %s what it runs: run it with sudo, or draw a file with: emulator graph -f FILE", name)
+	}
+	if !labRunning(name) {
+		return fmt.Errorf("graph: lab %s is not running (draw a file with: emulator graph -f FILE)", name)
+	}
+	resp, err := controlDo(name, http.MethodGet, "/graph?"+url.Values{"format": {format}}.Encode(), nil, queryTimeout)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(stdout, resp.Body)
+	return err
+}
+
+// handleGraph draws the topology the lab runs, as apply last left it.
+func (l *runningLab) handleGraph(w http.ResponseWriter, r *http.Request) {
+	render := graphRenderers[r.URL.Query().Get("format")]
+	if render == nil {
+		http.Error(w, "graph: want format dot or mermaid", http.StatusUnprocessableEntity)
+		return
+	}
+	l.mu.Lock()
+	t := l.topo
+	l.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, render(t))
 }

@@ -244,6 +244,7 @@ func (l *runningLab) serveControl() error {
 	mux.HandleFunc("GET /capture", l.handleCapture)
 	mux.HandleFunc("POST /trace", l.handleTrace)
 	mux.HandleFunc("POST /flowlog", l.handleFlowlog)
+	mux.HandleFunc("GET /graph", l.handleGraph)
 	l.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go l.control.Serve(ln)
 	return nil
