@@ -328,6 +328,19 @@ func TestVerifyNamesThePortShare(t *testing.T) {
 	}
 }
 
+// IP flow verify names what drops a flow that no NSG decides: a closed VIP
+// port is the load balancer's doing, not some anonymous "dataplane".
+func TestVerifyNamesWhatDrops(t *testing.T) {
+	l := newLab(t, nil)
+	r, err := l.e.Verify(VerifyQuery{From: "client", To: netip.MustParseAddr("192.23.1.2"), Port: 81, Proto: header.ProtoTCP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "dropped by the load balancer: port-closed"; r.Allow || r.Reason != "port-closed" || r.Decision != want {
+		t.Errorf("verify client -> VIP:81: allow %v, reason %q, decision %q; want %q", r.Allow, r.Reason, r.Decision, want)
+	}
+}
+
 // F17 with apply: a new allocatedOutboundPorts shares the pool out again,
 // and a worker whose share ran dry gets ports from its new one while its
 // flows keep the ports they hold.

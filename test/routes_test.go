@@ -112,6 +112,16 @@ func TestTraceToOwnAddress(t *testing.T) {
 	}
 }
 
+// trace's result names what dropped a probe that no NSG decided on, once:
+// a closed VIP port is the load balancer's doing.
+func TestTraceNamesWhatDrops(t *testing.T) {
+	l := upLab(t)
+	r := emu(t, "trace", "--name", l.name, "--from", "client", "--to", "192.23.1.2:81")
+	if !strings.Contains(r.stdout, "\nResult: dropped by the load balancer: port-closed\n") {
+		t.Errorf("trace from client to a closed VIP port: want its result to name the load balancer, got %v", r)
+	}
+}
+
 // F16, F18: with forced tunneling the ASE leaves with the on-premises NAT
 // address and turns Unhealthy, naming forced tunneling; a 0.0.0.0/0 ->
 // Internet route on its subnet brings back the VIP and Healthy, while a

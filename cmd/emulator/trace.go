@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aseemu/emulator/dataplane"
@@ -91,9 +92,14 @@ func cmdTrace(args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "   delivered to %s as %s\n", h.Out, h.Left)
 		}
 	}
-	if r.Delivered {
+	switch {
+	case r.Delivered:
 		fmt.Fprintf(stdout, "Result: delivered to %s as %s (%s)\n", r.ToNode, r.Translation, r.Decision)
-	} else {
+	case strings.HasSuffix(r.Decision, ": "+r.Drop):
+		// A drop no NSG decided: the decision already says what dropped it
+		// and why ("dropped by the load balancer: port-closed").
+		fmt.Fprintf(stdout, "Result: %s\n", r.Decision)
+	default:
 		fmt.Fprintf(stdout, "Result: dropped (%s): %s\n", r.Drop, r.Decision)
 	}
 	return nil
