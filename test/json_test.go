@@ -97,8 +97,16 @@ func TestLabCheckJSON(t *testing.T) {
 		t.Errorf("step 1 of a fresh lab = %+v; want failed, with the probe, why and a hint", s)
 	}
 
+	// Checking one step speaks of that step, not of "1 of 1 steps".
+	if r := emu(t, "lab", "check", "1", "2", "--name", l.name); r.code != 1 || !strings.Contains(r.stderr, "lab 1: step 2 not done yet") {
+		t.Errorf("lab check 1 2 of a fresh lab: want exit 1 saying step 2 is not done yet, got %v", r)
+	}
+
 	// Step 1 done; checking only it passes.
 	l.mustExec("db1", "ping", "-c", "1", "-W", "2", "10.0.1.7")
+	if r := emu(t, "lab", "check", "1", "1", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "Lab 1: step 1 done.\n") {
+		t.Errorf("lab check 1 1 after the ping: want exit 0 saying step 1 is done, got %v", r)
+	}
 	got, r = check("1")
 	if r.code != 0 || !got.Done || len(got.Steps) != 1 {
 		t.Fatalf("lab check 1 1 --json after the ping: want exit 0, done, one step: %+v\n%v", got, r)

@@ -34,6 +34,8 @@ func cmdLab(args []string, stdout io.Writer) error {
 	verb := args[0]
 	switch verb {
 	case "list", "start", "check", "solve", "reset":
+	case "-h", "--help", "help":
+		return helpRequest{strings.Replace(labUsage, "lab: usage:", "usage:", 1) + "\n"}
 	default:
 		return usagef("lab: unknown command %q\n%s", verb, labUsage)
 	}
@@ -261,13 +263,18 @@ func (c *course) check(only int, asJSON bool) error {
 		if err := printJSON(c.out, res); err != nil {
 			return err
 		}
+	case res.Done && only != 0:
+		fmt.Fprintf(c.out, "Lab %d: step %d done.\n", c.lab.Number, only)
 	case res.Done:
 		fmt.Fprintf(c.out, "Lab %d: all %d steps done.\n", c.lab.Number, len(res.Steps))
 	}
-	if !res.Done {
-		return fmt.Errorf("lab %d: %d of %d steps not done yet", c.lab.Number, failed, len(res.Steps))
+	switch {
+	case res.Done:
+		return nil
+	case only != 0:
+		return fmt.Errorf("lab %d: step %d not done yet", c.lab.Number, only)
 	}
-	return nil
+	return fmt.Errorf("lab %d: %d of %d steps not done yet", c.lab.Number, failed, len(res.Steps))
 }
 
 // probe runs p against the running lab until it gives the expected result
