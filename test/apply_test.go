@@ -71,6 +71,39 @@ func TestApplyScalesASE(t *testing.T) {
 	}
 }
 
+// F1, F4: a front-end added to a running ASE takes a free address of the
+// subnet, and the machines already there keep theirs, as Azure never
+// renumbers a running machine. Before, the file's addresses were assigned
+// afresh, the workers shifted up by one, and apply refused the scale.
+// Scaling back in frees the address for the next machine.
+func TestApplyScalesFrontEnds(t *testing.T) {
+	l := upLab(t)
+	three := writeTopology(t, "three.yaml", "    frontEnds: 2\n", "    frontEnds: 3\n")
+	r := emu(t, "apply", "--name", l.name, "-f", three)
+	if r.code != 0 || !strings.Contains(r.stdout, "added ase1-fe3 at 10.0.1.8") {
+		t.Fatalf("apply with 3 front-ends: want ase1-fe3 added at 10.0.1.8 (the next free address), got %v", r)
+	}
+	for _, n := range []struct{ name, addr string }{{"ase1-fe1", "10.0.1.4"}, {"ase1-w1", "10.0.1.6"}, {"ase1-w2", "10.0.1.7"}, {"ase1-fe3", "10.0.1.8"}} {
+		if got := l.node(n.name).Address; got != n.addr {
+			t.Errorf("after adding a front-end %s has %s, want %s", n.name, got, n.addr)
+		}
+	}
+	if peer := l.peerSeen("ase1-fe3", "10.0.2.4", 1433); peer != "10.0.1.8" {
+		t.Errorf("F4: db1 saw the new front-end as %s, want 10.0.1.8", peer)
+	}
+	one := writeTopology(t, "one.yaml", "    frontEnds: 2\n", "    frontEnds: 1\n")
+	if r := emu(t, "apply", "--name", l.name, "-f", one); r.code != 0 || !strings.Contains(r.stdout, "removed ase1-fe2 (10.0.1.5)") || !strings.Contains(r.stdout, "removed ase1-fe3 (10.0.1.8)") {
+		t.Fatalf("apply with 1 front-end: want ase1-fe2 and ase1-fe3 removed, got %v", r)
+	}
+	w3 := writeTopology(t, "w3.yaml", "    frontEnds: 2\n", "    frontEnds: 1\n", "    workers: 2\n", "    workers: 3\n")
+	if r := emu(t, "apply", "--name", l.name, "-f", w3); r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3 at 10.0.1.5") {
+		t.Fatalf("apply with a third worker: want ase1-w3 at 10.0.1.5, the lowest free address, got %v", r)
+	}
+	if got := l.node("ase1-w1").Address; got != "10.0.1.6" {
+		t.Errorf("ase1-w1 has %s after the scales, want 10.0.1.6 still", got)
+	}
+}
+
 // apply refuses what a running lab cannot change, and a bad file, with
 // exit 2; the lab runs on unchanged.
 func TestApplyRefuses(t *testing.T) {

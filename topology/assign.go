@@ -3,6 +3,7 @@ package topology
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // pending is a node whose address the file leaves to the emulator.
@@ -136,10 +137,11 @@ func (b *builder) add(n *Node) {
 func (b *builder) assign() {
 	next := map[*Subnet]uint32{}
 	reported := map[loc]bool{}
+	kept := b.keep()
 	for _, pn := range b.pending {
 		s := pn.node.Subnet
-		if s == nil || !s.Prefix.IsValid() {
-			continue // the subnet's own error is reported
+		if s == nil || !s.Prefix.IsValid() || kept[pn.node] {
+			continue // the subnet's own error is reported; a kept address is given
 		}
 		a, ok := b.free(s, next)
 		if !ok {
@@ -156,6 +158,29 @@ func (b *builder) assign() {
 	for _, vm := range b.t.VMs {
 		vm.PrivateIP = vm.Node.Addr
 	}
+}
+
+// keep gives each pending node that the running lab has, in the same
+// subnet, its running address, unless the file gives that address to
+// another machine or it is now reserved; it marks the kept addresses
+// taken, so that assign hands them to no one else.
+func (b *builder) keep() map[*Node]bool {
+	if b.running == nil {
+		return nil
+	}
+	kept := map[*Node]bool{}
+	for _, pn := range b.pending {
+		n, s := pn.node, pn.node.Subnet
+		was := b.running.NodeByName(n.Name)
+		if was == nil || s == nil || was.Subnet == nil || !strings.EqualFold(was.Subnet.Name, s.Name) {
+			continue
+		}
+		if a := was.Addr; s.Prefix.Contains(a) && !Reserved(s.Prefix, a) && !b.explicit[a] {
+			n.Addr, kept[n] = a, true
+			b.explicit[a] = true
+		}
+	}
+	return kept
 }
 
 func (b *builder) free(s *Subnet, next map[*Subnet]uint32) (netip.Addr, bool) {

@@ -95,3 +95,32 @@ func TestReserved(t *testing.T) {
 		t.Error("Reserved(10.0.1.9/29, 10.0.1.15) = false, want true (broadcast of 10.0.1.8/29)")
 	}
 }
+
+// F1, F4: over a running lab, machines it has keep their addresses when
+// the ASE in front of them grows, and new ones take the lowest free.
+func TestParseOverKeepsRunningAddresses(t *testing.T) {
+	file := func(frontEnds string) []byte {
+		return []byte(y(vnet,
+			"virtualMachines:",
+			"  - {name: m1, subnet: s1}",
+			"appServiceEnvironments:",
+			"  - {name: x, subnet: s1, kind: External, virtualIp: 192.23.1.2, frontEnds: "+frontEnds+", workers: 1}",
+		))
+	}
+	running, err := Parse("lab.yaml", file("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := ParseOver("lab.yaml", file("2"), running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, addr := range map[string]string{"x-fe1": "10.0.1.4", "x-w1": "10.0.1.5", "m1": "10.0.1.6", "x-fe2": "10.0.1.7"} {
+		if n := top.NodeByName(name); n == nil || n.Addr.String() != addr {
+			t.Errorf("%s got %v, want %s", name, n, addr)
+		}
+	}
+	if fresh := mustParse(t, string(file("2"))); fresh.NodeByName("x-w1").Addr.String() != "10.0.1.6" {
+		t.Errorf("Parse without a running lab should assign afresh: x-w1 is %s, want 10.0.1.6", fresh.NodeByName("x-w1").Addr)
+	}
+}

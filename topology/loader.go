@@ -37,10 +37,20 @@ func Load(path string) (*Topology, error) {
 // in error messages. It returns either a complete Topology or Errors listing
 // every problem found, in line order.
 func Parse(filename string, data []byte) (*Topology, error) {
+	return ParseOver(filename, data, nil)
+}
+
+// ParseOver is Parse for a file applied to a running lab: a machine that
+// running already has, in the same subnet, keeps its address where the
+// file leaves the address to the emulator, and new machines take the
+// lowest addresses free of them. Azure never renumbers a running machine
+// when its neighbours scale (F1, F4); assigning afresh would shift every
+// machine behind a new front-end. running may be nil.
+func ParseOver(filename string, data []byte, running *Topology) (*Topology, error) {
 	if filename == "" {
 		filename = "<input>"
 	}
-	p := &parser{file: filename}
+	p := &parser{file: filename, running: running}
 	if len(data) > MaxFileSize {
 		// The line where the limit falls, so the message points into the file.
 		line := bytes.Count(data[:MaxFileSize], []byte("\n")) + 1
@@ -65,8 +75,9 @@ func Parse(filename string, data []byte) (*Topology, error) {
 }
 
 type parser struct {
-	file string
-	errs Errors
+	file    string
+	errs    Errors
+	running *Topology // whose machines keep their addresses (ParseOver); nil for Parse
 }
 
 // loc is where a value is (or, when it is missing, should be) in the file.

@@ -83,15 +83,11 @@ func (l *runningLab) handleApply(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, topology.MaxFileSize*2, &req) {
 		return
 	}
-	t, err := topology.Parse(req.File, req.Content)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
-		return
-	}
-	changes, err := l.apply(t, req.File)
+	changes, err := l.apply(req.File, req.Content)
 	var refused refusal
+	var bad topology.Errors
 	switch {
-	case errors.As(err, &refused):
+	case errors.As(err, &refused), errors.As(err, &bad):
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -105,12 +101,19 @@ type refusal struct{ msg string }
 
 func (r refusal) Error() string { return r.msg }
 
-// apply moves the running lab to topology t: NSGs, ASE scale and app
-// placement, connection-tracking timeouts. Anything that would renumber
-// the lab is refused before anything changes.
-func (l *runningLab) apply(t *topology.Topology, source string) ([]string, error) {
+// apply moves the running lab to the topology file source, whose content
+// is given: NSGs, ASE scale and app placement, connection-tracking
+// timeouts. Anything that would renumber the lab is refused before
+// anything changes.
+func (l *runningLab) apply(source string, content []byte) ([]string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// Parsed under the lock, over what runs now, so that the machines
+	// already running keep their addresses.
+	t, err := topology.ParseOver(source, content, l.topo)
+	if err != nil {
+		return nil, err
+	}
 	added, removed, changes, err := diffTopology(l.topo, t)
 	if err != nil {
 		return nil, err
