@@ -52,15 +52,15 @@ type hop struct {
 // route of the same prefix (F18). The longest prefix wins.
 type routing struct {
 	bySubnet map[*topology.Subnet]*route.Table[hop]
-	// used is false when no subnet has user routes and there is no
-	// on-premises network: every hop is then VnetLocal or Internet, which
-	// routing by destination alone already gets right, and the per-packet
-	// lookup is skipped.
+	// used is false when no subnet has user routes and there is neither
+	// an on-premises network nor a second VNet: every hop is then VnetLocal
+	// or Internet, which routing by destination alone already gets right,
+	// and the per-packet lookup is skipped.
 	used bool
 }
 
 func compileRouting(t *topology.Topology) *routing {
-	r := &routing{bySubnet: map[*topology.Subnet]*route.Table[hop]{}, used: t.OnPremises != nil}
+	r := &routing{bySubnet: map[*topology.Subnet]*route.Table[hop]{}, used: t.OnPremises != nil || len(t.VNets) > 1}
 	var vnets, onPrem []netip.Prefix
 	for _, v := range t.VNets {
 		vnets = append(vnets, v.AddressSpace...)
@@ -74,6 +74,17 @@ func compileRouting(t *topology.Topology) *routing {
 			tb.Insert(netip.MustParsePrefix("0.0.0.0/0"), hop{kind: hopInternet})
 			for _, p := range v.AddressSpace {
 				tb.Insert(p, hop{kind: hopVnetLocal})
+			}
+			// VNets are not peered: Azure has no route to another VNet's
+			// private addresses (its system routes send 10.0.0.0/8 and the
+			// other private ranges to None), so they are dropped rather
+			// than delivered as if the VNets were one.
+			for _, other := range t.VNets {
+				if other != v {
+					for _, p := range other.AddressSpace {
+						tb.Insert(p, hop{kind: hopNone})
+					}
+				}
 			}
 			if o := t.OnPremises; o != nil {
 				for _, p := range o.AddressSpace {

@@ -411,3 +411,32 @@ func TestOnPremisesIsVirtualNetwork(t *testing.T) {
 		t.Errorf("verify db1 -> echo = %+v, want Deny by DenyInternetOut", v)
 	}
 }
+
+// F3, F4: two VNets that are not peered are apart, as in Azure: a machine
+// of one cannot reach the other's private addresses, and nexthop says
+// None. Before, ase1-w1 reached a VM of vnet2 at its private address,
+// untranslated although it lies outside ase1's VNet, and nexthop said
+// Internet.
+func TestVNetsAreApart(t *testing.T) {
+	file := writeTopology(t, "two-vnets.yaml",
+		"virtualMachines:\n", "virtualMachines:\n  - name: vm9\n    subnet: far-subnet\n    privateIpAddress: 10.9.1.4\n",
+		"appServiceEnvironments:\n", "  - name: vnet2\n    addressSpace:\n      addressPrefixes: [10.9.0.0/16]\n    subnets:\n      - name: far-subnet\n        addressPrefix: 10.9.1.0/24\n\nappServiceEnvironments:\n")
+	l := upLab(t, "-f", file)
+	if r := l.exec("ase1-w1", 20*time.Second, "nc", "-v", "-w", "3", "10.9.1.4", "22"); r.code == 0 || !strings.Contains(r.stderr, "timed out") {
+		t.Errorf("ase1-w1 -> vm9 (10.9.1.4) in the unpeered vnet2: want a time-out, got %v", r)
+	}
+	if r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.9.1.4"); r.code == 0 {
+		t.Errorf("db1 pinged vm9 in the unpeered vnet2: %v", r)
+	}
+	if nh := l.nexthop("ase1-w1", "10.9.1.4"); nh.Type != "None" || nh.Route != "System Route" {
+		t.Errorf("nexthop from ase1-w1 to vm9 = %+v, want None by the System Route", nh)
+	}
+	if nh := l.nexthop("vm9", "10.0.1.6"); nh.Type != "None" {
+		t.Errorf("nexthop from vm9 to ase1-w1 = %+v, want None", nh)
+	}
+	// The VIP is public: vm9 reaches app1 through it, from its default
+	// outbound address.
+	if a := l.app("vm9", "http://app1.ase1.p.azurewebsites.net/", ""); a.ForwardedFor != "192.0.2.1" {
+		t.Errorf("vm9 -> app1 through the VIP: want X-Forwarded-For 192.0.2.1, got %+v", a)
+	}
+}
