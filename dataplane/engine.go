@@ -267,6 +267,12 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 		}
 	}
 	e.cur.Store(s)
+	// A front-end scaled away takes its rotation with it: one of the same
+	// name added later is a new machine, in rotation until its own probes
+	// fail, as the load balancer's probes see it (F15).
+	for _, n := range remove {
+		delete(e.unhealthy, n)
+	}
 	e.setLinks(s)
 	if e.started {
 		e.startPorts(ports[len(keep):])

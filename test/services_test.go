@@ -144,6 +144,48 @@ func TestProbesAndRotation(t *testing.T) {
 	l.app("client", "http://app1.ase1.p.azurewebsites.net/", "")
 }
 
+// F15, F4: a front-end that left rotation and was then scaled away comes
+// back in rotation when the ASE scales out again and its probes answer.
+// Before, the dataplane kept the old front-end's "out of rotation" under
+// its name: the new ase1-fe2 showed in rotation in status and never got a
+// connection.
+func TestScaledBackFrontEndTakesTraffic(t *testing.T) {
+	l := upLab(t)
+	allowInternet := `{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`
+	deny := writeTopology(t, "deny-lb.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: DenyLoadBalancer, priority: 100, direction: Inbound, access: Deny, protocol: "*", sourceAddressPrefix: AzureLoadBalancer}`, allowInternet)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", deny); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	if !waitFor(15*time.Second, func() bool { a := l.ase("ase1"); return !a.FrontEnds[0].InRotation && !a.FrontEnds[1].InRotation }) {
+		t.Fatalf("F15: with the probes denied, both front-ends should leave rotation: %+v", l.ase("ase1"))
+	}
+	one := writeTopology(t, "one.yaml", append(withNSG("10.0.1.0/26", "ase1-nsg", allowInternet), "    frontEnds: 2\n", "    frontEnds: 1\n")...)
+	if r := emu(t, "apply", "--name", l.name, "-f", one); r.code != 0 || !strings.Contains(r.stdout, "removed ase1-fe2") {
+		t.Fatalf("apply with 1 front-end: %v", r)
+	}
+	if !waitFor(15*time.Second, func() bool { return l.ase("ase1").FrontEnds[0].InRotation }) {
+		t.Fatalf("F15: with the probes allowed, ase1-fe1 should come back: %+v", l.ase("ase1"))
+	}
+	two := writeTopology(t, "two.yaml", withNSG("10.0.1.0/26", "ase1-nsg", allowInternet)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", two); r.code != 0 || !strings.Contains(r.stdout, "added ase1-fe2") {
+		t.Fatalf("apply with 2 front-ends: %v", r)
+	}
+	if !waitFor(15*time.Second, func() bool { a := l.ase("ase1"); return len(a.FrontEnds) == 2 && a.FrontEnds[1].InRotation }) {
+		t.Fatalf("F15: the new ase1-fe2 answers its probes and should be in rotation: %+v", l.ase("ase1"))
+	}
+	// The VIP spreads connections by a hash of the 5-tuple, so among 30
+	// connections from fresh source ports both front-ends take some.
+	seen := map[string]int{}
+	for range 30 {
+		r := l.exec("client", 20*time.Second, "curl", "-s", "-m", "5", "http://192.23.1.2:454/")
+		seen[strings.Fields(r.stdout + " none")[0]]++
+	}
+	if seen["ase1-fe2"] == 0 {
+		t.Errorf("F15: ase1-fe2 is in rotation but took none of 30 connections to the VIP's 454: %v", seen)
+	}
+}
+
 // F16: blocking outbound 1433 makes ase1 Unhealthy, naming Azure SQL;
 // removing the block makes it Healthy again.
 func TestASEHealth(t *testing.T) {
