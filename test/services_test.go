@@ -93,16 +93,24 @@ func TestAppThroughVIP(t *testing.T) {
 	}
 }
 
-// F7: app3 on the ILB ASE is reached from the VNet by name, and its name
-// leads nowhere reachable from the Internet.
+// F7: app3 on the ILB ASE is reached from the VNet by name, and its name,
+// like a VNet machine's, does not exist outside the VNet: Azure DNS answers
+// it inside the VNet alone.
 func TestILBAppByName(t *testing.T) {
 	l := upLab(t)
 	if a := l.app("db1", "http://app3.ase3.internal/", ""); a.App != "app3" || !strings.HasPrefix(a.Worker, "ase3-w") {
 		t.Errorf("F7: db1 -> app3.ase3.internal: got %+v", a)
 	}
-	r := l.exec("client", 20*time.Second, "nslookup", "app3.ase3.internal")
-	if !strings.Contains(r.stdout, "10.0.4.8") {
-		t.Errorf("app3.ase3.internal should resolve to the ILB address 10.0.4.8, got %v", r)
+	if r := l.exec("db1", 20*time.Second, "nslookup", "app3.ase3.internal"); !strings.Contains(r.stdout, "10.0.4.8") {
+		t.Errorf("from db1, app3.ase3.internal should resolve to the ILB address 10.0.4.8, got %v", r)
+	}
+	for _, name := range []string{"app3.ase3.internal", "db1.internal.cloudapp.net"} {
+		if r := l.exec("client", 20*time.Second, "nslookup", name); r.code == 0 || !strings.Contains(r.stdout, "NXDOMAIN") {
+			t.Errorf("from client, on the Internet, %s should not exist (NXDOMAIN), got %v", name, r)
+		}
+	}
+	if r := l.exec("client", 20*time.Second, "nslookup", "app1.ase1.p.azurewebsites.net"); !strings.Contains(r.stdout, "192.23.1.2") {
+		t.Errorf("from client, an External ASE's app should still resolve to its VIP, got %v", r)
 	}
 	l.curlFails("client", "http://app3.ase3.internal/")
 }

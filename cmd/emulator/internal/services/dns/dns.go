@@ -3,13 +3,17 @@
 //
 // It answers A records for the lab's names (see NewZone) on UDP and TCP 53,
 // and NXDOMAIN for every other name: the lab has no way out to the real
-// Internet, so a name it does not know does not exist.
+// Internet, so a name it does not know does not exist. The names private
+// to a VNet (an ILB ASE's apps, NODE.internal.cloudapp.net) do not exist
+// for a querier outside it (Zone.Sees), as for an Internet host asking a
+// public resolver.
 package dns
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -112,7 +116,11 @@ func (s *Server) Close() error { return s.g.Close() }
 
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	m := s.answer(r)
+	var from netip.Addr
+	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+		from = ap.Addr().Unmap()
+	}
+	m := s.answer(r, from)
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		size := dns.MinMsgSize
 		if o := r.IsEdns0(); o != nil {
@@ -123,7 +131,8 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	w.WriteMsg(m)
 }
 
-func (s *Server) answer(r *dns.Msg) *dns.Msg {
+// answer answers r, a query from address from.
+func (s *Server) answer(r *dns.Msg, from netip.Addr) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	// Azure DNS is a recursive resolver; without RA, nslookup and dig
@@ -150,9 +159,14 @@ func (s *Server) answer(r *dns.Msg) *dns.Msg {
 
 	z := s.zone.Load()
 	name := fqdn(q.Name)
+	// A name the querier cannot see is one that does not exist, and so is
+	// a zone it cannot see (an ILB ASE's, from outside its VNet).
 	apex, inZone := z.apexOf(name)
+	inZone = inZone && z.Sees(apex, from)
 	m.Authoritative = inZone
+	seen := inZone && z.Sees(name, from)
 	addr, hasA := z.a[name]
+	hasA = hasA && seen
 	switch {
 	case hasA && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY):
 		m.Answer = append(m.Answer, &dns.A{
@@ -163,7 +177,7 @@ func (s *Server) answer(r *dns.Msg) *dns.Msg {
 	case inZone && name == apex && q.Qtype == dns.TypeSOA:
 		m.Answer = append(m.Answer, s.soa(q.Name))
 		return m
-	case !z.exists(name):
+	case !z.exists(name) || !seen:
 		m.Rcode = dns.RcodeNameError
 	}
 	// NXDOMAIN, or a name that exists without a record of this type

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -278,5 +280,43 @@ func TestStartAndClose(t *testing.T) {
 	}
 	if n.Addr("udp", 53) != "" || n.Addr("tcp", 53) != "" {
 		t.Error("Close left port 53 open")
+	}
+}
+
+// F7, F15: an ILB ASE's names and the VNet machines' names exist only for
+// the VNet (and the on-premises network its gateway joins); anyone else
+// gets NXDOMAIN for them, and for the ILB ASE's zone itself, while public
+// names answer everyone.
+func TestPrivateNamesOnlyInTheirVNet(t *testing.T) {
+	s := &Server{}
+	s.zone.Store(NewZone(topology.Default()))
+	query := func(name string, qtype uint16, from string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qtype)
+		return s.answer(m, netip.MustParseAddr(from))
+	}
+	private := map[string]bool{"app3.ase3.internal": true, "app3.scm.ase3.internal": true}
+	for _, c := range defaultLabNames {
+		if strings.HasSuffix(c.name, "."+InternalZone) {
+			private[c.name] = true
+		}
+	}
+	for _, c := range defaultLabNames {
+		for _, from := range []string{"10.0.2.4", "198.51.100.10", "127.0.0.1"} {
+			r := query(c.name, dns.TypeA, from)
+			hidden := private[c.name] && from == "198.51.100.10"
+			if hidden != (r.Rcode == dns.RcodeNameError) || hidden == (len(r.Answer) == 1) {
+				t.Errorf("%s from %s: rcode %s, %d answers; want hidden=%v", c.name, from, dns.RcodeToString[r.Rcode], len(r.Answer), hidden)
+			}
+		}
+	}
+	if r := query("ase3.internal", dns.TypeSOA, "198.51.100.10"); r.Rcode != dns.RcodeNameError || len(r.Answer)+len(r.Ns) != 0 || r.Authoritative {
+		t.Errorf("the ILB ASE's zone from the Internet: %v; want NXDOMAIN with no SOA", r)
+	}
+	if r := query("scm.ase3.internal", dns.TypeA, "198.51.100.10"); r.Rcode != dns.RcodeNameError {
+		t.Errorf("a name between the ILB zone's apex and its records, from the Internet: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
+	}
+	if r := query("ase3.internal", dns.TypeSOA, "10.0.1.6"); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Errorf("the ILB ASE's zone from the VNet: %v; want its SOA", r)
 	}
 }

@@ -39,6 +39,12 @@ type Zone struct {
 	a     map[string]netip.Addr // owner name (lower case, fully qualified) -> its A record
 	apex  map[string]string     // every name that exists -> the apex of its zone
 	zones []string              // the apexes, longest first
+	// private holds the names, and apexes, that only a VNet's own
+	// machines can resolve: an ILB ASE's apps and NODE.internal.cloudapp.net.
+	// Azure DNS answers them inside their VNet alone; to anyone else they
+	// do not exist (Sees).
+	private map[string]*topology.VNet
+	onPrem  []netip.Prefix // the on-premises network, which the VNets' gateway joins to them
 }
 
 // NewZone makes the zone data of topology t:
@@ -47,8 +53,14 @@ type Zone struct {
 //   - NAME.example.net of every Internet host, and the Azure names of those
 //     that stand for Azure endpoints (sql.database.windows.net, ...);
 //   - NODE.internal.cloudapp.net of every VNet machine: its private address.
+//
+// An ILB ASE's names and the internal.cloudapp.net names are private to
+// their VNet (Sees).
 func NewZone(t *topology.Topology) *Zone {
-	z := &Zone{a: make(map[string]netip.Addr), apex: make(map[string]string)}
+	z := &Zone{a: make(map[string]netip.Addr), apex: make(map[string]string), private: make(map[string]*topology.VNet)}
+	if o := t.OnPremises; o != nil {
+		z.onPrem = o.AddressSpace
+	}
 	apexes := map[string]bool{fqdn(InternetZone): true, fqdn(InternalZone): true}
 	for _, a := range t.ASEs {
 		apexes[fqdn(a.DNSSuffix)] = true
@@ -69,20 +81,25 @@ func NewZone(t *topology.Topology) *Zone {
 	}
 
 	for _, a := range t.ASEs {
+		var vnet *topology.VNet // an External ASE's names are public
+		if a.Kind == topology.KindILB {
+			vnet = a.Subnet.VNet
+			z.private[fqdn(a.DNSSuffix)] = vnet
+		}
 		for _, ap := range a.Apps {
-			z.add(ap.Name+"."+a.DNSSuffix, a.AppAddr())
-			z.add(ap.Name+".scm."+a.DNSSuffix, a.AppAddr())
+			z.add(ap.Name+"."+a.DNSSuffix, a.AppAddr(), vnet)
+			z.add(ap.Name+".scm."+a.DNSSuffix, a.AppAddr(), vnet)
 		}
 	}
 	for _, h := range t.Internet {
-		z.add(h.Name+"."+InternetZone, h.Addr)
+		z.add(h.Name+"."+InternetZone, h.Addr, nil)
 		for _, n := range azureEndpoints[h.Name] {
-			z.add(n, h.Addr)
+			z.add(n, h.Addr, nil)
 		}
 	}
 	for _, n := range t.Nodes {
 		if n.VNet != nil {
-			z.add(n.Name+"."+InternalZone, n.Addr)
+			z.add(n.Name+"."+InternalZone, n.Addr, n.VNet)
 		}
 	}
 	return z
@@ -90,8 +107,9 @@ func NewZone(t *topology.Topology) *Zone {
 
 // add records an A record and marks its owner, and every name between it
 // and its apex, as existing, so that those answer NOERROR with no data
-// rather than NXDOMAIN (RFC 8020). The first record of a name wins.
-func (z *Zone) add(name string, a netip.Addr) {
+// rather than NXDOMAIN (RFC 8020), and as private to vnet when it is not
+// nil. The first record of a name wins.
+func (z *Zone) add(name string, a netip.Addr, vnet *topology.VNet) {
 	name = fqdn(name)
 	if _, dup := z.a[name]; dup || !a.IsValid() {
 		return
@@ -103,7 +121,28 @@ func (z *Zone) add(name string, a netip.Addr) {
 	z.a[name] = a
 	for n := name; n != apex; n = parent(n) {
 		z.apex[n] = apex
+		if vnet != nil {
+			z.private[n] = vnet
+		}
 	}
+}
+
+// Sees reports whether a query from address from can see name (fully
+// qualified, lower case): a private name only from its VNet, or from the
+// on-premises network its gateway joins, as Azure DNS answers an ILB
+// ASE's apps and a VNet's machine names to that VNet alone. Loopback is
+// the platform's own host.
+func (z *Zone) Sees(name string, from netip.Addr) bool {
+	v := z.private[name]
+	if v == nil || from.IsLoopback() {
+		return true
+	}
+	for _, p := range slices.Concat(v.AddressSpace, z.onPrem) {
+		if p.Contains(from) {
+			return true
+		}
+	}
+	return false
 }
 
 // Lookup returns the A record of name (any case, with or without the final
