@@ -13,7 +13,8 @@
 // events arrive so that it is always complete JSON. A tuple's addresses
 // are the flow as that NSG saw it: before SNAT outbound, after DNAT inbound
 // (F13). B is an allowed flow's first packet, E its end with each
-// direction's packets and bytes, and a denied flow is D with state B.
+// direction's packets and bytes, and a denied flow is D with state B,
+// once a minute however many of its packets the NSG dropped.
 // ICMP flows are not logged: version 2 knows only T and U.
 package flowlog
 
@@ -75,12 +76,20 @@ type Writer struct {
 	minute  time.Time
 	records map[recKey]*Record
 	order   []recKey
+	denied  map[deniedKey]bool              // the minute's denied flows, logged once each
 	begun   map[nat.Key][]dataplane.FlowNSG // allowed flows' NSGs, for their end
 	dirty   bool
 	current string
 }
 
 type recKey struct{ nsg, mac string }
+
+// deniedKey is a denied flow as one NSG saw it.
+type deniedKey struct {
+	nsg string
+	dir nsg.Direction
+	k   nat.Key
+}
 
 // New returns a writer into dir for lab.
 func New(dir, lab string) *Writer {
@@ -91,6 +100,7 @@ func New(dir, lab string) *Writer {
 		dir: dir, lab: lab,
 		systemID: fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16]),
 		records:  map[recKey]*Record{},
+		denied:   map[deniedKey]bool{},
 		begun:    map[nat.Key][]dataplane.FlowNSG{},
 	}
 }
@@ -185,11 +195,21 @@ func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
 		if w.dirty {
 			w.flushLocked()
 		}
-		w.minute, w.records, w.order = m, map[recKey]*Record{}, nil
+		w.minute, w.records, w.order, w.denied = m, map[recKey]*Record{}, nil, map[deniedKey]bool{}
 	}
 	for _, n := range nsgs {
 		if ev.State == dataplane.FlowEnd && !n.Rule.Allow {
 			continue
+		}
+		// A denied flow never enters conntrack, so each packet of it (a
+		// client's resent SYNs, a UDP sender's datagrams) comes as an
+		// event of its own; Azure logs the flow, once a minute.
+		if !n.Rule.Allow {
+			d := deniedKey{n.Rule.NSG, n.Direction, n.Tuple}
+			if w.denied[d] {
+				continue
+			}
+			w.denied[d] = true
 		}
 		w.addTuple(n, tuple(ev, n))
 	}

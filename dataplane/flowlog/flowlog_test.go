@@ -186,3 +186,60 @@ func TestWriterStopKeepsQueuedEvents(t *testing.T) {
 		t.Errorf("%d of %d queued events logged when logging stopped", got, n)
 	}
 }
+
+// tuplesOf reads the tuples of the minute file at path, by rule.
+func tuplesOf(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f File
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, r := range f.Records {
+		for _, rf := range r.Properties.Flows {
+			for _, mf := range rf.Flows {
+				got[rf.Rule] = append(got[rf.Rule], mf.FlowTuples...)
+			}
+		}
+	}
+	return got
+}
+
+// A denied TCP connect is one flow however many SYNs the client's kernel
+// resends with the same tuple: Azure logs flows, one tuple per flow in a
+// minute's record, not one per packet. A later minute logs it again, as
+// it would any flow the NSG still sees then.
+func TestWriterDeniedRetriesOneTuple(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	deny := &nsg.Rule{NSG: "vm-nsg", Name: "DenyASE1SQL", Priority: 100}
+	in := key("10.0.1.6", 41000, "10.0.2.4", 1433)
+	other := key("10.0.1.6", 41001, "10.0.2.4", 1433)
+	t0 := time.Date(2026, 11, 23, 21, 0, 5, 0, time.UTC)
+	denied := func(at time.Duration, k nat.Key) {
+		w.addLocked(dataplane.FlowEvent{Time: t0.Add(at), State: dataplane.FlowDeny, Orig: k, Xl: k},
+			[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Inbound, Rule: deny, Tuple: k}})
+	}
+	// Linux resends a SYN after 1, 3, 7, 15 and 31 s.
+	for _, s := range []time.Duration{0, 1, 3, 7, 15, 31} {
+		denied(s*time.Second, in)
+	}
+	denied(2*time.Second, other)
+	denied(63*time.Second, in) // the next minute
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	first := tuplesOf(t, filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=00/PT1M.json"))["UserRule_DenyASE1SQL"]
+	want := []string{"1795467605,10.0.1.6,10.0.2.4,41000,1433,T,I,D,B,,,,", "1795467607,10.0.1.6,10.0.2.4,41001,1433,T,I,D,B,,,,"}
+	if len(first) != len(want) || first[0] != want[0] || first[1] != want[1] {
+		t.Errorf("first minute's denied tuples %v, want %v: one per flow", first, want)
+	}
+	next := tuplesOf(t, filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=01/PT1M.json"))["UserRule_DenyASE1SQL"]
+	if len(next) != 1 || next[0] != "1795467668,10.0.1.6,10.0.2.4,41000,1433,T,I,D,B,,,," {
+		t.Errorf("next minute's denied tuples %v, want the flow's retry there once", next)
+	}
+}
