@@ -205,7 +205,10 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 	case errors.Is(err, nat.ErrPoolExhausted):
 		e.refuse(in, ip, w)
 		w.drop(in, DropSNATExhausted)
-	default: // nat.ErrTableFull, nat.ErrConflict
+	case errors.Is(err, nat.ErrConflict):
+		e.refuse(in, ip, w)
+		w.drop(in, DropNATConflict)
+	default: // nat.ErrTableFull (ErrInvalid would be a policy bug)
 		e.refuse(in, ip, w)
 		w.drop(in, DropConntrackFull)
 	}

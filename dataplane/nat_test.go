@@ -380,3 +380,22 @@ func TestReconfigureSharesPortsAgain(t *testing.T) {
 		t.Fatalf("a flow from before the apply broke: its reply reached port %d", dport)
 	}
 }
+
+// A new flow whose translated tuple is already a live flow's is refused as
+// a NAT conflict, not as a full flow table: db1 reaches both of ase3's
+// front-ends directly from port 40200, so the ILB's flow from that port
+// would reach one of them looking like a connection it already has. A
+// user told "conntrack-full" would raise maxFlows to no avail.
+func TestNATConflictIsNotTableFull(t *testing.T) {
+	l := newLab(t, nil)
+	db1 := l.devs["db1"]
+	for fe, addr := range map[string]string{"ase3-fe1": "10.0.4.4", "ase3-fe2": "10.0.4.5"} {
+		db1.inject(nil, tcpPkt(t, "10.0.2.4", 40200, addr, 80, true, false))
+		l.devs[fe].recv(t)
+	}
+	db1.inject(nil, tcpPkt(t, "10.0.2.4", 40200, "10.0.4.8", 80, true, false))
+	l.expectDrops(t, DropNATConflict, 1)
+	if n := l.e.Drops(DropConntrackFull); n != 0 {
+		t.Errorf("%d conntrack-full drops with a table of %d flows; want the conflict counted as nat-conflict", n, l.e.NAT().Flows)
+	}
+}

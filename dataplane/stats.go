@@ -35,6 +35,7 @@ const (
 	DropASESubnetVM                         // from an ASE to a VM in the ASE's own subnet (F8)
 	DropConntrackFull                       // a new flow, and the flow table is full
 	DropSNATExhausted                       // a new flow, and its VIP's SNAT ports are all in use (F17)
+	DropNATConflict                         // a new flow whose translated tuple is a live flow's: the receiver could not tell them apart
 	DropUntranslatable                      // needs NAT, but conntrack cannot follow it (an unknown protocol)
 	DropFragNoFirst                         // a non-first fragment whose first fragment was not seen, or whose flow is gone
 	DropFragTiny                            // a first fragment too short for its L4 header, or a TCP fragment at offset 8 (RFC 1858)
@@ -72,6 +73,7 @@ var dropNames = [numDropReasons]string{
 	DropASESubnetVM:       "ase-subnet-vm",
 	DropConntrackFull:     "conntrack-full",
 	DropSNATExhausted:     "snat-exhausted",
+	DropNATConflict:       "nat-conflict",
 	DropUntranslatable:    "untranslatable",
 	DropFragNoFirst:       "frag-no-first",
 	DropFragTiny:          "frag-tiny",
@@ -118,6 +120,7 @@ var dropBy = [numDropReasons]string{
 	DropASESubnetVM:       "the ASE's own subnet (F8)",
 	DropConntrackFull:     "connection tracking",
 	DropSNATExhausted:     "SNAT",
+	DropNATConflict:       "NAT",
 	DropUntranslatable:    "NAT",
 	DropFragNoFirst:       "connection tracking",
 	DropFragTiny:          "the dataplane's header checks",
