@@ -78,10 +78,15 @@ func (ev *FlowEvent) NSGs() []FlowNSG {
 type FlowEvents struct {
 	c    chan FlowEvent
 	lost atomic.Uint64
+	ct   *nat.Table
 }
 
 // C delivers the events.
 func (f *FlowEvents) C() <-chan FlowEvent { return f.c }
+
+// Live returns a copy of every live flow, with its counters: a flow that
+// lives on sends no event, and flow logs' continuing tuples need them.
+func (f *FlowEvents) Live() []nat.FlowInfo { return f.ct.Flows() }
 
 // Lost is how many events were dropped because the consumer lagged.
 func (f *FlowEvents) Lost() uint64 { return f.lost.Load() }
@@ -97,7 +102,7 @@ func (f *FlowEvents) send(ev FlowEvent) {
 // StartFlowEvents subscribes to flow events; there is one subscription at
 // a time, and starting another replaces it.
 func (e *Engine) StartFlowEvents() *FlowEvents {
-	f := &FlowEvents{c: make(chan FlowEvent, FlowEventBuffer)}
+	f := &FlowEvents{c: make(chan FlowEvent, FlowEventBuffer), ct: e.ct}
 	e.flowEvents.Store(f)
 	e.ct.SetOnRemove(func(fi nat.FlowInfo) {
 		s := e.cur.Load()

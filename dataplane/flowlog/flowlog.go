@@ -12,10 +12,11 @@
 // minute, DIR/y=YYYY/m=MM/d=DD/h=HH/m=MM/PT1M.json, rewritten whole as
 // events arrive so that it is always complete JSON. A tuple's addresses
 // are the flow as that NSG saw it: before SNAT outbound, after DNAT inbound
-// (F13). B is an allowed flow's first packet, E its end with each
-// direction's packets and bytes, and a denied flow is D with state B,
-// once a minute however many of its packets the NSG dropped.
-// ICMP flows are not logged: version 2 knows only T and U.
+// (F13). B is an allowed flow's first packet, C what a live flow carried
+// each ContinueEvery, E its end with each direction's packets and bytes
+// since its last C, and a denied flow is D with state B, once a minute
+// however many of its packets the NSG dropped. ICMP flows are not logged:
+// version 2 knows only T and U.
 package flowlog
 
 import (
@@ -33,6 +34,15 @@ import (
 	"github.com/aseemu/emulator/dataplane/nsg"
 	"github.com/aseemu/emulator/nat"
 )
+
+// ContinueEvery is how often a live flow gets a continuing (C) tuple:
+// Azure's version 2 gives the statistics of ongoing flows at 5-minute
+// intervals.
+const ContinueEvery = 5 * time.Minute
+
+// stateContinue is the event state of a C tuple. The dataplane sends no
+// such event: a flow that lives on is seen by reading the live flows.
+const stateContinue = 'C'
 
 // File is one flow log file.
 type File struct {
@@ -76,13 +86,21 @@ type Writer struct {
 	minute  time.Time
 	records map[recKey]*Record
 	order   []recKey
-	denied  map[deniedKey]bool              // the minute's denied flows, logged once each
-	begun   map[nat.Key][]dataplane.FlowNSG // allowed flows' NSGs, for their end
+	denied  map[deniedKey]bool // the minute's denied flows, logged once each
+	begun   map[nat.Key]*begun // allowed flows the writer saw begin
+	due     time.Time          // the earliest C tuple due; zero with none
 	dirty   bool
 	current string
 }
 
 type recKey struct{ nsg, mac string }
+
+// begun is an allowed flow the writer saw begin.
+type begun struct {
+	nsgs           []dataplane.FlowNSG // the NSGs that decided it, for its C and E tuples
+	last           time.Time           // its latest B or C tuple's
+	packets, bytes [2]uint64           // what its C tuples counted
+}
 
 // deniedKey is a denied flow as one NSG saw it.
 type deniedKey struct {
@@ -101,7 +119,7 @@ func New(dir, lab string) *Writer {
 		systemID: fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16]),
 		records:  map[recKey]*Record{},
 		denied:   map[deniedKey]bool{},
-		begun:    map[nat.Key][]dataplane.FlowNSG{},
+		begun:    map[nat.Key]*begun{},
 	}
 }
 
@@ -118,17 +136,18 @@ func (w *Writer) Current() string {
 // Run consumes events until stop is closed, writing the minute's file at
 // most once a second.
 func (w *Writer) Run(events *dataplane.FlowEvents, stop <-chan struct{}) {
-	w.run(events.C(), stop)
+	w.run(events.C(), events.Live, stop)
 }
 
-func (w *Writer) run(events <-chan dataplane.FlowEvent, stop <-chan struct{}) {
+func (w *Writer) run(events <-chan dataplane.FlowEvent, live func() []nat.FlowInfo, stop <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case ev := <-events:
 			w.Add(ev)
-		case <-tick.C:
+		case now := <-tick.C:
+			w.continueFlows(now, live)
 			w.Flush()
 		case <-stop:
 			// The subscription has ended by now, so what is queued is all
@@ -155,6 +174,7 @@ func (w *Writer) Forget() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	clear(w.begun)
+	w.due = time.Time{}
 }
 
 // Add records one event.
@@ -165,15 +185,70 @@ func (w *Writer) Add(ev dataplane.FlowEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var nsgs []dataplane.FlowNSG
-	if ev.State == dataplane.FlowEnd {
-		var ok bool
-		if nsgs, ok = w.begun[ev.Orig]; !ok {
-			nsgs = ev.NSGs() // began before logging did: today's rules
-		}
+	if b := w.begun[ev.Orig]; ev.State == dataplane.FlowEnd && b != nil {
+		nsgs = b.nsgs
 	} else {
-		nsgs = ev.NSGs()
+		nsgs = ev.NSGs() // an end of a flow that began before logging did: today's rules
 	}
 	w.addLocked(ev, nsgs)
+}
+
+// continueFlows logs a C tuple for each flow whose last tuple is
+// ContinueEvery old at now. It reads the live flows' counters from live
+// only when one is due, and at most once a minute (as Azure collects flow
+// logs), since that walks the whole flow table: flows that began in
+// different seconds would otherwise have it read every second.
+func (w *Writer) continueFlows(now time.Time, live func() []nat.FlowInfo) {
+	w.mu.Lock()
+	due := !w.due.IsZero() && !now.Before(w.due)
+	w.mu.Unlock()
+	if !due {
+		return
+	}
+	flows := live()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, fi := range flows {
+		b := w.begun[fi.Orig]
+		if b == nil || now.Sub(b.last) < ContinueEvery {
+			continue
+		}
+		ev := dataplane.FlowEvent{Time: now, State: stateContinue, Orig: fi.Orig, Xl: fi.Translated()}
+		for d := range 2 {
+			ev.Packets[d], ev.Bytes[d] = since(fi.Packets[d], b.packets[d]), since(fi.Bytes[d], b.bytes[d])
+		}
+		b.packets, b.bytes, b.last = fi.Packets, fi.Bytes, now
+		w.addLocked(ev, b.nsgs)
+	}
+	// A flow gone from the table without its end here yet (queued, or
+	// lost to a full queue) waits another interval rather than being
+	// looked for every second.
+	w.due = time.Time{}
+	for _, b := range w.begun {
+		if now.Sub(b.last) >= ContinueEvery {
+			b.last = now
+		}
+		w.schedule(b)
+	}
+	if next := now.Add(time.Minute); !w.due.IsZero() && w.due.Before(next) {
+		w.due = next
+	}
+}
+
+// schedule makes sure w.due is no later than b's next C tuple.
+func (w *Writer) schedule(b *begun) {
+	if next := b.last.Add(ContinueEvery); w.due.IsZero() || next.Before(w.due) {
+		w.due = next
+	}
+}
+
+// since is how much a counter grew from was to now: 0 if it went back,
+// as a new flow under an old flow's key starts again from nothing.
+func since(now, was uint64) uint64 {
+	if now < was {
+		return 0
+	}
+	return now - was
 }
 
 // addLocked records ev, whose flow the NSGs nsgs decided.
@@ -181,10 +256,18 @@ func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
 	switch ev.State {
 	case dataplane.FlowBegin:
 		if len(nsgs) > 0 {
-			w.begun[ev.Orig] = nsgs
+			b := &begun{nsgs: nsgs, last: ev.Time}
+			w.begun[ev.Orig] = b
+			w.schedule(b)
 		}
 	case dataplane.FlowEnd:
-		delete(w.begun, ev.Orig)
+		// Azure's counters are since the flow's last tuple.
+		if b := w.begun[ev.Orig]; b != nil {
+			for d := range 2 {
+				ev.Packets[d], ev.Bytes[d] = since(ev.Packets[d], b.packets[d]), since(ev.Bytes[d], b.bytes[d])
+			}
+			delete(w.begun, ev.Orig)
+		}
 	}
 	// Only a later minute starts a new file: an event stamped in the last
 	// minute can arrive after one of this minute (workers and the sweeper
@@ -198,7 +281,7 @@ func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
 		w.minute, w.records, w.order, w.denied = m, map[recKey]*Record{}, nil, map[deniedKey]bool{}
 	}
 	for _, n := range nsgs {
-		if ev.State == dataplane.FlowEnd && !n.Rule.Allow {
+		if (ev.State == dataplane.FlowEnd || ev.State == stateContinue) && !n.Rule.Allow {
 			continue
 		}
 		// A denied flow never enters conntrack, so each packet of it (a
@@ -279,8 +362,13 @@ func tuple(ev dataplane.FlowEvent, n dataplane.FlowNSG) string {
 		access = "D"
 	}
 	counts := ",,,"
-	if ev.State == dataplane.FlowEnd {
+	switch ev.State {
+	case dataplane.FlowEnd:
 		state = "E"
+	case stateContinue:
+		state = "C"
+	}
+	if state != "B" {
 		counts = fmt.Sprintf("%d,%d,%d,%d", ev.Packets[0], ev.Bytes[0], ev.Packets[1], ev.Bytes[1])
 	}
 	return fmt.Sprintf("%d,%v,%v,%d,%d,%s,%s,%s,%s,%s", ev.Time.Unix(), k.Src, k.Dst, k.SrcPort, k.DstPort, proto, dir, access, state, counts)

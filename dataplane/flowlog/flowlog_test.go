@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +38,7 @@ func TestWriter(t *testing.T) {
 		[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Inbound, Rule: deny, Tuple: in}})
 	end := dataplane.FlowEvent{Time: t0.Add(2 * time.Second), State: dataplane.FlowEnd, Orig: out, Xl: out,
 		Packets: [2]uint64{6, 4}, Bytes: [2]uint64{388, 343}}
-	w.addLocked(end, w.begun[out])
+	w.addLocked(end, w.begun[out].nsgs)
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,12 +162,12 @@ func TestWriterStopKeepsQueuedEvents(t *testing.T) {
 		k := key("10.0.2.4", uint16(40000+i), "203.0.113.10", 80)
 		// Ends of flows whose beginning the writer saw carry their NSGs
 		// with them, so these events need no dataplane snapshot.
-		w.begun[k] = []dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}}
+		w.begun[k] = &begun{nsgs: []dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}}}
 		events <- dataplane.FlowEvent{Time: t0, State: dataplane.FlowEnd, Orig: k, Xl: k, Packets: [2]uint64{1, 1}, Bytes: [2]uint64{60, 60}}
 	}
 	stop := make(chan struct{})
 	close(stop)
-	w.run(events, stop)
+	w.run(events, func() []nat.FlowInfo { return nil }, stop)
 	b, err := os.ReadFile(filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=00/PT1M.json"))
 	if err != nil {
 		t.Fatalf("nothing written: %v", err)
@@ -241,5 +243,73 @@ func TestWriterDeniedRetriesOneTuple(t *testing.T) {
 	next := tuplesOf(t, filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=01/PT1M.json"))["UserRule_DenyASE1SQL"]
 	if len(next) != 1 || next[0] != "1795467668,10.0.1.6,10.0.2.4,41000,1433,T,I,D,B,,,," {
 		t.Errorf("next minute's denied tuples %v, want the flow's retry there once", next)
+	}
+}
+
+// A flow that lives on gets a continuing (C) tuple every ContinueEvery
+// with what it carried since its last tuple, as Azure gives statistics of
+// ongoing flows; its end (E) then counts from the last C, so that the
+// tuples of a flow add up to its traffic.
+func TestWriterContinuing(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	allow := &nsg.Rule{NSG: "vm-nsg", Name: "AllowInternetOutBound", Priority: 65001, Allow: true, Default: true}
+	out := key("10.0.2.4", 40000, "203.0.113.10", 80)
+	short := key("10.0.2.4", 40001, "203.0.113.10", 80)
+	t0 := time.Date(2026, 11, 23, 21, 0, 5, 0, time.UTC)
+	for _, k := range []nat.Key{out, short} {
+		w.addLocked(dataplane.FlowEvent{Time: t0, State: dataplane.FlowBegin, Orig: k, Xl: k},
+			[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}})
+	}
+	counted := func(k nat.Key, p0, b0, p1, b1 uint64) nat.FlowInfo {
+		return nat.FlowInfo{Orig: k, Reply: k.Reverse(), Packets: [2]uint64{p0, p1}, Bytes: [2]uint64{b0, b1}}
+	}
+	var live []nat.FlowInfo
+	asked := 0
+	liveFlows := func() []nat.FlowInfo { asked++; return live }
+
+	// Not yet due: the live flows are not even read.
+	live = []nat.FlowInfo{counted(out, 10, 1000, 8, 5000), counted(short, 1, 60, 1, 60)}
+	w.continueFlows(t0.Add(ContinueEvery-time.Second), liveFlows)
+	if asked != 0 {
+		t.Errorf("read the live flows %d times before any was due", asked)
+	}
+	// Due: both get a C with their counters so far.
+	t1 := t0.Add(ContinueEvery + time.Second)
+	w.continueFlows(t1, liveFlows)
+	if asked != 1 {
+		t.Fatalf("read the live flows %d times for one due interval", asked)
+	}
+	// The short flow ends, the long one carries on for another interval.
+	w.Add(dataplane.FlowEvent{Time: t1.Add(time.Second), State: dataplane.FlowEnd, Orig: short, Xl: short,
+		Packets: [2]uint64{3, 2}, Bytes: [2]uint64{180, 120}})
+	live = []nat.FlowInfo{counted(out, 15, 1500, 12, 7000)}
+	t2 := t1.Add(ContinueEvery)
+	w.continueFlows(t2, liveFlows)
+	w.Add(dataplane.FlowEvent{Time: t2.Add(time.Second), State: dataplane.FlowEnd, Orig: out, Xl: out,
+		Packets: [2]uint64{16, 13}, Bytes: [2]uint64{1560, 7060}})
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	for _, m := range []string{"00", "05", "10"} {
+		got = append(got, tuplesOf(t, filepath.Join(dir, "y=2026/m=11/d=23/h=21/m="+m+"/PT1M.json"))["DefaultRule_AllowInternetOutBound"]...)
+	}
+	ts := func(d time.Time) string { return strconv.FormatInt(d.Unix(), 10) }
+	want := []string{
+		ts(t0) + ",10.0.2.4,203.0.113.10,40000,80,T,O,A,B,,,,",
+		ts(t0) + ",10.0.2.4,203.0.113.10,40001,80,T,O,A,B,,,,",
+		ts(t1) + ",10.0.2.4,203.0.113.10,40000,80,T,O,A,C,10,1000,8,5000",
+		ts(t1) + ",10.0.2.4,203.0.113.10,40001,80,T,O,A,C,1,60,1,60",
+		ts(t1.Add(time.Second)) + ",10.0.2.4,203.0.113.10,40001,80,T,O,A,E,2,120,1,60",
+		ts(t2) + ",10.0.2.4,203.0.113.10,40000,80,T,O,A,C,5,500,4,2000",
+		ts(t2.Add(time.Second)) + ",10.0.2.4,203.0.113.10,40000,80,T,O,A,E,1,60,1,60",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("tuples:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(w.begun) != 0 {
+		t.Errorf("ended flows still remembered: %v", w.begun)
 	}
 }
