@@ -102,7 +102,7 @@ type begun struct {
 	packets, bytes [2]uint64           // what its C tuples counted
 }
 
-// deniedKey is a denied flow as one NSG saw it.
+// deniedKey is a denied flow as one NSG saw it, allowing or denying.
 type deniedKey struct {
 	nsg string
 	dir nsg.Direction
@@ -286,8 +286,9 @@ func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
 		}
 		// A denied flow never enters conntrack, so each packet of it (a
 		// client's resent SYNs, a UDP sender's datagrams) comes as an
-		// event of its own; Azure logs the flow, once a minute.
-		if !n.Rule.Allow {
+		// event of its own; Azure logs the flow, once a minute, in the
+		// NSG that denied it and in the source's that allowed it.
+		if ev.State == dataplane.FlowDeny {
 			d := deniedKey{n.Rule.NSG, n.Direction, n.Tuple}
 			if w.denied[d] {
 				continue

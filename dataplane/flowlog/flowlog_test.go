@@ -313,3 +313,29 @@ func TestWriterContinuing(t *testing.T) {
 		t.Errorf("ended flows still remembered: %v", w.begun)
 	}
 }
+
+// A flow the destination's NSG denies may have been allowed by the
+// source's: that NSG logs it as allowed, and a resent SYN is the same
+// flow there too, not another A,B tuple for each.
+func TestWriterDeniedRetriesAllowedAtSource(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	allow := &nsg.Rule{NSG: "ase1-nsg", Name: "AllowVnetOutBound", Priority: 65000, Allow: true, Default: true}
+	deny := &nsg.Rule{NSG: "vm-nsg", Name: "DenyASE1SQL", Priority: 100}
+	k := key("10.0.1.6", 41000, "10.0.2.4", 1433)
+	t0 := time.Date(2026, 11, 23, 21, 0, 5, 0, time.UTC)
+	for _, s := range []time.Duration{0, 1, 3, 7} {
+		w.addLocked(dataplane.FlowEvent{Time: t0.Add(s * time.Second), State: dataplane.FlowDeny, Orig: k, Xl: k},
+			[]dataplane.FlowNSG{{Node: "ase1-w1", Direction: nsg.Outbound, Rule: allow, Tuple: k}, {Node: "db1", Direction: nsg.Inbound, Rule: deny, Tuple: k}})
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := tuplesOf(t, filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=00/PT1M.json"))
+	if a := got["DefaultRule_AllowVnetOutBound"]; len(a) != 1 || a[0] != "1795467605,10.0.1.6,10.0.2.4,41000,1433,T,O,A,B,,,," {
+		t.Errorf("source NSG's tuples %v, want the flow's A,B once", a)
+	}
+	if d := got["UserRule_DenyASE1SQL"]; len(d) != 1 {
+		t.Errorf("destination NSG's tuples %v, want the flow's D,B once", d)
+	}
+}
