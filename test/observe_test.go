@@ -523,3 +523,23 @@ func TestQueueFullDropsShown(t *testing.T) {
 		t.Errorf("emulator_node_queue_full_drops_total for db1 = %v, want at least %d", m, before+got)
 	}
 }
+
+// Flow logs record what NSGs decide, so a lab without any NSG attached
+// (the default lab) logs nothing: `flowlog on` says so rather than
+// leaving the user waiting for files that never come.
+func TestFlowLogWithoutNSGSaysSo(t *testing.T) {
+	l := upLab(t)
+	r := emu(t, "flowlog", "--name", l.name, "on")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "NSG flow logs: on") || !strings.Contains(r.stdout, "no NSG is attached") {
+		t.Errorf("emulator flowlog on in a lab without NSGs: %v; want it on, saying no NSG is attached", r)
+	}
+	var st struct {
+		FlowLogs struct {
+			NoNSG bool `json:"noNSG"`
+		} `json:"flowLogs"`
+	}
+	l.emuJSON(&st, "status")
+	if !st.FlowLogs.NoNSG {
+		t.Error("status --json: flowLogs.noNSG is false in a lab without NSGs")
+	}
+}

@@ -26,6 +26,7 @@ type flowLogStatus struct {
 	Directory string `json:"directory,omitempty"`
 	Current   string `json:"current,omitempty"` // the file of the minute being written
 	Lost      uint64 `json:"lost,omitempty"`    // events dropped because the writer lagged
+	NoNSG     bool   `json:"noNSG,omitempty"`   // no NSG is attached anywhere: nothing to log
 }
 
 func flowLogDir(lab string) string { return filepath.Join(labDir(lab), "flowlogs") }
@@ -56,10 +57,15 @@ func (f *flowLogs) set(l *runningLab, on bool) {
 	}(f.sub, f.stop, f.done)
 }
 
-func (f *flowLogs) status() flowLogStatus {
+func (f *flowLogs) status(e *dataplane.Engine) flowLogStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := flowLogStatus{Enabled: f.sub != nil}
+	st := flowLogStatus{Enabled: f.sub != nil, NoNSG: true}
+	for _, g := range e.NSGStats() {
+		if len(g.Subnets) > 0 || len(g.NICs) > 0 {
+			st.NoNSG = false
+		}
+	}
 	if f.w != nil {
 		st.Directory, st.Current = f.w.Dir(), f.w.Current()
 	}
@@ -113,6 +119,10 @@ func printFlowLogs(w io.Writer, st flowLogStatus) {
 	if st.Lost > 0 {
 		fmt.Fprintf(w, "; %d events lost", st.Lost)
 	}
+	if st.NoNSG {
+		// Azure logs per NSG: a lab without one has nothing to log.
+		fmt.Fprint(w, "; no NSG is attached to a subnet or NIC, so nothing is logged")
+	}
 	fmt.Fprintln(w)
 }
 
@@ -126,5 +136,5 @@ func (l *runningLab) handleFlowlog(w http.ResponseWriter, r *http.Request) {
 	if req.Enabled != nil {
 		l.flowLogs.set(l, *req.Enabled)
 	}
-	writeJSON(w, l.flowLogs.status())
+	writeJSON(w, l.flowLogs.status(l.engine))
 }

@@ -119,7 +119,7 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	rep.NAT = l.engine.NAT()
 	rep.NSGs = l.engine.NSGStats()
-	rep.FlowLogs = l.flowLogs.status()
+	rep.FlowLogs = l.flowLogs.status(l.engine)
 	if l.metricsAddr != "" {
 		rep.Metrics = "http://" + l.metricsAddr + "/metrics"
 	}
