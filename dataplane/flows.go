@@ -72,6 +72,7 @@ type NATStatus struct {
 	Expired       uint64     `json:"expired"`
 	TableFull     uint64     `json:"tableFull"`
 	PoolExhausted uint64     `json:"poolExhausted"`
+	Conflicts     uint64     `json:"conflicts"` // refused: the translated tuple was a live flow's
 	Pools         []PoolView `json:"pools"`
 }
 
@@ -101,7 +102,7 @@ func (e *Engine) NAT() NATStatus {
 	s := e.ct.Stats()
 	st := NATStatus{
 		Flows: s.Flows, MaxFlows: s.MaxFlows, Created: s.Created, Expired: s.Expired,
-		TableFull: s.TableFull, PoolExhausted: s.PoolExhausted,
+		TableFull: s.TableFull, PoolExhausted: s.PoolExhausted, Conflicts: s.Conflicts,
 	}
 	for _, p := range e.ct.Pools() {
 		v := PoolView{

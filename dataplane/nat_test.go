@@ -398,4 +398,7 @@ func TestNATConflictIsNotTableFull(t *testing.T) {
 	if n := l.e.Drops(DropConntrackFull); n != 0 {
 		t.Errorf("%d conntrack-full drops with a table of %d flows; want the conflict counted as nat-conflict", n, l.e.NAT().Flows)
 	}
+	if st := l.e.NAT(); st.Conflicts != 1 || st.TableFull != 0 {
+		t.Errorf("status counts %d conflicts and %d table-full refusals; want 1 and 0", st.Conflicts, st.TableFull)
+	}
 }

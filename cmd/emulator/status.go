@@ -388,8 +388,12 @@ func printStatus(w io.Writer, r *statusReport) {
 	printHealth(w, r.ASEs)
 	printNSGs(w, r.NSGs)
 	n := r.NAT
-	fmt.Fprintf(w, "\nConnection tracking: %d flows (max %d), %d created, %d expired, %d refused (table full), %d refused (SNAT ports exhausted)\n",
+	fmt.Fprintf(w, "\nConnection tracking: %d flows (max %d), %d created, %d expired, %d refused (table full), %d refused (SNAT ports exhausted)",
 		n.Flows, n.MaxFlows, n.Created, n.Expired, n.TableFull, n.PoolExhausted)
+	if n.Conflicts > 0 { // rare, and then worth naming: a bigger table would not help
+		fmt.Fprintf(w, ", %d refused (translated tuple in use)", n.Conflicts)
+	}
+	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SNAT POOL\tPROTO\tPORTS\tIN USE\tREFUSED")
 	names := map[string]string{}
