@@ -225,6 +225,36 @@ func TestDownRemovesEverything(t *testing.T) {
 	}
 }
 
+// An exec that races down (a CI job's background listener started as the
+// job tears its lab down) is stopped by that down too: no process is left
+// running in a namespace that no longer has a name, where nothing finds it.
+func TestExecDuringDown(t *testing.T) {
+	l := upLab(t)
+	done := make(chan result, 1)
+	go func() { done <- run(t, 2*time.Minute, emulator, "down", "--name", l.name) }()
+	var execs []*bg
+	for downing := true; downing; {
+		select {
+		case r := <-done:
+			if r.code != 0 {
+				t.Errorf("emulator down failed: %v", r)
+			}
+			downing = false
+		default:
+			execs = append(execs, l.background("db1", "sleep", "600"))
+		}
+	}
+	survived, deadline := 0, time.Now().Add(10*time.Second)
+	for _, b := range execs {
+		if !b.exited(time.Until(deadline)) {
+			survived++
+		}
+	}
+	if survived > 0 {
+		t.Errorf("%d of %d `exec db1 -- sleep 600` started while down ran survived it", survived, len(execs))
+	}
+}
+
 // After SIGKILL of a detached emulator, down still cleans everything, and
 // the same name can be brought up again.
 func TestDownAfterSIGKILL(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
+	"golang.org/x/sys/unix"
 )
 
 // applyRequest carries a topology file to the running lab.
@@ -392,6 +393,9 @@ func (l *runningLab) setForwarding(from, to *topology.Topology) error {
 // forgetNode stops what runs in node's namespace and deletes it.
 func (l *runningLab) forgetNode(node string) {
 	ns := build.NamespaceName(l.name, node)
+	if entry, err := lockEntry(l.name, unix.LOCK_EX); err == nil {
+		defer entry.Close()
+	}
 	stopProcesses(build.PidsIn([]string{ns}))
 	if h, ok := l.nsh[node]; ok {
 		h.Close()

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/aseemu/emulator/topology/build"
+	"golang.org/x/sys/unix"
 )
 
 // cmdExec replaces this process with CMD running inside NODE's namespace,
@@ -38,9 +39,18 @@ func cmdExec(args []string) error {
 	if err := needRoot("exec"); err != nil {
 		return err
 	}
+	notRunning := fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", *name, *name)
+	// Held until execve closes it: see lockEntry.
+	entry, err := lockEntry(*name, unix.LOCK_SH)
+	if errors.Is(err, os.ErrNotExist) {
+		return notRunning
+	} else if err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	defer entry.Close()
 	st, err := readState(*name)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && !labRunning(*name)) {
-		return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", *name, *name)
+		return notRunning
 	}
 	if err != nil {
 		return err
@@ -66,7 +76,9 @@ func cmdExec(args []string) error {
 
 	// setns(2) moves only this thread, and execve(2) keeps this thread's
 	// namespaces for the new program; Enter locks the thread.
-	if err := build.Enter(ns); err != nil {
+	if err := build.Enter(ns); errors.Is(err, os.ErrNotExist) {
+		return notRunning // torn down since the check above
+	} else if err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}
 	err = syscall.Exec(path, cmd, os.Environ())

@@ -304,6 +304,9 @@ func removeLabNamespaces(lab string, st *labState) error {
 			}
 		}
 	}
+	if entry, err := lockEntry(lab, unix.LOCK_EX); err == nil {
+		defer entry.Close()
+	}
 	stopProcesses(build.PidsIn(names))
 	var errs []error
 	for _, n := range names {

@@ -145,6 +145,25 @@ func labRunning(lab string) bool {
 	return false
 }
 
+// lockEntry takes the lock on the lab's directory that orders `exec` and
+// the teardown of namespaces: shared by an exec from before it checks that
+// the lab runs until its execve (the descriptor is close-on-exec), exclusive
+// by a teardown from before it looks for the processes in the namespaces
+// until it has deleted them. Without it an exec could enter a namespace
+// after the teardown looked and run on, unseen, in a namespace without a
+// name. It returns the descriptor that holds the lock.
+func lockEntry(lab string, how int) (*os.File, error) {
+	f, err := os.Open(labDir(lab))
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // procStartTicks reads a process's start time (field 22 of /proc/PID/stat),
 // which together with the PID names one process for its whole life.
 func procStartTicks(pid int) (uint64, error) {
