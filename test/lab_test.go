@@ -317,6 +317,49 @@ func TestDownAfterSIGKILLWithBadState(t *testing.T) {
 	}
 }
 
+// A down while an up of the same lab is under way (a CI job cancelled as
+// it starts) stops that up's lab: it waits for the up, which holds the lab's
+// lock, to record itself, rather than removing the lab's directory and
+// namespaces from under it. The up clears what a crashed run left first,
+// where a process that ignores SIGTERM holds it two seconds: that is when
+// down comes, with the crashed run's state still on file.
+func TestDownDuringUp(t *testing.T) {
+	l := upLab(t)
+	l.background("db1", "sh", "-c", `trap "" TERM; sleep 600`)
+	if !waitFor(time.Minute, func() bool { return len(l.processesInside()) > 0 }) {
+		t.Fatal("the shell never started in db1")
+	}
+	l.kill()
+	up := make(chan result, 1)
+	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
+	if !waitFor(time.Minute, l.lockHeld) {
+		t.Fatal("the second up never took the lab's lock")
+	}
+	if r := emu(t, "down", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "is down") {
+		t.Errorf("down while up runs: want exit 0 and the lab down, got %v", r)
+	}
+	if r := <-up; r.code != 0 {
+		t.Errorf("up, stopped by a down once it was up: want exit 0, got %v", r)
+	}
+	if r := emu(t, "status", "--name", l.name); r.code != 1 {
+		t.Errorf("after down, the lab still runs: %v", r)
+	}
+	if left := l.leftovers(); len(left) > 0 {
+		t.Errorf("down during up left: %s", strings.Join(left, "; "))
+	}
+}
+
+// lockHeld reports whether a process holds the lab's lock: it runs, or an
+// up of it is under way.
+func (l *lab) lockHeld() bool {
+	f, err := os.OpenFile(filepath.Join("/run/emulator", l.name, "lock"), os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == syscall.EWOULDBLOCK
+}
+
 // Several `up -d` of one name at once: one brings the lab up, the others
 // are refused as a lab that already runs, exit 2 (README), whichever of
 // the checks catches them: their own, or the background emulator's lock.

@@ -31,18 +31,19 @@ func cmdDown(args []string, stdout io.Writer) error {
 // downLab tears lab down and says what it found.
 func downLab(lab string, stdout io.Writer) error {
 	st, err := readState(lab)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		// Without the state, a running emulator cannot be told to stop;
-		// a dead one's namespaces are still found by the lab's prefix.
-		if labRunning(lab) {
-			return err
-		}
-		st = nil
+	if err != nil {
+		st = nil // a dead run's namespaces are still found by the lab's prefix
 	}
-
-	stopped, running := false, labRunning(lab) && st != nil && st.PID > 0
-	if running {
+	stopped, running := false, false
+	if live := liveState(lab); live != nil {
+		st, running = live, true
 		stopped = stopDataplane(st)
+	} else if labRunning(lab) {
+		// Without its state, a running emulator cannot be told to stop.
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("lab %s: its emulator has not recorded itself in %s within %v", lab, statePath(lab), downGrace)
+		}
+		return err
 	}
 	// Whatever is left (all of it, if the emulator was killed) goes now.
 	left, _ := os.Stat(labDir(lab))
@@ -61,6 +62,24 @@ func downLab(lab string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Lab %s was not running; removed what it left behind.\n", lab)
 	default:
 		fmt.Fprintf(stdout, "Lab %s is not running; nothing to do.\n", lab)
+	}
+	return nil
+}
+
+// liveState waits until the process that holds lab's lock has recorded
+// itself, and returns its state; nil once no process holds the lock. An up
+// holds the lock before it writes its state: until then the file is absent,
+// or a crashed run's, which names a process that is gone. Removing the lab
+// then would pull its directory and namespaces from under that up.
+func liveState(lab string) *labState {
+	for deadline := time.Now().Add(downGrace); labRunning(lab); time.Sleep(10 * time.Millisecond) {
+		st, err := readState(lab)
+		if err == nil && st.PID > 0 && sameProcess(st.PID, st.StartTicks) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
 	}
 	return nil
 }
