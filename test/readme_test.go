@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,4 +59,86 @@ func TestReadmeVerify(t *testing.T) {
 	if r.stdout != m[3] {
 		t.Errorf("the README shows\n%s\nverify printed\n%s", m[3], r.stdout)
 	}
+}
+
+// Every field a --json output has is one the README's table of --json
+// fields names for that command, so a script written from the README reads
+// what is there, and a renamed field fails here before it fails a script.
+// Lab 5's topology has an NSG, so verify and trace evaluate rules and
+// status lists them; a flow and flow logs fill flows and flowlog.
+func TestReadmeJSONFields(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]map[string]bool{}
+	row := regexp.MustCompile("(?m)^\\| `(\\w+)[^|]*\\| (.*) \\|$")
+	name := regexp.MustCompile("`(\\w+)`")
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		if documented[m[1]] == nil {
+			documented[m[1]] = map[string]bool{}
+		}
+		for _, f := range name.FindAllStringSubmatch(m[2], -1) {
+			documented[m[1]][f[1]] = true
+		}
+	}
+	l := upLab(t, "-f", "../scripts/labs/05-ase-to-ase/topology.yaml", "--metrics", "127.0.0.1:0")
+	l.mustExec("client", "curl", "-s", "-m", "5", "http://app1.ase1.p.azurewebsites.net/")
+	if r := emu(t, "flowlog", "--name", l.name, "on"); r.code != 0 {
+		t.Fatalf("flowlog on: %v", r)
+	}
+	for _, c := range [][]string{
+		{"status"},
+		{"flows"},
+		{"verify", "--from", "client", "--to", "192.23.2.2:80"},
+		{"nexthop", "--from", "ase1-w1", "--to", "203.0.113.10"},
+		{"trace", "--from", "client", "--to", "192.23.2.2:80"},
+		{"trace", "--from", "ase1-w1", "--to", "203.0.113.10:80"},
+		{"flowlog"},
+		{"lab", "list"},
+		{"lab", "check", "5"},
+	} {
+		var out any
+		if c[0] == "lab" {
+			// lab check exits 1 while a step fails, as here.
+			r := emu(t, append(c, "--name", l.name, "--json")...)
+			if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+				t.Fatalf("emulator %s --json: %v\n%v", strings.Join(c, " "), err, r)
+			}
+		} else {
+			l.emuJSON(&out, c[0], c[1:]...)
+		}
+		if documented[c[0]] == nil {
+			t.Errorf("the README's table of --json fields has no row for %s", c[0])
+			continue
+		}
+		for _, f := range jsonFields(out, 3) {
+			if !documented[c[0]][f] {
+				t.Errorf("%s --json has field %q, which the README's table of --json fields does not name", strings.Join(c, " "), f)
+			}
+		}
+	}
+}
+
+// jsonFields lists the object keys in v down to depth levels of objects,
+// through lists; a map of counters by drop reason has no fields to name.
+func jsonFields(v any, depth int) []string {
+	var fields []string
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			fields = append(fields, jsonFields(e, depth)...)
+		}
+	case map[string]any:
+		if depth == 0 {
+			return nil
+		}
+		for k, e := range v {
+			fields = append(fields, k)
+			if k != "drops" {
+				fields = append(fields, jsonFields(e, depth-1)...)
+			}
+		}
+	}
+	return fields
 }
