@@ -267,6 +267,11 @@ func TestLabStartThenSolve(t *testing.T) {
 	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 0 {
 		t.Fatalf("lab start 4: %v", r)
 	}
+	// Like up of a lab that runs (README: exit 2), which a script tells
+	// from a lab that failed to come up (exit 1).
+	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "already running") {
+		t.Errorf("lab start 4 while it runs: want exit 2 saying it already runs, as up does, got %v", r)
+	}
 	for _, verb := range []string{"check", "solve"} {
 		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "runs teaching lab 4, not lab 7") {
 			t.Errorf("lab %s 7 while lab 4 runs: want a failure saying lab 4 runs, got %v", verb, r)

@@ -167,7 +167,7 @@ func (c *course) up(file string) error {
 		return err
 	}
 	if labRunning(c.name) {
-		return fmt.Errorf("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, c.lab.Number, c.lab.Number, c.labFlag())
+		return usagef("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, c.lab.Number, c.lab.Number, c.labFlag())
 	}
 	if err := makeLabDir(c.name); err != nil {
 		return err
