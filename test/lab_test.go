@@ -322,7 +322,7 @@ func TestDownAfterSIGKILLWithBadState(t *testing.T) {
 // lock, to record itself, rather than removing the lab's directory and
 // namespaces from under it. The up clears what a crashed run left first,
 // where a process that ignores SIGTERM holds it two seconds: that is when
-// down comes, with the crashed run's state still on file.
+// status and down come, with the crashed run's state still on file.
 func TestDownDuringUp(t *testing.T) {
 	l := upLab(t)
 	l.background("db1", "sh", "-c", `trap "" TERM; sleep 600`)
@@ -334,6 +334,14 @@ func TestDownDuringUp(t *testing.T) {
 	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
 	if !waitFor(time.Minute, l.lockHeld) {
 		t.Fatal("the second up never took the lab's lock")
+	}
+	// A script polling for the lab meanwhile hears what goes on.
+	if r := emu(t, "status", "--name", l.name); r.code != 1 || !strings.Contains(r.stderr, "is coming up or going down") {
+		t.Errorf("status while up runs: want exit 1 saying the lab is coming up, got %v", r)
+	}
+	// exec waits for the clearing to end, and may then find db1 built.
+	if r := l.exec("db1", time.Minute, "true"); r.code != 0 && (r.code != 1 || !strings.Contains(r.stderr, "is coming up or going down")) {
+		t.Errorf("exec while up runs: want it to run, or exit 1 saying the lab is coming up, got %v", r)
 	}
 	if r := emu(t, "down", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "is down") {
 		t.Errorf("down while up runs: want exit 0 and the lab down, got %v", r)

@@ -77,7 +77,10 @@ func cmdExec(args []string) error {
 	// setns(2) moves only this thread, and execve(2) keeps this thread's
 	// namespaces for the new program; Enter locks the thread.
 	if err := build.Enter(ns); errors.Is(err, os.ErrNotExist) {
-		return notRunning // torn down since the check above
+		if !labRunning(*name) {
+			return notRunning
+		}
+		return fmt.Errorf("lab %s is coming up or going down: node %s has no namespace yet (or any more); try again once up has returned", *name, node)
 	} else if err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}

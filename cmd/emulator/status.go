@@ -24,6 +24,7 @@ import (
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // statusReport is what `status --json` prints and the control socket serves.
@@ -234,6 +235,10 @@ func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) 
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return nil, fmt.Errorf("lab %s did not answer within %v: its emulator is stopped or overloaded (emulator down --name %s still tears it down)", lab, timeout, lab)
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED):
+		// The lock is held, but nothing answers on the socket yet (or any
+		// more): an up is building the lab, or the lab is being torn down.
+		return nil, fmt.Errorf("lab %s is coming up or going down: its emulator does not answer yet (or any more); try again once up has returned", lab)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return nil, fmt.Errorf("lab %s closed the connection before it answered: it went down, or its emulator ended", lab)
 	case err != nil:
