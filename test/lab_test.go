@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -354,6 +355,107 @@ func TestDownDuringUp(t *testing.T) {
 	}
 	if left := l.leftovers(); len(left) > 0 {
 		t.Errorf("down during up left: %s", strings.Join(left, "; "))
+	}
+}
+
+// A CI job's timeout kills `up -d` (SIGKILL) once it has started the
+// background emulator, and the job's cleanup runs down: that down stops
+// the background emulator too, which then had not yet taken the lab's lock
+// (it was still reading its topology file, which has 15,960 NSG rules
+// here so that it reads it long enough), so down found nothing to stop
+// and the lab came up after it and ran on.
+func TestDownAfterUpKilled(t *testing.T) {
+	var rules strings.Builder
+	for n := range 4 {
+		fmt.Fprintf(&rules, "  - name: nsg%d\n    securityRules:\n", n)
+		for i := range 3990 {
+			fmt.Fprintf(&rules, "      - {name: r%d, priority: %d, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: '10.%d.%d.0/24', destinationAddressPrefix: '*', sourcePortRange: '*', destinationPortRange: '%d'}\n",
+				i, 100+i, i%200, i/200, 1000+i)
+		}
+	}
+	file := writeTopology(t, "big-nsgs.yaml", "networkSecurityGroups: []", "networkSecurityGroups:\n"+rules.String())
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	up := exec.Command(emulator, "up", "-d", "--name", l.name, "-f", file)
+	var upOut bytes.Buffer
+	up.Stdout, up.Stderr = &upOut, &upOut
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	if !waitFor(time.Minute, func() bool { child = l.backgroundEmulator(); return child != 0 }) {
+		up.Wait()
+		t.Fatalf("up -d never started its background emulator:\n%s", upOut.String())
+	}
+	up.Process.Kill()
+	up.Wait()
+	if r := emu(t, "down", "--name", l.name); r.code != 0 {
+		t.Errorf("down after up -d was killed: %v", r)
+	}
+	if !waitFor(30*time.Second, func() bool { return !processAlive(child) }) {
+		t.Errorf("the background emulator (pid %d) of the killed up -d still runs after down: %v", child, emu(t, "status", "--name", l.name))
+	}
+}
+
+// backgroundEmulator is the PID of the emulator that `up -d` started for
+// the lab, or 0: the process whose arguments are the ones up -d gives it.
+func (l *lab) backgroundEmulator() int {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, c := range cmdlines {
+		b, _ := os.ReadFile(c)
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 4 && args[1] == "up" && args[2] == "--name" && args[3] == l.name && args[4] == "--queues" {
+			var pid int
+			fmt.Sscanf(c, "/proc/%d/", &pid)
+			return pid
+		}
+	}
+	return 0
+}
+
+// A foreground up whose output pipe closes (`emulator up | head -1`, a CI
+// log collector gone) runs the lab on and tears it down on SIGINT. Its
+// first write to the closed pipe, the line saying it tears the lab down,
+// used to kill it (SIGPIPE) instead, leaving the whole lab behind.
+func TestUpOutputClosed(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	up := exec.Command(emulator, "up", "--name", l.name)
+	out, err := up.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { up.Wait(); close(exited) }()
+	t.Cleanup(func() { up.Process.Kill(); <-exited })
+	first := make([]byte, 1)
+	if _, err := out.Read(first); err != nil {
+		t.Fatalf("up printed nothing: %v", err)
+	}
+	out.Close()
+	waitFor(time.Minute, func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+			return emu(t, "status", "--name", l.name).code == 0
+		}
+	})
+	select {
+	case <-exited:
+		t.Fatalf("up ended when its output pipe closed (%v), leaving: %s", up.ProcessState, strings.Join(l.leftovers(), "; "))
+	default:
+	}
+	up.Process.Signal(syscall.SIGINT)
+	<-exited
+	if code := up.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("up, interrupted, with its output closed: exit %d, want 0", code)
+	}
+	if left := l.leftovers(); len(left) > 0 {
+		t.Errorf("up, interrupted, with its output closed, left: %s", strings.Join(left, "; "))
 	}
 }
 

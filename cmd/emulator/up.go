@@ -86,6 +86,9 @@ func cmdUp(args []string, stdout io.Writer) error {
 	// Catch signals before building, so Ctrl-C during `up` still tears down.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	// A closed stdout (`emulator up | head -1`) fails a write instead of
+	// killing the process before it tears the lab down.
+	signal.Ignore(syscall.SIGPIPE)
 
 	lab, err := startLab(*name, topo, source, opt, lock)
 	if err == nil && *metrics != "" {
