@@ -72,3 +72,20 @@ func TestExecFlagAfterNode(t *testing.T) {
 		t.Errorf("emulator exec db1 --name xa1 -- true: exit %d, %q; want exit 2 saying flags go before NODE", code, stderr.String())
 	}
 }
+
+// A CI job that sets $EMULATOR_LAB from its own job name (uppercase,
+// too long) gets an error naming the variable, not a lab name it never
+// typed.
+func TestBadLabNameFromEnvironment(t *testing.T) {
+	t.Setenv(labEnv, "Build_42")
+	var stderr strings.Builder
+	code := run([]string{"status"}, io.Discard, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "$"+labEnv+"=Build_42") {
+		t.Errorf("status with $%s=Build_42: exit %d, %q; want exit 2 naming $%s", labEnv, code, stderr.String(), labEnv)
+	}
+	stderr.Reset()
+	code = run([]string{"status", "--name", "Bad"}, io.Discard, &stderr)
+	if code != exitUsage || strings.Contains(stderr.String(), labEnv) {
+		t.Errorf("status --name Bad with $%s set: exit %d, %q; want exit 2 about --name, not $%s", labEnv, code, stderr.String(), labEnv)
+	}
+}

@@ -199,7 +199,14 @@ func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
 		return usagef("%s: %v (see emulator help)", fs.Name(), err)
 	}
 	if !labNameRE.MatchString(*name) {
-		return usagef("lab name %q: use 1-32 lowercase letters, digits and '-', starting and ending with a letter or digit", *name)
+		const rule = "use 1-32 lowercase letters, digits and '-', starting and ending with a letter or digit"
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "name" })
+		if !given && os.Getenv(labEnv) != "" {
+			// A name the user never typed: say where it came from.
+			return usagef("$%s=%s is not a lab name: %s (or give --name)", labEnv, *name, rule)
+		}
+		return usagef("lab name %q: %s", *name, rule)
 	}
 	return nil
 }
