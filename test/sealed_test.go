@@ -85,6 +85,24 @@ func TestExecRefusesUnknownNode(t *testing.T) {
 	l.mustExec("db1", "touch", marker) // and the lab's own node works
 }
 
+// Every command that takes a node refuses one the lab does not have as exec
+// does: exit 2, naming the lab and the nodes it has, so a script's typo
+// says what to write instead.
+func TestQueriesRefuseUnknownNode(t *testing.T) {
+	l := upLab(t)
+	for _, args := range [][]string{
+		{"verify", "--from", "nosuch", "--to", "203.0.113.10:80"},
+		{"trace", "--from", "nosuch", "--to", "203.0.113.10:80"},
+		{"nexthop", "--from", "nosuch", "--to", "203.0.113.10"},
+		{"capture", "nosuch", "-c", "1", "-w", os.DevNull},
+	} {
+		r := emu(t, append(args[:1:1], append([]string{"--name", l.name}, args[1:]...)...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, `lab `+l.name+` has no node "nosuch"; its nodes are: `) || !strings.Contains(r.stderr, "db1") {
+			t.Errorf("emulator %s: want exit 2 saying lab %s has no node \"nosuch\" and listing its nodes, got %v", strings.Join(args, " "), l.name, r)
+		}
+	}
+}
+
 // SPEC §6: after the last lab's down, the host is as it was: the emulator's
 // state directory and the per-namespace /etc/netns it made are gone too.
 // Another lab, on this machine for something else, keeps both; the test

@@ -122,8 +122,11 @@ func (l *runningLab) handleCapture(w http.ResponseWriter, r *http.Request) {
 	target := q.Get("target")
 	if a, err := netip.ParseAddr(target); err == nil && a.Is4() {
 		m.Addr = a
-	} else {
+	} else if l.hasNode(target) {
 		m.Node = target
+	} else {
+		http.Error(w, l.noNode(target), http.StatusUnprocessableEntity)
+		return
 	}
 	count, _ := strconv.Atoi(q.Get("count"))
 	tap, err := l.engine.AddTap(m)

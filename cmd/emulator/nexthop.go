@@ -68,7 +68,7 @@ func (l *runningLab) handleNexthop(w http.ResponseWriter, r *http.Request) {
 	nh, err := l.engine.NextHop(q.From, to)
 	switch {
 	case errors.Is(err, dataplane.ErrNoNode):
-		http.Error(w, fmt.Sprintf("lab %s has no node %q", l.name, q.From), http.StatusUnprocessableEntity)
+		http.Error(w, l.noNode(q.From), http.StatusUnprocessableEntity)
 		return
 	case err != nil:
 		http.Error(w, "nexthop: "+err.Error(), http.StatusUnprocessableEntity)

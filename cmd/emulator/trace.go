@@ -120,7 +120,7 @@ func (l *runningLab) handleTrace(w http.ResponseWriter, r *http.Request) {
 	ns, ok := l.nsh[q.From]
 	l.mu.Unlock()
 	if node == nil || !ok {
-		http.Error(w, fmt.Sprintf("lab %s has no node %q", l.name, q.From), http.StatusUnprocessableEntity)
+		http.Error(w, l.noNode(q.From), http.StatusUnprocessableEntity)
 		return
 	}
 	if q.To == node.Addr {

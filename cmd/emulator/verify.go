@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -128,6 +129,10 @@ func (l *runningLab) handleVerify(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 		return
 	}
+	if !l.hasNode(q.From) {
+		http.Error(w, l.noNode(q.From), http.StatusUnprocessableEntity)
+		return
+	}
 	res, err := l.engine.Verify(q)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
@@ -137,4 +142,25 @@ func (l *runningLab) handleVerify(w http.ResponseWriter, r *http.Request) {
 		res.Evaluated = []dataplane.VerifyStep{} // [], not null, in --json
 	}
 	writeJSON(w, res)
+}
+
+// hasNode reports whether the lab has a node of that name now (apply may
+// add and remove nodes).
+func (l *runningLab) hasNode(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.topo.NodeByName(name) != nil
+}
+
+// noNode refuses a node name the lab does not have as exec does, with the
+// nodes it has, so that a typo says what to write instead.
+func (l *runningLab) noNode(name string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var names []string
+	for _, n := range l.topo.Nodes {
+		names = append(names, n.Name)
+	}
+	sort.Strings(names)
+	return fmt.Sprintf("lab %s has no node %q; its nodes are: %s", l.name, name, strings.Join(names, ", "))
 }
