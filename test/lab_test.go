@@ -460,14 +460,23 @@ func TestUpOutputClosed(t *testing.T) {
 }
 
 // lockHeld reports whether a process holds the lab's lock: it runs, or an
-// up of it is under way.
+// up of it is under way. It reads /proc/locks rather than trying the lock,
+// which would hold it for a moment and could refuse the very up it waits
+// for.
 func (l *lab) lockHeld() bool {
-	f, err := os.OpenFile(filepath.Join("/run/emulator", l.name, "lock"), os.O_RDWR, 0)
-	if err != nil {
+	var st syscall.Stat_t
+	if syscall.Stat(filepath.Join("/run/emulator", l.name, "lock"), &st) != nil {
 		return false
 	}
-	defer f.Close()
-	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == syscall.EWOULDBLOCK
+	locks, _ := os.ReadFile("/proc/locks")
+	for _, line := range strings.Split(string(locks), "\n") {
+		// "1: FLOCK  ADVISORY  WRITE 1234 00:19:5678 0 EOF": the file is
+		// major:minor:inode.
+		if f := strings.Fields(line); len(f) > 5 && f[1] == "FLOCK" && strings.HasSuffix(f[5], fmt.Sprintf(":%d", st.Ino)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Several `up -d` of one name at once: one brings the lab up, the others
