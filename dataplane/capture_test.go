@@ -132,8 +132,8 @@ func TestTapDeniedAtVIP(t *testing.T) {
 // rules: a closed VIP port is the load balancer's, before any NSG.
 func TestTapDropNamesWhatDropped(t *testing.T) {
 	for r := DropReason(0); r < numDropReasons; r++ {
-		if dropBy[r] == "" {
-			t.Errorf("drop reason %s names nothing that drops it", r)
+		if drops[r].name == "" || drops[r].by == "" {
+			t.Errorf("drop reason %d has no name or names nothing that drops it: %+v", r, drops[r])
 		}
 	}
 	l := newLabFrom(t, parseLab(t, ase2NSG...), nil)

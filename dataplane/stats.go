@@ -48,95 +48,59 @@ const (
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{
-	DropTruncated:         "truncated",
-	DropNotIPv4:           "not-ipv4",
-	DropBadIHL:            "bad-ihl",
-	DropBadTotalLength:    "bad-total-length",
-	DropBadL4:             "bad-l4-header",
-	DropBadChecksum:       "bad-ip-checksum",
-	DropBadIPOptions:      "bad-ip-options",
-	DropNoRoute:           "no-route",
-	DropHostUnreachable:   "host-unreachable",
-	DropTTLExceeded:       "ttl-exceeded",
-	DropFragNeeded:        "frag-needed",
-	DropTooBig:            "too-big",
-	DropToGateway:         "to-gateway",
-	DropInternetToPrivate: "internet-to-private",
-	DropSpoofed:           "spoofed-source",
-	DropPortClosed:        "port-closed",
-	DropNoBackend:         "no-backend",
-	DropNSGOutbound:       "nsg-outbound",
-	DropNSGInbound:        "nsg-inbound",
-	DropRouteNone:         "route-none",
-	DropRouteStranded:     "route-stranded",
-	DropASESubnetVM:       "ase-subnet-vm",
-	DropConntrackFull:     "conntrack-full",
-	DropSNATExhausted:     "snat-exhausted",
-	DropNATConflict:       "nat-conflict",
-	DropUntranslatable:    "untranslatable",
-	DropFragNoFirst:       "frag-no-first",
-	DropFragTiny:          "frag-tiny",
-	DropICMPBadQuote:      "icmp-bad-quote",
-	DropReadError:         "read-error",
-	DropWriteError:        "write-error",
-	DropLinkLoss:          "link-loss",
-	DropLinkFull:          "link-queue-full",
-	DropAsymmetric:        "asymmetric-route",
+// drops names each reason, as status and metrics show it, and what drops
+// a packet for it, for a capture's comment and verify: most drops are no
+// NSG's decision, and a user reading "dropped" next to the flow's NSG
+// rules would otherwise blame them.
+var drops = [numDropReasons]struct{ name, by string }{
+	DropTruncated:         {"truncated", "the dataplane's header checks"},
+	DropNotIPv4:           {"not-ipv4", "the dataplane's header checks"},
+	DropBadIHL:            {"bad-ihl", "the dataplane's header checks"},
+	DropBadTotalLength:    {"bad-total-length", "the dataplane's header checks"},
+	DropBadL4:             {"bad-l4-header", "the dataplane's header checks"},
+	DropBadChecksum:       {"bad-ip-checksum", "the dataplane's header checks"},
+	DropBadIPOptions:      {"bad-ip-options", "the dataplane's header checks"},
+	DropNoRoute:           {"no-route", "routing"},
+	DropHostUnreachable:   {"host-unreachable", "routing"},
+	DropTTLExceeded:       {"ttl-exceeded", "the gateway"},
+	DropFragNeeded:        {"frag-needed", "the gateway"},
+	DropTooBig:            {"too-big", "the gateway"},
+	DropToGateway:         {"to-gateway", "the gateway"},
+	DropInternetToPrivate: {"internet-to-private", "routing"},
+	DropSpoofed:           {"spoofed-source", "the source address check"},
+	DropPortClosed:        {"port-closed", "the load balancer"},
+	DropNoBackend:         {"no-backend", "the load balancer"},
+	DropNSGOutbound:       {"nsg-outbound", "an NSG"},
+	DropNSGInbound:        {"nsg-inbound", "an NSG"},
+	DropRouteNone:         {"route-none", "a route to None"},
+	DropRouteStranded:     {"route-stranded", "a user route"},
+	DropASESubnetVM:       {"ase-subnet-vm", "the ASE's own subnet (F8)"},
+	DropConntrackFull:     {"conntrack-full", "connection tracking"},
+	DropSNATExhausted:     {"snat-exhausted", "SNAT"},
+	DropNATConflict:       {"nat-conflict", "NAT"},
+	DropUntranslatable:    {"untranslatable", "NAT"},
+	DropFragNoFirst:       {"frag-no-first", "connection tracking"},
+	DropFragTiny:          {"frag-tiny", "the dataplane's header checks"},
+	DropICMPBadQuote:      {"icmp-bad-quote", "the dataplane's header checks"},
+	DropReadError:         {"read-error", "the node's interface"},
+	DropWriteError:        {"write-error", "the node's interface"},
+	DropLinkLoss:          {"link-loss", "the impaired link"},
+	DropLinkFull:          {"link-queue-full", "the impaired link"},
+	DropAsymmetric:        {"asymmetric-route", "the appliance's route"},
 }
 
 func (r DropReason) String() string {
 	if r < numDropReasons {
-		return dropNames[r]
+		return drops[r].name
 	}
 	return "unknown"
-}
-
-// dropBy names what drops a packet for each reason, for a capture's
-// comment: most drops are no NSG's decision, and a user reading "dropped"
-// next to the flow's NSG rules would otherwise blame them.
-var dropBy = [numDropReasons]string{
-	DropTruncated:         "the dataplane's header checks",
-	DropNotIPv4:           "the dataplane's header checks",
-	DropBadIHL:            "the dataplane's header checks",
-	DropBadTotalLength:    "the dataplane's header checks",
-	DropBadL4:             "the dataplane's header checks",
-	DropBadChecksum:       "the dataplane's header checks",
-	DropBadIPOptions:      "the dataplane's header checks",
-	DropNoRoute:           "routing",
-	DropHostUnreachable:   "routing",
-	DropTTLExceeded:       "the gateway",
-	DropFragNeeded:        "the gateway",
-	DropTooBig:            "the gateway",
-	DropToGateway:         "the gateway",
-	DropInternetToPrivate: "routing",
-	DropSpoofed:           "the source address check",
-	DropPortClosed:        "the load balancer",
-	DropNoBackend:         "the load balancer",
-	DropNSGOutbound:       "an NSG",
-	DropNSGInbound:        "an NSG",
-	DropRouteNone:         "a user route",
-	DropRouteStranded:     "a user route",
-	DropASESubnetVM:       "the ASE's own subnet (F8)",
-	DropConntrackFull:     "connection tracking",
-	DropSNATExhausted:     "SNAT",
-	DropNATConflict:       "NAT",
-	DropUntranslatable:    "NAT",
-	DropFragNoFirst:       "connection tracking",
-	DropFragTiny:          "the dataplane's header checks",
-	DropICMPBadQuote:      "the dataplane's header checks",
-	DropReadError:         "the node's interface",
-	DropWriteError:        "the node's interface",
-	DropLinkLoss:          "the impaired link",
-	DropLinkFull:          "the impaired link",
-	DropAsymmetric:        "the appliance's route",
 }
 
 // By names what drops a packet for this reason: "an NSG", "the load
 // balancer", "a user route"...
 func (r DropReason) By() string {
 	if r < numDropReasons {
-		return dropBy[r]
+		return drops[r].by
 	}
 	return "the dataplane"
 }
