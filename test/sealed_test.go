@@ -83,6 +83,14 @@ func TestExecRefusesUnknownNode(t *testing.T) {
 		t.Errorf("exec in a lab that does not run: want an error saying so, got %v", r)
 	}
 	l.mustExec("db1", "touch", marker) // and the lab's own node works
+	// A command that cannot run exits as sh and env say it, apart from the
+	// command's own statuses: 127 not found, 126 not executable.
+	if r := l.exec("db1", 20*time.Second, "no-such-command"); r.code != 127 || strings.Count(r.stderr, "exec:") != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("exec of a command that does not exist: want exit 127 and one 'exec:' saying not found, got %v", r)
+	}
+	if r := l.exec("db1", 20*time.Second, marker); r.code != 126 {
+		t.Errorf("exec of a file that is not executable: want exit 126, got %v", r)
+	}
 }
 
 // Every command that takes a node refuses one the lab does not have as exec

@@ -70,8 +70,10 @@ func cmdExec(args []string) error {
 		return usagef("exec: lab %s has no node %q; its nodes are: %s", *name, node, strings.Join(nodes, ", "))
 	}
 	path, err := exec.LookPath(cmd[0])
-	if err != nil {
-		return usagef("exec: %v", err)
+	if errors.Is(err, exec.ErrNotFound) {
+		return codedError{err, 127} // exec.Error says "exec: ..." itself
+	} else if err != nil {
+		return codedError{err, 126}
 	}
 
 	// setns(2) moves only this thread, and execve(2) keeps this thread's

@@ -177,11 +177,27 @@ func report(err error, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "emulator: %v\n", err)
 	var ue usageError
 	var te topology.Errors
-	if errors.As(err, &ue) || errors.As(err, &te) {
+	var ce codedError
+	switch {
+	case errors.As(err, &ce):
+		return ce.code
+	case errors.As(err, &ue) || errors.As(err, &te):
 		return exitUsage
 	}
 	return exitFail
 }
+
+// codedError is an error that exits with a status of its own, as exec's
+// command that cannot run does: 127 not found, 126 not executable, as
+// sh(1) and env(1) say it, so that a script can tell them from the
+// command's own exit statuses.
+type codedError struct {
+	err  error
+	code int
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
 
 // newFlags returns a flag set for a subcommand with the common --name flag.
 func newFlags(cmd string) (*flag.FlagSet, *string) {
