@@ -3,6 +3,8 @@ package test
 import (
 	"bytes"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -689,4 +691,38 @@ func ioURings(t *testing.T, pid int) int {
 		}
 	}
 	return n
+}
+
+// A lab whose emulator is an older build (the binary was rebuilt while the
+// lab ran) lacks the newer requests: a command says so and what to do,
+// rather than "404 page not found". The older emulator here is a socket
+// that knows no request, under the lab's lock.
+func TestOlderEmulatorIsNamed(t *testing.T) {
+	name := uniqueName()
+	dir := filepath.Join("/run/emulator", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, "control.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go http.Serve(ln, http.NotFoundHandler())
+	t.Cleanup(func() {
+		ln.Close()
+		lock.Close()
+		if r := emu(t, "down", "--name", name); r.code != 0 {
+			t.Errorf("down of the fake lab: %v", r)
+		}
+	})
+	if r := emu(t, "status", "--name", name); r.code != 1 || !strings.Contains(r.stderr, "runs an older emulator") || !strings.Contains(r.stderr, "emulator down --name "+name) {
+		t.Errorf("status of a lab whose emulator knows no /status: want exit 1 naming an older emulator and down, got %v", r)
+	}
 }

@@ -247,8 +247,14 @@ func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) 
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if resp.StatusCode == http.StatusUnprocessableEntity {
+		switch resp.StatusCode {
+		case http.StatusUnprocessableEntity:
 			return nil, usagef("%s", strings.TrimSpace(string(b)))
+		case http.StatusNotFound, http.StatusMethodNotAllowed:
+			// Every request this binary makes has a handler: the lab's
+			// emulator is an older build, from before the binary was
+			// rebuilt (make) while the lab ran.
+			return nil, fmt.Errorf("lab %s runs an older emulator, which cannot answer %s %s; bring it down and up again with this one (emulator down --name %s)", lab, method, path, lab)
 		}
 		return nil, fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
 	}
