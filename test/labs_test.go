@@ -256,7 +256,8 @@ func TestLabUsage(t *testing.T) {
 	}
 }
 
-// After lab start 4: lab check and lab solve refuse to judge or change
+// After lab start 4 --name: it says how to run the guide's commands on
+// that lab; lab check and lab solve refuse to judge or change
 // another teaching lab than the one that runs (lab 7's checks all passed
 // on lab 4's topology, telling a learner who never started lab 7 that it
 // was done); and graph --name draws what the lab runs also after lab solve
@@ -264,8 +265,14 @@ func TestLabUsage(t *testing.T) {
 func TestLabStartThenSolve(t *testing.T) {
 	l := &lab{t: t, name: uniqueName()}
 	t.Cleanup(l.down)
-	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 0 {
+	r := emu(t, "lab", "start", "4", "--name", l.name)
+	if r.code != 0 {
 		t.Fatalf("lab start 4: %v", r)
+	}
+	// The guide's commands carry no --name: a learner who started the lab
+	// under another name must be told how to point them at it.
+	if !strings.Contains(r.stdout, "export EMULATOR_LAB="+l.name) {
+		t.Errorf("lab start 4 --name %s should say to export EMULATOR_LAB=%s for the guide's commands: %v", l.name, l.name, r)
 	}
 	// Like up of a lab that runs (README: exit 2), which a script tells
 	// from a lab that failed to come up (exit 1).

@@ -155,6 +155,11 @@ func (c *course) start() error {
 	s := l.Steps[0]
 	fmt.Fprintf(c.out, "\nStep 1 of %d: %s\n%s\n", len(l.Steps), s.Name, indent(s.Task))
 	fmt.Fprintf(c.out, "\nThe guide: %s\nCheck your progress: emulator lab check %d%s\n", labGuide(l), l.Number, c.labFlag())
+	if c.labFlag() != "" {
+		// The guide's commands carry no --name; without this they act on
+		// the default lab, which is not running or is someone else's.
+		fmt.Fprintf(c.out, "The guide's commands act on the lab named %s; first run: export EMULATOR_LAB=%s\n", defaultLabName(), c.name)
+	}
 	return nil
 }
 
