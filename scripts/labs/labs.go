@@ -230,6 +230,14 @@ func (p Probe) Judge(exit int, output string) (ok bool, why string) {
 	case p.Fails && exit == 0:
 		return false, "it succeeded; it should fail"
 	case !p.Fails && exit != 0:
+		// The emulator's own error means the probe never ran (no such node
+		// yet, the lab not running): a bare status would leave the learner
+		// guessing.
+		for _, line := range strings.Split(output, "\n") {
+			if msg, ok := strings.CutPrefix(line, "emulator: "); ok {
+				return false, fmt.Sprintf("it exited with status %d: %s", exit, msg)
+			}
+		}
 		return false, fmt.Sprintf("it exited with status %d", exit)
 	case p.Match != "" && !regexp.MustCompile(p.Match).MatchString(output):
 		return false, fmt.Sprintf("its output does not match `%s`", p.Match)

@@ -47,6 +47,8 @@ func TestJudge(t *testing.T) {
 	}{
 		{Probe{}, 0, "", true, ""},
 		{Probe{}, 1, "", false, "status 1"},
+		// A probe whose command never ran says why, not only its status.
+		{Probe{}, 2, "emulator: exec: lab lab has no node \"ase1-w3\"; its nodes are: db1\n", false, `status 2: exec: lab lab has no node "ase1-w3"`},
 		{Probe{Fails: true}, 0, "", false, "should fail"},
 		{Probe{Fails: true}, 28, "", true, ""},
 		{Probe{Match: `you are 10\.0\.1\.7:`}, 0, "db1: you are 10.0.1.7:5000", true, ""},
