@@ -274,6 +274,15 @@ func TestLabStartThenSolve(t *testing.T) {
 	if !strings.Contains(r.stdout, "export EMULATOR_LAB="+l.name) {
 		t.Errorf("lab start 4 --name %s should say to export EMULATOR_LAB=%s for the guide's commands: %v", l.name, l.name, r)
 	}
+	// A guide's command typed without --name names a lab that does not
+	// run: the error names the labs that do, rather than only sending the
+	// learner to up a default lab they do not want.
+	other := uniqueName()
+	for _, args := range [][]string{{"status", "--name", other}, {"exec", "--name", other, "db1", "--", "true"}} {
+		if r := emu(t, args...); r.code != 1 || !strings.Contains(r.stderr, l.name) {
+			t.Errorf("emulator %s while %s runs: want exit 1 naming it, got %v", strings.Join(args, " "), l.name, r)
+		}
+	}
 	// Like up of a lab that runs (README: exit 2), which a script tells
 	// from a lab that failed to come up (exit 1).
 	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "already running") {

@@ -39,18 +39,17 @@ func cmdExec(args []string) error {
 	if err := needRoot("exec"); err != nil {
 		return err
 	}
-	notRunning := fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", *name, *name)
 	// Held until execve closes it: see lockEntry.
 	entry, err := lockEntry(*name, unix.LOCK_SH)
 	if errors.Is(err, os.ErrNotExist) {
-		return notRunning
+		return notRunning(*name)
 	} else if err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}
 	defer entry.Close()
 	st, err := readState(*name)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && !labRunning(*name)) {
-		return notRunning
+		return notRunning(*name)
 	}
 	if err != nil {
 		return err
@@ -80,7 +79,7 @@ func cmdExec(args []string) error {
 	// namespaces for the new program; Enter locks the thread.
 	if err := build.Enter(ns); errors.Is(err, os.ErrNotExist) {
 		if !labRunning(*name) {
-			return notRunning
+			return notRunning(*name)
 		}
 		return fmt.Errorf("lab %s is coming up or going down: node %s has no namespace yet (or any more); try again once up has returned", *name, node)
 	} else if err != nil {

@@ -131,6 +131,35 @@ func inheritedLock(fd int) *labLock {
 
 var errLabRunning = errors.New("lab is running")
 
+// notRunning is the error of a command on a lab that does not run. A
+// learner who started a teaching lab under --name and then types a guide's
+// command without it must hear which labs do run, not only how to up a
+// default lab they never wanted.
+func notRunning(lab string) error {
+	msg := fmt.Sprintf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
+	if others := runningLabs(); len(others) > 0 {
+		msg += fmt.Sprintf("; running: %s (name one with --name LAB, or export EMULATOR_LAB=LAB)", strings.Join(others, ", "))
+	}
+	return errors.New(msg)
+}
+
+// runningLabs names the labs whose recorded process is alive. It reads the
+// recorded state rather than trying each lab's lock, which an up of that
+// lab could find taken for a moment and refuse.
+func runningLabs() []string {
+	entries, err := os.ReadDir(stateRoot)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		if st, err := readState(e.Name()); err == nil && sameProcess(st.PID, st.StartTicks) {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 // labRunning reports whether some process holds the lab's lock.
 func labRunning(lab string) bool {
 	f, err := os.OpenFile(lockPath(lab), os.O_RDWR, 0)

@@ -216,7 +216,7 @@ const queryTimeout = 15 * time.Second
 // answer (capture) run as long as the caller reads it.
 func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) (*http.Response, error) {
 	if !labRunning(lab) {
-		return nil, fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
+		return nil, notRunning(lab)
 	}
 	c := &http.Client{
 		Timeout: timeout,
