@@ -288,6 +288,11 @@ func TestLabStartThenSolve(t *testing.T) {
 	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "already running") {
 		t.Errorf("lab start 4 while it runs: want exit 2 saying it already runs, as up does, got %v", r)
 	}
+	// Starting the next lab without a reset: told which lab runs, and that
+	// reset replaces it, not asked to "start lab 7 over".
+	if r := emu(t, "lab", "start", "7", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "runs teaching lab 4") || !strings.Contains(r.stderr, "emulator lab reset 7") {
+		t.Errorf("lab start 7 while lab 4 runs: want exit 2 saying lab 4 runs and to reset 7, got %v", r)
+	}
 	for _, verb := range []string{"check", "solve"} {
 		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "runs teaching lab 4, not lab 7") {
 			t.Errorf("lab %s 7 while lab 4 runs: want a failure saying lab 4 runs, got %v", verb, r)

@@ -172,6 +172,10 @@ func (c *course) up(file string) error {
 		return err
 	}
 	if labRunning(c.name) {
+		if running := c.teachingLab(); running != 0 && running != c.lab.Number {
+			return usagef("lab %s already runs teaching lab %d; to replace it with lab %d: emulator lab reset %d%s",
+				c.name, running, c.lab.Number, c.lab.Number, c.labFlag())
+		}
 		return usagef("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, c.lab.Number, c.lab.Number, c.labFlag())
 	}
 	if err := makeLabDir(c.name); err != nil {
@@ -198,16 +202,27 @@ func (c *course) save(file string, content []byte) (string, error) {
 // it starts). A topology the learner brought up or applied is theirs to
 // check.
 func (c *course) sameLab() error {
-	st, err := readState(c.name)
-	if err != nil || filepath.Dir(st.Topology) != labDir(c.name) {
-		return nil
-	}
-	var running int
-	if _, err := fmt.Sscanf(filepath.Base(st.Topology), "lab%02d-", &running); err != nil || running == c.lab.Number {
+	running := c.teachingLab()
+	if running == 0 || running == c.lab.Number {
 		return nil
 	}
 	return fmt.Errorf("lab %s runs teaching lab %d, not lab %d; to work on lab %d: emulator lab reset %d%s",
 		c.name, running, c.lab.Number, c.lab.Number, c.lab.Number, c.labFlag())
+}
+
+// teachingLab is the number of the teaching lab that lab start or solve
+// left running under this name, or 0 for none or a topology of the
+// learner's own.
+func (c *course) teachingLab() int {
+	st, err := readState(c.name)
+	if err != nil || filepath.Dir(st.Topology) != labDir(c.name) {
+		return 0
+	}
+	var running int
+	if _, err := fmt.Sscanf(filepath.Base(st.Topology), "lab%02d-", &running); err != nil {
+		return 0
+	}
+	return running
 }
 
 // labCheck is what `lab check --json` prints.
