@@ -305,3 +305,14 @@ func TestLabStartThenSolve(t *testing.T) {
 		t.Errorf("graph --name after lab solve 4 should draw the solution's NSG ase1-nsg: %v", r)
 	}
 }
+
+// lab start under the name of a lab that up started (make up's default
+// lab, say) says so, and how to run the teaching lab beside it, rather
+// than to "start lab 3 over" with a reset that would take that lab down.
+func TestLabStartOverOwnLab(t *testing.T) {
+	l := upLab(t)
+	r := emu(t, "lab", "start", "3", "--name", l.name)
+	if r.code != 2 || !strings.Contains(r.stderr, "not a teaching lab") || !strings.Contains(r.stderr, "emulator lab start 3 --name ") {
+		t.Errorf("lab start 3 where up runs the default lab: want exit 2 saying it is not a teaching lab and how to start lab 3 beside it, got %v", r)
+	}
+}

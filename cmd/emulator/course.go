@@ -172,11 +172,18 @@ func (c *course) up(file string) error {
 		return err
 	}
 	if labRunning(c.name) {
-		if running := c.teachingLab(); running != 0 && running != c.lab.Number {
-			return usagef("lab %s already runs teaching lab %d; to replace it with lab %d: emulator lab reset %d%s",
-				c.name, running, c.lab.Number, c.lab.Number, c.labFlag())
+		n := c.lab.Number
+		switch running := c.teachingLab(); running {
+		case n:
+			return usagef("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, n, n, c.labFlag())
+		case 0:
+			// Most likely make up's default lab: a reset would take it
+			// down from under whoever runs it.
+			return usagef("lab %s is already running, and not a teaching lab; to run lab %d beside it: emulator lab start %d --name NAME; to replace it: emulator lab reset %d%s",
+				c.name, n, n, n, c.labFlag())
+		default:
+			return usagef("lab %s already runs teaching lab %d; to replace it with lab %d: emulator lab reset %d%s", c.name, running, n, n, c.labFlag())
 		}
-		return usagef("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, c.lab.Number, c.lab.Number, c.labFlag())
 	}
 	if err := makeLabDir(c.name); err != nil {
 		return err
