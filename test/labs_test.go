@@ -304,6 +304,20 @@ func TestLabStartThenSolve(t *testing.T) {
 	if r := emu(t, "graph", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "ase1-nsg") {
 		t.Errorf("graph --name after lab solve 4 should draw the solution's NSG ase1-nsg: %v", r)
 	}
+	// Every guide from lab 3 on has the learner apply a copy of the lab's
+	// topology: the lab is still lab 4, for lab start and check of another.
+	mine, err := filepath.Abs("../scripts/labs/04-lock-down-inbound/solution.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := emu(t, "apply", "--name", l.name, "-f", mine); r.code != 0 {
+		t.Fatalf("apply of the learner's own file: %v", r)
+	}
+	for _, verb := range []string{"start", "check"} {
+		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "runs teaching lab 4") {
+			t.Errorf("lab %s 7 after the learner applied a file to lab 4: want a failure saying lab 4 runs, got %v", verb, r)
+		}
+	}
 }
 
 // lab start under the name of a lab that up started (make up's default

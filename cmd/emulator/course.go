@@ -206,8 +206,8 @@ func (c *course) save(file string, content []byte) (string, error) {
 // sameLab refuses to check or solve this lab against another teaching
 // lab's topology, which lab start or solve left running under this name:
 // its probes would judge the wrong topology (lab 7's pass on lab 4's as
-// it starts). A topology the learner brought up or applied is theirs to
-// check.
+// it starts), also after the learner applied their copy of it. A lab the
+// learner brought up with up is theirs to check.
 func (c *course) sameLab() error {
 	running := c.teachingLab()
 	if running == 0 || running == c.lab.Number {
@@ -217,19 +217,20 @@ func (c *course) sameLab() error {
 		c.name, running, c.lab.Number, c.lab.Number, c.lab.Number, c.labFlag())
 }
 
-// teachingLab is the number of the teaching lab that lab start or solve
-// left running under this name, or 0 for none or a topology of the
-// learner's own.
+// teachingLab is the number of the teaching lab that lab start brought up
+// under this name, or 0 when up did. It reads the files lab start and solve
+// saved in the lab's directory (which down removes), not the topology the
+// lab records: that is the learner's own file once they apply a copy, as
+// every guide from lab 3 on has them do, and the lab is still the same.
 func (c *course) teachingLab() int {
-	st, err := readState(c.name)
-	if err != nil || filepath.Dir(st.Topology) != labDir(c.name) {
-		return 0
+	saved, _ := filepath.Glob(filepath.Join(labDir(c.name), "lab[0-9][0-9]-*"))
+	for _, path := range saved {
+		var n int
+		if _, err := fmt.Sscanf(filepath.Base(path), "lab%02d-", &n); err == nil {
+			return n
+		}
 	}
-	var running int
-	if _, err := fmt.Sscanf(filepath.Base(st.Topology), "lab%02d-", &running); err != nil {
-		return 0
-	}
-	return running
+	return 0
 }
 
 // labCheck is what `lab check --json` prints.
