@@ -78,6 +78,28 @@ type Latency struct {
 	Rate   uint64  // bits per second; 0: unlimited
 }
 
+// String is the latency in the words of the topology file's latency:
+// field, "none" for a link without any.
+func (l Latency) String() string {
+	var parts []string
+	if l.Delay != 0 {
+		parts = append(parts, "delay "+l.Delay.String())
+	}
+	if l.Jitter != 0 {
+		parts = append(parts, "jitter "+l.Jitter.String())
+	}
+	if l.Loss != 0 {
+		parts = append(parts, fmt.Sprintf("loss %g%%", l.Loss))
+	}
+	if l.Rate != 0 {
+		parts = append(parts, fmt.Sprintf("rate %d bit/s", l.Rate))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
 // regions are the latency shortcuts: a service in a remote Azure region is
 // about 40 ms away each way (F16).
 var regions = map[string]Latency{

@@ -255,7 +255,7 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 			continue
 		}
 		if on.Latency != nn.Latency {
-			changes = append(changes, fmt.Sprintf("%s latency: %+v", nn.Name, nn.Latency))
+			changes = append(changes, fmt.Sprintf("%s latency: %s, was %s", nn.Name, nn.Latency, on.Latency))
 		}
 		if on.IPForwarding != nn.IPForwarding {
 			changes = append(changes, fmt.Sprintf("%s IP forwarding: %s", nn.Name, onOff(nn.IPForwarding)))

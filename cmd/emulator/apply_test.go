@@ -96,6 +96,9 @@ func TestDiffTopologyReportsEveryLiveChange(t *testing.T) {
 		{"on-premises address space", parseLab(t, onPrem("172.16.0.0/16, 172.20.0.0/16", "198.18.0.10")...),
 			"on-premises address space: [172.16.0.0/16 172.20.0.0/16], was [172.16.0.0/16]"},
 		{"IP forwarding", parseLab(t, append(onPrem("172.16.0.0/16", "198.18.0.10"), vm, vm+"    enableIPForwarding: true\n")...), "db1 IP forwarding: on"},
+		// A link's latency in the topology file's own words, not as a Go
+		// struct ({Delay:0s Jitter:0s Loss:0 Rate:0}).
+		{"latency", parseLab(t, append(onPrem("172.16.0.0/16", "198.18.0.10"), "    region: remote\n", "")...), "azure-storage latency: none, was delay 40ms"},
 		{"flow logs", parseLab(t, append(onPrem("172.16.0.0/16", "198.18.0.10"), "virtualNetworks:\n", "flowLogs: {enabled: true}\nvirtualNetworks:\n")...), "NSG flow logs: on"},
 	} {
 		_, _, changes, err := diffTopology(running, c.new)
