@@ -329,4 +329,10 @@ func TestLabStartOverOwnLab(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "not a teaching lab") || !strings.Contains(r.stderr, "emulator lab start 3 --name ") {
 		t.Errorf("lab start 3 where up runs the default lab: want exit 2 saying it is not a teaching lab and how to start lab 3 beside it, got %v", r)
 	}
+	// Checked all the same (lab 7's guide checks a lab the learner brought
+	// up), but a ✓ there (db1 answers: the default lab has no NSG) must
+	// not pass for progress in lab 3 unremarked.
+	if r := emu(t, "lab", "check", "3", "--name", l.name); !strings.Contains(r.stderr, "not started with emulator lab start 3") {
+		t.Errorf("lab check 3 where up runs the default lab: want a note that lab 3 was not started, got %v", r)
+	}
 }

@@ -262,6 +262,12 @@ func (c *course) check(only int, asJSON bool) error {
 	if err := c.sameLab(); err != nil {
 		return err
 	}
+	if !asJSON && c.teachingLab() == 0 {
+		// Lab 7 has the learner bring up their own file, so this is no
+		// refusal; but a lab up brought up (the default lab, after a down)
+		// passes some steps by itself.
+		fmt.Fprintf(os.Stderr, "note: lab %s was not started with emulator lab start %d; checking what it runs\n", c.name, c.lab.Number)
+	}
 	res := labCheck{Lab: c.lab.Number, Title: c.lab.Title, Steps: []stepCheck{}}
 	failed := 0
 	for i, s := range c.lab.Steps {
