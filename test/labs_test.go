@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -334,5 +335,29 @@ func TestLabStartOverOwnLab(t *testing.T) {
 	// not pass for progress in lab 3 unremarked.
 	if r := emu(t, "lab", "check", "3", "--name", l.name); !strings.Contains(r.stderr, "not started with emulator lab start 3") {
 		t.Errorf("lab check 3 where up runs the default lab: want a note that lab 3 was not started, got %v", r)
+	}
+}
+
+// The files a guide has the learner write in the repository's root (their
+// copies of a lab's topology) are ignored by git: a class's clones stay
+// clean, and nobody commits lab4.yaml by mistake.
+func TestGuideFilesIgnored(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	written := regexp.MustCompile(`(?:^cp \S+ |[^-]> )([\w.-]+)`)
+	guides, _ := filepath.Glob("../scripts/labs/[0-9][0-9]-*/README.md")
+	for _, g := range guides {
+		text, err := os.ReadFile(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range guideCommands(string(text)) {
+			for _, m := range written.FindAllStringSubmatch(c.line, -1) {
+				if r := run(t, time.Minute, "git", "-C", "..", "check-ignore", "-q", m[1]); r.code != 0 {
+					t.Errorf("%s writes %s in the repository's root, which git does not ignore", g, m[1])
+				}
+			}
+		}
 	}
 }
