@@ -279,7 +279,7 @@ func TestLabStartThenSolve(t *testing.T) {
 	// run: the error names the labs that do, rather than only sending the
 	// learner to up a default lab they do not want.
 	other := uniqueName()
-	for _, args := range [][]string{{"status", "--name", other}, {"exec", "--name", other, "db1", "--", "true"}} {
+	for _, args := range [][]string{{"status", "--name", other}, {"exec", "--name", other, "db1", "--", "true"}, {"lab", "check", "4", "--name", other}} {
 		if r := emu(t, args...); r.code != 1 || !strings.Contains(r.stderr, l.name) {
 			t.Errorf("emulator %s while %s runs: want exit 1 naming it, got %v", strings.Join(args, " "), l.name, r)
 		}

@@ -257,7 +257,7 @@ type stepCheck struct {
 // all pass.
 func (c *course) check(only int, asJSON bool) error {
 	if !labRunning(c.name) {
-		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s", c.name, c.lab.Number, c.labFlag())
+		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
 	}
 	if err := c.sameLab(); err != nil {
 		return err
@@ -357,7 +357,7 @@ func (c *course) run(p labs.Probe) (int, string) {
 // solve applies the lab's reference solution, action by action.
 func (c *course) solve() error {
 	if !labRunning(c.name) {
-		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s", c.name, c.lab.Number, c.labFlag())
+		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
 	}
 	if err := c.sameLab(); err != nil {
 		return err

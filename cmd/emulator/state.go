@@ -136,11 +136,17 @@ var errLabRunning = errors.New("lab is running")
 // command without it must hear which labs do run, not only how to up a
 // default lab they never wanted.
 func notRunning(lab string) error {
-	msg := fmt.Sprintf("lab %s is not running (start it with: emulator up --name %s)", lab, lab)
-	if others := runningLabs(); len(others) > 0 {
-		msg += fmt.Sprintf("; running: %s (name one with --name LAB, or export EMULATOR_LAB=LAB)", strings.Join(others, ", "))
+	return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)%s", lab, lab, othersRunning())
+}
+
+// othersRunning ends a "lab is not running" error: the labs that run, if
+// any, and how to name one.
+func othersRunning() string {
+	others := runningLabs()
+	if len(others) == 0 {
+		return ""
 	}
-	return errors.New(msg)
+	return fmt.Sprintf("; running: %s (name one with --name LAB, or export EMULATOR_LAB=LAB)", strings.Join(others, ", "))
 }
 
 // runningLabs names the labs whose recorded process is alive. It reads the
