@@ -265,7 +265,7 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 		changes = append(changes, fmt.Sprintf("NSG flow logs: %s", onOff(new.FlowLogs)))
 	}
 	if len(problems) > 0 {
-		return nil, nil, nil, refusal{"apply cannot change these in a running lab (use emulator down, then up):\n  " + strings.Join(problems, "\n  ")}
+		return nil, nil, nil, refusal{"apply cannot change these in a running lab (bring the file up instead: emulator down, then emulator up -d -f FILE):\n  " + strings.Join(problems, "\n  ")}
 	}
 	return added, removed, changes, nil
 }

@@ -125,5 +125,10 @@ func TestDiffTopologyRefusalNamesTheChange(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: diffTopology refused with %v; want %q", c.name, err, c.want)
 		}
+		// "down, then up" sent learners to a bare up, which brings up the
+		// default lab rather than their file.
+		if err == nil || !strings.Contains(err.Error(), "emulator up -d -f FILE") {
+			t.Errorf("%s: diffTopology refused with %v; want it to say to up the file", c.name, err)
+		}
 	}
 }
