@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -359,5 +360,21 @@ func TestGuideFilesIgnored(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A lab whose dataplane was killed is not named among the running labs,
+// also where nothing reaps it (a container's init leaves it a zombie).
+func TestNotRunningOmitsKilledLab(t *testing.T) {
+	l := upLab(t)
+	if err := syscall.Kill(l.status().PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The killed process's lock goes with it; status says so first.
+	for i := 0; i < 50 && emu(t, "status", "--name", l.name).code == 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := emu(t, "status", "--name", uniqueName()); r.code != 1 || strings.Contains(r.stderr, l.name) {
+		t.Errorf("status of a lab that does not run, beside one that was killed: want exit 1 not naming %s, got %v", l.name, r)
 	}
 }

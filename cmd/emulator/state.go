@@ -159,7 +159,7 @@ func runningLabs() []string {
 	}
 	var names []string
 	for _, e := range entries {
-		if st, err := readState(e.Name()); err == nil && sameProcess(st.PID, st.StartTicks) {
+		if st, err := readState(e.Name()); err == nil && sameProcess(st.PID, st.StartTicks) && !zombie(st.PID) {
 			names = append(names, e.Name())
 		}
 	}
@@ -218,6 +218,18 @@ func procStartTicks(pid int) (uint64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// zombie reports whether pid has exited and waits to be reaped: a killed
+// lab's dataplane stays so where nothing reaps it (a container's init).
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && strings.HasPrefix(s[i+1:], " Z")
 }
 
 // sameProcess reports whether pid is still the process that started at
