@@ -285,6 +285,13 @@ func TestLabStartThenSolve(t *testing.T) {
 			t.Errorf("emulator %s while %s runs: want exit 1 naming it, got %v", strings.Join(args, " "), l.name, r)
 		}
 	}
+	// A learner names the machine they mean; verify and trace take an
+	// address, and say which.
+	for _, cmd := range []string{"verify", "trace"} {
+		if r := emu(t, cmd, "--name", l.name, "--from", "client", "--to", "echo:80"); r.code != 2 || !strings.Contains(r.stderr, "--to 203.0.113.10:80") {
+			t.Errorf("%s --to echo:80: want exit 2 giving echo's address, got %v", cmd, r)
+		}
+	}
 	// Like up of a lab that runs (README: exit 2), which a script tells
 	// from a lab that failed to come up (exit 1).
 	if r := emu(t, "lab", "start", "4", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "already running") {

@@ -42,6 +42,18 @@ func parseProbe(fs *flag.FlagSet, args []string, name *string, q *verifyRequest,
 		return usagef("%s: usage: %s", fs.Name(), usage)
 	}
 	if _, err := q.query(); err != nil {
+		// A learner names the machine they mean: give its address.
+		host, port, hasPort := strings.Cut(q.To, ":")
+		if st, serr := readState(*name); serr == nil {
+			for _, n := range st.Nodes {
+				if n.Name == host {
+					if hasPort {
+						n.Address += ":" + port
+					}
+					return usagef("%s: --to %q: %s is a node; give its address: --to %s", fs.Name(), q.To, host, n.Address)
+				}
+			}
+		}
 		return usagef("%s: %v", fs.Name(), err)
 	}
 	return needRoot(fs.Name())
