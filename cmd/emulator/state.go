@@ -199,21 +199,29 @@ func lockEntry(lab string, how int) (*os.File, error) {
 	return f, nil
 }
 
-// procStartTicks reads a process's start time (field 22 of /proc/PID/stat),
-// which together with the PID names one process for its whole life.
-func procStartTicks(pid int) (uint64, error) {
+// procStat reads /proc/PID/stat from its state (field 3) on. The command
+// name (field 2) may hold spaces and parentheses, so the fields are counted
+// from its last closing parenthesis.
+func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	// The command name (field 2) may hold spaces; fields after it are
-	// counted from its closing parenthesis.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
-	f := strings.Fields(s[i+1:])
+	return strings.Fields(s[i+1:]), nil
+}
+
+// procStartTicks reads a process's start time (field 22 of /proc/PID/stat),
+// which together with the PID names one process for its whole life.
+func procStartTicks(pid int) (uint64, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
 	if len(f) < 20 {
 		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
@@ -223,13 +231,8 @@ func procStartTicks(pid int) (uint64, error) {
 // zombie reports whether pid has exited and waits to be reaped: a killed
 // lab's dataplane stays so where nothing reaps it (a container's init).
 func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && strings.HasPrefix(s[i+1:], " Z")
+	f, err := procStat(pid)
+	return err == nil && len(f) > 0 && f[0] == "Z"
 }
 
 // sameProcess reports whether pid is still the process that started at
