@@ -726,3 +726,31 @@ func TestOlderEmulatorIsNamed(t *testing.T) {
 		t.Errorf("status of a lab whose emulator knows no /status: want exit 1 naming an older emulator and down, got %v", r)
 	}
 }
+
+// Every query of a lab tests its lock by taking it for a moment. An up that
+// meets such a test waits it out rather than refusing the lab as one that
+// already runs: a script polling status while its CI job brings the lab up
+// must not make the up fail. The test here holds the lock for 100 ms, a
+// long test, as the up starts.
+func TestUpWaitsOutALockTest(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	dir := filepath.Join("/run/emulator", l.name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	up := make(chan result, 1)
+	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
+	time.Sleep(100 * time.Millisecond)
+	lock.Close()
+	if r := <-up; r.code != 0 {
+		t.Errorf("up while its lock was tested: want the lab up, got %v", r)
+	}
+}

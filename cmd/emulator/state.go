@@ -109,15 +109,28 @@ func acquireLock(lab string) (*labLock, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, errLabRunning
+	// labRunning, which every query of the lab makes, holds the lock for a
+	// moment to test it; an up that met such a test would be refused as a
+	// lab that runs. A lab that runs holds the lock for as long as it runs,
+	// so a lock still held after lockProbeGrace is one.
+	for deadline := time.Now().Add(lockProbeGrace); ; time.Sleep(5 * time.Millisecond) {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return &labLock{f}, nil
 		}
-		return nil, err
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, errLabRunning
+			}
+			return nil, err
+		}
 	}
-	return &labLock{f}, nil
 }
+
+// lockProbeGrace is how long acquireLock waits out a lock that may be only
+// labRunning's test of it, which lasts two system calls.
+const lockProbeGrace = time.Second
 
 func (l *labLock) release() { l.f.Close() }
 
