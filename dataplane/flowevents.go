@@ -78,15 +78,27 @@ func (ev *FlowEvent) NSGs() []FlowNSG {
 type FlowEvents struct {
 	c    chan FlowEvent
 	lost atomic.Uint64
-	ct   *nat.Table
+	e    *Engine
 }
 
 // C delivers the events.
 func (f *FlowEvents) C() <-chan FlowEvent { return f.c }
 
-// Live returns a copy of every live flow, with its counters: a flow that
-// lives on sends no event, and flow logs' continuing tuples need them.
-func (f *FlowEvents) Live() []nat.FlowInfo { return f.ct.Flows() }
+// Live returns every live flow as an event of today's snapshot, with its
+// counters so far (State 0): a flow that lives on sends no event, and
+// flow logs need its counters for their continuing tuples, and its NSGs
+// when logging began after it did.
+func (f *FlowEvents) Live() []FlowEvent {
+	s := f.e.cur.Load()
+	flows := f.e.ct.Flows()
+	evs := make([]FlowEvent, len(flows))
+	for i, fi := range flows {
+		ev := FlowEvent{Time: time.Now(), Orig: fi.Orig, Xl: fi.Translated(), Packets: fi.Packets, Bytes: fi.Bytes, snap: s}
+		ev.src, ev.dst = s.nodeOf(ev.Orig.Src), s.nodeOf(ev.Xl.Dst)
+		evs[i] = ev.named()
+	}
+	return evs
+}
 
 // Lost is how many events were dropped because the consumer lagged.
 func (f *FlowEvents) Lost() uint64 { return f.lost.Load() }
@@ -102,7 +114,7 @@ func (f *FlowEvents) send(ev FlowEvent) {
 // StartFlowEvents subscribes to flow events; there is one subscription at
 // a time, and starting another replaces it.
 func (e *Engine) StartFlowEvents() *FlowEvents {
-	f := &FlowEvents{c: make(chan FlowEvent, FlowEventBuffer), ct: e.ct}
+	f := &FlowEvents{c: make(chan FlowEvent, FlowEventBuffer), e: e}
 	e.flowEvents.Store(f)
 	e.ct.SetOnRemove(func(fi nat.FlowInfo) {
 		s := e.cur.Load()

@@ -33,9 +33,12 @@ func TestFlowEvents(t *testing.T) {
 		t.Fatalf("allowed flow: state %c from %s, NSGs %+v, want B from ase1-w1 decided by AllowASE1VIP on the translated tuple", ev.State, ev.Src, nsgs)
 	}
 
-	// Live flows carry their counters, for flow logs' continuing tuples.
+	// Live flows carry their counters, for flow logs' continuing tuples,
+	// and their NSGs, for flows under way when logging begins.
 	if live := f.Live(); len(live) != 1 || live[0].Orig != ev.Orig || live[0].Packets[0] != 1 {
 		t.Errorf("live flows %+v, want the allowed flow with 1 packet out", live)
+	} else if nsgs := live[0].NSGs(); len(nsgs) != 1 || nsgs[0].Rule.Name != "AllowASE1VIP" {
+		t.Errorf("the live flow's NSGs %+v, want AllowASE1VIP", nsgs)
 	}
 
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 43001, "192.23.2.2", 80, true, false))

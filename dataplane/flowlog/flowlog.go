@@ -15,8 +15,9 @@
 // (F13). B is an allowed flow's first packet, C what a live flow carried
 // each ContinueEvery, E its end with each direction's packets and bytes
 // since its last C, and a denied flow is D with state B, once a minute
-// however many of its packets the NSG dropped. ICMP flows are not logged:
-// version 2 knows only T and U.
+// however many of its packets the NSG dropped. A flow under way when the
+// writer starts has no B, and its C and E count from then. ICMP flows are
+// not logged: version 2 knows only T and U.
 package flowlog
 
 import (
@@ -139,7 +140,8 @@ func (w *Writer) Run(events *dataplane.FlowEvents, stop <-chan struct{}) {
 	w.run(events.C(), events.Live, stop)
 }
 
-func (w *Writer) run(events <-chan dataplane.FlowEvent, live func() []nat.FlowInfo, stop <-chan struct{}) {
+func (w *Writer) run(events <-chan dataplane.FlowEvent, live func() []dataplane.FlowEvent, stop <-chan struct{}) {
+	w.adopt(time.Now(), live())
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -198,7 +200,7 @@ func (w *Writer) Add(ev dataplane.FlowEvent) {
 // only when one is due, and at most once a minute (as Azure collects flow
 // logs), since that walks the whole flow table: flows that began in
 // different seconds would otherwise have it read every second.
-func (w *Writer) continueFlows(now time.Time, live func() []nat.FlowInfo) {
+func (w *Writer) continueFlows(now time.Time, live func() []dataplane.FlowEvent) {
 	w.mu.Lock()
 	due := !w.due.IsZero() && !now.Before(w.due)
 	w.mu.Unlock()
@@ -213,7 +215,7 @@ func (w *Writer) continueFlows(now time.Time, live func() []nat.FlowInfo) {
 		if b == nil || now.Sub(b.last) < ContinueEvery {
 			continue
 		}
-		ev := dataplane.FlowEvent{Time: now, State: stateContinue, Orig: fi.Orig, Xl: fi.Translated()}
+		ev := dataplane.FlowEvent{Time: now, State: stateContinue, Orig: fi.Orig, Xl: fi.Xl}
 		for d := range 2 {
 			ev.Packets[d], ev.Bytes[d] = since(fi.Packets[d], b.packets[d]), since(fi.Bytes[d], b.bytes[d])
 		}
@@ -233,6 +235,28 @@ func (w *Writer) continueFlows(now time.Time, live func() []nat.FlowInfo) {
 	if next := now.Add(time.Minute); !w.due.IsZero() && w.due.Before(next) {
 		w.due = next
 	}
+}
+
+// adopt takes on the flows live when logging begins, evs (Live): they
+// began unseen, so they have no B tuple, but as they go on they get C
+// tuples and an E, each counting from now, as a flow log turned on in
+// Azure starts with the flows under way.
+func (w *Writer) adopt(now time.Time, evs []dataplane.FlowEvent) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ev := range evs {
+		w.adoptLocked(now, ev, ev.NSGs())
+	}
+}
+
+// adoptLocked takes on ev, a live flow that the NSGs nsgs decided.
+func (w *Writer) adoptLocked(now time.Time, ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
+	if _, seen := w.begun[ev.Orig]; seen || len(nsgs) == 0 {
+		return
+	}
+	b := &begun{nsgs: nsgs, last: now, packets: ev.Packets, bytes: ev.Bytes}
+	w.begun[ev.Orig] = b
+	w.schedule(b)
 }
 
 // schedule makes sure w.due is no later than b's next C tuple.

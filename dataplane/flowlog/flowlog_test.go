@@ -167,7 +167,7 @@ func TestWriterStopKeepsQueuedEvents(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	close(stop)
-	w.run(events, func() []nat.FlowInfo { return nil }, stop)
+	w.run(events, func() []dataplane.FlowEvent { return nil }, stop)
 	b, err := os.ReadFile(filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=00/PT1M.json"))
 	if err != nil {
 		t.Fatalf("nothing written: %v", err)
@@ -261,15 +261,12 @@ func TestWriterContinuing(t *testing.T) {
 		w.addLocked(dataplane.FlowEvent{Time: t0, State: dataplane.FlowBegin, Orig: k, Xl: k},
 			[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}})
 	}
-	counted := func(k nat.Key, p0, b0, p1, b1 uint64) nat.FlowInfo {
-		return nat.FlowInfo{Orig: k, Reply: k.Reverse(), Packets: [2]uint64{p0, p1}, Bytes: [2]uint64{b0, b1}}
-	}
-	var live []nat.FlowInfo
+	var live []dataplane.FlowEvent
 	asked := 0
-	liveFlows := func() []nat.FlowInfo { asked++; return live }
+	liveFlows := func() []dataplane.FlowEvent { asked++; return live }
 
 	// Not yet due: the live flows are not even read.
-	live = []nat.FlowInfo{counted(out, 10, 1000, 8, 5000), counted(short, 1, 60, 1, 60)}
+	live = []dataplane.FlowEvent{counted(out, 10, 1000, 8, 5000), counted(short, 1, 60, 1, 60)}
 	w.continueFlows(t0.Add(ContinueEvery-time.Second), liveFlows)
 	if asked != 0 {
 		t.Errorf("read the live flows %d times before any was due", asked)
@@ -283,7 +280,7 @@ func TestWriterContinuing(t *testing.T) {
 	// The short flow ends, the long one carries on for another interval.
 	w.Add(dataplane.FlowEvent{Time: t1.Add(time.Second), State: dataplane.FlowEnd, Orig: short, Xl: short,
 		Packets: [2]uint64{3, 2}, Bytes: [2]uint64{180, 120}})
-	live = []nat.FlowInfo{counted(out, 15, 1500, 12, 7000)}
+	live = []dataplane.FlowEvent{counted(out, 15, 1500, 12, 7000)}
 	t2 := t1.Add(ContinueEvery)
 	w.continueFlows(t2, liveFlows)
 	w.Add(dataplane.FlowEvent{Time: t2.Add(time.Second), State: dataplane.FlowEnd, Orig: out, Xl: out,
@@ -337,5 +334,40 @@ func TestWriterDeniedRetriesAllowedAtSource(t *testing.T) {
 	}
 	if d := got["UserRule_DenyASE1SQL"]; len(d) != 1 {
 		t.Errorf("destination NSG's tuples %v, want the flow's D,B once", d)
+	}
+}
+
+// counted is live flow k as FlowEvents.Live gives it, with its counters.
+func counted(k nat.Key, p0, b0, p1, b1 uint64) dataplane.FlowEvent {
+	return dataplane.FlowEvent{Orig: k, Xl: k, Packets: [2]uint64{p0, p1}, Bytes: [2]uint64{b0, b1}}
+}
+
+// A flow already live when logging begins has no B tuple, but gets its C
+// tuples and its E, each counting from when logging began; before, it got
+// no C however long it lived, and an E counting from its start.
+func TestWriterAdoptsLiveFlows(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	allow := &nsg.Rule{NSG: "vm-nsg", Name: "AllowInternetOutBound", Priority: 65001, Allow: true, Default: true}
+	k := key("10.0.2.4", 40000, "203.0.113.10", 80)
+	t0 := time.Date(2026, 11, 23, 21, 0, 5, 0, time.UTC)
+	w.mu.Lock()
+	w.adoptLocked(t0, counted(k, 100, 9000, 80, 50000), []dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}})
+	w.mu.Unlock()
+	t1 := t0.Add(ContinueEvery)
+	w.continueFlows(t1, func() []dataplane.FlowEvent { return []dataplane.FlowEvent{counted(k, 110, 9600, 85, 60000)} })
+	w.Add(dataplane.FlowEvent{Time: t1.Add(time.Second), State: dataplane.FlowEnd, Orig: k, Xl: k,
+		Packets: [2]uint64{111, 86}, Bytes: [2]uint64{9660, 60060}})
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := tuplesOf(t, filepath.Join(dir, "y=2026/m=11/d=23/h=21/m=05/PT1M.json"))["DefaultRule_AllowInternetOutBound"]
+	ts := func(d time.Time) string { return strconv.FormatInt(d.Unix(), 10) }
+	want := []string{
+		ts(t1) + ",10.0.2.4,203.0.113.10,40000,80,T,O,A,C,10,600,5,10000",
+		ts(t1.Add(time.Second)) + ",10.0.2.4,203.0.113.10,40000,80,T,O,A,E,1,60,1,60",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("tuples of a flow live when logging began:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
