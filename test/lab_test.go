@@ -699,18 +699,8 @@ func ioURings(t *testing.T, pid int) int {
 // that knows no request, under the lab's lock.
 func TestOlderEmulatorIsNamed(t *testing.T) {
 	name := uniqueName()
-	dir := filepath.Join("/run/emulator", name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("unix", filepath.Join(dir, "control.sock"))
+	lock := holdLabLock(t, name)
+	ln, err := net.Listen("unix", filepath.Join("/run/emulator", name, "control.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -735,7 +725,21 @@ func TestOlderEmulatorIsNamed(t *testing.T) {
 func TestUpWaitsOutALockTest(t *testing.T) {
 	l := &lab{t: t, name: uniqueName()}
 	t.Cleanup(l.down)
-	dir := filepath.Join("/run/emulator", l.name)
+	lock := holdLabLock(t, l.name)
+	up := make(chan result, 1)
+	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
+	time.Sleep(100 * time.Millisecond)
+	lock.Close()
+	if r := <-up; r.code != 0 {
+		t.Errorf("up while its lock was tested: want the lab up, got %v", r)
+	}
+}
+
+// holdLabLock makes lab's directory and takes its lock, as an emulator
+// running it does; closing the file releases it.
+func holdLabLock(t *testing.T, lab string) *os.File {
+	t.Helper()
+	dir := filepath.Join("/run/emulator", lab)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -744,13 +748,8 @@ func TestUpWaitsOutALockTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
 		t.Fatal(err)
 	}
-	up := make(chan result, 1)
-	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
-	time.Sleep(100 * time.Millisecond)
-	lock.Close()
-	if r := <-up; r.code != 0 {
-		t.Errorf("up while its lock was tested: want the lab up, got %v", r)
-	}
+	return lock
 }
