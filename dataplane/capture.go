@@ -223,8 +223,11 @@ func (r *Record) Explain() VerifyResult {
 // snapshot that forwarded it; for a sender outside the VNets, which has no
 // routes, the way it went (the Internet, or on-premises and its gateway).
 func (r *Record) Route() NextHop {
-	nh, _ := r.snap.nextHop(r.In, tupleOf(header.IPv4(r.Pre)).Dst.Netip())
-	return nh
+	n := r.snap.topo.NodeByName(r.In)
+	if n == nil {
+		return NextHop{}
+	}
+	return r.snap.nextHop(n, tupleOf(header.IPv4(r.Pre)).Dst.Netip())
 }
 
 // Rules names the NSG rules that decided the flow, for a capture comment:

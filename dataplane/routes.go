@@ -171,21 +171,18 @@ func (e *Engine) NextHop(node string, dst netip.Addr) (NextHop, error) {
 	case n.Subnet == nil:
 		return NextHop{}, fmt.Errorf("%s is not in a VNet (a node of kind %s): next hop reads the routes of a VNet subnet; ask from a machine in one", node, n.Kind)
 	}
-	nh, _ := s.nextHop(node, dst)
-	return nh, nil
+	return s.nextHop(n, dst), nil
 }
 
 // onPremisesHop is the next hop type trace shows for a probe from the
 // on-premises network, as up and status name where its machines are.
 const onPremisesHop = "on-premises"
 
-func (s *snapshot) nextHop(node string, dst netip.Addr) (NextHop, bool) {
-	n := s.topo.NodeByName(node)
-	if n == nil {
-		return NextHop{}, false
-	}
+// nextHop is where a packet from n to dst goes: its subnet's route, or
+// for a node outside the VNets the way it goes (outsideHop).
+func (s *snapshot) nextHop(n *topology.Node, dst netip.Addr) NextHop {
 	if n.Subnet == nil {
-		return s.outsideHop(n, dst), true
+		return s.outsideHop(n, dst)
 	}
 	h, p := s.routes.lookup(n.Subnet, header.AddrFromNetip(dst))
 	nh := NextHop{Type: h.kind.String(), Route: h.route, Prefix: p.String()}
@@ -195,7 +192,7 @@ func (s *snapshot) nextHop(node string, dst netip.Addr) (NextHop, bool) {
 	if h.kind == hopAppliance {
 		nh.IPAddress = h.via.String()
 	}
-	return nh, true
+	return nh
 }
 
 // outsideHop is the way a packet from node n, outside the VNets, takes to

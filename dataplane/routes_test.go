@@ -98,7 +98,7 @@ func TestRouteSelection(t *testing.T) {
 		{"corp-host", "172.16.0.4", NextHop{Type: "on-premises", Route: "direct", Prefix: "172.16.0.0/16"}},
 		{"corp-gw", "10.0.2.4", NextHop{Type: "on-premises", Route: "gateway corp-gw"}},
 	} {
-		if got, _ := s.nextHop(c.from, netip.MustParseAddr(c.to)); got != c.want {
+		if got := s.nextHop(s.topo.NodeByName(c.from), netip.MustParseAddr(c.to)); got != c.want {
 			t.Errorf("the hop of a packet from %s to %s = %+v, want %+v", c.from, c.to, got, c.want)
 		}
 	}
