@@ -158,7 +158,7 @@ type Record struct {
 	Pre    []byte // the IPv4 packet as it arrived (a GSO super-packet as it is)
 	Post   []byte // as it left, when the dataplane translated it; nil otherwise
 	Drop   string // why the dataplane dropped it; "" when forwarded
-	DropBy string // what dropped it: "an NSG", "the load balancer" (DropReason.By)
+	reason DropReason
 
 	// The flow, in its original direction: as its initiator sent it and
 	// as it left the dataplane. Reply is true for a packet going the other
@@ -228,6 +228,15 @@ func (r *Record) Route() NextHop {
 		return NextHop{}
 	}
 	return r.snap.nextHop(n, tupleOf(header.IPv4(r.Pre)).Dst.Netip())
+}
+
+// Dropped says what dropped the packet and why, "dropped by the load
+// balancer: port-closed"; "" when it was forwarded.
+func (r *Record) Dropped() string {
+	if r.Drop == "" {
+		return ""
+	}
+	return r.reason.Dropped()
 }
 
 // Rules names the NSG rules that decided the flow, for a capture comment:
@@ -341,7 +350,7 @@ func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop
 	var out *Port
 	r := Record{In: in.node().Name, snap: s, Orig: preK, Xl: preK, from: in.node()}
 	if drop != nil {
-		r.Drop, r.DropBy = drop.String(), drop.By()
+		r.Drop, r.reason = drop.String(), *drop
 	} else {
 		out = s.portFor(in, preIP.Dst(), postIP.Dst())
 	}

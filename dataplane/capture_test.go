@@ -144,13 +144,13 @@ func TestTapDropNamesWhatDropped(t *testing.T) {
 	defer l.e.RemoveTap(tp)
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 43002, "192.23.1.2", 81, true, false))
 	r := nextRecord(t, tp)
-	if r.Drop != DropPortClosed.String() || r.DropBy != "the load balancer" || strings.Contains(r.Rules(), "NSG:") {
-		t.Errorf("a SYN to a closed VIP port: drop %q by %q, rules %q; want port-closed by the load balancer, and no NSG's decision", r.Drop, r.DropBy, r.Rules())
+	if r.Drop != DropPortClosed.String() || r.Dropped() != "dropped by the load balancer: port-closed" || strings.Contains(r.Rules(), "NSG:") {
+		t.Errorf("a SYN to a closed VIP port: drop %q, %q, rules %q; want port-closed by the load balancer, and no NSG's decision", r.Drop, r.Dropped(), r.Rules())
 	}
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 43003, "192.23.2.2", 80, true, false))
 	r = nextRecord(t, tp)
-	if r.Drop != DropNSGInbound.String() || r.DropBy != "an NSG" || !strings.HasPrefix(r.Rules(), "NSG: ") {
-		t.Errorf("a SYN ase2-nsg denies: drop %q by %q, rules %q; want nsg-inbound by an NSG, with its rules", r.Drop, r.DropBy, r.Rules())
+	if r.Drop != DropNSGInbound.String() || r.Dropped() != "dropped by an NSG: nsg-inbound" || !strings.HasPrefix(r.Rules(), "NSG: ") {
+		t.Errorf("a SYN ase2-nsg denies: drop %q, %q, rules %q; want nsg-inbound by an NSG, with its rules", r.Drop, r.Dropped(), r.Rules())
 	}
 }
 

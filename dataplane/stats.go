@@ -105,6 +105,10 @@ func (r DropReason) By() string {
 	return "the dataplane"
 }
 
+// Dropped is what verify, trace and capture comments say of a packet
+// dropped for this reason: "dropped by the load balancer: port-closed".
+func (r DropReason) Dropped() string { return "dropped by " + r.By() + ": " + r.String() }
+
 // parseDrop maps a header parse failure to its drop reason.
 func parseDrop(r header.Reason) DropReason {
 	switch r {

@@ -78,7 +78,7 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 	}
 	r.Translation = tuple(xl)
 	if !ok {
-		r.Reason, r.Decision = reason.String(), "dropped by "+reason.By()+": "+reason.String()
+		r.Reason, r.Decision = reason.String(), reason.Dropped()
 		return r, nil
 	}
 	t, _, found := s.fib.Lookup(xl.Dst)

@@ -208,7 +208,7 @@ func (c *captureWriter) write(r *dataplane.Record) error {
 		c.rules[r.Orig] = rules
 	}
 	if r.Post == nil {
-		return c.packet(r.Time, r.Pre, []string{fmt.Sprintf("%s, dropped by %s: %s; %s", r.In, r.DropBy, r.Drop, rules)})
+		return c.packet(r.Time, r.Pre, []string{fmt.Sprintf("%s, %s; %s", r.In, r.Dropped(), rules)})
 	}
 	what := r.NAT()
 	if r.Reply {
