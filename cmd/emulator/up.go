@@ -30,9 +30,6 @@ const (
 	// lockFDEnv names the descriptor of the lab's lock, which `up -d` takes
 	// before it touches the lab's log and hands to its child.
 	lockFDEnv = "EMULATOR_LOCK_FD"
-	// usageLine comes before an error that is bad usage (exit 2), such as
-	// a lab of that name already running, so the parent exits 2 as well.
-	usageLine = "\x00usage"
 )
 
 func cmdUp(args []string, stdout io.Writer) error {
@@ -79,7 +76,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 		os.Unsetenv(readyFDEnv)
 	}
 	var lock *labLock
-	if fd := os.Getenv(lockFDEnv); fd != "" {
+	if os.Getenv(lockFDEnv) != "" {
 		lock = inheritedLock(4)
 		os.Unsetenv(lockFDEnv)
 	}
@@ -98,10 +95,6 @@ func cmdUp(args []string, stdout io.Writer) error {
 	}
 	if err != nil {
 		if ready != nil {
-			var ue usageError
-			if errors.As(err, &ue) {
-				fmt.Fprintln(ready, usageLine)
-			}
 			fmt.Fprintf(ready, "%v\n", err)
 		}
 		return err
@@ -228,27 +221,21 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 	w.Close()
 	cmd.Process.Release()
 
+	// The child holds the lock it inherited, so it cannot find the lab
+	// running: what it reports is a failure to build, never bad usage.
 	var out bytes.Buffer
-	usage := false
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		switch sc.Text() {
-		case readyLine:
+		if sc.Text() == readyLine {
 			stdout.Write(out.Bytes())
 			fmt.Fprintf(stdout, "\nLab %s runs in the background; stop it with: emulator down --name %s\n", name, name)
 			return nil
-		case usageLine:
-			usage = true
-			continue
 		}
 		out.WriteString(sc.Text() + "\n")
 	}
 	msg := strings.TrimSpace(out.String())
 	if msg == "" {
 		msg = "the background emulator exited before the lab was ready; see " + logPath(name)
-	}
-	if usage {
-		return usagef("%s", msg)
 	}
 	return fmt.Errorf("%s", msg)
 }
