@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -65,8 +64,7 @@ func cmdExec(args []string) error {
 		}
 	}
 	if ns == "" {
-		sort.Strings(nodes)
-		return usagef("exec: lab %s has no node %q; its nodes are: %s", *name, node, strings.Join(nodes, ", "))
+		return usagef("exec: %s", noSuchNode(*name, node, nodes))
 	}
 	path, err := exec.LookPath(cmd[0])
 	if errors.Is(err, exec.ErrNotFound) {

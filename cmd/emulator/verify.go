@@ -164,8 +164,7 @@ func (l *runningLab) hasNode(name string) bool {
 	return l.topo.NodeByName(name) != nil
 }
 
-// noNode refuses a node name the lab does not have as exec does, with the
-// nodes it has, so that a typo says what to write instead.
+// noNode refuses a node name the lab does not have as exec does.
 func (l *runningLab) noNode(name string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -173,6 +172,12 @@ func (l *runningLab) noNode(name string) string {
 	for _, n := range l.topo.Nodes {
 		names = append(names, n.Name)
 	}
-	sort.Strings(names)
-	return fmt.Sprintf("lab %s has no node %q; its nodes are: %s", l.name, name, strings.Join(names, ", "))
+	return noSuchNode(l.name, name, names)
+}
+
+// noSuchNode says that lab has no node called node, and lists the nodes it
+// has, so that a typo says what to write instead.
+func noSuchNode(lab, node string, nodes []string) string {
+	sort.Strings(nodes)
+	return fmt.Sprintf("lab %s has no node %q; its nodes are: %s", lab, node, strings.Join(nodes, ", "))
 }
