@@ -19,8 +19,8 @@ func cmdDown(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("down: unexpected argument %q", fs.Arg(0))
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needRoot("down"); err != nil {
 		return err

@@ -227,6 +227,15 @@ func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
 	return nil
 }
 
+// noArgs refuses a stray argument to a command that takes none: read as
+// a lab's name, it would otherwise be dropped and the default lab used.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() == 0 {
+		return nil
+	}
+	return usagef("%s: unexpected argument %q (the lab is given with --name)", fs.Name(), fs.Arg(0))
+}
+
 // needRoot refuses to go on without the privileges namespaces and TUN
 // devices need.
 func needRoot(cmd string) error {

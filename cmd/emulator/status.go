@@ -154,8 +154,8 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("status: unexpected argument %q (the lab is given with --name)", fs.Arg(0))
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needRoot("status"); err != nil {
 		return err
@@ -274,8 +274,8 @@ func cmdFlows(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("flows: unexpected argument %q (the lab is given with --name)", fs.Arg(0))
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if err := needRoot("flows"); err != nil {
 		return err
