@@ -104,6 +104,9 @@ type flow struct {
 	ctr      [2]dirCounters
 }
 
+// liveGen reports whether gs (flow.gs) holds an odd generation: a live flow.
+func liveGen(gs uint64) bool { return gs>>32&1 == 1 }
+
 // dirCounters are one direction's counters, padded to a cache line.
 type dirCounters struct {
 	pkts, bytes atomic.Uint64 // bytes counts IP packets, headers included
@@ -380,7 +383,7 @@ func (t *Table) LookupInto(k Key, now int64, f *Flow) bool {
 			dir := Dir(w >> slotDirShift & 1)
 			fl := &t.flows[uint32(w>>slotIdxShift)&slotIdxMask]
 			gs := fl.gs.Load()
-			if gs>>32&1 == 0 {
+			if !liveGen(gs) {
 				continue // freed since the slot was read; seq has moved
 			}
 			if fl.key[dir][0].Load() != a || fl.key[dir][1].Load() != b {
@@ -579,7 +582,7 @@ func (t *Table) allocPortLocked(p *pool, sp *span, hint uint16, orig, reply Key,
 // its entry may since serve another flow.
 func (t *Table) holdsLocked(idx uint32, p *pool, port uint16) bool {
 	fl := &t.flows[idx]
-	return fl.gs.Load()>>32&1 == 1 && fl.pool == p.id+1 && fl.port == port
+	return liveGen(fl.gs.Load()) && fl.pool == p.id+1 && fl.port == port
 }
 
 // reclaimOwnersLocked removes the expired flows that hold ports of sp, and
@@ -748,7 +751,7 @@ func (t *Table) removeLocked(idx uint32) {
 func (t *Table) sweepLocked(from, to uint32, now int64) int {
 	n := 0
 	for i := from; i < to; i++ {
-		if t.flows[i].gs.Load()>>32&1 == 1 && t.expiredLocked(i, now) {
+		if liveGen(t.flows[i].gs.Load()) && t.expiredLocked(i, now) {
 			t.removeLocked(i)
 			n++
 		}
@@ -763,18 +766,24 @@ func (t *Table) sweepLocked(from, to uint32, now int64) int {
 func (t *Table) Expire() int {
 	now := t.clock.Now()
 	n := 0
+	t.inChunks(func(from, to uint32) { n += t.sweepLocked(from, to, now) })
+	t.expired.Add(uint64(n))
+	return n
+}
+
+// inChunks calls f for the slab's used entries sweepChunk at a time,
+// [from, to), holding the mutex for each call and releasing it between.
+func (t *Table) inChunks(f func(from, to uint32)) {
 	for from := uint32(0); ; from += sweepChunk {
 		t.mu.Lock()
 		hw := t.hiwater
 		if from >= hw {
 			t.mu.Unlock()
-			break
+			return
 		}
-		n += t.sweepLocked(from, min(from+sweepChunk, hw), now)
+		f(from, min(from+sweepChunk, hw))
 		t.mu.Unlock()
 	}
-	t.expired.Add(uint64(n))
-	return n
 }
 
 // findLocked finds the live flow with packed key (a, b).
@@ -869,23 +878,14 @@ func (fi FlowInfo) Translated() Key { return fi.Reply.Reverse() }
 func (t *Table) Flows() []FlowInfo {
 	now := t.clock.Now()
 	out := make([]FlowInfo, 0, t.live.Load())
-	for from := uint32(0); ; from += sweepChunk {
-		t.mu.Lock()
-		hw := t.hiwater
-		if from >= hw {
-			t.mu.Unlock()
-			break
-		}
-		for i := from; i < min(from+sweepChunk, hw); i++ {
-			fl := &t.flows[i]
-			gs := fl.gs.Load()
-			if gs>>32&1 == 0 || t.expiredLocked(i, now) {
+	t.inChunks(func(from, to uint32) {
+		for i := from; i < to; i++ {
+			if !liveGen(t.flows[i].gs.Load()) || t.expiredLocked(i, now) {
 				continue
 			}
 			out = append(out, t.infoLocked(i, now))
 		}
-		t.mu.Unlock()
-	}
+	})
 	return out
 }
 

@@ -644,7 +644,7 @@ func testPortReuseAccounting(t *testing.T, proto uint8) {
 		holders := map[uint16]uint32{}
 		byDst := map[uint64]uint32{}
 		for i := range tbl.hiwater {
-			if fl := &tbl.flows[i]; fl.gs.Load()>>32&1 == 1 && fl.pool == p.id+1 {
+			if fl := &tbl.flows[i]; liveGen(fl.gs.Load()) && fl.pool == p.id+1 {
 				holders[fl.port]++
 				byDst[dstKey(fl.port, tbl.dstLocked(i))]++
 			}
