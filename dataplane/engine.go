@@ -18,6 +18,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"sync"
@@ -253,6 +254,24 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 	if err != nil {
 		return err
 	}
+	// A front-end scaled away takes its rotation with it, and one added
+	// (even under an old name) is a new machine that the load balancer
+	// sends nothing until its first probe succeeds (F15): Azure's probes
+	// "must not be blocked for probes to mark up your instance".
+	prev := maps.Clone(e.unhealthy)
+	defer func() {
+		if e.cur.Load() == old {
+			e.unhealthy = prev // the new topology was refused
+		}
+	}()
+	for _, n := range remove {
+		delete(e.unhealthy, n)
+	}
+	for _, a := range add {
+		if a.Node.Kind == topology.NodeFrontEnd {
+			e.unhealthy[a.Node.Name] = true
+		}
+	}
 	s, err := e.compile(t, ports)
 	if err != nil {
 		return err
@@ -267,12 +286,6 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 		}
 	}
 	e.cur.Store(s)
-	// A front-end scaled away takes its rotation with it: one of the same
-	// name added later is a new machine, in rotation until its own probes
-	// fail, as the load balancer's probes see it (F15).
-	for _, n := range remove {
-		delete(e.unhealthy, n)
-	}
 	e.setLinks(s)
 	if e.started {
 		e.startPorts(ports[len(keep):])
@@ -301,6 +314,13 @@ func (e *Engine) SetInRotation(frontEnd string, in bool) {
 	s := *old
 	s.pol = compilePolicy(old.topo, e.unhealthy)
 	e.cur.Store(&s)
+}
+
+// InRotation says whether the VIP sends new flows to a front-end (F15).
+func (e *Engine) InRotation(frontEnd string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.unhealthy[frontEnd]
 }
 
 // Close closes every device, which stops the forwarding goroutines, stops

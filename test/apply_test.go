@@ -146,3 +146,36 @@ func TestApplyFlowLogs(t *testing.T) {
 		}
 	}
 }
+
+// F15: a front-end added by apply gets no connection from the VIP before
+// its health probe has succeeded, as Azure's load balancer sends a new
+// backend nothing until its probe passes. Here ase1-fe3's probes are
+// denied, so it must never take one. Before, a new front-end started in
+// rotation and took about a third of the VIP's connections for the 2 s
+// its first two probes took to fail.
+func TestApplyNewFrontEndWaitsForProbe(t *testing.T) {
+	nsg := withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: DenyProbesToFe3, priority: 100, direction: Inbound, access: Deny, protocol: "*", sourceAddressPrefix: AzureLoadBalancer, destinationAddressPrefix: 10.0.1.8}`,
+		`{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`)
+	l := upLab(t, "-f", writeTopology(t, "two.yaml", nsg...))
+	three := writeTopology(t, "three.yaml", append(nsg, "    frontEnds: 2\n", "    frontEnds: 3\n")...)
+	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 || !strings.Contains(r.stdout, "added ase1-fe3 at 10.0.1.8") {
+		t.Fatalf("apply with 3 front-ends: %v", r)
+	}
+	// One shell loop, so the connections start at once after apply and
+	// keep coming for 3 s: longer than two failed probes take.
+	r := l.exec("client", 30*time.Second, "sh", "-c",
+		`end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do curl -s -m 1 http://192.23.1.2:454/ | cut -d' ' -f1; done`)
+	seen := map[string]int{}
+	for _, f := range strings.Fields(r.stdout) {
+		seen[f]++
+	}
+	if seen["ase1-fe3"] > 0 || seen["ase1-fe1"]+seen["ase1-fe2"] < 5 {
+		t.Errorf("F15: in the 3 s after apply added ase1-fe3, whose probes are denied, the VIP's 454 answered from %v; want only ase1-fe1 and ase1-fe2 (at least 5 answers), never ase1-fe3", seen)
+	}
+	for _, fe := range l.ase("ase1").FrontEnds {
+		if fe.Name == "ase1-fe3" && fe.InRotation {
+			t.Errorf("F15: status shows ase1-fe3 in rotation though none of its probes succeeded: %+v", fe)
+		}
+	}
+}

@@ -137,7 +137,10 @@ func (m *monitor) probed(fe string, err error) {
 	defer m.mu.Unlock()
 	s := m.probes[fe]
 	if s == nil {
-		s = &probeState{InRotation: true}
+		// A front-end of the lab as it came up starts in rotation; one
+		// added by apply starts out of it, until this probe or a later one
+		// succeeds (F15).
+		s = &probeState{InRotation: m.lab.engine.InRotation(fe)}
 		m.probes[fe] = s
 	}
 	if err == nil {

@@ -112,8 +112,8 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		}
 		for _, fe := range a.FrontEnds {
 			ps, ok := probes[fe.Name]
-			if !ok {
-				ps = probeState{InRotation: true}
+			if !ok { // not probed yet
+				ps = probeState{InRotation: l.engine.InRotation(fe.Name)}
 			}
 			as.FrontEnds = append(as.FrontEnds, frontEndStatus{Name: fe.Name, probeState: ps})
 		}
@@ -348,8 +348,11 @@ func printHealth(w io.Writer, rows []aseStatus) {
 			if !fe.InRotation {
 				state = "OUT of rotation"
 			}
-			if fe.LastError != "" {
+			switch {
+			case fe.LastError != "":
 				state += fmt.Sprintf(" (%d failed probes: %s)", fe.Failures, fe.LastError)
+			case !fe.InRotation:
+				state += " (added, no probe has succeeded yet)"
 			}
 			fmt.Fprintf(w, "  %s: %s\n", fe.Name, state)
 		}
