@@ -150,9 +150,14 @@ func (e *Engine) flowBegun(s *snapshot, in, out *Port, k, xl nat.Key) {
 	}
 }
 
-// flowDenied reports a new flow an NSG denied.
+// flowDenied reports a new flow an NSG denied; out is nil when the flow
+// was denied before it had a destination node (at a VIP).
 func (e *Engine) flowDenied(s *snapshot, in, out *Port, k, xl nat.Key, why DropReason) {
 	if f := e.flowEvents.Load(); f != nil && (why == DropNSGOutbound || why == DropNSGInbound) {
-		f.send(FlowEvent{Time: time.Now(), State: FlowDeny, Orig: k, Xl: xl, snap: s, src: in.node(), dst: out.node()}.named())
+		ev := FlowEvent{Time: time.Now(), State: FlowDeny, Orig: k, Xl: xl, snap: s, src: in.node()}
+		if out != nil {
+			ev.dst = out.node()
+		}
+		f.send(ev.named())
 	}
 }

@@ -181,6 +181,14 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 	}
 	xl, reason, ok := s.pol.decide(in.node(), k, viaGateway)
 	if !ok {
+		// The load balancer sees only what the source's outbound rules
+		// let out of its NIC (F14): they decide first.
+		if reason.byLoadBalancer() {
+			if h := s.nsgs.Node(in.node().Name); h != nil && !h.Check(nsg.Outbound, nsgTuple(k)).Allow {
+				reason = DropNSGOutbound
+				e.flowDenied(s, in, nil, k, xl, reason)
+			}
+		}
 		w.drop(in, reason)
 		return nat.Flow{}, false
 	}

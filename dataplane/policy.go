@@ -171,6 +171,11 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 	} else if k.Src != header.AddrFromNetip(n.Addr) && !n.IPForwarding {
 		return xl, DropSpoofed, false // an appliance forwards others' packets
 	}
+	// SNAT first: a VNet machine's packet reaches a VIP from its public
+	// address, so a load balancer's drop is of that tuple (verify says so).
+	if pub, ok := p.snat(n, k.Dst, viaGateway); ok {
+		xl.Src = pub
+	}
 	// DNAT: a VIP, an ILB address or a public IP (F2, F7).
 	if d := p.doors[k.Dst]; d != nil {
 		if d.open != nil && (k.Proto != header.ProtoTCP || !d.open.has(k.DstPort)) {
@@ -180,9 +185,6 @@ func (p *policy) decide(n *topology.Node, k nat.Key, viaGateway bool) (nat.Key, 
 			return xl, DropNoBackend, false // every front-end out of rotation: the VIP answers nothing (F15)
 		}
 		xl.Dst = d.backends[frontEnd(k, len(d.backends))]
-	}
-	if pub, ok := p.snat(n, k.Dst, viaGateway); ok {
-		xl.Src = pub
 	}
 	return xl, 0, true
 }

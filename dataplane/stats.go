@@ -109,6 +109,10 @@ func (r DropReason) By() string {
 // dropped for this reason: "dropped by the load balancer: port-closed".
 func (r DropReason) Dropped() string { return "dropped by " + r.By() + ": " + r.String() }
 
+// byLoadBalancer says the load balancer dropped the packet: a VNet
+// machine's packet reaches it only once its own outbound rules allowed it.
+func (r DropReason) byLoadBalancer() bool { return r == DropPortClosed || r == DropNoBackend }
+
 // parseDrop maps a header parse failure to its drop reason.
 func parseDrop(r header.Reason) DropReason {
 	switch r {

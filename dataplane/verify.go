@@ -3,10 +3,12 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/dataplane/nsg"
 	"github.com/aseemu/emulator/nat"
+	"github.com/aseemu/emulator/topology"
 )
 
 // VerifyQuery is an IP flow verify question: would a new flow from node
@@ -78,6 +80,11 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 	}
 	r.Translation = tuple(xl)
 	if !ok {
+		// The load balancer sees only what the source's outbound rules let
+		// out of its NIC (F14), so they speak first.
+		if reason.byLoadBalancer() && slices.Contains(q.Directions, nsg.Outbound) && !r.nsg(s, nsg.Outbound, src, k) {
+			return r, nil
+		}
 		r.Reason, r.Decision = reason.String(), reason.Dropped()
 		return r, nil
 	}
@@ -100,26 +107,32 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 		if dir == nsg.Inbound {
 			node, tp = dst, xl
 		}
-		h := s.nsgs.Node(node.Name)
-		if h == nil || !h.HasNSG(dir) {
-			continue
-		}
-		v := h.Verify(dir, nsgTuple(tp))
-		for _, st := range v.Steps() {
-			access := "Deny"
-			if st.Allow {
-				access = "Allow"
-			}
-			r.Evaluated = append(r.Evaluated, VerifyStep{Direction: dir.String(), Node: node.Name, Attached: st.Attachment.String(),
-				NSG: st.NSG, Rule: st.Name, Priority: st.Priority, Access: access})
-		}
-		r.Decision = fmt.Sprintf("%s/%s (priority %d)", v.NSG, v.Rule, v.Priority)
-		if !v.Allow {
+		if !r.nsg(s, dir, node, tp) {
 			r.Allow = false
 			return r, nil
 		}
 	}
 	return r, nil
+}
+
+// nsg evaluates node's NSGs in direction dir for tuple tp into r: their
+// steps, and the deciding rule as r's decision. It is false if they deny.
+func (r *VerifyResult) nsg(s *snapshot, dir nsg.Direction, node *topology.Node, tp nat.Key) bool {
+	h := s.nsgs.Node(node.Name)
+	if h == nil || !h.HasNSG(dir) {
+		return true
+	}
+	v := h.Verify(dir, nsgTuple(tp))
+	for _, st := range v.Steps() {
+		access := "Deny"
+		if st.Allow {
+			access = "Allow"
+		}
+		r.Evaluated = append(r.Evaluated, VerifyStep{Direction: dir.String(), Node: node.Name, Attached: st.Attachment.String(),
+			NSG: st.NSG, Rule: st.Name, Priority: st.Priority, Access: access})
+	}
+	r.Decision = fmt.Sprintf("%s/%s (priority %d)", v.NSG, v.Rule, v.Priority)
+	return v.Allow
 }
 
 // NSGStats lists every NSG's rules with their hit counters.

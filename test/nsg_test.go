@@ -152,3 +152,41 @@ func TestNSGArticleInboundExample(t *testing.T) {
 		l.refused("echo", "192.23.1.2", port)
 	}
 }
+
+// F2, F13, F14: db1 calling a closed port of ase1's VIP. Its packet leaves
+// the VNet with db1's default outbound address, so that is what the load
+// balancer drops; verify said the flow left as 10.0.2.4, which no packet
+// to the VIP ever carries. And the load balancer sees only what db1's own
+// outbound rules let out: with them denying the port, verify, the drop
+// counters and the rule's hits named port-closed instead.
+func TestVerifyClosedVIPPort(t *testing.T) {
+	type verifyOut struct {
+		Allow       bool   `json:"allow"`
+		Decision    string `json:"decision"`
+		Translation string `json:"translation"`
+		Reason      string `json:"reason"`
+		Evaluated   []struct {
+			Rule, Access string
+		} `json:"evaluated"`
+	}
+	l := upLab(t)
+	var v verifyOut
+	l.emuJSON(&v, "verify", "--from", "db1", "--to", "192.23.1.2:8080")
+	if v.Allow || v.Reason != "port-closed" || !strings.HasPrefix(v.Translation, "192.0.2.1:") {
+		t.Errorf("verify db1 -> 192.23.1.2:8080: got %+v; want port-closed, the flow reaching the VIP from db1's outbound address 192.0.2.1", v)
+	}
+	file := writeTopology(t, "vm-nsg.yaml", withNSG("10.0.2.0/24", "vm-nsg",
+		`{name: DenyOut8080, priority: 100, direction: Outbound, access: Deny, protocol: Tcp, destinationPortRange: "8080"}`)...)
+	if r := emu(t, "apply", "--name", l.name, "-f", file); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	v = verifyOut{}
+	l.emuJSON(&v, "verify", "--from", "db1", "--to", "192.23.1.2:8080")
+	if v.Allow || v.Reason != "" || len(v.Evaluated) != 1 || v.Evaluated[0].Rule != "DenyOut8080" {
+		t.Errorf("verify db1 -> 192.23.1.2:8080 with db1's outbound 8080 denied: got %+v; want Deny by vm-nsg/DenyOut8080, which the packet meets before the load balancer", v)
+	}
+	l.refused("db1", "192.23.1.2", 8080)
+	if d := l.node("db1").Drops; d["nsg-outbound"] < 1 || d["port-closed"] != 0 {
+		t.Errorf("db1's drops after nc to the VIP's 8080 with its outbound 8080 denied: %v; want nsg-outbound, no port-closed", d)
+	}
+}
