@@ -22,7 +22,7 @@ const FlowEventBuffer = 8192
 const (
 	FlowBegin = 'B' // allowed, first packet
 	FlowEnd   = 'E' // removed from conntrack
-	FlowDeny  = 'D' // denied by an NSG (its state in the log is B)
+	FlowDeny  = 'D' // a packet denied by an NSG, or dropped by the load balancer after the source's NSGs allowed it (its state in the log is B)
 )
 
 // FlowEvent is one flow event.
@@ -32,7 +32,7 @@ type FlowEvent struct {
 	Orig, Xl nat.Key // the flow as its initiator sent it and as it left the dataplane
 	Src, Dst string  // the initiator's node and the node it reached; "" if unknown
 	Packets  [2]uint64
-	Bytes    [2]uint64 // FlowEnd: each direction's packets and bytes (original, reply)
+	Bytes    [2]uint64 // FlowEnd: each direction's packets and bytes (original, reply); FlowDeny: the packet's
 
 	snap     *snapshot
 	src, dst *topology.Node
@@ -100,6 +100,10 @@ func (f *FlowEvents) Live() []FlowEvent {
 	return evs
 }
 
+// IdleTimeout is how long conntrack keeps a flow that carries nothing
+// (F17): flow logs end a flow that never entered conntrack after it.
+func (f *FlowEvents) IdleTimeout() time.Duration { return f.e.ct.Timeouts().Idle }
+
 // Lost is how many events were dropped because the consumer lagged.
 func (f *FlowEvents) Lost() uint64 { return f.lost.Load() }
 
@@ -150,11 +154,14 @@ func (e *Engine) flowBegun(s *snapshot, in, out *Port, k, xl nat.Key) {
 	}
 }
 
-// flowDenied reports a new flow an NSG denied; out is nil when the flow
-// was denied before it had a destination node (at a VIP).
-func (e *Engine) flowDenied(s *snapshot, in, out *Port, k, xl nat.Key, why DropReason) {
-	if f := e.flowEvents.Load(); f != nil && (why == DropNSGOutbound || why == DropNSGInbound) {
-		ev := FlowEvent{Time: time.Now(), State: FlowDeny, Orig: k, Xl: xl, snap: s, src: in.node()}
+// flowDenied reports a packet of a new flow that an NSG denied, or that
+// the load balancer dropped after the source's NSGs allowed it (their
+// flow logs see it go out); out is nil when the flow was dropped before
+// it had a destination node (at a VIP). size is the packet's length.
+func (e *Engine) flowDenied(s *snapshot, in, out *Port, k, xl nat.Key, why DropReason, size int) {
+	if f := e.flowEvents.Load(); f != nil && (why == DropNSGOutbound || why == DropNSGInbound || why.byLoadBalancer()) {
+		ev := FlowEvent{Time: time.Now(), State: FlowDeny, Orig: k, Xl: xl, snap: s, src: in.node(),
+			Packets: [2]uint64{1, 0}, Bytes: [2]uint64{uint64(size), 0}}
 		if out != nil {
 			ev.dst = out.node()
 		}

@@ -186,8 +186,8 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 		if reason.byLoadBalancer() {
 			if h := s.nsgs.Node(in.node().Name); h != nil && !h.Check(nsg.Outbound, nsgTuple(k)).Allow {
 				reason = DropNSGOutbound
-				e.flowDenied(s, in, nil, k, xl, reason)
 			}
+			e.flowDenied(s, in, nil, k, xl, reason, ip.TotalLen())
 		}
 		w.drop(in, reason)
 		return nat.Flow{}, false
@@ -200,7 +200,7 @@ func (e *Engine) newFlow(s *snapshot, in *Port, ip header.IPv4, k nat.Key, viaGa
 	}
 	if reason, ok := s.filter(in.node(), out.node(), k, xl); !ok {
 		w.drop(in, reason) // silently, as Azure drops
-		e.flowDenied(s, in, out, k, xl, reason)
+		e.flowDenied(s, in, out, k, xl, reason, ip.TotalLen())
 		return nat.Flow{}, false
 	}
 	f, err := e.ct.Insert(k, xl, now)
@@ -267,7 +267,7 @@ func (e *Engine) applianceFilter(s *snapshot, in, out *Port, ip header.IPv4, now
 	}
 	if reason, ok := s.filter(in.node(), out.node(), k, k); !ok {
 		w.drop(in, reason)
-		e.flowDenied(s, in, out, k, k, reason)
+		e.flowDenied(s, in, out, k, k, reason, ip.TotalLen())
 		return false
 	}
 	return true

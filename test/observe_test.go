@@ -543,3 +543,64 @@ func TestFlowLogWithoutNSGSaysSo(t *testing.T) {
 		t.Error("status --json: flowLogs.noNSG is false in a lab without NSGs")
 	}
 }
+
+// A flow that db1's NSG lets out and that is dropped further on, by
+// ase1's NSG or at a closed port of ase1's VIP, never enters conntrack.
+// db1's NSG logged it begin (A, B) and never end, or, at the VIP, not at
+// all; Azure's source NSG sees it go out as any flow it allowed. Now it
+// ends (E, with the SYNs it sent) once nothing of it came for the idle
+// timeout, as conntrack ends an unanswered flow.
+func TestFlowLogEndsFlowDroppedFurtherOn(t *testing.T) {
+	file := writeTopology(t, "half-open.yaml",
+		"        addressPrefix: 10.0.1.0/26\n", "        addressPrefix: 10.0.1.0/26\n        networkSecurityGroup: ase1-nsg\n",
+		"        addressPrefix: 10.0.2.0/24\n", "        addressPrefix: 10.0.2.0/24\n        networkSecurityGroup: vm-nsg\n",
+		"networkSecurityGroups: []\n", `flowLogs: {enabled: true}
+connectionTracking: {idleTimeout: 5s}
+networkSecurityGroups:
+  - name: ase1-nsg
+    securityRules:
+      - {name: DenyDB1To8080, priority: 100, direction: Inbound, access: Deny, protocol: Tcp, sourceAddressPrefix: 10.0.2.0/24, destinationPortRange: "8080"}
+  - name: vm-nsg
+    securityRules:
+      - {name: DenyTelnet, priority: 100, direction: Outbound, access: Deny, protocol: Tcp, destinationPortRange: "23"}
+`)
+	l := upLab(t, "-f", file)
+	var st struct {
+		FlowLogs struct {
+			Directory string `json:"directory"`
+		} `json:"flowLogs"`
+	}
+	l.emuJSON(&st, "status")
+	l.refused("db1", "10.0.1.6", 8080)
+	l.refused("db1", "192.23.1.2", 8080)
+	checks := []struct{ rule, src, dst, dport, dir, access, state string }{
+		{"UserRule_DenyDB1To8080", "10.0.2.4", "10.0.1.6", "8080", "I", "D", "B"},
+		{"DefaultRule_AllowVnetOutBound", "10.0.2.4", "10.0.1.6", "8080", "O", "A", "B"},
+		{"DefaultRule_AllowVnetOutBound", "10.0.2.4", "10.0.1.6", "8080", "O", "A", "E"},
+		{"DefaultRule_AllowInternetOutBound", "10.0.2.4", "192.23.1.2", "8080", "O", "A", "B"},
+		{"DefaultRule_AllowInternetOutBound", "10.0.2.4", "192.23.1.2", "8080", "O", "A", "E"},
+	}
+	all := func(tuples map[string][]string) bool {
+		for _, c := range checks {
+			if !hasTuple(tuples[c.rule], c.src, c.dst, c.dport, "T", c.dir, c.access, c.state) {
+				return false
+			}
+		}
+		return true
+	}
+	var tuples map[string][]string
+	if !waitFor(30*time.Second, func() bool { tuples = readFlowLogs(t, st.FlowLogs.Directory); return all(tuples) }) {
+		for _, c := range checks {
+			if !hasTuple(tuples[c.rule], c.src, c.dst, c.dport, "T", c.dir, c.access, c.state) {
+				t.Errorf("flow logs lack %+v", c)
+			}
+		}
+		for _, r := range []string{"UserRule_DenyDB1To8080", "DefaultRule_AllowVnetOutBound", "DefaultRule_AllowInternetOutBound"} {
+			for _, tp := range tuples[r] {
+				if strings.Contains(tp, ",8080,") {
+					t.Logf("%s: %s", r, tp)
+				}
+			}
+		}
+	}
+}

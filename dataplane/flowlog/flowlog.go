@@ -15,7 +15,10 @@
 // (F13). B is an allowed flow's first packet, C what a live flow carried
 // each ContinueEvery, E its end with each direction's packets and bytes
 // since its last C, and a denied flow is D with state B, once a minute
-// however many of its packets the NSG dropped. A flow under way when the
+// however many of its packets the NSG dropped. An NSG that allowed a flow
+// which a later NSG (or the load balancer) dropped logs it as any flow it
+// allowed: B once, C while its packets keep coming, and E with what it
+// sent once none came for conntrack's idle timeout. A flow under way when the
 // writer starts has no B, and its C and E count from then. ICMP flows are
 // not logged: version 2 knows only T and U.
 package flowlog
@@ -24,8 +27,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,7 +94,9 @@ type Writer struct {
 	order   []recKey
 	denied  map[deniedKey]bool // the minute's denied flows, logged once each
 	begun   map[nat.Key]*begun // allowed flows the writer saw begin
-	due     time.Time          // the earliest C tuple due; zero with none
+	half    map[nat.Key]*halfOpen
+	idle    func() time.Duration // conntrack's idle timeout, which ends a half-open flow
+	due     time.Time            // the earliest C tuple due; zero with none
 	dirty   bool
 	current string
 }
@@ -102,6 +109,23 @@ type begun struct {
 	last           time.Time           // its latest B or C tuple's
 	packets, bytes [2]uint64           // what its C tuples counted
 }
+
+// halfOpen is a flow that an NSG allowed and one further on denied (or
+// the load balancer dropped). It never enters conntrack, so no E comes
+// for it from the dataplane; the writer ends it as conntrack ends a flow
+// that nothing answers, after the idle timeout since its last packet.
+type halfOpen struct {
+	nsgs           []dataplane.FlowNSG // the NSGs that allowed it
+	last           time.Time           // its B or latest C tuple's
+	seen           time.Time           // its latest packet's
+	packets, bytes uint64              // what it sent since its last tuple
+}
+
+// MaxHalfOpen bounds the half-open flows the writer remembers: a flood of
+// denied connections from fresh ports would otherwise grow it without end.
+// Beyond it, a denied flow's allowing NSGs log it as they did before there
+// were E tuples for it: a B once a minute.
+const MaxHalfOpen = 65536
 
 // deniedKey is a denied flow as one NSG saw it, allowing or denying.
 type deniedKey struct {
@@ -121,6 +145,8 @@ func New(dir, lab string) *Writer {
 		records:  map[recKey]*Record{},
 		denied:   map[deniedKey]bool{},
 		begun:    map[nat.Key]*begun{},
+		half:     map[nat.Key]*halfOpen{},
+		idle:     func() time.Duration { return nat.DefaultTimeouts().Idle },
 	}
 }
 
@@ -137,6 +163,9 @@ func (w *Writer) Current() string {
 // Run consumes events until stop is closed, writing the minute's file at
 // most once a second.
 func (w *Writer) Run(events *dataplane.FlowEvents, stop <-chan struct{}) {
+	w.mu.Lock()
+	w.idle = events.IdleTimeout
+	w.mu.Unlock()
 	w.run(events.C(), events.Live, stop)
 }
 
@@ -150,6 +179,7 @@ func (w *Writer) run(events <-chan dataplane.FlowEvent, live func() []dataplane.
 			w.Add(ev)
 		case now := <-tick.C:
 			w.continueFlows(now, live)
+			w.endHalfOpen(now)
 			w.Flush()
 		case <-stop:
 			// The subscription has ended by now, so what is queued is all
@@ -176,6 +206,7 @@ func (w *Writer) Forget() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	clear(w.begun)
+	clear(w.half)
 	w.due = time.Time{}
 }
 
@@ -237,6 +268,59 @@ func (w *Writer) continueFlows(now time.Time, live func() []dataplane.FlowEvent)
 	}
 }
 
+// endHalfOpen logs, at now, an E tuple for each half-open flow that sent
+// nothing for the idle timeout, and a C tuple for each that has gone on
+// for ContinueEvery since its last tuple.
+func (w *Writer) endHalfOpen(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.half) == 0 {
+		return
+	}
+	idle := w.idle()
+	keys := slices.SortedFunc(maps.Keys(w.half), func(a, b nat.Key) int { return w.half[a].seen.Compare(w.half[b].seen) })
+	for _, k := range keys {
+		h := w.half[k]
+		ev := dataplane.FlowEvent{Time: now, Orig: k, Xl: k, Packets: [2]uint64{h.packets, 0}, Bytes: [2]uint64{h.bytes, 0}}
+		switch {
+		case now.Sub(h.seen) >= idle:
+			ev.State = dataplane.FlowEnd
+			delete(w.half, k)
+		case now.Sub(h.last) >= ContinueEvery:
+			ev.State = stateContinue
+		default:
+			continue
+		}
+		h.packets, h.bytes, h.last = 0, 0, now
+		w.addLocked(ev, h.nsgs)
+	}
+}
+
+// halfOpenLocked counts ev, a packet of a flow that nsgs denied further
+// on, to the NSGs among them that allowed it. It reports whether the
+// packet begins the flow for them (its B tuple is due).
+func (w *Writer) halfOpenLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) (begins, tracked bool) {
+	h := w.half[ev.Orig]
+	if h == nil {
+		var allowed []dataplane.FlowNSG
+		for _, n := range nsgs {
+			if n.Rule.Allow {
+				allowed = append(allowed, n)
+			}
+		}
+		if len(allowed) == 0 || len(w.half) >= MaxHalfOpen {
+			return false, false
+		}
+		h = &halfOpen{nsgs: allowed, last: ev.Time}
+		w.half[ev.Orig] = h
+		begins = true
+	}
+	h.seen = ev.Time
+	h.packets += ev.Packets[0]
+	h.bytes += ev.Bytes[0]
+	return begins, true
+}
+
 // adopt takes on the flows live when logging begins, evs (Live): they
 // began unseen, so they have no B tuple, but as they go on they get C
 // tuples and an E, each counting from now, as a flow log turned on in
@@ -277,8 +361,12 @@ func since(now, was uint64) uint64 {
 
 // addLocked records ev, whose flow the NSGs nsgs decided.
 func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
+	var begins, tracked bool
 	switch ev.State {
+	case dataplane.FlowDeny:
+		begins, tracked = w.halfOpenLocked(ev, nsgs)
 	case dataplane.FlowBegin:
+		delete(w.half, ev.Orig) // allowed all the way now (a rule changed): conntrack ends it
 		if len(nsgs) > 0 {
 			b := &begun{nsgs: nsgs, last: ev.Time}
 			w.begun[ev.Orig] = b
@@ -312,7 +400,11 @@ func (w *Writer) addLocked(ev dataplane.FlowEvent, nsgs []dataplane.FlowNSG) {
 		// client's resent SYNs, a UDP sender's datagrams) comes as an
 		// event of its own; Azure logs the flow, once a minute, in the
 		// NSG that denied it and in the source's that allowed it.
-		if ev.State == dataplane.FlowDeny {
+		if ev.State == dataplane.FlowDeny && n.Rule.Allow && tracked {
+			if !begins {
+				continue // a half-open flow's later packet: counted for its C or E
+			}
+		} else if ev.State == dataplane.FlowDeny {
 			d := deniedKey{n.Rule.NSG, n.Direction, n.Tuple}
 			if w.denied[d] {
 				continue

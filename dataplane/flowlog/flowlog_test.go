@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -369,5 +370,67 @@ func TestWriterAdoptsLiveFlows(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("tuples of a flow live when logging began:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A flow the source's NSG allowed and the destination's denied never
+// enters conntrack, so no E came for it: the source NSG's log showed it
+// begin and never end. Now it ends, with what it sent, once nothing of it
+// came for the idle timeout, as conntrack ends an unanswered flow; a flow
+// that keeps sending gets its C tuples meanwhile.
+func TestWriterHalfOpenFlowEnds(t *testing.T) {
+	dir := t.TempDir()
+	w := New(dir, "lab")
+	w.idle = func() time.Duration { return 20 * time.Second }
+	allow := &nsg.Rule{NSG: "vm-nsg", Name: "AllowVnetOutBound", Priority: 65000, Allow: true, Default: true}
+	deny := &nsg.Rule{NSG: "ase1-nsg", Name: "Deny8080", Priority: 100}
+	k := key("10.0.2.4", 41000, "10.0.1.6", 8080)
+	udp := key("10.0.2.4", 41001, "10.0.1.6", 8080)
+	udp.Proto = header.ProtoUDP
+	t0 := time.Date(2026, 11, 23, 21, 0, 5, 0, time.UTC)
+	denied := func(at time.Duration, k nat.Key) {
+		w.addLocked(dataplane.FlowEvent{Time: t0.Add(at), State: dataplane.FlowDeny, Orig: k, Xl: k, Packets: [2]uint64{1, 0}, Bytes: [2]uint64{60, 0}},
+			[]dataplane.FlowNSG{{Node: "db1", Direction: nsg.Outbound, Rule: allow, Tuple: k}, {Node: "ase1-w1", Direction: nsg.Inbound, Rule: deny, Tuple: k}})
+	}
+	datagrams := func(from, to time.Duration) { // one every 10 s: a flow that goes on
+		for s := from; s <= to; s += 10 {
+			denied(s*time.Second, udp)
+		}
+	}
+	for _, s := range []time.Duration{0, 1, 3, 7} {
+		denied(s*time.Second, k)
+	}
+	datagrams(0, 20)
+	w.endHalfOpen(t0.Add(26 * time.Second)) // 19 s after the last SYN: not yet
+	w.endHalfOpen(t0.Add(27 * time.Second))
+	datagrams(30, 300)
+	w.endHalfOpen(t0.Add(ContinueEvery))
+	datagrams(310, 360)
+	w.endHalfOpen(t0.Add(380 * time.Second))
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			got = append(got, tuplesOf(t, path)["DefaultRule_AllowVnetOutBound"]...)
+		}
+		return nil
+	})
+	ts := func(d time.Duration) string { return strconv.FormatInt(t0.Add(d).Unix(), 10) }
+	want := []string{
+		ts(0) + ",10.0.2.4,10.0.1.6,41000,8080,T,O,A,B,,,,",
+		ts(0) + ",10.0.2.4,10.0.1.6,41001,8080,U,O,A,B,,,,",
+		ts(27*time.Second) + ",10.0.2.4,10.0.1.6,41000,8080,T,O,A,E,4,240,0,0",
+		ts(ContinueEvery) + ",10.0.2.4,10.0.1.6,41001,8080,U,O,A,C,31,1860,0,0",
+		ts(380*time.Second) + ",10.0.2.4,10.0.1.6,41001,8080,U,O,A,E,6,360,0,0",
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("source NSG's tuples:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(w.half) != 0 {
+		t.Errorf("ended half-open flows still remembered: %v", w.half)
 	}
 }
