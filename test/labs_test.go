@@ -302,10 +302,13 @@ func TestLabStartThenSolve(t *testing.T) {
 	if r := emu(t, "lab", "start", "7", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "runs teaching lab 4") || !strings.Contains(r.stderr, "emulator lab reset 7") {
 		t.Errorf("lab start 7 while lab 4 runs: want exit 2 saying lab 4 runs and to reset 7, got %v", r)
 	}
-	for _, verb := range []string{"check", "solve"} {
-		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "runs teaching lab 4, not lab 7") {
-			t.Errorf("lab %s 7 while lab 4 runs: want a failure saying lab 4 runs, got %v", verb, r)
-		}
+	if r := emu(t, "lab", "check", "7", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "runs teaching lab 4, not lab 7") {
+		t.Errorf("lab check 7 while lab 4 runs: want a failure saying lab 4 runs, got %v", r)
+	}
+	// A usage error, as lab start of a running lab: it would overwrite
+	// the learner's lab 4 with lab 7's solution.
+	if r := emu(t, "lab", "solve", "7", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "runs teaching lab 4, not lab 7") {
+		t.Errorf("lab solve 7 while lab 4 runs: want exit 2 saying lab 4 runs, got %v", r)
 	}
 	if r := emu(t, "lab", "solve", "4", "--name", l.name); r.code != 0 {
 		t.Fatalf("lab solve 4: %v", r)
@@ -343,6 +346,17 @@ func TestLabStartOverOwnLab(t *testing.T) {
 	// not pass for progress in lab 3 unremarked.
 	if r := emu(t, "lab", "check", "3", "--name", l.name); !strings.Contains(r.stderr, "not started with emulator lab start 3") {
 		t.Errorf("lab check 3 where up runs the default lab: want a note that lab 3 was not started, got %v", r)
+	}
+	// lab solve 3 applied lab 3's solution over whatever the lab ran: it
+	// refuses, as lab start does, and the lab runs what it ran.
+	if r := emu(t, "lab", "solve", "3", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "not started with emulator lab start 3") || !strings.Contains(r.stderr, "emulator lab start 3 --name NAME") {
+		t.Errorf("lab solve 3 where up runs the default lab: want exit 2 saying lab 3 was not started and how to start it beside, got %v", r)
+	}
+	// Lab 3's solution gives ase1 a third worker.
+	for _, n := range l.status().Nodes {
+		if n.Name == "ase1-w3" {
+			t.Errorf("after a refused lab solve 3 the lab has ase1-w3: lab 3's solution was applied")
+		}
 	}
 }
 

@@ -203,7 +203,7 @@ func (c *course) save(file string, content []byte) (string, error) {
 	return path, os.WriteFile(path, content, 0o600)
 }
 
-// sameLab refuses to check or solve this lab against another teaching
+// sameLab refuses to check this lab against another teaching
 // lab's topology, which lab start or solve left running under this name:
 // its probes would judge the wrong topology (lab 7's pass on lab 4's as
 // it starts), also after the learner applied their copy of it. A lab the
@@ -354,13 +354,24 @@ func (c *course) run(p labs.Probe) (int, string) {
 	}
 }
 
-// solve applies the lab's reference solution, action by action.
+// solve applies the lab's reference solution, action by action, to a lab
+// that lab start brought up as this lab: anything else (make up's default
+// lab, a learner's own, another teaching lab) it would overwrite, or, for
+// lab 7's restart, tear down. Like lab start over a running lab, that is a
+// usage error.
 func (c *course) solve() error {
 	if !labRunning(c.name) {
 		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
 	}
-	if err := c.sameLab(); err != nil {
-		return err
+	n := c.lab.Number
+	switch running := c.teachingLab(); running {
+	case n:
+	case 0:
+		return usagef("lab %s was not started with emulator lab start %d, and lab solve %d would overwrite what it runs; to solve lab %d beside it: emulator lab start %d --name NAME, then emulator lab solve %d --name NAME; to replace it: emulator lab reset %d%s, then emulator lab solve %d%s",
+			c.name, n, n, n, n, n, n, c.labFlag(), n, c.labFlag())
+	default:
+		return usagef("lab %s runs teaching lab %d, not lab %d, and lab solve %d would overwrite it; to work on lab %d: emulator lab reset %d%s",
+			c.name, running, n, n, n, n, c.labFlag())
 	}
 	for _, a := range c.lab.Solution {
 		switch {
