@@ -247,6 +247,9 @@ func TestLabUsage(t *testing.T) {
 		{[]string{"lab", "start", "one"}, `"one" is not a lab number`},
 		{[]string{"lab", "check", "3", "9"}, "lab 3 has steps 1-4"},
 		{[]string{"lab", "check", "3", "--name", "Bad_Name"}, `lab name "Bad_Name"`},
+		{[]string{"lab", "files"}, "usage: emulator lab list"},
+		{[]string{"lab", "files", "3", "a", "b"}, "usage: emulator lab list"},
+		{[]string{"lab", "files", "99"}, "there is no lab 99"},
 	} {
 		if r := emu(t, c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("emulator %s: want exit 2 saying %q, got %v", strings.Join(c.args, " "), c.want, r)
@@ -357,6 +360,50 @@ func TestLabStartOverOwnLab(t *testing.T) {
 		if n.Name == "ase1-w3" {
 			t.Errorf("after a refused lab solve 3 the lab has ase1-w3: lab 3's solution was applied")
 		}
+	}
+}
+
+// A learner with only the binary gets a lab's files from it: lab files N
+// prints the topology the guide has them copy, lab files N DIR writes the
+// lab's folder, byte for byte, and never over a file already there (their
+// edited copy). It needs no running lab.
+func TestLabFiles(t *testing.T) {
+	src := "../scripts/labs/03-inside-the-vnet"
+	want, err := os.ReadFile(filepath.Join(src, "topology.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := emu(t, "lab", "files", "3"); r.code != 0 || r.stdout != string(want) {
+		t.Errorf("lab files 3: want exit 0 printing %s/topology.yaml, got %v", src, r)
+	}
+	dir := filepath.Join(t.TempDir(), "lab3")
+	r := emu(t, "lab", "files", "3", dir)
+	if r.code != 0 {
+		t.Fatalf("lab files 3 DIR: %v", r)
+	}
+	names, _ := filepath.Glob(filepath.Join(src, "*"))
+	if len(names) < 4 {
+		t.Fatalf("%s has %d files, want a guide, a topology, checks and a solution", src, len(names))
+	}
+	for _, n := range names {
+		w, _ := os.ReadFile(n)
+		got, err := os.ReadFile(filepath.Join(dir, filepath.Base(n)))
+		if err != nil || string(got) != string(w) {
+			t.Errorf("lab files 3 DIR: %s differs from %s (%v)", filepath.Join(dir, filepath.Base(n)), n, err)
+		}
+		if !strings.Contains(r.stdout, filepath.Join(dir, filepath.Base(n))) {
+			t.Errorf("lab files 3 DIR should name %s among what it wrote: %v", filepath.Base(n), r)
+		}
+	}
+	mine := filepath.Join(dir, "topology.yaml")
+	if err := os.WriteFile(mine, []byte("# my edits\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := emu(t, "lab", "files", "3", dir); r.code != 1 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("lab files 3 DIR over an earlier copy: want exit 1 saying a file exists, got %v", r)
+	}
+	if got, _ := os.ReadFile(mine); string(got) != "# my edits\n" {
+		t.Errorf("lab files 3 DIR overwrote the learner's %s: %q", mine, got)
 	}
 }
 

@@ -49,7 +49,7 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"status", "--help"}, []string{"usage: emulator status ", "-json"}},
 		{[]string{"capture", "db1", "-h"}, []string{"usage: emulator capture ", "-filter"}},
 		{[]string{"lab", "check", "-h"}, []string{"usage: emulator lab ", "-json"}},
-		{[]string{"lab", "-h"}, []string{"usage: emulator lab list", "solve N"}},
+		{[]string{"lab", "-h"}, []string{"usage: emulator lab list", "solve N", "files N [DIR]"}},
 		{[]string{"help"}, []string{"--busy-poll", "--io-uring", "--metrics"}},
 	} {
 		var stdout, stderr strings.Builder

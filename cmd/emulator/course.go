@@ -22,7 +22,7 @@ import (
 // labs' checks carry their own shorter time-outs (curl -m, nc -w).
 const labProbeTimeout = 30 * time.Second
 
-const labUsage = "lab: usage: emulator lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N  [--name LAB]"
+const labUsage = "lab: usage: emulator lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N | files N [DIR]  [--name LAB]"
 
 // cmdLab runs the teaching labs of scripts/labs: it starts a lab's topology,
 // checks the learner's progress with real probes, and applies the reference
@@ -33,7 +33,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 	}
 	verb := args[0]
 	switch verb {
-	case "list", "start", "check", "solve", "reset":
+	case "list", "start", "check", "solve", "reset", "files":
 	case "-h", "--help", "help":
 		return helpRequest{strings.Replace(labUsage, "lab: usage:", "usage:", 1) + "\n"}
 	default:
@@ -58,7 +58,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 		return labList(stdout, *asJSON)
 	}
 	maxArgs := 1
-	if verb == "check" {
+	if verb == "check" || verb == "files" {
 		maxArgs = 2
 	}
 	if len(pos) < 1 || len(pos) > maxArgs {
@@ -71,6 +71,15 @@ func cmdLab(args []string, stdout io.Writer) error {
 	lab, err := labs.Get(n)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if verb == "files" {
+		// No lab runs and nothing under /run is touched: a learner with
+		// only the binary gets the files the guides work from.
+		dir := ""
+		if len(pos) == 2 {
+			dir = pos[1]
+		}
+		return labFiles(lab, dir, stdout)
 	}
 	if err := needRoot("lab " + verb); err != nil {
 		return err
@@ -130,6 +139,44 @@ func labList(stdout io.Writer, asJSON bool) error {
 // labGuide is the path of a lab's guide, from the repository's root.
 func labGuide(l *labs.Lab) string { return "scripts/labs/" + l.Dir + "/README.md" }
 
+// labFiles prints the topology lab l starts from, the file its guide has
+// the learner copy and edit, or with dir writes every file of the lab's
+// folder there. It never overwrites: a learner's edited copy is their work.
+func labFiles(l *labs.Lab, dir string, stdout io.Writer) error {
+	if dir == "" {
+		b, err := l.File(labs.StartFile)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(b)
+		return err
+	}
+	names, err := l.Files()
+	if err != nil {
+		return err
+	}
+	for _, f := range names {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			return fmt.Errorf("lab files: %s exists; lab files writes only new files: name another directory", filepath.Join(dir, f))
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range names {
+		b, err := l.File(f)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(dir, f)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, path)
+	}
+	return nil
+}
+
 // course is one lab running under one lab name.
 type course struct {
 	lab  *labs.Lab
@@ -154,7 +201,8 @@ func (c *course) start() error {
 	fmt.Fprintf(c.out, "\nLab %d: %s (%s)\n\n%s\n", l.Number, l.Title, l.FactList(), strings.TrimSpace(l.Goal))
 	s := l.Steps[0]
 	fmt.Fprintf(c.out, "\nStep 1 of %d: %s\n%s\n", len(l.Steps), s.Name, indent(s.Task))
-	fmt.Fprintf(c.out, "\nThe guide: %s\nCheck your progress: emulator lab check %d%s\n", labGuide(l), l.Number, c.labFlag())
+	fmt.Fprintf(c.out, "\nThe guide: %s (emulator lab files %d DIR writes it and the lab's files into DIR)\nCheck your progress: emulator lab check %d%s\n",
+		labGuide(l), l.Number, l.Number, c.labFlag())
 	if c.labFlag() != "" {
 		// The guide's commands carry no --name; without this they act on
 		// the default lab, which is not running or is someone else's.

@@ -64,8 +64,9 @@ Commands:
   graph [-f FILE] [--name LAB] [--format dot|mermaid]
                                      draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
-  lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N  [--name LAB]
-                                     teaching labs (scripts/labs): start one, check each step, apply its solution
+  lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N | files N [DIR]  [--name LAB]
+                                     teaching labs (scripts/labs): start one, check each step, apply its solution,
+                                     print its topology or write its files (guide included) into DIR
 
 The default lab name is "` + defaultLab + `", or $` + labEnv + ` when set. Run as root (sudo).
 emulator COMMAND -h lists the command's flags.

@@ -123,6 +123,22 @@ func (l *Lab) File(name string) ([]byte, error) {
 	return fs.ReadFile(files, path.Join(l.Dir, name))
 }
 
+// Files lists the files of the lab's folder: its guide, the topology it
+// starts from, its checks and its solution's files.
+func (l *Lab) Files() ([]string, error) {
+	ents, err := fs.ReadDir(files, l.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
 // FactList is the facts the lab teaches, e.g. "F2, F9-F13".
 func (l *Lab) FactList() string { return strings.Join(l.Facts, ", ") }
 
