@@ -15,9 +15,9 @@ import (
 
 // The teaching labs of scripts/labs, each as a learner and as a teacher
 // would run it: the guide's commands in a fresh lab (the checker must fail
-// after `lab start` and pass at the end of the guide, and what they print
-// must be what the guide shows: outputDrift), then `lab reset` and `lab
-// solve` (the checker passes).
+// every step after `lab start`, and pass them all at the end of the guide,
+// and what they print must be what the guide shows: outputDrift), then
+// `lab reset` and `lab solve` (the checker passes).
 func TestLabs(t *testing.T) {
 	dirs, err := filepath.Glob("../scripts/labs/[0-9][0-9]-*")
 	if err != nil || len(dirs) == 0 {
@@ -56,16 +56,18 @@ func testLab(t *testing.T, dir, num string) {
 		if c.fails != (r.code != 0) {
 			t.Fatalf("guide command `%s` (fails: %v): %v", c.line, c.fails, r)
 		}
-		// Right after lab start the checker must fail, with a ✗: in the
+		// Right after lab start the checker must fail every step: a ✓
+		// there tells a learner they did what they never did (lab 4's
+		// "client reaches app1" held before any NSG was written). In the
 		// guide's own check if it has one there, else in the test's.
 		switch {
 		case i == 1 && c.line == check:
-			if !strings.Contains(r.stdout, "✗") {
-				t.Fatalf("right after lab start, lab check should fail with a ✗: %v", r)
+			if !strings.Contains(r.stdout, "✗") || strings.Contains(r.stdout, "✓") {
+				t.Fatalf("right after lab start, lab check should fail every step with a ✗: %v", r)
 			}
 		case i == 0 && (len(cmds) < 2 || cmds[1].line != check):
-			if r := emu(t, "lab", "check", num, "--name", l.name); r.code == 0 || !strings.Contains(r.stdout, "✗") {
-				t.Fatalf("right after lab start, lab check should fail with a ✗: %v", r)
+			if r := emu(t, "lab", "check", num, "--name", l.name); r.code == 0 || !strings.Contains(r.stdout, "✗") || strings.Contains(r.stdout, "✓") {
+				t.Fatalf("right after lab start, lab check should fail every step with a ✗: %v", r)
 			}
 		}
 	}

@@ -295,14 +295,14 @@ type stepCheck struct {
 	Step    int    `json:"step"`
 	Name    string `json:"name"`
 	Pass    bool   `json:"pass"`
-	Command string `json:"command,omitempty"` // the probe that failed
+	Command string `json:"command,omitempty"` // the probe that failed; none when a step it comes after failed
 	Message string `json:"message,omitempty"` // why it failed
 	Hint    string `json:"hint,omitempty"`
 }
 
-// check runs every step's probe (or only step `only`), prints ✓ or ✗ with a
-// hint for each, or with asJSON all of them at the end, and fails unless
-// all pass.
+// check runs every step's probe (or only step `only`, and the steps it
+// comes after), prints ✓ or ✗ with a hint for each, or with asJSON all of
+// them at the end, and fails unless all pass.
 func (c *course) check(only int, asJSON bool) error {
 	if !labRunning(c.name) {
 		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
@@ -316,25 +316,47 @@ func (c *course) check(only int, asJSON bool) error {
 		// passes some steps by itself.
 		fmt.Fprintf(os.Stderr, "note: lab %s was not started with emulator lab start %d; checking what it runs\n", c.name, c.lab.Number)
 	}
+	results := map[int]*stepCheck{}
+	var eval func(i int) *stepCheck
+	eval = func(i int) *stepCheck {
+		if sc := results[i]; sc != nil {
+			return sc
+		}
+		s := c.lab.Steps[i]
+		sc := &stepCheck{Step: i + 1, Name: s.Name}
+		results[i] = sc
+		for _, a := range s.After {
+			if pre := eval(a - 1); !pre.Pass {
+				sc.Message = fmt.Sprintf("checked once step %d (%s) passes: before that it holds with nothing done", a, pre.Name)
+				sc.Hint = strings.Join(strings.Fields(s.Hint), " ")
+				return sc
+			}
+		}
+		sc.Pass, sc.Message = c.probe(s.Probe)
+		if !sc.Pass {
+			sc.Command, sc.Hint = s.Command(), strings.Join(strings.Fields(s.Hint), " ")
+		}
+		return sc
+	}
 	res := labCheck{Lab: c.lab.Number, Title: c.lab.Title, Steps: []stepCheck{}}
 	failed := 0
-	for i, s := range c.lab.Steps {
+	for i := range c.lab.Steps {
 		if only != 0 && i+1 != only {
 			continue
 		}
-		sc := stepCheck{Step: i + 1, Name: s.Name}
-		sc.Pass, sc.Message = c.probe(s.Probe)
+		sc := eval(i)
 		if !sc.Pass {
 			failed++
-			sc.Command, sc.Hint = s.Command(), strings.Join(strings.Fields(s.Hint), " ")
 		}
-		res.Steps = append(res.Steps, sc)
+		res.Steps = append(res.Steps, *sc)
 		// A probe can take its Within to fail, so the text shows each step
 		// as soon as it is known rather than all at the end.
 		switch {
 		case asJSON:
 		case sc.Pass:
 			fmt.Fprintf(c.out, "✓ %d. %s\n", sc.Step, sc.Name)
+		case sc.Command == "":
+			fmt.Fprintf(c.out, "✗ %d. %s\n    %s\n    hint: %s\n", sc.Step, sc.Name, sc.Message, sc.Hint)
 		default:
 			fmt.Fprintf(c.out, "✗ %d. %s\n    %s: %s\n    hint: %s\n", sc.Step, sc.Name, sc.Command, sc.Message, sc.Hint)
 		}

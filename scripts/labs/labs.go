@@ -59,9 +59,14 @@ type Probe struct {
 // Step is one thing the learner does, with the probe that tells whether it
 // is done.
 type Step struct {
-	Name  string `yaml:"name"`
-	Task  string `yaml:"task"` // what to do, as `lab start` prints it
-	Hint  string `yaml:"hint"` // printed when the step fails
+	Name string `yaml:"name"`
+	Task string `yaml:"task"` // what to do, as `lab start` prints it
+	Hint string `yaml:"hint"` // printed when the step fails
+	// After lists other steps (from 1) that must pass before this one
+	// counts: for what already holds in the lab's starting topology
+	// (client reaches app1 before any NSG is there) and only means
+	// something once the learner has made their change.
+	After []int `yaml:"after"`
 	Probe `yaml:",inline"`
 }
 
@@ -186,6 +191,14 @@ func (l *Lab) validate() error {
 		if err := s.Probe.validate(); err != nil {
 			return fmt.Errorf("step %d (%s): %w", i+1, s.Name, err)
 		}
+		for _, a := range s.After {
+			if a < 1 || a > len(l.Steps) || a == i+1 {
+				return fmt.Errorf("step %d (%s): after: %d is not another step of the lab", i+1, s.Name, a)
+			}
+		}
+	}
+	if err := l.afterCycle(); err != nil {
+		return err
 	}
 	for i, a := range l.Solution {
 		n := 0
@@ -201,6 +214,40 @@ func (l *Lab) validate() error {
 			if err := a.Probe.validate(); err != nil {
 				return fmt.Errorf("solution action %d: %w", i+1, err)
 			}
+		}
+	}
+	return nil
+}
+
+// afterCycle finds steps that come after each other, which no learner
+// could ever pass.
+func (l *Lab) afterCycle() error {
+	const (
+		unseen = iota
+		visiting
+		done
+	)
+	state := make([]int, len(l.Steps))
+	var visit func(i int) error
+	visit = func(i int) error {
+		switch state[i] {
+		case visiting:
+			return fmt.Errorf("step %d (%s): its after: comes back to it", i+1, l.Steps[i].Name)
+		case done:
+			return nil
+		}
+		state[i] = visiting
+		for _, a := range l.Steps[i].After {
+			if err := visit(a - 1); err != nil {
+				return err
+			}
+		}
+		state[i] = done
+		return nil
+	}
+	for i := range l.Steps {
+		if err := visit(i); err != nil {
+			return err
 		}
 	}
 	return nil

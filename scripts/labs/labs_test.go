@@ -75,3 +75,33 @@ func TestProbeValidate(t *testing.T) {
 		}
 	}
 }
+
+// A step's after: names other steps of the lab, and never comes back to
+// itself: such a step could never pass.
+func TestAfterValidate(t *testing.T) {
+	l, err := Get(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.validate(); err != nil {
+		t.Fatalf("lab 4 as shipped: %v", err)
+	}
+	for _, c := range []struct {
+		after map[int][]int // by step index
+		want  string
+	}{
+		{map[int][]int{1: {0}}, "not another step"},
+		{map[int][]int{1: {2}}, "not another step"},
+		{map[int][]int{1: {7}}, "not another step"},
+		{map[int][]int{0: {2}, 1: {1}}, "comes back to it"},
+	} {
+		bad := *l
+		bad.Steps = append([]Step(nil), l.Steps...)
+		for i, a := range c.after {
+			bad.Steps[i].After = a
+		}
+		if err := bad.validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("after %v: got %v, want an error saying %q", c.after, err, c.want)
+		}
+	}
+}
