@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // flowLogJSON is `flowlog --json` and status's flowLogs.
@@ -54,6 +55,7 @@ type labCheckJSON struct {
 		Step    int    `json:"step"`
 		Name    string `json:"name"`
 		Pass    bool   `json:"pass"`
+		Seen    string `json:"seen"`
 		Command string `json:"command"`
 		Message string `json:"message"`
 		Hint    string `json:"hint"`
@@ -111,8 +113,47 @@ func TestLabCheckJSON(t *testing.T) {
 	if r.code != 0 || !got.Done || len(got.Steps) != 1 {
 		t.Fatalf("lab check 1 1 --json after the ping: want exit 0, done, one step: %+v\n%v", got, r)
 	}
-	if s := got.Steps[0]; s.Step != 1 || !s.Pass || s.Message != "" || s.Command != "" || s.Hint != "" {
+	if s := got.Steps[0]; s.Step != 1 || !s.Pass || s.Message != "" || s.Command != "" || s.Hint != "" || s.Seen != "" {
 		t.Errorf("step 1 after the ping = %+v; want passed, with nothing to fix", s)
+	}
+
+	// The ping's flow leaves the table once idle for the lab's timeout
+	// (30 minutes in lab 1; a second in the learner's copy applied
+	// here): a step the check saw done stays done while the lab runs.
+	orig, err := os.ReadFile("../scripts/labs/01-tour/topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := strings.NewReplacer("idleTimeout: 30m", "idleTimeout: 1s", "finTimeout: 30m", "finTimeout: 1s").Replace(string(orig))
+	if short == string(orig) {
+		t.Fatal("lab 1's topology no longer sets 30-minute timeouts; this test shortens them")
+	}
+	mine := filepath.Join(t.TempDir(), "lab1.yaml")
+	if err := os.WriteFile(mine, []byte(short), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := emu(t, "apply", "--name", l.name, "-f", mine); r.code != 0 {
+		t.Fatalf("apply of lab 1 with 1 s timeouts: %v", r)
+	}
+	for i := 0; strings.Contains(emu(t, "flows", "--name", l.name).stdout, "10.0.2.4 -> 10.0.1.7"); i++ {
+		if i == 50 {
+			t.Fatal("db1's ping is still in flows 10 s after its idle timeout of 1 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got, r = check("1")
+	if s := got.Steps[0]; r.code != 0 || !s.Pass || s.Seen == "" {
+		t.Errorf("lab check 1 1 --json once the ping's flow expired: want exit 0, step 1 passed with when it was seen, got %+v\n%v", got, r)
+	}
+	if r := emu(t, "lab", "check", "1", "1", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "(lab check saw it at ") {
+		t.Errorf("lab check 1 1 once the ping's flow expired: want exit 0 saying when the check saw it, got %v", r)
+	}
+	// Nothing remembered passes a step of a lab started over.
+	if r := emu(t, "lab", "reset", "1", "--name", l.name); r.code != 0 {
+		t.Fatalf("lab reset 1: %v", r)
+	}
+	if got, r := check("1"); r.code != 1 || got.Steps[0].Pass {
+		t.Errorf("lab check 1 1 --json after lab reset 1: want step 1 failed, got %+v\n%v", got, r)
 	}
 }
 

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -295,6 +297,7 @@ type stepCheck struct {
 	Step    int    `json:"step"`
 	Name    string `json:"name"`
 	Pass    bool   `json:"pass"`
+	Seen    string `json:"seen,omitempty"`    // a remembered step's pass: when a check saw it, its evidence gone since
 	Command string `json:"command,omitempty"` // the probe that failed; none when a step it comes after failed
 	Message string `json:"message,omitempty"` // why it failed
 	Hint    string `json:"hint,omitempty"`
@@ -310,12 +313,14 @@ func (c *course) check(only int, asJSON bool) error {
 	if err := c.sameLab(); err != nil {
 		return err
 	}
-	if !asJSON && c.teachingLab() == 0 {
+	started := c.teachingLab() == c.lab.Number
+	if !asJSON && !started {
 		// Lab 7 has the learner bring up their own file, so this is no
 		// refusal; but a lab up brought up (the default lab, after a down)
 		// passes some steps by itself.
 		fmt.Fprintf(os.Stderr, "note: lab %s was not started with emulator lab start %d; checking what it runs\n", c.name, c.lab.Number)
 	}
+	seen := c.loadSeen()
 	results := map[int]*stepCheck{}
 	var eval func(i int) *stepCheck
 	eval = func(i int) *stepCheck {
@@ -332,7 +337,17 @@ func (c *course) check(only int, asJSON bool) error {
 				return sc
 			}
 		}
-		sc.Pass, sc.Message = c.probe(s.Probe)
+		var out string
+		sc.Pass, sc.Message, out = c.probe(s.Probe)
+		switch {
+		case !s.Remember:
+		case sc.Pass && started && seen[sc.Step] == nil:
+			seen[sc.Step] = &seenStep{Time: time.Now().UTC(), Evidence: evidence(s.Probe, out)}
+			c.saveSeen(seen)
+		case !sc.Pass && seen[sc.Step] != nil:
+			sc.Pass, sc.Message = true, ""
+			sc.Seen = seen[sc.Step].Time.Format(time.RFC3339)
+		}
 		if !sc.Pass {
 			sc.Command, sc.Hint = s.Command(), strings.Join(strings.Fields(s.Hint), " ")
 		}
@@ -353,6 +368,9 @@ func (c *course) check(only int, asJSON bool) error {
 		// as soon as it is known rather than all at the end.
 		switch {
 		case asJSON:
+		case sc.Pass && sc.Seen != "":
+			fmt.Fprintf(c.out, "✓ %d. %s (lab check saw it at %s: %s; gone since)\n", sc.Step, sc.Name,
+				seen[sc.Step].Time.Format("15:04:05 MST"), seen[sc.Step].Evidence)
 		case sc.Pass:
 			fmt.Fprintf(c.out, "✓ %d. %s\n", sc.Step, sc.Name)
 		case sc.Command == "":
@@ -381,15 +399,64 @@ func (c *course) check(only int, asJSON bool) error {
 	return fmt.Errorf("lab %d: %d of %d steps not done yet", c.lab.Number, failed, len(res.Steps))
 }
 
+// seenStep is a remembered step: when a check first saw it pass, and what
+// it saw.
+type seenStep struct {
+	Time     time.Time `json:"time"`
+	Evidence string    `json:"evidence"`
+}
+
+// seenFile holds the remembered steps in the lab's directory, which down
+// (and so reset) removes: a step stays done while the lab runs, and a lab
+// started over starts with none.
+func (c *course) seenFile() string {
+	return filepath.Join(labDir(c.name), fmt.Sprintf("lab%02d-seen.json", c.lab.Number))
+}
+
+func (c *course) loadSeen() map[int]*seenStep {
+	seen := map[int]*seenStep{}
+	if b, err := os.ReadFile(c.seenFile()); err == nil {
+		// A damaged file forgets, and the probes decide again.
+		_ = json.Unmarshal(b, &seen)
+	}
+	return seen
+}
+
+func (c *course) saveSeen(seen map[int]*seenStep) {
+	b, err := json.Marshal(seen)
+	if err != nil {
+		return
+	}
+	// Not remembering costs the learner a step to do again, never a wrong
+	// ✓: a failure to write is no reason to fail the check.
+	tmp := c.seenFile() + ".tmp"
+	if os.WriteFile(tmp, b, 0o600) == nil {
+		_ = os.Rename(tmp, c.seenFile())
+	}
+}
+
+// evidence is what a passing probe's output showed: the line its Match
+// found (a flow, a counter), its runs of blanks as one.
+func evidence(p labs.Probe, out string) string {
+	if p.Match != "" {
+		if loc := regexp.MustCompile(p.Match).FindStringIndex(out); loc != nil {
+			start := strings.LastIndexByte(out[:loc[0]], '\n') + 1
+			end := loc[1] + strings.IndexByte(out[loc[1]:]+"\n", '\n')
+			out = out[start:end]
+		}
+	}
+	return strings.Join(strings.Fields(out), " ")
+}
+
 // probe runs p against the running lab until it gives the expected result
-// or its Within has passed.
-func (c *course) probe(p labs.Probe) (bool, string) {
+// or its Within has passed, and returns the last result and output.
+func (c *course) probe(p labs.Probe) (bool, string, string) {
 	deadline := time.Now().Add(p.Within)
 	for {
 		exit, out := c.run(p)
 		ok, why := p.Judge(exit, out)
 		if ok || time.Now().After(deadline) {
-			return ok, why
+			return ok, why, out
 		}
 		time.Sleep(time.Second)
 	}

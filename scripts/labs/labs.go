@@ -67,7 +67,11 @@ type Step struct {
 	// (client reaches app1 before any NSG is there) and only means
 	// something once the learner has made their change.
 	After []int `yaml:"after"`
-	Probe `yaml:",inline"`
+	// Remember keeps the step done, once a check has seen it pass, for as
+	// long as the lab runs: for a probe on evidence that goes away by
+	// itself, such as a flow that leaves the connection table.
+	Remember bool `yaml:"remember"`
+	Probe    `yaml:",inline"`
 }
 
 // Action is one step of the reference solution: apply a topology file to the
