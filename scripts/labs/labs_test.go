@@ -31,6 +31,10 @@ func TestAllLabsLoad(t *testing.T) {
 		if !strings.Contains(l.Guide, fmt.Sprintf("emulator lab start %d\n", l.Number)) {
 			t.Errorf("%s/README.md never starts the lab", l.Dir)
 		}
+		// A learner given only the binary has no scripts/labs to read.
+		if !strings.Contains(l.Guide, fmt.Sprintf("`emulator lab files %d DIR`", l.Number)) {
+			t.Errorf("%s/README.md does not say how to get it and the lab's files with only the binary (emulator lab files %d DIR)", l.Dir, l.Number)
+		}
 	}
 	if _, err := Get(len(all) + 1); err == nil || !strings.Contains(err.Error(), "emulator lab list") {
 		t.Errorf("Get of a missing lab: %v", err)
