@@ -22,14 +22,18 @@ type FlowView struct {
 	Bytes       [2]uint64 `json:"bytes"`
 }
 
-// Flows returns every live flow, oldest first.
-func (e *Engine) Flows() []FlowView {
+// Flows returns the live flows that f matches before or after
+// translation, oldest first.
+func (e *Engine) Flows(f Filter) []FlowView {
 	now := e.ct.Now()
 	infos := e.ct.Flows()
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Created < infos[j].Created })
 	out := make([]FlowView, 0, len(infos))
 	for _, fi := range infos {
 		o, x := fi.Orig, fi.Translated()
+		if !f.matches(o) && !f.matches(x) {
+			continue
+		}
 		kind := "none"
 		switch snat, dnat := o.Src != x.Src || o.SrcPort != x.SrcPort, o.Dst != x.Dst; {
 		case snat && dnat:

@@ -49,7 +49,8 @@ Commands:
   down [--name LAB]                  tear a lab down completely (idempotent)
   status [--name LAB] [--json]       nodes, addresses, VIPs and counters of a running lab
   exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
-  flows [--name LAB] [--json]        tracked flows with their original and translated tuples
+  flows [--name LAB] [--filter EXPR] [--json]
+                                     tracked flows with their original and translated tuples
   apply [--name LAB] -f FILE         apply changed NSGs, routes, ASE scale and apps to a running lab
   verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--direction D] [--json]
                                      IP flow verify: would the NSGs allow this flow, and which rule decides

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -129,8 +130,13 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, rep)
 }
 
-func (l *runningLab) handleFlows(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, l.engine.Flows())
+func (l *runningLab) handleFlows(w http.ResponseWriter, r *http.Request) {
+	filter, err := dataplane.ParseFilter(r.URL.Query().Get("filter"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		return
+	}
+	writeJSON(w, l.engine.Flows(filter))
 }
 
 // readJSON decodes a control request's body, at most limit bytes, into v;
@@ -271,23 +277,31 @@ func printJSON(w io.Writer, v any) error {
 func cmdFlows(args []string, stdout io.Writer) error {
 	fs, name := newFlags("flows")
 	asJSON := fs.Bool("json", false, "print JSON")
+	filter := fs.String("filter", "", "only flows that match before or after translation: host ADDR, port N, tcp|udp|icmp, joined by and")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
 		return err
 	}
+	if _, err := dataplane.ParseFilter(*filter); err != nil {
+		return usagef("flows: %v", err)
+	}
 	if err := needRoot("flows"); err != nil {
 		return err
 	}
 	var flows []dataplane.FlowView
-	if err := controlGet(*name, "/flows", &flows); err != nil {
+	if err := controlGet(*name, "/flows?"+url.Values{"filter": {*filter}}.Encode(), &flows); err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(stdout, flows)
 	}
 	if len(flows) == 0 {
+		if *filter != "" {
+			fmt.Fprintf(stdout, "No flows match %q.\n", *filter)
+			return nil
+		}
 		fmt.Fprintln(stdout, "No flows.")
 		return nil
 	}
