@@ -18,6 +18,7 @@ declare -A pkg=(
 	[ss]=iproute2
 	[pgrep]=procps
 	[dot]=graphviz
+	[strace]=strace
 )
 
 missing=()

@@ -360,6 +360,38 @@ func TestDownDuringUp(t *testing.T) {
 	}
 }
 
+// No query of a lab takes the lab's lock: one that took it for a moment, as
+// every query once did, made an up of the lab at that moment find it
+// running and refuse ("already running") while nothing ran. Each query
+// runs under strace, which logs every flock and fcntl on the lock file.
+func TestQueriesTakeNoLock(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Fatal("strace is needed (scripts/install-deps.sh installs it)")
+	}
+	l := upLab(t)
+	lock := filepath.Join("/run/emulator", l.name, "lock")
+	takes := regexp.MustCompile(`flock\(\d+, LOCK_(EX|SH)|fcntl\(\d+, F_(OFD_)?SETLKW?`)
+	for _, query := range [][]string{
+		{"status", "--name", l.name},
+		{"flows", "--name", l.name},
+		{"graph", "--name", l.name},
+		{"exec", "--name", l.name, "db1", "--", "true"},
+	} {
+		log := filepath.Join(t.TempDir(), "strace")
+		r := run(t, time.Minute, strace, append([]string{"-f", "-qq", "-o", log, "-P", lock, "-e", "trace=flock,fcntl", emulator}, query...)...)
+		if r.code != 0 {
+			t.Errorf("emulator %s: %v", strings.Join(query, " "), r)
+		}
+		b, _ := os.ReadFile(log)
+		for _, line := range strings.Split(string(b), "\n") {
+			if takes.MatchString(line) {
+				t.Errorf("emulator %s tried to take the lab's lock (%s): an up at that moment would be refused", query[0], strings.TrimSpace(line))
+			}
+		}
+	}
+}
+
 // A CI job's timeout kills `up -d` (SIGKILL) once it has started the
 // background emulator, and the job's cleanup runs down: that down stops
 // the background emulator too, which then had not yet taken the lab's lock
@@ -462,23 +494,16 @@ func TestUpOutputClosed(t *testing.T) {
 }
 
 // lockHeld reports whether a process holds the lab's lock: it runs, or an
-// up of it is under way. It reads /proc/locks rather than trying the lock,
-// which would hold it for a moment and could refuse the very up it waits
-// for.
+// up of it is under way. It tests the lock (F_OFD_GETLK on its byte 0)
+// without taking it, which could refuse the very up it waits for.
 func (l *lab) lockHeld() bool {
-	var st syscall.Stat_t
-	if syscall.Stat(filepath.Join("/run/emulator", l.name, "lock"), &st) != nil {
+	f, err := os.Open(filepath.Join("/run/emulator", l.name, "lock"))
+	if err != nil {
 		return false
 	}
-	locks, _ := os.ReadFile("/proc/locks")
-	for _, line := range strings.Split(string(locks), "\n") {
-		// "1: FLOCK  ADVISORY  WRITE 1234 00:19:5678 0 EOF": the file is
-		// major:minor:inode.
-		if f := strings.Fields(line); len(f) > 5 && f[1] == "FLOCK" && strings.HasSuffix(f[5], fmt.Sprintf(":%d", st.Ino)) {
-			return true
-		}
-	}
-	return false
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 1}
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk) == nil && lk.Type != unix.F_UNLCK
 }
 
 // Several `up -d` of one name at once: one brings the lab up, the others
@@ -717,24 +742,6 @@ func TestOlderEmulatorIsNamed(t *testing.T) {
 	}
 }
 
-// Every query of a lab tests its lock by taking it for a moment. An up that
-// meets such a test waits it out rather than refusing the lab as one that
-// already runs: a script polling status while its CI job brings the lab up
-// must not make the up fail. The test here holds the lock for 100 ms, a
-// long test, as the up starts.
-func TestUpWaitsOutALockTest(t *testing.T) {
-	l := &lab{t: t, name: uniqueName()}
-	t.Cleanup(l.down)
-	lock := holdLabLock(t, l.name)
-	up := make(chan result, 1)
-	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
-	time.Sleep(100 * time.Millisecond)
-	lock.Close()
-	if r := <-up; r.code != 0 {
-		t.Errorf("up while its lock was tested: want the lab up, got %v", r)
-	}
-}
-
 // holdLabLock makes lab's directory and takes its lock, as an emulator
 // running it does; closing the file releases it.
 func holdLabLock(t *testing.T, lab string) *os.File {
@@ -747,7 +754,12 @@ func holdLabLock(t *testing.T, lab string) *os.File {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 1}
+	if err := unix.FcntlFlock(lock.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		lock.Close()
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
 		t.Fatal(err)
 	}

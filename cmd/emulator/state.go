@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,13 +95,21 @@ func removeLabDir(lab string) error {
 	return nil
 }
 
-// labLock is the exclusive lock a running lab holds on its directory. The
-// kernel drops it when the process dies however it dies, so "is the lab
-// running?" never depends on a PID that may have been reused.
+// The lab's lock is an OFD lock (fcntl F_OFD_SETLK) on the lock file's
+// byte 0. Like flock, an OFD lock belongs to the open file: `up -d` hands
+// it to its background emulator with the descriptor, and the kernel drops
+// it when the last holder dies, however it dies, so "is the lab running?"
+// never depends on a PID that may have been reused. Unlike flock, it can
+// be tested without being taken (F_OFD_GETLK): a query that took it for a
+// moment, as queries once did, made an up of the lab at that moment find
+// it running and refuse.
+const lockRun = 0
+
+// labLock is the lab's lock file, holding lockRun; closing it releases it.
 type labLock struct{ f *os.File }
 
-// acquireLock creates the lab's directory (root-only) and takes its lock, or
-// says that another emulator holds it.
+// acquireLock creates the lab's directory (root-only) and takes its lock,
+// or says that another emulator holds it.
 func acquireLock(lab string) (*labLock, error) {
 	if err := makeLabDir(lab); err != nil {
 		return nil, err
@@ -109,28 +118,35 @@ func acquireLock(lab string) (*labLock, error) {
 	if err != nil {
 		return nil, err
 	}
-	// labRunning, which every query of the lab makes, holds the lock for a
-	// moment to test it; an up that met such a test would be refused as a
-	// lab that runs. A lab that runs holds the lock for as long as it runs,
-	// so a lock still held after lockProbeGrace is one.
-	for deadline := time.Now().Add(lockProbeGrace); ; time.Sleep(5 * time.Millisecond) {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return &labLock{f}, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, errLabRunning
-			}
-			return nil, err
-		}
+	err = setLock(f, lockRun, unix.F_OFD_SETLK)
+	if err == nil {
+		// An emulator from before OFD locks tests and holds flock: it must
+		// find this lab running too, and this one find its lab.
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return nil, errLabRunning
+		}
+		return nil, err
+	}
+	return &labLock{f}, nil
 }
 
-// lockProbeGrace is how long acquireLock waits out a lock that may be only
-// labRunning's test of it, which lasts two system calls.
-const lockProbeGrace = time.Second
+// setLock takes byte b of the lock file for writing, with cmd F_OFD_SETLK
+// or F_OFD_SETLKW.
+func setLock(f *os.File, b int64, cmd int) error {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: b, Len: 1}
+	return unix.FcntlFlock(f.Fd(), cmd, &lk)
+}
+
+// lockTaken reports whether another open file holds byte b of the lock
+// file f. It takes nothing.
+func lockTaken(f *os.File, b int64) bool {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: b, Len: 1}
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk) == nil && lk.Type != unix.F_UNLCK
+}
 
 func (l *labLock) release() { l.f.Close() }
 
@@ -162,9 +178,7 @@ func othersRunning() string {
 	return fmt.Sprintf("; running: %s (name one with --name LAB, or export EMULATOR_LAB=LAB)", strings.Join(others, ", "))
 }
 
-// runningLabs names the labs whose recorded process is alive. It reads the
-// recorded state rather than trying each lab's lock, which an up of that
-// lab could find taken for a moment and refuse.
+// runningLabs names the labs whose recorded process is alive.
 func runningLabs() []string {
 	entries, err := os.ReadDir(stateRoot)
 	if err != nil {
@@ -179,18 +193,15 @@ func runningLabs() []string {
 	return names
 }
 
-// labRunning reports whether some process holds the lab's lock.
+// labRunning reports whether an emulator runs the lab or an up of it is
+// under way. It takes no lock, so it never gets in an up's way.
 func labRunning(lab string) bool {
-	f, err := os.OpenFile(lockPath(lab), os.O_RDWR, 0)
+	f, err := os.Open(lockPath(lab))
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK)
-	}
-	unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	return false
+	return lockTaken(f, lockRun)
 }
 
 // lockEntry takes the lock on the lab's directory that orders `exec` and
