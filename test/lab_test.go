@@ -392,6 +392,75 @@ func TestQueriesTakeNoLock(t *testing.T) {
 	}
 }
 
+// A down that clears what a killed lab left, and an up of the same lab that
+// starts meanwhile (a CI job's cleanup and the next job's up): the up
+// waits for the down, then brings the lab up whole. It used to take the
+// lab's lock while the down cleared, and the down then removed its
+// directory: up -d failed with "open .../state.json.tmp: no such file or
+// directory", or left a lab without its log and state. The down is
+// stopped (SIGSTOP) once it holds the directory's lock, as it clears, while
+// the up starts.
+func TestUpDuringDownOfKilledLab(t *testing.T) {
+	l := upLab(t)
+	l.background("db1", "sh", "-c", `trap "" TERM; sleep 600`)
+	if !waitFor(time.Minute, func() bool { return len(l.processesInside()) > 0 }) {
+		t.Fatal("the shell never started in db1")
+	}
+	l.kill()
+	down := exec.Command(emulator, "down", "--name", l.name)
+	var downOut bytes.Buffer
+	down.Stdout, down.Stderr = &downOut, &downOut
+	if err := down.Start(); err != nil {
+		t.Fatal(err)
+	}
+	downDone := make(chan error, 1)
+	go func() { downDone <- down.Wait() }()
+	defer syscall.Kill(down.Process.Pid, syscall.SIGCONT)
+	if !waitFor(time.Minute, func() bool { return dirLockedBy(filepath.Join("/run/emulator", l.name), down.Process.Pid) }) {
+		t.Fatalf("down never took the lab directory's lock: %s", downOut.String())
+	}
+	syscall.Kill(down.Process.Pid, syscall.SIGSTOP)
+	up := make(chan result, 1)
+	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
+	// An up that does not wait for the down gets this far at once.
+	waitFor(3*time.Second, func() bool { return l.backgroundEmulator() != 0 })
+	syscall.Kill(down.Process.Pid, syscall.SIGCONT)
+	if err := <-downDone; err != nil {
+		t.Errorf("down of the killed lab: %v\n%s", err, downOut.String())
+	}
+	if r := <-up; r.code != 0 {
+		t.Fatalf("up while a down cleared what the killed lab left: want the lab up, got %v", r)
+	}
+	if r := emu(t, "status", "--name", l.name); r.code != 0 {
+		t.Errorf("status after the up: want the lab running, got %v", r)
+	}
+	if r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.1.6"); r.code != 0 {
+		t.Errorf("ping in the lab brought up while down cleared: %v", r)
+	}
+	if _, err := os.Stat(filepath.Join("/run/emulator", l.name, "emulator.log")); err != nil {
+		t.Errorf("the lab's log: %v", err)
+	}
+}
+
+// dirLockedBy reports whether process pid holds an exclusive flock on dir,
+// as a teardown does while it removes a lab's namespaces.
+func dirLockedBy(dir string, pid int) bool {
+	var st syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil {
+		return false
+	}
+	locks, _ := os.ReadFile("/proc/locks")
+	for _, line := range strings.Split(string(locks), "\n") {
+		// "1: FLOCK  ADVISORY  WRITE 1234 00:19:5678 0 EOF": the file is
+		// major:minor:inode.
+		f := strings.Fields(line)
+		if len(f) > 5 && f[1] == "FLOCK" && f[3] == "WRITE" && f[4] == fmt.Sprint(pid) && strings.HasSuffix(f[5], fmt.Sprintf(":%d", st.Ino)) {
+			return true
+		}
+	}
+	return false
+}
+
 // A CI job's timeout kills `up -d` (SIGKILL) once it has started the
 // background emulator, and the job's cleanup runs down: that down stops
 // the background emulator too, which then had not yet taken the lab's lock

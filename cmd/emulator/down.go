@@ -30,23 +30,48 @@ func cmdDown(args []string, stdout io.Writer) error {
 
 // downLab tears lab down and says what it found.
 func downLab(lab string, stdout io.Writer) error {
-	st, err := readState(lab)
-	if err != nil {
+	st, stErr := readState(lab)
+	if stErr != nil {
 		st = nil // a dead run's namespaces are still found by the lab's prefix
 	}
-	stopped, running := false, false
-	if live := liveState(lab); live != nil {
-		st, running = live, true
-		stopped = stopDataplane(st)
-	} else if labRunning(lab) {
-		// Without its state, a running emulator cannot be told to stop.
-		if err == nil || errors.Is(err, os.ErrNotExist) {
-			err = fmt.Errorf("lab %s: its emulator has not recorded itself in %s within %v", lab, statePath(lab), downGrace)
-		}
-		return err
-	}
-	// Whatever is left (all of it, if the emulator was killed) goes now.
 	left, _ := os.Stat(labDir(lab))
+	stopped, running := false, false
+	var clear *labLock
+	for clear == nil {
+		if live := liveState(lab); live != nil {
+			st, running = live, true
+			stopped = stopDataplane(st)
+		} else if labRunning(lab) {
+			// Without its state, a running emulator cannot be told to stop.
+			if stErr == nil || errors.Is(stErr, os.ErrNotExist) {
+				return fmt.Errorf("lab %s: its emulator has not recorded itself in %s within %v", lab, statePath(lab), downGrace)
+			}
+			return stErr
+		}
+		// Whatever is left (all of it, if the emulator was killed) goes
+		// now, under the lab's lock: an up that started meanwhile would
+		// otherwise lose its directory, its log and its namespaces to this
+		// down.
+		var err error
+		clear, err = acquireClearLock(lab)
+		switch {
+		case errors.Is(err, errLabRunning) && running:
+			// An up took the lab after its emulator stopped: that is
+			// another lab, which clears what this one left itself.
+			fmt.Fprintf(stdout, "Lab %s is down.\n", lab)
+			return nil
+		case errors.Is(err, errLabRunning):
+			// An up began after this down looked: stop it as any lab found
+			// running.
+			continue
+		case err != nil:
+			return fmt.Errorf("down %s: %w", lab, err)
+		}
+	}
+	defer clear.release()
+	if st == nil {
+		st, _ = readState(lab)
+	}
 	if err := removeLabNamespaces(lab, st); err != nil {
 		return fmt.Errorf("down %s: %w", lab, err)
 	}

@@ -95,43 +95,92 @@ func removeLabDir(lab string) error {
 	return nil
 }
 
-// The lab's lock is an OFD lock (fcntl F_OFD_SETLK) on the lock file's
-// byte 0. Like flock, an OFD lock belongs to the open file: `up -d` hands
-// it to its background emulator with the descriptor, and the kernel drops
-// it when the last holder dies, however it dies, so "is the lab running?"
-// never depends on a PID that may have been reused. Unlike flock, it can
-// be tested without being taken (F_OFD_GETLK): a query that took it for a
-// moment, as queries once did, made an up of the lab at that moment find
-// it running and refuse.
-const lockRun = 0
+// The lab's lock file carries two OFD locks (fcntl F_OFD_SETLK), on one
+// byte each. Like flock, an OFD lock belongs to the open file: `up -d`
+// hands it to its background emulator with the descriptor, and the kernel
+// drops it when the last holder dies, however it dies, so "is the lab
+// running?" never depends on a PID that may have been reused. Unlike flock,
+// it can be tested without being taken (F_OFD_GETLK): a query that took it
+// for a moment, as queries once did, made an up of the lab at that moment
+// find it running and refuse.
+const (
+	// lockRun is held by the emulator that runs the lab, from before it
+	// builds the lab until it has removed it, and by a down while it
+	// removes what a lab that does not run left behind.
+	lockRun = 0
+	// lockClear is held by such a down from before it takes lockRun until
+	// it has removed the lab's directory: it tells an up to wait for the
+	// down rather than refuse a lab that runs, and a query that the lab
+	// does not run.
+	lockClear = 1
+)
 
-// labLock is the lab's lock file, holding lockRun; closing it releases it.
+// labLock is the lab's lock file, holding lockRun (and lockClear for a
+// down); closing it releases them.
 type labLock struct{ f *os.File }
 
-// acquireLock creates the lab's directory (root-only) and takes its lock,
-// or says that another emulator holds it.
-func acquireLock(lab string) (*labLock, error) {
-	if err := makeLabDir(lab); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(lockPath(lab), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	err = setLock(f, lockRun, unix.F_OFD_SETLK)
-	if err == nil {
-		// An emulator from before OFD locks tests and holds flock: it must
-		// find this lab running too, and this one find its lab.
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	}
-	if err != nil {
+// acquireLock creates the lab's directory (root-only) and takes lockRun
+// for an up, or says that another emulator runs the lab. A down that is
+// removing what an earlier run left is waited for.
+func acquireLock(lab string) (*labLock, error) { return takeLock(lab, false) }
+
+// acquireClearLock takes lockClear and lockRun for a down that removes
+// what lab left, waiting for any other such down. It returns
+// errLabRunning if an emulator runs the lab or an up of it is under way.
+func acquireClearLock(lab string) (*labLock, error) { return takeLock(lab, true) }
+
+// clearWait bounds how long an up waits for a down that removes what an
+// earlier run left: its processes' grace period, and deleting namespaces.
+const clearWait = 30 * time.Second
+
+func takeLock(lab string, clear bool) (*labLock, error) {
+	deadline := time.Now().Add(clearWait)
+	for {
+		if err := makeLabDir(lab); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(lockPath(lab), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if clear {
+			if err := setLock(f, lockClear, unix.F_OFD_SETLKW); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
+		err = setLock(f, lockRun, unix.F_OFD_SETLK)
+		switch {
+		case err == nil && !sameFile(f, lockPath(lab)):
+			// A down removed the directory after this opened the file: the
+			// lock no longer guards the lab. Make it anew.
+			f.Close()
+			continue
+		case err == nil:
+			// An emulator from before OFD locks tests and holds flock: it
+			// must find this lab running too, and this one find its lab.
+			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				f.Close()
+				if errors.Is(err, unix.EWOULDBLOCK) {
+					return nil, errLabRunning
+				}
+				return nil, err
+			}
+			return &labLock{f}, nil
+		case !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES):
+			f.Close()
+			return nil, err
+		}
+		clearing := !clear && lockTaken(f, lockClear)
 		f.Close()
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+		if !clearing {
 			return nil, errLabRunning
 		}
-		return nil, err
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("a down of lab %s has been removing what it left for %v; try again once it has returned", lab, clearWait)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return &labLock{f}, nil
 }
 
 // setLock takes byte b of the lock file for writing, with cmd F_OFD_SETLK
@@ -146,6 +195,16 @@ func setLock(f *os.File, b int64, cmd int) error {
 func lockTaken(f *os.File, b int64) bool {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: b, Len: 1}
 	return unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk) == nil && lk.Type != unix.F_UNLCK
+}
+
+// sameFile reports whether f is still the file at path.
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
 }
 
 func (l *labLock) release() { l.f.Close() }
@@ -194,14 +253,15 @@ func runningLabs() []string {
 }
 
 // labRunning reports whether an emulator runs the lab or an up of it is
-// under way. It takes no lock, so it never gets in an up's way.
+// under way: whether lockRun is held, by other than a down that removes
+// what the lab left. It takes no lock, so it never gets in an up's way.
 func labRunning(lab string) bool {
 	f, err := os.Open(lockPath(lab))
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	return lockTaken(f, lockRun)
+	return !lockTaken(f, lockClear) && lockTaken(f, lockRun)
 }
 
 // lockEntry takes the lock on the lab's directory that orders `exec` and
