@@ -442,6 +442,35 @@ func TestUpDuringDownOfKilledLab(t *testing.T) {
 	}
 }
 
+// A running lab's directory removed by hand (or with the rest of /run):
+// no command finds the lab any more, so its dataplane used to run on for
+// good, unseen, and down said "nothing to do" while it removed the lab's
+// namespaces. The dataplane now exits as if killed, and down removes what
+// it left and says so; the name can be brought up again.
+func TestLabDirRemovedByHand(t *testing.T) {
+	l := upLab(t)
+	pid := l.status().PID
+	if err := os.RemoveAll(filepath.Join("/run/emulator", l.name)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(20*time.Second, func() bool { return !processAlive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("the lab's dataplane (pid %d) still runs 20 s after its directory was removed", pid)
+	}
+	if r := emu(t, "down", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "removed what it left behind") {
+		t.Errorf("down of a lab whose directory was removed: want exit 0 saying it removed what the lab left, got %v", r)
+	}
+	if left := l.leftovers(); len(left) > 0 {
+		t.Errorf("down left: %s", strings.Join(left, "; "))
+	}
+	if r := emu(t, "up", "-d", "--name", l.name); r.code != 0 {
+		t.Fatalf("up again: %v", r)
+	}
+	if r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.1.6"); r.code != 0 {
+		t.Errorf("ping in the lab brought up again: %v", r)
+	}
+}
+
 // dirLockedBy reports whether process pid holds an exclusive flock on dir,
 // as a teardown does while it removes a lab's namespaces.
 func dirLockedBy(dir string, pid int) bool {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aseemu/emulator/topology/build"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,6 +73,9 @@ func downLab(lab string, stdout io.Writer) error {
 	if st == nil {
 		st, _ = readState(lab)
 	}
+	// Namespaces without a directory: a lab whose directory was removed
+	// by hand.
+	named, _ := build.LabNamespaces(lab)
 	if err := removeLabNamespaces(lab, st); err != nil {
 		return fmt.Errorf("down %s: %w", lab, err)
 	}
@@ -83,7 +87,7 @@ func downLab(lab string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Lab %s is down.\n", lab)
 	case running:
 		fmt.Fprintf(stdout, "Lab %s did not stop within %v: killed its emulator (pid %d) and removed what it left behind.\n", lab, downGrace, st.PID)
-	case st != nil || left != nil:
+	case st != nil || left != nil || len(named) > 0:
 		fmt.Fprintf(stdout, "Lab %s was not running; removed what it left behind.\n", lab)
 	default:
 		fmt.Fprintf(stdout, "Lab %s is not running; nothing to do.\n", lab)

@@ -65,6 +65,7 @@ func startMonitor(l *runningLab) *monitor {
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.every(probeInterval, m.probe)
 	m.every(healthInterval, m.checkHealth)
+	m.every(probeInterval, l.checkDir)
 	return m
 }
 

@@ -285,6 +285,20 @@ func (l *runningLab) stop() error {
 	return errors.Join(errs...)
 }
 
+// checkDir ends this process if the lab's directory, or its lock file, was
+// removed (by hand, or with /run): no command can find or stop the lab any
+// more, and its dataplane would run on, unseen, for good. It ends as if
+// killed, leaving what bears the lab's name for down, or the next up, to
+// remove: that name may already be another lab's, whose namespaces and
+// directory a teardown of this one would remove.
+func (l *runningLab) checkDir() {
+	if l.lock == nil || sameFile(l.lock.f, lockPath(l.name)) {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "emulator: lab %s: %s was removed, so no command can find or stop this lab: exiting as if killed (emulator down --name %s removes what is left)\n", l.name, lockPath(l.name), l.name)
+	os.Exit(1)
+}
+
 // removeLabNamespaces stops every process still inside the lab's namespaces
 // and deletes the namespaces: those recorded in st and any other whose name
 // carries the lab's prefix.
