@@ -471,6 +471,80 @@ func TestLabDirRemovedByHand(t *testing.T) {
 	}
 }
 
+// An up whose lab directory a down removes between making it and opening
+// its lock file in it (a down of a lab that does not run makes and removes
+// the directory too) makes it again. It failed: "lab LAB: open
+// /run/emulator/LAB/lock: no such file or directory". strace holds the up
+// before that open until the down has run.
+func TestUpMeetsDownRemovingItsDirectory(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Fatal("strace is needed (scripts/install-deps.sh installs it)")
+	}
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	dir := filepath.Join("/run/emulator", l.name)
+	up := make(chan result, 1)
+	go func() {
+		// -b execve: the background emulator runs untraced.
+		up <- run(t, time.Minute, strace, "-f", "-b", "execve", "-qq", "-o", "/dev/null", "-P", filepath.Join(dir, "lock"),
+			"-e", "trace=openat", "-e", "inject=openat:delay_enter=2000000:when=1", emulator, "up", "-d", "--name", l.name)
+	}()
+	if !waitFor(time.Minute, func() bool { _, err := os.Stat(dir); return err == nil }) {
+		t.Fatalf("up never made its directory: %v", <-up)
+	}
+	if r := emu(t, "down", "--name", l.name); r.code != 0 {
+		t.Errorf("down: %v", r)
+	}
+	if r := <-up; r.code != 0 {
+		t.Fatalf("up whose directory a down removed as it started: want the lab up, got %v", r)
+	}
+	if r := l.exec("db1", 20*time.Second, "true"); r.code != 0 {
+		t.Errorf("exec in the lab: %v", r)
+	}
+}
+
+// A CI suite's ups and downs of one lab at once, in rounds: each up brings
+// the lab up or is refused as one that runs, each down succeeds, a lab left
+// running has its state and log and answers, and a last down leaves
+// nothing. Ups used to fail on a directory a down or the stopping lab
+// removed ("open .../emulator.log: no such file or directory"), or two
+// built the same lab at once ("open /run/netns/LAB.db1: file exists").
+func TestUpsAndDownsAtOnce(t *testing.T) {
+	for round := range 8 {
+		l := &lab{t: t, name: uniqueName()}
+		results := make(chan result, 6)
+		for range 3 {
+			go func() { results <- emu(t, "up", "-d", "--name", l.name) }()
+			go func() { results <- emu(t, "down", "--name", l.name) }()
+		}
+		for range 6 {
+			r := <-results
+			switch {
+			case r.code == 0:
+			case r.code == 2 && strings.Contains(r.stderr, "already running"):
+			default:
+				t.Errorf("round %d: an up or down among 3 of each at once failed: %v", round, r)
+			}
+		}
+		if emu(t, "status", "--name", l.name).code == 0 {
+			for _, f := range []string{"state.json", "emulator.log"} {
+				if _, err := os.Stat(filepath.Join("/run/emulator", l.name, f)); err != nil {
+					t.Errorf("round %d: the running lab's %s: %v", round, f, err)
+				}
+			}
+			if r := l.exec("db1", 20*time.Second, "true"); r.code != 0 {
+				t.Errorf("round %d: exec in the running lab: %v", round, r)
+			}
+		}
+		l.down()
+		if pid := l.backgroundEmulator(); pid != 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("round %d: an emulator of lab %s (pid %d) runs after down", round, l.name, pid)
+		}
+	}
+}
+
 // dirLockedBy reports whether process pid holds an exclusive flock on dir,
 // as a teardown does while it removes a lab's namespaces.
 func dirLockedBy(dir string, pid int) bool {

@@ -140,7 +140,9 @@ func takeLock(lab string, clear bool) (*labLock, error) {
 			return nil, err
 		}
 		f, err := os.OpenFile(lockPath(lab), os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
+		if errors.Is(err, os.ErrNotExist) && time.Now().Before(deadline) {
+			continue // a down removed the directory after this made it
+		} else if err != nil {
 			return nil, err
 		}
 		if clear {
