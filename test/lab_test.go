@@ -402,32 +402,12 @@ func TestQueriesTakeNoLock(t *testing.T) {
 // the up starts.
 func TestUpDuringDownOfKilledLab(t *testing.T) {
 	l := upLab(t)
-	l.background("db1", "sh", "-c", `trap "" TERM; sleep 600`)
-	if !waitFor(time.Minute, func() bool { return len(l.processesInside()) > 0 }) {
-		t.Fatal("the shell never started in db1")
-	}
-	l.kill()
-	down := exec.Command(emulator, "down", "--name", l.name)
-	var downOut bytes.Buffer
-	down.Stdout, down.Stderr = &downOut, &downOut
-	if err := down.Start(); err != nil {
-		t.Fatal(err)
-	}
-	downDone := make(chan error, 1)
-	go func() { downDone <- down.Wait() }()
-	defer syscall.Kill(down.Process.Pid, syscall.SIGCONT)
-	if !waitFor(time.Minute, func() bool { return dirLockedBy(filepath.Join("/run/emulator", l.name), down.Process.Pid) }) {
-		t.Fatalf("down never took the lab directory's lock: %s", downOut.String())
-	}
-	syscall.Kill(down.Process.Pid, syscall.SIGSTOP)
+	resume := l.downHeldWhileClearing()
 	up := make(chan result, 1)
 	go func() { up <- emu(t, "up", "-d", "--name", l.name) }()
 	// An up that does not wait for the down gets this far at once.
 	waitFor(3*time.Second, func() bool { return l.backgroundEmulator() != 0 })
-	syscall.Kill(down.Process.Pid, syscall.SIGCONT)
-	if err := <-downDone; err != nil {
-		t.Errorf("down of the killed lab: %v\n%s", err, downOut.String())
-	}
+	resume()
 	if r := <-up; r.code != 0 {
 		t.Fatalf("up while a down cleared what the killed lab left: want the lab up, got %v", r)
 	}
@@ -439,6 +419,63 @@ func TestUpDuringDownOfKilledLab(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join("/run/emulator", l.name, "emulator.log")); err != nil {
 		t.Errorf("the lab's log: %v", err)
+	}
+}
+
+// lab start as a down clears what a killed lab of that name left: it wrote
+// the teaching lab's topology file into the lab's directory before it took
+// the lab's lock, so the down removed the file and the background emulator
+// failed to read it.
+func TestLabStartDuringDownOfKilledLab(t *testing.T) {
+	l := upLab(t)
+	resume := l.downHeldWhileClearing()
+	start := make(chan result, 1)
+	go func() { start <- emu(t, "lab", "start", "1", "--name", l.name) }()
+	waitFor(3*time.Second, func() bool {
+		saved, _ := filepath.Glob(filepath.Join("/run/emulator", l.name, "lab01-*"))
+		return len(saved) > 0
+	})
+	resume()
+	if r := <-start; r.code != 0 {
+		t.Fatalf("lab start while a down cleared what the killed lab left: want the lab up, got %v", r)
+	}
+	if r := emu(t, "lab", "check", "1", "--name", l.name); r.code == 2 {
+		t.Errorf("lab check after lab start: %v", r)
+	}
+}
+
+// downHeldWhileClearing kills the lab's emulator, leaving a process that
+// ignores SIGTERM in db1, starts a down, and stops it (SIGSTOP) once it
+// holds the lab directory's lock, clearing what the lab left. It returns
+// the function that resumes the down and waits for it to succeed.
+func (l *lab) downHeldWhileClearing() func() {
+	t := l.t
+	t.Helper()
+	l.background("db1", "sh", "-c", `trap "" TERM; sleep 600`)
+	if !waitFor(time.Minute, func() bool { return len(l.processesInside()) > 0 }) {
+		t.Fatal("the shell never started in db1")
+	}
+	l.kill()
+	down := exec.Command(emulator, "down", "--name", l.name)
+	var out bytes.Buffer
+	down.Stdout, down.Stderr = &out, &out
+	if err := down.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- down.Wait() }()
+	pid := down.Process.Pid
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	if !waitFor(time.Minute, func() bool { return dirLockedBy(filepath.Join("/run/emulator", l.name), pid) }) {
+		t.Fatalf("down never took the lab directory's lock: %s", out.String())
+	}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	return func() {
+		t.Helper()
+		syscall.Kill(pid, syscall.SIGCONT)
+		if err := <-done; err != nil {
+			t.Errorf("down of the killed lab: %v\n%s", err, out.String())
+		}
 	}
 }
 

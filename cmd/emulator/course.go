@@ -235,14 +235,19 @@ func (c *course) up(file string) error {
 			return usagef("lab %s already runs teaching lab %d; to replace it with lab %d: emulator lab reset %d%s", c.name, running, n, n, c.labFlag())
 		}
 	}
-	if err := makeLabDir(c.name); err != nil {
+	// The file goes into the lab's directory under the lab's lock: a down
+	// clearing what a killed lab left would remove it, and a lab that an
+	// up brought up meanwhile would pass for this teaching lab.
+	lock, err := lockForUp(c.name)
+	if err != nil {
 		return err
 	}
 	path, err := c.save(file, content)
 	if err != nil {
+		lock.release()
 		return err
 	}
-	return upDetached(c.name, path, upOptions{busyPoll: dataplane.DefaultSpin}, c.out)
+	return upDetached(c.name, path, upOptions{busyPoll: dataplane.DefaultSpin}, c.out, lock)
 }
 
 // save writes one of the lab's files into the lab's state directory and

@@ -77,12 +77,8 @@ type runningLab struct {
 func startLab(name string, topo *topology.Topology, source string, opt upOptions, lock *labLock) (*runningLab, error) {
 	if lock == nil {
 		var err error
-		lock, err = acquireLock(name)
-		if errors.Is(err, errLabRunning) {
-			return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lab %s: %w", name, err)
+		if lock, err = lockForUp(name); err != nil {
+			return nil, err
 		}
 	}
 	// A lab of this name that crashed left namespaces behind: clear them so

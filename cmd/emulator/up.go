@@ -66,7 +66,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *detach {
-		return upDetached(*name, *file, opt, stdout)
+		return upDetached(*name, *file, opt, stdout, nil)
 	}
 
 	// A detached child reports on its ready pipe; a foreground run prints.
@@ -165,19 +165,20 @@ const maxBusyPoll = time.Millisecond
 
 // upDetached starts this program again as a background process that runs
 // the lab, waits until that process reports the lab ready or failed, and
-// prints what it reported.
-func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
+// prints what it reported. lock is the lab's lock if the caller took it (to
+// write the topology file into the lab's directory first); nil to take it
+// here.
+func upDetached(name, file string, opt upOptions, stdout io.Writer, lock *labLock) error {
 	// The lab's lock comes before its log: a second `up -d` that only
 	// checked for a running lab could pass that check while the first
 	// one's child was starting, truncate the log the winner then wrote,
 	// and have its own refused child write there. The child inherits the
 	// lock, so no other `up` can slip in before it runs the lab.
-	lock, err := acquireLock(name)
-	if errors.Is(err, errLabRunning) {
-		return usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
-	}
-	if err != nil {
-		return fmt.Errorf("lab %s: %w", name, err)
+	if lock == nil {
+		var err error
+		if lock, err = lockForUp(name); err != nil {
+			return err
+		}
 	}
 	defer lock.release()
 	logf, err := os.OpenFile(logPath(name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -238,6 +239,18 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer) error {
 		msg = "the background emulator exited before the lab was ready; see " + logPath(name)
 	}
 	return fmt.Errorf("%s", msg)
+}
+
+// lockForUp takes the lab's lock for an up, or says why it cannot.
+func lockForUp(name string) (*labLock, error) {
+	lock, err := acquireLock(name)
+	if errors.Is(err, errLabRunning) {
+		return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab %s: %w", name, err)
+	}
+	return lock, nil
 }
 
 // nodeSubnet is what the SUBNET column (and status --json's subnet) says
