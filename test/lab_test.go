@@ -479,6 +479,34 @@ func (l *lab) downHeldWhileClearing() func() {
 	}
 }
 
+// Two downs of one lab at once (a CI job's cleanup and its trap) both
+// succeed and leave nothing, of a running lab and of a killed one, whose
+// leftovers both would clear.
+func TestTwoDownsAtOnce(t *testing.T) {
+	for _, killed := range []bool{false, true} {
+		l := upLab(t)
+		l.background("db1", "sh", "-c", `trap "" TERM; sleep 600`)
+		if !waitFor(time.Minute, func() bool { return len(l.processesInside()) > 0 }) {
+			t.Fatal("the shell never started in db1")
+		}
+		if killed {
+			l.kill()
+		}
+		downs := make(chan result, 2)
+		for range 2 {
+			go func() { downs <- emu(t, "down", "--name", l.name) }()
+		}
+		for range 2 {
+			if r := <-downs; r.code != 0 {
+				t.Errorf("one of two downs at once (emulator killed: %v): %v", killed, r)
+			}
+		}
+		if left := l.leftovers(); len(left) > 0 {
+			t.Errorf("two downs at once (emulator killed: %v) left: %s", killed, strings.Join(left, "; "))
+		}
+	}
+}
+
 // A running lab's directory removed by hand (or with the rest of /run):
 // no command finds the lab any more, so its dataplane used to run on for
 // good, unseen, and down said "nothing to do" while it removed the lab's
