@@ -507,6 +507,55 @@ func TestTwoDownsAtOnce(t *testing.T) {
 	}
 }
 
+// A lab run by an emulator built before the lab's lock was an OFD lock,
+// which holds only a flock on the lock file (a CI runner's lab from an
+// older build): up refuses it as a lab that runs, and down stops it by the
+// PID it recorded. down used to loop for good, taking the OFD lock and
+// letting it go again. The old emulator here is a sleep that holds the
+// flock and is recorded in the lab's state.
+func TestDownOfOlderEmulatorsLab(t *testing.T) {
+	name := uniqueName()
+	dir := filepath.Join("/run/emulator", name)
+	lock := holdLabFlock(t, name)
+	old := exec.Command("sleep", "600")
+	old.ExtraFiles = []*os.File{lock}
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lock.Close() // the sleep holds it now
+	exited := make(chan struct{})
+	go func() { old.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		old.Process.Kill()
+		<-exited
+		emu(t, "down", "--name", name)
+	})
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", old.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	state := fmt.Sprintf(`{"lab": %q, "pid": %d, "startTicks": %s, "topology": "the default lab", "namespaces": []}`, name, old.Process.Pid, fields[19])
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := emu(t, "up", "-d", "--name", name); r.code != 2 || !strings.Contains(r.stderr, "already running") {
+		t.Errorf("up of a lab an older emulator runs: want exit 2, already running, got %v", r)
+	}
+	r := run(t, 30*time.Second, emulator, "down", "--name", name)
+	if r.code != 0 || !strings.Contains(r.stdout, "is down") {
+		t.Errorf("down of a lab an older emulator runs: want exit 0 and the lab down, got %v", r)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Errorf("the older emulator (pid %d) still runs after down", old.Process.Pid)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("down left %s", dir)
+	}
+}
+
 // A running lab's directory removed by hand (or with the rest of /run):
 // no command finds the lab any more, so its dataplane used to run on for
 // good, unseen, and down said "nothing to do" while it removed the lab's
@@ -977,6 +1026,25 @@ func TestOlderEmulatorIsNamed(t *testing.T) {
 	if r := emu(t, "status", "--name", name); r.code != 1 || !strings.Contains(r.stderr, "runs an older emulator") || !strings.Contains(r.stderr, "emulator down --name "+name) {
 		t.Errorf("status of a lab whose emulator knows no /status: want exit 1 naming an older emulator and down, got %v", r)
 	}
+}
+
+// holdLabFlock makes lab's directory and takes only the flock on its lock
+// file, as an emulator built before the OFD lock did.
+func holdLabFlock(t *testing.T, lab string) *os.File {
+	t.Helper()
+	dir := filepath.Join("/run/emulator", lab)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		t.Fatal(err)
+	}
+	return lock
 }
 
 // holdLabLock makes lab's directory and takes its lock, as an emulator

@@ -38,6 +38,7 @@ func downLab(lab string, stdout io.Writer) error {
 	left, _ := os.Stat(labDir(lab))
 	stopped, running := false, false
 	var clear *labLock
+	olderDeadline := time.Now().Add(downGrace)
 	for clear == nil {
 		if live := liveState(lab); live != nil {
 			st, running = live, true
@@ -56,6 +57,16 @@ func downLab(lab string, stdout io.Writer) error {
 		var err error
 		clear, err = acquireClearLock(lab)
 		switch {
+		case errors.Is(err, errOlderEmulator):
+			// Its state names its process, which is stopped as any
+			// emulator's; until then it may be only testing the lock.
+			if old, _ := readState(lab); old != nil && old.PID > 0 && sameProcess(old.PID, old.StartTicks) && !running {
+				st, running = old, true
+				stopped = stopDataplane(st)
+			} else if time.Now().After(olderDeadline) {
+				return fmt.Errorf("lab %s: an emulator built before this one holds its lock (%s) and has not recorded itself; stop it with that emulator's down", lab, lockPath(lab))
+			}
+			time.Sleep(10 * time.Millisecond)
 		case errors.Is(err, errLabRunning) && running:
 			// An up took the lab after its emulator stopped: that is
 			// another lab, which clears what this one left itself.

@@ -164,7 +164,7 @@ func takeLock(lab string, clear bool) (*labLock, error) {
 			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 				f.Close()
 				if errors.Is(err, unix.EWOULDBLOCK) {
-					return nil, errLabRunning
+					return nil, errOlderEmulator
 				}
 				return nil, err
 			}
@@ -220,6 +220,11 @@ func inheritedLock(fd int) *labLock {
 }
 
 var errLabRunning = errors.New("lab is running")
+
+// errOlderEmulator says that the lab's flock is held: an emulator from
+// before OFD locks runs the lab, or tests its lock for a moment. To an up
+// that is a lab that runs.
+var errOlderEmulator = fmt.Errorf("an older emulator holds the lab's lock: %w", errLabRunning)
 
 // notRunning is the error of a command on a lab that does not run. A
 // learner who started a teaching lab under --name and then types a guide's
