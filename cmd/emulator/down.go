@@ -37,9 +37,9 @@ func downLab(lab string, stdout io.Writer) error {
 	}
 	left, _ := os.Stat(labDir(lab))
 	stopped, running := false, false
-	var clear *labLock
+	var held *labLock
 	olderDeadline := time.Now().Add(downGrace)
-	for clear == nil {
+	for held == nil {
 		if live := liveState(lab); live != nil {
 			st, running = live, true
 			stopped = stopDataplane(st)
@@ -55,7 +55,7 @@ func downLab(lab string, stdout io.Writer) error {
 		// otherwise lose its directory, its log and its namespaces to this
 		// down.
 		var err error
-		clear, err = acquireClearLock(lab)
+		held, err = acquireClearLock(lab)
 		switch {
 		case errors.Is(err, errOlderEmulator):
 			// Its state names its process, which is stopped as any
@@ -80,7 +80,7 @@ func downLab(lab string, stdout io.Writer) error {
 			return fmt.Errorf("down %s: %w", lab, err)
 		}
 	}
-	defer clear.release()
+	defer held.release()
 	if st == nil {
 		st, _ = readState(lab)
 	}

@@ -133,7 +133,7 @@ func acquireClearLock(lab string) (*labLock, error) { return takeLock(lab, true)
 // earlier run left: its processes' grace period, and deleting namespaces.
 const clearWait = 30 * time.Second
 
-func takeLock(lab string, clear bool) (*labLock, error) {
+func takeLock(lab string, forDown bool) (*labLock, error) {
 	deadline := time.Now().Add(clearWait)
 	for {
 		if err := makeLabDir(lab); err != nil {
@@ -145,7 +145,7 @@ func takeLock(lab string, clear bool) (*labLock, error) {
 		} else if err != nil {
 			return nil, err
 		}
-		if clear {
+		if forDown {
 			if err := setLock(f, lockClear, unix.F_OFD_SETLKW); err != nil {
 				f.Close()
 				return nil, err
@@ -173,7 +173,7 @@ func takeLock(lab string, clear bool) (*labLock, error) {
 			f.Close()
 			return nil, err
 		}
-		clearing := !clear && lockTaken(f, lockClear)
+		clearing := !forDown && lockTaken(f, lockClear)
 		f.Close()
 		if !clearing {
 			return nil, errLabRunning
