@@ -258,13 +258,20 @@ func TestExecDuringDown(t *testing.T) {
 	}
 }
 
-// After SIGKILL of a detached emulator, down still cleans everything, and
-// the same name can be brought up again.
+// After SIGKILL of a detached emulator, status and exec say so (they used
+// to say only that the lab was not running, as of a lab never started),
+// down still cleans everything, and the same name can be brought up again.
 func TestDownAfterSIGKILL(t *testing.T) {
 	l := upLab(t)
 	l.kill()
 	if len(l.leftovers()) == 0 {
 		t.Fatal("SIGKILL left nothing behind, so this test proves nothing")
+	}
+	// A CI job polling the lab hears that it died and how to clean up.
+	for _, r := range []result{emu(t, "status", "--name", l.name), l.exec("db1", 20*time.Second, "true")} {
+		if r.code != 1 || !strings.Contains(r.stderr, "ended without tearing it down") || !strings.Contains(r.stderr, "emulator down --name "+l.name) {
+			t.Errorf("status or exec of a killed lab: want exit 1 saying its emulator ended and how to remove what it left, got %v", r)
+		}
 	}
 	l.down()
 	if r := emu(t, "up", "-d", "--name", l.name); r.code != 0 {

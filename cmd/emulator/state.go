@@ -229,8 +229,13 @@ var errOlderEmulator = fmt.Errorf("an older emulator holds the lab's lock: %w", 
 // notRunning is the error of a command on a lab that does not run. A
 // learner who started a teaching lab under --name and then types a guide's
 // command without it must hear which labs do run, not only how to up a
-// default lab they never wanted.
+// default lab they never wanted. Of a lab whose emulator was killed, which
+// left its namespaces behind, they hear that too, and how to remove them.
 func notRunning(lab string) error {
+	if st, err := readState(lab); err == nil && !(sameProcess(st.PID, st.StartTicks) && !zombie(st.PID)) {
+		return fmt.Errorf("lab %s is not running: its emulator (pid %d) ended without tearing it down (see %s); remove what it left with: emulator down --name %s, or start it again with: emulator up --name %s%s",
+			lab, st.PID, logPath(lab), lab, lab, othersRunning())
+	}
 	return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)%s", lab, lab, othersRunning())
 }
 
