@@ -75,7 +75,7 @@ func (e *Engine) forward(s *snapshot, in *Port, b []byte, now int64, w *worker) 
 	dst := ip.Dst()
 	t, _, found := s.fib.Lookup(dst)
 	if found && t.kind == targetLocal {
-		e.toGateway(in, ip, w)
+		e.toGateway(s, in, ip, w)
 		return
 	}
 	// A router drops an expiring packet before anything else, and its

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"github.com/aseemu/emulator/dataplane/header"
+	"github.com/aseemu/emulator/topology"
 )
 
 // sendError answers the packet ip, which arrived on port in, with an ICMP
@@ -23,9 +24,17 @@ func (e *Engine) sendError(in *Port, ip header.IPv4, typ, code uint8, rest uint3
 
 // toGateway handles a packet addressed to a gateway address: the dataplane
 // answers pings, so `ping 10.0.2.1` and traceroute's last hop behave, and
-// counts everything else as a drop. UDP gets port-unreachable, as a router
-// with no such service would answer.
-func (e *Engine) toGateway(in *Port, ip header.IPv4, w *worker) {
+// counts everything else as a drop. UDP gets port-unreachable and TCP a
+// reset, as a router with no such service answers; both come from the
+// address probed, as a router's do (Linux answers from the address the
+// packet was for), so traceroute to another subnet's gateway ends at that
+// gateway, not at the sender's own. A VNet's gateway is a private address:
+// the Internet cannot reach it, as it cannot reach the VNet's machines.
+func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
+	if in.node().Kind == topology.NodeInternet && s.pol.inside(ip.Dst()) {
+		w.drop(in, DropInternetToPrivate)
+		return
+	}
 	switch ip.Protocol() {
 	case header.ProtoICMP:
 		p := ip.Payload()
@@ -38,7 +47,21 @@ func (e *Engine) toGateway(in *Port, ip header.IPv4, w *worker) {
 			}
 		}
 	case header.ProtoUDP:
-		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, w)
+		if header.ShouldSendICMPError(ip) && answerable(in, ip) {
+			buf := w.reply
+			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
+			if n := header.BuildICMPError(buf[header.VirtioNetHdrLen:], ip.Dst(), header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, ip); n > 0 {
+				e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+			}
+		}
+	case header.ProtoTCP:
+		if answerable(in, ip) {
+			buf := w.reply
+			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
+			if n := header.BuildTCPReset(buf[header.VirtioNetHdrLen:], ip); n > 0 {
+				e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+			}
+		}
 	}
 	w.drop(in, DropToGateway)
 }
