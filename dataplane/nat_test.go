@@ -341,6 +341,31 @@ func TestVerifyNamesWhatDrops(t *testing.T) {
 	}
 }
 
+// IP flow verify answers for a gateway address as the dataplane does: it
+// answers a ping, refuses the rest, and the Internet does not reach a
+// VNet's gateway. It said "no node holds 10.0.1.1" while ping answered.
+func TestVerifyGateway(t *testing.T) {
+	l := newLab(t, nil)
+	for _, c := range []struct {
+		from  string
+		proto uint8
+		allow bool
+		why   string
+	}{
+		{"db1", header.ProtoICMP, true, ""},
+		{"db1", header.ProtoTCP, false, "to-gateway"},
+		{"client", header.ProtoICMP, false, "internet-to-private"},
+	} {
+		r, err := l.e.Verify(VerifyQuery{From: c.from, To: netip.MustParseAddr("10.0.1.1"), Port: 80, Proto: c.proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Allow != c.allow || r.Reason != c.why {
+			t.Errorf("verify %s -> 10.0.1.1 proto %d: allow %v, reason %q (%s); want allow %v, reason %q", c.from, c.proto, r.Allow, r.Reason, r.Decision, c.allow, c.why)
+		}
+	}
+}
+
 // F17 with apply: a new allocatedOutboundPorts shares the pool out again,
 // and a worker whose share ran dry gets ports from its new one while its
 // flows keep the ports they hold.

@@ -64,6 +64,9 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 		k.DstPort = k.SrcPort
 	}
 	r := VerifyResult{}
+	if t, _, found := s.fib.Lookup(k.Dst); found && t.kind == targetLocal {
+		return s.verifyGateway(src, k), nil
+	}
 	viaGateway := false
 	if src.Subnet != nil {
 		h, _ := s.routes.lookup(src.Subnet, k.Dst)
@@ -90,7 +93,11 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 	}
 	t, _, found := s.fib.Lookup(xl.Dst)
 	if !found || t.kind != targetPort {
-		r.Reason = "unreachable"
+		// The reasons the dataplane counts such a drop under.
+		r.Reason = DropHostUnreachable.String()
+		if !found {
+			r.Reason = DropNoRoute.String()
+		}
 		r.Decision = fmt.Sprintf("no node holds %v", xl.Dst)
 		return r, nil
 	}
@@ -133,6 +140,24 @@ func (r *VerifyResult) nsg(s *snapshot, dir nsg.Direction, node *topology.Node, 
 	}
 	r.Decision = fmt.Sprintf("%s/%s (priority %d)", v.NSG, v.Rule, v.Priority)
 	return v.Allow
+}
+
+// verifyGateway answers for a flow to a gateway address, which the
+// dataplane answers itself before any policy or NSG (toGateway): a ping
+// is answered, anything else refused, and the Internet reaches no VNet's
+// gateway.
+func (s *snapshot) verifyGateway(src *topology.Node, k nat.Key) VerifyResult {
+	r := VerifyResult{Translation: tuple(k)}
+	switch {
+	case src.Kind == topology.NodeInternet && s.pol.inside(k.Dst):
+		r.Reason, r.Decision = DropInternetToPrivate.String(), DropInternetToPrivate.Dropped()
+	case k.Proto == header.ProtoICMP:
+		r.Allow, r.Decision = true, fmt.Sprintf("answered by the dataplane, the gateway %v", k.Dst)
+	default:
+		r.Reason = DropToGateway.String()
+		r.Decision = fmt.Sprintf("refused by the gateway %v, which answers only pings: %v", k.Dst, DropToGateway)
+	}
+	return r
 }
 
 // NSGStats lists every NSG's rules with their hit counters.

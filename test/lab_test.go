@@ -204,6 +204,18 @@ func TestPingAndTimeExceeded(t *testing.T) {
 	if r := l.exec("client", 20*time.Second, "ping", "-c", "1", "-W", "1", "10.0.1.1"); r.code == 0 {
 		t.Errorf("client (on the Internet) pinged the VNet's private gateway 10.0.1.1: %v", r)
 	}
+	// trace and verify say what ping saw: the gateway answers db1's ping.
+	var tr traceJSON
+	l.emuJSON(&tr, "trace", "--from", "db1", "--to", "10.0.1.1", "--proto", "icmp")
+	v := l.verify("db1", "10.0.1.1", "--proto", "icmp")
+	if want := "answered by the dataplane, the gateway 10.0.1.1"; !tr.Delivered || tr.Drop != "" || tr.Decision != want || !v.Allow || v.Decision != want {
+		t.Errorf("trace and verify of db1's ping of 10.0.1.1, which ping answers: trace %+v, verify %+v; want allowed and %q", tr, v, want)
+	}
+	var fromInternet traceJSON
+	l.emuJSON(&fromInternet, "trace", "--from", "client", "--to", "10.0.1.1", "--proto", "icmp")
+	if fromInternet.Delivered || fromInternet.Drop != "internet-to-private" {
+		t.Errorf("trace of client's ping of 10.0.1.1: %+v; want dropped internet-to-private", fromInternet)
+	}
 }
 
 // A connection to an address no node holds fails at once with ICMP

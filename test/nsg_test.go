@@ -27,10 +27,10 @@ type verifyJSON struct {
 	Decision string `json:"decision"`
 }
 
-func (l *lab) verify(from, to string) verifyJSON {
+func (l *lab) verify(from, to string, flags ...string) verifyJSON {
 	l.t.Helper()
 	var v verifyJSON
-	l.emuJSON(&v, "verify", "--from", from, "--to", to)
+	l.emuJSON(&v, "verify", append([]string{"--from", from, "--to", to}, flags...)...)
 	return v
 }
 

@@ -88,11 +88,15 @@ func cmdTrace(args []string, stdout io.Writer) error {
 		}
 		if h.Drop != "" {
 			fmt.Fprintf(stdout, "   dropped: %s\n", h.Drop)
+		} else if h.Out == "" {
+			fmt.Fprintf(stdout, "   answered by the dataplane as %s\n", h.Left)
 		} else {
 			fmt.Fprintf(stdout, "   delivered to %s as %s\n", h.Out, h.Left)
 		}
 	}
 	switch {
+	case r.Delivered && r.ToNode == "":
+		fmt.Fprintf(stdout, "Result: %s\n", r.Decision) // a gateway's answer
 	case r.Delivered:
 		fmt.Fprintf(stdout, "Result: delivered to %s as %s (%s)\n", r.ToNode, r.Translation, r.Decision)
 	case strings.HasSuffix(r.Decision, ": "+r.Drop):
@@ -211,7 +215,9 @@ func (t *traceResult) add(r *dataplane.Record) {
 	h := traceHop{From: r.In, Route: route, NSGs: v.Evaluated, NAT: r.NAT(), Out: r.Out, Drop: r.Drop, Left: tupleString(r.Xl)}
 	t.Hops = append(t.Hops, h)
 	t.Route, t.Evaluated, t.Decision, t.NAT = h.Route, v.Evaluated, v.Decision, h.NAT
-	t.Translation, t.Drop, t.ToNode, t.Delivered = h.Left, r.Drop, r.Out, r.Drop == "" && r.Out != ""
+	// A packet neither dropped nor handed on was for the dataplane itself,
+	// a gateway address, which answered it (a ping).
+	t.Translation, t.Drop, t.ToNode, t.Delivered = h.Left, r.Drop, r.Out, r.Drop == ""
 }
 
 // tupleString is a key without its protocol, as `emulator flows` prints it.
