@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -302,6 +303,25 @@ func TestUnreachable(t *testing.T) {
 	icmpError(t, l.devs["client"].recv(t), header.ICMPDestUnreachable, header.ICMPNetUnreachable, "198.51.100.1", "8.8.8.8")
 	l.expectDrops(t, DropHostUnreachable, 1)
 	l.expectDrops(t, DropNoRoute, 1)
+}
+
+// A ping of a subnet's broadcast or network address (ping -b) gets no
+// answer and no error: RFC 1812 sends no ICMP error about a broadcast, and
+// Azure carries none. It got "Destination Host Unreachable" from the
+// gateway.
+func TestBroadcastDroppedSilently(t *testing.T) {
+	l := newLab(t, nil)
+	for _, dst := range []string{"10.0.1.63", "10.0.1.0", "10.0.2.255"} {
+		l.devs["ase1-w1"].inject(nil, icmpEcho(t, "10.0.1.6", dst))
+	}
+	l.devs["client"].inject(nil, udpDatagram(t, "198.51.100.10", 40000, "198.51.100.255", 9, 1, 8))
+	l.devs["ase1-w1"].expectNothing(t)
+	l.devs["client"].expectNothing(t)
+	l.expectDrops(t, DropBroadcast, 4)
+	r, err := l.e.Verify(VerifyQuery{From: "ase1-w1", To: netip.MustParseAddr("10.0.1.63"), Proto: header.ProtoICMP})
+	if err != nil || r.Allow || r.Reason != "broadcast" {
+		t.Errorf("verify ase1-w1 -> 10.0.1.63: %+v, %v; want denied, reason broadcast", r, err)
+	}
 }
 
 func TestGatewayAnswersPing(t *testing.T) {

@@ -18,6 +18,9 @@ const (
 	targetPort
 	// targetLocal: addressed to the dataplane itself (a gateway address).
 	targetLocal
+	// targetBroadcast: a subnet's network or broadcast address (F1), which
+	// no node holds and Azure carries nothing to.
+	targetBroadcast
 )
 
 func (k targetKind) String() string {
@@ -26,6 +29,8 @@ func (k targetKind) String() string {
 		return "node"
 	case targetLocal:
 		return "gateway"
+	case targetBroadcast:
+		return "broadcast"
 	default:
 		return "host unreachable"
 	}
@@ -50,10 +55,12 @@ func compileFIB(t *topology.Topology, portOf map[string]int) *route.Table[target
 		}
 		for _, s := range v.Subnets {
 			fib.Insert(s.Prefix, unreachable)
+			insertBroadcast(fib, s.Prefix)
 		}
 	}
 	for _, n := range t.Nodes {
 		fib.Insert(n.Prefix, unreachable)
+		insertBroadcast(fib, n.Prefix)
 		fib.Insert(host(n.Gateway), target{kind: targetLocal})
 	}
 	for _, n := range t.Nodes {
@@ -65,3 +72,19 @@ func compileFIB(t *topology.Topology, portOf map[string]int) *route.Table[target
 }
 
 func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 32) }
+
+// insertBroadcast marks p's network and broadcast addresses. A node's own
+// host route, inserted later, replaces either (an Internet host may hold
+// any address of its /24).
+func insertBroadcast(fib *route.Table[target], p netip.Prefix) {
+	p = p.Masked()
+	if !p.Addr().Is4() || p.Bits() > 30 {
+		return // a /31 or /32 has no broadcast address
+	}
+	a := p.Addr().As4()
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	last := n | (1<<(32-p.Bits()) - 1)
+	b := netip.AddrFrom4([4]byte{byte(last >> 24), byte(last >> 16), byte(last >> 8), byte(last)})
+	fib.Insert(host(p.Addr()), target{kind: targetBroadcast})
+	fib.Insert(host(b), target{kind: targetBroadcast})
+}

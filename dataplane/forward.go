@@ -282,6 +282,12 @@ func (e *Engine) egress(s *snapshot, in *Port, ip header.IPv4, t target, found b
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPNetUnreachable, 0, w)
 		w.drop(in, DropNoRoute)
 	case t.kind != targetPort:
+		if t.kind == targetBroadcast {
+			// RFC 1812 4.3.2.7: no ICMP error about a packet to a
+			// broadcast address; Azure drops it without a word.
+			w.drop(in, DropBroadcast)
+			break
+		}
 		e.sendError(in, ip, header.ICMPDestUnreachable, header.ICMPHostUnreachable, 0, w)
 		w.drop(in, DropHostUnreachable)
 	default:

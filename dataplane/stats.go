@@ -45,6 +45,7 @@ const (
 	DropLinkLoss                            // lost on an impaired link (its latency's loss), counted on that link's node
 	DropLinkFull                            // an impaired link's line was full, counted on that link's node
 	DropAsymmetric                          // an appliance relayed a packet of a flow translated elsewhere, which Azure would translate to the appliance's address (F18)
+	DropBroadcast                           // to a subnet's network or broadcast address (F1): Azure carries no broadcast
 	numDropReasons
 )
 
@@ -87,6 +88,7 @@ var drops = [numDropReasons]struct{ name, by string }{
 	DropLinkLoss:          {"link-loss", "the impaired link"},
 	DropLinkFull:          {"link-queue-full", "the impaired link"},
 	DropAsymmetric:        {"asymmetric-route", "the appliance's route"},
+	DropBroadcast:         {"broadcast", "routing"},
 }
 
 func (r DropReason) String() string {

@@ -95,8 +95,12 @@ func (s *snapshot) verify(q VerifyQuery) (VerifyResult, error) {
 	if !found || t.kind != targetPort {
 		// The reasons the dataplane counts such a drop under.
 		r.Reason = DropHostUnreachable.String()
-		if !found {
+		switch {
+		case !found:
 			r.Reason = DropNoRoute.String()
+		case t.kind == targetBroadcast:
+			r.Reason, r.Decision = DropBroadcast.String(), fmt.Sprintf("%v is a subnet's network or broadcast address, which Azure carries nothing to", xl.Dst)
+			return r, nil
 		}
 		r.Decision = fmt.Sprintf("no node holds %v", xl.Dst)
 		return r, nil

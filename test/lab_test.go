@@ -231,9 +231,14 @@ func TestUnreachableFailsFast(t *testing.T) {
 			t.Errorf("nc to %s: want an ICMP unreachable error (No route to host / Network is unreachable), got: %v", dst, r)
 		}
 	}
+	// A subnet's broadcast address is no host that is missing: ping -b
+	// gets silence, as in Azure, not an error from the gateway.
+	if r := l.exec("db1", 20*time.Second, "ping", "-b", "-c", "1", "-W", "1", "10.0.2.255"); strings.Contains(r.stdout, "Unreachable") {
+		t.Errorf("ping -b 10.0.2.255 from db1: want no answer and no ICMP error, got: %v", r)
+	}
 	st := l.status()
-	if st.Drops["host-unreachable"] < 1 || st.Drops["no-route"] < 1 {
-		t.Errorf("status drops = %v, want host-unreachable and no-route counted", st.Drops)
+	if st.Drops["host-unreachable"] < 1 || st.Drops["no-route"] < 1 || st.Drops["broadcast"] < 1 {
+		t.Errorf("status drops = %v, want host-unreachable, no-route and broadcast counted", st.Drops)
 	}
 }
 
