@@ -153,7 +153,7 @@ func (t *Tap) Lost() uint64 { return t.lost.Load() }
 // Record is one packet as a tap saw it.
 type Record struct {
 	Time   time.Time
-	In     string // the node that sent it
+	In     string // the node that sent it; "" for an Answer
 	Out    string // the node it was handed to; "" when dropped or for the dataplane itself
 	Pre    []byte // the IPv4 packet as it arrived (a GSO super-packet as it is)
 	Post   []byte // as it left, when the dataplane translated it; nil otherwise
@@ -167,6 +167,9 @@ type Record struct {
 	Orig, Xl nat.Key
 	Reply    bool
 	Tracked  bool
+	// Answer is true for a packet the dataplane itself sent to Out (In is
+	// ""): an ICMP error, a gateway's echo reply, a reset.
+	Answer bool
 
 	snap *snapshot
 	from *topology.Node // the flow's initiator
@@ -322,7 +325,7 @@ func (e *Engine) observe(o *observers, s *snapshot, in *Port, b []byte, now int6
 	defer e.observeMu.Unlock()
 	var pre [preCopy]byte
 	n := copy(pre[:], b)
-	w.observing, w.didDrop = true, false
+	w.observing, w.didDrop, w.answered = true, false, nil
 	e.forward(s, in, b, now, w)
 	w.observing = false
 	var drop *DropReason
@@ -330,6 +333,40 @@ func (e *Engine) observe(o *observers, s *snapshot, in *Port, b []byte, now int6
 		drop = &w.dropped
 	}
 	e.record(o, s, in, pre[:n], b, drop, now)
+	if w.answered != nil {
+		e.recordAnswer(o, s, in, w.answered)
+		w.answered = nil
+	}
+}
+
+// recordAnswer hands the taps that watch port to what the dataplane itself
+// sent it (answer): the time exceeded a traceroute waits for, a gateway's
+// echo reply, a reset. It belongs to no flow; a trace, which follows its
+// probe's tuple, does not take it.
+func (e *Engine) recordAnswer(o *observers, s *snapshot, to *Port, pkt []byte) {
+	ip := header.IPv4(pkt)
+	if len(ip) < header.IPv4MinLen || ip.TotalLen() > len(ip) {
+		return
+	}
+	ip = ip[:ip.TotalLen()]
+	k := tupleOf(ip)
+	var want []*Tap
+	for _, t := range o.taps {
+		if t.matches(to, to, k, k) {
+			want = append(want, t)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	r := Record{Time: time.Now(), Out: to.node().Name, Pre: append([]byte(nil), ip...), Orig: k, Xl: k, Answer: true, snap: s}
+	for _, t := range want {
+		select {
+		case t.c <- r:
+		default:
+			t.lost.Add(1)
+		}
+	}
 }
 
 // record matches the packet against every tap and hands copies to those

@@ -19,7 +19,18 @@ func (e *Engine) sendError(in *Port, ip header.IPv4, typ, code uint8, rest uint3
 	if n == 0 {
 		return
 	}
-	e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+	e.answer(in, n, w)
+}
+
+// answer writes back to port in the packet of n bytes the dataplane built
+// in w.reply after its virtio-net header: an ICMP error, a ping's reply or
+// a reset. A capture shows it too, as tcpdump in the node would.
+func (e *Engine) answer(in *Port, n int, w *worker) {
+	pkt := w.reply[:header.VirtioNetHdrLen+n]
+	e.transmit(in, in, pkt, w)
+	if w.observing {
+		w.answered = pkt[header.VirtioNetHdrLen:]
+	}
 }
 
 // toGateway handles a packet addressed to a gateway address: the dataplane
@@ -42,7 +53,7 @@ func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 			buf := w.reply
 			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
 			if n := header.BuildEchoReply(buf[header.VirtioNetHdrLen:], ip); n > 0 {
-				e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+				e.answer(in, n, w)
 				return
 			}
 		}
@@ -51,7 +62,7 @@ func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 			buf := w.reply
 			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
 			if n := header.BuildICMPError(buf[header.VirtioNetHdrLen:], ip.Dst(), header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, ip); n > 0 {
-				e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+				e.answer(in, n, w)
 			}
 		}
 	case header.ProtoTCP:
@@ -59,7 +70,7 @@ func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 			buf := w.reply
 			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
 			if n := header.BuildTCPReset(buf[header.VirtioNetHdrLen:], ip); n > 0 {
-				e.transmit(in, in, buf[:header.VirtioNetHdrLen+n], w)
+				e.answer(in, n, w)
 			}
 		}
 	}

@@ -110,6 +110,25 @@ func TestCapture(t *testing.T) {
 		t.Errorf("tcpdump -r %s: %v", file, r)
 	}
 
+	// What the dataplane itself answers is at the node's interface too, as
+	// tcpdump inside the node shows it: traceroute's time exceeded.
+	file = filepath.Join(t.TempDir(), "db1.pcapng")
+	_, stderr, done = startCapture(t, file, "db1", "--name", l.name, "--filter", "icmp", "-c", "2")
+	l.exec("db1", 10*time.Second, "ping", "-c", "1", "-t", "1", "-W", "2", "10.0.1.6")
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("capture db1: %v: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("capture db1 -c 2 did not end after ping -t 1: the dataplane's time exceeded was not captured")
+	}
+	pkts = readCapture(t, file)
+	if len(pkts) != 2 || pkts[1].src != "10.0.2.1" || pkts[1].dst != "10.0.2.4" || !strings.Contains(strings.Join(pkts[1].comments, " "), "sent by the dataplane to db1") {
+		t.Errorf("capture db1 of ping -t 1: %+v; want the echo request, then the time exceeded from 10.0.2.1 commented as sent by the dataplane", pkts)
+	}
+
 	// Live: -w - into tcpdump -r -.
 	liveDone := make(chan result, 1)
 	go func() {

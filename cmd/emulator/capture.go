@@ -196,6 +196,9 @@ type captureWriter struct {
 
 func (c *captureWriter) write(r *dataplane.Record) error {
 	c.n++
+	if r.Answer {
+		return c.packet(r.Time, r.Pre, []string{"sent by the dataplane to " + r.Out})
+	}
 	if r.Post == nil && r.Drop == "" {
 		return c.packet(r.Time, r.Pre, nil)
 	}
