@@ -360,6 +360,10 @@ func TestInternetCannotReachVNetGateway(t *testing.T) {
 	l.devs["client"].inject(nil, icmpEcho(t, "198.51.100.10", "10.0.1.1"))
 	l.devs["client"].expectNothing(t)
 	l.expectDrops(t, DropInternetToPrivate, 1)
+	// traceroute's first probe expires at client's own router, as one to
+	// any private address does, rather than vanishing.
+	l.devs["client"].inject(nil, tcpSYN(t, "198.51.100.10", "10.0.1.1", 1, 0))
+	icmpError(t, l.devs["client"].recv(t), header.ICMPTimeExceeded, 0, "198.51.100.1", "10.0.1.1")
 	l.devs["client"].inject(nil, icmpEcho(t, "198.51.100.10", "198.51.100.1"))
 	if ip := checkIPv4(t, l.devs["client"].recv(t)); ip.SrcIP.String() != "198.51.100.1" {
 		t.Fatalf("client's ping of its own gateway answered from %v", ip.SrcIP)

@@ -43,6 +43,14 @@ func (e *Engine) answer(in *Port, n int, w *worker) {
 // the Internet cannot reach it, as it cannot reach the VNet's machines.
 func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 	if in.node().Kind == topology.NodeInternet && s.pol.inside(ip.Dst()) {
+		// Not the Internet host's router, so not its to answer: the packet
+		// goes the way of any to a private address, and a traceroute sees
+		// its first hop as it does towards a VNet machine.
+		if ip.TTL() <= 1 {
+			e.sendError(in, ip, header.ICMPTimeExceeded, 0, 0, w)
+			w.drop(in, DropTTLExceeded)
+			return
+		}
 		w.drop(in, DropInternetToPrivate)
 		return
 	}
