@@ -42,16 +42,16 @@ func (e *Engine) answer(in *Port, n int, w *worker) {
 // gateway, not at the sender's own. A VNet's gateway is a private address:
 // the Internet cannot reach it, as it cannot reach the VNet's machines.
 func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
-	if in.node().Kind == topology.NodeInternet && s.pol.inside(ip.Dst()) {
-		// Not the Internet host's router, so not its to answer: the packet
-		// goes the way of any to a private address, and a traceroute sees
-		// its first hop as it does towards a VNet machine.
+	if why, far := s.outOfReach(in.node(), ip.Dst()); far {
+		// Not the sender's router, so not its to answer: the packet goes
+		// the way of any other to that network, and a traceroute sees its
+		// first hop as it does towards a machine there.
 		if ip.TTL() <= 1 {
 			e.sendError(in, ip, header.ICMPTimeExceeded, 0, 0, w)
 			w.drop(in, DropTTLExceeded)
 			return
 		}
-		w.drop(in, DropInternetToPrivate)
+		w.drop(in, why)
 		return
 	}
 	switch ip.Protocol() {
@@ -83,6 +83,24 @@ func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 		}
 	}
 	w.drop(in, DropToGateway)
+}
+
+// outOfReach reports whether gw, a gateway address, lies where a packet
+// from node n cannot go, and the drop that says why: a VNet's gateway is
+// as private as its machines, out of the Internet's reach, and out of
+// another VNet's, which has no route to it (unpeered VNets, or a user
+// route to None). A node's own gateway is always in reach.
+func (s *snapshot) outOfReach(n *topology.Node, gw header.Addr) (DropReason, bool) {
+	switch {
+	case gw == header.AddrFromNetip(n.Gateway):
+		return 0, false
+	case n.Kind == topology.NodeInternet:
+		return DropInternetToPrivate, s.pol.inside(gw)
+	case s.routes.used && n.Subnet != nil:
+		h, _ := s.routes.lookup(n.Subnet, gw)
+		return DropRouteNone, h.kind == hopNone
+	}
+	return 0, false
 }
 
 // answerable reports whether the dataplane may answer ip back out of in:

@@ -298,3 +298,22 @@ func TestApplianceBreaksVIPAnswers(t *testing.T) {
 	}
 	l.expectDrops(t, DropAsymmetric, 1)
 }
+
+// VNets are apart (no peering), their gateways too: vm9 in vnet2 pinged
+// ase1-subnet's gateway 10.0.1.1 and got an answer, though it has no route
+// to any address of vnet1. Its own gateway still answers.
+func TestGatewayOfAnotherVNetOutOfReach(t *testing.T) {
+	l := newLabFrom(t, parseLab(t,
+		"virtualMachines:\n", "virtualMachines:\n  - name: vm9\n    subnet: far-subnet\n    privateIpAddress: 10.9.1.4\n",
+		"appServiceEnvironments:\n", "  - name: vnet2\n    addressSpace:\n      addressPrefixes: [10.9.0.0/16]\n    subnets:\n      - name: far-subnet\n        addressPrefix: 10.9.1.0/24\n\nappServiceEnvironments:\n"), nil)
+	l.devs["vm9"].inject(nil, icmpEcho(t, "10.9.1.4", "10.0.1.1"))
+	l.devs["vm9"].expectNothing(t)
+	l.expectDrops(t, DropRouteNone, 1)
+	l.devs["vm9"].inject(nil, icmpEcho(t, "10.9.1.4", "10.9.1.1"))
+	if ip := checkIPv4(t, l.devs["vm9"].recv(t)); ip.SrcIP.String() != "10.9.1.1" {
+		t.Fatalf("vm9's ping of its own gateway answered from %v", ip.SrcIP)
+	}
+	if r, err := l.e.Verify(VerifyQuery{From: "vm9", To: netip.MustParseAddr("10.0.1.1"), Proto: header.ProtoICMP}); err != nil || r.Allow || r.Reason != "route-none" {
+		t.Errorf("verify vm9 -> 10.0.1.1: %+v, %v; want denied, route-none", r, err)
+	}
+}

@@ -152,9 +152,10 @@ func (r *VerifyResult) nsg(s *snapshot, dir nsg.Direction, node *topology.Node, 
 // gateway.
 func (s *snapshot) verifyGateway(src *topology.Node, k nat.Key) VerifyResult {
 	r := VerifyResult{Translation: tuple(k)}
+	why, far := s.outOfReach(src, k.Dst)
 	switch {
-	case src.Kind == topology.NodeInternet && s.pol.inside(k.Dst):
-		r.Reason, r.Decision = DropInternetToPrivate.String(), DropInternetToPrivate.Dropped()
+	case far:
+		r.Reason, r.Decision = why.String(), why.Dropped()
 	case k.Proto == header.ProtoICMP:
 		r.Allow, r.Decision = true, fmt.Sprintf("answered by the dataplane, the gateway %v", k.Dst)
 	default:

@@ -428,6 +428,10 @@ func TestVNetsAreApart(t *testing.T) {
 	if r := l.exec("db1", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.9.1.4"); r.code == 0 {
 		t.Errorf("db1 pinged vm9 in the unpeered vnet2: %v", r)
 	}
+	// Nor its gateway, which the dataplane would answer as it answers vm9.
+	if r := l.exec("vm9", 20*time.Second, "ping", "-c", "1", "-W", "2", "10.0.1.1"); r.code == 0 {
+		t.Errorf("vm9 in vnet2 pinged vnet1's gateway 10.0.1.1: %v", r)
+	}
 	if nh := l.nexthop("ase1-w1", "10.9.1.4"); nh.Type != "None" || nh.Route != "System Route" {
 		t.Errorf("nexthop from ase1-w1 to vm9 = %+v, want None by the System Route", nh)
 	}
