@@ -2,6 +2,8 @@ package test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -82,6 +84,24 @@ func TestAppThroughVIP(t *testing.T) {
 		a := l.app("client", url, "")
 		if a.App != "app1" || (a.Worker != "ase1-w1" && a.Worker != "ase1-w2") || a.ForwardedFor != "198.51.100.10" {
 			t.Errorf("%s from client: want app1 on ase1-w1 or -w2 with X-Forwarded-For 198.51.100.10, got %+v", url, a)
+		}
+	}
+	// Bulk transfers through the VIP, a front-end and a worker, both ways,
+	// as curl measures them: an upload's body is read (answered unread,
+	// curl's Expect: 100-continue sent nothing), and /download sends N
+	// bytes.
+	body := filepath.Join(t.TempDir(), "upload.bin")
+	if err := os.WriteFile(body, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, url := range []string{"http://app1.ase1.p.azurewebsites.net/", "https://app1.ase1.p.azurewebsites.net/"} {
+		r := l.exec("client", 30*time.Second, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", "--data-binary", "@"+body, url)
+		if r.stdout != "200 8388608" {
+			t.Errorf("upload of 8 MiB to %s from client: want 200 and all of it sent, got %q (%v)", url, r.stdout, r)
+		}
+		r = l.exec("client", 30*time.Second, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url+"download?bytes=20000000")
+		if r.stdout != "200 20000000" {
+			t.Errorf("download of 20 MB from %sdownload: want 200 and 20000000 bytes, got %q (%v)", url, r.stdout, r)
 		}
 	}
 	// Each F2 port lands somewhere a learner can see with nc.

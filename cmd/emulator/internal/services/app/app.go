@@ -5,7 +5,9 @@
 // worker saw the call come from, so a learner can see the front-end in front
 // of the worker and the client behind the front-end. /outbound?url=URL makes
 // the worker call out, through the dataplane and its NAT, so the same learner
-// can ask an app which address it leaves with (F3, F4).
+// can ask an app which address it leaves with (F3, F4). /download?bytes=N
+// answers N bytes, and an upload's body is read and counted, for bulk
+// transfers through the VIP, a front-end and a worker.
 package app
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,6 +37,9 @@ const (
 	// a learner calls, small enough that a call to something large cannot
 	// tie up the worker's memory.
 	MaxOutboundBody = 64 << 10
+	// MaxDownload caps /download?bytes=N: a bulk transfer through the VIP,
+	// the front-end and a worker takes seconds at most.
+	MaxDownload = 1 << 30
 )
 
 // Config is one worker's web server.
@@ -75,7 +81,8 @@ type Answer struct {
 	ForwardedFor   string `json:"forwardedFor,omitempty"`   // X-Forwarded-For as it arrived
 	ForwardedProto string `json:"forwardedProto,omitempty"` // X-Forwarded-Proto as it arrived
 	Host           string `json:"host"`
-	Kudu           bool   `json:"kudu,omitempty"` // called as APP.scm.SUFFIX
+	Kudu           bool   `json:"kudu,omitempty"`     // called as APP.scm.SUFFIX
+	Received       int64  `json:"received,omitempty"` // bytes of the request's body (an upload), read to its end
 }
 
 // Line is the answer as one human line.
@@ -174,10 +181,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app := cfg.Apps[i]
-	if r.URL.Path == "/outbound" {
+	switch r.URL.Path {
+	case "/outbound":
 		s.outbound(w, r, cfg, app)
 		return
+	case "/download":
+		download(w, r)
+		return
 	}
+	// An upload is read to its end and counted, so that a POST through
+	// the VIP carries its body: answered unread, curl's Expect:
+	// 100-continue got its answer first and curl sent nothing at all.
+	received, _ := io.Copy(io.Discard, r.Body)
 	a := Answer{
 		App: app, ASE: cfg.ASE, Worker: cfg.Worker, WorkerAddress: cfg.Address.String(),
 		Client:         r.RemoteAddr,
@@ -185,12 +200,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ForwardedProto: r.Header.Get("X-Forwarded-Proto"),
 		Host:           r.Host,
 		Kudu:           kudu,
+		Received:       received,
 	}
 	if wantsText(r) {
 		writeText(w, http.StatusOK, a.Line()+"\n")
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// download answers ?bytes=N bytes (zeros), for a bulk transfer through the
+// front-end and the dataplane: curl -o /dev/null -w %{speed_download}.
+func download(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseInt(r.URL.Query().Get("bytes"), 10, 64)
+	if err != nil || n < 0 || n > MaxDownload {
+		http.Error(w, fmt.Sprintf("want /download?bytes=N, N from 0 to %d", MaxDownload), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(http.StatusOK)
+	buf := make([]byte, 64<<10)
+	for n > 0 {
+		k, err := w.Write(buf[:min(n, int64(len(buf)))])
+		if err != nil {
+			return
+		}
+		n -= int64(k)
+	}
 }
 
 func (s *Server) outbound(w http.ResponseWriter, r *http.Request, cfg *Config, app string) {

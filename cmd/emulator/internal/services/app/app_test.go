@@ -260,3 +260,34 @@ func TestParseHost(t *testing.T) {
 		}
 	}
 }
+
+// Bulk transfers: an upload is read to its end and counted, and /download
+// sends the bytes asked for (and refuses a count it cannot send).
+func TestUploadAndDownload(t *testing.T) {
+	_, n := startWorker(t, netx.NewRegistry())
+	c := &http.Client{Timeout: 10 * time.Second}
+	req, err := http.NewRequest("POST", "http://"+n.Addr("tcp", 80)+"/", strings.NewReader(strings.Repeat("x", 3<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "app1." + suffix
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a Answer
+	err = json.NewDecoder(resp.Body).Decode(&a)
+	resp.Body.Close()
+	if err != nil || a.Received != 3<<20 {
+		t.Errorf("POST of 3 MiB: answer %+v (%v), want received %d", a, err, 3<<20)
+	}
+	code, body := get(t, n, "app1."+suffix, "/download?bytes=100000")
+	if code != http.StatusOK || len(body) != 100000 {
+		t.Errorf("/download?bytes=100000: %d with %d bytes, want 200 with 100000", code, len(body))
+	}
+	for _, q := range []string{"", "?bytes=-1", "?bytes=x", "?bytes=1073741825"} {
+		if code, _ := get(t, n, "app1."+suffix, "/download"+q); code != http.StatusBadRequest {
+			t.Errorf("/download%s: %d, want 400", q, code)
+		}
+	}
+}
