@@ -138,10 +138,16 @@ func (s *Server) answer(r *dns.Msg, from netip.Addr) *dns.Msg {
 	// Azure DNS is a recursive resolver; without RA, nslookup and dig
 	// warn on every answer.
 	m.RecursionAvailable = true
-	if o := r.IsEdns0(); o != nil {
+	o := r.IsEdns0()
+	if o != nil {
 		m.SetEdns0(1232, false) // the DNS Flag Day 2020 size: no fragments
 	}
 	switch {
+	case o != nil && o.Version() != 0:
+		// RFC 6891 6.1.3: a version this server does not speak is
+		// BADVERS, with its own version (0), so the client falls back.
+		m.Rcode = dns.RcodeBadVers
+		return m
 	case r.Opcode != dns.OpcodeQuery:
 		m.Rcode = dns.RcodeNotImplemented
 		return m

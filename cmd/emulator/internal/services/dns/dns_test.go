@@ -195,6 +195,12 @@ func TestOtherClassesAndOpcodes(t *testing.T) {
 	if err != nil || r.IsEdns0() == nil || len(r.Answer) != 1 {
 		t.Errorf("EDNS query: %v %v, want an answer with OPT", r, err)
 	}
+	// dig +edns=1: a version the server does not speak (RFC 6891 6.1.3).
+	m.IsEdns0().SetVersion(1)
+	r, _, err = c.Exchange(m, l.n.Addr("udp", 53))
+	if err != nil || r.Rcode != dns.RcodeBadVers || r.IsEdns0() == nil || r.IsEdns0().Version() != 0 || len(r.Answer) != 0 {
+		t.Errorf("EDNS version 1 query: %v %v, want BADVERS with an OPT of version 0 and no answer", r, err)
+	}
 }
 
 func TestReloadFollowsTheTopology(t *testing.T) { // F4: the ASE scales and changes
