@@ -35,12 +35,14 @@ func (e *Engine) answer(in *Port, n int, w *worker) {
 
 // toGateway handles a packet addressed to a gateway address: the dataplane
 // answers pings, so `ping 10.0.2.1` and traceroute's last hop behave, and
-// counts everything else as a drop. UDP gets port-unreachable and TCP a
-// reset, as a router with no such service answers; both come from the
-// address probed, as a router's do (Linux answers from the address the
-// packet was for), so traceroute to another subnet's gateway ends at that
-// gateway, not at the sender's own. A VNet's gateway is a private address:
-// the Internet cannot reach it, as it cannot reach the VNet's machines.
+// counts everything else as a drop. UDP gets port-unreachable, as a router
+// with no such service answers, from the address probed, as a router's
+// does (Linux answers from the address the packet was for), so traceroute
+// to another subnet's gateway ends at that gateway, not at the sender's
+// own. TCP gets nothing: Azure's gateway answers nothing, and a reset would
+// go further from it than the pings already do. A VNet's gateway is a
+// private address: the Internet cannot reach it, as it cannot reach the
+// VNet's machines.
 func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 	if why, far := s.outOfReach(in.node(), ip.Dst()); far {
 		// Not the sender's router, so not its to answer: the packet goes
@@ -70,14 +72,6 @@ func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 			buf := w.reply
 			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
 			if n := header.BuildICMPError(buf[header.VirtioNetHdrLen:], ip.Dst(), header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, ip); n > 0 {
-				e.answer(in, n, w)
-			}
-		}
-	case header.ProtoTCP:
-		if answerable(in, ip) {
-			buf := w.reply
-			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
-			if n := header.BuildTCPReset(buf[header.VirtioNetHdrLen:], ip); n > 0 {
 				e.answer(in, n, w)
 			}
 		}

@@ -148,8 +148,8 @@ func (r *VerifyResult) nsg(s *snapshot, dir nsg.Direction, node *topology.Node, 
 
 // verifyGateway answers for a flow to a gateway address, which the
 // dataplane answers itself before any policy or NSG (toGateway): a ping
-// is answered, anything else refused, and the Internet reaches no VNet's
-// gateway.
+// is answered, anything else dropped, and neither the Internet nor another
+// VNet reaches a VNet's gateway.
 func (s *snapshot) verifyGateway(src *topology.Node, k nat.Key) VerifyResult {
 	r := VerifyResult{Translation: tuple(k)}
 	why, far := s.outOfReach(src, k.Dst)
@@ -159,8 +159,7 @@ func (s *snapshot) verifyGateway(src *topology.Node, k nat.Key) VerifyResult {
 	case k.Proto == header.ProtoICMP:
 		r.Allow, r.Decision = true, fmt.Sprintf("answered by the dataplane, the gateway %v", k.Dst)
 	default:
-		r.Reason = DropToGateway.String()
-		r.Decision = fmt.Sprintf("refused by the gateway %v, which answers only pings: %v", k.Dst, DropToGateway)
+		r.Reason, r.Decision = DropToGateway.String(), DropToGateway.Dropped()
 	}
 	return r
 }

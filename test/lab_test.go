@@ -191,14 +191,11 @@ func TestPingAndTimeExceeded(t *testing.T) {
 		t.Errorf("traceroute from db1 to 10.0.1.6: want hops 10.0.2.1 then 10.0.1.6, got: %v", r)
 	}
 	// Another subnet's gateway answers from its own address, so
-	// traceroute ends there, and a TCP connection to it is refused at once.
+	// traceroute ends there.
 	r = l.exec("db1", 30*time.Second, "traceroute", "-n", "-q", "1", "-w", "2", "10.0.1.1")
 	hops = regexp.MustCompile(`(?m)^\s*(\d+)\s+(\S+)`).FindAllStringSubmatch(r.stdout, -1)
 	if r.code != 0 || len(hops) != 1 || hops[0][2] != "10.0.1.1" {
 		t.Errorf("traceroute from db1 to ase1-subnet's gateway 10.0.1.1: want the one hop 10.0.1.1, got: %v", r)
-	}
-	if r := l.exec("db1", 20*time.Second, "nc", "-z", "-v", "-w", "5", "10.0.1.1", "80"); r.code == 0 || !strings.Contains(r.stderr, "refused") {
-		t.Errorf("nc -z 10.0.1.1 80 from db1: want connection refused by the gateway, got: %v", r)
 	}
 	// A VNet's gateway is private: the Internet gets no answer from it.
 	if r := l.exec("client", 20*time.Second, "ping", "-c", "1", "-W", "1", "10.0.1.1"); r.code == 0 {
