@@ -401,7 +401,9 @@ func printStatus(w io.Writer, r *statusReport) {
 	fmt.Fprintf(w, "Dataplane process: %.1f MiB resident (%.1f MiB of it packet buffers), %d goroutines; %s\n\n",
 		float64(r.Process.RSSBytes)/(1<<20), float64(r.Reader.BufferBytes)/(1<<20), r.Process.Goroutines, r.Reader)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tRX PKTS\tTX PKTS\tFLOWS\tDROPS\tQUEUE FULL")
+	// The node's view, as `ip -s link` in it shows: what the dataplane
+	// received from a node (rxPackets) is what the node sent.
+	fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tSUBNET\tPKTS SENT\tPKTS RECEIVED\tFLOWS\tDROPS\tQUEUE FULL")
 	var queueDrops uint64
 	for _, n := range r.Nodes {
 		var drops uint64
