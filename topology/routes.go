@@ -2,7 +2,9 @@ package topology
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -244,9 +246,12 @@ func (p *parser) latency(m *mapping) field[Latency] {
 		}
 	}
 	if s := lm.str("loss"); s.ok {
-		var v float64
-		if _, err := fmt.Sscanf(strings.TrimSuffix(s.v, "%"), "%g", &v); err != nil || v < 0 || v > 100 {
-			p.errAt(s.loc, "%q is not a loss percentage from 0 to 100", s.v)
+		// ParseFloat, not Sscanf: Sscanf stops at the first byte that is
+		// not part of a number, so "5abc" was 5%, and it reads NaN, which
+		// passes any range check and then never drops a packet.
+		v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s.v), "%")), 64)
+		if err != nil || math.IsNaN(v) || v < 0 || v > 100 {
+			p.errAt(s.loc, "%q is not a loss percentage from 0 to 100 (e.g. 0.5 or 0.5%%)", s.v)
 			ok = false
 		}
 		l.Loss = v
@@ -263,19 +268,31 @@ func (p *parser) latency(m *mapping) field[Latency] {
 	return f
 }
 
-// parseRate reads a rate such as 100mbit, 1gbit or 500kbit.
+// parseRate reads a rate such as 100mbit, 1gbit or 500kbit, as tc writes
+// them. The number must be finite and the rate at least 1 bit/s: a rate
+// that rounds to 0 would mean no limit at all, and NaN or Inf none that
+// a uint64 holds, so either would run the link at full speed while the
+// file asks for a slow one.
 func parseRate(s string) (uint64, error) {
-	var v float64
-	var unit string
-	if _, err := fmt.Sscanf(strings.ToLower(s), "%g%s", &v, &unit); err != nil || v <= 0 {
-		return 0, fmt.Errorf("%q is not a rate such as 100mbit", s)
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := strings.IndexFunc(t, func(r rune) bool { return r >= 'a' && r <= 'z' && r != 'e' })
+	if i < 0 {
+		return 0, fmt.Errorf("%q is not a rate such as 100mbit (units: bit, kbit, mbit, gbit)", s)
 	}
-	mult := map[string]float64{"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}[unit]
+	mult := map[string]float64{"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}[t[i:]]
 	if mult == 0 {
 		return 0, fmt.Errorf("%q is not a rate such as 100mbit (units: bit, kbit, mbit, gbit)", s)
 	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(t[:i]), 64)
+	if r := v * mult; err != nil || math.IsNaN(r) || r < 1 || r > maxRate {
+		return 0, fmt.Errorf("%q is not a rate from 1bit to 1000gbit, such as 100mbit", s)
+	}
 	return uint64(v * mult), nil
 }
+
+// maxRate bounds a link's rate far above what the dataplane forwards, so
+// that the bits always fit a uint64.
+const maxRate = 1e12
 
 // buildRouteTables checks the route tables; appliance next hops are checked
 // once the VMs exist (checkAppliances).

@@ -89,6 +89,16 @@ func TestRouteErrors(t *testing.T) {
 		{"route table with a bad name", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: 'r t'}", "routeTables: [{name: 'r t', routes: []}]"), 6, "routeTables[0].name", "not a valid route table name", false},
 		{"unknown region", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, region: mars}]"), 6, "internetHosts[0].region", "unknown region", false},
 		{"bad rate", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: fast}}]"), 6, "internetHosts[0].latency.rate", "not a rate", false},
+		// Each of these was accepted, meaning something the file does not
+		// say: "5abc" was 5%, NaN and Inf no loss or no limit, and a rate
+		// under 1 bit/s no limit at all.
+		{"loss with trailing text", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {loss: 5abc}}]"), 6, "internetHosts[0].latency.loss", `"5abc" is not a loss percentage`, false},
+		{"loss NaN", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {loss: NaN}}]"), 6, "internetHosts[0].latency.loss", `"NaN" is not a loss percentage`, false},
+		{"loss nan%", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {loss: nan%}}]"), 6, "internetHosts[0].latency.loss", "not a loss percentage", false},
+		{"rate Inf", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: infmbit}}]"), 6, "internetHosts[0].latency.rate", `"infmbit" is not a rate`, false},
+		{"rate NaN", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: nanmbit}}]"), 6, "internetHosts[0].latency.rate", "not a rate", false},
+		{"rate under 1 bit/s", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: 0.0000001bit}}]"), 6, "internetHosts[0].latency.rate", "not a rate from 1bit to 1000gbit", false},
+		{"rate past a uint64", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: {rate: 1e30gbit}}]"), 6, "internetHosts[0].latency.rate", "not a rate from 1bit to 1000gbit", false},
 		{"on-premises overlaps the VNet", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "overlaps VNet", false},
 		// The space was refused, so whether the gateway lies in it cannot
 		// be said: "outside the on-premises address space []" would point
@@ -96,4 +106,29 @@ func TestRouteErrors(t *testing.T) {
 		{"on-premises bad prefix, host inside it", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16, 10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[1]", "overlaps VNet", false},
 		{"on-premises host outside", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.17.0.4}}"), 6, "onPremises.gateway.address", "outside the on-premises", false},
 	})
+}
+
+// The forms of loss and rate a user writes, as tc's netem and tbf take
+// them, are read as meant.
+func TestLatencyForms(t *testing.T) {
+	for _, c := range []struct {
+		latency string
+		loss    float64
+		rate    uint64
+	}{
+		{"{loss: 5}", 5, 0},
+		{"{loss: 0.5%}", 0.5, 0},
+		{"{loss: '2.5 %'}", 2.5, 0},
+		{"{loss: 100}", 100, 0},
+		{"{rate: 10mbit}", 0, 10e6},
+		{"{rate: 1.5Gbit}", 0, 1.5e9},
+		{"{rate: '10 mbit'}", 0, 10e6},
+		{"{rate: 1e3kbit}", 0, 1e6},
+		{"{rate: 1bit}", 0, 1},
+	} {
+		top := mustParse(t, y(vnet, "internetHosts: [{name: h, address: 20.0.0.5, latency: "+c.latency+"}]"))
+		if l := top.NodeByName("h").Latency; l.Loss != c.loss || l.Rate != c.rate {
+			t.Errorf("latency %s = loss %g, rate %d; want loss %g, rate %d", c.latency, l.Loss, l.Rate, c.loss, c.rate)
+		}
+	}
 }
