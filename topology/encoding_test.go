@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -71,5 +72,40 @@ func TestUTF16ErrorLine(t *testing.T) {
 	odd := good[:len(good)-1]
 	if _, err := Parse("lab.yaml", odd); err == nil || !strings.Contains(err.Error(), "UTF-16") {
 		t.Errorf("a UTF-16 file cut in a character: %v, want an error naming UTF-16", err)
+	}
+}
+
+// Text yaml.v3 refuses without a line, or garbles, is reported on its own
+// line with what it is. Each of these was "lab.yaml:1: invalid leading
+// UTF-8 octet", "lab.yaml:1: control characters are not allowed", or, for
+// a byte-order mark where two files were joined, an unknown field whose
+// name looked right.
+func TestBadTextLine(t *testing.T) {
+	body := strings.Join(vnet, "\n") + "\n" // lines 1-5
+	for _, c := range []struct {
+		name, data string
+		line       int
+		msg        string
+	}{
+		{"Windows-1252 in a comment", body + "# Z\xfcrich office\n", 6, "byte 0xFC (column 4) is not UTF-8"},
+		{"a cut UTF-8 character", body + "virtualMachines: []\n# \xe2\x82\n", 7, "byte 0xE2 (column 3) is not UTF-8"},
+		{"a control character", body + "virtualMachines: []\n\x01\n", 7, "control character U+0001 (column 1)"},
+		{"a binary", "\x7fELF\x02\x01\x01\x00" + body, 1, "this is not a text file (it holds NUL bytes"},
+		{"DEL in a CRLF file", strings.ReplaceAll(body, "\n", "\r\n") + "# a\x7f\r\n", 6, "control character U+007F (column 4)"},
+		{"a C1 control in a CR file", strings.ReplaceAll(body, "\n", "\r") + "# \u0090\r", 6, "control character U+0090"},
+		{"two files joined", "\ufeff" + body + "\ufeffvirtualMachines: []\n", 6, "byte-order mark (U+FEFF, column 1)"},
+		{"two byte-order marks", "\ufeff\ufeff" + body, 1, "byte-order mark (U+FEFF, column 1)"},
+	} {
+		_, err := Parse("lab.yaml", []byte(c.data))
+		want := fmt.Sprintf("lab.yaml:%d: ", c.line)
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: Parse = %v\nwant %s...%s", c.name, err, want, c.msg)
+		}
+	}
+	// What YAML allows stays allowed: one byte-order mark first, tabs
+	// after the indentation, and characters outside ASCII.
+	ok := "\ufeff" + body + "virtualMachines: []\t# Zürich \U0001F600\n"
+	if _, err := Parse("lab.yaml", []byte(ok)); err != nil {
+		t.Errorf("clean text refused: %v", err)
 	}
 }

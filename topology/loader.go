@@ -62,6 +62,10 @@ func ParseOver(filename string, data []byte, running *Topology) (*Topology, erro
 		p.errAt(loc{line: line}, "the file is UTF-16, by its byte-order mark, and a character on this line is cut short or unpaired; save the file as UTF-8")
 		return nil, p.errs
 	}
+	if line, msg := badText(data); line > 0 {
+		p.errAt(loc{line: line}, "%s", msg)
+		return nil, p.errs
+	}
 	var t *Topology
 	if root := p.parseYAML(data); root != nil {
 		if d := p.document(root); d != nil {
