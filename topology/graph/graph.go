@@ -25,8 +25,12 @@ type leaf struct {
 	id, label, shape string
 }
 
+// edge joins two leaves, or a cluster (fromCluster, toCluster: from or
+// to is then the cluster's id), which dot draws to an invisible anchor
+// inside it and Mermaid to the subgraph itself.
 type edge struct {
-	from, to, label string
+	from, to, label        string
+	fromCluster, toCluster bool
 }
 
 // model is the drawing before it is written in a language.
@@ -36,23 +40,44 @@ type model struct {
 	edges []edge
 }
 
-func id(parts ...string) string {
-	s := strings.Join(parts, "_")
-	return strings.Map(func(r rune) rune {
+// ids gives each thing drawn an identifier dot and Mermaid take: its kind
+// and name with every character but a letter or digit made '_'. Names may
+// hold '-', '_' and '.', so two VNets "a-b" and "a_b" would both be
+// vnet_a_b, and dot and Mermaid would draw them as one box holding both
+// VNets' subnets: the second of them takes a number. The same thing asked
+// for again gets the same identifier.
+type ids struct {
+	of    map[string]string // the parts, joined by NUL, to their identifier
+	taken map[string]bool
+}
+
+func (d *ids) id(parts ...string) string {
+	key := strings.Join(parts, "\x00")
+	if s, ok := d.of[key]; ok {
+		return s
+	}
+	base := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
 			return r
 		}
 		return '_'
-	}, s)
-}
-
-func nodeLeaf(n *topology.Node, extra ...string) leaf {
-	label := []string{n.Name, n.Addr.String()}
-	return leaf{id: id("n", n.Name), label: strings.Join(append(label, extra...), "\n"), shape: "box"}
+	}, strings.Join(parts, "_"))
+	s := base
+	for i := 2; d.taken[s]; i++ {
+		s = fmt.Sprintf("%s_%d", base, i)
+	}
+	d.of[key], d.taken[s] = s, true
+	return s
 }
 
 func build(t *topology.Topology) *model {
 	m := &model{}
+	d := &ids{of: map[string]string{}, taken: map[string]bool{}}
+	id := d.id
+	nodeLeaf := func(n *topology.Node, extra ...string) leaf {
+		label := []string{n.Name, n.Addr.String()}
+		return leaf{id: id("n", n.Name), label: strings.Join(append(label, extra...), "\n"), shape: "box"}
+	}
 	for _, v := range t.VNets {
 		var space []string
 		for _, p := range v.AddressSpace {
@@ -80,14 +105,14 @@ func build(t *topology.Topology) *model {
 				}
 				for _, fe := range a.FrontEnds {
 					ac.nodes = append(ac.nodes, nodeLeaf(fe, "front-end"))
-					m.edges = append(m.edges, edge{front, id("n", fe.Name), ""})
+					m.edges = append(m.edges, edge{from: front, to: id("n", fe.Name)})
 				}
 				for _, w := range a.Workers {
 					ac.nodes = append(ac.nodes, nodeLeaf(w, "worker"))
 				}
 				if a.ILB.IsValid() {
 					for _, fe := range a.FrontEnds {
-						m.edges = append(m.edges, edge{vip.id, id("n", fe.Name), "management"})
+						m.edges = append(m.edges, edge{from: vip.id, to: id("n", fe.Name), label: "management"})
 					}
 				}
 				sc.subs = append(sc.subs, ac)
@@ -112,14 +137,14 @@ func build(t *topology.Topology) *model {
 		}
 		m.top = append(m.top, vc)
 	}
-	inet := &cluster{id: "internet", label: "Internet", style: "internet"}
+	inet := &cluster{id: id("internet"), label: "Internet", style: "internet"}
 	var onprem *cluster
 	if o := t.OnPremises; o != nil {
 		var space []string
 		for _, p := range o.AddressSpace {
 			space = append(space, p.String())
 		}
-		onprem = &cluster{id: "onprem", label: "on-premises " + strings.Join(space, ", "), style: "onprem"}
+		onprem = &cluster{id: id("onprem"), label: "on-premises " + strings.Join(space, ", "), style: "onprem"}
 	}
 	for _, n := range t.Nodes {
 		if n.Subnet != nil {
@@ -141,14 +166,14 @@ func build(t *topology.Topology) *model {
 			if a.ILB.IsValid() {
 				label = "management"
 			}
-			m.edges = append(m.edges, edge{"internet_anchor", id("vip", a.Name), label})
+			m.edges = append(m.edges, edge{from: inet.id, fromCluster: true, to: id("vip", a.Name), label: label})
 		}
 	}
 	if onprem != nil {
 		m.top = append(m.top, onprem)
 		if gw := t.OnPremises.Gateway; gw != nil {
 			for _, v := range t.VNets {
-				m.edges = append(m.edges, edge{id("n", gw.Name), id("vnet", v.Name, "anchor"), "VPN / ExpressRoute"})
+				m.edges = append(m.edges, edge{from: id("n", gw.Name), to: id("vnet", v.Name), toCluster: true, label: "VPN / ExpressRoute"})
 			}
 		}
 	}
@@ -182,14 +207,17 @@ func Dot(t *topology.Topology) string {
 		fmt.Fprintf(&b, "  %s [label=%q, shape=%s];\n", n.id, n.label, n.shape)
 	}
 	for _, e := range m.edges {
-		attrs := ""
-		if strings.HasSuffix(e.to, "_anchor") {
-			attrs = fmt.Sprintf(", lhead=cluster_%s", strings.TrimSuffix(e.to, "_anchor"))
+		// An edge to a cluster is drawn to its anchor and clipped at its
+		// border. The edge says so itself: a name ending in "-anchor"
+		// (ASE my-anchor's VIP is vip_my_anchor) is no cluster.
+		from, to, attrs := e.from, e.to, ""
+		if e.toCluster {
+			to, attrs = e.to+"_anchor", fmt.Sprintf(", lhead=cluster_%s", e.to)
 		}
-		if strings.HasSuffix(e.from, "_anchor") {
-			attrs += fmt.Sprintf(", ltail=cluster_%s", strings.TrimSuffix(e.from, "_anchor"))
+		if e.fromCluster {
+			from, attrs = e.from+"_anchor", attrs+fmt.Sprintf(", ltail=cluster_%s", e.from)
 		}
-		fmt.Fprintf(&b, "  %s -> %s [label=%q%s];\n", e.from, e.to, e.label, attrs)
+		fmt.Fprintf(&b, "  %s -> %s [label=%q%s];\n", from, to, e.label, attrs)
 	}
 	b.WriteString("}\n")
 	return b.String()
@@ -227,7 +255,7 @@ func Mermaid(t *topology.Topology) string {
 		fmt.Fprintf(&b, "  %s\n", shape(n))
 	}
 	for _, e := range m.edges {
-		from, to := strings.TrimSuffix(e.from, "_anchor"), strings.TrimSuffix(e.to, "_anchor")
+		from, to := e.from, e.to
 		if e.label != "" {
 			fmt.Fprintf(&b, "  %s -->|%s| %s\n", from, esc(e.label), to)
 		} else {
