@@ -61,6 +61,12 @@ func TestNATSettingErrors(t *testing.T) {
 		{"default outbound inside the VNet", y(vnet, "defaultOutboundAddress: 10.0.9.9"), 6, "defaultOutboundAddress", "inside", false},
 		{"default outbound taken", y(vnet, "internetHosts: [{name: h, address: 20.0.0.5}]", "defaultOutboundAddress: 20.0.0.5"), 7, "defaultOutboundAddress", "already used", false},
 		{"implicit default outbound taken", y(vnet, aseX[:4], "    virtualIp: 192.0.2.1"), 10, "appServiceEnvironments[0].virtualIp", "default outbound address", false},
+		// The default 192.0.2.1 was checked only when set: a VNet or an
+		// on-premises network of 192.0.2.0/24 came up, and its VMs'
+		// Internet traffic left as that subnet's own gateway and never had
+		// an answer (to-gateway).
+		{"implicit default outbound inside a VNet", y("virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [10.0.0.0/16, 192.0.2.0/24]}", "    subnets: [{name: s1, addressPrefix: 192.0.2.0/24}]", "virtualMachines: [{name: m, subnet: s1}]"), 3, "virtualNetworks[0].addressSpace.addressPrefixes[1]", "192.0.2.0/24 contains 192.0.2.1, the default outbound address of VMs without a public IP; set defaultOutboundAddress to a public address outside VNet v", false},
+		{"implicit default outbound on premises", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [192.0.2.0/24]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 192.0.2.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "contains 192.0.2.1, the default outbound address", false},
 	}
 	runErrCases(t, cases)
 }
@@ -90,4 +96,10 @@ func TestDefaultPortsPerInstance(t *testing.T) {
 			t.Errorf("DefaultPortsPerInstance(%d, %d) = %d, want %d", c.n, c.size, got, c.want)
 		}
 	}
+}
+
+// A VNet may hold 192.0.2.1 once the default outbound address is set
+// elsewhere.
+func TestDefaultOutboundMoved(t *testing.T) {
+	mustParse(t, y("virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [192.0.2.0/24]}", "    subnets: [{name: s1, addressPrefix: 192.0.2.0/24}]", "virtualMachines: [{name: m, subnet: s1}]", "defaultOutboundAddress: 20.1.2.3"))
 }

@@ -400,6 +400,7 @@ func (b *builder) buildOnPremises(s *onPremSpec) {
 			continue
 		}
 		o.AddressSpace = append(o.AddressSpace, f.v)
+		b.privateSpaces = append(b.privateSpaces, privateSpace{f, onPremName})
 	}
 	if s.nat.ok {
 		if b.public(s.nat, "the on-premises natAddress") {

@@ -104,6 +104,14 @@ func TestRouteErrors(t *testing.T) {
 		// be said: "outside the on-premises address space []" would point
 		// at an address that is right.
 		{"on-premises bad prefix, host inside it", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16, 10.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 10.1.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[1]", "overlaps VNet", false},
+		// What the Internet must reach cannot be on premises, as it cannot
+		// be in a VNet. Each came up: the Internet's packets to the VIP or
+		// the public IP were dropped (internet-to-private), and an Internet
+		// host there could not be reached from the Internet.
+		{"VIP on premises", y(vnet, aseX, "onPremises: {addressSpace: {addressPrefixes: [192.23.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 192.23.9.4}}"), 10, "appServiceEnvironments[0].virtualIp", "192.23.1.2 lies inside the on-premises address space (192.23.0.0/16); a virtualIp must lie outside every VNet and the on-premises network", false},
+		{"public IP on premises", y(vnet, "virtualMachines: [{name: m, subnet: s1, publicIpAddress: 172.16.7.7}]", "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.16.0.4}}"), 6, "virtualMachines[0].publicIpAddress", "lies inside the on-premises address space", false},
+		{"Internet host on premises", y(vnet, "internetHosts: [{name: h, address: 172.16.1.20}]", "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.16.0.4}}"), 6, "internetHosts[0].address", "172.16.1.20 is on network 172.16.1.0/24, which overlaps the on-premises address space (172.16.0.0/16)", false},
+		{"Internet host's /24 across on premises", y(vnet, "internetHosts: [{name: h, address: 172.16.1.20}]", "onPremises: {addressSpace: {addressPrefixes: [172.16.1.128/25]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.16.1.132}}"), 6, "internetHosts[0].address", "overlaps the on-premises address space (172.16.1.128/25)", false},
 		{"on-premises host outside", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.17.0.4}}"), 6, "onPremises.gateway.address", "outside the on-premises", false},
 	})
 }

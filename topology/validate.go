@@ -73,6 +73,9 @@ type builder struct {
 	explicit map[netip.Addr]bool // addresses the file gives, which assignment skips
 	hostNets map[netip.Prefix]*InternetHost
 	publics  []publicAddr
+	// privateSpaces are the VNets' and the on-premises address spaces as
+	// the file gives them, where no public address may lie.
+	privateSpaces []privateSpace
 	// routeTables by lower-case name; appliances are the VirtualAppliance
 	// next hops, checked once every VM has its address.
 	routeTables   map[string]*RouteTable
@@ -85,6 +88,12 @@ type builder struct {
 type publicAddr struct {
 	f    field[netip.Addr]
 	what string
+	host bool // an Internet host's address, whose whole /24 is its network
+}
+
+type privateSpace struct {
+	f     field[netip.Prefix]
+	whose string // "VNet v1" or "the on-premises network"
 }
 
 type aseCounts struct {
@@ -115,6 +124,7 @@ func (p *parser) build(d *doc) *Topology {
 	b.buildHosts(d.hosts)
 	b.buildOnPremises(d.onPrem)
 	b.buildNATSettings(d)
+	b.checkOutsideOnPremises()
 	b.t.FlowLogs = d.flowLogs.v
 	b.checkHostGateways()
 	if !b.makeNodes(d) {
@@ -276,6 +286,7 @@ func (b *builder) buildVNets(specs []*vnetSpec) {
 				continue
 			}
 			b.checkSpace(f)
+			b.privateSpaces = append(b.privateSpaces, privateSpace{f, "VNet " + v.Name})
 			v.AddressSpace = append(v.AddressSpace, f.v)
 			b.spaces.add(f.v, v)
 			spaces = append(spaces, span{f.v, f.loc,
@@ -476,7 +487,7 @@ func (b *builder) public(f field[netip.Addr], what string) bool {
 		b.errAt(f.loc, "%s lies inside the address space of VNet %s (%s); %s must lie outside every VNet", a, v.Name, p, what)
 		return false
 	}
-	b.publics = append(b.publics, publicAddr{f, what})
+	b.publics = append(b.publics, publicAddr{f: f, what: what})
 	return true
 }
 
@@ -650,6 +661,7 @@ func (b *builder) buildHosts(specs []*hostSpec) {
 			continue
 		}
 		if b.public(hs.addr, "an Internet host's address") && b.hostNet(hs.addr) {
+			b.publics[len(b.publics)-1].host = true
 			h.Addr = hs.addr.v
 			b.hostNets[onLink24(h.Addr)] = h
 		}
@@ -781,4 +793,46 @@ func (b *builder) buildNATSettings(d *doc) {
 	if c, taken := b.addrs[DefaultOutboundAddr]; taken {
 		b.errAt(c.at, "%s is the default outbound address of VMs without a public IP; use another address, or set defaultOutboundAddress to a free public address", DefaultOutboundAddr)
 	}
+	// A set defaultOutboundAddress is refused inside a VNet by public();
+	// the default one must be as well. A VNet of 192.0.2.0/24 came up, and
+	// its VMs' Internet traffic left as 192.0.2.1, its own subnet's
+	// gateway, so every answer was dropped (to-gateway) with no word.
+	for _, ps := range b.privateSpaces {
+		if ps.f.v.Contains(DefaultOutboundAddr) {
+			b.errAt(ps.f.loc, "%s contains %s, the default outbound address of VMs without a public IP; set defaultOutboundAddress to a public address outside %s", ps.f.v, DefaultOutboundAddr, ps.whose)
+		}
+	}
 }
+
+// checkOutsideOnPremises refuses an address the Internet must reach in the
+// on-premises address space, as public() refuses one in a VNet's: a VIP, a
+// VM's public IP, an Internet host (its whole /24, which is its network).
+// The on-premises network is read after them, hence a pass of its own.
+// Such a file came up, and the Internet could not reach the VIP or the
+// public IP (internet-to-private), while the VNet reached the Internet
+// host through the gateway. The NAT and a set default outbound address
+// only leave: in the on-premises space they are odd but work, and stay.
+func (b *builder) checkOutsideOnPremises() {
+	for _, pa := range b.publics {
+		if pa.what != "a virtualIp" && pa.what != "a publicIpAddress" && !pa.host {
+			continue
+		}
+		net := netip.PrefixFrom(pa.f.v, 32)
+		if pa.host {
+			net = onLink24(pa.f.v)
+		}
+		for _, ps := range b.privateSpaces {
+			if ps.whose != onPremName || !ps.f.v.Overlaps(net) {
+				continue
+			}
+			if pa.host {
+				b.errAt(pa.f.loc, "%s is on network %s, which overlaps the on-premises address space (%s): an Internet host's /24 must lie outside every VNet and the on-premises network", pa.f.v, net, ps.f.v)
+			} else {
+				b.errAt(pa.f.loc, "%s lies inside the on-premises address space (%s); %s must lie outside every VNet and the on-premises network", pa.f.v, ps.f.v, pa.what)
+			}
+			break
+		}
+	}
+}
+
+const onPremName = "the on-premises network"
