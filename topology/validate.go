@@ -265,9 +265,10 @@ func (b *builder) buildRule(rs *ruleSpec, names, prios map[string]claim) *Rule {
 
 // span is a prefix declared somewhere, for overlap checks.
 type span struct {
-	p    netip.Prefix
-	at   loc
-	desc string // how a message names it
+	p     netip.Prefix
+	at    loc
+	desc  string // how a message names it
+	owner string // the VNet of an address space; "" for a subnet
 }
 
 func (b *builder) buildVNets(specs []*vnetSpec) {
@@ -290,13 +291,13 @@ func (b *builder) buildVNets(specs []*vnetSpec) {
 			v.AddressSpace = append(v.AddressSpace, f.v)
 			b.spaces.add(f.v, v)
 			spaces = append(spaces, span{f.v, f.loc,
-				fmt.Sprintf("address space %s of VNet %s (line %d)", f.v, v.Name, f.line)})
+				fmt.Sprintf("address space %s of VNet %s (line %d)", f.v, v.Name, f.line), v.Name})
 		}
 		for _, ss := range vs.subnets {
 			s := b.buildSubnet(ss, v, spaceOK, subnetNames)
 			if s.Prefix.IsValid() {
 				subnets = append(subnets, span{s.Prefix, ss.prefix.loc,
-					fmt.Sprintf("subnet %s (%s, line %d)", s.Name, s.Prefix, s.Line)})
+					fmt.Sprintf("subnet %s (%s, line %d)", s.Name, s.Prefix, s.Line), ""})
 			}
 		}
 	}
@@ -393,7 +394,13 @@ func (b *builder) reportOverlaps(spans []span) {
 			if second.at.line < first.at.line || second.at.line == first.at.line && i < widest {
 				first, second = second, first
 			}
-			b.errAt(second.at, "%s overlaps %s", second.p, first.desc)
+			// Azure lets VNets that are not peered overlap, so one who knows
+			// Azure takes the refusal for a bug unless it says why.
+			why := ""
+			if first.owner != "" && !strings.EqualFold(first.owner, second.owner) {
+				why = "; Azure allows VNets that are not peered to overlap, but the emulator gives every machine an address of its own, so its VNets may not"
+			}
+			b.errAt(second.at, "%s overlaps %s%s", second.p, first.desc, why)
 		}
 		if widest < 0 || u32(lastAddr(spans[i].p)) > u32(lastAddr(spans[widest].p)) {
 			widest = i

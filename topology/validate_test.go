@@ -152,7 +152,7 @@ func TestValidationErrors(t *testing.T) {
 		{"address spaces overlap within a VNet", y(vnet[:2], "    addressSpace:", "      addressPrefixes:", "        - 10.0.0.0/16", "        - 10.0.128.0/17"),
 			6, "virtualNetworks[0].addressSpace.addressPrefixes[1]", "10.0.128.0/17 overlaps address space 10.0.0.0/16 of VNet v (line 5)", false},
 		{"address spaces overlap across VNets", y(vnet, "  - name: w", "    addressSpace: {addressPrefixes: [10.0.0.0/8]}"),
-			7, "virtualNetworks[1].addressSpace.addressPrefixes[0]", "10.0.0.0/8 overlaps address space 10.0.0.0/16 of VNet v (line 3)", false},
+			7, "virtualNetworks[1].addressSpace.addressPrefixes[0]", "10.0.0.0/8 overlaps address space 10.0.0.0/16 of VNet v (line 3); Azure allows VNets that are not peered to overlap, but the emulator", false},
 		{"address space on loopback", y(vnet[:2], "    addressSpace: {addressPrefixes: [127.0.0.0/16]}"),
 			3, "virtualNetworks[0].addressSpace.addressPrefixes[0]", "overlaps 127.0.0.0/8 (loopback)", false},
 		{"address space holds the platform address", y(vnet[:2], "    addressSpace: {addressPrefixes: [168.63.0.0/16]}"),
