@@ -327,7 +327,7 @@ func (b *builder) buildRouteTables(specs []*routeTableSpec) {
 			case r.NextHop != NextHopAppliance && rs.nextHopIP.set:
 				b.errAt(rs.nextHopIP.loc, "only nextHopType VirtualAppliance takes a nextHopIpAddress")
 			case r.NextHop == NextHopAppliance:
-				b.appliances = append(b.appliances, rs.nextHopIP)
+				b.appliances = append(b.appliances, appliance{rs.nextHopIP, rt})
 			case r.NextHop == NextHopVNG:
 				b.gatewayRoutes = append(b.gatewayRoutes, rs.nextHop.loc)
 			}
@@ -350,7 +350,8 @@ func (b *builder) routeTableRef(f field[string]) *RouteTable {
 // checkAppliances requires every VirtualAppliance next hop to be a VM that
 // forwards (enableIPForwarding), as Azure requires of its NIC.
 func (b *builder) checkAppliances() {
-	for _, f := range b.appliances {
+	for _, ap := range b.appliances {
+		f := ap.f
 		if !f.ok {
 			continue
 		}
@@ -365,11 +366,31 @@ func (b *builder) checkAppliances() {
 			b.errAt(f.loc, "no VM has the address %s: a VirtualAppliance next hop must be a VM's privateIpAddress", f.v)
 		case !vm.IPForwarding:
 			b.errAt(f.loc, "VM %s (%s) does not forward: set enableIPForwarding: true on it", vm.Name, f.v)
+		case vm.Subnet != nil:
+			b.checkApplianceVNet(f, vm, ap.rt)
 		}
 	}
 	if b.t.OnPremises == nil {
 		for _, at := range b.gatewayRoutes {
 			b.errAt(at, "nextHopType VirtualNetworkGateway needs an onPremises network to go to")
+		}
+	}
+}
+
+// checkApplianceVNet refuses an appliance in another VNet than a subnet
+// whose route table sends traffic to it. Azure calls a next hop without
+// direct connectivity an invalid configuration (virtual-networks-udr-
+// overview, "Virtual appliance"), and the emulator's VNets are not
+// peered; yet such a file came up, and the dataplane carried the subnet's
+// packets into the other VNet through the appliance. One error per route:
+// the first subnet that cannot reach it.
+func (b *builder) checkApplianceVNet(f field[netip.Addr], vm *VM, rt *RouteTable) {
+	for _, v := range b.t.VNets {
+		for _, s := range v.Subnets {
+			if s.RouteTable == rt && v != vm.Subnet.VNet {
+				b.errAt(f.loc, "VM %s (%s) is in VNet %s, but route table %s is on subnet %s of VNet %s: a VirtualAppliance next hop must be in the VNet of each subnet that uses it, as the emulator does not peer VNets", vm.Name, f.v, vm.Subnet.VNet.Name, rt.Name, s.Name, v.Name)
+				return
+			}
 		}
 	}
 }

@@ -79,10 +79,16 @@ type builder struct {
 	// routeTables by lower-case name; appliances are the VirtualAppliance
 	// next hops, checked once every VM has its address.
 	routeTables   map[string]*RouteTable
-	appliances    []field[netip.Addr]
+	appliances    []appliance
 	gatewayRoutes []loc
 	counts        []aseCounts // parallel to t.ASEs
 	pending       []pending   // nodes awaiting an address, in Nodes order
+}
+
+// appliance is a VirtualAppliance next hop and the route table it is in.
+type appliance struct {
+	f  field[netip.Addr]
+	rt *RouteTable
 }
 
 type publicAddr struct {
