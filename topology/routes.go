@@ -415,6 +415,12 @@ func (b *builder) buildOnPremises(s *onPremSpec) {
 			spaceOK = false
 			continue
 		}
+		// As a VNet's (checkSpace), of the ranges that do not work there.
+		if r, special := specialRange(f.v, true); special {
+			b.errAt(f.loc, "%s overlaps %s (%s), which the on-premises network cannot use", f.v, r.p, r.what)
+			spaceOK = false
+			continue
+		}
 		if v, _, overlaps := b.spaces.overlapping(f.v); overlaps {
 			b.errAt(f.loc, "%s overlaps VNet %s: on-premises and the VNets must not overlap", f.v, v.Name)
 			spaceOK = false

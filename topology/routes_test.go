@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -116,6 +117,12 @@ func TestRouteErrors(t *testing.T) {
 		{"public IP on premises", y(vnet, "virtualMachines: [{name: m, subnet: s1, publicIpAddress: 172.16.7.7}]", "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.16.0.4}}"), 6, "virtualMachines[0].publicIpAddress", "lies inside the on-premises address space", false},
 		{"Internet host on premises", y(vnet, "internetHosts: [{name: h, address: 172.16.1.20}]", "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.16.0.4}}"), 6, "internetHosts[0].address", "172.16.1.20 is on network 172.16.1.0/24, which overlaps the on-premises address space (172.16.0.0/16)", false},
 		{"Internet host's /24 across on premises", y(vnet, "internetHosts: [{name: h, address: 172.16.1.20}]", "onPremises: {addressSpace: {addressPrefixes: [172.16.1.128/25]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.16.1.132}}"), 6, "internetHosts[0].address", "overlaps the on-premises address space (172.16.1.128/25)", false},
+		// Each was accepted: with 0/8 or 224/4 up failed once it had begun
+		// (exit 1, no default route), and with 127/8 a VM's ping to a host
+		// there was answered by its own loopback.
+		{"on-premises on loopback", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [127.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 127.0.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "127.0.0.0/8 overlaps 127.0.0.0/8 (loopback), which the on-premises network cannot use", false},
+		{"on-premises on multicast", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16, 230.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.16.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[1]", "(multicast), which the on-premises network cannot use", false},
+		{"on-premises on this network", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [0.0.0.0/8]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 0.0.0.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "which the on-premises network cannot use", false},
 		{"on-premises host outside", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [172.16.0.0/16]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 172.17.0.4}}"), 6, "onPremises.gateway.address", "outside the on-premises", false},
 	})
 }
@@ -142,5 +149,14 @@ func TestLatencyForms(t *testing.T) {
 		if l := top.NodeByName("h").Latency; l.Loss != c.loss || l.Rate != c.rate {
 			t.Errorf("latency %s = loss %g, rate %d; want loss %g, rate %d", c.latency, l.Loss, l.Rate, c.loss, c.rate)
 		}
+	}
+}
+
+// An on-premises network of link-local or reserved addresses, which a VNet
+// cannot use, works in a lab and stays allowed.
+func TestOnPremisesOddRangesThatWork(t *testing.T) {
+	for _, space := range []string{"169.254.0.0/16", "240.0.0.0/4"} {
+		gw := strings.TrimSuffix(strings.Split(space, "/")[0], "0") + "4"
+		mustParse(t, y(vnet, "onPremises: {addressSpace: {addressPrefixes: ["+space+"]}, natAddress: 198.18.0.10, gateway: {name: gw, address: "+gw+"}}"))
 	}
 }

@@ -25,15 +25,35 @@ const maxNodeName = 32
 
 // specialRanges can be neither a VNet's address space nor a public address:
 // the kernel or the dataplane gives them a meaning of their own.
-var specialRanges = []struct {
-	p    netip.Prefix
-	what string
-}{
-	{netip.MustParsePrefix("0.0.0.0/8"), `"this network"`},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "reserved, with broadcast"},
+//
+// onPrem marks those an on-premises network cannot use either: with one of
+// them, up failed after it had begun (0/8, 224/4: no default route), or the
+// lab came up and a VM's ping to a host there was answered by its own
+// loopback (127/8). An on-premises network of 169.254/16 or 240/4 was
+// measured to work, and stays allowed.
+var specialRanges = []namedRange{
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network"`, true},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback", true},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local", false},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast", true},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved, with broadcast", false},
+}
+
+type namedRange struct {
+	p      netip.Prefix
+	what   string
+	onPrem bool
+}
+
+// specialRange returns the first range of specialRanges that p overlaps,
+// of those an on-premises network cannot use if onPrem.
+func specialRange(p netip.Prefix, onPrem bool) (namedRange, bool) {
+	for _, r := range specialRanges {
+		if r.p.Overlaps(p) && (r.onPrem || !onPrem) {
+			return r, true
+		}
+	}
+	return namedRange{}, false
 }
 
 // claim is a name or an address taken by something in the file, kept so that
@@ -314,11 +334,9 @@ func (b *builder) buildVNets(specs []*vnetSpec) {
 // checkSpace refuses address spaces the dataplane or the kernel already give
 // a meaning to.
 func (b *builder) checkSpace(f field[netip.Prefix]) {
-	for _, r := range specialRanges {
-		if r.p.Overlaps(f.v) {
-			b.errAt(f.loc, "%s overlaps %s (%s), which a VNet cannot use", f.v, r.p, r.what)
-			return
-		}
+	if r, special := specialRange(f.v, false); special {
+		b.errAt(f.loc, "%s overlaps %s (%s), which a VNet cannot use", f.v, r.p, r.what)
+		return
 	}
 	if f.v.Contains(PlatformAddr) {
 		b.errAt(f.loc, "%s contains %s, Azure's platform address, which a VNet cannot use", f.v, PlatformAddr)
