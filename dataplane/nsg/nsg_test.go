@@ -461,6 +461,11 @@ func TestNoNSGAllows(t *testing.T) {
 // example on ase2-subnet (F5): TCP 80 from ase1's VIP is allowed, other
 // Internet sources are denied.
 func articleLab(t testing.TB) (*topology.Topology, *Set) {
+	return compiled(t, "article.yaml", articleYAMLFor(t))
+}
+
+// articleYAMLFor is articleLab's topology file.
+func articleYAMLFor(t testing.TB) string {
 	y := string(topology.DefaultYAML())
 	for old, repl := range map[string]string{
 		"        addressPrefix: 10.0.3.0/26\n": "        addressPrefix: 10.0.3.0/26\n        networkSecurityGroup: ase2-nsg\n",
@@ -490,8 +495,7 @@ func articleLab(t testing.TB) (*topology.Topology, *Set) {
 		}
 		y = strings.Replace(y, old, repl, 1)
 	}
-	top, s := compiled(t, "article.yaml", y)
-	return top, s
+	return y
 }
 
 // F5, F13: inbound rules see the front-end's private address (after DNAT)
@@ -555,6 +559,18 @@ func TestHitCounters(t *testing.T) {
 	}
 	if _, ok := next.Hits("ase2-nsg", Outbound, "AllowASE1VIP"); ok {
 		t.Errorf("Hits found an inbound rule among the outbound ones")
+	}
+
+	// The same rule turned to Deny by apply: its Allows are not its
+	// Denies, which the metrics would report under access="Deny".
+	flipped := strings.Replace(articleYAMLFor(t), "access: Allow", "access: Deny", 1)
+	_, denied := compiled(t, "flipped.yaml", flipped)
+	denied.InheritHits(next)
+	if h, ok := denied.Hits("ase2-nsg", Inbound, "AllowASE1VIP"); !ok || h != 0 {
+		t.Errorf("AllowASE1VIP turned from Allow to Deny inherited %d hits (found %v), want 0: they were Allows", h, ok)
+	}
+	if h, _ := denied.Hits("ase2-nsg", Inbound, "DenyInternet"); h != 1 {
+		t.Errorf("DenyInternet, unchanged, has %d hits after the flip of another rule, want its 1", h)
 	}
 }
 

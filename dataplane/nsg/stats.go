@@ -94,9 +94,18 @@ func (s *Set) Hits(nsg string, dir Direction, rule string) (uint64, bool) {
 // direction and rule names (in any case), so that `emulator status` keeps
 // counting across `emulator apply`. Call it on the new Set before the
 // dataplane swaps it in; hits old takes after the call are not carried.
+//
+// A rule whose access changed starts from zero: its hits were decisions
+// of the other kind, and the metrics label them with the access
+// (emulator_nsg_rule_hits_total{access="Deny"}), so carried over they
+// would count Allows as Denies.
 func (s *Set) InheritHits(old *Set) {
 	if old == nil {
 		return
+	}
+	type prior struct {
+		access string
+		hits   uint64
 	}
 	for _, st := range s.nsgs {
 		ost := old.byNSG[strings.ToLower(st.name)]
@@ -105,13 +114,14 @@ func (s *Set) InheritHits(old *Set) {
 		}
 		for dir, rs := range st.dirs {
 			ors := ost.dirs[dir]
-			prev := make(map[string]uint64, len(ors.rules))
+			prev := make(map[string]prior, len(ors.rules))
 			for i := range ors.rules {
-				prev[strings.ToLower(ors.rules[i].Name)] = ors.hits[i].Load()
+				prev[strings.ToLower(ors.rules[i].Name)] = prior{ors.rules[i].src.Access, ors.hits[i].Load()}
 			}
 			for i := range rs.rules {
-				if h := prev[strings.ToLower(rs.rules[i].Name)]; h > 0 {
-					rs.hits[i].Add(h)
+				p := prev[strings.ToLower(rs.rules[i].Name)]
+				if p.hits > 0 && strings.EqualFold(p.access, rs.rules[i].src.Access) {
+					rs.hits[i].Add(p.hits)
 				}
 			}
 		}
