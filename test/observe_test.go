@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,10 +12,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 )
 
 // capturedPacket is one packet of a pcapng file with its comments.
@@ -646,5 +649,58 @@ networkSecurityGroups:
 				}
 			}
 		}
+	}
+}
+
+// A second lab asking for a metrics port that is taken is refused before
+// it builds anything: no namespace of it is ever created (watched with
+// inotify on /run/netns, where every lab's namespaces are named), and the
+// error says what to do. Before, up built the whole lab, failed to
+// listen, and tore it down again.
+func TestMetricsPortTaken(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, "/run/netns", unix.IN_CREATE); err != nil {
+		t.Fatal(err)
+	}
+
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(func() { l.down() })
+	r := emu(t, "up", "-d", "--name", l.name, "--metrics", held.Addr().String())
+	if r.code != 1 || !strings.Contains(r.stderr, held.Addr().String()+": the address is in use") {
+		t.Errorf("up --metrics on a taken port: %v; want exit 1 saying the address is in use", r)
+	}
+	var created []string
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(fd, buf)
+		if n <= 0 || err != nil {
+			break
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+			if strings.HasPrefix(name, l.name+".") {
+				created = append(created, name)
+			}
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+	}
+	if len(created) > 0 {
+		t.Errorf("up --metrics on a taken port built %d namespaces (%s, ...) before it gave up; want none", len(created), created[0])
+	}
+	if left := l.leftovers(); len(left) > 0 {
+		t.Errorf("a refused up left %s", strings.Join(left, "; "))
 	}
 }

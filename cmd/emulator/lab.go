@@ -65,8 +65,9 @@ type runningLab struct {
 	control  *http.Server
 	flowLogs flowLogs // NSG flow logs: flowlog.go
 
-	metrics     *http.Server // up --metrics: metrics.go
-	metricsAddr string
+	metrics      *http.Server // up --metrics: metrics.go
+	metricsAddr  string
+	metricsReady atomic.Bool // the lab is built: serve its counters
 }
 
 // startLab builds lab name from topo and starts its dataplane. On failure
@@ -88,6 +89,15 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 		lock.release()
 		return nil, fmt.Errorf("clearing what an earlier lab %s left: %w", name, err)
 	}
+	var metrics net.Listener
+	if opt.metrics != "" {
+		var err error
+		if metrics, err = listenMetrics(opt.metrics); err != nil {
+			removeLabDir(name)
+			lock.release()
+			return nil, err
+		}
+	}
 
 	self := os.Getpid()
 	ticks, _ := procStartTicks(self)
@@ -96,6 +106,7 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 	// Recorded before the first namespace exists, so `down` can always find
 	// everything this run creates.
 	if err := writeState(st); err != nil {
+		closeListener(metrics)
 		lock.release()
 		return nil, err
 	}
@@ -104,10 +115,14 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 		queues = autoQueues(len(topo.Nodes))
 	}
 	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues, busyPoll: opt.busyPoll, epoll: opt.epoll}
+	if metrics != nil {
+		l.serveMetrics(metrics)
+	}
 	if err := l.build(); err != nil {
 		l.stop()
 		return nil, err
 	}
+	l.metricsReady.Store(true)
 	return l, nil
 }
 
@@ -252,9 +267,7 @@ func (l *runningLab) stop() error {
 	if l.control != nil {
 		l.control.Close()
 	}
-	if l.metrics != nil {
-		l.metrics.Close()
-	}
+	l.stopMetrics()
 	var errs []error
 	if l.mon != nil {
 		l.mon.stop()

@@ -1,14 +1,16 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
-	"github.com/aseemu/emulator/dataplane"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -33,37 +35,62 @@ func checkMetricsAddr(addr string) error {
 	return nil
 }
 
-// serveMetrics exports the lab's counters in the Prometheus text format on
-// addr at /metrics; up has checked that addr is loopback (checkMetricsAddr)
-// before it built anything.
-func (l *runningLab) serveMetrics(addr string) error {
-	reg := prometheus.NewRegistry()
-	queueDrops := func() map[string]uint64 {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.queueDrops()
-	}
-	if err := reg.Register(engineCollector{l.engine, queueDrops}); err != nil {
-		return err
-	}
+// listenMetrics takes addr for the metrics before the lab is built, so a
+// port that another lab (or anything else) holds is refused at once, not
+// after every namespace was made and torn down again.
+func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("--metrics %s: the address is in use (by another lab's --metrics?): choose another port, or port 0 for a free one (status shows it)", addr)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// serveMetrics exports the lab's counters in the Prometheus text format on
+// ln at /metrics. Until ready, while the lab is being built, a scrape gets
+// 503: the counters do not exist yet, and a page of zeros would read as a
+// lab that carries no traffic.
+func (l *runningLab) serveMetrics(ln net.Listener) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(engineCollector{l})
+	page := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if !l.metricsReady.Load() {
+			http.Error(w, "lab "+l.name+" is starting", http.StatusServiceUnavailable)
+			return
+		}
+		page.ServeHTTP(w, r)
+	})
 	l.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	l.metricsAddr = ln.Addr().String()
 	go l.metrics.Serve(ln)
-	return nil
 }
 
-// engineCollector reads the dataplane's counters at scrape time: atomics
-// the forwarding path updates anyway, so exporting costs it nothing.
-type engineCollector struct {
-	e          *dataplane.Engine
-	queueDrops func() map[string]uint64 // runningLab.queueDrops, under the lab's lock
+// stopMetrics closes the metrics endpoint, first letting a scrape under
+// way finish (for at most metricsDrain): Close would cut its page short,
+// and a scraper may read a cut page as a lab whose series vanished.
+func (l *runningLab) stopMetrics() {
+	if l.metrics == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), metricsDrain)
+	defer cancel()
+	if l.metrics.Shutdown(ctx) != nil {
+		l.metrics.Close()
+	}
 }
+
+// metricsDrain bounds how long down waits for a scrape under way.
+const metricsDrain = 5 * time.Second
+
+// engineCollector reads the dataplane's counters at scrape time: atomics
+// the forwarding path updates anyway, so exporting costs it nothing. It
+// collects only once the lab is built (metricsReady).
+type engineCollector struct{ l *runningLab }
 
 var (
 	descRxPackets = prometheus.NewDesc("emulator_node_rx_packets_total", "Packets the node sent into the dataplane.", []string{"node"}, nil)
@@ -91,13 +118,14 @@ func (engineCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
+	e := c.l.engine
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(d *prometheus.Desc, v int, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
-	for _, s := range c.e.Stats() {
+	for _, s := range e.Stats() {
 		counter(descRxPackets, s.RxPackets, s.Node)
 		counter(descRxBytes, s.RxBytes, s.Node)
 		counter(descTxPackets, s.TxPackets, s.Node)
@@ -107,15 +135,18 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDrops, n, s.Node, r)
 		}
 	}
-	for node, n := range c.queueDrops() {
+	c.l.mu.Lock()
+	queueDrops := c.l.queueDrops()
+	c.l.mu.Unlock()
+	for node, n := range queueDrops {
 		counter(descQueueFull, n, node)
 	}
-	for _, g := range c.e.NSGStats() {
+	for _, g := range e.NSGStats() {
 		for _, r := range g.Rules {
 			counter(descRuleHits, r.Hits, g.Name, r.Name, r.Direction, r.Access)
 		}
 	}
-	n := c.e.NAT()
+	n := e.NAT()
 	for _, p := range n.Pools {
 		gauge(descPoolSize, p.Size, p.Address, p.Proto)
 		gauge(descPoolUsed, p.InUse, p.Address, p.Proto)
@@ -125,4 +156,12 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCTMax, n.MaxFlows)
 	counter(descCTCreated, n.Created)
 	counter(descCTExpired, n.Expired)
+}
+
+// closeListener closes a metrics listener that startLab took but will not
+// serve on, since the lab does not start.
+func closeListener(ln net.Listener) {
+	if ln != nil {
+		ln.Close()
+	}
 }

@@ -88,11 +88,6 @@ func cmdUp(args []string, stdout io.Writer) error {
 	signal.Ignore(syscall.SIGPIPE)
 
 	lab, err := startLab(*name, topo, source, opt, lock)
-	if err == nil && *metrics != "" {
-		if err = lab.serveMetrics(*metrics); err != nil {
-			lab.stop()
-		}
-	}
 	if err != nil {
 		if ready != nil {
 			fmt.Fprintf(ready, "%v\n", err)
