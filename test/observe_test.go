@@ -3,11 +3,13 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +19,10 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -388,22 +394,61 @@ func TestObserveNSG(t *testing.T) {
 	}
 }
 
-// scrape reads a Prometheus text endpoint into series -> value.
+// scrape reads the metrics page as Prometheus would and returns every
+// series by name and labels (sorted, as the page writes them:
+// `emulator_node_flows_total{node="db1"}`). The page must be valid text
+// format 0.0.4 that promtool's linter (promlint) passes: HELP and TYPE for
+// each family, counters named _total, no series twice, no NaN.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
 	r := run(t, 10*time.Second, "curl", "-s", "-f", url)
 	if r.code != 0 {
 		t.Fatalf("scraping %s: %v", url, r)
 	}
+	problems, err := promlint.New(strings.NewReader(r.stdout)).Lint()
+	if err != nil {
+		t.Fatalf("%s is not the Prometheus text format: %v", url, err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(r.stdout))
+	if err != nil {
+		t.Fatalf("%s does not parse: %v", url, err)
+	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(r.stdout, "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	for name, f := range families {
+		if f.GetHelp() == "" {
+			t.Errorf("metric %s has no HELP", name)
 		}
-		i := strings.LastIndexByte(line, ' ')
-		var v float64
-		fmt.Sscan(line[i+1:], &v)
-		out[line[:i]] = v
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, lp := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			slices.Sort(labels)
+			key := name
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			var v float64
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				v = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				v = m.GetGauge().GetValue()
+			default:
+				v = m.GetUntyped().GetValue() // the Go collector's summaries are not read
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Errorf("series %s is %v", key, v)
+			}
+			if _, dup := out[key]; dup {
+				t.Errorf("series %s is on the page twice", key)
+			}
+			out[key] = v
+		}
 	}
 	return out
 }
@@ -702,5 +747,215 @@ func TestMetricsPortTaken(t *testing.T) {
 	}
 	if left := l.leftovers(); len(left) > 0 {
 		t.Errorf("a refused up left %s", strings.Join(left, "; "))
+	}
+}
+
+// Every figure `status --json` shows has a series on the metrics page, or
+// a reason below why not: an SRE watching a lab in Grafana sees what a
+// user sees with status. Counters read after status are at least what
+// status showed (they only grow). A status figure added later without a
+// series fails here until it gets one or a reason.
+func TestMetricsMatchStatus(t *testing.T) {
+	l := observeLab(t)
+	l.mustExec("db1", "curl", "-s", "-m", "5", "http://echo/")
+	l.exec("ase1-w1", 10*time.Second, "nc", "-z", "-w", "2", "10.0.2.4", "1433") // denied by vm-nsg
+
+	var raw map[string]any
+	l.emuJSON(&raw, "status")
+	var st struct {
+		Metrics string
+		Nodes   []struct {
+			Name, Address                          string
+			RxPackets, RxBytes, TxPackets, TxBytes float64
+			Flows, QueueDrops                      float64
+			Drops                                  map[string]float64
+		}
+		ASEs []struct {
+			Name, Health string
+			FrontEnds    []struct{ Name string }
+		}
+		NAT struct {
+			Created, Expired, TableFull, Conflicts, MaxFlows float64
+			Pools                                            []struct {
+				Address, Proto  string
+				Size, Exhausted float64
+				Shares          []struct {
+					Address         string
+					Size, Exhausted float64
+				}
+			}
+		}
+		NSGs []struct {
+			Name  string
+			Rules []struct {
+				Name, Direction, Access string
+				Hits                    float64
+			}
+		}
+		FlowLogs struct{ Lost float64 }
+	}
+	b, _ := json.Marshal(raw)
+	json.Unmarshal(b, &st)
+	m := scrape(t, st.Metrics)
+
+	// What status shows as a number, and the series that carries it ("":
+	// none, with why).
+	covered := map[string]string{
+		"pid":                            "", // the process collector's series are this process's (process_start_time_seconds...)
+		"nodes[].rxPackets":              "emulator_node_rx_packets_total",
+		"nodes[].rxBytes":                "emulator_node_rx_bytes_total",
+		"nodes[].txPackets":              "emulator_node_tx_packets_total",
+		"nodes[].txBytes":                "emulator_node_tx_bytes_total",
+		"nodes[].flows":                  "emulator_node_flows_total",
+		"nodes[].drops.*":                "emulator_node_drops_total",
+		"nodes[].queueDrops":             "emulator_node_queue_full_drops_total",
+		"drops.*":                        "", // the sum of emulator_node_drops_total by reason
+		"ases[].frontEnds[].failures":    "emulator_frontend_probe_failures",
+		"nat.flows":                      "emulator_conntrack_flows",
+		"nat.maxFlows":                   "emulator_conntrack_max_flows",
+		"nat.created":                    "emulator_conntrack_created_total",
+		"nat.expired":                    "emulator_conntrack_expired_total",
+		"nat.tableFull":                  "emulator_conntrack_table_full_total",
+		"nat.conflicts":                  "emulator_conntrack_conflicts_total",
+		"nat.poolExhausted":              "", // the sum of emulator_snat_pool_refused_total
+		"nat.pools[].size":               "emulator_snat_pool_ports",
+		"nat.pools[].inUse":              "emulator_snat_pool_ports_in_use",
+		"nat.pools[].exhausted":          "emulator_snat_pool_refused_total",
+		"nat.pools[].shares[].size":      "emulator_snat_share_ports",
+		"nat.pools[].shares[].inUse":     "emulator_snat_share_ports_in_use",
+		"nat.pools[].shares[].exhausted": "emulator_snat_share_refused_total",
+		"nsgs[].rules[].priority":        "", // a property of the rule, not a measure
+		"nsgs[].rules[].hits":            "emulator_nsg_rule_hits_total",
+		"flowLogs.lost":                  "emulator_flowlog_lost_events_total",
+		"process.rssBytes":               "process_resident_memory_bytes",
+		"process.heapBytes":              "go_memstats_heap_alloc_bytes",
+		"process.goroutines":             "go_goroutines",
+		"reader.bufferBytes":             "emulator_reader_buffer_bytes",
+	}
+	families := map[string]bool{}
+	for k := range m {
+		name, _, _ := strings.Cut(k, "{")
+		families[name] = true
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, c := range v {
+				if strings.HasSuffix(path, "drops") {
+					k = "*" // by reason
+				}
+				walk(strings.TrimPrefix(path+"."+k, "."), c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(path+"[]", c)
+			}
+		case float64:
+			metric, ok := covered[path]
+			if !ok {
+				t.Errorf("status --json shows %s, and the metrics have no series for it (nor a reason here why not)", path)
+			} else if metric != "" && !families[metric] {
+				t.Errorf("status --json shows %s, but the metrics page has no %s", path, metric)
+			}
+		}
+	}
+	walk("", raw)
+
+	// The README's table of series names every emulator_ family served,
+	// and nothing that is not.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section, _, _ := strings.Cut(string(readme[strings.Index(string(readme), "- **metrics**"):]), "\n- **")
+	checking := false
+	for _, a := range st.ASEs {
+		checking = checking || a.Health == "checking"
+	}
+	documented := map[string]bool{}
+	for _, name := range regexp.MustCompile("`(emulator_[a-z_]+)`").FindAllStringSubmatch(section, -1) {
+		documented[name[1]] = true
+		if name[1] == "emulator_ase_healthy" && checking {
+			continue // absent until the first check
+		}
+		if !families[name[1]] {
+			t.Errorf("the README's metrics section names %s, which the page does not have", name[1])
+		}
+	}
+	for name := range families {
+		if strings.HasPrefix(name, "emulator_") && !documented[name] {
+			t.Errorf("the page has %s, which the README's metrics section does not name", name)
+		}
+	}
+
+	// The counters themselves, series by series.
+	atLeast := func(series string, want float64) {
+		t.Helper()
+		if got, ok := m[series]; !ok {
+			t.Errorf("no series %s (status shows %v)", series, want)
+		} else if got < want {
+			t.Errorf("%s = %v, less than the %v status showed before", series, got, want)
+		}
+	}
+	for _, n := range st.Nodes {
+		atLeast(fmt.Sprintf(`emulator_node_rx_packets_total{node=%q}`, n.Name), n.RxPackets)
+		atLeast(fmt.Sprintf(`emulator_node_rx_bytes_total{node=%q}`, n.Name), n.RxBytes)
+		atLeast(fmt.Sprintf(`emulator_node_tx_packets_total{node=%q}`, n.Name), n.TxPackets)
+		atLeast(fmt.Sprintf(`emulator_node_tx_bytes_total{node=%q}`, n.Name), n.TxBytes)
+		atLeast(fmt.Sprintf(`emulator_node_flows_total{node=%q}`, n.Name), n.Flows)
+		atLeast(fmt.Sprintf(`emulator_node_queue_full_drops_total{node=%q}`, n.Name), n.QueueDrops)
+		for r, c := range n.Drops {
+			atLeast(fmt.Sprintf(`emulator_node_drops_total{node=%q,reason=%q}`, n.Name, r), c)
+		}
+	}
+	atLeast("emulator_conntrack_created_total", st.NAT.Created)
+	atLeast("emulator_conntrack_expired_total", st.NAT.Expired)
+	atLeast("emulator_conntrack_table_full_total", st.NAT.TableFull)
+	atLeast("emulator_conntrack_conflicts_total", st.NAT.Conflicts)
+	atLeast("emulator_conntrack_max_flows", st.NAT.MaxFlows)
+	nodeAt := map[string]string{}
+	for _, n := range st.Nodes {
+		nodeAt[n.Address] = n.Name
+	}
+	shares := 0
+	for _, p := range st.NAT.Pools {
+		atLeast(fmt.Sprintf(`emulator_snat_pool_ports{address=%q,proto=%q}`, p.Address, p.Proto), p.Size)
+		atLeast(fmt.Sprintf(`emulator_snat_pool_refused_total{address=%q,proto=%q}`, p.Address, p.Proto), p.Exhausted)
+		for _, sh := range p.Shares {
+			node := nodeAt[sh.Address]
+			atLeast(fmt.Sprintf(`emulator_snat_share_ports{address=%q,node=%q,proto=%q}`, p.Address, node, p.Proto), sh.Size)
+			atLeast(fmt.Sprintf(`emulator_snat_share_refused_total{address=%q,node=%q,proto=%q}`, p.Address, node, p.Proto), sh.Exhausted)
+			shares++
+		}
+	}
+	if shares == 0 {
+		t.Error("status shows no SNAT pool shares; the default lab's ASEs have them (F17)")
+	}
+	denies := 0.0
+	for _, g := range st.NSGs {
+		for _, r := range g.Rules {
+			atLeast(fmt.Sprintf(`emulator_nsg_rule_hits_total{access=%q,direction=%q,nsg=%q,rule=%q}`, r.Access, r.Direction, g.Name, r.Name), r.Hits)
+			if r.Name == "DenyASE1SQL" {
+				denies = r.Hits
+			}
+		}
+	}
+	if denies < 1 {
+		t.Errorf("status shows %v hits of vm-nsg/DenyASE1SQL after ase1-w1 called db1:1433", denies)
+	}
+	atLeast("emulator_flowlog_lost_events_total", st.FlowLogs.Lost)
+	for _, a := range st.ASEs {
+		want := map[string]float64{"Healthy": 1, "Unhealthy": 0}
+		if v, ok := want[a.Health]; ok {
+			if got, ok := m[fmt.Sprintf(`emulator_ase_healthy{ase=%q}`, a.Name)]; !ok || got != v {
+				t.Errorf("status: ASE %s %s; emulator_ase_healthy = %v (present %v), want %v", a.Name, a.Health, got, ok, v)
+			}
+		}
+		for _, fe := range a.FrontEnds {
+			if _, ok := m[fmt.Sprintf(`emulator_frontend_in_rotation{ase=%q,node=%q}`, a.Name, fe.Name)]; !ok {
+				t.Errorf("no emulator_frontend_in_rotation for front-end %s of %s", fe.Name, a.Name)
+			}
+		}
 	}
 }

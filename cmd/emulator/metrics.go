@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -55,7 +56,10 @@ func listenMetrics(addr string) (net.Listener, error) {
 // lab that carries no traffic.
 func (l *runningLab) serveMetrics(ln net.Listener) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(engineCollector{l})
+	// The Go and process collectors are status's process figures under
+	// the names every Go exporter uses: go_goroutines,
+	// go_memstats_heap_alloc_bytes, process_resident_memory_bytes.
+	reg.MustRegister(engineCollector{l}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	page := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -104,26 +108,45 @@ var (
 	descPoolSize  = prometheus.NewDesc("emulator_snat_pool_ports", "Ports in a SNAT pool.", []string{"address", "proto"}, nil)
 	descPoolUsed  = prometheus.NewDesc("emulator_snat_pool_ports_in_use", "SNAT ports in use.", []string{"address", "proto"}, nil)
 	descPoolRef   = prometheus.NewDesc("emulator_snat_pool_refused_total", "New flows refused because the pool was exhausted (F17).", []string{"address", "proto"}, nil)
+	descShareSize = prometheus.NewDesc("emulator_snat_share_ports", "Ports of a SNAT pool set aside for one ASE instance (F17).", []string{"address", "proto", "node"}, nil)
+	descShareUsed = prometheus.NewDesc("emulator_snat_share_ports_in_use", "Ports of an ASE instance's share of a SNAT pool in use.", []string{"address", "proto", "node"}, nil)
+	descShareRef  = prometheus.NewDesc("emulator_snat_share_refused_total", "New flows of an ASE instance refused because its share of the pool was exhausted (F17).", []string{"address", "proto", "node"}, nil)
 	descCTFlows   = prometheus.NewDesc("emulator_conntrack_flows", "Flows in the connection table.", nil, nil)
 	descCTMax     = prometheus.NewDesc("emulator_conntrack_max_flows", "Size of the connection table.", nil, nil)
 	descCTCreated = prometheus.NewDesc("emulator_conntrack_created_total", "Flows created.", nil, nil)
 	descCTExpired = prometheus.NewDesc("emulator_conntrack_expired_total", "Flows removed after their timeout.", nil, nil)
+	descCTFull    = prometheus.NewDesc("emulator_conntrack_table_full_total", "New flows refused because the connection table was full.", nil, nil)
+	descCTClash   = prometheus.NewDesc("emulator_conntrack_conflicts_total", "New flows refused because their translated tuple was a live flow's.", nil, nil)
+	descHealthy   = prometheus.NewDesc("emulator_ase_healthy", "1 if the ASE's checks of its dependencies passed, 0 if not (F16); absent until the first check.", []string{"ase"}, nil)
+	descRotation  = prometheus.NewDesc("emulator_frontend_in_rotation", "1 if the load balancer sends the front-end new flows, 0 if its probes took it out (F15).", []string{"ase", "node"}, nil)
+	descProbeFail = prometheus.NewDesc("emulator_frontend_probe_failures", "Health probes of the front-end that failed in a row (F15).", []string{"ase", "node"}, nil)
+	descFlowLost  = prometheus.NewDesc("emulator_flowlog_lost_events_total", "Flow events the flow log writer lagged behind and lost, since flow logging was last turned on.", nil, nil)
+	descReaderBuf = prometheus.NewDesc("emulator_reader_buffer_bytes", "Resident bytes of the io_uring workers' packet buffers.", nil, nil)
+	descLabInfo   = prometheus.NewDesc("emulator_lab_info", "The lab this endpoint serves, and its topology file.", []string{"lab", "topology"}, nil)
 )
 
 func (engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFlows, descDrops, descQueueFull,
-		descRuleHits, descPoolSize, descPoolUsed, descPoolRef, descCTFlows, descCTMax, descCTCreated, descCTExpired} {
+		descRuleHits, descPoolSize, descPoolUsed, descPoolRef, descShareSize, descShareUsed, descShareRef,
+		descCTFlows, descCTMax, descCTCreated, descCTExpired, descCTFull, descCTClash,
+		descHealthy, descRotation, descProbeFail, descFlowLost, descReaderBuf, descLabInfo} {
 		ch <- d
 	}
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
-	e := c.l.engine
+	l, e := c.l, c.l.engine
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge := func(d *prometheus.Desc, v int, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	flag := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
 	}
 	for _, s := range e.Stats() {
 		counter(descRxPackets, s.RxPackets, s.Node)
@@ -135,9 +158,10 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDrops, n, s.Node, r)
 		}
 	}
-	c.l.mu.Lock()
-	queueDrops := c.l.queueDrops()
-	c.l.mu.Unlock()
+	l.mu.Lock()
+	queueDrops := l.queueDrops()
+	topo, source := l.topo, l.state.Topology
+	l.mu.Unlock()
 	for node, n := range queueDrops {
 		counter(descQueueFull, n, node)
 	}
@@ -148,14 +172,47 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	n := e.NAT()
 	for _, p := range n.Pools {
-		gauge(descPoolSize, p.Size, p.Address, p.Proto)
-		gauge(descPoolUsed, p.InUse, p.Address, p.Proto)
+		gauge(descPoolSize, float64(p.Size), p.Address, p.Proto)
+		gauge(descPoolUsed, float64(p.InUse), p.Address, p.Proto)
 		counter(descPoolRef, p.Exhausted, p.Address, p.Proto)
+		for _, sh := range p.Shares {
+			// By node name, as every other per-machine series: a
+			// share's address is its instance's.
+			node := sh.Address
+			if a, err := netip.ParseAddr(sh.Address); err == nil && topo.NodeByAddr(a) != nil {
+				node = topo.NodeByAddr(a).Name
+			}
+			gauge(descShareSize, float64(sh.Size), p.Address, p.Proto, node)
+			gauge(descShareUsed, float64(sh.InUse), p.Address, p.Proto, node)
+			counter(descShareRef, sh.Exhausted, p.Address, p.Proto, node)
+		}
 	}
-	gauge(descCTFlows, n.Flows)
-	gauge(descCTMax, n.MaxFlows)
+	gauge(descCTFlows, float64(n.Flows))
+	gauge(descCTMax, float64(n.MaxFlows))
 	counter(descCTCreated, n.Created)
 	counter(descCTExpired, n.Expired)
+	counter(descCTFull, n.TableFull)
+	counter(descCTClash, n.Conflicts)
+
+	probes, health := l.mon.snapshot()
+	for _, a := range topo.ASEs {
+		if h, ok := health[a.Name]; ok {
+			gauge(descHealthy, flag(h.Healthy), a.Name)
+		}
+		for _, fe := range a.FrontEnds {
+			ps, ok := probes[fe.Name]
+			if !ok { // not probed yet
+				ps = probeState{InRotation: e.InRotation(fe.Name)}
+			}
+			gauge(descRotation, flag(ps.InRotation), a.Name, fe.Name)
+			gauge(descProbeFail, float64(ps.Failures), a.Name, fe.Name)
+		}
+	}
+	if fl := l.flowLogs.status(e); fl.Enabled {
+		counter(descFlowLost, fl.Lost)
+	}
+	gauge(descReaderBuf, float64(e.Reader().BufferBytes))
+	gauge(descLabInfo, 1, l.name, source)
 }
 
 // closeListener closes a metrics listener that startLab took but will not
