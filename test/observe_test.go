@@ -959,3 +959,65 @@ func TestMetricsMatchStatus(t *testing.T) {
 		}
 	}
 }
+
+// Counters never go back across emulator apply, which would read as a
+// reset to rate(): scaling an ASE down and up, and changing an NSG's
+// rules. A node scaled away takes its series with it; one added back
+// starts its own. A rule whose access apply turned from Allow to Deny
+// counts no Deny it did not make: it starts from zero.
+func TestMetricsAcrossApply(t *testing.T) {
+	allow := `{name: ClientHTTP, priority: 100, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: 198.51.100.10, destinationPortRange: "80"}`
+	nsg := withNSG("10.0.1.0/26", "ase1-nsg", allow)
+	start := writeTopology(t, "start.yaml", nsg...)
+	l := upLab(t, "-f", start, "--metrics", "127.0.0.1:0")
+	var st struct{ Metrics string }
+	l.emuJSON(&st, "status")
+	for range 3 {
+		l.mustExec("client", "curl", "-s", "-m", "5", "http://192.23.1.2/")
+	}
+	hits := func(m map[string]float64, access string) (float64, bool) {
+		v, ok := m[fmt.Sprintf(`emulator_nsg_rule_hits_total{access=%q,direction="Inbound",nsg="ase1-nsg",rule="ClientHTTP"}`, access)]
+		return v, ok
+	}
+	before := scrape(t, st.Metrics)
+	if h, _ := hits(before, "Allow"); h < 3 {
+		t.Fatalf("ClientHTTP allowed %v flows after 3 curls from client, want 3", h)
+	}
+	monotonic := func(step string, a, b map[string]float64) {
+		t.Helper()
+		for k, va := range a {
+			if vb, ok := b[k]; ok && vb < va && strings.Contains(k, "_total") {
+				t.Errorf("after %s, %s went back from %v to %v", step, k, va, vb)
+			}
+		}
+	}
+
+	deny := strings.Replace(allow, "access: Allow", "access: Deny", 1)
+	smaller := writeTopology(t, "smaller.yaml", append(withNSG("10.0.1.0/26", "ase1-nsg", deny,
+		`{name: AllowMgmt, priority: 200, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: "*", destinationPortRange: "454-455"}`),
+		"    frontEnds: 2\n    workers: 2\n    apps:\n      - name: app1", "    frontEnds: 2\n    workers: 1\n    apps:\n      - name: app1")...)
+	if r := emu(t, "apply", "--name", l.name, "-f", smaller); r.code != 0 {
+		t.Fatalf("apply scaling ase1 to 1 worker and ClientHTTP to Deny: %v", r)
+	}
+	after := scrape(t, st.Metrics)
+	monotonic("scaling ase1 down and changing its NSG", before, after)
+	if _, ok := after[`emulator_node_rx_packets_total{node="ase1-w2"}`]; ok {
+		t.Error("ase1-w2 was scaled away, and its series are still on the page")
+	}
+	if h, ok := hits(after, "Deny"); !ok || h != 0 {
+		t.Errorf("ClientHTTP, turned to Deny, has %v denies (present %v) before client called again; want 0: its %v hits were Allows", h, ok, before[`emulator_nsg_rule_hits_total{access="Allow",direction="Inbound",nsg="ase1-nsg",rule="ClientHTTP"}`])
+	}
+	l.exec("client", 10*time.Second, "curl", "-s", "-m", "3", "http://192.23.1.2/")
+	if h, _ := hits(scrape(t, st.Metrics), "Deny"); h < 1 {
+		t.Errorf("ClientHTTP denied %v flows after client called again, want at least 1", h)
+	}
+
+	if r := emu(t, "apply", "--name", l.name, "-f", start); r.code != 0 {
+		t.Fatalf("apply back to the start: %v", r)
+	}
+	again := scrape(t, st.Metrics)
+	monotonic("scaling ase1 back up", after, again)
+	if _, ok := again[`emulator_node_rx_packets_total{node="ase1-w2"}`]; !ok {
+		t.Error("ase1-w2 was added back, and has no series")
+	}
+}
