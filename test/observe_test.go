@@ -611,8 +611,17 @@ func TestQueueFullDropsShown(t *testing.T) {
 	if r := emu(t, "status", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "Queue full: the nodes' own interfaces dropped") {
 		t.Errorf("status does not report the queue-full drops: %v", r)
 	}
-	if m := scrape(t, st.Metrics)[`emulator_node_queue_full_drops_total{node="db1"}`]; m < float64(before+got) {
+	series := `emulator_node_queue_full_drops_total{node="db1"}`
+	if m := scrape(t, st.Metrics)[series]; m < float64(before+got) {
 		t.Errorf("emulator_node_queue_full_drops_total for db1 = %v, want at least %d", m, before+got)
+	}
+
+	// A count that cannot be read (db1's eth0 renamed, so /proc/net/dev
+	// has no eth0 in its namespace) is no sample, not a 0: rate() would
+	// read 0 and then the count again as two resets and a burst.
+	l.mustExec("db1", "sh", "-c", "ip link set eth0 down && ip link set eth0 name eth9")
+	if m, ok := scrape(t, st.Metrics)[series]; ok && m < float64(before+got) {
+		t.Errorf("with db1's eth0 unreadable, %s = %v: it went back from at least %d", series, m, before+got)
 	}
 }
 
