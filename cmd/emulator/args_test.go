@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,67 @@ func TestBadLabNameFromEnvironment(t *testing.T) {
 	code = run([]string{"status", "--name", "Bad"}, io.Discard, &stderr)
 	if code != exitUsage || strings.Contains(stderr.String(), labEnv) {
 		t.Errorf("status --name Bad with $%s set: exit %d, %q; want exit 2 about --name, not $%s", labEnv, code, stderr.String(), labEnv)
+	}
+}
+
+// A mistyped command or flag exits 2 with one line that names what was
+// probably meant and where the list is, rather than a screenful of usage
+// (for a command) or Go's "flag provided but not defined" (for a flag).
+func TestTypoSuggestion(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stauts"}, `unknown command "stauts"; did you mean "status"? (emulator help lists the commands)`},
+		{[]string{"lba", "list"}, `did you mean "lab"?`},
+		{[]string{"Down"}, `did you mean "down"?`},
+		{[]string{"up", "--nmae", "x"}, "up: unknown flag --nmae; did you mean --name? (emulator up -h lists its flags)"},
+		{[]string{"status", "--jsn"}, "did you mean --json?"},
+		{[]string{"verify", "--form", "db1"}, "did you mean --from?"},
+		{[]string{"capture", "db1", "-W", "x.pcapng"}, "unknown flag -W; did you mean -w?"},
+		{[]string{"lab", "check", "1", "--jsno"}, "lab check: unknown flag --jsno; did you mean --json? (emulator lab check -h lists its flags)"},
+	} {
+		var stdout, stderr strings.Builder
+		code := run(c.args, &stdout, &stderr)
+		lines := strings.Count(stderr.String(), "\n")
+		if code != exitUsage || !strings.Contains(stderr.String(), c.want) || lines != 1 || stdout.Len() > 0 {
+			t.Errorf("emulator %s: exit %d, stderr %q; want exit 2 and one line with %q", strings.Join(c.args, " "), code, stderr.String(), c.want)
+		}
+	}
+	// Nothing near enough: no guess, which would send the user the wrong way.
+	for _, args := range [][]string{{"xyz"}, {"up", "-x"}} {
+		var stderr strings.Builder
+		if code := run(args, io.Discard, &stderr); code != exitUsage || strings.Contains(stderr.String(), "did you mean") {
+			t.Errorf("emulator %s: exit %d, %q; want exit 2 and no suggestion", strings.Join(args, " "), code, stderr.String())
+		}
+	}
+}
+
+// help CMD is CMD -h, as in go and git, for every command the usage
+// lists; `emulator help up` printed the general usage instead.
+func TestHelpCommand(t *testing.T) {
+	for _, cmd := range []string{"up", "down", "status", "exec", "flows", "apply", "verify", "nexthop", "capture", "trace", "flowlog", "graph", "init", "lab"} {
+		var viaHelp, viaFlag, stderr strings.Builder
+		code := run([]string{"help", cmd}, &viaHelp, &stderr)
+		if code != exitOK || !strings.HasPrefix(viaHelp.String(), "usage: emulator "+cmd) {
+			t.Errorf("emulator help %s: exit %d, stdout %q, stderr %q; want exit 0 and that command's usage", cmd, code, viaHelp.String(), stderr.String())
+			continue
+		}
+		run([]string{cmd, "-h"}, &viaFlag, io.Discard)
+		if viaHelp.String() != viaFlag.String() {
+			t.Errorf("emulator help %s printed\n%s\nbut emulator %s -h\n%s", cmd, viaHelp.String(), cmd, viaFlag.String())
+		}
+	}
+}
+
+// A user who asks for the version, the way most tools take it, gets it:
+// the Go release that built the binary is in it, for a bug report.
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "version"} {
+		var stdout, stderr strings.Builder
+		code := run([]string{arg}, &stdout, &stderr)
+		if code != exitOK || !strings.HasPrefix(stdout.String(), "emulator ") || !strings.Contains(stdout.String(), runtime.Version()) {
+			t.Errorf("emulator %s: exit %d, stdout %q, stderr %q; want exit 0 and a line naming %s", arg, code, stdout.String(), stderr.String(), runtime.Version())
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/aseemu/emulator/topology"
@@ -65,12 +67,13 @@ Commands:
   graph [-f FILE] [--name LAB] [--format dot|mermaid]
                                      draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
+  version                            the emulator's version and the Go that built it (also --version)
   lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N | files N [DIR]  [--name LAB]
                                      teaching labs (scripts/labs): start one, check each step, apply its solution,
                                      print its topology or write its files (guide included) into DIR
 
 The default lab name is "` + defaultLab + `", or $` + labEnv + ` when set. Run as root (sudo).
-emulator COMMAND -h lists the command's flags.
+emulator COMMAND -h (or emulator help COMMAND) lists the command's flags.
 `
 
 // usageError is a bad invocation: exit status 2.
@@ -118,16 +121,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "lab":
 		err = cmdLab(rest, stdout)
 	case "init":
+		fs := flag.NewFlagSet("init", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		if fs.Parse(rest) == flag.ErrHelp {
+			err = commandHelp(fs)
+			break
+		}
 		if len(rest) > 0 {
 			err = usagef("init: unexpected argument %q: init prints the default lab; save it with: emulator init > FILE", rest[0])
 			break
 		}
 		_, err = stdout.Write(topology.DefaultYAML())
 	case "help", "-h", "--help":
+		if len(rest) > 0 && rest[0] != "help" && rest[0] != "-h" && rest[0] != "--help" {
+			// help CMD is CMD -h, as go and git read it.
+			return run([]string{rest[0], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionLine())
+		return exitOK
 	default:
-		fmt.Fprintf(stderr, "emulator: unknown command %q\n\n%s", cmd, usage)
+		// The whole usage after a typo would scroll the one line that
+		// matters off the screen.
+		msg := fmt.Sprintf("unknown command %q", cmd)
+		if s := closest(cmd, commandNames()); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		fmt.Fprintf(stderr, "emulator: %s (emulator help lists the commands)\n", msg)
 		return exitUsage
 	}
 	var h helpRequest
@@ -163,6 +185,11 @@ func commandHelp(fs *flag.FlagSet) helpRequest {
 		if len(parts) == 2 {
 			fmt.Fprintf(&b, "  %s\n", parts[1])
 		}
+	}
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if !hasFlags {
+		return helpRequest{b.String()}
 	}
 	b.WriteString("\nFlags:\n")
 	fs.SetOutput(&b)
@@ -214,7 +241,7 @@ func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return commandHelp(fs)
 	} else if err != nil {
-		return usagef("%s: %v (see emulator help)", fs.Name(), err)
+		return flagError(fs, err)
 	}
 	if !labNameRE.MatchString(*name) {
 		const rule = "use 1-32 lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -227,6 +254,113 @@ func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
 		return usagef("lab name %q: %s", *name, rule)
 	}
 	return nil
+}
+
+// flagError says what was wrong with a flag, suggests the flag a typo
+// was likely meant to be, and where the command's flags are listed.
+func flagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if bad, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		bad = strings.TrimLeft(bad, "-")
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		msg = fmt.Sprintf("unknown flag %s", dashes(bad))
+		if s := closest(bad, names); s != "" {
+			msg += fmt.Sprintf("; did you mean %s?", dashes(s))
+		}
+	}
+	return usagef("%s: %s (emulator %s -h lists its flags)", fs.Name(), msg, fs.Name())
+}
+
+// dashes spells a flag as the README and the usage do: -w, -f, --name.
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// commandNames are the commands the usage lists, and help.
+func commandNames() []string {
+	names := []string{"help"}
+	for _, l := range strings.Split(usage, "\n") {
+		if w, ok := strings.CutPrefix(l, "  "); ok && w != "" && w[0] >= 'a' && w[0] <= 'z' {
+			names = append(names, strings.Fields(w)[0])
+		}
+	}
+	return names
+}
+
+// closest is the candidate a typo of word most likely meant, case
+// aside: within two edits (one for words of up to four letters, none for
+// one or two, where any other letter would be one edit away), swapping two
+// neighbouring letters counting as one; "" when none is that near.
+func closest(word string, candidates []string) string {
+	best, bestD := "", 3
+	switch {
+	case len(word) <= 2:
+		bestD = 1
+	case len(word) <= 4:
+		bestD = 2
+	}
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(word), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// versionLine is what --version prints: the module version and commit
+// the binary was built from, where the build recorded them, and the Go
+// that built it, which is what a bug report needs.
+func versionLine() string {
+	v := "(unknown)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return fmt.Sprintf("emulator %s, %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	}
+	v = bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += fmt.Sprintf(" (commit %.12s%s)", rev, modified)
+	}
+	return fmt.Sprintf("emulator %s, %s %s/%s", v, bi.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
 
 // noArgs refuses a stray argument to a command that takes none: read as
