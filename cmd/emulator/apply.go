@@ -97,10 +97,22 @@ func (l *runningLab) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// refusal is an apply the running lab cannot carry out live.
-type refusal struct{ msg string }
+// refusal is an apply the running lab cannot carry out live: what would
+// change, and (once the lab fills them in) the lab and file, so that the
+// way out it names acts on this lab, not on the default one.
+type refusal struct {
+	problems  []string
+	lab, file string
+}
 
-func (r refusal) Error() string { return r.msg }
+func (r refusal) Error() string {
+	file := r.file
+	if file == "" {
+		file = "FILE"
+	}
+	return fmt.Sprintf("apply cannot change these in a running lab (bring the file up instead: emulator down%s, then emulator up -d -f %s%s):\n  %s",
+		labFlag(r.lab), file, labFlag(r.lab), strings.Join(r.problems, "\n  "))
+}
 
 // apply moves the running lab to the topology file source, whose content
 // is given: NSGs, ASE scale and app placement, connection-tracking
@@ -116,7 +128,10 @@ func (l *runningLab) apply(source string, content []byte) ([]string, error) {
 		return nil, err
 	}
 	added, removed, changes, err := diffTopology(l.topo, t)
-	if err != nil {
+	if r, ok := err.(refusal); ok {
+		r.lab, r.file = l.name, source
+		return nil, r
+	} else if err != nil {
 		return nil, err
 	}
 	// A VM's kernel forwards for it (README: VirtualAppliance), so its
@@ -265,7 +280,7 @@ func diffTopology(old, new *topology.Topology) (added, removed []*topology.Node,
 		changes = append(changes, fmt.Sprintf("NSG flow logs: %s", onOff(new.FlowLogs)))
 	}
 	if len(problems) > 0 {
-		return nil, nil, nil, refusal{"apply cannot change these in a running lab (bring the file up instead: emulator down, then emulator up -d -f FILE):\n  " + strings.Join(problems, "\n  ")}
+		return nil, nil, nil, refusal{problems: problems}
 	}
 	return added, removed, changes, nil
 }

@@ -152,3 +152,25 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// Advice a command prints for a lab other than the default one names that
+// lab: `flowlog --name x` said "turn on with: emulator flowlog on", and
+// apply's refusal "emulator down, then emulator up -d -f FILE", which,
+// typed as shown, turn on logs in, or tear down, the default lab instead.
+func TestAdviceNamesTheLab(t *testing.T) {
+	t.Setenv(labEnv, "")
+	var b strings.Builder
+	printFlowLogs(&b, flowLogStatus{}, "hq-x")
+	if !strings.Contains(b.String(), "emulator flowlog --name hq-x on") {
+		t.Errorf("flowlog of lab hq-x printed %q; want the advice to name --name hq-x", b.String())
+	}
+	b.Reset()
+	printFlowLogs(&b, flowLogStatus{}, defaultLab)
+	if !strings.Contains(b.String(), "emulator flowlog on)") {
+		t.Errorf("flowlog of the default lab printed %q; want plain emulator flowlog on", b.String())
+	}
+	msg := refusal{problems: []string{"node db1 would change"}, lab: "hq-x", file: "/tmp/l.yaml"}.Error()
+	if !strings.Contains(msg, "emulator down --name hq-x, then emulator up -d -f /tmp/l.yaml --name hq-x") {
+		t.Errorf("apply's refusal in lab hq-x: %q; want it to down and up lab hq-x with the file", msg)
+	}
+}

@@ -187,12 +187,7 @@ type course struct {
 }
 
 // labFlag is what a learner adds to a command for this lab name.
-func (c *course) labFlag() string {
-	if c.name == defaultLabName() {
-		return ""
-	}
-	return " --name " + c.name
-}
+func (c *course) labFlag() string { return labFlag(c.name) }
 
 // start brings the lab's topology up detached and prints the first step.
 func (c *course) start() error {

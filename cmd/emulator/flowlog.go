@@ -103,13 +103,13 @@ func cmdFlowlog(args []string, stdout io.Writer) error {
 	if *asJSON {
 		return printJSON(stdout, st)
 	}
-	printFlowLogs(stdout, st)
+	printFlowLogs(stdout, st, *name)
 	return nil
 }
 
-func printFlowLogs(w io.Writer, st flowLogStatus) {
+func printFlowLogs(w io.Writer, st flowLogStatus, lab string) {
 	if !st.Enabled {
-		fmt.Fprintln(w, "NSG flow logs: off (turn on with: emulator flowlog on)")
+		fmt.Fprintf(w, "NSG flow logs: off (turn on with: emulator flowlog%s on)\n", labFlag(lab))
 		return
 	}
 	fmt.Fprintf(w, "NSG flow logs: on, version 2, one file a minute under %s", st.Directory)

@@ -363,6 +363,16 @@ func versionLine() string {
 	return fmt.Sprintf("emulator %s, %s %s/%s", v, bi.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
 
+// labFlag is what a command printed as advice needs to act on lab name:
+// nothing for the default lab, else its --name, without which the advice
+// would act on another lab.
+func labFlag(name string) string {
+	if name == "" || name == defaultLabName() {
+		return ""
+	}
+	return " --name " + name
+}
+
 // noArgs refuses a stray argument to a command that takes none: read as
 // a lab's name, it would otherwise be dropped and the default lab used.
 func noArgs(fs *flag.FlagSet) error {

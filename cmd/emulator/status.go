@@ -444,7 +444,7 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	printFlowLogs(w, r.FlowLogs)
+	printFlowLogs(w, r.FlowLogs, r.Lab)
 	if r.Metrics != "" {
 		fmt.Fprintf(w, "Prometheus metrics: %s\n", r.Metrics)
 	}
