@@ -1,6 +1,8 @@
 package test
 
 import (
+	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -145,6 +147,46 @@ func TestLastDownLeavesNoDirectories(t *testing.T) {
 	for _, d := range dirs {
 		if _, err := os.Stat(d); err == nil {
 			t.Errorf("down of no lab made %s", d)
+		}
+	}
+}
+
+// A tool a guide runs in a node comes from this machine, since a namespace
+// has no programs of its own: when it is missing, exec says so and names
+// the package (exit 127), rather than Go's `"iperf3": executable file not
+// found in $PATH`. A file exec finds but cannot run exits 126 or 127 as sh
+// says it, never 1, which a script would take for the command's own.
+func TestExecCommandThatCannotRun(t *testing.T) {
+	l := upLab(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	garbage := filepath.Join(dir, "garbage")
+	noInterp := filepath.Join(dir, "script")
+	if err := os.WriteFile(garbage, []byte{0, 1, 2, 3}, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(noInterp, []byte("#!/nonexistent/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, emulator, "exec", "--name", l.name, "db1", "--", "iperf3", "-c", "10.0.1.6")
+	c.Env = append(os.Environ(), "PATH="+dir) // as on a machine without iperf3
+	out, err := c.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 127 || !strings.Contains(string(out), "apt-get install iperf3") || !strings.Contains(string(out), "this machine") {
+		t.Errorf("exec of iperf3 where it is not installed: %v, %q; want exit 127 saying to install iperf3 on this machine", err, out)
+	}
+	for _, c := range []struct {
+		cmd  string
+		code int
+	}{
+		{garbage, 126},  // found, executable, but no program: ENOEXEC
+		{noInterp, 127}, // its interpreter is missing
+		{"./no-such-tool", 127},
+	} {
+		if r := l.exec("db1", 20*time.Second, c.cmd); r.code != c.code || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("exec of %s: want exit %d and one error line, got %v", c.cmd, c.code, r)
 		}
 	}
 }

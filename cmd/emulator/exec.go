@@ -68,9 +68,11 @@ func cmdExec(args []string) error {
 	}
 	path, err := exec.LookPath(cmd[0])
 	if errors.Is(err, exec.ErrNotFound) {
-		return codedError{err, 127} // exec.Error says "exec: ..." itself
+		return codedError{notInstalled(cmd[0]), 127}
+	} else if errors.Is(err, os.ErrNotExist) {
+		return codedError{err, 127} // ./tool that is not there, as sh says it
 	} else if err != nil {
-		return codedError{err, 126}
+		return codedError{err, 126} // exec.Error says "exec: ..." itself
 	}
 
 	// setns(2) moves only this thread, and execve(2) keeps this thread's
@@ -84,5 +86,40 @@ func cmdExec(args []string) error {
 		return fmt.Errorf("exec: %w", err)
 	}
 	err = syscall.Exec(path, cmd, os.Environ())
-	return fmt.Errorf("exec %s: %w", path, err)
+	// As sh and env say it: 127 when what the file needs is missing (a
+	// script's interpreter), 126 when it is there but cannot run (not a
+	// program this kernel runs), never a status the command might exit with.
+	if errors.Is(err, syscall.ENOENT) {
+		// The file was found: what is missing is what it names.
+		return codedError{fmt.Errorf("exec %s: %w (its interpreter, or the loader it names, is missing)", path, err), 127}
+	}
+	return codedError{fmt.Errorf("exec %s: %w", path, err), 126}
+}
+
+// packageOf names the Debian package of the tools the README and the
+// teaching labs' guides run in nodes (scripts/install-deps.sh installs
+// them for the tests), where the package's name is not the tool's.
+var packageOf = map[string]string{
+	"nc":       "netcat-openbsd",
+	"ping":     "iputils-ping",
+	"nslookup": "dnsutils",
+	"dig":      "dnsutils",
+	"host":     "dnsutils",
+	"ip":       "iproute2",
+	"ss":       "iproute2",
+}
+
+// notInstalled says why a command is not found in a node: a namespace has
+// no programs of its own, only the host's, so "not in $PATH" is about this
+// machine, and installing the tool here is what makes it run there.
+func notInstalled(cmd string) error {
+	if strings.Contains(cmd, "/") {
+		return fmt.Errorf("exec: %s: not found", cmd)
+	}
+	pkg := packageOf[cmd]
+	if pkg == "" {
+		pkg = cmd
+	}
+	return fmt.Errorf("exec: %s: command not found in $PATH; a node runs this machine's programs, so install it here (on Debian: apt-get install %s)",
+		cmd, pkg)
 }
