@@ -2,6 +2,7 @@ package netx
 
 import (
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -88,6 +89,13 @@ func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 // connections on Close. With tls set, srv.TLSConfig must hold a certificate
 // (Certificates or GetCertificate) and l is served as HTTPS.
 func (g *Group) ServeHTTP(l net.Listener, srv *http.Server, tls bool) {
+	if srv.ErrorLog == nil {
+		// Close cuts the connections srv holds, and srv logs each one
+		// still in its TLS handshake ("use of closed network connection"):
+		// on the terminal of an up that Ctrl-C tears down, lines that look
+		// like a failure. What srv logs before Close still goes to the log.
+		srv.ErrorLog = log.New(unlessClosed{g}, log.Prefix(), log.Flags())
+	}
 	g.OnClose(func() error {
 		l.Close() // in case Close came before Serve could take l
 		return srv.Close()
@@ -99,6 +107,17 @@ func (g *Group) ServeHTTP(l net.Listener, srv *http.Server, tls bool) {
 			srv.Serve(l)
 		}
 	})
+}
+
+// unlessClosed writes to the standard logger's output until its group
+// closes, and then drops what it is given.
+type unlessClosed struct{ g *Group }
+
+func (u unlessClosed) Write(p []byte) (int, error) {
+	if u.g.isClosed() {
+		return len(p), nil
+	}
+	return log.Writer().Write(p)
 }
 
 // Close runs the OnClose functions, closes the connections Serve accepted

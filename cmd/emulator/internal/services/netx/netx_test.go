@@ -2,14 +2,18 @@ package netx
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/certs"
 )
 
 func TestLoopbackDialsNodesByNameAndAddress(t *testing.T) {
@@ -222,5 +226,76 @@ func TestResolverAsksThroughNet(t *testing.T) {
 	// proves the query went through n rather than to the host's resolver.
 	if _, err := r.LookupHost(ctx, "echo.example.net"); err == nil {
 		t.Error("lookup succeeded without a DNS server on the pretend network")
+	}
+}
+
+// Closing a group whose HTTPS server holds a connection still in its TLS
+// handshake (a health check's, when up is stopped) logs nothing: net/http
+// logged "http: TLS handshake error ...: use of closed network connection"
+// on the terminal of every up that Ctrl-C tore down mid-check.
+func TestCloseDuringTLSHandshakeLogsNothing(t *testing.T) {
+	var logged strings.Builder
+	out := log.Writer()
+	log.SetOutput(&logged)
+	defer log.SetOutput(out)
+
+	cert, err := certs.SelfSigned("test", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, closed := make(chan struct{}), make(chan struct{})
+	srv := &http.Server{
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				close(accepted)
+			case http.StateClosed:
+				close(closed)
+			}
+		},
+	}
+	var g Group
+	g.ServeHTTP(l, srv, true)
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-accepted // the server now waits for a ClientHello that never comes
+	g.Close()
+	// net/http logs the handshake's failure before it marks the
+	// connection closed.
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection was not closed by Close")
+	}
+	if logged.Len() > 0 {
+		t.Errorf("closing the group logged %q; want nothing", logged.String())
+	}
+}
+
+// What the server logs while it runs still reaches the log.
+func TestServerErrorsBeforeCloseAreLogged(t *testing.T) {
+	var logged strings.Builder
+	out := log.Writer()
+	log.SetOutput(&logged)
+	defer log.SetOutput(out)
+	srv := &http.Server{}
+	var g Group
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.ServeHTTP(l, srv, false)
+	defer g.Close()
+	srv.ErrorLog.Print("a real error")
+	if !strings.Contains(logged.String(), "a real error") {
+		t.Errorf("the server's error log wrote %q before Close; want its line", logged.String())
 	}
 }
