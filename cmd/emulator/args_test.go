@@ -2,9 +2,13 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/aseemu/emulator/topology"
 )
 
 // A command that takes no positional argument refuses one (exit 2), rather
@@ -172,5 +176,19 @@ func TestAdviceNamesTheLab(t *testing.T) {
 	msg := refusal{problems: []string{"node db1 would change"}, lab: "hq-x", file: "/tmp/l.yaml"}.Error()
 	if !strings.Contains(msg, "emulator down --name hq-x, then emulator up -d -f /tmp/l.yaml --name hq-x") {
 		t.Errorf("apply's refusal in lab hq-x: %q; want it to down and up lab hq-x with the file", msg)
+	}
+}
+
+// graph draws a file or what a running lab runs: given both, it drew the
+// file as if it were the lab's, silently ignoring --name.
+func TestGraphFileAndNameIsUsageError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(file, topology.DefaultYAML(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	code := run([]string{"graph", "-f", file, "--name", "t-other"}, &stdout, &stderr)
+	if code != exitUsage || stdout.Len() > 0 || !strings.Contains(stderr.String(), "not both") {
+		t.Errorf("graph -f FILE --name LAB: exit %d, %d bytes drawn, %q; want exit 2 saying to give one of them", code, stdout.Len(), stderr.String())
 	}
 }

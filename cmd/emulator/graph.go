@@ -32,6 +32,10 @@ func cmdGraph(args []string, stdout io.Writer) error {
 	}
 	named := false
 	fs.Visit(func(f *flag.Flag) { named = named || f.Name == "name" })
+	if *file != "" && named {
+		// Drawing the file would pass it off as what lab --name runs.
+		return usagef("graph: -f %s and --name %s: draw either a file (-f) or what a running lab runs (--name), not both", *file, *name)
+	}
 	if *file == "" && named {
 		return graphOfLab(*name, *format, stdout)
 	}

@@ -64,7 +64,7 @@ Commands:
                                      send one real probe and show its path: route, NSG rules, NAT, delivery or drop
   flowlog [--name LAB] [on|off] [--json]
                                      NSG flow logs (Azure's version 2 JSON), one file a minute; where they are
-  graph [-f FILE] [--name LAB] [--format dot|mermaid]
+  graph [-f FILE | --name LAB] [--format dot|mermaid]
                                      draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
   version                            the emulator's version and the Go that built it (also --version)
