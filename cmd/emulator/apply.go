@@ -34,7 +34,10 @@ func cmdApply(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
-	if *file == "" || fs.NArg() > 0 {
+	if err := fileArgs(fs, *file); err != nil {
+		return err
+	}
+	if *file == "" {
 		return usagef("apply: usage: emulator apply [--name LAB] -f FILE")
 	}
 	// Read before the root check, as up does, so that a file that cannot

@@ -192,3 +192,25 @@ func TestGraphFileAndNameIsUsageError(t *testing.T) {
 		t.Errorf("graph -f FILE --name LAB: exit %d, %d bytes drawn, %q; want exit 2 saying to give one of them", code, stdout.Len(), stderr.String())
 	}
 }
+
+// `up lab.yaml`, as docker compose or containerlab users would type it,
+// says that the file is given with -f, keeping the lab's --name; it said
+// only `unexpected argument "lab.yaml"` (up) or printed the usage (apply).
+func TestTopologyFileWithoutF(t *testing.T) {
+	t.Setenv(labEnv, "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"up", "lab.yaml"}, "a topology file is given with -f: emulator up -f lab.yaml"},
+		{[]string{"up", "--name", "hq-x", "lab.yaml"}, "emulator up --name hq-x -f lab.yaml"},
+		{[]string{"apply", "--name", "hq-x", "new.yml"}, "emulator apply --name hq-x -f new.yml"},
+		{[]string{"graph", "lab.yaml"}, "emulator graph -f lab.yaml"},
+	} {
+		var stderr strings.Builder
+		code := run(c.args, io.Discard, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("emulator %s: exit %d, %q; want exit 2 and %q", strings.Join(c.args, " "), code, stderr.String(), c.want)
+		}
+	}
+}

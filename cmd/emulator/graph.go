@@ -23,8 +23,8 @@ func cmdGraph(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("graph: usage: emulator graph [-f FILE | --name LAB] [--format dot|mermaid]")
+	if err := fileArgs(fs, *file); err != nil {
+		return err
 	}
 	*format = strings.ToLower(*format)
 	if graphRenderers[*format] == nil {

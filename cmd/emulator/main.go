@@ -363,6 +363,29 @@ func versionLine() string {
 	return fmt.Sprintf("emulator %s, %s %s/%s", v, bi.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
 
+// fileArgs refuses a positional argument to a command that takes its
+// topology file with -f, as `up`, `apply` and `graph` do: typed as
+// docker compose or containerlab users would, `up lab.yaml` should say how
+// the file is given.
+func fileArgs(fs *flag.FlagSet, file string) error {
+	if fs.NArg() == 0 {
+		return nil
+	}
+	if file == "" && (strings.HasSuffix(fs.Arg(0), ".yaml") || strings.HasSuffix(fs.Arg(0), ".yml") || isFile(fs.Arg(0))) {
+		lab := ""
+		if fs.Name() != "graph" { // which draws a file or a lab, not both
+			lab = labFlag(fs.Lookup("name").Value.String())
+		}
+		return usagef("%s: unexpected argument %q: a topology file is given with -f: emulator %s%s -f %s", fs.Name(), fs.Arg(0), fs.Name(), lab, fs.Arg(0))
+	}
+	return usagef("%s: unexpected argument %q (emulator %s -h lists its flags)", fs.Name(), fs.Arg(0), fs.Name())
+}
+
+func isFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}
+
 // labFlag is what a command printed as advice needs to act on lab name:
 // nothing for the default lab, else its --name, without which the advice
 // would act on another lab.

@@ -48,8 +48,8 @@ func cmdUp(args []string, stdout io.Writer) error {
 			return usagef("up: %v", err)
 		}
 	}
-	if fs.NArg() > 0 {
-		return usagef("up: unexpected argument %q", fs.Arg(0))
+	if err := fileArgs(fs, *file); err != nil {
+		return err
 	}
 	if *queues < 0 || *queues > tun.MaxQueues {
 		return usagef("up: --queues %d: use 0 (automatic) to %d", *queues, tun.MaxQueues)
