@@ -110,11 +110,13 @@ func TestTypoSuggestion(t *testing.T) {
 		{[]string{"status", "--jsn"}, "did you mean --json?"},
 		{[]string{"verify", "--form", "db1"}, "did you mean --from?"},
 		{[]string{"capture", "db1", "-W", "x.pcapng"}, "unknown flag -W; did you mean -w?"},
+		{[]string{"lab", "strat", "1"}, `lab: unknown command "strat"; did you mean "lab start"?`},
 		{[]string{"lab", "check", "1", "--jsno"}, "lab check: unknown flag --jsno; did you mean --json? (emulator lab check -h lists its flags)"},
 	} {
 		var stdout, stderr strings.Builder
 		code := run(c.args, &stdout, &stderr)
-		lines := strings.Count(stderr.String(), "\n")
+		// One line; lab's one-line usage may follow.
+		lines := strings.Count(stderr.String(), "\n") - strings.Count(stderr.String(), "lab: usage:")
 		if code != exitUsage || !strings.Contains(stderr.String(), c.want) || lines != 1 || stdout.Len() > 0 {
 			t.Errorf("emulator %s: exit %d, stderr %q; want exit 2 and one line with %q", strings.Join(c.args, " "), code, stderr.String(), c.want)
 		}

@@ -39,6 +39,9 @@ func cmdLab(args []string, stdout io.Writer) error {
 	case "-h", "--help", "help":
 		return helpRequest{strings.Replace(labUsage, "lab: usage:", "usage:", 1) + "\n"}
 	default:
+		if s := closest(verb, []string{"list", "start", "check", "solve", "reset", "files"}); s != "" {
+			return usagef("lab: unknown command %q; did you mean \"lab %s\"?\n%s", verb, s, labUsage)
+		}
 		return usagef("lab: unknown command %q\n%s", verb, labUsage)
 	}
 	fs, name := newFlags("lab " + verb)
