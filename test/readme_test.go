@@ -142,3 +142,95 @@ func jsonFields(v any, depth int) []string {
 	}
 	return fields
 }
+
+// Every command of the README's "First things to try", run as written
+// against a lab of this test's own (--name added, lab.db1 renamed), exits
+// 0 and prints what its comment promises: each address the comment names,
+// and a round trip of at least the milliseconds it names. The nc pair is
+// TestReadmeListener's; down is the lab's own teardown.
+func TestReadmeFirstThings(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile("(?s)## First things to try.*?```sh\n(.*?)```").FindSubmatch(readme)
+	if block == nil {
+		t.Fatal("the README has no First things to try block")
+	}
+	l := upLab(t)
+	addr := regexp.MustCompile(`\b\d+\.\d+\.\d+\.\d+\b`)
+	ms := regexp.MustCompile(`\b(\d+) ms\b`)
+	ran := 0
+	for _, line := range strings.Split(string(block[1]), "\n") {
+		cmd, comment, _ := strings.Cut(line, " # ")
+		words := shellWords(strings.TrimSpace(cmd))
+		if len(words) < 3 || words[0] != "sudo" || strings.Contains(cmd, " nc ") {
+			continue
+		}
+		var r result
+		switch {
+		case words[1] == "bin/emulator" && words[2] == "down":
+			continue
+		case words[1] == "bin/emulator":
+			r = emu(t, append([]string{words[2], "--name", l.name}, words[3:]...)...)
+		case words[1] == "ip":
+			for i, w := range words {
+				if strings.HasPrefix(w, "lab.") {
+					words[i] = l.name + "." + strings.TrimPrefix(w, "lab.")
+				}
+			}
+			r = run(t, 30*time.Second, words[1], words[2:]...)
+		default:
+			t.Errorf("the README runs %q, which this test does not know how to run", cmd)
+			continue
+		}
+		ran++
+		if r.code != 0 {
+			t.Errorf("%s: %v", cmd, r)
+			continue
+		}
+		for _, a := range addr.FindAllString(comment, -1) {
+			if !strings.Contains(r.stdout, a) {
+				t.Errorf("%s: the README says %q, but %s is not in what it printed:\n%s", cmd, comment, a, r.stdout)
+			}
+		}
+		if m := ms.FindStringSubmatch(comment); m != nil {
+			want, _ := strconv.Atoi(m[1])
+			for _, rtt := range regexp.MustCompile(`time=([\d.]+) ms`).FindAllStringSubmatch(r.stdout, -1) {
+				if got, _ := strconv.ParseFloat(rtt[1], 64); got < float64(want) {
+					t.Errorf("%s: the README says %q, but a round trip took %s ms", cmd, comment, rtt[1])
+				}
+			}
+		}
+	}
+	if ran < 8 {
+		t.Errorf("ran %d of the README's first commands; the block has changed shape", ran)
+	}
+}
+
+// shellWords splits a command line as sh would for the README's commands:
+// on blanks, with single quotes keeping what they enclose.
+func shellWords(s string) []string {
+	var words []string
+	var w strings.Builder
+	inWord, quoted := false, false
+	for _, c := range s {
+		switch {
+		case c == '\'':
+			quoted, inWord = !quoted, true
+		case (c == ' ' || c == '\t') && !quoted:
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteRune(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words
+}
