@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -213,6 +214,20 @@ func TestTopologyFileWithoutF(t *testing.T) {
 		code := run(c.args, io.Discard, &stderr)
 		if code != exitUsage || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("emulator %s: exit %d, %q; want exit 2 and %q", strings.Join(c.args, " "), code, stderr.String(), c.want)
+		}
+	}
+}
+
+// CMD -h lists the flags as its usage line and the README spell them:
+// --name, -f. Go's flag.PrintDefaults wrote -name under a usage line
+// that says --name.
+func TestHelpSpellsFlagsAsUsage(t *testing.T) {
+	oneDash := regexp.MustCompile(`(?m)^  -[a-z][a-z-]+\b`)
+	for _, cmd := range []string{"up", "down", "status", "exec", "flows", "apply", "verify", "nexthop", "capture", "trace", "flowlog", "graph"} {
+		var stdout strings.Builder
+		run([]string{cmd, "-h"}, &stdout, io.Discard)
+		if bad := oneDash.FindAllString(stdout.String(), -1); len(bad) > 0 || !strings.Contains(stdout.String(), "  --name string") {
+			t.Errorf("emulator %s -h lists %q with one dash; want --name as in its usage line:\n%s", cmd, bad, stdout.String())
 		}
 	}
 }

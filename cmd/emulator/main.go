@@ -192,9 +192,27 @@ func commandHelp(fs *flag.FlagSet) helpRequest {
 		return helpRequest{b.String()}
 	}
 	b.WriteString("\nFlags:\n")
-	fs.SetOutput(&b)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	// flag.PrintDefaults spells every flag with one dash (-name), where
+	// the usage line above and the README write --name: the same flag
+	// spelled two ways on one screen.
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, text := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  %s", dashes(f.Name))
+		if typ != "" {
+			fmt.Fprintf(&b, " %s", typ)
+		}
+		fmt.Fprintf(&b, "\n    \t%s", strings.ReplaceAll(text, "\n", "\n    \t"))
+		switch f.DefValue {
+		case "", "0", "false", "0s":
+		default:
+			if typ == "string" {
+				fmt.Fprintf(&b, " (default %q)", f.DefValue)
+			} else {
+				fmt.Fprintf(&b, " (default %s)", f.DefValue)
+			}
+		}
+		b.WriteString("\n")
+	})
 	return helpRequest{b.String()}
 }
 
