@@ -111,6 +111,8 @@ func TestTypoSuggestion(t *testing.T) {
 		{[]string{"status", "--jsn"}, "did you mean --json?"},
 		{[]string{"verify", "--form", "db1"}, "did you mean --from?"},
 		{[]string{"capture", "db1", "-W", "x.pcapng"}, "unknown flag -W; did you mean -w?"},
+		{[]string{"up", "--queues", "x"}, `up: invalid value "x" for flag --queues: parse error (emulator up -h lists its flags)`},
+		{[]string{"verify", "--from"}, "verify: flag needs an argument: --from (emulator verify -h lists its flags)"},
 		{[]string{"lab", "strat", "1"}, `lab: unknown command "strat"; did you mean "lab start"?`},
 		{[]string{"lab", "check", "1", "--jsno"}, "lab check: unknown flag --jsno; did you mean --json? (emulator lab check -h lists its flags)"},
 	} {

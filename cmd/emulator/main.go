@@ -277,8 +277,9 @@ func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
 // flagError says what was wrong with a flag, suggests the flag a typo
 // was likely meant to be, and where the command's flags are listed.
 func flagError(fs *flag.FlagSet, err error) error {
-	msg := err.Error()
-	if bad, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+	// Go's messages spell a long flag with one dash: -queues.
+	msg := goFlagSpelling.ReplaceAllString(err.Error(), "$1--$2")
+	if bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
 		bad = strings.TrimLeft(bad, "-")
 		var names []string
 		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
@@ -289,6 +290,8 @@ func flagError(fs *flag.FlagSet, err error) error {
 	}
 	return usagef("%s: %s (emulator %s -h lists its flags)", fs.Name(), msg, fs.Name())
 }
+
+var goFlagSpelling = regexp.MustCompile(`(flag |argument: |for )-([a-z][a-z-]+)`)
 
 // dashes spells a flag as the README and the usage do: -w, -f, --name.
 func dashes(name string) string {
