@@ -8,6 +8,7 @@ package labs
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -293,17 +294,27 @@ func (p Probe) validate() error {
 
 // Judge says whether a probe's result is the expected one, and if not, why.
 func (p Probe) Judge(exit int, output string) (ok bool, why string) {
+	// The emulator's own error means the probe never ran (no such node
+	// yet, the lab not running, its tool not installed): a bare status
+	// would leave the learner guessing.
+	var never string
+	for _, line := range strings.Split(output, "\n") {
+		if msg, ok := strings.CutPrefix(line, "emulator: "); ok {
+			never = msg
+			break
+		}
+	}
 	switch {
 	case p.Fails && exit == 0:
 		return false, "it succeeded; it should fail"
+	case p.Fails && (never != "" || exit == 126 || exit == 127):
+		// A probe that could not run shows nothing about the lab: with
+		// curl missing, "echo cannot reach app1" passed with no rule in
+		// place.
+		return false, fmt.Sprintf("it could not run, so it shows nothing: status %d: %s", exit, cmp.Or(never, "command not found or not executable"))
 	case !p.Fails && exit != 0:
-		// The emulator's own error means the probe never ran (no such node
-		// yet, the lab not running): a bare status would leave the learner
-		// guessing.
-		for _, line := range strings.Split(output, "\n") {
-			if msg, ok := strings.CutPrefix(line, "emulator: "); ok {
-				return false, fmt.Sprintf("it exited with status %d: %s", exit, msg)
-			}
+		if never != "" {
+			return false, fmt.Sprintf("it exited with status %d: %s", exit, never)
 		}
 		return false, fmt.Sprintf("it exited with status %d", exit)
 	case p.Match != "" && !regexp.MustCompile(p.Match).MatchString(output):

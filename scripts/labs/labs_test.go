@@ -55,6 +55,10 @@ func TestJudge(t *testing.T) {
 		{Probe{}, 2, "emulator: exec: lab lab has no node \"ase1-w3\"; its nodes are: db1\n", false, `status 2: exec: lab lab has no node "ase1-w3"`},
 		{Probe{Fails: true}, 0, "", false, "should fail"},
 		{Probe{Fails: true}, 28, "", true, ""},
+		// A probe that must fail but could not run at all proves nothing.
+		{Probe{Fails: true}, 127, "emulator: exec: curl: command not found in $PATH; ...\n", false, "could not run"},
+		{Probe{Fails: true}, 127, "", false, "could not run"},
+		{Probe{Fails: true}, 1, "emulator: lab lab is not running\n", false, "could not run"},
 		{Probe{Match: `you are 10\.0\.1\.7:`}, 0, "db1: you are 10.0.1.7:5000", true, ""},
 		{Probe{Match: `you are 10\.0\.1\.7:`}, 0, "db1: you are 10.0.1.6:5000", false, "does not match"},
 		{Probe{NoMatch: `warning`}, 0, "warning: VM db1", false, "matches"},
