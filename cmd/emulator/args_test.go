@@ -107,6 +107,8 @@ func TestTypoSuggestion(t *testing.T) {
 		{[]string{"stauts"}, `unknown command "stauts"; did you mean "status"? (emulator help lists the commands)`},
 		{[]string{"lba", "list"}, `did you mean "lab"?`},
 		{[]string{"Down"}, `did you mean "down"?`},
+		{[]string{"deploy"}, `did you mean "up"?`}, // containerlab's verbs
+		{[]string{"destroy"}, `did you mean "down"?`},
 		{[]string{"up", "--nmae", "x"}, "up: unknown flag --nmae; did you mean --name? (emulator up -h lists its flags)"},
 		{[]string{"status", "--jsn"}, "did you mean --json?"},
 		{[]string{"verify", "--form", "db1"}, "did you mean --from?"},

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -146,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// The whole usage after a typo would scroll the one line that
 		// matters off the screen.
 		msg := fmt.Sprintf("unknown command %q", cmd)
-		if s := closest(cmd, commandNames()); s != "" {
+		if s := cmp.Or(otherToolsVerbs[cmd], closest(cmd, commandNames())); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		}
 		fmt.Fprintf(stderr, "emulator: %s (emulator help lists the commands)\n", msg)
@@ -299,6 +300,13 @@ func dashes(name string) string {
 		return "-" + name
 	}
 	return "--" + name
+}
+
+// otherToolsVerbs are what containerlab and docker compose users type for
+// our verbs (STYLE: up/down are their deploy/destroy, status inspect).
+var otherToolsVerbs = map[string]string{
+	"deploy": "up", "start": "up", "destroy": "down", "stop": "down",
+	"inspect": "status", "ps": "status", "shell": "exec",
 }
 
 // commandNames are the commands the usage lists, and help.
