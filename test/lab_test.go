@@ -814,6 +814,33 @@ func TestUpOutputClosed(t *testing.T) {
 	}
 }
 
+// Ctrl-C on a foreground up ends with the words down ends with, once
+// the lab is gone: before, the last line was "interrupt: tearing lab X
+// down", the same whether the teardown finished or not.
+func TestUpInterruptedSaysDown(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	var out bytes.Buffer
+	up := exec.Command(emulator, "up", "--name", l.name)
+	up.Stdout = &out
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { up.Wait(); close(exited) }()
+	t.Cleanup(func() { up.Process.Kill(); <-exited })
+	waitFor(time.Minute, func() bool { return emu(t, "status", "--name", l.name).code == 0 })
+	up.Process.Signal(syscall.SIGINT)
+	<-exited
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if last := lines[len(lines)-1]; up.ProcessState.ExitCode() != 0 || last != "Lab "+l.name+" is down." {
+		t.Errorf("up, interrupted: exit %d, last line %q; want 0 and %q", up.ProcessState.ExitCode(), last, "Lab "+l.name+" is down.")
+	}
+	if left := l.leftovers(); len(left) > 0 {
+		t.Errorf("up, interrupted, left: %s", strings.Join(left, "; "))
+	}
+}
+
 // lockHeld reports whether a process holds the lab's lock: it runs, or an
 // up of it is under way. It tests the lock (F_OFD_GETLK on its byte 0)
 // without taking it, which could refuse the very up it waits for.

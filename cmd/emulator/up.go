@@ -113,6 +113,9 @@ func cmdUp(args []string, stdout io.Writer) error {
 	if err := lab.stop(); err != nil {
 		return fmt.Errorf("teardown: %w", err)
 	}
+	// The words down ends with: without them a user who pressed Ctrl-C
+	// cannot tell a finished teardown from one cut short.
+	fmt.Fprintf(stdout, "Lab %s is down.\n", *name)
 	return nil
 }
 
