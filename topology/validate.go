@@ -16,8 +16,12 @@ var (
 	nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
 	// An app name is the first label of APP.DNSSUFFIX; Azure allows 60 characters.
 	appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,58}[a-z0-9])?$`)
-	// Azure resource names (VNets, subnets, NSGs, rules).
-	resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$`)
+	// Azure resource names (VNets, subnets, NSGs, rules, route tables,
+	// routes), by Azure's naming rules for Microsoft.Network: 1 to 80
+	// characters, starting with a letter or digit and ending with a letter,
+	// digit or underscore ("n1." is refused by Azure). See
+	// https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftnetwork
+	resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$`)
 	dnsLabel       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
@@ -183,7 +187,7 @@ func (b *builder) resourceName(f field[string], what string) bool {
 		return false
 	}
 	if !resourceNameRE.MatchString(f.v) {
-		b.errAt(f.loc, "%q is not a valid %s name: use 1 to 80 letters, digits, '_', '.' and '-', starting with a letter or digit", f.v, what)
+		b.errAt(f.loc, "%q is not a valid %s name: use 1 to 80 letters, digits, '_', '.' and '-', starting with a letter or digit and ending with a letter, digit or '_' (Azure's naming rule)", f.v, what)
 		return false
 	}
 	return true

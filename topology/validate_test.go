@@ -312,6 +312,18 @@ func TestValidationErrors(t *testing.T) {
 		{"bad subnet name", y(vnet[:4], "      - {name: -s1, addressPrefix: 10.0.1.0/24}"),
 			5, "virtualNetworks[0].subnets[0].name", `"-s1" is not a valid subnet name`, false},
 		{"bad NSG name", y("networkSecurityGroups:", "  - name: n$1"), 2, "networkSecurityGroups[0].name", `"n$1" is not a valid NSG name`, false},
+		// Azure: a Microsoft.Network name ends with a letter, digit or '_'.
+		{"NSG name ending in a period", y("networkSecurityGroups:", "  - name: n1."), 2, "networkSecurityGroups[0].name", `"n1." is not a valid NSG name: use 1 to 80 letters, digits, '_', '.' and '-', starting with a letter or digit and ending with a letter, digit or '_'`, false},
+		{"rule name ending in a hyphen", y(ruleR[:3], "      - name: allow-", ruleR[4:]),
+			4, "networkSecurityGroups[0].securityRules[0].name", `"allow-" is not a valid rule name`, false},
+		{"VNet name ending in a period", y("virtualNetworks:", "  - name: v.", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}"),
+			2, "virtualNetworks[0].name", `"v." is not a valid VNet name`, false},
+		{"subnet name ending in a hyphen", y(vnet[:4], "      - {name: s1-, addressPrefix: 10.0.1.0/24}"),
+			5, "virtualNetworks[0].subnets[0].name", `"s1-" is not a valid subnet name`, false},
+		{"route table name ending in a period", y("routeTables: [{name: rt., routes: []}]"), 1, "routeTables[0].name", `"rt." is not a valid route table name`, false},
+		{"route name ending in a hyphen", y("routeTables: [{name: rt, routes: [{name: r-, addressPrefix: 0.0.0.0/0, nextHopType: Internet}]}]"),
+			1, "routeTables[0].routes[0].name", `"r-" is not a valid route name`, false},
+		{"resource name 81 characters", y("networkSecurityGroups:", "  - name: "+strings.Repeat("n", 81)), 2, "networkSecurityGroups[0].name", "is not a valid NSG name", false},
 		{"bad rule name", y(ruleR[:3], "      - name: allow web", ruleR[4:]),
 			4, "networkSecurityGroups[0].securityRules[0].name", `"allow web" is not a valid rule name`, false},
 		{"bad app name", y(vnet, aseX, "    apps: [{name: App_1}]"),
@@ -436,5 +448,20 @@ func TestAllErrorsInLineOrder(t *testing.T) {
 	var one *Error
 	if !errors.As(err, &one) || one.Line != 2 || one.Field != "internetHosts[0].address" {
 		t.Fatalf("errors.As(*Error) = %+v, want the first error", one)
+	}
+}
+
+// Names Azure accepts stay accepted: ending in '_', a single character, 80
+// characters, periods and hyphens inside.
+func TestAzureResourceNamesAccepted(t *testing.T) {
+	long := strings.Repeat("n", 80)
+	src := y("virtualNetworks:",
+		"  - name: v_",
+		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+		"    subnets: [{name: s.1-a_, addressPrefix: 10.0.1.0/24, networkSecurityGroup: "+long+", routeTable: r.t_}]",
+		"networkSecurityGroups: [{name: "+long+", securityRules: [{name: a-b.c_, priority: 100, direction: Inbound, access: Allow, protocol: Tcp}]}]",
+		"routeTables: [{name: r.t_, routes: [{name: x, addressPrefix: 0.0.0.0/0, nextHopType: Internet}]}]")
+	if _, err := Parse("t.yaml", []byte(src)); err != nil {
+		t.Fatalf("names Azure accepts were refused:\n%v", err)
 	}
 }
