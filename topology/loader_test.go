@@ -226,6 +226,10 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(y(vnet, aseX, "    apps: [{name: a, workers: [x-w1]}]", "virtualMachines:", "  - {name: m, subnet: s1, publicIpAddress: 192.23.9.9}")))
 	f.Add([]byte(y(ruleR, "        properties: {sourceAddressPrefixes: [a, '*'], destinationPortRanges: [1-2]}", "      - <<: *x")))
 	f.Add([]byte("a: &a [*a]\nb: {<<: [*a, *a]}\n"))
+	if arm, err := os.ReadFile(filepath.Join("testdata", "arm-resources.json")); err == nil {
+		f.Add(arm)
+	}
+	f.Add([]byte(y(vnet[:4], "      - {name: s1, properties: {addressPrefix: 10.0.1.0/24, routeTable: {id: \"[resourceId('Microsoft.Network/routeTables', 'r')]\"}}}")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		top, err := Parse("lab.yaml", data)
 		if err == nil {
@@ -263,4 +267,77 @@ func yamlLines(data []byte) int {
 	s := strings.ReplaceAll(string(data), "\r\n", "\n")
 	return 1 + strings.Count(s, "\n") + strings.Count(s, "\r") +
 		strings.Count(s, "\u0085") + strings.Count(s, "\u2028") + strings.Count(s, "\u2029")
+}
+
+// SPEC §4: VNet, NSG and route table resources written as an ARM template
+// writes them (testdata/arm-resources.json: properties:, type, apiVersion,
+// location, dependsOn, tags, {id: ...} references, and the NIC's
+// privateIPAddress/publicIPAddress spelling) give the same lab as the
+// file's flat shape.
+func TestARMResourcesPasteAsTheyAre(t *testing.T) {
+	arm, err := Load(filepath.Join("testdata", "arm-resources.json"))
+	if err != nil {
+		t.Fatalf("an ARM template's resources were refused:\n%v", err)
+	}
+	flat := mustParse(t, y(
+		"virtualNetworks:",
+		"  - name: vnet1",
+		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+		"    subnets:",
+		"      - {name: ase1-subnet, addressPrefix: 10.0.1.0/26, networkSecurityGroup: ase1-nsg, routeTable: ase1-routes}",
+		"      - {name: vm-subnet, addressPrefix: 10.0.2.0/24}",
+		"networkSecurityGroups:",
+		"  - name: ase1-nsg",
+		"    securityRules:",
+		"      - {name: Inbound-HTTP, description: Apps over HTTP, protocol: Tcp, destinationPortRange: 80, sourceAddressPrefix: Internet, access: Allow, priority: 100, direction: Inbound}",
+		"      - {name: Inbound-management, protocol: '*', destinationPortRange: 454-455, access: Allow, priority: 110, direction: Inbound}",
+		"      - {name: Outbound-DNS, protocol: '*', destinationPortRanges: [53], access: Allow, priority: 100, direction: Outbound}",
+		"routeTables:",
+		"  - {name: ase1-routes, routes: [{name: internet, addressPrefix: 0.0.0.0/0, nextHopType: Internet}]}",
+		"virtualMachines:",
+		"  - {name: db1, subnet: vm-subnet, privateIpAddress: 10.0.2.10, publicIpAddress: 192.23.9.9}",
+	))
+	s := arm.SubnetByName("ase1-subnet")
+	if s == nil || s.NSG != "ase1-nsg" || s.RouteTable == nil || s.RouteTable.Name != "ase1-routes" || s.Prefix.String() != "10.0.1.0/26" {
+		t.Fatalf("ase1-subnet from ARM = %+v; want 10.0.1.0/26 with NSG ase1-nsg and route table ase1-routes", s)
+	}
+	lines := func(rules []*Rule) []*Rule {
+		out := make([]*Rule, len(rules))
+		for i, r := range rules {
+			c := *r
+			c.Line = 0
+			out[i] = &c
+		}
+		return out
+	}
+	if got, want := lines(arm.NSGByName("ase1-nsg").Rules), lines(flat.NSGByName("ase1-nsg").Rules); !reflect.DeepEqual(got, want) {
+		t.Errorf("ARM NSG rules\n got %+v\nwant %+v", got, want)
+	}
+	ar, fr := arm.RouteTableByName("ase1-routes").Routes[0], flat.RouteTableByName("ase1-routes").Routes[0]
+	if ar.Prefix != fr.Prefix || ar.NextHop != fr.NextHop {
+		t.Errorf("ARM route %+v, want %+v", ar, fr)
+	}
+	am, fm := arm.VMs[0], flat.VMs[0]
+	if am.PrivateIP != fm.PrivateIP || am.PublicIP != fm.PublicIP {
+		t.Errorf("privateIPAddress/publicIPAddress gave %v/%v, want %v/%v", am.PrivateIP, am.PublicIP, fm.PrivateIP, fm.PublicIP)
+	}
+}
+
+func TestARMShapeErrors(t *testing.T) {
+	runErrCases(t, []errCase{
+		{"resource in the wrong list", y("networkSecurityGroups:", "  - type: Microsoft.Network/routeTables", "    name: n"),
+			2, "networkSecurityGroups[0].type", "a resource of type Microsoft.Network/routeTables does not belong here: this list holds Microsoft.Network/networkSecurityGroups", false},
+		{"field beside properties on a VNet", y("virtualNetworks:", "  - name: v", "    subnets: []", "    properties: {addressSpace: {addressPrefixes: [10.0.0.0/16]}}"),
+			3, "virtualNetworks[0].subnets", "every field but name goes inside properties", false},
+		{"unknown field inside NSG properties", y("networkSecurityGroups:", "  - name: n", "    properties: {securityRules: [], flowLogs: []}"),
+			3, "networkSecurityGroups[0].properties.flowLogs", "unknown field", false},
+		{"reference by a parameter", y(vnet[:4], "      - {name: s1, properties: {addressPrefix: 10.0.1.0/24, networkSecurityGroup: {id: \"[resourceId('Microsoft.Network/networkSecurityGroups', parameters('nsg'))]\"}}}"),
+			5, "virtualNetworks[0].subnets[0].properties.networkSecurityGroup.id", "cannot tell which networkSecurityGroups", false},
+		{"reference to another type", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: {id: /subscriptions/x/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/n}}"),
+			5, "virtualNetworks[0].subnets[0].routeTable.id", "cannot tell which routeTables", false},
+		{"both spellings of an address", y(vnet, "virtualMachines: [{name: m, subnet: s1, privateIpAddress: 10.0.1.4, privateIPAddress: 10.0.1.5}]"),
+			6, "virtualMachines[0].privateIPAddress", "give privateIpAddress or privateIPAddress, not both", false},
+		{"BGP propagation off", y("routeTables: [{name: rt, properties: {disableBgpRoutePropagation: true, routes: []}}]"),
+			1, "routeTables[0].properties.disableBgpRoutePropagation", "is not emulated", false},
+	})
 }

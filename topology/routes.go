@@ -136,10 +136,18 @@ func (p *parser) routeTable(it item) *routeTableSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "routes")
-	m.require("name")
+	body := armBody(m, armRouteTable, []string{"routes", "disableBgpRoutePropagation"})
 	rt := &routeTableSpec{at: it.at, name: m.str("name")}
-	each(m, "routes", p.route, &rt.routes)
+	if body == nil {
+		return rt
+	}
+	m.require("name")
+	// ARM templates write Azure's default, false, which is what the lab
+	// does: routes the gateway learns by BGP apply to the subnet.
+	if b := body.boolean("disableBgpRoutePropagation"); b.ok && b.v {
+		p.errAt(b.loc, "disableBgpRoutePropagation: true is not emulated; the gateway's routes always propagate (leave it out or false)")
+	}
+	each(body, "routes", p.route, &rt.routes)
 	return rt
 }
 
@@ -152,7 +160,7 @@ func (p *parser) route(it item) *routeSpec {
 	if m == nil {
 		return nil
 	}
-	body := armBody(m, routeFields)
+	body := armBody(m, armRoute, routeFields)
 	if body == nil {
 		return &routeSpec{at: it.at, name: m.str("name")}
 	}

@@ -3,6 +3,7 @@ package topology
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"time"
 
@@ -145,10 +146,14 @@ func (p *parser) vnet(it item) *vnetSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "addressSpace", "subnets")
-	m.require("name", "addressSpace")
+	body := armBody(m, armVNet, []string{"addressSpace", "subnets"})
+	if body == nil {
+		return &vnetSpec{at: it.at, name: m.str("name")}
+	}
+	m.require("name")
+	body.require("addressSpace")
 	v := &vnetSpec{at: it.at, name: m.str("name")}
-	if sm := m.sub("addressSpace"); sm != nil {
+	if sm := body.sub("addressSpace"); sm != nil {
 		sm.allow("", "addressPrefixes")
 		sm.require("addressPrefixes")
 		prefixes, given := sm.list("addressPrefixes")
@@ -159,7 +164,7 @@ func (p *parser) vnet(it item) *vnetSpec {
 			v.space = append(v.space, convert(p, p.scalar(pi.n, pi.at), parsePrefix))
 		}
 	}
-	each(m, "subnets", p.subnet, &v.subnets)
+	each(body, "subnets", p.subnet, &v.subnets)
 	return v
 }
 
@@ -168,14 +173,18 @@ func (p *parser) subnet(it item) *subnetSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "addressPrefix", "networkSecurityGroup", "routeTable")
-	m.require("name", "addressPrefix")
+	body := armBody(m, armSubnet, []string{"addressPrefix", "networkSecurityGroup", "routeTable"})
+	if body == nil {
+		return &subnetSpec{at: it.at, name: m.str("name")}
+	}
+	m.require("name")
+	body.require("addressPrefix")
 	return &subnetSpec{
 		at:         it.at,
 		name:       m.str("name"),
-		prefix:     convert(p, m.str("addressPrefix"), parsePrefix),
-		nsg:        m.str("networkSecurityGroup"),
-		routeTable: m.str("routeTable"),
+		prefix:     convert(p, body.str("addressPrefix"), parsePrefix),
+		nsg:        body.reference("networkSecurityGroup", armNSG),
+		routeTable: body.reference("routeTable", armRouteTable),
 	}
 }
 
@@ -257,15 +266,18 @@ func (p *parser) vm(it item) *vmSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "subnet", "privateIpAddress", "publicIpAddress", "networkSecurityGroup", "enableIPForwarding")
+	// ARM's NIC ipConfigurations spell the addresses privateIPAddress and
+	// publicIPAddress; the file's first spelling (Ip) stays valid.
+	m.allow("", "name", "subnet", "privateIpAddress", "privateIPAddress", "publicIpAddress", "publicIPAddress",
+		"networkSecurityGroup", "enableIPForwarding")
 	m.require("name", "subnet")
 	return &vmSpec{
 		at:         it.at,
 		name:       m.str("name"),
 		subnet:     m.str("subnet"),
 		nsg:        m.str("networkSecurityGroup"),
-		private:    convert(p, m.str("privateIpAddress"), parseAddr),
-		public:     convert(p, m.str("publicIpAddress"), parseAddr),
+		private:    convert(p, m.str(m.spelling("privateIpAddress", "privateIPAddress")), parseAddr),
+		public:     convert(p, m.str(m.spelling("publicIpAddress", "publicIPAddress")), parseAddr),
 		forwarding: m.boolean("enableIPForwarding"),
 	}
 }
@@ -285,10 +297,13 @@ func (p *parser) nsg(it item) *nsgSpec {
 	if m == nil {
 		return nil
 	}
-	m.allow("", "name", "securityRules")
-	m.require("name")
+	body := armBody(m, armNSG, []string{"securityRules"})
 	g := &nsgSpec{at: it.at, name: m.str("name")}
-	each(m, "securityRules", p.rule, &g.rules)
+	if body == nil {
+		return g
+	}
+	m.require("name")
+	each(body, "securityRules", p.rule, &g.rules)
 	return g
 }
 
@@ -305,7 +320,7 @@ func (p *parser) rule(it item) *ruleSpec {
 	if m == nil {
 		return nil
 	}
-	body := armBody(m, ruleFields)
+	body := armBody(m, armRule, ruleFields)
 	if body == nil {
 		return &ruleSpec{at: it.at, name: m.str("name")}
 	}
@@ -327,16 +342,39 @@ func (p *parser) rule(it item) *ruleSpec {
 	return r
 }
 
-// armBody returns where an ARM child resource (a security rule, a route)
-// keeps its fields: under "properties" when it has ARM's wrapper, or in m
-// itself. It checks the keys at both levels, and returns nil if the
-// wrapper is not a mapping.
-func armBody(m *mapping, fields []string) *mapping {
+// ARM resource types of the things the file has. A pasted resource may give
+// its type; it must then be the type of the list it is in.
+const (
+	armVNet       = "Microsoft.Network/virtualNetworks"
+	armSubnet     = "Microsoft.Network/virtualNetworks/subnets"
+	armNSG        = "Microsoft.Network/networkSecurityGroups"
+	armRule       = "Microsoft.Network/networkSecurityGroups/securityRules"
+	armRouteTable = "Microsoft.Network/routeTables"
+	armRoute      = "Microsoft.Network/routeTables/routes"
+)
+
+// armEnvelope are the fields ARM writes around a resource's properties that
+// mean nothing to a lab: which API and region deploy it, its tags, the
+// order of deployment, and the identifiers Azure assigns. They are
+// accepted and ignored so that a resource from an ARM template or an export
+// pastes as it is; any other unknown field is still an error. type is
+// checked against the list the resource is in.
+var armEnvelope = []string{"type", "apiVersion", "location", "tags", "dependsOn", "comments", "id", "etag"}
+
+// armBody returns where an ARM resource (a VNet, subnet, NSG, security rule,
+// route table, route) keeps its fields: under "properties" when it has
+// ARM's wrapper, or in m itself. It checks the keys at both levels, and
+// returns nil if the wrapper is not a mapping.
+func armBody(m *mapping, armType string, fields []string) *mapping {
+	if t := m.str("type"); t.ok && !strings.EqualFold(t.v, armType) {
+		m.p.errAt(t.loc, "a resource of type %s does not belong here: this list holds %s", t.v, armType)
+	}
+	outer := append([]string{"name"}, armEnvelope...)
 	if _, wrapped := m.key["properties"]; !wrapped {
-		m.allow("", append([]string{"name"}, fields...)...)
+		m.allow("", append(outer, fields...)...)
 		return m
 	}
-	m.allow("with properties:, every field but name goes inside properties", "name", "properties")
+	m.allow("with properties:, every field but name goes inside properties", append(outer, "properties")...)
 	body := m.sub("properties")
 	if body == nil {
 		if !m.has("properties") {
@@ -347,6 +385,48 @@ func armBody(m *mapping, fields []string) *mapping {
 	}
 	body.allow("", fields...)
 	return body
+}
+
+// spelling returns the key m gives a field by, of its two accepted
+// spellings (the file's own and ARM's), reporting a mapping that gives both.
+func (m *mapping) spelling(own, arm string) string {
+	if _, given := m.key[arm]; !given {
+		return own
+	}
+	if _, given := m.key[own]; given {
+		m.p.errAt(m.loc(arm), "give %s or %s, not both", own, arm)
+	}
+	return arm
+}
+
+// armResourceID is the last segment of a resource ID, or the name in
+// [resourceId('TYPE', 'NAME')], as ARM templates refer to another resource.
+var armResourceID = regexp.MustCompile(`(?i)^\[\s*resourceId\s*\((?:\s*'[^']*'\s*,)*\s*'([^']*)'\s*\)\s*\]$|/([^/\[\]]+)$`)
+
+// reference reads a field that names another resource of type armType: the
+// file writes the name, ARM a mapping {id: ...} holding its resource ID or a
+// resourceId() expression, and both are accepted.
+func (m *mapping) reference(key, armType string) field[string] {
+	n := m.get(key)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return m.str(key)
+	}
+	rm := m.p.mapping(n, m.loc(key))
+	rm.allow("", "id")
+	rm.require("id")
+	id := rm.str("id")
+	if !id.ok {
+		return field[string]{set: true, loc: id.loc}
+	}
+	sm := armResourceID.FindStringSubmatch(strings.TrimSpace(id.v))
+	typ := armType[strings.LastIndex(armType, "/")+1:]
+	if sm == nil || (sm[2] != "" && !strings.Contains(strings.ToLower(id.v), "/"+strings.ToLower(typ)+"/")) ||
+		(sm[1] != "" && !strings.Contains(strings.ToLower(id.v), "'"+strings.ToLower(armType)+"'")) {
+		m.p.errAt(id.loc, "cannot tell which %s %q refers to: give the name, or a resource ID or [resourceId('%s', 'NAME')] with the name written out", typ, id.v, armType)
+		return field[string]{set: true, loc: id.loc}
+	}
+	name := sm[1] + sm[2]
+	return field[string]{v: name, set: true, ok: true, loc: id.loc}
 }
 
 // oneOf returns the values of the singular field (one) or the plural one
