@@ -290,11 +290,17 @@ func TestLabStartThenSolve(t *testing.T) {
 			t.Errorf("emulator %s while %s runs: want exit 1 naming it, got %v", strings.Join(args, " "), l.name, r)
 		}
 	}
-	// A learner names the machine they mean; verify and trace take an
-	// address, and say which.
-	for _, cmd := range []string{"verify", "trace"} {
-		if r := emu(t, cmd, "--name", l.name, "--from", "client", "--to", "echo:80"); r.code != 2 || !strings.Contains(r.stderr, "--to 203.0.113.10:80") {
-			t.Errorf("%s --to echo:80: want exit 2 giving echo's address, got %v", cmd, r)
+	// A learner names the machine they mean; verify, trace and nexthop
+	// take an address, and say which (nexthop's has no port).
+	for _, c := range []struct{ cmd, to, want string }{
+		{"verify", "echo:80", "echo is a node; give its address: --to 203.0.113.10:80\n"},
+		{"trace", "echo:80", "echo is a node; give its address: --to 203.0.113.10:80\n"},
+		{"trace", "echo", "echo is a node; give its address: --to 203.0.113.10\n"},
+		{"nexthop", "echo", "echo is a node; give its address: --to 203.0.113.10\n"},
+		{"nexthop", "echo:80", "echo is a node; give its address: --to 203.0.113.10\n"},
+	} {
+		if r := emu(t, c.cmd, "--name", l.name, "--from", "client", "--to", c.to); r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s --to %s: want exit 2 and %q, got %v", c.cmd, c.to, c.want, r)
 		}
 	}
 	// Like up of a lab that runs (README: exit 2), which a script tells

@@ -27,11 +27,11 @@ func cmdNexthop(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
-	if q.From == "" || fs.NArg() > 0 {
+	if q.From == "" || q.To == "" || fs.NArg() > 0 {
 		return usagef("nexthop: usage: emulator nexthop [--name LAB] --from NODE --to ADDR [--json]")
 	}
-	if a, err := netip.ParseAddr(q.To); err != nil || !a.Is4() {
-		return usagef("nexthop: --to %q: want an IPv4 address", q.To)
+	if _, _, _, err := destination(q.To, false); err != nil {
+		return badDestination("nexthop", *name, q.To, false, err)
 	}
 	if err := needRoot("nexthop"); err != nil {
 		return err

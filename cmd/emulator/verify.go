@@ -42,19 +42,7 @@ func parseProbe(fs *flag.FlagSet, args []string, name *string, q *verifyRequest,
 		return usagef("%s: usage: %s", fs.Name(), usage)
 	}
 	if _, err := q.query(); err != nil {
-		// A learner names the machine they mean: give its address.
-		host, port, hasPort := strings.Cut(q.To, ":")
-		if st, serr := readState(*name); serr == nil {
-			for _, n := range st.Nodes {
-				if n.Name == host {
-					if hasPort {
-						n.Address += ":" + port
-					}
-					return usagef("%s: --to %q: %s is a node; give its address: --to %s", fs.Name(), q.To, host, n.Address)
-				}
-			}
-		}
-		return usagef("%s: %v", fs.Name(), err)
+		return badDestination(fs.Name(), *name, q.To, true, err)
 	}
 	return needRoot(fs.Name())
 }
@@ -90,13 +78,53 @@ func cmdVerify(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// destination parses the --to of verify, trace and nexthop: an IPv4
+// address, with :PORT where the command takes one (portOK).
+func destination(to string, portOK bool) (a netip.Addr, port string, hasPort bool, err error) {
+	host, port, hasPort := strings.Cut(to, ":")
+	a, err = netip.ParseAddr(host)
+	if err != nil || !a.Is4() || hasPort && !portOK {
+		if portOK {
+			return a, "", false, fmt.Errorf("--to %q: want an IPv4 address, optionally with :PORT", to)
+		}
+		return a, "", false, fmt.Errorf("--to %q: want an IPv4 address", to)
+	}
+	return a, port, hasPort, nil
+}
+
+// badDestination is cmd's usage error for a --to that err refused. A
+// learner names the machine they mean ("--to echo:80"): when the host part
+// is one of lab's nodes, the error gives the address to type instead.
+func badDestination(cmd, lab, to string, portOK bool, err error) error {
+	host, port, hasPort := strings.Cut(to, ":")
+	if _, perr := netip.ParseAddr(host); perr != nil {
+		if st, serr := readState(lab); serr == nil {
+			if addr, ok := nodeAddress(st.Nodes, host); ok {
+				if hasPort && portOK {
+					addr += ":" + port
+				}
+				return usagef("%s: --to %q: %s is a node; give its address: --to %s", cmd, to, host, addr)
+			}
+		}
+	}
+	return usagef("%s: %v", cmd, err)
+}
+
+func nodeAddress(nodes []nodeState, name string) (string, bool) {
+	for _, n := range nodes {
+		if n.Name == name {
+			return n.Address, true
+		}
+	}
+	return "", false
+}
+
 // query turns the request into the engine's question.
 func (q verifyRequest) query() (dataplane.VerifyQuery, error) {
 	v := dataplane.VerifyQuery{From: q.From}
-	host, port, hasPort := strings.Cut(q.To, ":")
-	a, err := netip.ParseAddr(host)
-	if err != nil || !a.Is4() {
-		return v, fmt.Errorf("--to %q: want an IPv4 address, optionally with :PORT", q.To)
+	a, port, hasPort, err := destination(q.To, true)
+	if err != nil {
+		return v, err
 	}
 	v.To = a
 	switch strings.ToLower(q.Proto) {
