@@ -235,3 +235,27 @@ func TestHelpSpellsFlagsAsUsage(t *testing.T) {
 		}
 	}
 }
+
+// graph -f checks a file as up does (README): up's warnings, such as a VM
+// in an ASE's subnet (F8), go to stderr, and the drawing to stdout stays
+// clean.
+func TestGraphFileWarnsAsUpDoes(t *testing.T) {
+	lab := strings.Join([]string{
+		"virtualNetworks:",
+		"  - name: v",
+		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+		"    subnets: [{name: s1, addressPrefix: 10.0.1.0/24}]",
+		"appServiceEnvironments: [{name: x, subnet: s1, kind: External, virtualIp: 192.23.1.2}]",
+		"virtualMachines: [{name: m, subnet: s1}]",
+	}, "\n")
+	file := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(file, []byte(lab), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	code := run([]string{"graph", "-f", file}, &stdout, &stderr)
+	want := "warning: VM m is in ASE x's subnet s1: x's machines cannot reach it (F8)"
+	if code != exitOK || !strings.Contains(stderr.String(), want) || strings.Contains(stdout.String(), "warning") || !strings.Contains(stdout.String(), "digraph") {
+		t.Errorf("graph -f of a lab with a VM in an ASE's subnet: exit %d, stderr %q; want exit 0, %q on stderr and a clean drawing on stdout", code, stderr.String(), want)
+	}
+}

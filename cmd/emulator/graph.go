@@ -16,7 +16,7 @@ import (
 // cmdGraph draws a lab from its topology: -f FILE, else, with --name, the
 // topology that lab runs, else the default lab. Only --name needs root and
 // a running lab.
-func cmdGraph(args []string, stdout io.Writer) error {
+func cmdGraph(args []string, stdout, stderr io.Writer) error {
 	fs, name := newFlags("graph")
 	file := fs.String("f", "", "topology file (default: the running lab's with --name, or the default lab)")
 	format := fs.String("format", "dot", "dot or mermaid")
@@ -42,6 +42,10 @@ func cmdGraph(args []string, stdout io.Writer) error {
 	t, _, err := loadTopology(*file)
 	if err != nil {
 		return err
+	}
+	// On stderr, so that graph -f FILE > lab.dot draws and still warns.
+	for _, warn := range labWarnings(t) {
+		fmt.Fprintf(stderr, "emulator: warning: %s\n", warn)
 	}
 	_, err = fmt.Fprint(stdout, graphRenderers[*format](t))
 	return err

@@ -116,7 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "flowlog":
 		err = cmdFlowlog(rest, stdout)
 	case "graph":
-		err = cmdGraph(rest, stdout)
+		err = cmdGraph(rest, stdout, stderr)
 	case "capture":
 		err = cmdCapture(rest, stdout)
 	case "lab":

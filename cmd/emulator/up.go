@@ -275,10 +275,21 @@ func printLab(w io.Writer, name string, t *topology.Topology, source string) {
 	}
 	tw.Flush()
 	printASEs(w, aseRows(t))
+	for _, warn := range labWarnings(t) {
+		fmt.Fprintf(w, "\nwarning: %s\n", warn)
+	}
+}
+
+// labWarnings are what is legal in a topology but probably not meant. up
+// prints them under its table, and graph -f, which checks a file as up
+// would, on stderr.
+func labWarnings(t *topology.Topology) []string {
+	var out []string
 	for _, vm := range t.VMs {
 		if a := vm.Subnet.ASE; a != nil {
-			fmt.Fprintf(w, "\nwarning: VM %s is in ASE %s's subnet %s: %s's machines cannot reach it (F8); put it in another subnet\n",
-				vm.Name, a.Name, vm.Subnet.Name, a.Name)
+			out = append(out, fmt.Sprintf("VM %s is in ASE %s's subnet %s: %s's machines cannot reach it (F8); put it in another subnet",
+				vm.Name, a.Name, vm.Subnet.Name, a.Name))
 		}
 	}
+	return out
 }
