@@ -17,7 +17,10 @@ type pending struct {
 // workers, then VMs, then Internet hosts. It refuses a lab over MaxNodes
 // before creating any, so a small file cannot ask for millions.
 func (b *builder) makeNodes(d *doc) bool {
-	total := len(d.vms) + len(d.hosts)
+	// The platform node (168.63.129.16) is a namespace like the others:
+	// the limit counts it, so that MaxNodes bounds the namespaces, TUN
+	// devices and goroutines up creates.
+	total := 1 + len(d.vms) + len(d.hosts)
 	for _, c := range b.counts {
 		total += c.frontEnds + c.workers
 	}
@@ -25,7 +28,7 @@ func (b *builder) makeNodes(d *doc) bool {
 		total += 1 + len(d.onPrem.hosts) // the gateway and the hosts
 	}
 	if total > MaxNodes {
-		b.errAt(b.overLimit(d), "the lab has %d nodes, over the emulator's limit of %d (each node is a network namespace)", total, MaxNodes)
+		b.errAt(b.overLimit(d), "the lab has %d nodes counting Azure's platform node, over the emulator's limit of %d (each node is a network namespace)", total, MaxNodes)
 		return false
 	}
 	b.t.Nodes = make([]*Node, 0, total)
@@ -72,7 +75,8 @@ func (b *builder) makeNodes(d *doc) bool {
 
 // overLimit is where the node count first passes MaxNodes.
 func (b *builder) overLimit(d *doc) loc {
-	n := 0
+	n := 1 // the platform node
+
 	for i, c := range b.counts {
 		if n += c.frontEnds + c.workers; n > MaxNodes {
 			return d.ases[i].at

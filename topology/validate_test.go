@@ -411,9 +411,35 @@ func TestTooManyNodes(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("  - {name: a%d, subnet: s%d, kind: External, virtualIp: 192.23.%d.2, frontEnds: 100, workers: 100}", i, i, i))
 	}
 	_, err := Parse("lab.yaml", []byte(y(lines)))
-	want := "lab.yaml:47: appServiceEnvironments[20]: the lab has 4200 nodes, over the emulator's limit of 4096"
+	want := "lab.yaml:47: appServiceEnvironments[20]: the lab has 4201 nodes counting Azure's platform node, over the emulator's limit of 4096"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
+
+// MaxNodes bounds the namespaces up creates, and the platform node is one:
+// 4,095 VMs make 4,096 namespaces and pass; 4,096 VMs would make 4,097 and
+// are refused at the line of the last VM.
+func TestNodeLimitCountsThePlatform(t *testing.T) {
+	vms := func(n int) string {
+		lines := []string{"virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+			"    subnets: [{name: s, addressPrefix: 10.0.0.0/16}]", "virtualMachines:"}
+		for i := range n {
+			lines = append(lines, fmt.Sprintf("  - {name: vm%d, subnet: s}", i))
+		}
+		return y(lines)
+	}
+	top, err := Parse("lab.yaml", []byte(vms(MaxNodes-1)))
+	if err != nil {
+		t.Fatalf("%d VMs: %v", MaxNodes-1, err)
+	}
+	if len(top.Nodes) != MaxNodes {
+		t.Errorf("%d VMs make %d nodes, want %d with the platform node", MaxNodes-1, len(top.Nodes), MaxNodes)
+	}
+	_, err = Parse("lab.yaml", []byte(vms(MaxNodes)))
+	want := fmt.Sprintf("lab.yaml:%d: virtualMachines[%d]: the lab has %d nodes counting Azure's platform node, over the emulator's limit of %d", 5+MaxNodes, MaxNodes-1, MaxNodes+1, MaxNodes)
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("%d VMs: got %v\nwant %s", MaxNodes, err, want)
 	}
 }
 
