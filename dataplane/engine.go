@@ -92,6 +92,11 @@ type Engine struct {
 	started   bool
 	workers   []*pollWorker // by queue number: poll.go
 	ringErr   error         // why the last worker that tried io_uring could not
+	// retired are the drops, by reason, of the ports Reconfigure removed,
+	// so that the lab's totals never go back when apply scales a node
+	// away (a script comparing totals before and after saw them fall).
+	// Guarded by mu.
+	retired [numDropReasons]uint64
 
 	epoll       bool          // Config.Epoll
 	spin        time.Duration // Config.Spin
@@ -294,6 +299,13 @@ func (e *Engine) Reconfigure(t *topology.Topology, add []PortSpec, remove []stri
 	err = closePorts(closing)
 	e.detachPolled(closing)
 	closeLinks(closing)
+	// Read once the ports are closed, when their counts have settled: a
+	// straggler counted later is lost, never counted twice.
+	for _, p := range closing {
+		for r := range e.retired {
+			e.retired[r] += p.stats.drops[r].Load()
+		}
+	}
 	return err
 }
 

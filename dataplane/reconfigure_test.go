@@ -63,3 +63,39 @@ func TestReconfigureAddsAndRemovesPorts(t *testing.T) {
 	l.devs["db1"].inject(nil, tcpPkt(t, "10.0.2.4", 42002, "10.0.1.8", 80, true, false))
 	l.expectDrops(t, DropHostUnreachable, 1)
 }
+
+// The lab's drop totals never go back: a worker apply scales away takes
+// its drops out of the per-node counts, but not out of the totals, which a
+// script compares before and after.
+func TestDropTotalsKeepRemovedPorts(t *testing.T) {
+	l := newLab(t, nil)
+	yaml := strings.Replace(string(topology.DefaultYAML()), "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1", 1)
+	bigger, err := topology.Parse("scaled.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := newMemDev("ase1-w3")
+	if err := l.e.Reconfigure(bigger, []PortSpec{{Node: bigger.NodeByName("ase1-w3"), Dev: dev}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{"10.0.1.63", "10.0.2.255"} {
+		dev.inject(nil, icmpEcho(t, "10.0.1.8", dst))
+	}
+	l.devs["ase1-w1"].inject(nil, icmpEcho(t, "10.0.1.6", "10.0.1.63"))
+	l.expectDrops(t, DropBroadcast, 3)
+	before := l.e.DropTotals()["broadcast"]
+	if err := l.e.Reconfigure(topology.Default(), nil, []string{"ase1-w3"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range l.e.Stats() {
+		if st.Node == "ase1-w3" {
+			t.Fatalf("ase1-w3 is still among the ports after it was removed")
+		}
+	}
+	if after := l.e.DropTotals()["broadcast"]; before != 3 || after != 3 {
+		t.Errorf("broadcast drops: %d before ase1-w3 (which dropped 2) was removed, %d after; want 3 and 3", before, after)
+	}
+	if n := l.e.Drops(DropBroadcast); n != 3 {
+		t.Errorf("Drops(broadcast) = %d after removing ase1-w3, want 3", n)
+	}
+}

@@ -214,11 +214,33 @@ func (e *Engine) Stats() []PortStats {
 	return out
 }
 
-// Drops sums one drop reason over every port.
+// Drops sums one drop reason over the lab's life: every port, and every
+// port Reconfigure removed. It never goes back.
 func (e *Engine) Drops(r DropReason) uint64 {
-	var n uint64
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := e.retired[r]
 	for _, p := range e.cur.Load().ports {
 		n += p.stats.drops[r].Load()
 	}
 	return n
+}
+
+// DropTotals is Drops for every reason that has dropped a packet, by its
+// name. Under mu, so that a port being removed is counted once: among the
+// ports or among the retired, never both or neither.
+func (e *Engine) DropTotals() map[string]uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]uint64{}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		n := e.retired[r]
+		for _, p := range e.cur.Load().ports {
+			n += p.stats.drops[r].Load()
+		}
+		if n > 0 {
+			out[r.String()] = n
+		}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -176,6 +177,41 @@ func TestApplyNewFrontEndWaitsForProbe(t *testing.T) {
 	for _, fe := range l.ase("ase1").FrontEnds {
 		if fe.Name == "ase1-fe3" && fe.InRotation {
 			t.Errorf("F15: status shows ase1-fe3 in rotation though none of its probes succeeded: %+v", fe)
+		}
+	}
+}
+
+// status --json's drops are the lab's totals since up: a worker apply
+// scales away takes its drops out of the per-node rows, not out of the
+// totals, which a CI script compares before and after and must never see
+// fall.
+func TestDropTotalsNeverGoBackAcrossApply(t *testing.T) {
+	l := upLab(t, "--metrics", "127.0.0.1:0")
+	var st struct{ Metrics string }
+	l.emuJSON(&st, "status")
+	// ase1-subnet is 10.0.1.0/26: its broadcast address is dropped (README).
+	l.exec("ase1-w2", 20*time.Second, "ping", "-b", "-c", "3", "-i", "0.2", "-W", "1", "10.0.1.63")
+	before := l.status()
+	if before.Drops["broadcast"] < 3 {
+		t.Fatalf("3 pings of 10.0.1.63 from ase1-w2 left %d broadcast drops, want at least 3: %v", before.Drops["broadcast"], before.Drops)
+	}
+	smaller := writeTopology(t, "smaller.yaml", "    frontEnds: 2\n    workers: 2\n    apps:\n      - name: app1", "    frontEnds: 2\n    workers: 1\n    apps:\n      - name: app1")
+	if r := emu(t, "apply", "--name", l.name, "-f", smaller); r.code != 0 {
+		t.Fatalf("apply scaling ase1 to 1 worker: %v", r)
+	}
+	after := l.status()
+	for _, n := range after.Nodes {
+		if n.Name == "ase1-w2" {
+			t.Fatalf("ase1-w2 is still in status after apply scaled it away")
+		}
+	}
+	m := scrape(t, st.Metrics)
+	for reason, n := range before.Drops {
+		if after.Drops[reason] < n {
+			t.Errorf("%s drops went back from %d to %d when apply removed ase1-w2, which had dropped them", reason, n, after.Drops[reason])
+		}
+		if series := fmt.Sprintf(`emulator_drops_total{reason=%q}`, reason); m[series] < float64(n) {
+			t.Errorf("%s = %v after apply removed ase1-w2, less than the %d status showed before", series, m[series], n)
 		}
 	}
 }

@@ -826,7 +826,7 @@ func TestMetricsMatchStatus(t *testing.T) {
 		"nodes[].flows":                  "emulator_node_flows_total",
 		"nodes[].drops.*":                "emulator_node_drops_total",
 		"nodes[].queueDrops":             "emulator_node_queue_full_drops_total",
-		"drops.*":                        "", // the sum of emulator_node_drops_total by reason
+		"drops.*":                        "emulator_drops_total",
 		"ases[].frontEnds[].failures":    "emulator_frontend_probe_failures",
 		"nat.flows":                      "emulator_conntrack_flows",
 		"nat.maxFlows":                   "emulator_conntrack_max_flows",

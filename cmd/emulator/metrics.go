@@ -103,6 +103,7 @@ var (
 	descTxBytes   = prometheus.NewDesc("emulator_node_tx_bytes_total", "Bytes the dataplane delivered to the node.", []string{"node"}, nil)
 	descFlows     = prometheus.NewDesc("emulator_node_flows_total", "Flows the node started.", []string{"node"}, nil)
 	descDrops     = prometheus.NewDesc("emulator_node_drops_total", "Packets from the node the dataplane dropped, by reason.", []string{"node", "reason"}, nil)
+	descLabDrops  = prometheus.NewDesc("emulator_drops_total", "Packets the dataplane dropped since up, by reason, counting nodes apply removed since.", []string{"reason"}, nil)
 	descQueueFull = prometheus.NewDesc("emulator_node_queue_full_drops_total", "Packets the node sent that its interface dropped because the dataplane's queue was full (counted by the kernel).", []string{"node"}, nil)
 	descRuleHits  = prometheus.NewDesc("emulator_nsg_rule_hits_total", "New flows an NSG rule decided.", []string{"nsg", "rule", "direction", "access"}, nil)
 	descPoolSize  = prometheus.NewDesc("emulator_snat_pool_ports", "Ports in a SNAT pool.", []string{"address", "proto"}, nil)
@@ -126,7 +127,7 @@ var (
 )
 
 func (engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFlows, descDrops, descQueueFull,
+	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFlows, descDrops, descLabDrops, descQueueFull,
 		descRuleHits, descPoolSize, descPoolUsed, descPoolRef, descShareSize, descShareUsed, descShareRef,
 		descCTFlows, descCTMax, descCTCreated, descCTExpired, descCTFull, descCTClash,
 		descHealthy, descRotation, descProbeFail, descFlowLost, descReaderBuf, descLabInfo} {
@@ -157,6 +158,9 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		for r, n := range s.Drops {
 			counter(descDrops, n, s.Node, r)
 		}
+	}
+	for r, n := range e.DropTotals() {
+		counter(descLabDrops, n, r)
 	}
 	l.mu.Lock()
 	queueDrops := l.queueDrops()

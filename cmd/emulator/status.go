@@ -36,7 +36,7 @@ type statusReport struct {
 	Started  time.Time              `json:"started"`
 	Nodes    []nodeStatus           `json:"nodes"`
 	ASEs     []aseStatus            `json:"ases"`
-	Drops    map[string]int         `json:"drops"` // totals per reason over all nodes
+	Drops    map[string]int         `json:"drops"` // totals per reason since up, nodes apply removed included
 	NAT      dataplane.NATStatus    `json:"nat"`
 	NSGs     []nsg.NSGStats         `json:"nsgs"`
 	FlowLogs flowLogStatus          `json:"flowLogs"`
@@ -95,10 +95,12 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 			Namespace: build.NamespaceName(l.name, n.Name), PortStats: stats[n.Name],
 			QueueDrops: queueDrops[n.Name],
 		}
-		for r, c := range stats[n.Name].Drops {
-			rep.Drops[r] += int(c)
-		}
 		rep.Nodes = append(rep.Nodes, ns)
+	}
+	// Over the lab's life, not over the nodes it has now: a node apply
+	// removed keeps its part, so the totals never go back.
+	for r, c := range l.engine.DropTotals() {
+		rep.Drops[r] = int(c)
 	}
 	rep.ASEs = aseRows(l.topo)
 	probes, health := l.mon.snapshot()
