@@ -219,11 +219,7 @@ func (e *Engine) Stats() []PortStats {
 func (e *Engine) Drops(r DropReason) uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := e.retired[r]
-	for _, p := range e.cur.Load().ports {
-		n += p.stats.drops[r].Load()
-	}
-	return n
+	return e.dropsLocked(r)
 }
 
 // DropTotals is Drops for every reason that has dropped a packet, by its
@@ -234,13 +230,17 @@ func (e *Engine) DropTotals() map[string]uint64 {
 	defer e.mu.Unlock()
 	out := map[string]uint64{}
 	for r := DropReason(0); r < numDropReasons; r++ {
-		n := e.retired[r]
-		for _, p := range e.cur.Load().ports {
-			n += p.stats.drops[r].Load()
-		}
-		if n > 0 {
+		if n := e.dropsLocked(r); n > 0 {
 			out[r.String()] = n
 		}
 	}
 	return out
+}
+
+func (e *Engine) dropsLocked(r DropReason) uint64 {
+	n := e.retired[r]
+	for _, p := range e.cur.Load().ports {
+		n += p.stats.drops[r].Load()
+	}
+	return n
 }
