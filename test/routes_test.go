@@ -87,6 +87,9 @@ func TestOnPremisesNodesShownOnPremises(t *testing.T) {
 	if got := l.node("client").Subnet; got != "Internet" {
 		t.Errorf("status --json: client is in subnet %q, want Internet", got)
 	}
+	if got := l.node("platform").Subnet; got != "Azure platform" {
+		t.Errorf("status --json: platform is in subnet %q, want Azure platform", got)
+	}
 	for to, want := range map[string]string{
 		"10.0.2.4:1433":   "1. corp-host: route on-premises 172.16.0.4 (gateway corp-gw)",
 		"203.0.113.10:80": "1. corp-host: route on-premises 172.16.0.4 (gateway corp-gw)",

@@ -252,13 +252,18 @@ func lockForUp(name string) (*labLock, error) {
 }
 
 // nodeSubnet is what the SUBNET column (and status --json's subnet) says
-// of where a node is: its subnet, the on-premises network, or the Internet.
+// of where a node is: its subnet, the on-premises network, the Azure
+// platform or the Internet.
 func nodeSubnet(n *topology.Node) string {
 	switch {
 	case n.Subnet != nil:
 		return n.Subnet.Name
 	case n.Kind == topology.NodeOnPrem || n.Kind == topology.NodeOnPremGateway:
 		return "on-premises"
+	case n.Kind == topology.NodePlatform:
+		// 168.63.129.16 is no Internet host: NSGs count it in the
+		// VirtualNetwork tag (F11), and only Azure's machines reach it.
+		return "Azure platform"
 	}
 	return "Internet"
 }
