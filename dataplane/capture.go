@@ -350,17 +350,29 @@ func (e *Engine) recordAnswer(o *observers, s *snapshot, to *Port, pkt []byte) {
 	}
 	ip = ip[:ip.TotalLen()]
 	k := tupleOf(ip)
-	var want []*Tap
-	for _, t := range o.taps {
-		if t.matches(to, to, k, k) {
-			want = append(want, t)
-		}
-	}
+	want := o.matching(to, to, k, k)
 	if len(want) == 0 {
 		return
 	}
-	r := Record{Time: time.Now(), Out: to.node().Name, Pre: append([]byte(nil), ip...), Orig: k, Xl: k, Answer: true, snap: s}
-	for _, t := range want {
+	deliver(want, Record{Time: time.Now(), Out: to.node().Name, Pre: append([]byte(nil), ip...), Orig: k, Xl: k, Answer: true, snap: s})
+}
+
+// matching are the taps that want a packet that came in on in and left
+// by out with tuple pre, and post after translation.
+func (o *observers) matching(in, out *Port, pre, post nat.Key) []*Tap {
+	var want []*Tap
+	for _, t := range o.taps {
+		if t.matches(in, out, pre, post) {
+			want = append(want, t)
+		}
+	}
+	return want
+}
+
+// deliver hands r to each tap, counting it lost for a tap that lags
+// rather than holding up forwarding.
+func deliver(taps []*Tap, r Record) {
+	for _, t := range taps {
 		select {
 		case t.c <- r:
 		default:
@@ -406,12 +418,7 @@ func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop
 		r.Xl = postK // an ICMP error translated for its flow
 	}
 
-	var want []*Tap
-	for _, t := range o.taps {
-		if t.matches(in, out, preK, postK) {
-			want = append(want, t)
-		}
-	}
+	want := o.matching(in, out, preK, postK)
 	if len(want) == 0 {
 		return
 	}
@@ -421,13 +428,7 @@ func (e *Engine) record(o *observers, s *snapshot, in *Port, pre, b []byte, drop
 	if drop == nil && preK != postK {
 		r.Post = append([]byte(nil), postIP...)
 	}
-	for _, t := range want {
-		select {
-		case t.c <- r:
-		default:
-			t.lost.Add(1)
-		}
-	}
+	deliver(want, r)
 }
 
 func (t *Tap) matches(in, out *Port, pre, post nat.Key) bool {
