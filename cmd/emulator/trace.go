@@ -110,13 +110,8 @@ func cmdTrace(args []string, stdout io.Writer) error {
 }
 
 func (l *runningLab) handleTrace(w http.ResponseWriter, r *http.Request) {
-	var req verifyRequest
-	if !readJSON(w, r, 1<<16, &req) {
-		return
-	}
-	q, err := req.query()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	q, ok := readQuery(w, r)
+	if !ok {
 		return
 	}
 	l.mu.Lock()

@@ -159,14 +159,24 @@ func (q verifyRequest) query() (dataplane.VerifyQuery, error) {
 	return v, nil
 }
 
-func (l *runningLab) handleVerify(w http.ResponseWriter, r *http.Request) {
+// readQuery reads a verify or trace request into its query; on failure it
+// answers 400 or 422 and returns false.
+func readQuery(w http.ResponseWriter, r *http.Request) (dataplane.VerifyQuery, bool) {
 	var req verifyRequest
 	if !readJSON(w, r, 1<<16, &req) {
-		return
+		return dataplane.VerifyQuery{}, false
 	}
 	q, err := req.query()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		return q, false
+	}
+	return q, true
+}
+
+func (l *runningLab) handleVerify(w http.ResponseWriter, r *http.Request) {
+	q, ok := readQuery(w, r)
+	if !ok {
 		return
 	}
 	if !l.hasNode(q.From) {
