@@ -103,6 +103,9 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 	ticks, _ := procStartTicks(self)
 	st := &labState{Lab: name, PID: self, StartTicks: ticks, Topology: source, Started: time.Now().UTC()}
 	st.record(topo)
+	if metrics != nil {
+		st.Metrics = metrics.Addr().String() // for another up that wants the port: metricsHolder
+	}
 	// Recorded before the first namespace exists, so `down` can always find
 	// everything this run creates.
 	if err := writeState(st); err != nil {

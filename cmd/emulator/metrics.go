@@ -42,12 +42,38 @@ func checkMetricsAddr(addr string) error {
 func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("--metrics %s: the address is in use (by another lab's --metrics?): choose another port, or port 0 for a free one (status shows it)", addr)
+		// Labs on one machine share its loopback: name the lab that holds
+		// the port, so a learner knows whom to ask rather than guess.
+		by := "another program"
+		if lab := metricsHolder(addr); lab != "" {
+			by = "lab " + lab + "'s metrics"
+		}
+		return nil, fmt.Errorf("--metrics %s: the address is in use by %s: choose another port, or port 0 for a free one (status shows it)", addr, by)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// metricsHolder names the running lab that serves metrics on addr's port
+// of the same loopback address, or "".
+func metricsHolder(addr string) string {
+	want, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return ""
+	}
+	for _, lab := range runningLabs() {
+		st, err := readState(lab)
+		if err != nil || st.Metrics == "" {
+			continue
+		}
+		have, err := net.ResolveTCPAddr("tcp", st.Metrics)
+		if err == nil && have.Port == want.Port && (have.IP.Equal(want.IP) || have.IP.IsUnspecified() || want.IP.IsUnspecified()) {
+			return lab
+		}
+	}
+	return ""
 }
 
 // serveMetrics exports the lab's counters in the Prometheus text format on

@@ -35,7 +35,8 @@ type labState struct {
 	StartTicks uint64      `json:"startTicks"` // /proc/PID/stat start time, against PID reuse
 	Topology   string      `json:"topology"`
 	Started    time.Time   `json:"started"`
-	Namespaces []string    `json:"namespaces"` // written before any is created
+	Namespaces []string    `json:"namespaces"`        // written before any is created
+	Metrics    string      `json:"metrics,omitempty"` // the address up --metrics serves, for another up that wants it
 	Nodes      []nodeState `json:"nodes"`
 }
 

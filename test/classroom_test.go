@@ -1,0 +1,53 @@
+package test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// Labs of a class share one machine and reuse the same addresses: one
+// learner's traffic must never reach another's nodes. echo and db1 take no
+// part in the labs' own health checks, so in a lab nobody uses their
+// counters stay where they are whatever the other lab sends them.
+func TestClassroomLabsKeepTheirTraffic(t *testing.T) {
+	quiet, busy := upLab(t), upLab(t)
+	before := map[string]uint64{"echo": quiet.node("echo").RxPackets, "db1": quiet.node("db1").RxPackets}
+
+	for range 3 {
+		busy.mustExec("client", "curl", "-s", "-m", "5", "http://echo.example.net/")
+		busy.mustExec("ase1-w1", "ping", "-c", "1", "-W", "2", "10.0.2.4")
+	}
+	if n := busy.node("echo").RxPackets; n == 0 {
+		t.Fatalf("lab %s: echo received nothing from its own client", busy.name)
+	}
+	for node, n := range before {
+		if after := quiet.node(node).RxPackets; after != n {
+			t.Errorf("lab %s: %s received %d packets while only lab %s had traffic for it", quiet.name, node, after-n, busy.name)
+		}
+	}
+}
+
+// Learners copy the README's --metrics port: the second one's up must say
+// which lab serves it, and leave nothing behind.
+func TestClassroomMetricsPortTaken(t *testing.T) {
+	first := upLab(t, "--metrics", "127.0.0.1:0")
+	var st struct {
+		Metrics string `json:"metrics"`
+	}
+	r := emu(t, "status", "--json", "--name", first.name)
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || !strings.HasPrefix(st.Metrics, "http://127.0.0.1:") {
+		t.Fatalf("status of %s: metrics %q (%v)\n%v", first.name, st.Metrics, err, r)
+	}
+	addr := strings.TrimSuffix(strings.TrimPrefix(st.Metrics, "http://"), "/metrics")
+
+	second := &lab{t: t, name: uniqueName()}
+	t.Cleanup(second.down)
+	r = emu(t, "up", "-d", "--name", second.name, "--metrics", addr)
+	if r.code != 1 || !strings.Contains(r.stderr, "lab "+first.name) {
+		t.Errorf("up of a second lab on %s's metrics port %s: want exit 1 naming lab %s; got %v", first.name, addr, first.name, r)
+	}
+	if left := second.leftovers(); len(left) > 0 {
+		t.Errorf("the refused up left: %s", strings.Join(left, "; "))
+	}
+}
