@@ -51,3 +51,23 @@ func TestClassroomMetricsPortTaken(t *testing.T) {
 		t.Errorf("the refused up left: %s", strings.Join(left, "; "))
 	}
 }
+
+// A learner who forgot EMULATOR_LAB hears which labs run, in the order
+// the teacher numbered them.
+func TestClassroomRunningLabsInOrder(t *testing.T) {
+	base := uniqueName()
+	var names []string
+	for _, n := range []string{"-10", "-2"} {
+		l := &lab{t: t, name: base + n}
+		t.Cleanup(l.down)
+		if r := emu(t, "up", "-d", "--name", l.name); r.code != 0 {
+			t.Fatalf("up %s: %v", l.name, r)
+		}
+		names = append(names, l.name)
+	}
+	r := emu(t, "status", "--name", base+"-1")
+	i2, i10 := strings.Index(r.stderr, names[1]+","), strings.Index(r.stderr, names[0])
+	if r.code != 1 || i2 < 0 || i10 < 0 || i2 > i10 {
+		t.Errorf("status of a lab that does not run: want exit 1 listing %s before %s; got %v", names[1], names[0], r)
+	}
+}
