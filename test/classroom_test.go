@@ -71,3 +71,20 @@ func TestClassroomRunningLabsInOrder(t *testing.T) {
 		t.Errorf("status of a lab that does not run: want exit 1 listing %s before %s; got %v", names[1], names[0], r)
 	}
 }
+
+// A learner whose sudo dropped EMULATOR_LAB starts their lab on another's
+// name: the refusal must say since when that lab runs and how to run
+// theirs beside it, not only the reset that would take the other's down.
+func TestClassroomStartOnAnothersLab(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	if r := emu(t, "lab", "start", "1", "--name", l.name); r.code != 0 {
+		t.Fatalf("lab start 1: %v", r)
+	}
+	for _, n := range []string{"1", "2"} {
+		r := emu(t, "lab", "start", n, "--name", l.name)
+		if r.code != 2 || !strings.Contains(r.stderr, "ago)") || !strings.Contains(r.stderr, "beside it: export EMULATOR_LAB=NAME, then emulator lab start "+n) {
+			t.Errorf("lab start %s on a lab that runs lab 1: want exit 2 saying since when it runs and how to start one beside it; got %v", n, r)
+		}
+	}
+}

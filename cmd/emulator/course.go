@@ -221,16 +221,21 @@ func (c *course) up(file string) error {
 	}
 	if labRunning(c.name) {
 		n := c.lab.Number
+		// On a class's machine the lab may be another learner's (one
+		// whose sudo dropped EMULATOR_LAB): say since when it runs, and
+		// how to run one's own beside it, not only how to reset it.
+		since := c.runningSince()
+		beside := fmt.Sprintf("; if it is someone else's, run yours beside it: export EMULATOR_LAB=NAME, then emulator lab start %d", n)
 		switch running := c.teachingLab(); running {
 		case n:
-			return usagef("lab %s is already running; start lab %d over with: emulator lab reset %d%s", c.name, n, n, c.labFlag())
+			return usagef("lab %s is already running%s; start lab %d over with: emulator lab reset %d%s%s", c.name, since, n, n, c.labFlag(), beside)
 		case 0:
 			// Most likely make up's default lab: a reset would take it
 			// down from under whoever runs it.
-			return usagef("lab %s is already running, and not a teaching lab; to run lab %d beside it: emulator lab start %d --name NAME; to replace it: emulator lab reset %d%s",
-				c.name, n, n, n, c.labFlag())
+			return usagef("lab %s is already running%s, and not a teaching lab; to run lab %d beside it: emulator lab start %d --name NAME; to replace it: emulator lab reset %d%s",
+				c.name, since, n, n, n, c.labFlag())
 		default:
-			return usagef("lab %s already runs teaching lab %d; to replace it with lab %d: emulator lab reset %d%s", c.name, running, n, n, c.labFlag())
+			return usagef("lab %s already runs teaching lab %d%s; to replace it with lab %d: emulator lab reset %d%s%s", c.name, running, since, n, n, c.labFlag(), beside)
 		}
 	}
 	// The file goes into the lab's directory under the lab's lock: a down
@@ -268,6 +273,17 @@ func (c *course) sameLab() error {
 	}
 	return fmt.Errorf("lab %s runs teaching lab %d, not lab %d; to work on lab %d: emulator lab reset %d%s",
 		c.name, running, c.lab.Number, c.lab.Number, c.lab.Number, c.labFlag())
+}
+
+// runningSince says since when the lab runs, as " (up since 15:04:05,
+// 12m ago)", or "" if its state cannot be read.
+func (c *course) runningSince() string {
+	st, err := readState(c.name)
+	if err != nil || st.Started.IsZero() {
+		return ""
+	}
+	ago := time.Since(st.Started).Round(time.Second)
+	return fmt.Sprintf(" (up since %s, %v ago)", st.Started.Local().Format("15:04:05"), ago)
 }
 
 // teachingLab is the number of the teaching lab that lab start brought up
