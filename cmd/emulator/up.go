@@ -37,7 +37,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	file := fs.String("f", "", "topology file (default: the embedded default lab)")
 	detach := fs.Bool("d", false, "return once the lab is ready and keep it running in the background")
 	queues := fs.Int("queues", 0, "queues per node interface (0: half the CPUs, at least 1, up to 4)")
-	metrics := fs.String("metrics", "", "serve Prometheus metrics on this loopback ADDR:PORT (port 0: a free one, which status shows)")
+	metrics := fs.String("metrics", "", "export Prometheus metrics on this loopback ADDR:PORT, one no other lab serves (port 0: a free one, which status shows)")
 	busyPoll := fs.Duration("busy-poll", dataplane.DefaultSpin, "how long the dataplane looks for packets before it sleeps (0: never)")
 	uring := fs.Bool("io-uring", true, "read the node interfaces through io_uring where the kernel can (false: always epoll)")
 	if err := parseFlags(fs, args, name); err != nil {
