@@ -88,3 +88,13 @@ func TestClassroomStartOnAnothersLab(t *testing.T) {
 		}
 	}
 }
+
+// A learner whose sudo dropped EMULATOR_LAB runs down on the default name:
+// "nothing to do" alone let them think their lab gone while it ran on.
+func TestClassroomDownOfNoLabNamesRunning(t *testing.T) {
+	l := upLab(t)
+	r := emu(t, "down", "--name", uniqueName())
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to do; running: ") || !strings.Contains(r.stdout, l.name) {
+		t.Errorf("down of a lab that does not run while %s runs: want exit 0, nothing to do, naming %s; got %v", l.name, l.name, r)
+	}
+}

@@ -104,7 +104,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 	case "solve":
 		return c.solve()
 	default: // reset
-		if err := downLab(c.name, c.out); err != nil {
+		if err := downLab(c.name, c.out, false); err != nil {
 			return err
 		}
 		return c.start()
@@ -546,7 +546,7 @@ func (c *course) solve() error {
 			}
 		case a.Restart != "":
 			fmt.Fprintf(c.out, "$ emulator down, then up -d -f scripts/labs/%s/%s\n", c.lab.Dir, a.Restart)
-			if err := downLab(c.name, c.out); err != nil {
+			if err := downLab(c.name, c.out, false); err != nil {
 				return err
 			}
 			if err := c.up(a.Restart); err != nil {

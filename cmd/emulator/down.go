@@ -26,11 +26,13 @@ func cmdDown(args []string, stdout io.Writer) error {
 	if err := needRoot("down"); err != nil {
 		return err
 	}
-	return downLab(*name, stdout)
+	return downLab(*name, stdout, true)
 }
 
-// downLab tears lab down and says what it found.
-func downLab(lab string, stdout io.Writer) error {
+// downLab tears lab down and says what it found; with others, of a lab
+// that is not running, which labs are: a learner whose sudo dropped
+// EMULATOR_LAB hears that theirs still runs, not only "nothing to do".
+func downLab(lab string, stdout io.Writer, others bool) error {
 	st, stErr := readState(lab)
 	if stErr != nil {
 		st = nil // a dead run's namespaces are still found by the lab's prefix
@@ -100,6 +102,8 @@ func downLab(lab string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Lab %s did not stop within %v: killed its emulator (pid %d) and removed what it left behind.\n", lab, downGrace, st.PID)
 	case st != nil || left != nil || len(named) > 0:
 		fmt.Fprintf(stdout, "Lab %s was not running; removed what it left behind.\n", lab)
+	case others && len(runningLabs()) > 0:
+		fmt.Fprintf(stdout, "Lab %s is not running; nothing to do%s.\n", lab, othersRunning())
 	default:
 		fmt.Fprintf(stdout, "Lab %s is not running; nothing to do.\n", lab)
 	}
