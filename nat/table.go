@@ -160,6 +160,7 @@ type Table struct {
 	timeouts [8]atomic.Int64 // by State; 8 so that state&7 needs no bounds check
 	clock    Clock
 	max      int
+	mapped   int // bytes of slots and flows, which are outside the Go heap
 
 	_ [64]byte
 	// seq is odd while a deletion is moving slots, and changes with every
@@ -193,8 +194,9 @@ func (t *Table) SetOnRemove(fn func(FlowInfo)) {
 	t.onRemove.Store(&fn)
 }
 
-// New returns an empty table. It allocates the slab and the index for
-// MaxFlows up front; the kernel backs the pages only as flows touch them.
+// New returns an empty table. It maps the slab and the index for MaxFlows
+// up front, outside the Go heap (mapped); the kernel backs the pages only
+// as flows touch them.
 func New(cfg Config) (*Table, error) {
 	n := cfg.MaxFlows
 	if n == 0 {
@@ -208,17 +210,28 @@ func New(cfg Config) (*Table, error) {
 	// rounded to a power of two, which could double it and break the
 	// budget of 256 bytes a flow; home slots come from a multiply instead
 	// of a mask.
-	slots := max(8, 4*n)
+	nslots := max(8, 4*n)
+	slots, slotsMem, err := mapped[atomic.Uint64](nslots)
+	if err != nil {
+		return nil, err
+	}
+	flows, flowsMem, err := mapped[flow](n)
+	if err != nil {
+		spare.put(slotsMem)
+		return nil, err
+	}
 	t := &Table{
-		slots:     make([]atomic.Uint64, slots),
-		nslots:    uint64(slots),
+		slots:     slots,
+		nslots:    uint64(nslots),
 		seed:      [3]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64()},
-		flows:     make([]flow, n),
+		flows:     flows,
+		mapped:    len(slotsMem) + len(flowsMem),
 		clock:     cfg.Clock,
 		max:       n,
 		free:      noFlow,
 		poolByKey: map[poolKey]*pool{},
 	}
+	spareWhenUnreachable(t, slotsMem, flowsMem)
 	if t.clock == nil {
 		t.clock = SystemClock()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -965,4 +966,53 @@ func TestExpireManyFlows(t *testing.T) {
 			t.Errorf("%d TCP ports in use, want %d", p.InUse, n/2)
 		}
 	}
+}
+
+// A collected table's mappings go to the next table of the same size,
+// emptied: the process maps at most what its tables needed at once, and
+// the new table starts with no flow of the old one's.
+func TestMappingsReusedEmpty(t *testing.T) {
+	const n = 4096
+	first := func() uintptr {
+		tbl, _ := newTable(t, Config{MaxFlows: n, Pools: []PoolConfig{{Addr: vip1, Lo: 1024, Hi: 65535}}})
+		for i := range 1000 {
+			k := tcpKey(addr(10, 1, byte(i>>8), byte(i)), echo, uint16(i), 443)
+			if _, err := tbl.Insert(k, snat(k, vip1), tbl.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return uintptr(unsafe.Pointer(&tbl.flows[0]))
+	}()
+	size := n * int(unsafe.Sizeof(flow{}))
+	for i := 0; i < 100 && len(spareOf(size)) == 0; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(spareOf(size)) == 0 {
+		t.Fatal("the collected table's slab never reached spare")
+	}
+	tbl, _ := newTable(t, Config{MaxFlows: n, Pools: []PoolConfig{{Addr: vip1, Lo: 1024, Hi: 65535}}})
+	if got := uintptr(unsafe.Pointer(&tbl.flows[0])); got != first {
+		t.Errorf("new table's slab at %#x, want the collected one's %#x", got, first)
+	}
+	for i := range tbl.flows {
+		if tbl.flows[i].gs.Load() != 0 || tbl.flows[i].key[Original][0].Load() != 0 {
+			t.Fatalf("entry %d of the reused slab is not empty", i)
+		}
+	}
+	for i := range tbl.slots {
+		if tbl.slots[i].Load() != 0 {
+			t.Fatalf("slot %d of the reused index is not empty", i)
+		}
+	}
+	k := tcpKey(addr(10, 1, 0, 0), echo, 0, 443)
+	if _, ok := tbl.Lookup(k, tbl.Now()); ok {
+		t.Error("the new table finds a flow of the collected one")
+	}
+}
+
+func spareOf(size int) [][]byte {
+	spare.mu.Lock()
+	defer spare.mu.Unlock()
+	return spare.bySize[size]
 }
