@@ -256,6 +256,24 @@ func TestDownRemovesEverything(t *testing.T) {
 	}
 }
 
+// A node's namespace file without a namespace mounted on it is one being
+// made (created, then bind-mounted) or removed (unmounted, then
+// unlinked): an exec that meets it hears that the lab is coming up or
+// going down, as for a file not there. It said "exec: enter ...: invalid
+// argument" (setns on a plain file), which TestDownDuringUp met once under
+// load. The window is held open here by unmounting db1's file by hand.
+func TestExecMeetsUnmountedNamespace(t *testing.T) {
+	l := upLab(t)
+	path := filepath.Join("/run/netns", l.node("db1").Namespace)
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	r := l.exec("db1", time.Minute, "true")
+	if r.code != 1 || !strings.Contains(r.stderr, "is coming up or going down") {
+		t.Errorf("exec into a node whose namespace file is not mounted: want exit 1 saying the lab is coming up or going down, got %v", r)
+	}
+}
+
 // An exec that races down (a CI job's background listener started as the
 // job tears its lab down) is stopped by that down too: no process is left
 // running in a namespace that no longer has a name, where nothing finds it.

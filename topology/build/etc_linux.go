@@ -66,7 +66,13 @@ func Enter(name string) error {
 		return fmt.Errorf("namespace %s: %w", name, err)
 	}
 	defer f.Close()
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); errors.Is(err, unix.EINVAL) {
+		// The file is there but no namespace is mounted on it: it is being
+		// made (created, then bind-mounted) or removed (unmounted, then
+		// unlinked). To the caller that is a namespace not there yet, or
+		// any more, as if the file were missing.
+		return fmt.Errorf("namespace %s is not mounted: %w", name, os.ErrNotExist)
+	} else if err != nil {
 		return fmt.Errorf("enter %s: %w", name, err)
 	}
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
