@@ -138,10 +138,8 @@ func (m *monitor) probed(fe string, err error) {
 	defer m.mu.Unlock()
 	s := m.probes[fe]
 	if s == nil {
-		// A front-end of the lab as it came up starts in rotation; one
-		// added by apply starts out of it, until this probe or a later one
-		// succeeds (F15).
-		s = &probeState{InRotation: m.lab.engine.InRotation(fe)}
+		ps := m.frontEnd(nil, fe)
+		s = &ps
 		m.probes[fe] = s
 	}
 	if err == nil {
@@ -341,4 +339,16 @@ func (m *monitor) snapshot() (map[string]probeState, map[string]aseHealth) {
 		h[k] = v
 	}
 	return p, h
+}
+
+// frontEnd is front-end fe as the load balancer sees it: its probes'
+// state in probes (snapshot's), or, before its first probe, whether the
+// VIP sends it new flows. A front-end of the lab as it came up starts in
+// rotation; one added by apply starts out of it, until a probe succeeds
+// (F15).
+func (m *monitor) frontEnd(probes map[string]probeState, fe string) probeState {
+	if ps, ok := probes[fe]; ok {
+		return ps
+	}
+	return probeState{InRotation: m.lab.engine.InRotation(fe)}
 }

@@ -209,8 +209,10 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 			// By node name, as every other per-machine series: a
 			// share's address is its instance's.
 			node := sh.Address
-			if a, err := netip.ParseAddr(sh.Address); err == nil && topo.NodeByAddr(a) != nil {
-				node = topo.NodeByAddr(a).Name
+			if a, err := netip.ParseAddr(sh.Address); err == nil {
+				if n := topo.NodeByAddr(a); n != nil {
+					node = n.Name
+				}
 			}
 			gauge(descShareSize, float64(sh.Size), p.Address, p.Proto, node)
 			gauge(descShareUsed, float64(sh.InUse), p.Address, p.Proto, node)
@@ -230,10 +232,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descHealthy, flag(h.Healthy), a.Name)
 		}
 		for _, fe := range a.FrontEnds {
-			ps, ok := probes[fe.Name]
-			if !ok { // not probed yet
-				ps = probeState{InRotation: e.InRotation(fe.Name)}
-			}
+			ps := l.mon.frontEnd(probes, fe.Name)
 			gauge(descRotation, flag(ps.InRotation), a.Name, fe.Name)
 			gauge(descProbeFail, float64(ps.Failures), a.Name, fe.Name)
 		}

@@ -114,11 +114,7 @@ func (l *runningLab) handleStatus(w http.ResponseWriter, _ *http.Request) {
 			}
 		}
 		for _, fe := range a.FrontEnds {
-			ps, ok := probes[fe.Name]
-			if !ok { // not probed yet
-				ps = probeState{InRotation: l.engine.InRotation(fe.Name)}
-			}
-			as.FrontEnds = append(as.FrontEnds, frontEndStatus{Name: fe.Name, probeState: ps})
+			as.FrontEnds = append(as.FrontEnds, frontEndStatus{Name: fe.Name, probeState: l.mon.frontEnd(probes, fe.Name)})
 		}
 	}
 	rep.NAT = l.engine.NAT()
