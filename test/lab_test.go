@@ -1112,7 +1112,14 @@ func TestOlderEmulatorIsNamed(t *testing.T) {
 // file, as an emulator built before the OFD lock did.
 func holdLabFlock(t *testing.T, lab string) *os.File {
 	t.Helper()
-	lock := openLabLock(t, lab)
+	dir := filepath.Join("/run/emulator", lab)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
 		t.Fatal(err)
@@ -1121,32 +1128,14 @@ func holdLabFlock(t *testing.T, lab string) *os.File {
 }
 
 // holdLabLock makes lab's directory and takes its lock, as an emulator
-// running it does (the OFD lock, and the flock for older emulators);
-// closing the file releases it.
+// running it does: the flock older emulators test, and the OFD lock;
+// closing the file releases both.
 func holdLabLock(t *testing.T, lab string) *os.File {
 	t.Helper()
-	lock := openLabLock(t, lab)
+	lock := holdLabFlock(t, lab)
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 1}
 	if err := unix.FcntlFlock(lock.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
 		lock.Close()
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		t.Fatal(err)
-	}
-	return lock
-}
-
-// openLabLock makes lab's directory and opens its lock file.
-func openLabLock(t *testing.T, lab string) *os.File {
-	t.Helper()
-	dir := filepath.Join("/run/emulator", lab)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
 		t.Fatal(err)
 	}
 	return lock
