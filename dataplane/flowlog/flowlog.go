@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -278,18 +277,22 @@ func (w *Writer) endHalfOpen(now time.Time) {
 		return
 	}
 	idle := w.idle()
-	keys := slices.SortedFunc(maps.Keys(w.half), func(a, b nat.Key) int { return w.half[a].seen.Compare(w.half[b].seen) })
-	for _, k := range keys {
+	// Only the flows due are sorted (into the order their packets came, so
+	// the file reads the same each run): this runs every second, over up
+	// to MaxHalfOpen flows.
+	var due []nat.Key
+	for k, h := range w.half {
+		if now.Sub(h.seen) >= idle || now.Sub(h.last) >= ContinueEvery {
+			due = append(due, k)
+		}
+	}
+	slices.SortFunc(due, func(a, b nat.Key) int { return w.half[a].seen.Compare(w.half[b].seen) })
+	for _, k := range due {
 		h := w.half[k]
-		ev := dataplane.FlowEvent{Time: now, Orig: k, Xl: k, Packets: [2]uint64{h.packets, 0}, Bytes: [2]uint64{h.bytes, 0}}
-		switch {
-		case now.Sub(h.seen) >= idle:
+		ev := dataplane.FlowEvent{Time: now, State: stateContinue, Orig: k, Xl: k, Packets: [2]uint64{h.packets, 0}, Bytes: [2]uint64{h.bytes, 0}}
+		if now.Sub(h.seen) >= idle {
 			ev.State = dataplane.FlowEnd
 			delete(w.half, k)
-		case now.Sub(h.last) >= ContinueEvery:
-			ev.State = stateContinue
-		default:
-			continue
 		}
 		h.packets, h.bytes, h.last = 0, 0, now
 		w.addLocked(ev, h.nsgs)
