@@ -93,11 +93,17 @@ func (f *FlowEvents) Live() []FlowEvent {
 	flows := f.e.ct.Flows()
 	evs := make([]FlowEvent, len(flows))
 	for i, fi := range flows {
-		ev := FlowEvent{Time: time.Now(), Orig: fi.Orig, Xl: fi.Translated(), Packets: fi.Packets, Bytes: fi.Bytes, snap: s}
-		ev.src, ev.dst = s.nodeOf(ev.Orig.Src), s.nodeOf(ev.Xl.Dst)
-		evs[i] = ev.named()
+		evs[i] = flowEvent(s, 0, fi)
 	}
 	return evs
+}
+
+// flowEvent is conntrack's flow fi as an event of state in snapshot s,
+// with its counters and its nodes.
+func flowEvent(s *snapshot, state byte, fi nat.FlowInfo) FlowEvent {
+	ev := FlowEvent{Time: time.Now(), State: state, Orig: fi.Orig, Xl: fi.Translated(), Packets: fi.Packets, Bytes: fi.Bytes, snap: s}
+	ev.src, ev.dst = s.nodeOf(ev.Orig.Src), s.nodeOf(ev.Xl.Dst)
+	return ev.named()
 }
 
 // IdleTimeout is how long conntrack keeps a flow that carries nothing
@@ -120,12 +126,7 @@ func (f *FlowEvents) send(ev FlowEvent) {
 func (e *Engine) StartFlowEvents() *FlowEvents {
 	f := &FlowEvents{c: make(chan FlowEvent, FlowEventBuffer), e: e}
 	e.flowEvents.Store(f)
-	e.ct.SetOnRemove(func(fi nat.FlowInfo) {
-		s := e.cur.Load()
-		ev := FlowEvent{Time: time.Now(), State: FlowEnd, Orig: fi.Orig, Xl: fi.Translated(), Packets: fi.Packets, Bytes: fi.Bytes, snap: s}
-		ev.src, ev.dst = s.nodeOf(ev.Orig.Src), s.nodeOf(ev.Xl.Dst)
-		f.send(ev.named())
-	})
+	e.ct.SetOnRemove(func(fi nat.FlowInfo) { f.send(flowEvent(e.cur.Load(), FlowEnd, fi)) })
 	return f
 }
 
