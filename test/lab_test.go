@@ -1,8 +1,10 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -856,6 +858,61 @@ func TestUpInterruptedSaysDown(t *testing.T) {
 	}
 	if left := l.leftovers(); len(left) > 0 {
 		t.Errorf("up, interrupted, left: %s", strings.Join(left, "; "))
+	}
+}
+
+// A suite that stops a foreground up with Ctrl-C and at once brings the
+// same lab up again used to be refused, "already running" (exit 2), while
+// the first emulator was still tearing the lab down. The second up now
+// waits for that teardown, and a status or down meanwhile hears that the
+// lab is going down.
+func TestUpWaitsForTeardown(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	pr, pw := io.Pipe()
+	up := exec.Command(emulator, "up", "--name", l.name)
+	up.Stdout = pw
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { up.Wait(); pw.Close(); close(exited) }()
+	t.Cleanup(func() { up.Process.Kill(); <-exited })
+	tearing := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "tearing lab") {
+				close(tearing)
+			}
+		}
+	}()
+	waitFor(time.Minute, func() bool { return emu(t, "status", "--name", l.name).code == 0 })
+	up.Process.Signal(syscall.SIGINT)
+	select {
+	case <-tearing:
+	case <-time.After(time.Minute):
+		t.Fatal("an interrupted up did not say it was tearing its lab down")
+	}
+	// Held mid-teardown, so that what follows meets it for certain.
+	up.Process.Signal(syscall.SIGSTOP)
+	if r := emu(t, "status", "--name", l.name); r.code == 0 || !strings.Contains(r.stderr, "is going down") {
+		t.Errorf("status of lab %s while its emulator tears it down: want an error saying it is going down, got\n%v", l.name, r)
+	}
+	ups, downs := make(chan result, 1), make(chan result, 1)
+	go func() { ups <- emu(t, "up", "-d", "--name", l.name) }()
+	go func() { downs <- emu(t, "down", "--name", l.name) }()
+	time.Sleep(200 * time.Millisecond) // both have looked at the lab; none of the outcomes below depends on it
+	up.Process.Signal(syscall.SIGCONT)
+	if r := <-ups; r.code != 0 {
+		t.Errorf("up -d of lab %s while its interrupted up tore it down: want it to wait and succeed, got\n%v", l.name, r)
+	}
+	if r := <-downs; r.code != 0 || strings.TrimSpace(r.stdout) != "Lab "+l.name+" is down." {
+		t.Errorf("down of lab %s while its emulator tore it down: want %q, got\n%v", l.name, "Lab "+l.name+" is down.", r)
+	}
+	<-exited
+	if r := emu(t, "status", "--name", l.name); r.code != 0 {
+		t.Errorf("status after the second up: %v", r)
 	}
 }
 

@@ -45,6 +45,12 @@ func downLab(lab string, stdout io.Writer, others bool) error {
 		if live := liveState(lab); live != nil {
 			st, running = live, true
 			stopped = stopDataplane(st)
+		} else if gone := goingDownState(lab); gone != nil {
+			// Already tearing its lab down: wait for it as for any
+			// emulator asked to stop, so the user hears the lab is down
+			// rather than that it was not running.
+			st, running = gone, true
+			stopped = stopDataplane(st)
 		} else if labRunning(lab) {
 			// Without its state, a running emulator cannot be told to stop.
 			if stErr == nil || errors.Is(stErr, os.ErrNotExist) {

@@ -267,6 +267,7 @@ func (l *runningLab) serveControl() error {
 // stop tears the lab down: control socket, dataplane, the lab's processes
 // and namespaces, and its directory. It is safe on a half-built lab.
 func (l *runningLab) stop() error {
+	l.lock.goingDown()
 	if l.control != nil {
 		l.control.Close()
 	}

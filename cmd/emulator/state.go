@@ -112,9 +112,10 @@ const (
 	// removes what a lab that does not run left behind.
 	lockRun = 0
 	// lockClear is held by such a down from before it takes lockRun until
-	// it has removed the lab's directory: it tells an up to wait for the
-	// down rather than refuse a lab that runs, and a query that the lab
-	// does not run.
+	// it has removed the lab's directory, and by the emulator that runs the
+	// lab once it has begun to tear it down (goingDown): it tells an up to
+	// wait for the lab to be gone rather than refuse a lab that runs, and a
+	// query that the lab does not run.
 	lockClear = 1
 )
 
@@ -214,6 +215,15 @@ func sameFile(f *os.File, path string) bool {
 
 func (l *labLock) release() { l.f.Close() }
 
+// goingDown marks the lab as being torn down by the emulator that holds l:
+// it takes lockClear beside lockRun. A suite that stopped a foreground up
+// with Ctrl-C and brought the lab up again at once was refused, "already
+// running", by a lab a moment from gone; its up now waits (takeLock). A
+// down holds lockClear only while it tries lockRun, which this holds, so
+// the wait is short. If the lock cannot be taken, an up is refused as
+// before.
+func (l *labLock) goingDown() { setLock(l.f, lockClear, unix.F_OFD_SETLKW) }
+
 // inheritedLock is the lab's lock that `up -d` took and passed on as
 // descriptor fd. Close-on-exec, so that nothing this process starts keeps
 // the lab "running" after it is gone.
@@ -235,6 +245,9 @@ var errOlderEmulator = fmt.Errorf("an older emulator holds the lab's lock: %w", 
 // default lab they never wanted. Of a lab whose emulator was killed, which
 // left its namespaces behind, they hear that too, and how to remove them.
 func notRunning(lab string) error {
+	if st := goingDownState(lab); st != nil {
+		return fmt.Errorf("lab %s is going down: its emulator (pid %d) is tearing it down", lab, st.PID)
+	}
 	if st, err := readState(lab); err == nil && !(sameProcess(st.PID, st.StartTicks) && !zombie(st.PID)) {
 		return fmt.Errorf("lab %s is not running: its emulator (pid %d) ended without tearing it down (see %s); remove what it left with: emulator down --name %s, or start it again with: emulator up --name %s%s",
 			lab, st.PID, logPath(lab), lab, lab, othersRunning())
@@ -308,6 +321,26 @@ func labRunning(lab string) bool {
 	}
 	defer f.Close()
 	return !lockTaken(f, lockClear) && lockTaken(f, lockRun)
+}
+
+// goingDownState is the state of lab's emulator while it tears the lab
+// down (labLock.goingDown), else nil. A down that clears what a killed
+// emulator left holds the same two locks, but its lab's recorded process
+// is gone.
+func goingDownState(lab string) *labState {
+	f, err := os.Open(lockPath(lab))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if !lockTaken(f, lockClear) || !lockTaken(f, lockRun) {
+		return nil
+	}
+	st, err := readState(lab)
+	if err != nil || st.PID <= 0 || !sameProcess(st.PID, st.StartTicks) || zombie(st.PID) {
+		return nil
+	}
+	return st
 }
 
 // lockEntry takes the lock on the lab's directory that orders `exec` and

@@ -109,6 +109,7 @@ func cmdUp(args []string, stdout io.Writer) error {
 	}
 
 	sig := <-sigs
+	lab.lock.goingDown() // before the words, which a script may wait for
 	fmt.Fprintf(stdout, "%v: tearing lab %s down\n", sig, *name)
 	if err := lab.stop(); err != nil {
 		return fmt.Errorf("teardown: %w", err)
