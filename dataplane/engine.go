@@ -118,6 +118,10 @@ type Config struct {
 	// Epoll makes the workers read through epoll even where the kernel
 	// offers io_uring's multishot reads (ring.go).
 	Epoll bool
+	// AwaitProbes starts every front-end out of its VIP's rotation, as
+	// Azure's load balancer starts a new instance, until SetInRotation
+	// puts it in after its first successful probe (F15).
+	AwaitProbes bool
 }
 
 // DefaultSpin is Config.Spin's default.
@@ -130,6 +134,13 @@ func New(t *topology.Topology, specs []PortSpec, cfg Config) (*Engine, error) {
 		e.spin = DefaultSpin
 	}
 	e.maxSpinners = int32(Cores())
+	if cfg.AwaitProbes {
+		for _, a := range t.ASEs {
+			for _, fe := range a.FrontEnds {
+				e.unhealthy[fe.Name] = true
+			}
+		}
+	}
 	ports, err := newPorts(nil, specs)
 	if err != nil {
 		return nil, err

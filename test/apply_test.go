@@ -181,6 +181,30 @@ func TestApplyNewFrontEndWaitsForProbe(t *testing.T) {
 	}
 }
 
+// F15 at up: a front-end whose probes an NSG denies never enters its VIP's
+// rotation, as Azure's load balancer marks an instance up only once a probe
+// succeeds. It used to start in rotation and take connections until two
+// probes had failed, about 2 s after up -d returned.
+func TestUpFrontEndWaitsForProbe(t *testing.T) {
+	l := upLab(t, "-f", writeTopology(t, "deny.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: DenyProbesToFe1, priority: 100, direction: Inbound, access: Deny, protocol: "*", sourceAddressPrefix: AzureLoadBalancer, destinationAddressPrefix: 10.0.1.4}`,
+		`{name: AllowInternet, priority: 4000, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: Internet}`)...))
+	r := l.exec("client", 30*time.Second, "sh", "-c",
+		`end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do curl -s -m 1 http://192.23.1.2:454/ | cut -d' ' -f1; done`)
+	seen := map[string]int{}
+	for _, f := range strings.Fields(r.stdout) {
+		seen[f]++
+	}
+	if seen["ase1-fe1"] > 0 || seen["ase1-fe2"] < 5 {
+		t.Errorf("F15: in the 3 s after up -d of a lab whose NSG denies ase1-fe1's probes, the VIP's 454 answered from %v; want only ase1-fe2 (at least 5 answers), never ase1-fe1", seen)
+	}
+	for _, fe := range l.ase("ase1").FrontEnds {
+		if fe.InRotation != (fe.Name == "ase1-fe2") {
+			t.Errorf("F15: status shows %s in rotation %v; want only ase1-fe2, whose probes succeed: %+v", fe.Name, fe.InRotation, fe)
+		}
+	}
+}
+
 // status --json's drops are the lab's totals since up: a worker apply
 // scales away takes its drops out of the per-node rows, not out of the
 // totals, which a CI script compares before and after and must never see

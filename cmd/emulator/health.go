@@ -63,20 +63,28 @@ type monitor struct {
 func startMonitor(l *runningLab) *monitor {
 	m := &monitor{lab: l, probes: map[string]*probeState{}, health: map[string]aseHealth{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.every(probeInterval, m.probe)
-	m.every(healthInterval, m.checkHealth)
-	m.every(probeInterval, l.checkDir)
+	// The front-ends start out of rotation (dataplane.Config.AwaitProbes):
+	// the first round of probes, before up returns, puts in those that
+	// answer. A lab is then ready with the rotation Azure would give it,
+	// and the first health check's call to the VIP finds it.
+	m.probe()
+	m.every(probeInterval, m.probe, false)
+	m.every(healthInterval, m.checkHealth, true)
+	m.every(probeInterval, l.checkDir, true)
 	return m
 }
 
-func (m *monitor) every(d time.Duration, f func()) {
+// every runs f every d until stop, the first time at once if now.
+func (m *monitor) every(d time.Duration, f func(), now bool) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		t := time.NewTicker(d)
 		defer t.Stop()
-		for {
-			f()
+		for ; ; now = true {
+			if now {
+				f()
+			}
 			select {
 			case <-t.C:
 			case <-m.ctx.Done():

@@ -168,7 +168,7 @@ func (l *runningLab) build() error {
 	// The injected forward panic hooks TryRead, which only the epoll
 	// workers call: an io_uring worker reads the queues itself.
 	epoll := l.epoll || testPanic == "forward"
-	e, err := dataplane.New(l.topo, specs, dataplane.Config{Spin: spin, Epoll: epoll})
+	e, err := dataplane.New(l.topo, specs, dataplane.Config{Spin: spin, Epoll: epoll, AwaitProbes: true})
 	if err != nil {
 		return err
 	}
