@@ -2,7 +2,8 @@
 // machine uses, here also the one every Internet host of the lab uses.
 //
 // It answers A records for the lab's names (see NewZone) on UDP and TCP 53,
-// and NXDOMAIN for every other name: the lab has no way out to the real
+// PTR records for the VNet machines' addresses, and NXDOMAIN for every
+// other name: the lab has no way out to the real
 // Internet, so a name it does not know does not exist. The names private
 // to a VNet (an ILB ASE's apps, NODE.internal.cloudapp.net) do not exist
 // for a querier outside it (Zone.Sees), as for an Internet host asking a
@@ -165,6 +166,9 @@ func (s *Server) answer(r *dns.Msg, from netip.Addr) *dns.Msg {
 
 	z := s.zone.Load()
 	name := fqdn(q.Name)
+	if strings.HasSuffix(name, "."+ReverseZone) {
+		return reverse(m, q, z, name, from)
+	}
 	// A name the querier cannot see is one that does not exist, and so is
 	// a zone it cannot see (an ILB ASE's, from outside its VNet).
 	apex, inZone := z.apexOf(name)
@@ -191,6 +195,30 @@ func (s *Server) answer(r *dns.Msg, from netip.Addr) *dns.Msg {
 	// for how long a resolver may remember that (RFC 2308).
 	if inZone {
 		m.Ns = append(m.Ns, s.soa(apex))
+	}
+	return m
+}
+
+// reverse answers m's question q, for reverse name, from z's PTR records.
+// The lab serves no reverse zone of its own, only Azure's records for the
+// VNet machines, so its answers are not authoritative, as Azure DNS's are
+// not ("Non-authoritative answer" in the docs' nslookup -type=ptr), and a
+// name it does not know is NXDOMAIN: a public address's reverse zone is
+// on the Internet, which the lab cannot reach.
+func reverse(m *dns.Msg, q dns.Question, z *Zone, name string, from netip.Addr) *dns.Msg {
+	targets, exists := z.Reverse(name, from)
+	if !exists {
+		m.Rcode = dns.RcodeNameError
+		return m
+	}
+	if q.Qtype != dns.TypePTR && q.Qtype != dns.TypeANY {
+		return m
+	}
+	for _, t := range targets {
+		m.Answer = append(m.Answer, &dns.PTR{
+			Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: TTL},
+			Ptr: t,
+		})
 	}
 	return m
 }

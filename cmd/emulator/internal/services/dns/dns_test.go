@@ -326,3 +326,87 @@ func TestPrivateNamesOnlyInTheirVNet(t *testing.T) {
 		t.Errorf("the ILB ASE's zone from the VNet: %v; want its SOA", r)
 	}
 }
+
+// Azure DNS answers a PTR query for a VM's private address with
+// VMNAME.internal.cloudapp.net, to queriers in the VM's own VNet only
+// ("Reverse DNS considerations" in "Name resolution for resources in Azure
+// virtual networks"). Every other address, public or unused, has no name.
+func TestReverseLookupInTheVNet(t *testing.T) {
+	l := start(t, topology.Default())
+	for _, network := range []string{"udp", "tcp"} {
+		for _, c := range defaultLabNames {
+			if !strings.HasSuffix(c.name, "."+InternalZone) {
+				continue
+			}
+			rev, _ := dns.ReverseAddr(c.addr)
+			r := l.query(t, network, rev, dns.TypePTR)
+			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+				t.Errorf("%s PTR %s: rcode %s, %d answers; want %s (%s)", network, c.addr, dns.RcodeToString[r.Rcode], len(r.Answer), c.name, c.why)
+				continue
+			}
+			p, ok := r.Answer[0].(*dns.PTR)
+			if !ok || p.Ptr != c.name+"." || p.Hdr.Name != rev || p.Hdr.Ttl != TTL {
+				t.Errorf("%s PTR %s answered %v, want %s %d IN PTR %s.", network, c.addr, r.Answer[0], rev, TTL, c.name)
+			}
+		}
+	}
+}
+
+func TestReverseLookupOfOtherAddresses(t *testing.T) {
+	vnets := []byte(`
+virtualNetworks:
+  - name: vnet1
+    addressSpace: {addressPrefixes: [10.0.0.0/16]}
+    subnets: [{name: s1, addressPrefix: 10.0.2.0/24}]
+  - name: vnet2
+    addressSpace: {addressPrefixes: [10.1.0.0/16]}
+    subnets: [{name: s2, addressPrefix: 10.1.2.0/24}]
+virtualMachines:
+  - {name: db1, subnet: s1, privateIpAddress: 10.0.2.4}
+  - {name: web1, subnet: s2, privateIpAddress: 10.1.2.4}
+internetHosts:
+  - {name: client, address: 198.51.100.10}
+`)
+	topo, err := topology.Parse("two-vnets.yaml", vnets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{}
+	s.zone.Store(NewZone(topo))
+	query := func(addr string, qtype uint16, from string) *dns.Msg {
+		rev, err := dns.ReverseAddr(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(rev, qtype)
+		return s.answer(m, netip.MustParseAddr(from))
+	}
+	for _, c := range []struct{ addr, from, why string }{
+		{"10.0.2.200", "10.0.2.4", "an unused address of the VNet"},
+		{"10.0.2.1", "10.0.2.4", "the subnet's gateway"},
+		{"10.1.2.4", "10.0.2.4", "a VM of another VNet: reverse lookups are scoped to the VNet"},
+		{"10.0.2.4", "198.51.100.10", "a VM, asked from the Internet"},
+		{"198.51.100.10", "10.0.2.4", "an Internet host: outside Azure"},
+		{"168.63.129.16", "10.0.2.4", "the platform address"},
+	} {
+		if r := query(c.addr, dns.TypePTR, c.from); r.Rcode != dns.RcodeNameError || len(r.Answer) != 0 {
+			t.Errorf("PTR %s from %s (%s): rcode %s, %v; want NXDOMAIN", c.addr, c.from, c.why, dns.RcodeToString[r.Rcode], r.Answer)
+		}
+	}
+	if r := query("10.1.2.4", dns.TypePTR, "10.1.2.4"); len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != "web1.internal.cloudapp.net." {
+		t.Errorf("PTR 10.1.2.4 from its own VNet: %v; want web1.internal.cloudapp.net.", r.Answer)
+	}
+	// The name exists, with no record of these types; nor do the names
+	// above it (RFC 8020): NOERROR, not NXDOMAIN.
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"4.2.0.10.in-addr.arpa.", dns.TypeA}, {"4.2.0.10.in-addr.arpa.", dns.TypeAAAA}, {"2.0.10.in-addr.arpa.", dns.TypePTR}} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		if r := s.answer(m, netip.MustParseAddr("10.0.2.4")); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+			t.Errorf("%s %s: rcode %s, %v; want NOERROR with no answer", dns.TypeToString[q.qtype], q.name, dns.RcodeToString[r.Rcode], r.Answer)
+		}
+	}
+}

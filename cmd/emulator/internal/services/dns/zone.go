@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/miekg/dns"
+
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -45,19 +47,36 @@ type Zone struct {
 	// do not exist (Sees).
 	private map[string]*topology.VNet
 	onPrem  []netip.Prefix // the on-premises network, which the VNets' gateway joins to them
+	// rev holds the reverse (in-addr.arpa) names: a VNet machine's
+	// address names it, and the names above that one exist, empty (RFC
+	// 8020). A name can have an entry per VNet, as two VNets may use the
+	// same addresses; each is seen only from its VNet (sees).
+	rev map[string][]revEntry
 }
+
+// revEntry is a reverse name as one VNet sees it: with a PTR record to
+// target, or, when target is "", a name that only has names below it.
+type revEntry struct {
+	target string
+	vnet   *topology.VNet
+}
+
+// ReverseZone is the parent of every reverse name the lab answers.
+const ReverseZone = "in-addr.arpa."
 
 // NewZone makes the zone data of topology t:
 //   - APP.SUFFIX and APP.scm.SUFFIX (Kudu) of every app: the ASE's VIP for an
 //     External ASE (F6), its ILB address for an ILB ASE (F7);
 //   - NAME.example.net of every Internet host, and the Azure names of those
 //     that stand for Azure endpoints (sql.database.windows.net, ...);
-//   - NODE.internal.cloudapp.net of every VNet machine: its private address.
+//   - NODE.internal.cloudapp.net of every VNet machine: its private address;
+//     and the PTR record of that address, back to the name.
 //
 // An ILB ASE's names and the internal.cloudapp.net names are private to
 // their VNet (Sees).
 func NewZone(t *topology.Topology) *Zone {
-	z := &Zone{a: make(map[string]netip.Addr), apex: make(map[string]string), private: make(map[string]*topology.VNet)}
+	z := &Zone{a: make(map[string]netip.Addr), apex: make(map[string]string), private: make(map[string]*topology.VNet),
+		rev: make(map[string][]revEntry)}
 	if o := t.OnPremises; o != nil {
 		z.onPrem = o.AddressSpace
 	}
@@ -100,9 +119,50 @@ func NewZone(t *topology.Topology) *Zone {
 	for _, n := range t.Nodes {
 		if n.VNet != nil {
 			z.add(n.Name+"."+InternalZone, n.Addr, n.VNet)
+			z.addPTR(n.Addr, n.Name+"."+InternalZone, n.VNet)
 		}
 	}
 	return z
+}
+
+// addPTR records the PTR record of a, a machine of vnet, to name. Azure
+// DNS keeps one for each VM, VMNAME.internal.cloudapp.net, which only its
+// VNet sees ("Reverse DNS considerations", in "Name resolution for
+// resources in Azure virtual networks",
+// https://learn.microsoft.com/azure/virtual-network/virtual-networks-name-resolution-for-vms-and-role-instances).
+// The docs speak of VMs; an ASE's instances get one too, so that every
+// NODE.internal.cloudapp.net the lab answers maps back from its address.
+func (z *Zone) addPTR(a netip.Addr, name string, vnet *topology.VNet) {
+	owner, err := dns.ReverseAddr(a.String())
+	if err != nil || !a.Is4() {
+		return
+	}
+	for _, e := range z.rev[owner] {
+		if e.vnet == vnet && e.target != "" {
+			return // the first machine of an address wins, as for A records
+		}
+	}
+	z.rev[owner] = append(z.rev[owner], revEntry{fqdn(name), vnet})
+	for n := parent(owner); n != ReverseZone; n = parent(n) {
+		if !slices.Contains(z.rev[n], revEntry{"", vnet}) {
+			z.rev[n] = append(z.rev[n], revEntry{"", vnet})
+		}
+	}
+}
+
+// Reverse returns the PTR targets of reverse name (fully qualified, lower
+// case) that a query from address from sees, and whether the name exists
+// for it at all.
+func (z *Zone) Reverse(name string, from netip.Addr) (targets []string, exists bool) {
+	for _, e := range z.rev[name] {
+		if z.sees(e.vnet, from) {
+			exists = true
+			if e.target != "" {
+				targets = append(targets, e.target)
+			}
+		}
+	}
+	return targets, exists
 }
 
 // add records an A record and marks its owner, and every name between it
@@ -132,8 +192,11 @@ func (z *Zone) add(name string, a netip.Addr, vnet *topology.VNet) {
 // on-premises network its gateway joins, as Azure DNS answers an ILB
 // ASE's apps and a VNet's machine names to that VNet alone. Loopback is
 // the platform's own host.
-func (z *Zone) Sees(name string, from netip.Addr) bool {
-	v := z.private[name]
+func (z *Zone) Sees(name string, from netip.Addr) bool { return z.sees(z.private[name], from) }
+
+// sees reports whether a query from address from sees what is private to
+// v: anything when v is nil.
+func (z *Zone) sees(v *topology.VNet, from netip.Addr) bool {
 	if v == nil || from.IsLoopback() {
 		return true
 	}
