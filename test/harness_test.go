@@ -132,7 +132,7 @@ func (l *lab) down() {
 }
 
 // leftovers lists what remains of the lab: namespaces, its state directory,
-// its resolv.conf files under /etc/netns.
+// its files under /etc/netns, its nodes' UTS namespaces.
 func (l *lab) leftovers() []string {
 	var left []string
 	for _, ns := range l.namespaces() {
@@ -143,6 +143,8 @@ func (l *lab) leftovers() []string {
 	}
 	etc, _ := filepath.Glob("/etc/netns/" + l.name + ".*")
 	left = append(left, etc...)
+	uts, _ := filepath.Glob("/run/utsns/" + l.name + ".*")
+	left = append(left, uts...)
 	return left
 }
 

@@ -182,11 +182,11 @@ func (l *runningLab) build() error {
 	return l.serveControl()
 }
 
-// buildNode creates node n's namespace and its eth0, a TUN whose other end
+// buildNode creates node n's namespace, whose hostname is n's name, and its eth0, a TUN whose other end
 // is the dataplane. It returns the device and a handle on the namespace.
 func (l *runningLab) buildNode(n *topology.Node) (tun.Device, netns.NsHandle, error) {
 	name := build.NamespaceName(l.name, n.Name)
-	ns, err := build.CreateNamespace(name)
+	ns, err := build.CreateNamespace(name, n.Name)
 	if err != nil {
 		return nil, netns.None(), err
 	}
@@ -220,6 +220,10 @@ func (l *runningLab) setupNode(ns netns.NsHandle, name string, n *topology.Node)
 	// Short names resolve too: echo (echo.example.net), db1
 	// (db1.internal.cloudapp.net).
 	if err := build.WriteResolvConf(name, topology.PlatformAddr.String(), "internal.cloudapp.net example.net"); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	if err := build.WriteHostname(name, n.Name); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}

@@ -30,6 +30,17 @@ func WriteResolvConf(name, nameserver, search string) error {
 	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(conf), 0o644)
 }
 
+// WriteHostname makes /etc/hostname read hostname in namespace name, for
+// programs that read the file rather than ask the kernel (Enter's UTS
+// namespace), and for `ip netns exec`, which enters no UTS namespace.
+func WriteHostname(name, hostname string) error {
+	dir := filepath.Join(EtcDir, name)
+	if err := MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "hostname"), []byte(hostname+"\n"), 0o644)
+}
+
 // RemoveEtc removes namespace name's files under EtcDir, and EtcDir once
 // it is empty: the emulator made it, and after the last lab /etc is as it
 // was (SPEC §6). A namespace coming up meanwhile keeps it (MkdirAll).
@@ -55,8 +66,8 @@ func MkdirAll(dir string, perm os.FileMode) error {
 }
 
 // Enter moves the calling thread into namespace name as `ip netns exec`
-// does, for a program about to be exec'd: the network namespace, a private
-// mount namespace in which /etc/netns/NAME/* is bind-mounted over /etc/*
+// does, for a program about to be exec'd: the network namespace, its UTS
+// namespace (the node's hostname), a private mount namespace in which /etc/netns/NAME/* is bind-mounted over /etc/*
 // and /sys shows the namespace's interfaces. It locks the thread, which
 // must not run other Go code afterwards: call exec next.
 func Enter(name string) error {
@@ -74,6 +85,9 @@ func Enter(name string) error {
 		return fmt.Errorf("namespace %s is not mounted: %w", name, os.ErrNotExist)
 	} else if err != nil {
 		return fmt.Errorf("enter %s: %w", name, err)
+	}
+	if err := enterUTS(name); err != nil {
+		return err
 	}
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("mount namespace: %w", err)
@@ -93,6 +107,24 @@ func Enter(name string) error {
 	// As ip netns exec does; a failure only leaves /sys showing the host.
 	if unix.Unmount("/sys", unix.MNT_DETACH) == nil {
 		unix.Mount(name, "/sys", "sysfs", 0, "")
+	}
+	return nil
+}
+
+// enterUTS moves the calling thread into namespace name's UTS namespace.
+// A lab made by an older build has none (no file), and one coming up or
+// going down may have a file with nothing mounted on it (EINVAL): the
+// thread then keeps the host's, as it did before nodes had their own.
+func enterUTS(name string) error {
+	f, err := os.Open(filepath.Join(UTSDir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	defer f.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWUTS); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("enter %s's UTS namespace: %w", name, err)
 	}
 	return nil
 }

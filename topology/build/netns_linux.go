@@ -2,7 +2,7 @@
 
 // Package build turns a topology into network namespaces: it creates and
 // deletes the named namespaces (as `ip netns` does, so `ip netns exec` works on
-// them), configures a node's interface inside its namespace over netlink, and
+// them) with each one's UTS namespace, configures a node's interface inside its namespace over netlink, and
 // finds what a lab left behind. It never touches the root namespace's
 // addresses, routes, firewall or sysctls.
 package build
@@ -10,6 +10,7 @@ package build
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -94,9 +95,16 @@ func prepareNetnsDir() error {
 	return mountErr
 }
 
-// CreateNamespace creates the named namespace and returns a handle to it.
-// The caller's thread is never moved.
-func CreateNamespace(name string) (netns.NsHandle, error) {
+// UTSDir is where each node's UTS namespace, which holds its hostname, is
+// bind-mounted, under the name of its network namespace. Not in NetnsDir:
+// `ip netns` takes every file there for a network namespace.
+const UTSDir = "/run/utsns"
+
+// CreateNamespace creates the named network namespace, and a UTS namespace
+// of the same name whose hostname is hostname, as an Azure VM's hostname
+// is its name. It returns a handle to the network namespace. The caller's
+// thread is never moved.
+func CreateNamespace(name, hostname string) (netns.NsHandle, error) {
 	if err := prepareNetnsDir(); err != nil {
 		return netns.None(), err
 	}
@@ -106,6 +114,11 @@ func CreateNamespace(name string) (netns.NsHandle, error) {
 		return netns.None(), fmt.Errorf("namespace %s: %w", name, err)
 	}
 	f.Close()
+	utsPath := filepath.Join(UTSDir, name)
+	if err := createUTSFile(utsPath); err != nil {
+		_ = DeleteNamespace(name)
+		return netns.None(), fmt.Errorf("namespace %s: %w", name, err)
+	}
 
 	type result struct {
 		h   netns.NsHandle
@@ -114,16 +127,25 @@ func CreateNamespace(name string) (netns.NsHandle, error) {
 	resc := make(chan result, 1)
 	go func() {
 		// This thread is never unlocked: after unshare it belongs to the new
-		// namespace, and the runtime throws it away when the goroutine ends.
+		// namespaces, and the runtime throws it away when the goroutine ends.
 		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWUTS); err != nil {
 			resc <- result{err: fmt.Errorf("unshare: %w", err)}
 			return
 		}
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-			resc <- result{err: fmt.Errorf("bind %s: %w", path, err)}
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			resc <- result{err: fmt.Errorf("hostname %s: %w", hostname, err)}
 			return
+		}
+		// The UTS namespace first: Enter takes a mounted network namespace
+		// for a node that is made, and enters its UTS namespace too.
+		tid := unix.Gettid()
+		for _, m := range []struct{ ns, path string }{{"uts", utsPath}, {"net", path}} {
+			self := fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, m.ns)
+			if err := unix.Mount(self, m.path, "none", unix.MS_BIND, ""); err != nil {
+				resc <- result{err: fmt.Errorf("bind %s: %w", m.path, err)}
+				return
+			}
 		}
 		h, err := netns.GetFromPath(path)
 		resc <- result{h, err}
@@ -136,24 +158,48 @@ func CreateNamespace(name string) (netns.NsHandle, error) {
 	return r.h, nil
 }
 
-// DeleteNamespace removes a named namespace. A namespace that does not exist
-// is not an error, so teardown can be repeated.
+// createUTSFile creates the file a UTS namespace is bind-mounted on. UTSDir
+// is removed once empty (DeleteNamespace), possibly by another lab's
+// teardown between making it and creating the file: then it tries again.
+func createUTSFile(path string) error {
+	for range 100 {
+		if err := MkdirAll(UTSDir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+		if err == nil {
+			return f.Close()
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return fmt.Errorf("create %s: %s keeps being removed", path, UTSDir)
+}
+
+// DeleteNamespace removes a named namespace and its UTS namespace, and
+// UTSDir once it is empty: the emulator made it, and after the last lab
+// /run is as it was (SPEC §6). A namespace that does not exist is not an
+// error, so teardown can be repeated.
 func DeleteNamespace(name string) error {
-	path := filepath.Join(NetnsDir, name)
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
-		return fmt.Errorf("unmount %s: %w", path, err)
+	// The network namespace first, the reverse of CreateNamespace.
+	for _, path := range []string{filepath.Join(NetnsDir, name), filepath.Join(UTSDir, name)} {
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			return err
+		}
 	}
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return err
-	}
+	os.Remove(UTSDir) // fails, as it should, while another namespace is there
 	return nil
 }
 
 // LabNamespaces lists the namespaces that belong to lab, sorted: those
-// mounted under NetnsDir and those that left files under EtcDir.
+// mounted under NetnsDir or UTSDir and those that left files under EtcDir.
 func LabNamespaces(lab string) ([]string, error) {
 	seen := map[string]bool{}
-	for _, dir := range []string{NetnsDir, EtcDir} {
+	for _, dir := range []string{NetnsDir, UTSDir, EtcDir} {
 		ents, err := os.ReadDir(dir)
 		if err != nil && !os.IsNotExist(err) {
 			return nil, err
