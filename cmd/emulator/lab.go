@@ -182,8 +182,9 @@ func (l *runningLab) build() error {
 	return l.serveControl()
 }
 
-// buildNode creates node n's namespace, whose hostname is n's name, and its eth0, a TUN whose other end
-// is the dataplane. It returns the device and a handle on the namespace.
+// buildNode creates node n's namespace, whose hostname is n's name, and its
+// eth0, a TUN whose other end is the dataplane. It returns the device and a
+// handle on the namespace.
 func (l *runningLab) buildNode(n *topology.Node) (tun.Device, netns.NsHandle, error) {
 	name := build.NamespaceName(l.name, n.Name)
 	ns, err := build.CreateNamespace(name, n.Name)
