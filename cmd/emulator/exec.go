@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cmdExec replaces this process with CMD running inside NODE's namespace,
-// as `ip netns exec` does. It only returns on error; otherwise CMD's exit
-// status is the command's.
+// cmdExec replaces this process with CMD running inside NODE's namespaces
+// (network, and UTS for its hostname), as `ip netns exec` does. It only
+// returns on error; otherwise CMD's exit status is the command's.
 func cmdExec(args []string) error {
 	fs, name := newFlags("exec")
 	if err := parseFlags(fs, args, name); err != nil {
