@@ -67,8 +67,9 @@ func MkdirAll(dir string, perm os.FileMode) error {
 
 // Enter moves the calling thread into namespace name as `ip netns exec`
 // does, for a program about to be exec'd: the network namespace, its UTS
-// namespace (the node's hostname), a private mount namespace in which /etc/netns/NAME/* is bind-mounted over /etc/*
-// and /sys shows the namespace's interfaces. It locks the thread, which
+// namespace (the node's hostname), a private mount namespace in which
+// /etc/netns/NAME/* is bind-mounted over /etc/* and /sys shows the
+// namespace's interfaces. It locks the thread, which
 // must not run other Go code afterwards: call exec next.
 func Enter(name string) error {
 	runtime.LockOSThread()

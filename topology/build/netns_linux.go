@@ -2,8 +2,8 @@
 
 // Package build turns a topology into network namespaces: it creates and
 // deletes the named namespaces (as `ip netns` does, so `ip netns exec` works on
-// them) with each one's UTS namespace, configures a node's interface inside its namespace over netlink, and
-// finds what a lab left behind. It never touches the root namespace's
+// them) with each one's UTS namespace, configures a node's interface inside
+// its namespace over netlink, and finds what a lab left behind. It never touches the root namespace's
 // addresses, routes, firewall or sysctls.
 package build
 

@@ -3,8 +3,8 @@
 //
 // It answers A records for the lab's names (see NewZone) on UDP and TCP 53,
 // PTR records for the VNet machines' addresses, and NXDOMAIN for every
-// other name: the lab has no way out to the real
-// Internet, so a name it does not know does not exist. The names private
+// other name: the lab has no way out to the real Internet, so a name it
+// does not know does not exist. The names private
 // to a VNet (an ILB ASE's apps, NODE.internal.cloudapp.net) do not exist
 // for a querier outside it (Zone.Sees), as for an Internet host asking a
 // public resolver.
