@@ -14,13 +14,15 @@ import (
 // The README's first walk-through puts a listener on ase1-w1 and connects
 // to it from db1 to show that the worker sees db1's own address (F4). Run
 // those two lines as written: a port the worker's own services hold (the
-// apps on 80) leaves nc -l nothing to bind, and db1 reaches the app instead.
+// apps on 80) leaves nc -l nothing to bind, and db1 reaches the app instead;
+// and without -n, nc names db1 by its reverse DNS record rather than show
+// the address the walk-through is about.
 func TestReadmeListener(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := regexp.MustCompile(`emulator exec ase1-w1 -- nc -lv (\d+) &`).FindStringSubmatch(string(readme))
+	listen := regexp.MustCompile(`emulator exec ase1-w1 -- nc -lnv (\d+) &`).FindStringSubmatch(string(readme))
 	connect := regexp.MustCompile(`emulator exec db1 -- nc -v 10\.0\.1\.6 (\d+)`).FindStringSubmatch(string(readme))
 	if listen == nil || connect == nil {
 		t.Fatalf("the README's listener walk-through is gone: listen %q, connect %q", listen, connect)
@@ -29,7 +31,7 @@ func TestReadmeListener(t *testing.T) {
 		t.Fatalf("the README listens on %s but connects to %s", listen[1], connect[1])
 	}
 	l := upLab(t)
-	nc := l.background("ase1-w1", "nc", "-lv", listen[1])
+	nc := l.background("ase1-w1", "nc", "-lnv", listen[1])
 	port, _ := strconv.Atoi(listen[1])
 	l.waitListening("ase1-w1", port)
 	l.exec("db1", 10*time.Second, "sh", "-c", "echo hello | nc -v -q1 -w3 10.0.1.6 "+connect[1])
