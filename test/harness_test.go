@@ -7,6 +7,7 @@ package test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -98,11 +99,13 @@ type lab struct {
 	name string
 }
 
-// uniqueName is a lab name no other test or run uses.
+// uniqueName is a lab name no other test or run uses. $EMULATOR_TEST_PREFIX
+// replaces its leading "t", so that people sharing a machine can tell
+// (and tear down) their own labs.
 func uniqueName() string {
 	b := make([]byte, 4)
 	rand.Read(b)
-	return "t" + hex.EncodeToString(b)
+	return cmp.Or(os.Getenv("EMULATOR_TEST_PREFIX"), "t") + hex.EncodeToString(b)
 }
 
 // upLab brings a lab up detached under a unique name, with extra `up`
