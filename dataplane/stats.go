@@ -91,6 +91,16 @@ var drops = [numDropReasons]struct{ name, by string }{
 	DropBroadcast:         {"broadcast", "routing"},
 }
 
+// DropReasons lists every reason the dataplane drops a packet for, so that
+// an exporter can show each at 0 before its first drop.
+func DropReasons() []DropReason {
+	out := make([]DropReason, numDropReasons)
+	for r := range out {
+		out[r] = DropReason(r)
+	}
+	return out
+}
+
 func (r DropReason) String() string {
 	if r < numDropReasons {
 		return drops[r].name

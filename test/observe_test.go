@@ -1018,6 +1018,18 @@ func TestMetricsAcrossApply(t *testing.T) {
 	}
 	after := scrape(t, st.Metrics)
 	monotonic("scaling ase1 down and changing its NSG", before, after)
+	// emulator_lab_info names the file apply read: a new series, and the
+	// old one gone from the page (not left at 1 beside it, which would
+	// read as two labs behind one endpoint).
+	var info []string
+	for k := range after {
+		if strings.HasPrefix(k, "emulator_lab_info{") {
+			info = append(info, k)
+		}
+	}
+	if want := fmt.Sprintf(`emulator_lab_info{lab=%q,topology=%q}`, l.name, smaller); len(info) != 1 || info[0] != want {
+		t.Errorf("after apply -f %s, the page has %v; want only %s", smaller, info, want)
+	}
 	if _, ok := after[`emulator_node_rx_packets_total{node="ase1-w2"}`]; ok {
 		t.Error("ase1-w2 was scaled away, and its series are still on the page")
 	}
@@ -1036,5 +1048,31 @@ func TestMetricsAcrossApply(t *testing.T) {
 	monotonic("scaling ase1 back up", after, again)
 	if _, ok := again[`emulator_node_rx_packets_total{node="ase1-w2"}`]; !ok {
 		t.Error("ase1-w2 was added back, and has no series")
+	}
+}
+
+// The lab-wide drop counters are on the page at 0 from the first scrape,
+// for every reason: a series that first appeared at 1 would hide its
+// first drops from increase() and rate(), which need two samples.
+func TestMetricsDropsStartAtZero(t *testing.T) {
+	l := upLab(t, "--metrics", "127.0.0.1:0")
+	var st struct{ Metrics string }
+	l.emuJSON(&st, "status")
+	before := scrape(t, st.Metrics)
+	// A few reasons from each part of the dataplane (README): routing, the
+	// gateway, NSGs, the load balancer, NAT, routes, impaired links.
+	for _, reason := range []string{"broadcast", "ttl-exceeded", "nsg-inbound", "nsg-outbound", "port-closed", "snat-exhausted", "route-none", "asymmetric-route", "link-loss"} {
+		if _, ok := before[fmt.Sprintf(`emulator_drops_total{reason=%q}`, reason)]; !ok {
+			t.Errorf("first scrape has no emulator_drops_total{reason=%q}; want it at 0 until the first such drop", reason)
+		}
+	}
+	series := `emulator_drops_total{reason="broadcast"}`
+	if v := before[series]; v != 0 {
+		t.Fatalf("%s = %v before anything sent to a broadcast address", series, v)
+	}
+	// ase1-subnet is 10.0.1.0/26: its broadcast address is dropped (README).
+	l.exec("ase1-w1", 20*time.Second, "ping", "-b", "-c", "2", "-i", "0.2", "-W", "1", "10.0.1.63")
+	if v := scrape(t, st.Metrics)[series]; v < 2 {
+		t.Errorf("%s = %v after 2 pings of 10.0.1.63, want at least 2", series, v)
 	}
 }

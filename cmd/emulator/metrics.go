@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aseemu/emulator/dataplane"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -128,8 +129,8 @@ var (
 	descTxPackets = prometheus.NewDesc("emulator_node_tx_packets_total", "Packets the dataplane delivered to the node.", []string{"node"}, nil)
 	descTxBytes   = prometheus.NewDesc("emulator_node_tx_bytes_total", "Bytes the dataplane delivered to the node.", []string{"node"}, nil)
 	descFlows     = prometheus.NewDesc("emulator_node_flows_total", "Flows the node started.", []string{"node"}, nil)
-	descDrops     = prometheus.NewDesc("emulator_node_drops_total", "Packets from the node the dataplane dropped, by reason.", []string{"node", "reason"}, nil)
-	descLabDrops  = prometheus.NewDesc("emulator_drops_total", "Packets the dataplane dropped since up, by reason, counting nodes apply removed since.", []string{"reason"}, nil)
+	descDrops     = prometheus.NewDesc("emulator_node_drops_total", "Packets from the node the dataplane dropped, by reason; a reason appears once the node has dropped a packet for it (emulator_drops_total has every reason from 0).", []string{"node", "reason"}, nil)
+	descLabDrops  = prometheus.NewDesc("emulator_drops_total", "Packets the dataplane dropped since up, by reason, counting nodes apply removed since; every reason, from 0.", []string{"reason"}, nil)
 	descQueueFull = prometheus.NewDesc("emulator_node_queue_full_drops_total", "Packets the node sent that its interface dropped because the dataplane's queue was full (counted by the kernel).", []string{"node"}, nil)
 	descRuleHits  = prometheus.NewDesc("emulator_nsg_rule_hits_total", "New flows an NSG rule decided.", []string{"nsg", "rule", "direction", "access"}, nil)
 	descPoolSize  = prometheus.NewDesc("emulator_snat_pool_ports", "Ports in a SNAT pool.", []string{"address", "proto"}, nil)
@@ -149,7 +150,7 @@ var (
 	descProbeFail = prometheus.NewDesc("emulator_frontend_probe_failures", "Health probes of the front-end that failed in a row (F15).", []string{"ase", "node"}, nil)
 	descFlowLost  = prometheus.NewDesc("emulator_flowlog_lost_events_total", "Flow events the flow log writer lagged behind and lost, since flow logging was last turned on.", nil, nil)
 	descReaderBuf = prometheus.NewDesc("emulator_reader_buffer_bytes", "Resident bytes of the io_uring workers' packet buffers.", nil, nil)
-	descLabInfo   = prometheus.NewDesc("emulator_lab_info", "The lab this endpoint serves, and its topology file.", []string{"lab", "topology"}, nil)
+	descLabInfo   = prometheus.NewDesc("emulator_lab_info", "The lab this endpoint serves, and its topology file; apply with another file replaces the series with one that names it.", []string{"lab", "topology"}, nil)
 )
 
 func (engineCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -185,8 +186,13 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDrops, n, s.Node, r)
 		}
 	}
-	for r, n := range e.DropTotals() {
-		counter(descLabDrops, n, r)
+	// Every reason, at 0 until its first drop: increase() and rate() need
+	// a sample before it, or the first drops of a reason go unseen. The
+	// per-node series stay sparse: nodes times reasons would be most of
+	// the page, and almost all zeros.
+	totals := e.DropTotals()
+	for _, r := range dataplane.DropReasons() {
+		counter(descLabDrops, totals[r.String()], r.String())
 	}
 	l.mu.Lock()
 	queueDrops := l.queueDrops()
