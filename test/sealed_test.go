@@ -113,6 +113,22 @@ func TestQueriesRefuseUnknownNode(t *testing.T) {
 	}
 }
 
+// capture of an address nothing in the lab holds would wait for packets
+// that never come: it says so at once, exit 2 as for a node it does not
+// have, naming the lab. An address the lab does hold (a node's, a VIP, an
+// ILB address) still starts a capture.
+func TestCaptureRefusesUnheldAddress(t *testing.T) {
+	l := upLab(t)
+	r := run(t, 20*time.Second, emulator, "capture", "--name", l.name, "203.0.113.99", "-c", "1", "-w", os.DevNull)
+	if want := "no node or VIP of lab " + l.name + " holds 203.0.113.99"; r.code != 2 || !strings.Contains(r.stderr, want) {
+		t.Errorf("capture of an address no node or VIP holds: want exit 2 saying %q, got %v", want, r)
+	}
+	for _, a := range []string{"10.0.2.4", "192.23.1.2", "10.0.4.8"} {
+		file := filepath.Join(t.TempDir(), "c.pcapng")
+		startCapture(t, file, a, "--name", l.name)
+	}
+}
+
 // SPEC §6: after the last lab's down, the host is as it was: the emulator's
 // state directory and the per-namespace /etc/netns it made are gone too.
 // Another lab, on this machine for something else, keeps both; the test

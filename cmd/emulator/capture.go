@@ -121,6 +121,13 @@ func (l *runningLab) handleCapture(w http.ResponseWriter, r *http.Request) {
 	m := dataplane.Match{Filter: filter}
 	target := q.Get("target")
 	if a, err := netip.ParseAddr(target); err == nil && a.Is4() {
+		// A tap on an address nothing here holds would wait in silence:
+		// the dataplane carries no packet to or from it but those a node
+		// sends it, which a capture of that node shows.
+		if !l.holdsAddr(a) {
+			http.Error(w, fmt.Sprintf("no node or VIP of lab %s holds %s: to see what a node sends it, capture that node with --filter 'host %s'", l.name, a, a), http.StatusUnprocessableEntity)
+			return
+		}
 		m.Addr = a
 	} else if l.hasNode(target) {
 		m.Node = target
@@ -182,6 +189,28 @@ func (l *runningLab) handleCapture(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// holdsAddr says whether a packet of the lab can carry a as its address
+// before or after translation: a node's, a VIP or ILB address, a VM's
+// public address, an outbound NAT address, or a gateway the dataplane
+// answers pings from.
+func (l *runningLab) holdsAddr(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.topo
+	if t.NodeByAddr(a) != nil || t.ASEByAddr(a) != nil || a == t.DefaultOutbound {
+		return true
+	}
+	if t.OnPremises != nil && a == t.OnPremises.NATAddress {
+		return true
+	}
+	for _, n := range t.Nodes {
+		if a == n.PublicIP || a == n.Gateway {
+			return true
+		}
+	}
+	return false
 }
 
 // captureWriter writes records as pcapng packets with their comments.
