@@ -206,3 +206,27 @@ func TestExecCommandThatCannotRun(t *testing.T) {
 		}
 	}
 }
+
+// exec with PATH unset or empty (env -i, a restricted sudo) finds a
+// node's tools where a root login shell would, and hands the command
+// that PATH, so what it runs in turn is found too.
+func TestExecWithoutPath(t *testing.T) {
+	l := upLab(t)
+	for _, env := range [][]string{{}, {"PATH="}} {
+		for _, cmd := range [][]string{
+			{"curl", "--version"},
+			{"ping", "-c", "1", "-W", "5", "10.0.2.1"}, // db1's gateway
+			{"ip", "-brief", "address"},                // in /usr/sbin on Debian
+			{"sh", "-c", "command -v nc"},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			c := exec.CommandContext(ctx, emulator, append([]string{"exec", "--name", l.name, "db1", "--"}, cmd...)...)
+			c.Env = env
+			out, err := c.CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Errorf("with environment %q, exec %s: %v\n%s", env, strings.Join(cmd, " "), err, out)
+			}
+		}
+	}
+}

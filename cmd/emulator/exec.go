@@ -66,6 +66,13 @@ func cmdExec(args []string) error {
 	if ns == "" {
 		return usagef("exec: %s", noSuchNode(*name, node, nodes))
 	}
+	// env -i, or a sudo that passes no PATH, leaves none: find the tools
+	// where a root login shell would (Debian's /etc/profile for uid 0, and
+	// sudo's secure_path), not "not installed", and hand the command that
+	// PATH, so that what it runs in turn is found too.
+	if os.Getenv("PATH") == "" {
+		os.Setenv("PATH", rootPath)
+	}
 	path, err := exec.LookPath(cmd[0])
 	if errors.Is(err, exec.ErrNotFound) {
 		return codedError{notInstalled(cmd[0]), 127}
@@ -95,6 +102,9 @@ func cmdExec(args []string) error {
 	}
 	return codedError{fmt.Errorf("exec %s: %w", path, err), 126}
 }
+
+// rootPath is the PATH exec gives a command when the caller has none.
+const rootPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // packageOf names the Debian package of the tools the README and the
 // teaching labs' guides run in nodes (scripts/install-deps.sh installs
