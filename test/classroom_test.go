@@ -83,7 +83,7 @@ func TestClassroomStartOnAnothersLab(t *testing.T) {
 	}
 	for _, n := range []string{"1", "2"} {
 		r := emu(t, "lab", "start", n, "--name", l.name)
-		if r.code != 2 || !strings.Contains(r.stderr, "ago)") || !strings.Contains(r.stderr, "beside it: export EMULATOR_LAB=NAME, then emulator lab start "+n) {
+		if r.code != 2 || !strings.Contains(r.stderr, "ago)") || !strings.Contains(r.stderr, "beside it: export EMULATOR_LAB=NAME, then "+emulator+" lab start "+n) {
 			t.Errorf("lab start %s on a lab that runs lab 1: want exit 2 saying since when it runs and how to start one beside it; got %v", n, r)
 		}
 	}

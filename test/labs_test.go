@@ -242,15 +242,15 @@ func TestLabUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"lab"}, "usage: emulator lab list"},
+		{[]string{"lab"}, "usage: " + emulator + " lab list"},
 		{[]string{"lab", "frob", "3"}, `unknown command "frob"`},
-		{[]string{"lab", "start"}, "usage: emulator lab list"},
+		{[]string{"lab", "start"}, "usage: " + emulator + " lab list"},
 		{[]string{"lab", "start", "99"}, "there is no lab 99"},
 		{[]string{"lab", "start", "one"}, `"one" is not a lab number`},
 		{[]string{"lab", "check", "3", "9"}, "lab 3 has steps 1-4"},
 		{[]string{"lab", "check", "3", "--name", "Bad_Name"}, `lab name "Bad_Name"`},
-		{[]string{"lab", "files"}, "usage: emulator lab list"},
-		{[]string{"lab", "files", "3", "a", "b"}, "usage: emulator lab list"},
+		{[]string{"lab", "files"}, "usage: " + emulator + " lab list"},
+		{[]string{"lab", "files", "3", "a", "b"}, "usage: " + emulator + " lab list"},
 		{[]string{"lab", "files", "99"}, "there is no lab 99"},
 	} {
 		if r := emu(t, c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) {
@@ -355,12 +355,12 @@ func TestLabStartOverOwnLab(t *testing.T) {
 	// Checked all the same (lab 7's guide checks a lab the learner brought
 	// up), but a ✓ there (db1 answers: the default lab has no NSG) must
 	// not pass for progress in lab 3 unremarked.
-	if r := emu(t, "lab", "check", "3", "--name", l.name); !strings.Contains(r.stderr, "not started with emulator lab start 3") {
+	if r := emu(t, "lab", "check", "3", "--name", l.name); !strings.Contains(r.stderr, "not started with "+emulator+" lab start 3") {
 		t.Errorf("lab check 3 where up runs the default lab: want a note that lab 3 was not started, got %v", r)
 	}
 	// lab solve 3 applied lab 3's solution over whatever the lab ran: it
 	// refuses, as lab start does, and the lab runs what it ran.
-	if r := emu(t, "lab", "solve", "3", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "not started with emulator lab start 3") || !strings.Contains(r.stderr, "emulator lab start 3 --name NAME") {
+	if r := emu(t, "lab", "solve", "3", "--name", l.name); r.code != 2 || !strings.Contains(r.stderr, "not started with "+emulator+" lab start 3") || !strings.Contains(r.stderr, "emulator lab start 3 --name NAME") {
 		t.Errorf("lab solve 3 where up runs the default lab: want exit 2 saying lab 3 was not started and how to start it beside, got %v", r)
 	}
 	// Lab 3's solution gives ase1 a third worker.

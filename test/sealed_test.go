@@ -230,3 +230,34 @@ func TestExecWithoutPath(t *testing.T) {
 		}
 	}
 }
+
+// Advice names the program as the user invoked it, so it can be pasted as
+// it is: bin/emulator from the repository (as the README writes it), plain
+// emulator when the shell found it through PATH.
+func TestAdviceNamesTheProgramAsInvoked(t *testing.T) {
+	dir, base := filepath.Split(filepath.Dir(emulator))
+	lab := uniqueName()
+	for _, c := range []struct {
+		arg0, dir string
+		env       []string
+	}{
+		{filepath.Join(base, "emulator"), dir, nil},
+		{"emulator", "/", []string{"PATH=" + filepath.Dir(emulator)}},
+	} {
+		for _, args := range []struct {
+			cmd  []string
+			want string
+		}{
+			{[]string{"status", "--name", lab}, "(start it with: " + c.arg0 + " up --name " + lab + ")"},
+			{[]string{"stauts"}, "(" + c.arg0 + " help lists the commands)"},
+			{[]string{"up", "--nmae", "x"}, "(" + c.arg0 + " up -h lists its flags)"},
+		} {
+			// As a shell runs it: arg0 as typed, the file it found.
+			cmd := &exec.Cmd{Path: emulator, Args: append([]string{c.arg0}, args.cmd...), Dir: c.dir, Env: c.env}
+			out, _ := cmd.CombinedOutput()
+			if !strings.Contains(string(out), args.want) {
+				t.Errorf("%s %s in %s: %q, want it to say %q", c.arg0, strings.Join(args.cmd, " "), c.dir, out, args.want)
+			}
+		}
+	}
+}

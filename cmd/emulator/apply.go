@@ -38,7 +38,7 @@ func cmdApply(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *file == "" {
-		return usagef("apply: usage: emulator apply [--name LAB] -f FILE")
+		return usagef("apply: usage: %s apply [--name LAB] -f FILE", self)
 	}
 	// Read before the root check, as up does, so that a file that cannot
 	// be read is named whoever runs apply.
@@ -113,7 +113,7 @@ func (r refusal) Error() string {
 	if file == "" {
 		file = "FILE"
 	}
-	return fmt.Sprintf("apply cannot change these in a running lab (bring the file up instead: emulator down%s, then emulator up -d -f %s%s):\n  %s",
+	return fmt.Sprintf("apply cannot change these in a running lab (bring the file up instead: "+self+" down%s, then "+self+" up -d -f %s%s):\n  %s",
 		labFlag(r.lab), file, labFlag(r.lab), strings.Join(r.problems, "\n  "))
 }
 

@@ -127,7 +127,7 @@ func TestDiffTopologyRefusalNamesTheChange(t *testing.T) {
 		}
 		// "down, then up" sent learners to a bare up, which brings up the
 		// default lab rather than their file.
-		if err == nil || !strings.Contains(err.Error(), "emulator up -d -f FILE") {
+		if err == nil || !strings.Contains(err.Error(), "bin/emulator up -d -f FILE") {
 			t.Errorf("%s: diffTopology refused with %v; want it to say to up the file", c.name, err)
 		}
 	}

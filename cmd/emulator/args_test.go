@@ -51,11 +51,11 @@ func TestCommandHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"up", "-h"}, []string{"usage: emulator up ", "-busy-poll", "-io-uring", "-metrics", "-queues", "-name"}},
-		{[]string{"status", "--help"}, []string{"usage: emulator status ", "-json"}},
-		{[]string{"capture", "db1", "-h"}, []string{"usage: emulator capture ", "-filter"}},
-		{[]string{"lab", "check", "-h"}, []string{"usage: emulator lab ", "-json"}},
-		{[]string{"lab", "-h"}, []string{"usage: emulator lab list", "solve N", "files N [DIR]"}},
+		{[]string{"up", "-h"}, []string{"usage: bin/emulator up ", "-busy-poll", "-io-uring", "-metrics", "-queues", "-name"}},
+		{[]string{"status", "--help"}, []string{"usage: bin/emulator status ", "-json"}},
+		{[]string{"capture", "db1", "-h"}, []string{"usage: bin/emulator capture ", "-filter"}},
+		{[]string{"lab", "check", "-h"}, []string{"usage: bin/emulator lab ", "-json"}},
+		{[]string{"lab", "-h"}, []string{"usage: bin/emulator lab list", "solve N", "files N [DIR]"}},
 		{[]string{"help"}, []string{"--busy-poll", "--io-uring", "--metrics"}},
 	} {
 		var stdout, stderr strings.Builder
@@ -104,19 +104,19 @@ func TestTypoSuggestion(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"stauts"}, `unknown command "stauts"; did you mean "status"? (emulator help lists the commands)`},
+		{[]string{"stauts"}, `unknown command "stauts"; did you mean "status"? (bin/emulator help lists the commands)`},
 		{[]string{"lba", "list"}, `did you mean "lab"?`},
 		{[]string{"Down"}, `did you mean "down"?`},
 		{[]string{"deploy"}, `did you mean "up"?`}, // containerlab's verbs
 		{[]string{"destroy"}, `did you mean "down"?`},
-		{[]string{"up", "--nmae", "x"}, "up: unknown flag --nmae; did you mean --name? (emulator up -h lists its flags)"},
+		{[]string{"up", "--nmae", "x"}, "up: unknown flag --nmae; did you mean --name? (bin/emulator up -h lists its flags)"},
 		{[]string{"status", "--jsn"}, "did you mean --json?"},
 		{[]string{"verify", "--form", "db1"}, "did you mean --from?"},
 		{[]string{"capture", "db1", "-W", "x.pcapng"}, "unknown flag -W; did you mean -w?"},
-		{[]string{"up", "--queues", "x"}, `up: invalid value "x" for flag --queues: parse error (emulator up -h lists its flags)`},
-		{[]string{"verify", "--from"}, "verify: flag needs an argument: --from (emulator verify -h lists its flags)"},
+		{[]string{"up", "--queues", "x"}, `up: invalid value "x" for flag --queues: parse error (bin/emulator up -h lists its flags)`},
+		{[]string{"verify", "--from"}, "verify: flag needs an argument: --from (bin/emulator verify -h lists its flags)"},
 		{[]string{"lab", "strat", "1"}, `lab: unknown command "strat"; did you mean "lab start"?`},
-		{[]string{"lab", "check", "1", "--jsno"}, "lab check: unknown flag --jsno; did you mean --json? (emulator lab check -h lists its flags)"},
+		{[]string{"lab", "check", "1", "--jsno"}, "lab check: unknown flag --jsno; did you mean --json? (bin/emulator lab check -h lists its flags)"},
 	} {
 		var stdout, stderr strings.Builder
 		code := run(c.args, &stdout, &stderr)
@@ -141,7 +141,7 @@ func TestHelpCommand(t *testing.T) {
 	for _, cmd := range []string{"up", "down", "status", "exec", "flows", "apply", "verify", "nexthop", "capture", "trace", "flowlog", "graph", "init", "lab"} {
 		var viaHelp, viaFlag, stderr strings.Builder
 		code := run([]string{"help", cmd}, &viaHelp, &stderr)
-		if code != exitOK || !strings.HasPrefix(viaHelp.String(), "usage: emulator "+cmd) {
+		if code != exitOK || !strings.HasPrefix(viaHelp.String(), "usage: bin/emulator "+cmd) {
 			t.Errorf("emulator help %s: exit %d, stdout %q, stderr %q; want exit 0 and that command's usage", cmd, code, viaHelp.String(), stderr.String())
 			continue
 		}
@@ -172,16 +172,16 @@ func TestAdviceNamesTheLab(t *testing.T) {
 	t.Setenv(labEnv, "")
 	var b strings.Builder
 	printFlowLogs(&b, flowLogStatus{}, "hq-x")
-	if !strings.Contains(b.String(), "emulator flowlog --name hq-x on") {
+	if !strings.Contains(b.String(), "bin/emulator flowlog --name hq-x on") {
 		t.Errorf("flowlog of lab hq-x printed %q; want the advice to name --name hq-x", b.String())
 	}
 	b.Reset()
 	printFlowLogs(&b, flowLogStatus{}, defaultLab)
-	if !strings.Contains(b.String(), "emulator flowlog on)") {
+	if !strings.Contains(b.String(), "bin/emulator flowlog on)") {
 		t.Errorf("flowlog of the default lab printed %q; want plain emulator flowlog on", b.String())
 	}
 	msg := refusal{problems: []string{"node db1 would change"}, lab: "hq-x", file: "/tmp/l.yaml"}.Error()
-	if !strings.Contains(msg, "emulator down --name hq-x, then emulator up -d -f /tmp/l.yaml --name hq-x") {
+	if !strings.Contains(msg, "bin/emulator down --name hq-x, then bin/emulator up -d -f /tmp/l.yaml --name hq-x") {
 		t.Errorf("apply's refusal in lab hq-x: %q; want it to down and up lab hq-x with the file", msg)
 	}
 }
@@ -209,10 +209,10 @@ func TestTopologyFileWithoutF(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"up", "lab.yaml"}, "a topology file is given with -f: emulator up -f lab.yaml"},
-		{[]string{"up", "--name", "hq-x", "lab.yaml"}, "emulator up --name hq-x -f lab.yaml"},
-		{[]string{"apply", "--name", "hq-x", "new.yml"}, "emulator apply --name hq-x -f new.yml"},
-		{[]string{"graph", "lab.yaml"}, "emulator graph -f lab.yaml"},
+		{[]string{"up", "lab.yaml"}, "a topology file is given with -f: bin/emulator up -f lab.yaml"},
+		{[]string{"up", "--name", "hq-x", "lab.yaml"}, "bin/emulator up --name hq-x -f lab.yaml"},
+		{[]string{"apply", "--name", "hq-x", "new.yml"}, "bin/emulator apply --name hq-x -f new.yml"},
+		{[]string{"graph", "lab.yaml"}, "bin/emulator graph -f lab.yaml"},
 	} {
 		var stderr strings.Builder
 		code := run(c.args, io.Discard, &stderr)

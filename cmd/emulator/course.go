@@ -24,25 +24,27 @@ import (
 // labs' checks carry their own shorter time-outs (curl -m, nc -w).
 const labProbeTimeout = 30 * time.Second
 
-const labUsage = "lab: usage: emulator lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N | files N [DIR]  [--name LAB]"
+func labUsage() string {
+	return "lab: usage: " + self + " lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N | files N [DIR]  [--name LAB]"
+}
 
 // cmdLab runs the teaching labs of scripts/labs: it starts a lab's topology,
 // checks the learner's progress with real probes, and applies the reference
 // solution.
 func cmdLab(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("%s", labUsage)
+		return usagef("%s", labUsage())
 	}
 	verb := args[0]
 	switch verb {
 	case "list", "start", "check", "solve", "reset", "files":
 	case "-h", "--help", "help":
-		return helpRequest{strings.Replace(labUsage, "lab: usage:", "usage:", 1) + "\n"}
+		return helpRequest{strings.Replace(labUsage(), "lab: usage:", "usage:", 1) + "\n"}
 	default:
 		if s := closest(verb, []string{"list", "start", "check", "solve", "reset", "files"}); s != "" {
-			return usagef("lab: unknown command %q; did you mean \"lab %s\"?\n%s", verb, s, labUsage)
+			return usagef("lab: unknown command %q; did you mean \"lab %s\"?\n%s", verb, s, labUsage())
 		}
-		return usagef("lab: unknown command %q\n%s", verb, labUsage)
+		return usagef("lab: unknown command %q\n%s", verb, labUsage())
 	}
 	fs, name := newFlags("lab " + verb)
 	// Only list and check have something to print as JSON; the others
@@ -58,7 +60,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 	}
 	if verb == "list" {
 		if len(pos) > 0 {
-			return usagef("%s", labUsage)
+			return usagef("%s", labUsage())
 		}
 		return labList(stdout, *asJSON)
 	}
@@ -67,11 +69,11 @@ func cmdLab(args []string, stdout io.Writer) error {
 		maxArgs = 2
 	}
 	if len(pos) < 1 || len(pos) > maxArgs {
-		return usagef("%s", labUsage)
+		return usagef("%s", labUsage())
 	}
 	n, err := strconv.Atoi(pos[0])
 	if err != nil {
-		return usagef("lab %s: %q is not a lab number (emulator lab list)", verb, pos[0])
+		return usagef("lab %s: %q is not a lab number ("+self+" lab list)", verb, pos[0])
 	}
 	lab, err := labs.Get(n)
 	if err != nil {
@@ -201,7 +203,7 @@ func (c *course) start() error {
 	fmt.Fprintf(c.out, "\nLab %d: %s (%s)\n\n%s\n", l.Number, l.Title, l.FactList(), strings.TrimSpace(l.Goal))
 	s := l.Steps[0]
 	fmt.Fprintf(c.out, "\nStep 1 of %d: %s\n%s\n", len(l.Steps), s.Name, indent(s.Task))
-	fmt.Fprintf(c.out, "\nThe guide: %s (emulator lab files %d DIR writes it and the lab's files into DIR)\nCheck your progress: emulator lab check %d%s\n",
+	fmt.Fprintf(c.out, "\nThe guide: %s ("+self+" lab files %d DIR writes it and the lab's files into DIR)\nCheck your progress: "+self+" lab check %d%s\n",
 		labGuide(l), l.Number, l.Number, c.labFlag())
 	if c.labFlag() != "" {
 		// The guide's commands carry no --name; without this they act on
@@ -225,17 +227,17 @@ func (c *course) up(file string) error {
 		// whose sudo dropped EMULATOR_LAB): say since when it runs, and
 		// how to run one's own beside it, not only how to reset it.
 		since := c.runningSince()
-		beside := fmt.Sprintf("; if it is someone else's, run yours beside it: export EMULATOR_LAB=NAME, then emulator lab start %d", n)
+		beside := fmt.Sprintf("; if it is someone else's, run yours beside it: export EMULATOR_LAB=NAME, then "+self+" lab start %d", n)
 		switch running := c.teachingLab(); running {
 		case n:
-			return usagef("lab %s is already running%s; start lab %d over with: emulator lab reset %d%s%s", c.name, since, n, n, c.labFlag(), beside)
+			return usagef("lab %s is already running%s; start lab %d over with: "+self+" lab reset %d%s%s", c.name, since, n, n, c.labFlag(), beside)
 		case 0:
 			// Most likely make up's default lab: a reset would take it
 			// down from under whoever runs it.
-			return usagef("lab %s is already running%s, and not a teaching lab; to run lab %d beside it: emulator lab start %d --name NAME; to replace it: emulator lab reset %d%s",
+			return usagef("lab %s is already running%s, and not a teaching lab; to run lab %d beside it: "+self+" lab start %d --name NAME; to replace it: "+self+" lab reset %d%s",
 				c.name, since, n, n, n, c.labFlag())
 		default:
-			return usagef("lab %s already runs teaching lab %d%s; to replace it with lab %d: emulator lab reset %d%s%s", c.name, running, since, n, n, c.labFlag(), beside)
+			return usagef("lab %s already runs teaching lab %d%s; to replace it with lab %d: "+self+" lab reset %d%s%s", c.name, running, since, n, n, c.labFlag(), beside)
 		}
 	}
 	// The file goes into the lab's directory under the lab's lock: a down
@@ -271,7 +273,7 @@ func (c *course) sameLab() error {
 	if running == 0 || running == c.lab.Number {
 		return nil
 	}
-	return fmt.Errorf("lab %s runs teaching lab %d, not lab %d; to work on lab %d: emulator lab reset %d%s",
+	return fmt.Errorf("lab %s runs teaching lab %d, not lab %d; to work on lab %d: "+self+" lab reset %d%s",
 		c.name, running, c.lab.Number, c.lab.Number, c.lab.Number, c.labFlag())
 }
 
@@ -327,7 +329,7 @@ type stepCheck struct {
 // them at the end, and fails unless all pass.
 func (c *course) check(only int, asJSON bool) error {
 	if !labRunning(c.name) {
-		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
+		return fmt.Errorf("lab %s is not running; start it with: "+self+" lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
 	}
 	if err := c.sameLab(); err != nil {
 		return err
@@ -337,7 +339,7 @@ func (c *course) check(only int, asJSON bool) error {
 		// Lab 7 has the learner bring up their own file, so this is no
 		// refusal; but a lab up brought up (the default lab, after a down)
 		// passes some steps by itself.
-		fmt.Fprintf(os.Stderr, "note: lab %s was not started with emulator lab start %d; checking what it runs\n", c.name, c.lab.Number)
+		fmt.Fprintf(os.Stderr, "note: lab %s was not started with "+self+" lab start %d; checking what it runs\n", c.name, c.lab.Number)
 	}
 	seen := c.loadSeen()
 	results := map[int]*stepCheck{}
@@ -517,16 +519,16 @@ func (c *course) run(p labs.Probe) (int, string) {
 // usage error.
 func (c *course) solve() error {
 	if !labRunning(c.name) {
-		return fmt.Errorf("lab %s is not running; start it with: emulator lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
+		return fmt.Errorf("lab %s is not running; start it with: "+self+" lab start %d%s%s", c.name, c.lab.Number, c.labFlag(), othersRunning())
 	}
 	n := c.lab.Number
 	switch running := c.teachingLab(); running {
 	case n:
 	case 0:
-		return usagef("lab %s was not started with emulator lab start %d, and lab solve %d would overwrite what it runs; to solve lab %d beside it: emulator lab start %d --name NAME, then emulator lab solve %d --name NAME; to replace it: emulator lab reset %d%s, then emulator lab solve %d%s",
+		return usagef("lab %s was not started with "+self+" lab start %d, and lab solve %d would overwrite what it runs; to solve lab %d beside it: "+self+" lab start %d --name NAME, then "+self+" lab solve %d --name NAME; to replace it: "+self+" lab reset %d%s, then "+self+" lab solve %d%s",
 			c.name, n, n, n, n, n, n, c.labFlag(), n, c.labFlag())
 	default:
-		return usagef("lab %s runs teaching lab %d, not lab %d, and lab solve %d would overwrite it; to work on lab %d: emulator lab reset %d%s",
+		return usagef("lab %s runs teaching lab %d, not lab %d, and lab solve %d would overwrite it; to work on lab %d: "+self+" lab reset %d%s",
 			c.name, running, n, n, n, n, c.labFlag())
 	}
 	for _, a := range c.lab.Solution {
@@ -536,7 +538,7 @@ func (c *course) solve() error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.out, "$ emulator apply -f scripts/labs/%s/%s\n", c.lab.Dir, a.Apply)
+			fmt.Fprintf(c.out, "$ "+self+" apply -f scripts/labs/%s/%s\n", c.lab.Dir, a.Apply)
 			path, err := c.save(a.Apply, content)
 			if err != nil {
 				return err
@@ -545,7 +547,7 @@ func (c *course) solve() error {
 				return err
 			}
 		case a.Restart != "":
-			fmt.Fprintf(c.out, "$ emulator down, then up -d -f scripts/labs/%s/%s\n", c.lab.Dir, a.Restart)
+			fmt.Fprintf(c.out, "$ "+self+" down, then up -d -f scripts/labs/%s/%s\n", c.lab.Dir, a.Restart)
 			if err := downLab(c.name, c.out, false); err != nil {
 				return err
 			}
@@ -561,7 +563,7 @@ func (c *course) solve() error {
 			}
 		}
 	}
-	fmt.Fprintf(c.out, "\nLab %d solved; see it with: emulator lab check %d%s\n", c.lab.Number, c.lab.Number, c.labFlag())
+	fmt.Fprintf(c.out, "\nLab %d solved; see it with: "+self+" lab check %d%s\n", c.lab.Number, c.lab.Number, c.labFlag())
 	return nil
 }
 

@@ -22,7 +22,7 @@ func cmdExec(args []string) error {
 	}
 	rest := fs.Args()
 	if len(rest) < 1 {
-		return usagef("exec: usage: emulator exec [--name LAB] NODE -- CMD [ARG...]")
+		return usagef("exec: usage: %s exec [--name LAB] NODE -- CMD [ARG...]", self)
 	}
 	node, cmd := rest[0], rest[1:]
 	if len(cmd) > 0 && cmd[0] == "--" {
@@ -30,10 +30,10 @@ func cmdExec(args []string) error {
 	} else if len(cmd) > 0 && strings.HasPrefix(cmd[0], "-") {
 		// Flag parsing stops at NODE: a --name here would otherwise be
 		// taken for the command, and the default lab for the lab.
-		return usagef("exec: %s after %s: flags go before NODE: emulator exec [--name LAB] NODE -- CMD [ARG...]", cmd[0], node)
+		return usagef("exec: %s after %s: flags go before NODE: "+self+" exec [--name LAB] NODE -- CMD [ARG...]", cmd[0], node)
 	}
 	if len(cmd) == 0 {
-		return usagef("exec: no command given: emulator exec [--name LAB] %s -- CMD [ARG...]", node)
+		return usagef("exec: no command given: "+self+" exec [--name LAB] %s -- CMD [ARG...]", node)
 	}
 	if err := needRoot("exec"); err != nil {
 		return err

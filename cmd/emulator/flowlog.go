@@ -91,7 +91,7 @@ func cmdFlowlog(args []string, stdout io.Writer) error {
 		req.Enabled = &on
 	case len(pos) == 0:
 	default:
-		return usagef("flowlog: usage: emulator flowlog [--name LAB] [on|off] [--json]")
+		return usagef("flowlog: usage: %s flowlog [--name LAB] [on|off] [--json]", self)
 	}
 	if err := needRoot("flowlog"); err != nil {
 		return err
@@ -109,7 +109,7 @@ func cmdFlowlog(args []string, stdout io.Writer) error {
 
 func printFlowLogs(w io.Writer, st flowLogStatus, lab string) {
 	if !st.Enabled {
-		fmt.Fprintf(w, "NSG flow logs: off (turn on with: emulator flowlog%s on)\n", labFlag(lab))
+		fmt.Fprintf(w, "NSG flow logs: off (turn on with: "+self+" flowlog%s on)\n", labFlag(lab))
 		return
 	}
 	fmt.Fprintf(w, "NSG flow logs: on, version 2, one file a minute under %s", st.Directory)

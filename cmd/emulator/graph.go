@@ -58,10 +58,10 @@ var graphRenderers = map[string]func(*topology.Topology) string{"dot": graph.Dot
 // show a lab that does not run.
 func graphOfLab(name, format string, stdout io.Writer) error {
 	if os.Geteuid() != 0 {
-		return usagef("graph --name needs root to ask lab %s what it runs: run it with sudo, or draw a file with: emulator graph -f FILE", name)
+		return usagef("graph --name needs root to ask lab %s what it runs: run it with sudo, or draw a file with: "+self+" graph -f FILE", name)
 	}
 	if !labRunning(name) {
-		return fmt.Errorf("graph: lab %s is not running (draw a file with: emulator graph -f FILE)", name)
+		return fmt.Errorf("graph: lab %s is not running (draw a file with: "+self+" graph -f FILE)", name)
 	}
 	resp, err := controlDo(name, http.MethodGet, "/graph?"+url.Values{"format": {format}}.Encode(), nil, queryTimeout)
 	if err != nil {

@@ -313,7 +313,7 @@ func (l *runningLab) checkDir() {
 	if l.lock == nil || sameFile(l.lock.f, lockPath(l.name)) {
 		return
 	}
-	fmt.Fprintf(os.Stderr, "emulator: lab %s: %s was removed, so no command can find or stop this lab: exiting as if killed (emulator down --name %s removes what is left)\n", l.name, lockPath(l.name), l.name)
+	fmt.Fprintf(os.Stderr, "emulator: lab %s: %s was removed, so no command can find or stop this lab: exiting as if killed ("+self+" down --name %s removes what is left)\n", l.name, lockPath(l.name), l.name)
 	os.Exit(1)
 }
 

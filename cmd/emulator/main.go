@@ -77,6 +77,9 @@ The default lab name is "` + defaultLab + `", or $` + labEnv + ` when set. Run a
 emulator COMMAND -h (or emulator help COMMAND) lists the command's flags.
 `
 
+// usageText is the usage with the program named as the user invoked it.
+func usageText() string { return strings.ReplaceAll(usage, "emulator ", self+" ") }
+
 // usageError is a bad invocation: exit status 2.
 type usageError struct{ msg string }
 
@@ -90,7 +93,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return exitUsage
 	}
 	var err error
@@ -129,7 +132,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		if len(rest) > 0 {
-			err = usagef("init: unexpected argument %q: init prints the default lab; save it with: emulator init > FILE", rest[0])
+			err = usagef("init: unexpected argument %q: init prints the default lab; save it with: "+self+" init > FILE", rest[0])
 			break
 		}
 		_, err = stdout.Write(topology.DefaultYAML())
@@ -138,7 +141,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			// help CMD is CMD -h, as go and git read it.
 			return run([]string{rest[0], "-h"}, stdout, stderr)
 		}
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		return exitOK
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionLine())
@@ -150,7 +153,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if s := cmp.Or(otherToolsVerbs[cmd], closest(cmd, commandNames())); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		}
-		fmt.Fprintf(stderr, "emulator: %s (emulator help lists the commands)\n", msg)
+		fmt.Fprintf(stderr, "emulator: %s ("+self+" help lists the commands)\n", msg)
 		return exitUsage
 	}
 	var h helpRequest
@@ -182,7 +185,7 @@ func commandHelp(fs *flag.FlagSet) helpRequest {
 		if len(parts) == 1 && i+1 < len(lines) && strings.HasPrefix(lines[i+1], "       ") {
 			parts = append(parts, strings.TrimSpace(lines[i+1]))
 		}
-		fmt.Fprintf(&b, "usage: emulator %s\n", parts[0])
+		fmt.Fprintf(&b, "usage: "+self+" %s\n", parts[0])
 		if len(parts) == 2 {
 			fmt.Fprintf(&b, "  %s\n", parts[1])
 		}
@@ -289,7 +292,7 @@ func flagError(fs *flag.FlagSet, err error) error {
 			msg += fmt.Sprintf("; did you mean %s?", dashes(s))
 		}
 	}
-	return usagef("%s: %s (emulator %s -h lists its flags)", fs.Name(), msg, fs.Name())
+	return usagef("%s: %s ("+self+" %s -h lists its flags)", fs.Name(), msg, fs.Name())
 }
 
 var goFlagSpelling = regexp.MustCompile(`(flag |argument: |for )-([a-z][a-z-]+)`)
@@ -405,9 +408,9 @@ func fileArgs(fs *flag.FlagSet, file string) error {
 		if fs.Name() != "graph" { // which draws a file or a lab, not both
 			lab = labFlag(fs.Lookup("name").Value.String())
 		}
-		return usagef("%s: unexpected argument %q: a topology file is given with -f: emulator %s%s -f %s", fs.Name(), fs.Arg(0), fs.Name(), lab, fs.Arg(0))
+		return usagef("%s: unexpected argument %q: a topology file is given with -f: "+self+" %s%s -f %s", fs.Name(), fs.Arg(0), fs.Name(), lab, fs.Arg(0))
 	}
-	return usagef("%s: unexpected argument %q (emulator %s -h lists its flags)", fs.Name(), fs.Arg(0), fs.Name())
+	return usagef("%s: unexpected argument %q ("+self+" %s -h lists its flags)", fs.Name(), fs.Arg(0), fs.Name())
 }
 
 func isFile(path string) bool {

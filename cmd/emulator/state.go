@@ -249,10 +249,10 @@ func notRunning(lab string) error {
 		return fmt.Errorf("lab %s is going down: its emulator (pid %d) is tearing it down", lab, st.PID)
 	}
 	if st, err := readState(lab); err == nil && !(sameProcess(st.PID, st.StartTicks) && !zombie(st.PID)) {
-		return fmt.Errorf("lab %s is not running: its emulator (pid %d) ended without tearing it down (see %s); remove what it left with: emulator down --name %s, or start it again with: emulator up --name %s%s",
+		return fmt.Errorf("lab %s is not running: its emulator (pid %d) ended without tearing it down (see %s); remove what it left with: "+self+" down --name %s, or start it again with: "+self+" up --name %s%s",
 			lab, st.PID, logPath(lab), lab, lab, othersRunning())
 	}
-	return fmt.Errorf("lab %s is not running (start it with: emulator up --name %s)%s", lab, lab, othersRunning())
+	return fmt.Errorf("lab %s is not running (start it with: "+self+" up --name %s)%s", lab, lab, othersRunning())
 }
 
 // othersRunning ends a "lab is not running" error: the labs that run, if

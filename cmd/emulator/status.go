@@ -238,7 +238,7 @@ func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) 
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		return nil, fmt.Errorf("lab %s did not answer within %v: its emulator is stopped or overloaded (emulator down --name %s still tears it down)", lab, timeout, lab)
+		return nil, fmt.Errorf("lab %s did not answer within %v: its emulator is stopped or overloaded ("+self+" down --name %s still tears it down)", lab, timeout, lab)
 	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED):
 		// The lock is held, but nothing answers on the socket yet (or any
 		// more): an up is building the lab, or the lab is being torn down.
@@ -258,7 +258,7 @@ func controlDo(lab, method, path string, body io.Reader, timeout time.Duration) 
 			// Every request this binary makes has a handler: the lab's
 			// emulator is an older build, from before the binary was
 			// rebuilt (make) while the lab ran.
-			return nil, fmt.Errorf("lab %s runs an older emulator, which cannot answer %s %s; bring it down and up again with this one (emulator down --name %s)", lab, method, path, lab)
+			return nil, fmt.Errorf("lab %s runs an older emulator, which cannot answer %s %s; bring it down and up again with this one ("+self+" down --name %s)", lab, method, path, lab)
 		}
 		return nil, fmt.Errorf("lab %s: %s", lab, strings.TrimSpace(string(b)))
 	}

@@ -228,7 +228,7 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer, lock *labLoc
 	for sc.Scan() {
 		if sc.Text() == readyLine {
 			stdout.Write(out.Bytes())
-			fmt.Fprintf(stdout, "\nLab %s runs in the background; stop it with: emulator down --name %s\n", name, name)
+			fmt.Fprintf(stdout, "\nLab %s runs in the background; stop it with: "+self+" down --name %s\n", name, name)
 			return nil
 		}
 		out.WriteString(sc.Text() + "\n")
@@ -244,7 +244,7 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer, lock *labLoc
 func lockForUp(name string) (*labLock, error) {
 	lock, err := acquireLock(name)
 	if errors.Is(err, errLabRunning) {
-		return nil, usagef("lab %s is already running; stop it with: emulator down --name %s", name, name)
+		return nil, usagef("lab %s is already running; stop it with: "+self+" down --name %s", name, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lab %s: %w", name, err)
