@@ -117,6 +117,12 @@ func compilePolicy(t *topology.Topology, out map[string]bool) *policy {
 		case a.ILBMode == topology.ILBModePublishing: // F7: only publishing on the ILB address
 			p.doors[vip] = &frontDoor{open: newPortSet(portsApps, portsDebug, portsManage), backends: fes}
 			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsFTP), backends: fes}
+		case a.ILBMode == topology.ILBModeWeb:
+			// ARM's mode 1 maps only 80/443 to the ILB. Remote debugging
+			// goes with them: F7 puts it on the ILB with "Web, Publishing"
+			// and on the VIP with "Publishing", so it is part of Web.
+			p.doors[vip] = &frontDoor{open: newPortSet(portsFTP, portsManage), backends: fes}
+			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsApps, portsDebug), backends: fes}
 		default: // F7, "Web, Publishing": management alone stays on the VIP
 			p.doors[vip] = &frontDoor{open: newPortSet(portsManage), backends: fes}
 			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsApps, portsFTP, portsDebug), backends: fes}

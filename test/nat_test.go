@@ -213,6 +213,49 @@ func TestILBASE(t *testing.T) {
 	}
 }
 
+// F7, ARM's internalLoadBalancingMode "Web" (1 in the quickstart template
+// web-app-ase-ilb-create: "only ports 80/443 are mapped to ILB VIP"): HTTP
+// and HTTPS arrive on the ILB address and no longer on the public VIP;
+// FTP stays on the public VIP and is not on the ILB address. The app name
+// still resolves to the ILB address.
+func TestILBModeWeb(t *testing.T) {
+	file := writeTopology(t, "web.yaml", "internalLoadBalancingMode: Web, Publishing", "internalLoadBalancingMode: Web")
+	l := upLab(t, "-f", file)
+	if a := l.app("db1", "http://10.0.4.8/", "app3.ase3.internal"); a.App != "app3" {
+		t.Errorf("mode Web: db1 -> http://10.0.4.8/: want app3, got %+v", a)
+	}
+	if r := l.exec("db1", 20*time.Second, "curl", "-s", "-k", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: app3.ase3.internal", "https://10.0.4.8/"); r.code != 0 {
+		t.Errorf("mode Web: HTTPS on the ILB address failed: %v", r)
+	}
+	l.refused("db1", "10.0.4.8", 21)
+	l.refused("client", "192.23.3.2", 80)
+	for _, port := range []string{"21", "990", "10001"} {
+		if r := l.exec("client", 20*time.Second, "nc", "-z", "-w", "3", "192.23.3.2", port); r.code != 0 {
+			t.Errorf("mode Web: FTP port %s should stay on the public VIP: %v", port, r)
+		}
+	}
+	if r := l.exec("db1", 20*time.Second, "nslookup", "app3.ase3.internal"); !strings.Contains(r.stdout, "10.0.4.8") {
+		t.Errorf("mode Web: app3.ase3.internal should resolve to the ILB address: %v", r)
+	}
+}
+
+// ARM's internalLoadBalancingMode "None" (0: "public VIP only") is an
+// External ASE: accepted on kind External, with apps on the public VIP.
+func TestILBModeNone(t *testing.T) {
+	file := writeTopology(t, "none.yaml",
+		"    kind: ILB\n    internalLoadBalancingMode: Web, Publishing\n    ilbAddress: 10.0.4.8\n",
+		"    kind: External\n    internalLoadBalancingMode: None\n",
+		"    dnsSuffix: ase3.internal\n", "")
+	l := upLab(t, "-f", file)
+	if a := l.app("client", "http://192.23.3.2/", "app3.ase3.p.azurewebsites.net"); a.App != "app3" {
+		t.Errorf("mode None: client -> the public VIP: want app3, got %+v", a)
+	}
+	l.refused("db1", "10.0.4.8", 80)
+	if r := l.exec("client", 20*time.Second, "nc", "-z", "-w", "3", "192.23.3.2", "21"); r.code != 0 {
+		t.Errorf("mode None: FTP should be on the public VIP: %v", r)
+	}
+}
+
 // ping and traceroute work through SNAT: the echo identifier and the ICMP
 // errors about the flow are translated back.
 func TestPingAndTracerouteThroughSNAT(t *testing.T) {

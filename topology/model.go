@@ -46,6 +46,11 @@ const (
 	KindExternal = "External"
 	KindILB      = "ILB"
 
+	// internalLoadBalancingMode is ARM's flags enum (the quickstart
+	// template web-app-ase-ilb-create: 0 = public VIP only, 1 = only ports
+	// 80/443 on the ILB, 2 = only the FTP ports, 3 = both).
+	ILBModeNone          = "None"
+	ILBModeWeb           = "Web"
 	ILBModeWebPublishing = "Web, Publishing"
 	ILBModePublishing    = "Publishing"
 
@@ -174,7 +179,7 @@ type ASE struct {
 	Kind      string     // KindExternal or KindILB
 	VIP       netip.Addr // public VIP; an ILB ASE keeps one for management and outbound NAT (F7)
 	ILB       netip.Addr // ILB address inside Subnet; zero for an External ASE
-	ILBMode   string     // ILBModeWebPublishing or ILBModePublishing; "" for External
+	ILBMode   string     // ILBModeWebPublishing, ILBModeWeb or ILBModePublishing; "" for External
 	DNSSuffix string     // apps resolve as APP.DNSSuffix
 	FrontEnds []*Node
 	Workers   []*Node

@@ -214,20 +214,25 @@ func (p *parser) ase(it item) *aseSpec {
 	return a
 }
 
-// parseILBMode accepts the two modes of F7 with their parts in any order and
-// case ("publishing, web").
+// parseILBMode accepts ARM's four values of internalLoadBalancingMode, with
+// the parts of "Web, Publishing" in any order and case ("publishing, web"),
+// and the template's integers 0 to 3 for them.
 func parseILBMode(s string) (string, error) {
 	parts := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		parts[strings.ToLower(strings.TrimSpace(f))] = true
 	}
 	switch {
-	case len(parts) == 2 && parts["web"] && parts["publishing"]:
+	case len(parts) == 2 && parts["web"] && parts["publishing"], len(parts) == 1 && parts["3"]:
 		return ILBModeWebPublishing, nil
-	case len(parts) == 1 && parts["publishing"]:
+	case len(parts) == 1 && (parts["web"] || parts["1"]):
+		return ILBModeWeb, nil
+	case len(parts) == 1 && (parts["publishing"] || parts["2"]):
 		return ILBModePublishing, nil
+	case len(parts) == 1 && (parts["none"] || parts["0"]):
+		return ILBModeNone, nil
 	}
-	return "", fmt.Errorf("%q is not a valid internalLoadBalancingMode; use %q or %q", s, ILBModeWebPublishing, ILBModePublishing)
+	return "", fmt.Errorf("%q is not a valid internalLoadBalancingMode; use %q, %q, %q or %q", s, ILBModeWebPublishing, ILBModeWeb, ILBModePublishing, ILBModeNone)
 }
 
 // parseDNSSuffix accepts a DNS name and returns it in lower case, without a

@@ -604,15 +604,20 @@ func (b *builder) kindFields(as *aseSpec, a *ASE) {
 			}
 			b.takeAddr(as.ilb, "the ilbAddress of ASE "+a.Name)
 		}
-		if !as.mode.set {
+		switch {
+		case !as.mode.set:
 			a.ILBMode = ILBModeWebPublishing
+		case a.ILBMode == ILBModeNone:
+			b.errAt(as.mode.loc, "None serves nothing on the ILB address: it is ARM's External ASE; use kind External, or mode %q, %q or %q", ILBModeWeb, ILBModePublishing, ILBModeWebPublishing)
 		}
 	case KindExternal:
 		if as.ilb.set {
 			b.errAt(as.ilb.loc, "only an ASE of kind ILB has an ilbAddress")
 		}
-		if as.mode.set {
-			b.errAt(as.mode.loc, "only an ASE of kind ILB has an internalLoadBalancingMode")
+		// None is what ARM holds for an External ASE, so a pasted one is
+		// accepted; any other mode needs an ILB.
+		if as.mode.set && as.mode.ok && a.ILBMode != ILBModeNone {
+			b.errAt(as.mode.loc, "only an ASE of kind ILB has an internalLoadBalancingMode other than None")
 		}
 		a.ILBMode = ""
 	}

@@ -252,8 +252,10 @@ func TestValidationErrors(t *testing.T) {
 			11, "appServiceEnvironments[0].ilbAddress", "only an ASE of kind ILB has an ilbAddress", false},
 		{"ILB mode on an External ASE", y(vnet, aseX, "    internalLoadBalancingMode: Publishing"),
 			11, "appServiceEnvironments[0].internalLoadBalancingMode", "only an ASE of kind ILB", false},
-		{"bad ILB mode", y(vnet, aseX[:3], "    kind: ILB", aseX[4], "    ilbAddress: 10.0.1.10", "    internalLoadBalancingMode: Web"),
-			12, "appServiceEnvironments[0].internalLoadBalancingMode", `"Web" is not a valid internalLoadBalancingMode`, false},
+		{"bad ILB mode", y(vnet, aseX[:3], "    kind: ILB", aseX[4], "    ilbAddress: 10.0.1.10", "    internalLoadBalancingMode: Internal"),
+			12, "appServiceEnvironments[0].internalLoadBalancingMode", `"Internal" is not a valid internalLoadBalancingMode; use "Web, Publishing", "Web", "Publishing" or "None"`, false},
+		{"ILB mode None on an ILB ASE", y(vnet, aseX[:3], "    kind: ILB", aseX[4], "    ilbAddress: 10.0.1.10", "    internalLoadBalancingMode: None"),
+			12, "appServiceEnvironments[0].internalLoadBalancingMode", "None serves nothing on the ILB address: it is ARM's External ASE; use kind External", false},
 		{"bad kind", y(vnet, aseX[:3], "    kind: Internal", aseX[4]),
 			9, "appServiceEnvironments[0].kind", `"Internal" is not a valid kind; use External or ILB`, false},
 		{"no front-ends", y(vnet, aseX, "    frontEnds: 0"), 11, "appServiceEnvironments[0].frontEnds", "0 is out of range: an ASE has 1 to 100 front-ends", false},
@@ -489,5 +491,33 @@ func TestAzureResourceNamesAccepted(t *testing.T) {
 		"routeTables: [{name: r.t_, routes: [{name: x, addressPrefix: 0.0.0.0/0, nextHopType: Internet}]}]")
 	if _, err := Parse("t.yaml", []byte(src)); err != nil {
 		t.Fatalf("names Azure accepts were refused:\n%v", err)
+	}
+}
+
+// ARM's four internalLoadBalancingMode values, and the template's integers
+// for them (web-app-ase-ilb-create): None only on an External ASE.
+func TestILBModes(t *testing.T) {
+	for _, c := range []struct{ kind, mode, want string }{
+		{"ILB", "Web", ILBModeWeb},
+		{"ILB", "1", ILBModeWeb},
+		{"ILB", "publishing", ILBModePublishing},
+		{"ILB", "'2'", ILBModePublishing},
+		{"ILB", "'Publishing, Web'", ILBModeWebPublishing},
+		{"ILB", "3", ILBModeWebPublishing},
+		{"External", "None", ""},
+		{"External", "0", ""},
+	} {
+		src := y(vnet, aseX[:3], "    kind: "+c.kind, aseX[4], "    internalLoadBalancingMode: "+c.mode)
+		if c.kind == "ILB" {
+			src += "    ilbAddress: 10.0.1.10\n"
+		}
+		top, err := Parse("t.yaml", []byte(src))
+		if err != nil {
+			t.Errorf("%s, mode %s: %v", c.kind, c.mode, err)
+			continue
+		}
+		if got := top.ASEs[0].ILBMode; got != c.want {
+			t.Errorf("%s, mode %s: ILBMode %q, want %q", c.kind, c.mode, got, c.want)
+		}
 	}
 }
