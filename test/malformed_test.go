@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -210,5 +211,30 @@ func TestMalformedPacketsAreDroppedAndCounted(t *testing.T) {
 	}
 	if d := l.nodeDrops("db1"); d["frag-no-first"] != after["frag-no-first"] || d["frag-tiny"] != after["frag-tiny"] {
 		t.Errorf("real fragmented traffic was dropped: %v", d)
+	}
+}
+
+// graph -f - draws the topology on standard input; up and apply, whose lab
+// keeps its file's path (and up -d reads the file again), refuse -f -
+// with why, exit 2, and create nothing.
+func TestTopologyOnStdin(t *testing.T) {
+	r := run(t, 20*time.Second, "sh", "-c", emulator+" init | "+emulator+" graph -f -")
+	if r.code != 0 || !strings.Contains(r.stdout, "ilb_ase3") {
+		t.Errorf("init | graph -f -: want the default lab drawn, got %v", r)
+	}
+	r = run(t, 20*time.Second, "sh", "-c", "printf 'virtualNetworks: 3\\n' | "+emulator+" graph -f -")
+	if r.code != 2 || !strings.Contains(r.stderr, "<stdin>:1: virtualNetworks") {
+		t.Errorf("a bad topology on stdin: want exit 2 and the error at <stdin>:1, got %v", r)
+	}
+	name := uniqueName()
+	for _, cmd := range []string{"up -d", "apply"} {
+		r = run(t, 20*time.Second, "sh", "-c", emulator+" init | "+emulator+" "+cmd+" --name "+name+" -f -")
+		if r.code != 2 || !strings.Contains(r.stderr, "-f -: ") || !strings.Contains(r.stderr, "standard input") {
+			t.Errorf("%s -f -: want exit 2 and why standard input is refused, got %v", cmd, r)
+		}
+	}
+	if _, err := os.Stat("/run/emulator/" + name); err == nil {
+		emu(t, "down", "--name", name)
+		t.Errorf("up -f - created lab %s", name)
 	}
 }

@@ -37,6 +37,9 @@ func cmdApply(args []string, stdout io.Writer) error {
 	if err := fileArgs(fs, *file); err != nil {
 		return err
 	}
+	if err := noStdinFile(fs, *file); err != nil {
+		return err
+	}
 	if *file == "" {
 		return usagef("apply: usage: %s apply [--name LAB] -f FILE", self)
 	}

@@ -18,7 +18,7 @@ import (
 // a running lab.
 func cmdGraph(args []string, stdout, stderr io.Writer) error {
 	fs, name := newFlags("graph")
-	file := fs.String("f", "", "topology file (default: the running lab's with --name, or the default lab)")
+	file := fs.String("f", "", "topology file, - for standard input (default: the running lab's with --name, or the default lab)")
 	format := fs.String("format", "dot", "dot or mermaid")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err

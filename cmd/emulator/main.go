@@ -413,6 +413,16 @@ func fileArgs(fs *flag.FlagSet, file string) error {
 	return usagef("%s: unexpected argument %q ("+self+" %s -h lists its flags)", fs.Name(), fs.Arg(0), fs.Name())
 }
 
+// noStdinFile refuses -f - for a command whose lab keeps its topology
+// file's path: apply and status name it, and up -d reads it again in the
+// detached child, where standard input is gone.
+func noStdinFile(fs *flag.FlagSet, file string) error {
+	if file != "-" {
+		return nil
+	}
+	return usagef("%s: -f -: a running lab's topology must be a file, not standard input (the lab keeps its path); write it to one first, e.g. emulator init > lab.yaml", fs.Name())
+}
+
 func isFile(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()

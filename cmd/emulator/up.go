@@ -51,6 +51,9 @@ func cmdUp(args []string, stdout io.Writer) error {
 	if err := fileArgs(fs, *file); err != nil {
 		return err
 	}
+	if err := noStdinFile(fs, *file); err != nil {
+		return err
+	}
 	if *queues < 0 || *queues > tun.MaxQueues {
 		return usagef("up: --queues %d: use 0 (automatic) to %d", *queues, tun.MaxQueues)
 	}
@@ -120,10 +123,21 @@ func cmdUp(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// loadTopology loads file, or the embedded default lab when file is "".
+// loadTopology loads file, or the embedded default lab when file is "",
+// or standard input when file is "-" (graph draws a pipe; up and apply
+// refuse it first, see noStdinFile).
 func loadTopology(file string) (*topology.Topology, string, error) {
 	if file == "" {
 		return topology.Default(), "the default lab", nil
+	}
+	if file == "-" {
+		// One byte past the limit, so Parse reports the input too large.
+		data, err := io.ReadAll(io.LimitReader(os.Stdin, topology.MaxFileSize+1))
+		if err != nil {
+			return nil, "", unreadable("<stdin>", err)
+		}
+		t, err := topology.Parse("<stdin>", data)
+		return t, "standard input", err
 	}
 	t, err := topology.Load(file)
 	if err != nil {
