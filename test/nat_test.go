@@ -217,10 +217,17 @@ func TestILBASE(t *testing.T) {
 // web-app-ase-ilb-create: "only ports 80/443 are mapped to ILB VIP"): HTTP
 // and HTTPS arrive on the ILB address and no longer on the public VIP;
 // FTP stays on the public VIP and is not on the ILB address. The app name
-// still resolves to the ILB address.
+// still resolves to the ILB address. The file gives no ilbAddress, which
+// Azure allocates: the first free address after the ASE's machines.
 func TestILBModeWeb(t *testing.T) {
-	file := writeTopology(t, "web.yaml", "internalLoadBalancingMode: Web, Publishing", "internalLoadBalancingMode: Web")
+	file := writeTopology(t, "web.yaml", "internalLoadBalancingMode: Web, Publishing", "internalLoadBalancingMode: Web",
+		"    ilbAddress: 10.0.4.8\n", "")
 	l := upLab(t, "-f", file)
+	for _, a := range l.status().ASEs {
+		if a.Name == "ase3" && a.ILB != "10.0.4.8" {
+			t.Errorf("status: ase3's dynamic ILB address is %q, want 10.0.4.8 (after fe1, fe2, w1, w2 at .4-.7)", a.ILB)
+		}
+	}
 	if a := l.app("db1", "http://10.0.4.8/", "app3.ase3.internal"); a.App != "app3" {
 		t.Errorf("mode Web: db1 -> http://10.0.4.8/: want app3, got %+v", a)
 	}

@@ -142,6 +142,7 @@ func (b *builder) assign() {
 	next := map[*Subnet]uint32{}
 	reported := map[loc]bool{}
 	kept := b.keep()
+	dynamic := b.keepILBs()
 	for _, pn := range b.pending {
 		s := pn.node.Subnet
 		if s == nil || !s.Prefix.IsValid() || kept[pn.node] {
@@ -162,6 +163,48 @@ func (b *builder) assign() {
 	for _, vm := range b.t.VMs {
 		vm.PrivateIP = vm.Node.Addr
 	}
+	// A dynamic ILB address comes after every machine's, so that giving
+	// or leaving out ilbAddress does not renumber the machines.
+	for _, d := range dynamic {
+		s := d.ase.Subnet
+		if s == nil || !s.Prefix.IsValid() {
+			continue
+		}
+		a, ok := b.free(s, next)
+		if !ok {
+			b.errAt(d.at, "subnet %s (%s) is full: no address left for the ILB address of ASE %s; give a larger subnet or fewer machines",
+				s.Name, s.Prefix, d.ase.Name)
+			continue
+		}
+		d.ase.ILB = a
+	}
+}
+
+// keepILBs gives each dynamic ILB address that the running lab has, in the
+// same subnet, its running address, as keep does for machines: Azure does
+// not move an ILB when an ASE scales. It returns the ones left to assign.
+func (b *builder) keepILBs() []dynamicILB {
+	if b.running == nil {
+		return b.dynamicILBs
+	}
+	var left []dynamicILB
+	for _, d := range b.dynamicILBs {
+		a, s := d.ase, d.ase.Subnet
+		var was *ASE
+		for _, r := range b.running.ASEs {
+			if r.Name == a.Name {
+				was = r
+			}
+		}
+		if was != nil && s != nil && was.Subnet != nil && strings.EqualFold(was.Subnet.Name, s.Name) &&
+			s.Prefix.Contains(was.ILB) && !Reserved(s.Prefix, was.ILB) && !b.explicit[was.ILB] {
+			a.ILB = was.ILB
+			b.explicit[was.ILB] = true
+			continue
+		}
+		left = append(left, d)
+	}
+	return left
 }
 
 // keep gives each pending node that the running lab has, in the same

@@ -107,6 +107,14 @@ type builder struct {
 	gatewayRoutes []loc
 	counts        []aseCounts // parallel to t.ASEs
 	pending       []pending   // nodes awaiting an address, in Nodes order
+	dynamicILBs   []dynamicILB
+}
+
+// dynamicILB is an ILB ASE whose file gives no ilbAddress: Azure allocates
+// one in the ASE's subnet, so assign does.
+type dynamicILB struct {
+	ase *ASE
+	at  loc
 }
 
 // appliance is a VirtualAppliance next hop and the route table it is in.
@@ -596,7 +604,10 @@ func (b *builder) kindFields(as *aseSpec, a *ASE) {
 		suffix = ".internal"
 		switch {
 		case !as.ilb.set:
-			b.errAt(as.ilb.loc, "required for kind ILB: the internal load balancer's address in the ASE's subnet")
+			// ARM's hostingEnvironments has no property for the ILB
+			// address: Azure allocates it in the subnet (the ASE v1 ILB
+			// article has it read from Properties after creation).
+			b.dynamicILBs = append(b.dynamicILBs, dynamicILB{a, as.at})
 		case as.ilb.ok:
 			b.explicit[as.ilb.v] = true
 			if b.inSubnet(as.ilb, a.Subnet) {

@@ -141,7 +141,8 @@ func TestValidationErrors(t *testing.T) {
 		{"missing kind", y(vnet, aseX[:3], aseX[4]), 7, "appServiceEnvironments[0].kind", "required field is missing", false},
 		{"missing host address", y("internetHosts:", "  - name: h"), 2, "internetHosts[0].address", "required field is missing", false},
 		{"missing protocol", y(ruleR[:7]), 4, "networkSecurityGroups[0].securityRules[0].protocol", "required field is missing", false},
-		{"missing ILB address", y(vnet, aseX[:3], "    kind: ILB", aseX[4]), 7, "appServiceEnvironments[0].ilbAddress", "required for kind ILB", false},
+		{"ILB ASE's subnet full for its dynamic ILB address", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/29}", aseX[:3], "    kind: ILB", aseX[4], "    frontEnds: 1", "    workers: 2"),
+			7, "appServiceEnvironments[0]", "subnet s1 (10.0.1.0/29) is full: no address left for the ILB address of ASE x", false},
 		{"missing address space", y("virtualNetworks:", "  - name: v"), 2, "virtualNetworks[0].addressSpace", "required field is missing", false},
 		{"missing VM subnet", y("virtualMachines:", "  - name: m"), 2, "virtualMachines[0].subnet", "required field is missing", false},
 		{"missing name", y("networkSecurityGroups:", "  - securityRules: []"), 2, "networkSecurityGroups[0].name", "required field is missing", false},
@@ -518,6 +519,37 @@ func TestILBModes(t *testing.T) {
 		}
 		if got := top.ASEs[0].ILBMode; got != c.want {
 			t.Errorf("%s, mode %s: ILBMode %q, want %q", c.kind, c.mode, got, c.want)
+		}
+	}
+}
+
+// An ILB ASE's address is dynamic in Azure unless given (ARM's
+// hostingEnvironments has no property for it): without ilbAddress, it is
+// the first free address of the ASE's subnet after the ASE's machines and
+// the VMs, and a running lab keeps the one it has.
+func TestDynamicILBAddress(t *testing.T) {
+	src := y(vnet, aseX[:3], "    kind: ILB", aseX[4], "virtualMachines: [{name: m, subnet: s1, privateIpAddress: 10.0.1.9}, {name: n, subnet: s1}]")
+	top, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := top.ASEs[0].ILB.String(); got != "10.0.1.10" {
+		t.Errorf("ILB address %s, want 10.0.1.10 (after x-fe1..x-w2 .4-.7, n .8 and m's .9)", got)
+	}
+	if top.ASEByAddr(top.ASEs[0].ILB) != top.ASEs[0] {
+		t.Errorf("the dynamic ILB address does not lead to its ASE")
+	}
+	more := strings.Replace(src, "    kind: ILB", "    kind: ILB\n    workers: 4", 1)
+	over, err := ParseOver("t.yaml", []byte(more), top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := over.ASEs[0].ILB.String(); got != "10.0.1.10" {
+		t.Errorf("scaled to 4 workers, the running ILB address moved to %s, want 10.0.1.10 kept", got)
+	}
+	for _, n := range over.Nodes {
+		if n.Addr.String() == "10.0.1.10" {
+			t.Errorf("node %s was given the ILB address", n.Name)
 		}
 	}
 }
