@@ -112,7 +112,7 @@ func TestLimitsAtTheirBound(t *testing.T) {
 	}
 	vips := func(n int) string {
 		var b strings.Builder
-		b.WriteString("virtualNetworks:\n  - name: v\n    addressSpace: {addressPrefixes: [10.0.0.0/16]}\n    subnets: [{name: s, addressPrefix: 10.0.0.0/20}]\nvirtualMachines:\n")
+		b.WriteString("virtualNetworks:\n  - name: vn\n    addressSpace: {addressPrefixes: [10.0.0.0/16]}\n    subnets: [{name: s, addressPrefix: 10.0.0.0/20}]\nvirtualMachines:\n")
 		for i := range n {
 			fmt.Fprintf(&b, "  - {name: vm%d, subnet: s, publicIpAddress: 192.23.%d.%d}\n", i, 10+i/200, 2+i%200)
 		}

@@ -327,7 +327,7 @@ func TestARMShapeErrors(t *testing.T) {
 	runErrCases(t, []errCase{
 		{"resource in the wrong list", y("networkSecurityGroups:", "  - type: Microsoft.Network/routeTables", "    name: n"),
 			2, "networkSecurityGroups[0].type", "a resource of type Microsoft.Network/routeTables does not belong here: this list holds Microsoft.Network/networkSecurityGroups", false},
-		{"field beside properties on a VNet", y("virtualNetworks:", "  - name: v", "    subnets: []", "    properties: {addressSpace: {addressPrefixes: [10.0.0.0/16]}}"),
+		{"field beside properties on a VNet", y("virtualNetworks:", "  - name: vn", "    subnets: []", "    properties: {addressSpace: {addressPrefixes: [10.0.0.0/16]}}"),
 			3, "virtualNetworks[0].subnets", "every field but name goes inside properties", false},
 		{"unknown field inside NSG properties", y("networkSecurityGroups:", "  - name: n", "    properties: {securityRules: [], flowLogs: []}"),
 			3, "networkSecurityGroups[0].properties.flowLogs", "unknown field", false},

@@ -65,7 +65,7 @@ func TestNATSettingErrors(t *testing.T) {
 		// on-premises network of 192.0.2.0/24 came up, and its VMs'
 		// Internet traffic left as that subnet's own gateway and never had
 		// an answer (to-gateway).
-		{"implicit default outbound inside a VNet", y("virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [10.0.0.0/16, 192.0.2.0/24]}", "    subnets: [{name: s1, addressPrefix: 192.0.2.0/24}]", "virtualMachines: [{name: m, subnet: s1}]"), 3, "virtualNetworks[0].addressSpace.addressPrefixes[1]", "192.0.2.0/24 contains 192.0.2.1, the default outbound address of VMs without a public IP; set defaultOutboundAddress to a public address outside VNet v", false},
+		{"implicit default outbound inside a VNet", y("virtualNetworks:", "  - name: vn", "    addressSpace: {addressPrefixes: [10.0.0.0/16, 192.0.2.0/24]}", "    subnets: [{name: s1, addressPrefix: 192.0.2.0/24}]", "virtualMachines: [{name: m, subnet: s1}]"), 3, "virtualNetworks[0].addressSpace.addressPrefixes[1]", "192.0.2.0/24 contains 192.0.2.1, the default outbound address of VMs without a public IP; set defaultOutboundAddress to a public address outside VNet vn", false},
 		{"implicit default outbound on premises", y(vnet, "onPremises: {addressSpace: {addressPrefixes: [192.0.2.0/24]}, natAddress: 198.18.0.10, gateway: {name: gw, address: 192.0.2.4}}"), 6, "onPremises.addressSpace.addressPrefixes[0]", "contains 192.0.2.1, the default outbound address", false},
 	}
 	runErrCases(t, cases)
@@ -101,5 +101,5 @@ func TestDefaultPortsPerInstance(t *testing.T) {
 // A VNet may hold 192.0.2.1 once the default outbound address is set
 // elsewhere.
 func TestDefaultOutboundMoved(t *testing.T) {
-	mustParse(t, y("virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [192.0.2.0/24]}", "    subnets: [{name: s1, addressPrefix: 192.0.2.0/24}]", "virtualMachines: [{name: m, subnet: s1}]", "defaultOutboundAddress: 20.1.2.3"))
+	mustParse(t, y("virtualNetworks:", "  - name: vn", "    addressSpace: {addressPrefixes: [192.0.2.0/24]}", "    subnets: [{name: s1, addressPrefix: 192.0.2.0/24}]", "virtualMachines: [{name: m, subnet: s1}]", "defaultOutboundAddress: 20.1.2.3"))
 }

@@ -11,7 +11,7 @@ import (
 func TestRoutesOnPremisesAndLatency(t *testing.T) {
 	top := mustParse(t, y(
 		"virtualNetworks:",
-		"  - name: v",
+		"  - name: vn",
 		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 		"    subnets:",
 		"      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: rt}",
@@ -64,7 +64,7 @@ func TestRouteErrors(t *testing.T) {
 	sub := func(extra string) []string {
 		return []string{
 			"virtualNetworks:",
-			"  - name: v",
+			"  - name: vn",
 			"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 			"    subnets:",
 			"      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: rt}",
@@ -84,7 +84,7 @@ func TestRouteErrors(t *testing.T) {
 		// An appliance in another VNet has no direct connectivity, which
 		// Azure calls an invalid route; the VNets are not peered, yet the
 		// lab came up and carried packets across through it.
-		{"appliance in another VNet", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: rt}", "  - name: w", "    addressSpace: {addressPrefixes: [10.1.0.0/16]}", "    subnets: [{name: t1, addressPrefix: 10.1.1.0/24}]", "virtualMachines: [{name: fw, subnet: t1, privateIpAddress: 10.1.1.4, enableIPForwarding: true}]", "routeTables: [{name: rt, routes: [{name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.1.1.4}]}]"), 10, "routeTables[0].routes[0].nextHopIpAddress", "VM fw (10.1.1.4) is in VNet w, but route table rt is on subnet s1 of VNet v", false},
+		{"appliance in another VNet", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/24, routeTable: rt}", "  - name: wn", "    addressSpace: {addressPrefixes: [10.1.0.0/16]}", "    subnets: [{name: t1, addressPrefix: 10.1.1.0/24}]", "virtualMachines: [{name: fw, subnet: t1, privateIpAddress: 10.1.1.4, enableIPForwarding: true}]", "routeTables: [{name: rt, routes: [{name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.1.1.4}]}]"), 10, "routeTables[0].routes[0].nextHopIpAddress", "VM fw (10.1.1.4) is in VNet wn, but route table rt is on subnet s1 of VNet vn", false},
 		{"address on a non-appliance", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: Internet, nextHopIpAddress: 10.0.1.4}")), 11, "routeTables[0].routes[0].nextHopIpAddress", "only nextHopType VirtualAppliance", false},
 		{"gateway without on-premises", y(sub("      - {name: r, addressPrefix: 0.0.0.0/0, nextHopType: VirtualNetworkGateway}")), 11, "routeTables[0].routes[0].nextHopType", "needs an onPremises", false},
 		{"duplicate prefix", y(sub("      - {name: a, addressPrefix: 0.0.0.0/0, nextHopType: Internet}"), "      - {name: b, addressPrefix: 0.0.0.0/0, nextHopType: None}"), 12, "routeTables[0].routes[1].addressPrefix", "already used", false},

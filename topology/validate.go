@@ -18,10 +18,12 @@ var (
 	appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,58}[a-z0-9])?$`)
 	// Azure resource names (VNets, subnets, NSGs, rules, route tables,
 	// routes), by Azure's naming rules for Microsoft.Network: 1 to 80
-	// characters, starting with a letter or digit and ending with a letter,
-	// digit or underscore ("n1." is refused by Azure). See
+	// characters (a VNet 2 to 64), starting with a letter or digit and
+	// ending with a letter, digit or underscore ("n1." is refused by
+	// Azure). See
 	// https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftnetwork
 	resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$`)
+	vnetNameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}[A-Za-z0-9_]$`)
 	dnsLabel       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
@@ -194,8 +196,12 @@ func (b *builder) resourceName(f field[string], what string) bool {
 	if !f.ok {
 		return false
 	}
-	if !resourceNameRE.MatchString(f.v) {
-		b.errAt(f.loc, "%q is not a valid %s name: use 1 to 80 letters, digits, '_', '.' and '-', starting with a letter or digit and ending with a letter, digit or '_' (Azure's naming rule)", f.v, what)
+	re, length := resourceNameRE, "1 to 80"
+	if what == "VNet" {
+		re, length = vnetNameRE, "2 to 64"
+	}
+	if !re.MatchString(f.v) {
+		b.errAt(f.loc, "%q is not a valid %s name: use %s letters, digits, '_', '.' and '-', starting with a letter or digit and ending with a letter, digit or '_' (Azure's naming rule)", f.v, what, length)
 		return false
 	}
 	return true

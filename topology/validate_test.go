@@ -28,14 +28,14 @@ func y(parts ...any) string {
 var (
 	vnet = []string{ // lines 1-5
 		"virtualNetworks:",
-		"  - name: v",
+		"  - name: vn",
 		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 		"    subnets:",
 		"      - {name: s1, addressPrefix: 10.0.1.0/24}",
 	}
 	vnet2 = []string{ // lines 1-6: two subnets
 		"virtualNetworks:",
-		"  - name: v",
+		"  - name: vn",
 		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 		"    subnets:",
 		"      - {name: s1, addressPrefix: 10.0.1.0/24}",
@@ -94,7 +94,7 @@ func TestValidationErrors(t *testing.T) {
 		{"flat field beside properties", y(ruleR[:4], "        priority: 100", "        properties:", "          direction: Inbound",
 			"          access: Allow", "          protocol: Tcp"),
 			5, "networkSecurityGroups[0].securityRules[0].priority", "every field but name goes inside properties", true},
-		{"field given twice", y("virtualNetworks:", "  - name: v", "    name: w", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}"),
+		{"field given twice", y("virtualNetworks:", "  - name: vn", "    name: wn", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}"),
 			3, "virtualNetworks[0].name", "field given twice (first at line 2)", false},
 
 		// Wrong types.
@@ -143,7 +143,7 @@ func TestValidationErrors(t *testing.T) {
 		{"missing protocol", y(ruleR[:7]), 4, "networkSecurityGroups[0].securityRules[0].protocol", "required field is missing", false},
 		{"ILB ASE's subnet full for its dynamic ILB address", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/29}", aseX[:3], "    kind: ILB", aseX[4], "    frontEnds: 1", "    workers: 2"),
 			7, "appServiceEnvironments[0]", "subnet s1 (10.0.1.0/29) is full: no address left for the ILB address of ASE x", false},
-		{"missing address space", y("virtualNetworks:", "  - name: v"), 2, "virtualNetworks[0].addressSpace", "required field is missing", false},
+		{"missing address space", y("virtualNetworks:", "  - name: vn"), 2, "virtualNetworks[0].addressSpace", "required field is missing", false},
 		{"missing VM subnet", y("virtualMachines:", "  - name: m"), 2, "virtualMachines[0].subnet", "required field is missing", false},
 		{"missing name", y("networkSecurityGroups:", "  - securityRules: []"), 2, "networkSecurityGroups[0].name", "required field is missing", false},
 		{"empty address space", y(vnet[:2], "    addressSpace: {addressPrefixes: []}"),
@@ -151,9 +151,9 @@ func TestValidationErrors(t *testing.T) {
 
 		// Overlapping address spaces and subnets, subnet sizes.
 		{"address spaces overlap within a VNet", y(vnet[:2], "    addressSpace:", "      addressPrefixes:", "        - 10.0.0.0/16", "        - 10.0.128.0/17"),
-			6, "virtualNetworks[0].addressSpace.addressPrefixes[1]", "10.0.128.0/17 overlaps address space 10.0.0.0/16 of VNet v (line 5)", false},
-		{"address spaces overlap across VNets", y(vnet, "  - name: w", "    addressSpace: {addressPrefixes: [10.0.0.0/8]}"),
-			7, "virtualNetworks[1].addressSpace.addressPrefixes[0]", "10.0.0.0/8 overlaps address space 10.0.0.0/16 of VNet v (line 3); Azure allows VNets that are not peered to overlap, but the emulator", false},
+			6, "virtualNetworks[0].addressSpace.addressPrefixes[1]", "10.0.128.0/17 overlaps address space 10.0.0.0/16 of VNet vn (line 5)", false},
+		{"address spaces overlap across VNets", y(vnet, "  - name: wn", "    addressSpace: {addressPrefixes: [10.0.0.0/8]}"),
+			7, "virtualNetworks[1].addressSpace.addressPrefixes[0]", "10.0.0.0/8 overlaps address space 10.0.0.0/16 of VNet vn (line 3); Azure allows VNets that are not peered to overlap, but the emulator", false},
 		{"address space on loopback", y(vnet[:2], "    addressSpace: {addressPrefixes: [127.0.0.0/16]}"),
 			3, "virtualNetworks[0].addressSpace.addressPrefixes[0]", "overlaps 127.0.0.0/8 (loopback)", false},
 		{"address space holds the platform address", y(vnet[:2], "    addressSpace: {addressPrefixes: [168.63.0.0/16]}"),
@@ -161,7 +161,7 @@ func TestValidationErrors(t *testing.T) {
 		{"subnets overlap", y(vnet, "      - {name: s2, addressPrefix: 10.0.1.128/25}"),
 			6, "virtualNetworks[0].subnets[1].addressPrefix", "10.0.1.128/25 overlaps subnet s1 (10.0.1.0/24, line 5)", false},
 		{"subnet outside the address space", y(vnet[:4], "      - {name: s1, addressPrefix: 10.1.0.0/24}"),
-			5, "virtualNetworks[0].subnets[0].addressPrefix", "10.1.0.0/24 lies outside the address space of VNet v (10.0.0.0/16)", false},
+			5, "virtualNetworks[0].subnets[0].addressPrefix", "10.1.0.0/24 lies outside the address space of VNet vn (10.0.0.0/16)", false},
 		{"subnet smaller than /29", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/30}"),
 			5, "virtualNetworks[0].subnets[0].addressPrefix", "10.0.1.0/30 is too small: Azure's smallest subnet is a /29", false},
 
@@ -193,11 +193,11 @@ func TestValidationErrors(t *testing.T) {
 			9, "appServiceEnvironments[0].name", "node name x-fe2 (front-end 2 of this ASE) is already used by VM x-fe2 (line 7)", false},
 		{"ASE and VM with one name", y(vnet, aseX, "virtualMachines:", "  - {name: x, subnet: s1}"),
 			12, "virtualMachines[0].name", "name x is already used by ASE x (line 7)", false},
-		{"two VNets with one name", y(vnet, "  - name: V", "    addressSpace: {addressPrefixes: [10.1.0.0/16]}"),
-			6, "virtualNetworks[1].name", "name V is already used by VNet v (line 2)", false},
-		{"two subnets with one name in different VNets", y(vnet, "  - name: w", "    addressSpace: {addressPrefixes: [10.1.0.0/16]}", "    subnets:",
+		{"two VNets with one name", y(vnet, "  - name: VN", "    addressSpace: {addressPrefixes: [10.1.0.0/16]}"),
+			6, "virtualNetworks[1].name", "name VN is already used by VNet vn (line 2)", false},
+		{"two subnets with one name in different VNets", y(vnet, "  - name: wn", "    addressSpace: {addressPrefixes: [10.1.0.0/16]}", "    subnets:",
 			"      - {name: s1, addressPrefix: 10.1.1.0/24}"),
-			9, "virtualNetworks[1].subnets[0].name", "subnet name s1 is already used by subnet s1 of VNet v (line 5)", false},
+			9, "virtualNetworks[1].subnets[0].name", "subnet name s1 is already used by subnet s1 of VNet vn (line 5)", false},
 		{"two NSGs with one name", y("networkSecurityGroups:", "  - name: n", "  - name: N"),
 			3, "networkSecurityGroups[1].name", "name N is already used by NSG n (line 2)", false},
 		{"two rules with one name", y(ruleR, "      - name: r", "        priority: 200", "        direction: Inbound", "        access: Deny", "        protocol: Udp"),
@@ -222,7 +222,7 @@ func TestValidationErrors(t *testing.T) {
 
 		// Public addresses.
 		{"VIP inside the VNet", y(vnet, aseX[:4], "    virtualIp: 10.0.200.1"),
-			10, "appServiceEnvironments[0].virtualIp", "10.0.200.1 lies inside the address space of VNet v (10.0.0.0/16); a virtualIp must lie outside every VNet", false},
+			10, "appServiceEnvironments[0].virtualIp", "10.0.200.1 lies inside the address space of VNet vn (10.0.0.0/16); a virtualIp must lie outside every VNet", false},
 		{"VIP on the platform address", y(vnet, aseX[:4], "    virtualIp: 168.63.129.16"),
 			10, "appServiceEnvironments[0].virtualIp", "168.63.129.16 is Azure's platform address", false},
 		{"VIP in 0.0.0.0/8", y(vnet, aseX[:4], "    virtualIp: 0.1.2.3"), 10, "appServiceEnvironments[0].virtualIp", "lies in 0.0.0.0/8", false},
@@ -231,18 +231,18 @@ func TestValidationErrors(t *testing.T) {
 		{"VIP multicast", y(vnet, aseX[:4], "    virtualIp: 224.0.0.5"), 10, "appServiceEnvironments[0].virtualIp", "lies in 224.0.0.0/4 (multicast)", false},
 		{"VIP broadcast", y(vnet, aseX[:4], "    virtualIp: 255.255.255.255"), 10, "appServiceEnvironments[0].virtualIp", "lies in 240.0.0.0/4", false},
 		{"VM public IP inside the VNet", y(vnet, "virtualMachines:", "  - name: m", "    subnet: s1", "    publicIpAddress: 10.0.9.9"),
-			9, "virtualMachines[0].publicIpAddress", "lies inside the address space of VNet v", false},
+			9, "virtualMachines[0].publicIpAddress", "lies inside the address space of VNet vn", false},
 		{"Internet host inside the VNet", y(vnet, "internetHosts:", "  - name: h", "    address: 10.0.50.10"),
-			8, "internetHosts[0].address", "lies inside the address space of VNet v", false},
+			8, "internetHosts[0].address", "lies inside the address space of VNet vn", false},
 		{"Internet host on its gateway", y("internetHosts:", "  - {name: h, address: 203.0.113.1}"),
 			2, "internetHosts[0].address", "203.0.113.1 is the gateway of its network 203.0.113.0/24", false},
 		{"Internet host on its network address", y("internetHosts:", "  - {name: h, address: 203.0.113.0}"),
 			2, "internetHosts[0].address", "is the network address of its network", false},
 		{"Internet host on its broadcast address", y("internetHosts:", "  - {name: h, address: 203.0.113.255}"),
 			2, "internetHosts[0].address", "is the broadcast address of its network", false},
-		{"Internet host's /24 overlaps a VNet", y("virtualNetworks:", "  - {name: v, addressSpace: {addressPrefixes: [10.1.0.0/25]}}",
+		{"Internet host's /24 overlaps a VNet", y("virtualNetworks:", "  - {name: vn, addressSpace: {addressPrefixes: [10.1.0.0/25]}}",
 			"internetHosts:", "  - {name: h, address: 10.1.0.200}"),
-			4, "internetHosts[0].address", "is on network 10.1.0.0/24, which overlaps the address space of VNet v (10.1.0.0/25)", false},
+			4, "internetHosts[0].address", "is on network 10.1.0.0/24, which overlaps the address space of VNet vn (10.1.0.0/25)", false},
 		{"VIP on an Internet host's gateway", y(vnet, aseX[:4], "    virtualIp: 203.0.113.1", "internetHosts:", "  - {name: h, address: 203.0.113.10}"),
 			10, "appServiceEnvironments[0].virtualIp", "203.0.113.1 is the gateway of Internet host h's network 203.0.113.0/24", false},
 
@@ -255,6 +255,10 @@ func TestValidationErrors(t *testing.T) {
 			11, "appServiceEnvironments[0].internalLoadBalancingMode", "only an ASE of kind ILB", false},
 		{"bad ILB mode", y(vnet, aseX[:3], "    kind: ILB", aseX[4], "    ilbAddress: 10.0.1.10", "    internalLoadBalancingMode: Internal"),
 			12, "appServiceEnvironments[0].internalLoadBalancingMode", `"Internal" is not a valid internalLoadBalancingMode; use "Web, Publishing", "Web", "Publishing" or "None"`, false},
+		{"one-character VNet name", y("virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}"),
+			2, "virtualNetworks[0].name", `"v" is not a valid VNet name: use 2 to 64 letters`, false},
+		{"65-character VNet name", y("virtualNetworks:", "  - name: "+strings.Repeat("v", 65), "    addressSpace: {addressPrefixes: [10.0.0.0/16]}"),
+			2, "virtualNetworks[0].name", "is not a valid VNet name: use 2 to 64 letters", false},
 		{"ILB mode None on an ILB ASE", y(vnet, aseX[:3], "    kind: ILB", aseX[4], "    ilbAddress: 10.0.1.10", "    internalLoadBalancingMode: None"),
 			12, "appServiceEnvironments[0].internalLoadBalancingMode", "None serves nothing on the ILB address: it is ARM's External ASE; use kind External", false},
 		{"bad kind", y(vnet, aseX[:3], "    kind: Internal", aseX[4]),
@@ -341,7 +345,7 @@ func TestValidationErrors(t *testing.T) {
 
 		// YAML itself.
 		{"syntax error", y(vnet[:2], "  x: 1"), 3, "", "did not find expected '-' indicator", false},
-		{"tab indentation", y("virtualNetworks:", "\t- name: v"), 2, "", "found character that cannot start any token (the line is indented with a tab; YAML indents with spaces only)", false},
+		{"tab indentation", y("virtualNetworks:", "\t- name: vn"), 2, "", "found character that cannot start any token (the line is indented with a tab; YAML indents with spaces only)", false},
 		{"unquoted star", y(ruleR[:7], "        protocol: *"), 8, "", "write '*' in quotes", false},
 		{"unknown anchor", y("virtualNetworks:", "  - *v"), 2, "", "unknown anchor 'v' referenced", false},
 		{"anchor containing itself", y("virtualNetworks: &a [*a]"), 1, "", "anchor 'a' value contains itself", false},
@@ -405,7 +409,7 @@ func runErrCases(t *testing.T, cases []errCase) {
 
 func TestTooManyNodes(t *testing.T) {
 	// 21 ASEs of 100 front-ends and 100 workers: the 21st passes 4096.
-	lines := []string{"virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}", "    subnets:"}
+	lines := []string{"virtualNetworks:", "  - name: vn", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}", "    subnets:"}
 	for i := range 21 {
 		lines = append(lines, fmt.Sprintf("      - {name: s%d, addressPrefix: 10.0.%d.0/24}", i, i))
 	}
@@ -425,7 +429,7 @@ func TestTooManyNodes(t *testing.T) {
 // are refused at the line of the last VM.
 func TestNodeLimitCountsThePlatform(t *testing.T) {
 	vms := func(n int) string {
-		lines := []string{"virtualNetworks:", "  - name: v", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
+		lines := []string{"virtualNetworks:", "  - name: vn", "    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 			"    subnets: [{name: s, addressPrefix: 10.0.0.0/16}]", "virtualMachines:"}
 		for i := range n {
 			lines = append(lines, fmt.Sprintf("  - {name: vm%d, subnet: s}", i))
@@ -451,7 +455,7 @@ func TestAllErrorsInLineOrder(t *testing.T) {
 		"internetHosts:",
 		"  - {name: h, address: 203.0.113.1}", // 2: on its gateway
 		"virtualNetworks:",
-		"  - name: v",
+		"  - name: vn",
 		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 		"    subnets:",
 		"      - {name: s1, addressPrefix: 10.0.1.0/24}",
@@ -486,6 +490,8 @@ func TestAzureResourceNamesAccepted(t *testing.T) {
 	long := strings.Repeat("n", 80)
 	src := y("virtualNetworks:",
 		"  - name: v_",
+		"    addressSpace: {addressPrefixes: [10.1.0.0/16]}",
+		"  - name: "+strings.Repeat("v", 64),
 		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 		"    subnets: [{name: s.1-a_, addressPrefix: 10.0.1.0/24, networkSecurityGroup: "+long+", routeTable: r.t_}]",
 		"networkSecurityGroups: [{name: "+long+", securityRules: [{name: a-b.c_, priority: 100, direction: Inbound, access: Allow, protocol: Tcp}]}]",

@@ -242,7 +242,7 @@ func TestHelpSpellsFlagsAsUsage(t *testing.T) {
 func TestGraphFileWarnsAsUpDoes(t *testing.T) {
 	lab := strings.Join([]string{
 		"virtualNetworks:",
-		"  - name: v",
+		"  - name: vn",
 		"    addressSpace: {addressPrefixes: [10.0.0.0/16]}",
 		"    subnets: [{name: s1, addressPrefix: 10.0.1.0/24}]",
 		"appServiceEnvironments: [{name: x, subnet: s1, kind: External, virtualIp: 192.23.1.2}]",

@@ -414,7 +414,7 @@ func TestSubnetAndNICOrder(t *testing.T) {
 func TestSameNSGOnSubnetAndNIC(t *testing.T) {
 	src := strings.Join([]string{
 		"virtualNetworks:",
-		"  - {name: v, addressSpace: {addressPrefixes: [10.0.0.0/16]}, subnets: [{name: s, addressPrefix: 10.0.1.0/24, networkSecurityGroup: g}]}",
+		"  - {name: vn, addressSpace: {addressPrefixes: [10.0.0.0/16]}, subnets: [{name: s, addressPrefix: 10.0.1.0/24, networkSecurityGroup: g}]}",
 		"virtualMachines:",
 		"  - {name: vm, subnet: s, networkSecurityGroup: g}",
 		"networkSecurityGroups:",
