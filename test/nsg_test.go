@@ -96,7 +96,7 @@ func TestNSGStatefulness(t *testing.T) {
 // F8: a VM in ase1's own subnet cannot be reached from ase1; the same VM in
 // vm-subnet can.
 func TestVMInASESubnet(t *testing.T) {
-	inside := writeTopology(t, "f8.yaml", "    subnet: vm-subnet\n    privateIpAddress: 10.0.2.4\n", "    subnet: ase1-subnet\n    privateIpAddress: 10.0.1.20\n")
+	inside := writeTopology(t, "f8.yaml", "    subnet: vm-subnet\n    privateIPAddress: 10.0.2.4\n", "    subnet: ase1-subnet\n    privateIPAddress: 10.0.1.20\n")
 	name := uniqueName()
 	l := &lab{t: t, name: name}
 	t.Cleanup(l.down)

@@ -180,7 +180,7 @@ func TestRouteNone(t *testing.T) {
 func TestVirtualAppliance(t *testing.T) {
 	file := writeTopology(t, "nva.yaml", append(withRoutes("", `{name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`),
 		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
-		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n")...)
+		"    privateIPAddress: 10.0.2.4\n", "    privateIPAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIPAddress: 10.0.5.4\n    enableIPForwarding: true\n")...)
 	l := upLab(t, "-f", file)
 	rx := func() uint64 { return l.node("nva1").RxPackets }
 	before := rx()
@@ -210,7 +210,7 @@ func TestVirtualAppliance(t *testing.T) {
 func nvaLab(t *testing.T, edits ...string) string {
 	return writeTopology(t, "nva.yaml", append(append(withRoutes("", `{name: ToNVA, addressPrefix: 10.0.2.0/24, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.5.4}`),
 		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
-		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n"),
+		"    privateIPAddress: 10.0.2.4\n", "    privateIPAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIPAddress: 10.0.5.4\n    enableIPForwarding: true\n"),
 		edits...)...)
 }
 
@@ -380,7 +380,7 @@ func TestApplianceDefaultRouteChangesNAT(t *testing.T) {
 func nvaDefaultRoute(routes ...string) []string {
 	return append(withRoutes("", routes...),
 		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
-		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n")
+		"    privateIPAddress: 10.0.2.4\n", "    privateIPAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIPAddress: 10.0.5.4\n    enableIPForwarding: true\n")
 }
 
 // F11: Azure's VirtualNetwork tag takes in the on-premises address spaces
@@ -422,7 +422,7 @@ func TestOnPremisesIsVirtualNetwork(t *testing.T) {
 // Internet.
 func TestVNetsAreApart(t *testing.T) {
 	file := writeTopology(t, "two-vnets.yaml",
-		"virtualMachines:\n", "virtualMachines:\n  - name: vm9\n    subnet: far-subnet\n    privateIpAddress: 10.9.1.4\n",
+		"virtualMachines:\n", "virtualMachines:\n  - name: vm9\n    subnet: far-subnet\n    privateIPAddress: 10.9.1.4\n",
 		"appServiceEnvironments:\n", "  - name: vnet2\n    addressSpace:\n      addressPrefixes: [10.9.0.0/16]\n    subnets:\n      - name: far-subnet\n        addressPrefix: 10.9.1.0/24\n\nappServiceEnvironments:\n")
 	l := upLab(t, "-f", file)
 	if r := l.exec("ase1-w1", 20*time.Second, "nc", "-v", "-w", "3", "10.9.1.4", "22"); r.code == 0 || !strings.Contains(r.stderr, "timed out") {

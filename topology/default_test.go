@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -194,5 +196,24 @@ func TestDefaultReturnsFreshCopies(t *testing.T) {
 	a.Nodes[0].Name = "changed"
 	if b.Nodes[0].Name != "ase1-fe1" {
 		t.Fatal("two Default() calls share their nodes")
+	}
+}
+
+// The files the project writes (emulator init, the labs) spell the VM's
+// address as ARM does, privateIPAddress; the file still takes the old
+// privateIpAddress.
+func TestWrittenFilesUseARMSpelling(t *testing.T) {
+	files, _ := filepath.Glob("../scripts/labs/*/*.yaml")
+	files = append(files, "default.yaml")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, old := range []string{"privateIpAddress", "publicIpAddress"} {
+			if strings.Contains(string(b), old) {
+				t.Errorf("%s spells %s; ARM spells it %s", f, old, strings.Replace(old, "Ip", "IP", 1))
+			}
+		}
 	}
 }

@@ -85,7 +85,7 @@ func onPrem(space, nat string) []string {
 // on-premises NAT address, a VM that starts forwarding, flow logs that
 // start).
 func TestDiffTopologyReportsEveryLiveChange(t *testing.T) {
-	const vm = "    privateIpAddress: 10.0.2.4\n"
+	const vm = "    privateIPAddress: 10.0.2.4\n"
 	running := parseLab(t, onPrem("172.16.0.0/16", "198.18.0.10")...)
 	for _, c := range []struct {
 		name string
@@ -111,7 +111,7 @@ func TestDiffTopologyReportsEveryLiveChange(t *testing.T) {
 // apply's refusal names what would change on a node: a VM given a public
 // IP was refused as "node db1 would change from 10.0.2.4 to 10.0.2.4".
 func TestDiffTopologyRefusalNamesTheChange(t *testing.T) {
-	const vm = "    privateIpAddress: 10.0.2.4\n"
+	const vm = "    privateIPAddress: 10.0.2.4\n"
 	running := parseLab(t)
 	for _, c := range []struct {
 		name string
@@ -119,7 +119,7 @@ func TestDiffTopologyRefusalNamesTheChange(t *testing.T) {
 		want string
 	}{
 		{"public IP", parseLab(t, vm, vm+"    publicIpAddress: 192.23.9.9\n"), "VM db1 would change its publicIpAddress from none to 192.23.9.9"},
-		{"address", parseLab(t, vm, "    privateIpAddress: 10.0.2.5\n"), "node db1 would change its address from 10.0.2.4 to 10.0.2.5"},
+		{"address", parseLab(t, vm, "    privateIPAddress: 10.0.2.5\n"), "node db1 would change its address from 10.0.2.4 to 10.0.2.5"},
 	} {
 		_, _, _, err := diffTopology(running, c.new)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
