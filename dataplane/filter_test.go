@@ -124,7 +124,7 @@ func TestNSGOutboundBeforeSNAT(t *testing.T) {
 // still reaches its own machines.
 func TestASESubnetVMIsolated(t *testing.T) {
 	l := newLabFrom(t, parseLab(t,
-		"    subnet: vm-subnet\n    privateIpAddress: 10.0.2.4\n", "    subnet: ase1-subnet\n    privateIpAddress: 10.0.1.20\n"), nil)
+		"    subnet: vm-subnet\n    privateIPAddress: 10.0.2.4\n", "    subnet: ase1-subnet\n    privateIPAddress: 10.0.1.20\n"), nil)
 	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 43400, "10.0.1.20", 1433, true, false))
 	l.devs["db1"].expectNothing(t)
 	l.expectDrops(t, DropASESubnetVM, 1)

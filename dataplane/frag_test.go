@@ -108,7 +108,7 @@ func TestFragmentsFollowSNAT(t *testing.T) {
 // carries only TCP, F2): a duplicate and an overlapping fragment follow
 // the verdict too.
 func TestFragmentsFollowDNATWithOverlaps(t *testing.T) {
-	l := newLabFrom(t, parseLab(t, "    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n    publicIpAddress: 20.1.2.3\n"), nil)
+	l := newLabFrom(t, parseLab(t, "    privateIPAddress: 10.0.2.4\n", "    privateIPAddress: 10.0.2.4\n    publicIPAddress: 20.1.2.3\n"), nil)
 	frags := fragments(t, udpDatagram(t, "198.51.100.10", 50000, "20.1.2.3", 443, 0x3333, 2000), 1024)
 	overlap := fragments(t, udpDatagram(t, "198.51.100.10", 50000, "20.1.2.3", 443, 0x3333, 2000), 512)[1] // bytes 512-1023 again
 	for _, f := range [][]byte{frags[0], overlap, frags[1], frags[1]} {

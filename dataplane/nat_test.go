@@ -279,7 +279,7 @@ func fold(s uint32) uint16 {
 // A VM's public IP is a 1:1 NAT both ways: the Internet reaches the VM
 // through it, and the VM leaves with it, its ports kept.
 func TestVMPublicIP(t *testing.T) {
-	l := newLabFrom(t, parseLab(t, "    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n    publicIpAddress: 20.1.2.3\n"), nil)
+	l := newLabFrom(t, parseLab(t, "    privateIPAddress: 10.0.2.4\n", "    privateIPAddress: 10.0.2.4\n    publicIPAddress: 20.1.2.3\n"), nil)
 	l.devs["client"].inject(nil, tcpPkt(t, "198.51.100.10", 44000, "20.1.2.3", 1433, true, false))
 	src, _, dst, dport, _ := tcpOf(t, l.devs["db1"].recv(t))
 	if src != "198.51.100.10" || dst != "10.0.2.4" || dport != 1433 {

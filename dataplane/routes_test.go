@@ -25,7 +25,7 @@ func routedLab(t *testing.T, onPremDefault bool, routes string, edits ...string)
 	return parseLab(t, append([]string{
 		"        addressPrefix: 10.0.1.0/26\n", "        addressPrefix: 10.0.1.0/26\n        routeTable: ase1-rt\n",
 		"      - name: ase3-subnet\n", "      - name: nva-subnet\n        addressPrefix: 10.0.5.0/24\n      - name: ase3-subnet\n",
-		"    privateIpAddress: 10.0.2.4\n", "    privateIpAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIpAddress: 10.0.5.4\n    enableIPForwarding: true\n",
+		"    privateIPAddress: 10.0.2.4\n", "    privateIPAddress: 10.0.2.4\n  - name: nva1\n    subnet: nva-subnet\n    privateIPAddress: 10.0.5.4\n    enableIPForwarding: true\n",
 		"networkSecurityGroups: []\n", `networkSecurityGroups: []
 routeTables:
   - name: ase1-rt
