@@ -454,3 +454,61 @@ func TestNotRunningOmitsKilledLab(t *testing.T) {
 		t.Errorf("status of a lab that does not run, beside one that was killed: want exit 1 not naming %s, got %v", l.name, r)
 	}
 }
+
+// A step's check passes only once the learner has done what the step
+// teaches: here each lab is started, something else or less than a step
+// asks is done, and lab check must still fail that step.
+func TestLabChecksWantTheLesson(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		lab  string
+		step string
+		// do is the wrong or lesser thing the learner did.
+		do func(l *lab, work string)
+	}{
+		// Lab 1 step 3 counted any host-unreachable drop in the lab: db1
+		// pinging an address of its own subnet passed "a worker has
+		// pinged an address no machine has".
+		{"lab1-step3-db1-not-a-worker", "1", "3", func(l *lab, _ string) {
+			l.exec("db1", 30*time.Second, "ping", "-c", "1", "-W", "1", "10.0.2.99")
+		}},
+		// Lab 2 step 3 asks the learner to have app1 call echo through
+		// /outbound; a plain request to app1, after the worker's own call
+		// of step 1, passed it.
+		{"lab2-step3-no-outbound-call", "2", "3", func(l *lab, _ string) {
+			l.mustExec("ase1-w1", "curl", "-s", "-m", "5", "http://echo/")
+			l.mustExec("client", "curl", "-s", "-m", "5", "http://app1.ase1.p.azurewebsites.net/")
+		}},
+		// Lab 6 asks to let management (454-455) through ase3's NSG;
+		// taking the NSG off ase3-subnet passed every step.
+		{"lab6-nsg-removed", "6", "", func(l *lab, work string) {
+			f := filepath.Join(work, "lab6.yaml")
+			if r := l.shell(work, "emulator lab files 6 | sed '/networkSecurityGroup: ase3-nsg/d' > "+f+" && emulator apply -f "+f); r.code != 0 {
+				t.Fatalf("taking the NSG off ase3-subnet: %v", r)
+			}
+		}},
+		// ... or letting the whole Internet in above DenyInternet.
+		{"lab6-internet-allowed", "6", "", func(l *lab, work string) {
+			f := filepath.Join(work, "lab6.yaml")
+			if r := l.shell(work, `emulator lab files 6 | sed 's|      - {name: DenyInternet, priority: 100,|      - {name: AllowAll, priority: 100, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: "*"}\n      - {name: DenyInternet, priority: 200,|' > `+f+" && emulator apply -f "+f); r.code != 0 {
+				t.Fatalf("allowing the Internet: %v", r)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := &lab{t: t, name: uniqueName()}
+			t.Cleanup(l.down)
+			if r := emu(t, "lab", "start", c.lab, "--name", l.name); r.code != 0 {
+				t.Fatalf("lab start %s: %v", c.lab, r)
+			}
+			c.do(l, guideDir(t))
+			args := []string{"lab", "check", c.lab, "--name", l.name}
+			if c.step != "" {
+				args = append(args, c.step)
+			}
+			if r := emu(t, args...); r.code == 0 {
+				t.Errorf("lab check %s %s passed, though the learner did not do what it teaches: %v", c.lab, c.step, r)
+			}
+		})
+	}
+}

@@ -466,6 +466,12 @@ func evidence(p labs.Probe, out string) string {
 			out = out[start:end]
 		}
 	}
+	// A match across lines (lab 2's call to app1 and app1's own call
+	// after it) is shown by its first line and its last: the flows
+	// between them are other machines' and would bury the two.
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) > 2 {
+		out = lines[0] + " … " + lines[len(lines)-1]
+	}
 	return strings.Join(strings.Fields(out), " ")
 }
 

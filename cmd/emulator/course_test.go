@@ -39,3 +39,17 @@ func TestLabListJSON(t *testing.T) {
 		}
 	}
 }
+
+// A remembered step's evidence is the line its match found; a match across
+// lines shows its first line and its last, not the flows between.
+func TestEvidence(t *testing.T) {
+	out := "PROTO ...\ntcp a -> vip:80  x\nudp b -> dns:53  y\ntcp c -> echo:80  z\nudp d -> dns:53  w\n"
+	for _, c := range []struct{ match, want string }{
+		{`(?m)^tcp a .*$`, "tcp a -> vip:80 x"},
+		{`(?m)^tcp a .*\n(?:.*\n)*?tcp c`, "tcp a -> vip:80 x … tcp c -> echo:80 z"},
+	} {
+		if got := evidence(labs.Probe{Match: c.match}, out); got != c.want {
+			t.Errorf("evidence of %q = %q, want %q", c.match, got, c.want)
+		}
+	}
+}
