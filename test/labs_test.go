@@ -252,6 +252,13 @@ func TestLabUsage(t *testing.T) {
 		{[]string{"lab", "files"}, "usage: " + emulator + " lab list"},
 		{[]string{"lab", "files", "3", "a", "b"}, "usage: " + emulator + " lab list"},
 		{[]string{"lab", "files", "99"}, "there is no lab 99"},
+		// files runs no lab: a name there meant nothing, and was ignored.
+		{[]string{"lab", "files", "3", "--name", "mine"}, "lab files: --name"},
+		// start and reset are up of the lab's topology, with up's checks.
+		{[]string{"lab", "start", "3", "--queues", "99"}, "lab start: --queues 99"},
+		{[]string{"lab", "reset", "3", "--busy-poll", "1s"}, "lab reset: --busy-poll 1s"},
+		{[]string{"lab", "start", "3", "--metrics", "0.0.0.0:9100"}, "lab start: "},
+		{[]string{"lab", "check", "3", "--queues", "2"}, "-queues"},
 	} {
 		if r := emu(t, c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("emulator %s: want exit 2 saying %q, got %v", strings.Join(c.args, " "), c.want, r)
@@ -510,5 +517,19 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 				t.Errorf("lab check %s %s passed, though the learner did not do what it teaches: %v", c.lab, c.step, r)
 			}
 		})
+	}
+}
+
+// lab start is up of the lab's topology, and takes up's flags: the lab
+// runs with them, as up -d would run it.
+func TestLabStartUpFlags(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	if r := emu(t, "lab", "start", "1", "--name", l.name, "--io-uring=false", "--queues", "1", "--busy-poll", "0", "--metrics", "127.0.0.1:0"); r.code != 0 {
+		t.Fatalf("lab start 1 with up's flags: %v", r)
+	}
+	r := emu(t, "status", "--name", l.name)
+	if r.code != 0 || !strings.Contains(r.stdout, "epoll") || !strings.Contains(r.stdout, "Prometheus metrics: http://127.0.0.1:") {
+		t.Errorf("after lab start 1 --io-uring=false --metrics 127.0.0.1:0, status should show epoll and the metrics address: %v", r)
 	}
 }

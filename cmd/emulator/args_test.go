@@ -55,7 +55,10 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"status", "--help"}, []string{"usage: bin/emulator status ", "-json"}},
 		{[]string{"capture", "db1", "-h"}, []string{"usage: bin/emulator capture ", "-filter"}},
 		{[]string{"lab", "check", "-h"}, []string{"usage: bin/emulator lab ", "-json"}},
-		{[]string{"lab", "-h"}, []string{"usage: bin/emulator lab list", "solve N", "files N [DIR]"}},
+		{[]string{"lab", "-h"}, []string{"usage: bin/emulator lab list", "solve N", "files N [DIR]", "start N [UP FLAGS]", "--busy-poll"}},
+		// lab start and reset are up of the lab's topology, with up's flags.
+		{[]string{"lab", "start", "-h"}, []string{"usage: bin/emulator lab ", "-busy-poll", "-io-uring", "-metrics", "-queues", "-name"}},
+		{[]string{"lab", "reset", "-h"}, []string{"-busy-poll", "-io-uring", "-metrics", "-queues"}},
 		{[]string{"help"}, []string{"--busy-poll", "--io-uring", "--metrics"}},
 	} {
 		var stdout, stderr strings.Builder

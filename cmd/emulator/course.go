@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,8 +26,12 @@ import (
 const labProbeTimeout = 30 * time.Second
 
 func labUsage() string {
-	return "lab: usage: " + self + " lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N | files N [DIR]  [--name LAB]"
+	return "lab: usage: " + self + " lab list [--json] | start N [UP FLAGS] | check N [STEP] [--json] | solve N | reset N [UP FLAGS] | files N [DIR]  [--name LAB]"
 }
+
+// labUpFlags says what UP FLAGS are: start and reset bring the lab up as up
+// does, and run its dataplane as up's flags say.
+const labUpFlags = "UP FLAGS are up's: [--queues N] [--busy-poll D] [--io-uring=false] [--metrics 127.0.0.1:PORT]"
 
 // cmdLab runs the teaching labs of scripts/labs: it starts a lab's topology,
 // checks the learner's progress with real probes, and applies the reference
@@ -39,7 +44,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 	switch verb {
 	case "list", "start", "check", "solve", "reset", "files":
 	case "-h", "--help", "help":
-		return helpRequest{strings.Replace(labUsage(), "lab: usage:", "usage:", 1) + "\n"}
+		return helpRequest{strings.Replace(labUsage(), "lab: usage:", "usage:", 1) + "\n" + labUpFlags + "\n"}
 	default:
 		if s := closest(verb, []string{"list", "start", "check", "solve", "reset", "files"}); s != "" {
 			return usagef("lab: unknown command %q; did you mean \"lab %s\"?\n%s", verb, s, labUsage())
@@ -53,8 +58,18 @@ func cmdLab(args []string, stdout io.Writer) error {
 	if verb == "list" || verb == "check" {
 		asJSON = fs.Bool("json", false, "print JSON")
 	}
+	// start and reset are up of the lab's topology: they take up's flags,
+	// defined once, in upFlags.
+	options := func() (upOptions, error) { return upOptions{busyPoll: dataplane.DefaultSpin}, nil }
+	if verb == "start" || verb == "reset" {
+		options = upFlags(fs, "lab "+verb)
+	}
 	// Flags may come before or after the lab number.
 	pos, err := parseInterspersed(fs, args[1:], name)
+	if err != nil {
+		return err
+	}
+	opt, err := options()
 	if err != nil {
 		return err
 	}
@@ -80,6 +95,11 @@ func cmdLab(args []string, stdout io.Writer) error {
 		return usagef("%v", err)
 	}
 	if verb == "files" {
+		// files reads no lab: a --name would be a learner expecting it to
+		// act on one (the files of the lab they run), which it never does.
+		if flagGiven(fs, "name") {
+			return usagef("lab files: --name: lab files reads no lab; it writes lab %d's own files\n%s", n, labUsage())
+		}
 		// No lab runs and nothing under /run is touched: a learner with
 		// only the binary gets the files the guides work from.
 		dir := ""
@@ -91,7 +111,7 @@ func cmdLab(args []string, stdout io.Writer) error {
 	if err := needRoot("lab " + verb); err != nil {
 		return err
 	}
-	c := &course{lab: lab, name: *name, out: stdout}
+	c := &course{lab: lab, name: *name, out: stdout, opt: opt}
 	switch verb {
 	case "start":
 		return c.start()
@@ -189,6 +209,7 @@ type course struct {
 	lab  *labs.Lab
 	name string
 	out  io.Writer
+	opt  upOptions // how start and reset run the dataplane: up's flags
 }
 
 // labFlag is what a learner adds to a command for this lab name.
@@ -252,7 +273,7 @@ func (c *course) up(file string) error {
 		lock.release()
 		return err
 	}
-	return upDetached(c.name, path, upOptions{busyPoll: dataplane.DefaultSpin}, c.out, lock)
+	return upDetached(c.name, path, c.opt, c.out, lock)
 }
 
 // save writes one of the lab's files into the lab's state directory and
@@ -579,4 +600,11 @@ func indent(s string) string {
 		lines[i] = "  " + l
 	}
 	return strings.Join(lines, "\n")
+}
+
+// flagGiven says whether the command line set flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

@@ -69,8 +69,8 @@ Commands:
                                      draw the lab: VNets, subnets with NSGs and route tables, ASEs, VMs, hosts
   init                               print the default lab's topology file
   version                            the emulator's version and the Go that built it (also --version)
-  lab list [--json] | start N | check N [STEP] [--json] | solve N | reset N | files N [DIR]  [--name LAB]
-                                     teaching labs (scripts/labs): start one, check each step, apply its solution,
+  lab list [--json] | start N [UP FLAGS] | check N [STEP] [--json] | solve N | reset N [UP FLAGS] | files N [DIR]  [--name LAB]
+                                     teaching labs (scripts/labs): start one (up's flags), check each step, apply its solution,
                                      print its topology or write its files (guide included) into DIR
 
 The default lab name is "` + defaultLab + `", or $` + labEnv + ` when set. Run as root (sudo).

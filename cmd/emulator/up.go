@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -36,17 +37,13 @@ func cmdUp(args []string, stdout io.Writer) error {
 	fs, name := newFlags("up")
 	file := fs.String("f", "", "topology file (default: the embedded default lab)")
 	detach := fs.Bool("d", false, "return once the lab is ready and keep it running in the background")
-	queues := fs.Int("queues", 0, "queues per node interface (0: half the CPUs, at least 1, up to 4)")
-	metrics := fs.String("metrics", "", "export Prometheus metrics on this loopback ADDR:PORT, one no other lab serves (port 0: a free one, which status shows)")
-	busyPoll := fs.Duration("busy-poll", dataplane.DefaultSpin, "how long the dataplane looks for packets before it sleeps (0: never)")
-	uring := fs.Bool("io-uring", true, "read the node interfaces through io_uring where the kernel can (false: always epoll)")
+	options := upFlags(fs, "up")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
-	if *metrics != "" {
-		if err := checkMetricsAddr(*metrics); err != nil {
-			return usagef("up: %v", err)
-		}
+	opt, err := options()
+	if err != nil {
+		return err
 	}
 	if err := fileArgs(fs, *file); err != nil {
 		return err
@@ -54,13 +51,6 @@ func cmdUp(args []string, stdout io.Writer) error {
 	if err := noStdinFile(fs, *file); err != nil {
 		return err
 	}
-	if *queues < 0 || *queues > tun.MaxQueues {
-		return usagef("up: --queues %d: use 0 (automatic) to %d", *queues, tun.MaxQueues)
-	}
-	if *busyPoll < 0 || *busyPoll > maxBusyPoll {
-		return usagef("up: --busy-poll %v: use 0 to %v", *busyPoll, maxBusyPoll)
-	}
-	opt := upOptions{queues: *queues, metrics: *metrics, busyPoll: *busyPoll, epoll: !*uring}
 	topo, source, err := loadTopology(*file)
 	if err != nil {
 		return err
@@ -170,6 +160,31 @@ type upOptions struct {
 	metrics  string        // --metrics: the loopback address to serve metrics on
 	busyPoll time.Duration // --busy-poll: 0 never
 	epoll    bool          // --io-uring=false
+}
+
+// upFlags defines on fs the flags of how the dataplane runs, for up and
+// for the commands that are up of a lab's own topology (lab start and
+// reset); once fs is parsed, options checks them (usage errors naming cmd)
+// and returns them.
+func upFlags(fs *flag.FlagSet, cmd string) (options func() (upOptions, error)) {
+	queues := fs.Int("queues", 0, "queues per node interface (0: half the CPUs, at least 1, up to 4)")
+	metrics := fs.String("metrics", "", "export Prometheus metrics on this loopback ADDR:PORT, one no other lab serves (port 0: a free one, which status shows)")
+	busyPoll := fs.Duration("busy-poll", dataplane.DefaultSpin, "how long the dataplane looks for packets before it sleeps (0: never)")
+	uring := fs.Bool("io-uring", true, "read the node interfaces through io_uring where the kernel can (false: always epoll)")
+	return func() (upOptions, error) {
+		if *metrics != "" {
+			if err := checkMetricsAddr(*metrics); err != nil {
+				return upOptions{}, usagef("%s: %v", cmd, err)
+			}
+		}
+		if *queues < 0 || *queues > tun.MaxQueues {
+			return upOptions{}, usagef("%s: --queues %d: use 0 (automatic) to %d", cmd, *queues, tun.MaxQueues)
+		}
+		if *busyPoll < 0 || *busyPoll > maxBusyPoll {
+			return upOptions{}, usagef("%s: --busy-poll %v: use 0 to %v", cmd, *busyPoll, maxBusyPoll)
+		}
+		return upOptions{queues: *queues, metrics: *metrics, busyPoll: *busyPoll, epoll: !*uring}, nil
+	}
 }
 
 // maxBusyPoll bounds --busy-poll: past a millisecond a worker spins through
