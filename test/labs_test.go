@@ -486,19 +486,28 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 			l.mustExec("ase1-w1", "curl", "-s", "-m", "5", "http://echo/")
 			l.mustExec("client", "curl", "-s", "-m", "5", "http://app1.ase1.p.azurewebsites.net/")
 		}},
+		// Lab 4 asks to let only client at the apps; opening them to the
+		// whole Internet but echo, the one host step 4 tries, passed
+		// every step.
+		{"lab4-open-to-all-but-echo", "4", "", func(l *lab, work string) {
+			f := filepath.Join(work, "lab4.yaml")
+			if r := l.shell(work, `sed -e 's|sourceAddressPrefix: 198.51.100.10,|sourceAddressPrefix: "*",|' -e 's|DenyInternet, priority: 300,\(.*\)sourceAddressPrefix: Internet}|DenyEcho, priority: 150,\1sourceAddressPrefix: 203.0.113.10}|' scripts/labs/04-lock-down-inbound/solution.yaml > `+f+" && emulator apply -f "+f); r.code != 0 {
+				l.t.Fatalf("opening the apps to all but echo: %v", r)
+			}
+		}},
 		// Lab 6 asks to let management (454-455) through ase3's NSG;
 		// taking the NSG off ase3-subnet passed every step.
 		{"lab6-nsg-removed", "6", "", func(l *lab, work string) {
 			f := filepath.Join(work, "lab6.yaml")
 			if r := l.shell(work, "emulator lab files 6 | sed '/networkSecurityGroup: ase3-nsg/d' > "+f+" && emulator apply -f "+f); r.code != 0 {
-				t.Fatalf("taking the NSG off ase3-subnet: %v", r)
+				l.t.Fatalf("taking the NSG off ase3-subnet: %v", r)
 			}
 		}},
 		// ... or letting the whole Internet in above DenyInternet.
 		{"lab6-internet-allowed", "6", "", func(l *lab, work string) {
 			f := filepath.Join(work, "lab6.yaml")
 			if r := l.shell(work, `emulator lab files 6 | sed 's|      - {name: DenyInternet, priority: 100,|      - {name: AllowAll, priority: 100, direction: Inbound, access: Allow, protocol: "*", sourceAddressPrefix: "*"}\n      - {name: DenyInternet, priority: 200,|' > `+f+" && emulator apply -f "+f); r.code != 0 {
-				t.Fatalf("allowing the Internet: %v", r)
+				l.t.Fatalf("allowing the Internet: %v", r)
 			}
 		}},
 	} {

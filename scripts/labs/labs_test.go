@@ -100,7 +100,7 @@ func TestAfterValidate(t *testing.T) {
 	}{
 		{map[int][]int{1: {0}}, "not another step"},
 		{map[int][]int{1: {2}}, "not another step"},
-		{map[int][]int{1: {7}}, "not another step"},
+		{map[int][]int{1: {len(l.Steps) + 1}}, "not another step"},
 		{map[int][]int{0: {2}, 1: {1}}, "comes back to it"},
 	} {
 		bad := *l
