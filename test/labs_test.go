@@ -495,6 +495,15 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 				l.t.Fatalf("opening the apps to all but echo: %v", r)
 			}
 		}},
+		// Lab 8 step 2 asks for 0.0.0.0/0 to the Internet on ase1-subnet; a
+		// route for the one /24 this lab's Internet hosts and Azure's
+		// endpoints share passed every step.
+		{"lab8-route-one-prefix", "8", "", func(l *lab, work string) {
+			f := filepath.Join(work, "lab8.yaml")
+			if r := l.shell(work, "emulator lab files 8 | sed -e 's/advertiseDefaultRoute: false/advertiseDefaultRoute: true/' -e 's|    routes: \\[\\]|    routes:\\n      - {name: ToEcho, addressPrefix: 203.0.113.0/24, nextHopType: Internet}|' > "+f+" && emulator apply -f "+f); r.code != 0 {
+				l.t.Fatalf("routing 203.0.113.0/24 to the Internet: %v", r)
+			}
+		}},
 		// Lab 6 asks to let management (454-455) through ase3's NSG;
 		// taking the NSG off ase3-subnet passed every step.
 		{"lab6-nsg-removed", "6", "", func(l *lab, work string) {
