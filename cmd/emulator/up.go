@@ -232,11 +232,15 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer, lock *labLoc
 		}
 		args = append(args, "-f", abs)
 	}
-	self, err := os.Executable()
+	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, args...)
+	cmd := exec.Command(exe, args...)
+	// The background emulator's advice (apply's "bring the file up
+	// instead: emulator down, ...") names the program as the user typed
+	// it, as this process's does.
+	cmd.Args[0] = self
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3", lockFDEnv+"=4")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w, lock.f}
