@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,8 +29,7 @@ func cmdGraph(args []string, stdout, stderr io.Writer) error {
 	if graphRenderers[*format] == nil {
 		return usagef("graph: --format %q: want dot or mermaid", *format)
 	}
-	named := false
-	fs.Visit(func(f *flag.Flag) { named = named || f.Name == "name" })
+	named := flagGiven(fs, "name")
 	if *file != "" && named {
 		// Drawing the file would pass it off as what lab --name runs.
 		return usagef("graph: -f %s and --name %s: draw either a file (-f) or what a running lab runs (--name), not both", *file, *name)

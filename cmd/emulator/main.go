@@ -267,9 +267,7 @@ func parseFlags(fs *flag.FlagSet, args []string, name *string) error {
 	}
 	if !labNameRE.MatchString(*name) {
 		const rule = "use 1-32 lowercase letters, digits and '-', starting and ending with a letter or digit"
-		given := false
-		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "name" })
-		if !given && os.Getenv(labEnv) != "" {
+		if !flagGiven(fs, "name") && os.Getenv(labEnv) != "" {
 			// A name the user never typed: say where it came from.
 			return usagef("$%s=%s is not a lab name: %s (or give --name)", labEnv, *name, rule)
 		}
@@ -413,6 +411,13 @@ func fileArgs(fs *flag.FlagSet, file string) error {
 	return usagef("%s: unexpected argument %q ("+self+" %s -h lists its flags)", fs.Name(), fs.Arg(0), fs.Name())
 }
 
+// flagGiven says whether the command line set flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 // noStdinFile refuses -f - for a command whose lab keeps its topology
 // file's path: apply and status name it, and up -d reads it again in the
 // detached child, where standard input is gone.
@@ -420,7 +425,7 @@ func noStdinFile(fs *flag.FlagSet, file string) error {
 	if file != "-" {
 		return nil
 	}
-	return usagef("%s: -f -: a running lab's topology must be a file, not standard input (the lab keeps its path); write it to one first, e.g. emulator init > lab.yaml", fs.Name())
+	return usagef("%s: -f -: a running lab's topology must be a file, not standard input (the lab keeps its path); write it to one first, e.g. %s init > lab.yaml", fs.Name(), self)
 }
 
 func isFile(path string) bool {
