@@ -124,3 +124,19 @@ func TestReverseDNS(t *testing.T) {
 		}
 	}
 }
+
+// `exec NODE` with no command is a shell in the node, as `docker exec -it
+// NODE sh` would be: the user's $SHELL, or sh. It used to be a usage error.
+// Fed from a pipe, the shell reads its commands from it.
+func TestExecWithoutCommandIsAShell(t *testing.T) {
+	l := upLab(t)
+	for _, shell := range []string{"", "/bin/bash"} {
+		cmd := exec.Command(emulator, "exec", "--name", l.name, "db1")
+		cmd.Env = append(os.Environ(), "SHELL="+shell)
+		cmd.Stdin = strings.NewReader("hostname; ip -4 -o addr show dev eth0\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "db1\n") || !strings.Contains(string(out), "10.0.2.4/24") {
+			t.Errorf("exec db1 with no command, SHELL=%q, fed 'hostname; ip addr': %v\n%s", shell, err, out)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -22,7 +23,7 @@ func cmdExec(args []string) error {
 	}
 	rest := fs.Args()
 	if len(rest) < 1 {
-		return usagef("exec: usage: %s exec [--name LAB] NODE -- CMD [ARG...]", self)
+		return usagef("exec: usage: %s exec [--name LAB] NODE [-- CMD [ARG...]]", self)
 	}
 	node, cmd := rest[0], rest[1:]
 	if len(cmd) > 0 && cmd[0] == "--" {
@@ -30,10 +31,13 @@ func cmdExec(args []string) error {
 	} else if len(cmd) > 0 && strings.HasPrefix(cmd[0], "-") {
 		// Flag parsing stops at NODE: a --name here would otherwise be
 		// taken for the command, and the default lab for the lab.
-		return usagef("exec: %s after %s: flags go before NODE: "+self+" exec [--name LAB] NODE -- CMD [ARG...]", cmd[0], node)
+		return usagef("exec: %s after %s: flags go before NODE: "+self+" exec [--name LAB] NODE [-- CMD [ARG...]]", cmd[0], node)
 	}
 	if len(cmd) == 0 {
-		return usagef("exec: no command given: "+self+" exec [--name LAB] %s -- CMD [ARG...]", node)
+		// A shell in the node, as `docker exec -it NODE sh` gives one: the
+		// user's own, or sh. On a terminal it is interactive, and its
+		// prompt shows the node's hostname.
+		cmd = []string{cmp.Or(os.Getenv("SHELL"), "/bin/sh")}
 	}
 	if err := needRoot("exec"); err != nil {
 		return err

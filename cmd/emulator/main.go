@@ -51,7 +51,8 @@ Commands:
                                      build a lab and run its dataplane (Ctrl-C tears it down)
   down [--name LAB]                  tear a lab down completely (idempotent)
   status [--name LAB] [--json]       nodes, addresses, VIPs and counters of a running lab
-  exec [--name LAB] NODE -- CMD...   run a command inside a node's namespace
+  exec [--name LAB] NODE [-- CMD...]
+                                     run a command inside a node's namespace (none: a shell there)
   flows [--name LAB] [--filter EXPR] [--json]
                                      tracked flows with their original and translated tuples
   apply [--name LAB] -f FILE         apply changed NSGs, routes, ASE scale and apps to a running lab
