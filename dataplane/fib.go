@@ -81,10 +81,6 @@ func insertBroadcast(fib *route.Table[target], p netip.Prefix) {
 	if !p.Addr().Is4() || p.Bits() > 30 {
 		return // a /31 or /32 has no broadcast address
 	}
-	a := p.Addr().As4()
-	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-	last := n | (1<<(32-p.Bits()) - 1)
-	b := netip.AddrFrom4([4]byte{byte(last >> 24), byte(last >> 16), byte(last >> 8), byte(last)})
 	fib.Insert(host(p.Addr()), target{kind: targetBroadcast})
-	fib.Insert(host(b), target{kind: targetBroadcast})
+	fib.Insert(host(topology.LastAddr(p)), target{kind: targetBroadcast})
 }

@@ -190,12 +190,7 @@ func (b *builder) keepILBs() []dynamicILB {
 	var left []dynamicILB
 	for _, d := range b.dynamicILBs {
 		a, s := d.ase, d.ase.Subnet
-		var was *ASE
-		for _, r := range b.running.ASEs {
-			if r.Name == a.Name {
-				was = r
-			}
-		}
+		was := b.running.ASEByName(a.Name)
 		if was != nil && s != nil && was.Subnet != nil && strings.EqualFold(was.Subnet.Name, s.Name) &&
 			s.Prefix.Contains(was.ILB) && !Reserved(s.Prefix, was.ILB) && !b.explicit[was.ILB] {
 			a.ILB = was.ILB
@@ -235,7 +230,7 @@ func (b *builder) free(s *Subnet, next map[*Subnet]uint32) (netip.Addr, bool) {
 	if !started {
 		c = u32(s.Prefix.Addr()) + 4 // past .0 (network), .1 (gateway), .2 and .3 (Azure DNS)
 	}
-	last := u32(lastAddr(s.Prefix)) // broadcast
+	last := u32(LastAddr(s.Prefix)) // broadcast
 	for ; c < last; c++ {
 		if a := addr4(c); !b.explicit[a] {
 			next[s] = c + 1

@@ -362,7 +362,7 @@ func Reserved(p netip.Prefix, a netip.Addr) bool {
 	if !p.Addr().Is4() || !a.Is4() || !p.Contains(a) {
 		return false
 	}
-	return u32(a)-u32(p.Addr()) <= 3 || a == lastAddr(p)
+	return u32(a)-u32(p.Addr()) <= 3 || a == LastAddr(p)
 }
 
 // NodeByName returns the node with that name, or nil.
@@ -502,7 +502,9 @@ func addr4(u uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
 }
 
-// lastAddr is the highest address of p: the broadcast address of a subnet.
-func lastAddr(p netip.Prefix) netip.Addr {
+// LastAddr is the highest address of IPv4 prefix p: the broadcast address
+// of a subnet.
+func LastAddr(p netip.Prefix) netip.Addr {
+	p = p.Masked()
 	return addr4(u32(p.Addr()) | (1<<(32-p.Bits()) - 1))
 }

@@ -431,7 +431,7 @@ func (b *builder) reportOverlaps(spans []span) {
 	})
 	widest := -1
 	for _, i := range order {
-		if widest >= 0 && u32(spans[i].p.Addr()) <= u32(lastAddr(spans[widest].p)) {
+		if widest >= 0 && u32(spans[i].p.Addr()) <= u32(LastAddr(spans[widest].p)) {
 			first, second := spans[widest], spans[i]
 			if second.at.line < first.at.line || second.at.line == first.at.line && i < widest {
 				first, second = second, first
@@ -444,7 +444,7 @@ func (b *builder) reportOverlaps(spans []span) {
 			}
 			b.errAt(second.at, "%s overlaps %s%s", second.p, first.desc, why)
 		}
-		if widest < 0 || u32(lastAddr(spans[i].p)) > u32(lastAddr(spans[widest].p)) {
+		if widest < 0 || u32(LastAddr(spans[i].p)) > u32(LastAddr(spans[widest].p)) {
 			widest = i
 		}
 	}
