@@ -309,9 +309,7 @@ func (e *Engine) refuse(in *Port, ip header.IPv4, w *worker) {
 		return
 	}
 	if ip.Protocol() == header.ProtoTCP {
-		buf := w.reply
-		header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
-		if n := header.BuildTCPReset(buf[header.VirtioNetHdrLen:], ip); n > 0 {
+		if n := header.BuildTCPReset(w.replyBody(), ip); n > 0 {
 			e.answer(in, n, w)
 		}
 		return

@@ -10,21 +10,29 @@ import (
 // 1812's rules about when not to (errors about errors, non-first fragments,
 // broadcast) are applied by header.ShouldSendICMPError.
 func (e *Engine) sendError(in *Port, ip header.IPv4, typ, code uint8, rest uint32, w *worker) {
+	e.sendErrorFrom(in, in.gateway, ip, typ, code, rest, w)
+}
+
+// sendErrorFrom is sendError from address from: a gateway answers from
+// the address a packet was for, which need not be in's own.
+func (e *Engine) sendErrorFrom(in *Port, from header.Addr, ip header.IPv4, typ, code uint8, rest uint32, w *worker) {
 	if !header.ShouldSendICMPError(ip) || !answerable(in, ip) {
 		return
 	}
-	buf := w.reply
-	header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
-	n := header.BuildICMPError(buf[header.VirtioNetHdrLen:], in.gateway, typ, code, rest, ip)
-	if n == 0 {
-		return
+	if n := header.BuildICMPError(w.replyBody(), from, typ, code, rest, ip); n > 0 {
+		e.answer(in, n, w)
 	}
-	e.answer(in, n, w)
+}
+
+// replyBody is where a packet the dataplane itself sends is built: w.reply
+// after its virtio-net header, which it resets (no offload), for answer.
+func (w *worker) replyBody() []byte {
+	header.VirtioNetHdr(w.reply[:header.VirtioNetHdrLen]).Reset()
+	return w.reply[header.VirtioNetHdrLen:]
 }
 
 // answer writes back to port in the packet of n bytes the dataplane built
-// in w.reply after its virtio-net header: an ICMP error, a ping's reply or
-// a reset. A capture shows it too, as tcpdump in the node would.
+// in w.replyBody: an ICMP error, a ping's reply or a reset. A capture shows it too, as tcpdump in the node would.
 func (e *Engine) answer(in *Port, n int, w *worker) {
 	pkt := w.reply[:header.VirtioNetHdrLen+n]
 	e.transmit(in, in, pkt, w)
@@ -60,21 +68,13 @@ func (e *Engine) toGateway(s *snapshot, in *Port, ip header.IPv4, w *worker) {
 	case header.ProtoICMP:
 		p := ip.Payload()
 		if len(p) >= header.ICMPv4MinLen && header.ICMPv4(p).Type() == header.ICMPEchoRequest && !ip.IsFragment() && answerable(in, ip) {
-			buf := w.reply
-			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
-			if n := header.BuildEchoReply(buf[header.VirtioNetHdrLen:], ip); n > 0 {
+			if n := header.BuildEchoReply(w.replyBody(), ip); n > 0 {
 				e.answer(in, n, w)
 				return
 			}
 		}
 	case header.ProtoUDP:
-		if header.ShouldSendICMPError(ip) && answerable(in, ip) {
-			buf := w.reply
-			header.VirtioNetHdr(buf[:header.VirtioNetHdrLen]).Reset()
-			if n := header.BuildICMPError(buf[header.VirtioNetHdrLen:], ip.Dst(), header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, ip); n > 0 {
-				e.answer(in, n, w)
-			}
-		}
+		e.sendErrorFrom(in, ip.Dst(), ip, header.ICMPDestUnreachable, header.ICMPPortUnreachable, 0, w)
 	}
 	w.drop(in, DropToGateway)
 }
