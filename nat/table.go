@@ -160,7 +160,6 @@ type Table struct {
 	timeouts [8]atomic.Int64 // by State; 8 so that state&7 needs no bounds check
 	clock    Clock
 	max      int
-	mapped   int // bytes of slots and flows, which are outside the Go heap
 
 	_ [64]byte
 	// seq is odd while a deletion is moving slots, and changes with every
@@ -225,7 +224,6 @@ func New(cfg Config) (*Table, error) {
 		nslots:    uint64(nslots),
 		seed:      [3]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64()},
 		flows:     flows,
-		mapped:    len(slotsMem) + len(flowsMem),
 		clock:     cfg.Clock,
 		max:       n,
 		free:      noFlow,
