@@ -45,12 +45,6 @@ func downLab(lab string, stdout io.Writer, others bool) error {
 		if live := liveState(lab); live != nil {
 			st, running = live, true
 			stopped = stopDataplane(st)
-		} else if gone := goingDownState(lab); gone != nil {
-			// Already tearing its lab down: wait for it as for any
-			// emulator asked to stop, so the user hears the lab is down
-			// rather than that it was not running.
-			st, running = gone, true
-			stopped = stopDataplane(st)
 		} else if labRunning(lab) {
 			// Without its state, a running emulator cannot be told to stop.
 			if stErr == nil || errors.Is(stErr, os.ErrNotExist) {
@@ -68,7 +62,7 @@ func downLab(lab string, stdout io.Writer, others bool) error {
 		case errors.Is(err, errOlderEmulator):
 			// Its state names its process, which is stopped as any
 			// emulator's; until then it may be only testing the lock.
-			if old, _ := readState(lab); old != nil && old.PID > 0 && sameProcess(old.PID, old.StartTicks) && !running {
+			if old, _ := readState(lab); old != nil && old.alive() && !running {
 				st, running = old, true
 				stopped = stopDataplane(st)
 			} else if time.Now().After(olderDeadline) {
@@ -120,18 +114,20 @@ func downLab(lab string, stdout io.Writer, others bool) error {
 // itself, and returns its state; nil once no process holds the lock. An up
 // holds the lock before it writes its state: until then the file is absent,
 // or a crashed run's, which names a process that is gone. Removing the lab
-// then would pull its directory and namespaces from under that up.
+// then would pull its directory and namespaces from under that up. An
+// emulator already tearing its lab down is live too: down waits for it as
+// for one it asks to stop, and says the lab is down, not that it was not
+// running.
 func liveState(lab string) *labState {
 	for deadline := time.Now().Add(downGrace); labRunning(lab); time.Sleep(10 * time.Millisecond) {
-		st, err := readState(lab)
-		if err == nil && st.PID > 0 && sameProcess(st.PID, st.StartTicks) {
+		if st, err := readState(lab); err == nil && st.alive() {
 			return st
 		}
 		if time.Now().After(deadline) {
 			return nil
 		}
 	}
-	return nil
+	return goingDownState(lab)
 }
 
 // stopDataplane asks the lab's emulator process to tear its lab down, kills

@@ -248,7 +248,7 @@ func notRunning(lab string) error {
 	if st := goingDownState(lab); st != nil {
 		return fmt.Errorf("lab %s is going down: its emulator (pid %d) is tearing it down", lab, st.PID)
 	}
-	if st, err := readState(lab); err == nil && !(sameProcess(st.PID, st.StartTicks) && !zombie(st.PID)) {
+	if st, err := readState(lab); err == nil && !st.alive() {
 		return fmt.Errorf("lab %s is not running: its emulator (pid %d) ended without tearing it down (see %s); remove what it left with: "+self+" down --name %s, or start it again with: "+self+" up --name %s%s",
 			lab, st.PID, logPath(lab), lab, lab, othersRunning())
 	}
@@ -273,7 +273,7 @@ func runningLabs() []string {
 	}
 	var names []string
 	for _, e := range entries {
-		if st, err := readState(e.Name()); err == nil && sameProcess(st.PID, st.StartTicks) && !zombie(st.PID) {
+		if st, err := readState(e.Name()); err == nil && st.alive() {
 			names = append(names, e.Name())
 		}
 	}
@@ -337,7 +337,7 @@ func goingDownState(lab string) *labState {
 		return nil
 	}
 	st, err := readState(lab)
-	if err != nil || st.PID <= 0 || !sameProcess(st.PID, st.StartTicks) || zombie(st.PID) {
+	if err != nil || !st.alive() {
 		return nil
 	}
 	return st
@@ -396,6 +396,12 @@ func procStartTicks(pid int) (uint64, error) {
 func zombie(pid int) bool {
 	f, err := procStat(pid)
 	return err == nil && len(f) > 0 && f[0] == "Z"
+}
+
+// alive reports whether the emulator st records still runs: the same
+// process (its PID and start time, against reuse), and not a zombie.
+func (st *labState) alive() bool {
+	return st.PID > 0 && sameProcess(st.PID, st.StartTicks) && !zombie(st.PID)
 }
 
 // sameProcess reports whether pid is still the process that started at
