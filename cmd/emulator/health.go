@@ -351,9 +351,8 @@ func (m *monitor) snapshot() (map[string]probeState, map[string]aseHealth) {
 
 // frontEnd is front-end fe as the load balancer sees it: its probes'
 // state in probes (snapshot's), or, before its first probe, whether the
-// VIP sends it new flows. A front-end of the lab as it came up starts in
-// rotation; one added by apply starts out of it, until a probe succeeds
-// (F15).
+// VIP sends it new flows. Every front-end, at up or added by apply,
+// starts out of rotation until a probe succeeds (F15).
 func (m *monitor) frontEnd(probes map[string]probeState, fe string) probeState {
 	if ps, ok := probes[fe]; ok {
 		return ps
