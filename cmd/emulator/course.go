@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,6 +33,9 @@ func labUsage() string {
 // does, and run its dataplane as up's flags say.
 const labUpFlags = "UP FLAGS are up's: [--queues N] [--busy-poll D] [--io-uring=false] [--metrics 127.0.0.1:PORT]"
 
+// labVerbs are lab's commands.
+var labVerbs = []string{"list", "start", "check", "solve", "reset", "files"}
+
 // cmdLab runs the teaching labs of scripts/labs: it starts a lab's topology,
 // checks the learner's progress with real probes, and applies the reference
 // solution.
@@ -40,12 +44,12 @@ func cmdLab(args []string, stdout io.Writer) error {
 		return usagef("%s", labUsage())
 	}
 	verb := args[0]
-	switch verb {
-	case "list", "start", "check", "solve", "reset", "files":
-	case "-h", "--help", "help":
+	switch {
+	case slices.Contains(labVerbs, verb):
+	case verb == "-h", verb == "--help", verb == "help":
 		return helpRequest{strings.Replace(labUsage(), "lab: usage:", "usage:", 1) + "\n" + labUpFlags + "\n"}
 	default:
-		if s := closest(verb, []string{"list", "start", "check", "solve", "reset", "files"}); s != "" {
+		if s := closest(verb, labVerbs); s != "" {
 			return usagef("lab: unknown command %q; did you mean \"lab %s\"?\n%s", verb, s, labUsage())
 		}
 		return usagef("lab: unknown command %q\n%s", verb, labUsage())
