@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/aseemu/emulator/topology"
@@ -37,11 +36,7 @@ func TestRotation(t *testing.T) {
 // (F3) and is reachable; detached, its address no longer answers.
 func TestReconfigureAddsAndRemovesPorts(t *testing.T) {
 	l := newLab(t, nil)
-	yaml := strings.Replace(string(topology.DefaultYAML()), "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1", 1)
-	bigger, err := topology.Parse("scaled.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bigger := threeWorkers(t)
 	w3 := bigger.NodeByName("ase1-w3")
 	if w3 == nil || w3.Addr.String() != "10.0.1.8" {
 		t.Fatalf("scaled topology has ase1-w3 at %v, want 10.0.1.8", w3)
@@ -69,11 +64,7 @@ func TestReconfigureAddsAndRemovesPorts(t *testing.T) {
 // script compares before and after.
 func TestDropTotalsKeepRemovedPorts(t *testing.T) {
 	l := newLab(t, nil)
-	yaml := strings.Replace(string(topology.DefaultYAML()), "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1", 1)
-	bigger, err := topology.Parse("scaled.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bigger := threeWorkers(t)
 	dev := newMemDev("ase1-w3")
 	if err := l.e.Reconfigure(bigger, []PortSpec{{Node: bigger.NodeByName("ase1-w3"), Dev: dev}}, nil); err != nil {
 		t.Fatal(err)
@@ -98,4 +89,10 @@ func TestDropTotalsKeepRemovedPorts(t *testing.T) {
 	if n := l.e.Drops(DropBroadcast); n != 3 {
 		t.Errorf("Drops(broadcast) = %d after removing ase1-w3, want 3", n)
 	}
+}
+
+// threeWorkers is the default lab with ase1 scaled to three workers, as
+// apply would scale it: ase1-w3 at 10.0.1.8.
+func threeWorkers(t *testing.T) *topology.Topology {
+	return parseLab(t, "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
 }

@@ -32,11 +32,7 @@ func TestRealDevicesComeAndGo(t *testing.T) {
 }
 
 func testRealDevices(t *testing.T, epoll bool) {
-	yaml := strings.Replace(string(topology.DefaultYAML()), "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1", 1)
-	bigger, err := topology.Parse("scaled.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bigger := threeWorkers(t)
 	topo := topology.Default()
 	specs, real := realSpecs(t, topo, "ase1-w1", "echo")
 	e, err := New(topo, specs, Config{Epoll: epoll})
