@@ -91,15 +91,7 @@ func TestCapture(t *testing.T) {
 	// (a remote region), can fall into the capture before the curl's.
 	_, stderr, done := startCapture(t, file, "ase1-w1", "--name", l.name, "--filter", "tcp and port 80 and host 203.0.113.10", "-c", "2")
 	l.mustExec("ase1-w1", "curl", "-s", "-m", "5", "http://echo/")
-	select {
-	case err := <-done:
-		done <- err
-		if err != nil {
-			t.Fatalf("capture: %v: %s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("capture -c 2 did not end after the curl")
-	}
+	captureEnded(t, done, stderr, "capture ase1-w1 -c 2, after the curl")
 
 	pkts := readCapture(t, file)
 	if len(pkts) != 4 {
@@ -124,15 +116,7 @@ func TestCapture(t *testing.T) {
 	file = filepath.Join(t.TempDir(), "db1.pcapng")
 	_, stderr, done = startCapture(t, file, "db1", "--name", l.name, "--filter", "icmp", "-c", "2")
 	l.exec("db1", 10*time.Second, "ping", "-c", "1", "-t", "1", "-W", "2", "10.0.1.6")
-	select {
-	case err := <-done:
-		done <- err
-		if err != nil {
-			t.Fatalf("capture db1: %v: %s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("capture db1 -c 2 did not end after ping -t 1: the dataplane's time exceeded was not captured")
-	}
+	captureEnded(t, done, stderr, "capture db1 -c 2, after ping -t 1 (it waits for the dataplane's time exceeded)")
 	pkts = readCapture(t, file)
 	if len(pkts) != 2 || pkts[1].src != "10.0.2.1" || pkts[1].dst != "10.0.2.4" || !strings.Contains(strings.Join(pkts[1].comments, " "), "sent by the dataplane to db1") {
 		t.Errorf("capture db1 of ping -t 1: %+v; want the echo request, then the time exceeded from 10.0.2.1 commented as sent by the dataplane", pkts)
@@ -198,15 +182,7 @@ func TestCaptureDropComments(t *testing.T) {
 		file := filepath.Join(t.TempDir(), c.node+".pcapng")
 		_, stderr, done := startCapture(t, file, c.node, "--name", l.name, "--filter", c.filter, "-c", "1")
 		l.exec(c.from, 10*time.Second, c.probe...)
-		select {
-		case err := <-done:
-			done <- err
-			if err != nil {
-				t.Fatalf("capture %s: %v: %s", c.node, err, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("capture %s -c 1 did not end after %s", c.node, strings.Join(c.probe, " "))
-		}
+		captureEnded(t, done, stderr, fmt.Sprintf("capture %s -c 1, after %s", c.node, strings.Join(c.probe, " ")))
 		pkts := readCapture(t, file)
 		if len(pkts) != 1 {
 			t.Fatalf("capture %s -c 1 of a dropped SYN wrote %d records, want 1: %+v", c.node, len(pkts), pkts)
@@ -241,6 +217,22 @@ func startCapture(t *testing.T, file string, args ...string) (*exec.Cmd, *string
 	t.Cleanup(func() { capture.Process.Kill(); <-done })
 	waitFile(t, file, 64)
 	return capture, stderr, done
+}
+
+// captureEnded waits for a capture started with -c (startCapture) to end
+// by itself, and fails the test if it failed or has not ended within 10 s.
+// what names the capture and what it waits for.
+func captureEnded(t *testing.T, done chan error, stderr *strings.Builder, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		done <- err // for startCapture's cleanup
+		if err != nil {
+			t.Fatalf("%s: %v: %s", what, err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not end within 10 s", what)
+	}
 }
 
 // observeLab is the default lab with an NSG on vm-subnet that denies ase1
