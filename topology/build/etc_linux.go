@@ -22,23 +22,23 @@ const EtcDir = "/etc/netns"
 // nameserver (Azure DNS at 168.63.129.16), with search as the search
 // domain.
 func WriteResolvConf(name, nameserver, search string) error {
-	dir := filepath.Join(EtcDir, name)
-	if err := MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	conf := fmt.Sprintf("# written by the emulator for namespace %s\nnameserver %s\nsearch %s\n", name, nameserver, search)
-	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(conf), 0o644)
+	return writeEtc(name, "resolv.conf", fmt.Sprintf("# written by the emulator for namespace %s\nnameserver %s\nsearch %s\n", name, nameserver, search))
 }
 
 // WriteHostname makes /etc/hostname read hostname in namespace name, for
 // programs that read the file rather than ask the kernel (Enter's UTS
 // namespace), and for `ip netns exec`, which enters no UTS namespace.
 func WriteHostname(name, hostname string) error {
+	return writeEtc(name, "hostname", hostname+"\n")
+}
+
+// writeEtc writes file, which namespace name sees as /etc/FILE.
+func writeEtc(name, file, content string) error {
 	dir := filepath.Join(EtcDir, name)
 	if err := MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "hostname"), []byte(hostname+"\n"), 0o644)
+	return os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644)
 }
 
 // RemoveEtc removes namespace name's files under EtcDir, and EtcDir once
