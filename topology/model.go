@@ -213,6 +213,15 @@ func (a *ASE) AppAddr() netip.Addr {
 	return a.VIP
 }
 
+// FTPAddr is the address FTP, FTPS and FTP data arrive on (F2, F7): the
+// ILB address of an ILB ASE whose mode includes Publishing, else the VIP.
+func (a *ASE) FTPAddr() netip.Addr {
+	if a.Kind == KindILB && a.ILBMode != ILBModeWeb {
+		return a.ILB
+	}
+	return a.VIP
+}
+
 // App is a web app. It has no address of its own (F4): it runs on Workers,
 // behind the ASE's front-ends.
 type App struct {

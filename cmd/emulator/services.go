@@ -20,9 +20,10 @@ import (
 // the user starting anything: apps on workers, front-ends, the Internet
 // hosts' servers and Azure DNS on the platform node.
 type labServices struct {
-	certs map[string]*tls.Certificate // per ASE, shared by its front-ends
-	apps  map[string]*app.Server      // by worker
-	fes   map[string]*frontend.Server // by front-end
+	certs map[string]*tls.Certificate  // per ASE, shared by its front-ends
+	ftp   map[string]*frontend.FTPSite // per ASE, shared by its front-ends
+	apps  map[string]*app.Server       // by worker
+	fes   map[string]*frontend.Server  // by front-end
 	dns   *dns.Server
 	other map[string]io.Closer // echo and the peer answerers, by node
 }
@@ -32,6 +33,7 @@ type labServices struct {
 func startServices(t *topology.Topology, nets map[string]netx.Net) (*labServices, error) {
 	s := &labServices{
 		certs: map[string]*tls.Certificate{},
+		ftp:   map[string]*frontend.FTPSite{},
 		apps:  map[string]*app.Server{},
 		fes:   map[string]*frontend.Server{},
 		other: map[string]io.Closer{},
@@ -66,7 +68,10 @@ func (s *labServices) startNode(t *topology.Topology, n *topology.Node, net netx
 		if err != nil {
 			return err
 		}
-		srv, err := frontend.Start(net, frontend.Config{FrontEnd: n, Certificate: cert})
+		if s.ftp[n.ASE.Name] == nil {
+			s.ftp[n.ASE.Name] = frontend.NewFTPSite()
+		}
+		srv, err := frontend.Start(net, frontend.Config{FrontEnd: n, Certificate: cert, FTP: s.ftp[n.ASE.Name]})
 		if err != nil {
 			return err
 		}

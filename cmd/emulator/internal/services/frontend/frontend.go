@@ -2,11 +2,11 @@
 // ILB address) that takes every inbound port of F2 and F7.
 //
 // HTTP (80) and HTTPS (443, TLS ended here) are reverse-proxied by Host
-// header to a worker that runs the app. The other ports answer just enough
-// for nc and curl to show where each one lands: management (454, 455) a
-// status line, FTP (21) and FTPS (990) a banner, FTP data (10001-10020) an
-// accept, remote debugging (4016, 4018, 4020) a banner naming the Visual
-// Studio version.
+// header to a worker that runs the app. FTP (21) is a passive-mode FTP
+// server (ftp.go) whose data connections arrive on 10001-10020. The other
+// ports answer just enough for nc and curl to show where each one lands:
+// management (454, 455) a status line, FTPS (990) a banner, remote
+// debugging (4016, 4018, 4020) a banner naming the Visual Studio version.
 package frontend
 
 import (
@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -62,6 +63,11 @@ type Config struct {
 	// Make one per ASE and give it to each front-end, so that all of an
 	// ASE's front-ends show the same certificate, as behind a real VIP.
 	Certificate *tls.Certificate
+	// FTP is the ASE's FTP files and passive sessions. Nil: Start makes
+	// one. Give one per ASE to each of its front-ends, so that a data
+	// connection the load balancer sends to another front-end than its
+	// control connection's still finds its session.
+	FTP *FTPSite
 }
 
 // Certificate returns a self-signed certificate for ASE a's app names:
@@ -75,6 +81,8 @@ type Server struct {
 	state atomic.Pointer[state]
 	tr    *http.Transport
 	proxy *httputil.ReverseProxy
+	site  *FTPSite
+	ctx   context.Context // done once Close begins
 	g     netx.Group
 }
 
@@ -84,6 +92,7 @@ type state struct {
 	fe, ase, suffix string
 	apps            map[string]*route // by lower-case app name
 	names           []string
+	ftpAddr         netip.Addr // where clients reach FTP, which PASV advertises
 	cert            *tls.Certificate
 	certMade        bool // made by Start, so remade if the suffix changes
 }
@@ -132,7 +141,13 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("front-end %s: %w", cfg.FrontEnd.Name, err)
 	}
 
-	s := &Server{tr: netx.Transport(n)}
+	s := &Server{tr: netx.Transport(n), site: cfg.FTP}
+	if s.site == nil {
+		s.site = NewFTPSite()
+	}
+	var cancel context.CancelFunc
+	s.ctx, cancel = context.WithCancel(context.Background())
+	s.g.OnClose(func() error { cancel(); return nil })
 	s.state.Store(st)
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
@@ -156,11 +171,9 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 		s.g.ServeHTTP(l, &http.Server{Handler: mgmt, ReadHeaderTimeout: 10 * time.Second}, false)
 	}
 	s.g.Serve(ftpL, func(c net.Conn) { s.ftp(c, "FTP") })
-	s.g.Serve(ftpsL, func(c net.Conn) { s.ftp(c, "FTPS") })
-	for _, l := range dataL {
-		// Accepting is the whole answer: nc -z then reports the port
-		// open, and the connection is closed when this returns.
-		s.g.Serve(l, func(net.Conn) {})
+	s.g.Serve(ftpsL, func(c net.Conn) { s.banner(c, "FTPS") })
+	for i, l := range dataL {
+		s.g.Serve(l, func(c net.Conn) { s.site.accept(c, FTPDataFirst+i, s.ctx.Done()) })
 	}
 	for p, l := range debugL {
 		s.g.Serve(l, func(c net.Conn) { s.debug(c, p) })
@@ -195,7 +208,7 @@ func check(fe *topology.Node) error {
 
 func newState(fe *topology.Node, cert *tls.Certificate, old *state) (*state, error) {
 	a := fe.ASE
-	st := &state{fe: fe.Name, ase: a.Name, suffix: a.DNSSuffix, apps: make(map[string]*route, len(a.Apps)), cert: cert}
+	st := &state{fe: fe.Name, ase: a.Name, suffix: a.DNSSuffix, apps: make(map[string]*route, len(a.Apps)), ftpAddr: a.FTPAddr(), cert: cert}
 	for _, ap := range a.Apps {
 		st.apps[strings.ToLower(ap.Name)] = &route{app: ap.Name, workers: slices.Clone(ap.Workers)}
 		st.names = append(st.names, ap.Name)
@@ -271,7 +284,8 @@ func (s *Server) management(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, s.state.Load().fe+" management: ok, you are "+r.RemoteAddr+"\n")
 }
 
-func (s *Server) ftp(c net.Conn, proto string) {
+// banner shows where an FTP port lands without serving it.
+func (s *Server) banner(c net.Conn, proto string) {
 	st := s.state.Load()
 	fmt.Fprintf(c, "220 %s %s (emulated ASE %s)\r\n", st.fe, proto, st.ase)
 	c.SetReadDeadline(time.Now().Add(bannerReadTimeout))

@@ -1,0 +1,564 @@
+package frontend
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FTP is a small passive-mode FTP server: enough for curl and the usual
+// clients to log in (any user and password), list one directory per app,
+// download, upload into memory and delete. Active mode (PORT, EPRT) is
+// refused: the front-end cannot open a connection back to a client through
+// the load balancer, which is why Azure opens the data ports 10001-10020.
+
+const (
+	// loginTimeout is how long the control connection waits for a command
+	// before login: long enough to type USER into nc, short enough that a
+	// port scan does not leave connections behind for long.
+	loginTimeout = 30 * time.Second
+	// idleTimeout ends a logged-in session nobody uses.
+	idleTimeout = 5 * time.Minute
+	// dataWait is how long a transfer waits for the client's data
+	// connection: the one thing that never comes when an NSG lets 21 in
+	// and keeps 10001-10020 out.
+	dataWait = 10 * time.Second
+	// dataTimeout bounds a whole transfer, so a client that stops reading
+	// does not hold a session forever.
+	dataTimeout = 2 * time.Minute
+	// StoreLimit is what STOR may keep in memory for one ASE, all its
+	// files together: uploads live in the emulator's own memory.
+	StoreLimit = 64 << 20
+	// startFile is every app directory's file until someone deletes it.
+	startFile = "hostingstart.html"
+)
+
+// FTPSite is what the front-ends of one ASE share for FTP: its files and
+// its passive sessions. Give one to each front-end of an ASE, as with the
+// certificate.
+//
+// The data connection goes to VIP:port, where the load balancer picks a
+// front-end by the connection's 5-tuple, not the control connection's: it
+// may land on another front-end than the one that answered PASV. Azure's
+// front-ends share their sessions behind the scenes; ours are goroutines
+// of one process, so a table in memory does it. A data connection finds
+// its session by the data port and the client's address, which the load
+// balancer keeps (F2).
+type FTPSite struct {
+	mu      sync.Mutex
+	apps    map[string]*ftpDir // by lower-case app name, made on first use
+	used    int                // bytes of every file, reserved uploads included
+	passive map[passiveKey]*passive
+	next    int // where the search for a free data port starts
+}
+
+type ftpDir struct {
+	files map[string]*ftpFile
+}
+
+type ftpFile struct {
+	data []byte
+	mod  time.Time
+}
+
+type passiveKey struct {
+	port   int
+	client netip.Addr
+}
+
+// passive is a session's open PASV: the front-end that accepts the data
+// connection hands it over on conns.
+type passive struct {
+	key   passiveKey
+	conns chan *dataConn // buffered 1; sent to under FTPSite.mu only
+}
+
+// dataConn is a data connection lent to a session by the front-end that
+// accepted it, which keeps it until done is closed.
+type dataConn struct {
+	net.Conn
+	done chan struct{}
+}
+
+func (d *dataConn) release() {
+	d.Close()
+	close(d.done)
+}
+
+// NewFTPSite returns an ASE's FTP site: every app's directory holds
+// hostingstart.html.
+func NewFTPSite() *FTPSite {
+	return &FTPSite{apps: map[string]*ftpDir{}, passive: map[passiveKey]*passive{}}
+}
+
+// dir is app's directory, made with its start file the first time; mu held.
+func (f *FTPSite) dir(app string) *ftpDir {
+	k := strings.ToLower(app)
+	d := f.apps[k]
+	if d == nil {
+		page := fmt.Sprintf("<html><body><h1>%s is up and running</h1><p>Served by FTP from the emulated ASE; upload next to it with curl -T.</p></body></html>\n", app)
+		d = &ftpDir{files: map[string]*ftpFile{startFile: {data: []byte(page), mod: time.Now().UTC()}}}
+		f.used += len(page)
+		f.apps[k] = d
+	}
+	return d
+}
+
+// open registers a passive session for client on a free data port.
+func (f *FTPSite) open(client netip.Addr) (*passive, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := FTPDataLast - FTPDataFirst + 1
+	for i := range n {
+		k := passiveKey{FTPDataFirst + (f.next+i)%n, client}
+		if f.passive[k] == nil {
+			f.next = (f.next + i + 1) % n
+			p := &passive{key: k, conns: make(chan *dataConn, 1)}
+			f.passive[k] = p
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// cancel unregisters p and releases a data connection it was given.
+func (f *FTPSite) cancel(p *passive) {
+	if p == nil {
+		return
+	}
+	f.mu.Lock()
+	if f.passive[p.key] == p {
+		delete(f.passive, p.key)
+	}
+	f.mu.Unlock()
+	// No send can follow: sends happen under mu while p is registered.
+	select {
+	case d := <-p.conns:
+		d.release()
+	default:
+	}
+}
+
+// accept lends c, accepted on data port port, to the session waiting for
+// it, and waits until the session is done with it or stop ends. With no
+// session waiting, it returns at once and c is closed: nc -z still finds
+// the port open.
+func (f *FTPSite) accept(c net.Conn, port int, stop <-chan struct{}) {
+	client := remoteAddr(c)
+	f.mu.Lock()
+	p := f.passive[passiveKey{port, client}]
+	var d *dataConn
+	if p != nil {
+		delete(f.passive, p.key)
+		d = &dataConn{Conn: c, done: make(chan struct{})}
+		p.conns <- d
+	}
+	f.mu.Unlock()
+	if d == nil {
+		return
+	}
+	select {
+	case <-d.done:
+	case <-stop:
+	}
+}
+
+func remoteAddr(c net.Conn) netip.Addr {
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	return ap.Addr().Unmap()
+}
+
+// ftpSession is one control connection.
+type ftpSession struct {
+	s       *Server
+	site    *FTPSite
+	c       net.Conn
+	r       *bufio.Reader
+	client  netip.Addr
+	user    string
+	login   bool
+	cwd     string // "/" or "/APP"
+	binary  bool
+	pasv    *passive
+	proto   string
+	closing context.Context
+}
+
+// ftp serves FTP on control connection c.
+func (s *Server) ftp(c net.Conn, proto string) {
+	st := s.state.Load()
+	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReader(c), client: remoteAddr(c), cwd: "/", proto: proto, closing: s.ctx}
+	defer func() { fs.site.cancel(fs.pasv) }()
+	fs.reply(220, "%s %s (emulated ASE %s)", st.fe, proto, st.ase)
+	for {
+		timeout := idleTimeout
+		if !fs.login {
+			timeout = loginTimeout
+		}
+		c.SetReadDeadline(time.Now().Add(timeout))
+		line, err := fs.r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+		if !fs.command(strings.ToUpper(cmd), arg) {
+			return
+		}
+	}
+}
+
+func (fs *ftpSession) reply(code int, format string, a ...any) {
+	fs.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(fs.c, "%d %s\r\n", code, fmt.Sprintf(format, a...))
+}
+
+// command runs one command and reports whether the session goes on.
+func (fs *ftpSession) command(cmd, arg string) bool {
+	switch cmd {
+	case "QUIT":
+		fs.reply(221, "Goodbye.")
+		return false
+	case "NOOP":
+		fs.reply(200, "OK.")
+		return true
+	case "USER":
+		fs.user, fs.login = arg, false
+		fs.reply(331, "Any password will do for %s (emulated ASE: every user and password logs in).", arg)
+		return true
+	case "PASS":
+		if fs.user == "" {
+			fs.reply(503, "Send USER first.")
+			return true
+		}
+		fs.login = true
+		fs.reply(230, "Logged in as %s; one directory per app of ASE %s.", fs.user, fs.s.state.Load().ase)
+		return true
+	case "SYST":
+		fs.reply(215, "UNIX Type: L8")
+		return true
+	case "FEAT":
+		fs.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(fs.c, "211-Features:\r\n EPSV\r\n PASV\r\n SIZE\r\n MDTM\r\n UTF8\r\n211 End\r\n")
+		return true
+	case "OPTS":
+		fs.reply(200, "OK.")
+		return true
+	case "PORT", "EPRT":
+		fs.reply(502, "Active mode is not served: the front-end cannot connect back to you through the load balancer; use passive mode (PASV or EPSV, data ports %d-%d).", FTPDataFirst, FTPDataLast)
+		return true
+	case "AUTH":
+		fs.reply(502, "No explicit TLS on %s; FTPS is on port %d.", fs.proto, FTPSPort)
+		return true
+	}
+	if !fs.login {
+		fs.reply(530, "Log in with USER and PASS first.")
+		return true
+	}
+	switch cmd {
+	case "PWD", "XPWD":
+		fs.reply(257, "%q is the current directory.", fs.cwd)
+	case "CWD", "XCWD":
+		fs.cd(arg)
+	case "CDUP", "XCUP":
+		fs.cd("..")
+	case "TYPE":
+		switch strings.ToUpper(strings.TrimSpace(arg)) {
+		case "A", "A N":
+			fs.binary = false
+			fs.reply(200, "Type set to A.")
+		case "I", "L 8":
+			fs.binary = true
+			fs.reply(200, "Type set to I.")
+		default:
+			fs.reply(504, "Type %s is not served; use A or I.", arg)
+		}
+	case "SIZE", "MDTM":
+		app, name, ok := fs.file(arg)
+		var fl *ftpFile
+		if ok {
+			fs.site.mu.Lock()
+			fl = fs.site.dir(app).files[name] // replaced, never changed in place
+			fs.site.mu.Unlock()
+		}
+		switch {
+		case fl == nil:
+			fs.reply(550, "%s: no such file.", arg)
+		case cmd == "SIZE":
+			fs.reply(213, "%d", len(fl.data))
+		default:
+			fs.reply(213, "%s", fl.mod.Format("20060102150405"))
+		}
+	case "EPSV", "PASV":
+		fs.passive(cmd)
+	case "LIST", "NLST":
+		fs.list(cmd == "LIST", arg)
+	case "RETR":
+		fs.retr(arg)
+	case "STOR":
+		fs.stor(arg)
+	case "DELE":
+		app, name, ok := fs.file(arg)
+		deleted := false
+		if ok {
+			fs.site.mu.Lock()
+			d := fs.site.dir(app)
+			if f := d.files[name]; f != nil {
+				fs.site.used -= len(f.data)
+				delete(d.files, name)
+				deleted = true
+			}
+			fs.site.mu.Unlock()
+		}
+		if !deleted {
+			fs.reply(550, "%s: no such file.", arg)
+		} else {
+			fs.reply(250, "%s deleted.", arg)
+		}
+	default:
+		fs.reply(502, "%s is not implemented.", cmd)
+	}
+	return true
+}
+
+// resolve returns the absolute, clean form of p relative to the current
+// directory.
+func (fs *ftpSession) resolve(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		p = fs.cwd + "/" + p
+	}
+	return path.Clean(p)
+}
+
+// app returns the ASE's app called name (any case), as topology spells it.
+func (fs *ftpSession) app(name string) (string, bool) {
+	rt := fs.s.state.Load().apps[strings.ToLower(name)]
+	if rt == nil {
+		return "", false
+	}
+	return rt.app, true
+}
+
+// file splits p into an app of the ASE and a file name in its directory.
+func (fs *ftpSession) file(p string) (app, name string, ok bool) {
+	dir, name := path.Split(fs.resolve(p))
+	dir = strings.Trim(dir, "/")
+	if dir == "" || strings.Contains(dir, "/") || name == "" {
+		return "", "", false
+	}
+	app, ok = fs.app(dir)
+	return app, name, ok
+}
+
+func (fs *ftpSession) cd(arg string) {
+	p := fs.resolve(arg)
+	if p == "/" {
+		fs.cwd = p
+		fs.reply(250, "Directory is now /.")
+		return
+	}
+	name := strings.TrimPrefix(p, "/")
+	app, ok := fs.app(name)
+	if strings.Contains(name, "/") || !ok {
+		fs.reply(550, "%s: no such directory; / holds one directory per app.", p)
+		return
+	}
+	fs.cwd = "/" + app
+	fs.reply(250, "Directory is now %s.", fs.cwd)
+}
+
+// passive opens a passive data port. PASV advertises the address the
+// client reached FTP on, which the load balancer forwards (the ASE's VIP,
+// or its ILB address when its mode puts FTP there), never the front-end's
+// own: the client cannot reach that.
+func (fs *ftpSession) passive(cmd string) {
+	fs.site.cancel(fs.pasv)
+	fs.pasv = nil
+	p, ok := fs.site.open(fs.client)
+	if !ok {
+		fs.reply(425, "Every data port (%d-%d) is waiting for a connection from %s.", FTPDataFirst, FTPDataLast, fs.client)
+		return
+	}
+	fs.pasv = p
+	port := p.key.port
+	if cmd == "EPSV" {
+		fs.reply(229, "Entering Extended Passive Mode (|||%d|)", port)
+		return
+	}
+	a := fs.s.state.Load().ftpAddr.As4()
+	fs.reply(227, "Entering Passive Mode (%d,%d,%d,%d,%d,%d)", a[0], a[1], a[2], a[3], port>>8, port&0xff)
+}
+
+// data waits for the data connection of the session's open PASV, which
+// the transfer then has until dataTimeout.
+func (fs *ftpSession) data() *dataConn {
+	p := fs.pasv
+	fs.pasv = nil
+	if p == nil {
+		fs.reply(425, "Use PASV or EPSV first.")
+		return nil
+	}
+	t := time.NewTimer(dataWait)
+	defer t.Stop()
+	select {
+	case d := <-p.conns:
+		fs.reply(150, "Data connection open on port %d.", p.key.port)
+		d.SetDeadline(time.Now().Add(dataTimeout))
+		return d
+	case <-t.C:
+		fs.site.cancel(p)
+		fs.reply(425, "No data connection from %s to port %d within %v: is it denied on the way (an NSG on 10001-10020)?", fs.client, p.key.port, dataWait)
+	case <-fs.closing.Done():
+		fs.site.cancel(p)
+	}
+	return nil
+}
+
+// transfer runs f on the data connection, which it then closes, and
+// replies with f's result.
+func (fs *ftpSession) transfer(f func(d *dataConn) (int, string)) {
+	d := fs.data()
+	if d == nil {
+		return
+	}
+	// The front-end closing ends a transfer its client has stopped reading.
+	stop := context.AfterFunc(fs.closing, func() { d.Close() })
+	code, msg := f(d)
+	stop()
+	d.release()
+	fs.reply(code, "%s", msg)
+}
+
+func (fs *ftpSession) list(long bool, arg string) {
+	// Clients send ls options ("LIST -al"): there are none to honour.
+	if strings.HasPrefix(arg, "-") {
+		_, arg, _ = strings.Cut(arg, " ")
+	}
+	p := fs.resolve(arg)
+	var lines []string
+	if p == "/" {
+		for _, name := range fs.s.state.Load().names {
+			lines = append(lines, fs.entry(long, true, name, 0, time.Now().UTC()))
+		}
+	} else {
+		name := strings.TrimPrefix(p, "/")
+		app, ok := fs.app(name)
+		if strings.Contains(name, "/") || !ok {
+			fs.reply(550, "%s: no such directory.", p)
+			return
+		}
+		fs.site.mu.Lock()
+		files := fs.site.dir(app).files
+		for _, n := range slices.Sorted(maps.Keys(files)) {
+			lines = append(lines, fs.entry(long, false, n, len(files[n].data), files[n].mod))
+		}
+		fs.site.mu.Unlock()
+	}
+	fs.transfer(func(d *dataConn) (int, string) {
+		for _, l := range lines {
+			if _, err := io.WriteString(d, l+"\r\n"); err != nil {
+				return 426, "Listing cut: " + err.Error()
+			}
+		}
+		return 226, "Listing sent."
+	})
+}
+
+func (fs *ftpSession) entry(long, dir bool, name string, size int, mod time.Time) string {
+	if !long {
+		return name
+	}
+	mode := "-rw-r--r--"
+	if dir {
+		mode = "drwxr-xr-x"
+	}
+	return fmt.Sprintf("%s 1 owner group %12d %s %s", mode, size, mod.Format("Jan _2 15:04"), name)
+}
+
+func (fs *ftpSession) retr(arg string) {
+	app, name, ok := fs.file(arg)
+	var data []byte
+	if ok {
+		fs.site.mu.Lock()
+		if f := fs.site.dir(app).files[name]; f != nil {
+			data = f.data
+		}
+		fs.site.mu.Unlock()
+	}
+	if data == nil {
+		fs.reply(550, "%s: no such file.", arg)
+		return
+	}
+	fs.transfer(func(d *dataConn) (int, string) {
+		if _, err := d.Write(data); err != nil {
+			return 426, "Transfer cut: " + err.Error()
+		}
+		return 226, "Transfer complete."
+	})
+}
+
+func (fs *ftpSession) stor(arg string) {
+	app, name, ok := fs.file(arg)
+	if !ok {
+		fs.reply(553, "%s: upload into an app's directory (/APP/FILE).", arg)
+		return
+	}
+	fs.transfer(func(d *dataConn) (int, string) {
+		data, err := fs.site.receive(d)
+		if err != nil {
+			return 552, "Upload not stored: " + err.Error()
+		}
+		fs.site.mu.Lock()
+		dir := fs.site.dir(app)
+		if old := dir.files[name]; old != nil {
+			fs.site.used -= len(old.data)
+		}
+		dir.files[name] = &ftpFile{data: data, mod: time.Now().UTC()}
+		fs.site.mu.Unlock()
+		return 226, fmt.Sprintf("Stored %d bytes as /%s/%s.", len(data), app, name)
+	})
+}
+
+// receive reads an upload, reserving room for it in the site as it comes,
+// so that uploads together never hold more than StoreLimit.
+func (f *FTPSite) receive(r io.Reader) ([]byte, error) {
+	var data []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			f.mu.Lock()
+			full := f.used+n > StoreLimit
+			if !full {
+				f.used += n
+			}
+			f.mu.Unlock()
+			if full {
+				f.release(len(data))
+				return nil, fmt.Errorf("this ASE's FTP files are limited to %d MiB in all (they live in the emulator's memory).", StoreLimit>>20)
+			}
+			data = append(data, buf[:n]...)
+		}
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			f.release(len(data))
+			return nil, fmt.Errorf("cut: %v", err)
+		}
+	}
+}
+
+func (f *FTPSite) release(n int) {
+	f.mu.Lock()
+	f.used -= n
+	f.mu.Unlock()
+}

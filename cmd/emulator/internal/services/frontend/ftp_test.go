@@ -1,0 +1,292 @@
+package frontend
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/topology"
+)
+
+// ftpClient is the client side of an FTP control connection.
+type ftpClient struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+// loginFTP connects to addr and logs in as a user the front-end never
+// heard of.
+func loginFTP(t *testing.T, addr string) *ftpClient {
+	t.Helper()
+	c, r, banner := dialLine(t, addr)
+	t.Cleanup(func() { c.Close() })
+	if !strings.HasPrefix(banner, "220 ") {
+		t.Fatalf("banner %q, want 220", banner)
+	}
+	f := &ftpClient{t: t, c: c, r: r}
+	f.want("331", "USER someone")
+	f.want("230", "PASS anything")
+	return f
+}
+
+// cmd sends a command and returns its whole reply.
+func (f *ftpClient) cmd(line string) string {
+	f.t.Helper()
+	f.c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(f.c, line+"\r\n"); err != nil {
+		f.t.Fatalf("%s: %v", line, err)
+	}
+	return f.read(line)
+}
+
+// read reads the reply to line.
+func (f *ftpClient) read(line string) string {
+	f.t.Helper()
+	f.c.SetDeadline(time.Now().Add(5 * time.Second))
+	var reply string
+	for {
+		l, err := f.r.ReadString('\n')
+		reply += l
+		if err != nil {
+			f.t.Fatalf("%s: reply %q: %v", line, reply, err)
+		}
+		// A multi-line reply ("211-") ends with its code and a space.
+		if len(l) >= 4 && l[3] == ' ' && strings.HasPrefix(reply, l[:3]) {
+			return reply
+		}
+	}
+}
+
+// want sends a command and fails the test unless the reply has code.
+func (f *ftpClient) want(code, line string) string {
+	f.t.Helper()
+	return f.check(code, line, f.cmd(line))
+}
+
+func (f *ftpClient) check(code, line, reply string) string {
+	f.t.Helper()
+	if !strings.HasPrefix(reply, code+" ") && !strings.HasPrefix(reply, code+"-") {
+		f.t.Fatalf("%s: reply %q, want %s", line, reply, code)
+	}
+	return reply
+}
+
+var epsvPort = regexp.MustCompile(`\(\|\|\|(\d+)\|\)`)
+
+// epsv opens a passive port and connects to it on fe, which need not be
+// the front-end of the control connection.
+func (f *ftpClient) epsv(fe *netx.Loopback) net.Conn {
+	f.t.Helper()
+	reply := f.want("229", "EPSV")
+	m := epsvPort.FindStringSubmatch(reply)
+	if m == nil {
+		f.t.Fatalf("EPSV reply %q names no port", reply)
+	}
+	port, _ := strconv.Atoi(m[1])
+	if port < FTPDataFirst || port > FTPDataLast {
+		f.t.Fatalf("EPSV gave port %d, want one of %d-%d, the ports the load balancer opens", port, FTPDataFirst, FTPDataLast)
+	}
+	d, err := net.DialTimeout("tcp", fe.Addr("tcp", port), 5*time.Second)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	d.SetDeadline(time.Now().Add(5 * time.Second))
+	return d
+}
+
+// get runs a command that sends data (LIST, NLST, RETR) through fe and
+// returns the data.
+func (f *ftpClient) get(fe *netx.Loopback, line string) string {
+	f.t.Helper()
+	d := f.epsv(fe)
+	defer d.Close()
+	f.want("150", line)
+	b, err := io.ReadAll(d)
+	if err != nil {
+		f.t.Fatalf("%s: reading the data: %v", line, err)
+	}
+	f.check("226", line, f.read(line))
+	return string(b)
+}
+
+// put stores data with STOR and returns the final reply.
+func (f *ftpClient) put(fe *netx.Loopback, name string, data []byte) string {
+	f.t.Helper()
+	d := f.epsv(fe)
+	defer d.Close()
+	f.want("150", "STOR "+name)
+	d.SetDeadline(time.Now().Add(30 * time.Second))
+	d.Write(data)
+	d.Close()
+	return f.read("STOR " + name)
+}
+
+func TestFTPListDownloadUpload(t *testing.T) { // F2: FTP 21 and data 10001-10020
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	if r := f.want("257", "PWD"); !strings.Contains(r, `"/"`) {
+		t.Errorf("PWD = %q, want /", r)
+	}
+	if got := f.get(l.fe, "LIST"); !strings.Contains(got, "app1\r\n") || !strings.HasPrefix(got, "d") {
+		t.Errorf("LIST of / = %q, want the directory app1", got)
+	}
+	f.want("550", "CWD nosuchapp")
+	f.want("250", "CWD app1")
+	if r := f.want("257", "PWD"); !strings.Contains(r, `"/app1"`) {
+		t.Errorf("PWD after CWD app1 = %q, want /app1", r)
+	}
+	f.want("200", "TYPE I")
+	page := f.get(l.fe, "RETR hostingstart.html")
+	if !strings.Contains(page, "app1") {
+		t.Errorf("RETR hostingstart.html = %q, want app1's start page", page)
+	}
+	if r := f.want("213", "SIZE /app1/hostingstart.html"); strings.TrimSpace(r) != fmt.Sprintf("213 %d", len(page)) {
+		t.Errorf("SIZE = %q, want 213 %d", r, len(page))
+	}
+	f.want("213", "MDTM hostingstart.html")
+
+	upload := bytes.Repeat([]byte("uploaded by ftp\n"), 10000)
+	if r := f.put(l.fe, "up.txt", upload); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR up.txt: %q, want 226", r)
+	}
+	if got := f.get(l.fe, "NLST"); got != "hostingstart.html\r\nup.txt\r\n" {
+		t.Errorf("NLST of /app1 after STOR = %q, want hostingstart.html and up.txt", got)
+	}
+	if got := f.get(l.fe, "RETR /app1/up.txt"); got != string(upload) {
+		t.Errorf("RETR of the upload gave %d bytes, want the %d stored", len(got), len(upload))
+	}
+	f.want("250", "DELE up.txt")
+	f.want("550", "SIZE up.txt")
+	f.want("250", "CDUP")
+	f.want("553", "STOR at-the-root.txt")
+	f.want("221", "QUIT")
+}
+
+func TestFTPRefusesWhatItCannotServe(t *testing.T) {
+	l := newLab(t)
+	c, r, _ := dialLine(t, l.fe.Addr("tcp", FTPPort))
+	defer c.Close()
+	f := &ftpClient{t: t, c: c, r: r}
+	f.want("530", "LIST")
+	f.want("331", "USER anonymous")
+	f.want("230", "PASS x")
+	if feat := f.want("211", "FEAT"); !strings.Contains(feat, " EPSV\r\n") || !strings.Contains(feat, " PASV\r\n") {
+		t.Errorf("FEAT = %q, want EPSV and PASV", feat)
+	}
+	f.want("215", "SYST")
+	f.want("200", "NOOP")
+	// The front-end cannot connect out to the client through the load
+	// balancer: active mode gets a refusal that points at passive mode.
+	for _, active := range []string{"PORT 198,51,100,10,200,10", "EPRT |1|198.51.100.10|51210|"} {
+		if r := f.want("502", active); !strings.Contains(r, "passive") {
+			t.Errorf("%s: %q, want a refusal pointing at passive mode", active, r)
+		}
+	}
+	f.want("425", "RETR /app1/hostingstart.html")
+	f.want("502", "SITE CHMOD 777 x")
+	f.want("504", "TYPE E")
+}
+
+// F2, F7: PASV names the address the client reached FTP on, never the
+// front-end's own, which the client cannot reach through the load
+// balancer.
+func TestFTPPASVAdvertisesWhereFTPArrives(t *testing.T) {
+	for _, c := range []struct{ fe, mode, want string }{
+		{"ase1-fe1", "", "192,23,1,2"},
+		{"ase3-fe1", topology.ILBModeWebPublishing, "10,0,4,8"},
+		{"ase3-fe1", topology.ILBModePublishing, "10,0,4,8"},
+		{"ase3-fe1", topology.ILBModeWeb, "192,23,3,2"},
+	} {
+		topo := topology.Default()
+		fe := topo.NodeByName(c.fe)
+		if c.mode != "" {
+			fe.ASE.ILBMode = c.mode
+		}
+		n := netx.NewLoopback(c.fe)
+		s, err := Start(n, Config{FrontEnd: fe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := loginFTP(t, n.Addr("tcp", FTPPort))
+		reply := f.want("227", "PASV")
+		m := regexp.MustCompile(`\((\d+,\d+,\d+,\d+),(\d+),(\d+)\)`).FindStringSubmatch(reply)
+		if m == nil {
+			t.Fatalf("PASV reply %q has no address", reply)
+		}
+		hi, _ := strconv.Atoi(m[2])
+		lo, _ := strconv.Atoi(m[3])
+		if port := hi<<8 | lo; m[1] != c.want || port < FTPDataFirst || port > FTPDataLast {
+			t.Errorf("%s %q: PASV gave %s port %d, want %s and a port in %d-%d", c.fe, c.mode, m[1], port, c.want, FTPDataFirst, FTPDataLast)
+		}
+		s.Close()
+	}
+}
+
+// The load balancer picks a front-end per connection, so the data
+// connection may reach a front-end other than the control connection's.
+func TestFTPDataOnAnotherFrontEnd(t *testing.T) {
+	topo := topology.Default()
+	reg := netx.NewRegistry()
+	site := NewFTPSite()
+	var fes []*netx.Loopback
+	for _, name := range []string{"ase1-fe1", "ase1-fe2"} {
+		n := reg.Node(name)
+		s, err := Start(n, Config{FrontEnd: topo.NodeByName(name), FTP: site})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		fes = append(fes, n)
+	}
+	f := loginFTP(t, fes[0].Addr("tcp", FTPPort))
+	if r := f.put(fes[1], "/app1/via-fe2.txt", []byte("hello")); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR with the data on the other front-end: %q, want 226", r)
+	}
+	// Another session, on the other front-end, sees the same files.
+	g := loginFTP(t, fes[1].Addr("tcp", FTPPort))
+	if got := g.get(fes[0], "RETR /app1/via-fe2.txt"); got != "hello" {
+		t.Errorf("RETR from ase1-fe2 with data on ase1-fe1: %q, want hello", got)
+	}
+}
+
+func TestFTPStoreLimit(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	if r := f.put(l.fe, "/app1/big", make([]byte, StoreLimit+1)); !strings.HasPrefix(r, "552 ") {
+		t.Errorf("STOR of more than StoreLimit: %q, want 552", r)
+	}
+	// The refused upload gave back what it had taken.
+	if r := f.put(l.fe, "/app1/small", make([]byte, 1000)); !strings.HasPrefix(r, "226 ") {
+		t.Errorf("STOR after a refused one: %q, want 226", r)
+	}
+}
+
+// A transfer waiting for its data connection must not hold Close up.
+func TestCloseWithFTPWaitingForData(t *testing.T) {
+	topo := topology.Default()
+	n := netx.NewLoopback("ase1-fe1")
+	s, err := Start(n, Config{FrontEnd: topo.NodeByName("ase1-fe1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := loginFTP(t, n.Addr("tcp", FTPPort))
+	f.want("229", "EPSV")
+	io.WriteString(f.c, "LIST\r\n")
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("Close took %v with LIST waiting for its data connection", time.Since(start))
+	}
+}
