@@ -1,0 +1,58 @@
+package test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// F2: FTP through the VIP with a real client. The data connection goes to
+// VIP:10001-10020 and the load balancer picks its front-end on its own
+// 5-tuple, so some of these transfers have their data on the front-end
+// that did not answer the control connection.
+func TestFTPThroughVIP(t *testing.T) {
+	l := upLab(t)
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-m", "20", "ftp://192.23.1.2/"); r.code != 0 || !strings.Contains(r.stdout, "app1") {
+		t.Errorf("curl ftp://192.23.1.2/ from client: want a listing with app1's directory, got %v", r)
+	}
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-m", "20", "ftp://192.23.1.2/app1/hostingstart.html"); r.code != 0 || !strings.Contains(r.stdout, "app1") {
+		t.Errorf("download of app1/hostingstart.html: want app1's start page, got %v", r)
+	}
+	body := filepath.Join(t.TempDir(), "upload.txt")
+	want := strings.Repeat("uploaded through the VIP\n", 4000)
+	if err := os.WriteFile(body, []byte(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-m", "20", "-T", body, "ftp://192.23.1.2/app1/"); r.code != 0 {
+		t.Fatalf("curl -T upload.txt ftp://192.23.1.2/app1/: %v", r)
+	}
+	for range 4 {
+		if r := l.exec("client", 30*time.Second, "curl", "-sS", "-m", "20", "ftp://192.23.1.2/app1/upload.txt"); r.code != 0 || r.stdout != want {
+			t.Errorf("download of the upload: want the %d bytes sent, got exit %d with %d bytes (stderr %q)", len(want), r.code, len(r.stdout), r.stderr)
+		}
+	}
+	// F7: ase3's mode "Web, Publishing" puts FTP on its ILB address, and
+	// PASV says so; curl is told to trust the address PASV gives.
+	r := l.exec("db1", 30*time.Second, "curl", "-sS", "-v", "-m", "20", "--disable-epsv", "--no-ftp-skip-pasv-ip", "ftp://10.0.4.8/")
+	if r.code != 0 || !strings.Contains(r.stdout, "app3") || !strings.Contains(r.stderr, "227 Entering Passive Mode (10,0,4,8,") {
+		t.Errorf("F7: db1 -> ftp://10.0.4.8/ with PASV: want app3 listed and PASV advertising 10.0.4.8, got %v", r)
+	}
+}
+
+// F2, F5: an NSG that lets FTP's control port in but not its data ports.
+// The login and a control-only command work (curl -I asks SIZE and MDTM),
+// while a listing, which needs a data connection, times out (exit 28).
+func TestFTPDataPortsDeniedByNSG(t *testing.T) {
+	file := writeTopology(t, "ftp-nsg.yaml", withNSG("10.0.1.0/26", "ase1-nsg",
+		`{name: AllowFTP, priority: 100, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: Internet, destinationPortRange: "21"}`,
+		`{name: DenyFTPData, priority: 200, direction: Inbound, access: Deny, protocol: Tcp, sourceAddressPrefix: Internet, destinationPortRange: 10001-10020}`)...)
+	l := upLab(t, "-f", file)
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-I", "-m", "20", "ftp://192.23.1.2/app1/hostingstart.html"); r.code != 0 || !strings.Contains(r.stdout, "Content-Length:") {
+		t.Errorf("curl -I (login and SIZE, no data port) through an NSG allowing 21: want exit 0 with the file's size, got %v", r)
+	}
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "--connect-timeout", "3", "-m", "20", "ftp://192.23.1.2/"); r.code != 28 || r.stdout != "" {
+		t.Errorf("listing with 10001-10020 denied: want curl to time out on the data connection (exit 28) with nothing listed, got %v", r)
+	}
+}
