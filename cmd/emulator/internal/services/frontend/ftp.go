@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// FTP is a small passive-mode FTP server: enough for curl and the usual
+// A front-end's FTP is a small passive-mode server: enough for curl and the usual
 // clients to log in (any user and password), list one directory per app,
 // download, upload into memory and delete. Active mode (PORT, EPRT) is
 // refused: the front-end cannot open a connection back to a client through
