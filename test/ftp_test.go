@@ -41,7 +41,7 @@ func TestFTPThroughVIP(t *testing.T) {
 	}
 }
 
-// F2, F5: an NSG that lets FTP's control port in but not its data ports.
+// F2, F9: an NSG that lets FTP's control port in but not its data ports.
 // The login and a control-only command work (curl -I asks SIZE and MDTM),
 // while a listing, which needs a data connection, times out (exit 28).
 func TestFTPDataPortsDeniedByNSG(t *testing.T) {
