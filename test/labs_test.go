@@ -551,3 +551,51 @@ func TestLabStartUpFlags(t *testing.T) {
 		t.Errorf("after lab start 1 --io-uring=false --metrics 127.0.0.1:0, status should show epoll and the metrics address: %v", r)
 	}
 }
+
+// lab solve 7 restarts the lab (down, then up of the solution), and lab
+// reset starts it over: both run it as the learner started it, not with
+// up's defaults. A learner who started lab 7 with --metrics lost the
+// endpoint at lab solve 7.
+func TestLabRestartKeepsUpFlags(t *testing.T) {
+	l := &lab{t: t, name: uniqueName()}
+	t.Cleanup(l.down)
+	if r := emu(t, "lab", "start", "7", "--name", l.name, "--io-uring=false", "--metrics", "127.0.0.1:0"); r.code != 0 {
+		t.Fatalf("lab start 7 with up's flags: %v", r)
+	}
+	type flags struct {
+		Metrics string `json:"metrics"`
+		Reader  struct {
+			Epoll bool `json:"epoll"`
+		} `json:"reader"`
+	}
+	var started flags
+	l.emuJSON(&started, "status")
+	if !strings.HasPrefix(started.Metrics, "http://127.0.0.1:") || !started.Reader.Epoll {
+		t.Fatalf("after lab start 7 --io-uring=false --metrics 127.0.0.1:0, status shows metrics %q, epoll %v", started.Metrics, started.Reader.Epoll)
+	}
+	for _, verb := range []string{"solve", "reset"} {
+		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code != 0 {
+			t.Fatalf("lab %s 7: %v", verb, r)
+		}
+		var now flags
+		l.emuJSON(&now, "status")
+		// The same address: the learner's scraper keeps working.
+		if now.Metrics != started.Metrics || !now.Reader.Epoll {
+			t.Errorf("after lab %s 7, status shows metrics %q, epoll %v; want %q and epoll, as lab start 7 had them", verb, now.Metrics, now.Reader.Epoll, started.Metrics)
+			continue
+		}
+		if r := run(t, 10*time.Second, "curl", "-s", "-f", now.Metrics); r.code != 0 || !strings.Contains(r.stdout, "emulator_") {
+			t.Errorf("after lab %s 7, %s does not answer with the lab's metrics: %v", verb, now.Metrics, r)
+		}
+	}
+	// Flags given to reset are the learner's new choice; those not given
+	// stay as they were.
+	if r := emu(t, "lab", "reset", "7", "--name", l.name, "--io-uring=true"); r.code != 0 {
+		t.Fatalf("lab reset 7 --io-uring=true: %v", r)
+	}
+	var reset flags
+	l.emuJSON(&reset, "status")
+	if reset.Metrics != started.Metrics || reset.Reader.Epoll {
+		t.Errorf("after lab reset 7 --io-uring=true, status shows metrics %q, epoll %v; want %q without epoll", reset.Metrics, reset.Reader.Epoll, started.Metrics)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,7 +32,7 @@ func labUsage() string {
 
 // labUpFlags says what UP FLAGS are: start and reset bring the lab up as up
 // does, and run its dataplane as up's flags say.
-const labUpFlags = "UP FLAGS are up's: [--queues N] [--busy-poll D] [--io-uring=false] [--metrics 127.0.0.1:PORT]"
+const labUpFlags = "UP FLAGS are up's: [--queues N] [--busy-poll D] [--io-uring=false] [--metrics 127.0.0.1:PORT]; reset keeps those not given as the lab ran, and a solve that restarts the lab (lab 7's) keeps them all"
 
 // labVerbs are lab's commands.
 var labVerbs = []string{"list", "start", "check", "solve", "reset", "files"}
@@ -75,6 +76,9 @@ func cmdLab(args []string, stdout io.Writer) error {
 	opt, err := options()
 	if err != nil {
 		return err
+	}
+	if verb == "reset" {
+		opt = keptOptions(fs, opt, *name)
 	}
 	if verb == "list" {
 		if len(pos) > 0 {
@@ -134,6 +138,31 @@ func cmdLab(args []string, stdout io.Writer) error {
 		}
 		return c.start()
 	}
+}
+
+// keptOptions are the options lab reset brings the lab up with: those of
+// up's flags the learner gave, and for the others what the lab ran with, as
+// its state records. Starting a lab over is the same lab afresh: a learner
+// who started it with --metrics expects the endpoint they scrape to stay.
+func keptOptions(fs *flag.FlagSet, given upOptions, name string) upOptions {
+	st, err := readState(name)
+	if err != nil {
+		return given
+	}
+	opt := st.upOptions()
+	if flagGiven(fs, "queues") {
+		opt.queues = given.queues
+	}
+	if flagGiven(fs, "metrics") {
+		opt.metrics = given.metrics
+	}
+	if flagGiven(fs, "busy-poll") {
+		opt.busyPoll = given.busyPoll
+	}
+	if flagGiven(fs, "io-uring") {
+		opt.epoll = given.epoll
+	}
+	return opt
 }
 
 // labListEntry is one lab of `lab list --json`: what the text listing
@@ -578,6 +607,11 @@ func (c *course) solve() error {
 			}
 		case a.Restart != "":
 			fmt.Fprintf(c.out, "$ "+self+" down, then up -d -f scripts/labs/%s/%s\n", c.lab.Dir, a.Restart)
+			// The lab comes back as the learner started it (its metrics
+			// on the same address), which down forgets with its state.
+			if st, err := readState(c.name); err == nil {
+				c.opt = st.upOptions()
+			}
 			if err := downLab(c.name, c.out, false); err != nil {
 				return err
 			}

@@ -101,7 +101,7 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 
 	self := os.Getpid()
 	ticks, _ := procStartTicks(self)
-	st := &labState{Lab: name, PID: self, StartTicks: ticks, Topology: source, Started: time.Now().UTC()}
+	st := &labState{Lab: name, PID: self, StartTicks: ticks, Topology: source, Started: time.Now().UTC(), Options: newRunOptions(opt)}
 	st.record(topo)
 	if metrics != nil {
 		st.Metrics = metrics.Addr().String() // for another up that wants the port: metricsHolder

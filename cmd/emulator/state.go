@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
 	"golang.org/x/sys/unix"
@@ -39,7 +40,37 @@ type labState struct {
 	Started    time.Time   `json:"started"`
 	Namespaces []string    `json:"namespaces"`        // written before any is created
 	Metrics    string      `json:"metrics,omitempty"` // the address up --metrics serves, for another up that wants it
+	Options    *runOptions `json:"options,omitempty"` // up's other flags, for a restart: labState.upOptions
 	Nodes      []nodeState `json:"nodes"`
+}
+
+// runOptions are the flags of up (but --metrics, which labState.Metrics
+// records) that the lab was brought up with, as given: queues 0 is
+// automatic, which a restart from another file sizes anew.
+type runOptions struct {
+	Queues   int    `json:"queues"`
+	BusyPoll string `json:"busyPoll"`
+	IOUring  bool   `json:"ioUring"`
+}
+
+func newRunOptions(opt upOptions) *runOptions {
+	return &runOptions{Queues: opt.queues, BusyPoll: opt.busyPoll.String(), IOUring: !opt.epoll}
+}
+
+// upOptions are the flags to bring the lab up again with as it runs: lab
+// solve's restart and lab reset keep what the learner started it with. The
+// metrics stay on the address they were served on, port 0's pick too, so
+// the URL the learner was shown still answers. A lab recorded by an
+// emulator that did not record its options gets up's defaults for them.
+func (st *labState) upOptions() upOptions {
+	opt := upOptions{metrics: st.Metrics, busyPoll: dataplane.DefaultSpin}
+	if o := st.Options; o != nil {
+		opt.queues, opt.epoll = o.Queues, !o.IOUring
+		if d, err := time.ParseDuration(o.BusyPoll); err == nil {
+			opt.busyPoll = d
+		}
+	}
+	return opt
 }
 
 type nodeState struct {
