@@ -519,6 +519,14 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 				l.t.Fatalf("allowing the Internet: %v", r)
 			}
 		}},
+		// Lab 6 step 2 asks that the Internet not reach app3. Apply
+		// refuses a new ILB mode, but down and up of the learner's file
+		// take it: in mode "Publishing" HTTP and HTTPS are on the public
+		// VIP (F7), and with either port open to the Internet client
+		// reaches app3 there, while the ILB address stays out of its
+		// reach whatever the learner does.
+		{"lab6-publishing-http-open", "6", "2", lab6Publishing("80")},
+		{"lab6-publishing-https-open", "6", "2", lab6Publishing("443")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := &lab{t: t, name: uniqueName()}
@@ -535,6 +543,20 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 				t.Errorf("lab check %s %s passed, though the learner did not do what it teaches: %v", c.lab, c.step, r)
 			}
 		})
+	}
+}
+
+// lab6Publishing brings lab 6 up again from the learner's copy with ase3 in
+// mode "Publishing", management let in, and TCP port open to the Internet.
+func lab6Publishing(port string) func(l *lab, work string) {
+	return func(l *lab, work string) {
+		f := filepath.Join(work, "lab6.yaml")
+		open := `      - {name: AllowManagement, priority: 100, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: "*", destinationPortRange: 454-455}\n` +
+			`      - {name: AllowApps, priority: 110, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: "*", destinationPortRange: "` + port + `"}\n` +
+			`      - {name: DenyInternet, priority: 200,`
+		if r := l.shell(work, `emulator lab files 6 | sed -e 's|internalLoadBalancingMode: Web, Publishing|internalLoadBalancingMode: Publishing|' -e 's|      - {name: DenyInternet, priority: 100,|`+open+`|' > `+f+" && emulator down && emulator up -d -f "+f); r.code != 0 {
+			l.t.Fatalf("putting app3 on the public VIP, port %s open to the Internet: %v", port, r)
+		}
 	}
 }
 
