@@ -41,7 +41,7 @@ func cmdApply(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *file == "" {
-		return usagef("apply: usage: %s apply [--name LAB] -f FILE", self)
+		return usagef("apply: usage: %s apply [--name LAB] -f FILE", prog)
 	}
 	// Read before the root check, as up does, so that a file that cannot
 	// be read is named whoever runs apply.

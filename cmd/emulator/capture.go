@@ -55,7 +55,7 @@ func cmdCapture(args []string, stdout io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 || *count < 0 {
-		return usagef("capture: usage: %s capture NODE|VIP [--name LAB] [-w FILE|-] [--filter EXPR] [-c COUNT]", self)
+		return usagef("capture: usage: %s capture NODE|VIP [--name LAB] [-w FILE|-] [--filter EXPR] [-c COUNT]", prog)
 	}
 	if _, err := dataplane.ParseFilter(*filter); err != nil {
 		return usagef("capture: %v", err)

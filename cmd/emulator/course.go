@@ -27,7 +27,7 @@ import (
 const labProbeTimeout = 30 * time.Second
 
 func labUsage() string {
-	return "lab: usage: " + self + " lab list [--json] | start N [UP FLAGS] | check N [STEP] [--json] | solve N | reset N [UP FLAGS] | files N [DIR]  [--name LAB]"
+	return "lab: usage: " + prog + " lab list [--json] | start N [UP FLAGS] | check N [STEP] [--json] | solve N | reset N [UP FLAGS] | files N [DIR]  [--name LAB]"
 }
 
 // labUpFlags says what UP FLAGS are: start and reset bring the lab up as up

@@ -23,7 +23,7 @@ func cmdExec(args []string) error {
 	}
 	rest := fs.Args()
 	if len(rest) < 1 {
-		return usagef("exec: usage: %s exec [--name LAB] NODE [-- CMD [ARG...]]", self)
+		return usagef("exec: usage: %s exec [--name LAB] NODE [-- CMD [ARG...]]", prog)
 	}
 	node, cmd := rest[0], rest[1:]
 	if len(cmd) > 0 && cmd[0] == "--" {
@@ -31,7 +31,7 @@ func cmdExec(args []string) error {
 	} else if len(cmd) > 0 && strings.HasPrefix(cmd[0], "-") {
 		// Flag parsing stops at NODE: a --name here would otherwise be
 		// taken for the command, and the default lab for the lab.
-		return usagef("exec: %s after %s: flags go before NODE: "+self+" exec [--name LAB] NODE [-- CMD [ARG...]]", cmd[0], node)
+		return usagef("exec: %s after %s: flags go before NODE: "+prog+" exec [--name LAB] NODE [-- CMD [ARG...]]", cmd[0], node)
 	}
 	if len(cmd) == 0 {
 		// A shell in the node, as `docker exec -it NODE sh` gives one: the

@@ -91,7 +91,7 @@ func cmdFlowlog(args []string, stdout io.Writer) error {
 		req.Enabled = &on
 	case len(pos) == 0:
 	default:
-		return usagef("flowlog: usage: %s flowlog [--name LAB] [on|off] [--json]", self)
+		return usagef("flowlog: usage: %s flowlog [--name LAB] [on|off] [--json]", prog)
 	}
 	if err := needRoot("flowlog"); err != nil {
 		return err

@@ -79,7 +79,7 @@ emulator COMMAND -h (or emulator help COMMAND) lists the command's flags.
 `
 
 // usageText is the usage with the program named as the user invoked it.
-func usageText() string { return strings.ReplaceAll(usage, "emulator ", self+" ") }
+func usageText() string { return strings.ReplaceAll(usage, "emulator ", prog+" ") }
 
 // usageError is a bad invocation: exit status 2.
 type usageError struct{ msg string }
@@ -186,7 +186,7 @@ func commandHelp(fs *flag.FlagSet) helpRequest {
 		if len(parts) == 1 && i+1 < len(lines) && strings.HasPrefix(lines[i+1], "       ") {
 			parts = append(parts, strings.TrimSpace(lines[i+1]))
 		}
-		fmt.Fprintf(&b, "usage: "+self+" %s\n", parts[0])
+		fmt.Fprintf(&b, "usage: "+prog+" %s\n", parts[0])
 		if len(parts) == 2 {
 			fmt.Fprintf(&b, "  %s\n", parts[1])
 		}

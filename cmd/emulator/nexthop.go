@@ -28,7 +28,7 @@ func cmdNexthop(args []string, stdout io.Writer) error {
 		return err
 	}
 	if q.From == "" || q.To == "" || fs.NArg() > 0 {
-		return usagef("nexthop: usage: %s nexthop [--name LAB] --from NODE --to ADDR [--json]", self)
+		return usagef("nexthop: usage: %s nexthop [--name LAB] --from NODE --to ADDR [--json]", prog)
 	}
 	if _, _, _, err := destination(q.To, false); err != nil {
 		return badDestination("nexthop", *name, q.To, false, err)

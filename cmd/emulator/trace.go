@@ -54,7 +54,7 @@ func cmdTrace(args []string, stdout io.Writer) error {
 	fs, name := newFlags("trace")
 	var q verifyRequest
 	asJSON := probeFlags(fs, &q)
-	if err := parseProbe(fs, args, name, &q, self+" trace [--name LAB] --from NODE --to ADDR[:PORT] [--proto tcp|udp|icmp] [--json]"); err != nil {
+	if err := parseProbe(fs, args, name, &q, prog+" trace [--name LAB] --from NODE --to ADDR[:PORT] [--proto tcp|udp|icmp] [--json]"); err != nil {
 		return err
 	}
 	var r traceResult

@@ -239,7 +239,8 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer, lock *labLoc
 	cmd := exec.Command(exe, args...)
 	// The background emulator's advice (apply's "bring the file up
 	// instead: emulator down, ...") names the program as the user typed
-	// it, as this process's does.
+	// it, as this process's does, after sudo if this one's does: sudo did
+	// not run that process, and only its argv[0] can tell it (invokedAs).
 	cmd.Args[0] = self
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3", lockFDEnv+"=4")
 	cmd.Stdout, cmd.Stderr = logf, logf

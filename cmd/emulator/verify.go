@@ -52,7 +52,7 @@ func cmdVerify(args []string, stdout io.Writer) error {
 	var q verifyRequest
 	asJSON := probeFlags(fs, &q)
 	fs.StringVar(&q.Direction, "direction", "both", "outbound (at the source), inbound (at the destination) or both")
-	if err := parseProbe(fs, args, name, &q, self+" verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto tcp|udp|icmp] [--direction inbound|outbound|both]"); err != nil {
+	if err := parseProbe(fs, args, name, &q, prog+" verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto tcp|udp|icmp] [--direction inbound|outbound|both]"); err != nil {
 		return err
 	}
 	var r dataplane.VerifyResult
