@@ -261,3 +261,59 @@ func TestAdviceNamesTheProgramAsInvoked(t *testing.T) {
 		}
 	}
 }
+
+// Advice run through sudo repeats it, so that it can still be pasted as it
+// is: after sudo bin/emulator up -d, stop the lab with sudo bin/emulator
+// down, and so says what the lab's background emulator writes (apply's
+// refusal), which sudo did not run. Without sudo, or in a shell sudo ran
+// (sudo sh -c, sudo -i), the user is root already and advice names the
+// program alone. Usage lines give the program's syntax: never sudo.
+func TestAdviceRepeatsSudo(t *testing.T) {
+	if _, err := exec.LookPath("sudo"); err != nil {
+		t.Fatal("sudo is not installed (scripts/install-deps.sh installs it)")
+	}
+	dir, base := filepath.Split(filepath.Dir(emulator))
+	prog := filepath.Join(base, "emulator")
+	renumber := writeTopology(t, "renumber.yaml", "addressPrefix: 10.0.2.0/24", "addressPrefix: 10.0.2.0/25")
+	inShell := func(args []string) string {
+		line := "cd '" + dir + "' && '" + prog + "'"
+		for _, a := range args {
+			line += " '" + a + "'"
+		}
+		return line
+	}
+	for _, c := range []struct {
+		how  string
+		cmd  func(args []string) *exec.Cmd
+		sudo bool
+	}{
+		{"sudo PROG", func(args []string) *exec.Cmd { return exec.Command("sudo", append([]string{prog}, args...)...) }, true},
+		{"PROG", func(args []string) *exec.Cmd { return exec.Command(prog, args...) }, false},
+		{"sudo sh -c 'PROG'", func(args []string) *exec.Cmd { return exec.Command("sudo", "sh", "-c", inShell(args)) }, false},
+		{"sudo -i PROG", func(args []string) *exec.Cmd { return exec.Command("sudo", "-i", "sh", "-c", inShell(args)) }, false},
+	} {
+		t.Run(c.how, func(t *testing.T) {
+			l := &lab{t: t, name: uniqueName()}
+			t.Cleanup(l.down)
+			advice := prog
+			if c.sudo {
+				advice = "sudo " + prog
+			}
+			emu := func(args ...string) string {
+				cmd := c.cmd(args)
+				cmd.Dir = dir
+				out, _ := cmd.CombinedOutput()
+				return string(out)
+			}
+			if out, want := emu("up", "-d", "--name", l.name), "stop it with: "+advice+" down --name "+l.name+"\n"; !strings.Contains(out, want) {
+				t.Fatalf("%s up -d: %q, want it to say %q", c.how, out, want)
+			}
+			if out, want := emu("apply", "--name", l.name, "-f", renumber), "(bring the file up instead: "+advice+" down --name "+l.name+", then "+advice+" up -d -f "; !strings.Contains(out, want) {
+				t.Errorf("%s apply, refused by the background emulator: %q, want it to say %q", c.how, out, want)
+			}
+			if out, want := emu("apply"), "apply: usage: "+prog+" apply "; !strings.Contains(out, want) {
+				t.Errorf("%s apply with no file: %q, want it to say %q", c.how, out, want)
+			}
+		})
+	}
+}
