@@ -15,37 +15,36 @@ import (
 // through sudo (sudo bin/emulator up -d), since without it the pasted
 // command fails for want of root. In a root shell (sudo -i, sudo su, a
 // root login) it is prog alone, as the user would type it there.
-var prog, self = adviceName(os.Args[0], os.Getenv("SUDO_USER"), os.Getenv("SUDO_COMMAND"), os.Args[1:])
+var prog, self = adviceName(os.Args[0], os.Getenv("SUDO_USER"), os.Getenv("SUDO_COMMAND"), os.Getenv(sudoAdviceEnv), os.Args[1:])
 
-// sudoPrefix begins an argv[0] that names the program after sudo: the one
-// up -d gives its background emulator, whose advice must say what the
-// foreground one's does though sudo did not run it.
-const sudoPrefix = "sudo "
+// sudoAdviceEnv, set to 1, tells up -d's background emulator that the up
+// which started it ran through sudo: its advice must say what the
+// foreground one's does, though sudo did not run it. The environment
+// carries it rather than argv[0], which ps would show as a sudo command.
+const sudoAdviceEnv = "EMULATOR_ADVICE_SUDO"
 
-func adviceName(arg0, sudoUser, sudoCommand string, args []string) (prog, self string) {
-	prog, sudo := invokedAs(arg0)
-	if !sudo {
-		exe, err := os.Executable()
-		sudo = err == nil && ranBySudo(sudoUser, sudoCommand, exe, args)
+func adviceName(arg0, sudoUser, sudoCommand, sudoAdvice string, args []string) (prog, self string) {
+	prog = invokedAs(arg0)
+	if sudoAdvice == "1" {
+		return prog, "sudo " + prog
 	}
-	if sudo {
-		return prog, sudoPrefix + prog
+	if exe, err := os.Executable(); err == nil && ranBySudo(sudoUser, sudoCommand, exe, args) {
+		return prog, "sudo " + prog
 	}
 	return prog, prog
 }
 
-// invokedAs is arg0 with any sudoPrefix cut off, or "emulator" when the
-// rest is empty or holds a character a shell would need quoted: advice
-// then names the program plainly rather than quote a path nobody types.
-// The name also goes into format strings, so it must hold no %.
-func invokedAs(arg0 string) (name string, sudo bool) {
-	arg0, sudo = strings.CutPrefix(arg0, sudoPrefix)
+// invokedAs is arg0, or "emulator" when arg0 is empty or holds a
+// character a shell would need quoted: advice then names the program
+// plainly rather than quote a path nobody types. The name also goes into
+// format strings, so it must hold no %.
+func invokedAs(arg0 string) string {
 	if arg0 == "" || strings.IndexFunc(arg0, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._+-", r))
 	}) >= 0 {
-		return "emulator", sudo
+		return "emulator"
 	}
-	return arg0, sudo
+	return arg0
 }
 
 // ranBySudo reports whether sudo ran this process, the executable exe with

@@ -14,26 +14,18 @@ func TestMain(m *testing.M) {
 }
 
 func TestInvokedAs(t *testing.T) {
-	for arg0, want := range map[string]struct {
-		name string
-		sudo bool
-	}{
-		"bin/emulator":            {"bin/emulator", false},
-		"emulator":                {"emulator", false},
-		"/usr/local/bin/emulator": {"/usr/local/bin/emulator", false},
-		"./emulator":              {"./emulator", false},
-		"":                        {"emulator", false},
-		"my bin/emulator":         {"emulator", false},    // a shell would need it quoted
-		"bin/emu%dlator":          {"emulator", false},    // and it goes into format strings
-		"sudo bin/emulator":       {"bin/emulator", true}, // up -d's background emulator
-		"sudo emulator":           {"emulator", true},
-		"sudo my bin/emulator":    {"emulator", true},
-		"sudo ":                   {"emulator", true},
-		"sudo":                    {"sudo", false}, // a program named sudo, oddly
-		"sudo  bin/emulator":      {"emulator", true},
+	for arg0, want := range map[string]string{
+		"bin/emulator":            "bin/emulator",
+		"emulator":                "emulator",
+		"/usr/local/bin/emulator": "/usr/local/bin/emulator",
+		"./emulator":              "./emulator",
+		"":                        "emulator",
+		"my bin/emulator":         "emulator", // a shell would need it quoted
+		"bin/emu%dlator":          "emulator", // and it goes into format strings
+		"sudo bin/emulator":       "emulator",
 	} {
-		if name, sudo := invokedAs(arg0); name != want.name || sudo != want.sudo {
-			t.Errorf("invokedAs(%q) = %q, %v, want %q, %v", arg0, name, sudo, want.name, want.sudo)
+		if got := invokedAs(arg0); got != want {
+			t.Errorf("invokedAs(%q) = %q, want %q", arg0, got, want)
 		}
 	}
 }
@@ -90,27 +82,28 @@ func TestRanBySudo(t *testing.T) {
 	}
 }
 
-// Advice goes after sudo, usage lines do not; the background emulator's
-// argv[0] carries sudo to it.
+// Advice goes after sudo, usage lines do not; sudoAdviceEnv carries sudo
+// to the background emulator.
 func TestAdviceName(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		arg0, sudoUser, sudoCommand string
-		args                        []string
-		prog, self                  string
+		arg0, sudoUser, sudoCommand, sudoAdvice string
+		args                                    []string
+		prog, self                              string
 	}{
-		{"bin/emulator", "", "", []string{"status"}, "bin/emulator", "bin/emulator"},
-		{"bin/emulator", "alice", exe + " status", []string{"status"}, "bin/emulator", "sudo bin/emulator"},
-		{"bin/emulator", "alice", "/bin/bash", []string{"status"}, "bin/emulator", "bin/emulator"},
-		{"sudo bin/emulator", "alice", exe + " up -d --name x", []string{"up", "--name", "x"}, "bin/emulator", "sudo bin/emulator"},
-		{"sudo bin/emulator", "alice", exe + " up -d --name x", []string{"up", "-d", "--name", "x"}, "bin/emulator", "sudo bin/emulator"},
+		{"bin/emulator", "", "", "", []string{"status"}, "bin/emulator", "bin/emulator"},
+		{"bin/emulator", "alice", exe + " status", "", []string{"status"}, "bin/emulator", "sudo bin/emulator"},
+		{"bin/emulator", "alice", "/bin/bash", "", []string{"status"}, "bin/emulator", "bin/emulator"},
+		// up -d's background emulator: sudo ran its parent, with -d.
+		{"bin/emulator", "alice", exe + " up -d --name x", "1", []string{"up", "--name", "x"}, "bin/emulator", "sudo bin/emulator"},
+		{"bin/emulator", "alice", exe + " up -d --name x", "", []string{"up", "--name", "x"}, "bin/emulator", "bin/emulator"},
 	} {
-		prog, self := adviceName(c.arg0, c.sudoUser, c.sudoCommand, c.args)
+		prog, self := adviceName(c.arg0, c.sudoUser, c.sudoCommand, c.sudoAdvice, c.args)
 		if prog != c.prog || self != c.self {
-			t.Errorf("adviceName(%q, %q, %q, %q) = %q, %q, want %q, %q", c.arg0, c.sudoUser, c.sudoCommand, c.args, prog, self, c.prog, c.self)
+			t.Errorf("adviceName(%q, %q, %q, %q, %q) = %q, %q, want %q, %q", c.arg0, c.sudoUser, c.sudoCommand, c.sudoAdvice, c.args, prog, self, c.prog, c.self)
 		}
 	}
 }

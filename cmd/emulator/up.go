@@ -240,9 +240,12 @@ func upDetached(name, file string, opt upOptions, stdout io.Writer, lock *labLoc
 	// The background emulator's advice (apply's "bring the file up
 	// instead: emulator down, ...") names the program as the user typed
 	// it, as this process's does, after sudo if this one's does: sudo did
-	// not run that process, and only its argv[0] can tell it (invokedAs).
-	cmd.Args[0] = self
+	// not run that process (sudoAdviceEnv).
+	cmd.Args[0] = prog
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3", lockFDEnv+"=4")
+	if self != prog {
+		cmd.Env = append(cmd.Env, sudoAdviceEnv+"=1")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w, lock.f}
 	cmd.Dir = "/"
