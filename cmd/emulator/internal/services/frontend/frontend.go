@@ -2,11 +2,12 @@
 // ILB address) that takes every inbound port of F2 and F7.
 //
 // HTTP (80) and HTTPS (443, TLS ended here) are reverse-proxied by Host
-// header to a worker that runs the app. FTP (21) is a passive-mode FTP
+// header to a worker that runs the app. FTP (21) and implicit FTPS (990,
+// TLS from the first byte with 443's certificate) are a passive-mode FTP
 // server (ftp.go) whose data connections arrive on 10001-10020. The other
 // ports answer just enough for nc and curl to show where each one lands:
-// management (454, 455) a status line, FTPS (990) a banner, remote
-// debugging (4016, 4018, 4020) a banner naming the Visual Studio version.
+// management (454, 455) a status line, remote debugging (4016, 4018, 4020)
+// a banner naming the Visual Studio version.
 package frontend
 
 import (
@@ -49,19 +50,19 @@ var ManagementPorts = []int{454, 455}
 // each one serves.
 var DebugPorts = map[int]string{4016: "VS2012", 4018: "VS2013", 4020: "VS2015"}
 
-// bannerReadTimeout is how long FTP waits for a first command after its
-// banner: long enough to type QUIT into nc, short enough that a port scan
-// does not leave connections behind.
-const bannerReadTimeout = 3 * time.Second
+// bannerWriteTimeout bounds a remote debugging banner's write, so that a
+// client that reads nothing does not hold the connection.
+const bannerWriteTimeout = 3 * time.Second
 
 // Config is one front-end.
 type Config struct {
 	// FrontEnd is the front-end node; FrontEnd.ASE is its ASE, whose apps
 	// and their workers it routes to.
 	FrontEnd *topology.Node
-	// Certificate is served on 443. Nil: Start makes one with Certificate.
-	// Make one per ASE and give it to each front-end, so that all of an
-	// ASE's front-ends show the same certificate, as behind a real VIP.
+	// Certificate is served on 443, and on 990 and its data connections
+	// (FTPS). Nil: Start makes one with Certificate. Make one per ASE and
+	// give it to each front-end, so that all of an ASE's front-ends show
+	// the same certificate, as behind a real VIP.
 	Certificate *tls.Certificate
 	// FTP is the ASE's FTP files and passive sessions. Nil: Start makes
 	// one. Give one per ASE to each of its front-ends, so that a data
@@ -79,11 +80,16 @@ func Certificate(a *topology.ASE) (tls.Certificate, error) {
 // Server is a running front-end.
 type Server struct {
 	state atomic.Pointer[state]
-	tr    *http.Transport
-	proxy *httputil.ReverseProxy
-	site  *FTPSite
-	ctx   context.Context // done once Close begins
-	g     netx.Group
+	tls   *tls.Config // 443's and FTPS's: the state's certificate
+	// dataTLS is for FTPS data connections. It issues no session tickets:
+	// a client that uploads and closes without reading them makes its
+	// kernel reset the connection, which can cut the upload's end.
+	dataTLS *tls.Config
+	tr      *http.Transport
+	proxy   *httputil.ReverseProxy
+	site    *FTPSite
+	ctx     context.Context // done once Close begins
+	g       netx.Group
 }
 
 // state is what Update replaces in one piece, so that a request sees
@@ -142,6 +148,13 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 	}
 
 	s := &Server{tr: netx.Transport(n), site: cfg.FTP}
+	s.tls = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Through the state, so that Update can change it.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.state.Load().cert, nil },
+	}
+	s.dataTLS = s.tls.Clone()
+	s.dataTLS.SessionTicketsDisabled = true
 	if s.site == nil {
 		s.site = NewFTPSite()
 	}
@@ -157,21 +170,13 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 	s.g.OnClose(func() error { s.tr.CloseIdleConnections(); return nil })
 
 	s.g.ServeHTTP(httpL, &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}, false)
-	s.g.ServeHTTP(httpsL, &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 30 * time.Second,
-		TLSConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			// Through the state, so that Update can change it.
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.state.Load().cert, nil },
-		},
-	}, true)
+	s.g.ServeHTTP(httpsL, &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, TLSConfig: s.tls}, true)
 	mgmt := http.HandlerFunc(s.management)
 	for _, l := range mgmtL {
 		s.g.ServeHTTP(l, &http.Server{Handler: mgmt, ReadHeaderTimeout: 10 * time.Second}, false)
 	}
 	s.g.Serve(ftpL, func(c net.Conn) { s.ftp(c, "FTP") })
-	s.g.Serve(ftpsL, func(c net.Conn) { s.banner(c, "FTPS") })
+	s.g.Serve(ftpsL, s.ftps)
 	for i, l := range dataL {
 		s.g.Serve(l, func(c net.Conn) { s.site.accept(c, FTPDataFirst+i, s.ctx.Done()) })
 	}
@@ -284,27 +289,9 @@ func (s *Server) management(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, s.state.Load().fe+" management: ok, you are "+r.RemoteAddr+"\n")
 }
 
-// banner shows where an FTP port lands without serving it.
-func (s *Server) banner(c net.Conn, proto string) {
-	st := s.state.Load()
-	fmt.Fprintf(c, "220 %s %s (emulated ASE %s)\r\n", st.fe, proto, st.ase)
-	c.SetReadDeadline(time.Now().Add(bannerReadTimeout))
-	buf := make([]byte, 512)
-	n, _ := c.Read(buf)
-	if n == 0 {
-		return
-	}
-	c.SetWriteDeadline(time.Now().Add(bannerReadTimeout))
-	if strings.EqualFold(strings.TrimSpace(string(buf[:n])), "QUIT") {
-		io.WriteString(c, "221 Goodbye.\r\n")
-		return
-	}
-	fmt.Fprintf(c, "502 %s: an emulated %s port only shows where the port lands; it serves no files.\r\n", st.fe, proto)
-}
-
 func (s *Server) debug(c net.Conn, port int) {
 	st := s.state.Load()
-	c.SetWriteDeadline(time.Now().Add(bannerReadTimeout))
+	c.SetWriteDeadline(time.Now().Add(bannerWriteTimeout))
 	vs := DebugPorts[port]
 	fmt.Fprintf(c, "%s remote debugging %s (Visual Studio %s msvsmon, port %d, emulated ASE %s)\r\n",
 		st.fe, vs, strings.TrimPrefix(vs, "VS"), port, st.ase)

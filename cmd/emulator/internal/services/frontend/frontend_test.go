@@ -260,10 +260,23 @@ func dialLine(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
 	return c, r, line
 }
 
-func TestFTPBanners(t *testing.T) { // F2: FTP 21, FTPS 990
+func TestFTPBanners(t *testing.T) { // F2: FTP 21, FTPS 990 (in TLS)
 	l := newLab(t)
 	for port, want := range map[int]string{21: "220 ase1-fe1 FTP (emulated ASE ase1)\r\n", 990: "220 ase1-fe1 FTPS (emulated ASE ase1)\r\n"} {
-		c, r, line := dialLine(t, l.fe.Addr("tcp", port))
+		var c net.Conn
+		var r *bufio.Reader
+		var line string
+		if port == FTPSPort {
+			tc, err := tls.Dial("tcp", l.fe.Addr("tcp", port), &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatalf("TLS to %d: %v", port, err)
+			}
+			c, r = tc, bufio.NewReader(tc)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			line, _ = r.ReadString('\n')
+		} else {
+			c, r, line = dialLine(t, l.fe.Addr("tcp", port))
+		}
 		if line != want {
 			t.Errorf("banner on %d = %q, want %q", port, line, want)
 		}

@@ -3,6 +3,7 @@ package frontend
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"maps"
@@ -20,6 +21,13 @@ import (
 // download, upload into memory and delete. Active mode (PORT, EPRT) is
 // refused: the front-end cannot open a connection back to a client through
 // the load balancer, which is why Azure opens the data ports 10001-10020.
+//
+// FTPS (RFC 4217) is the same server in TLS: implicit on 990, where TLS
+// starts with the first byte, or explicit on 21 after AUTH TLS. PROT P puts
+// the data connections in TLS too. The session, not the front-end that
+// accepted the data connection, does that handshake: only the session
+// knows PROT, and the accepting front-end, maybe another one, just lends
+// the connection.
 
 const (
 	// loginTimeout is how long the control connection waits for a command
@@ -32,6 +40,9 @@ const (
 	// connection: the one thing that never comes when an NSG lets 21 in
 	// and keeps 10001-10020 out.
 	dataWait = 10 * time.Second
+	// handshakeTimeout bounds a TLS handshake, on the control connection
+	// or a data connection.
+	handshakeTimeout = 10 * time.Second
 	// dataTimeout bounds a whole transfer, so a client that stops reading
 	// does not hold a session forever.
 	dataTimeout = 2 * time.Minute
@@ -191,12 +202,32 @@ type ftpSession struct {
 	pasv    *passive
 	proto   string
 	closing context.Context
+	secure  bool // the control connection is in TLS
+	pbsz    bool // PBSZ came, after TLS, as PROT must follow it
+	private bool // PROT P: data connections in TLS
 }
 
-// ftp serves FTP on control connection c.
+// ftps serves implicit FTPS on c: TLS first, then FTP inside it.
+func (s *Server) ftps(c net.Conn) {
+	tc := tls.Server(c, s.tls)
+	if s.handshake(tc) != nil {
+		return
+	}
+	defer tc.Close() // close_notify, which TLS clients expect
+	s.ftp(tc, "FTPS")
+}
+
+func (s *Server) handshake(tc *tls.Conn) error {
+	ctx, cancel := context.WithTimeout(s.ctx, handshakeTimeout)
+	defer cancel()
+	return tc.HandshakeContext(ctx)
+}
+
+// ftp serves FTP on control connection c, which is in TLS for FTPS.
 func (s *Server) ftp(c net.Conn, proto string) {
 	st := s.state.Load()
-	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReader(c), client: remoteAddr(c), cwd: "/", proto: proto, closing: s.ctx}
+	_, secure := c.(*tls.Conn)
+	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReader(c), client: remoteAddr(c), cwd: "/", proto: proto, closing: s.ctx, secure: secure}
 	defer func() { fs.site.cancel(fs.pasv) }()
 	fs.reply(220, "%s %s (emulated ASE %s)", st.fe, proto, st.ase)
 	for {
@@ -247,7 +278,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		return true
 	case "FEAT":
 		fs.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		io.WriteString(fs.c, "211-Features:\r\n EPSV\r\n PASV\r\n SIZE\r\n MDTM\r\n UTF8\r\n211 End\r\n")
+		io.WriteString(fs.c, "211-Features:\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n EPSV\r\n PASV\r\n SIZE\r\n MDTM\r\n UTF8\r\n211 End\r\n")
 		return true
 	case "OPTS":
 		fs.reply(200, "OK.")
@@ -256,7 +287,18 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fs.reply(502, "Active mode is not served: the front-end cannot connect back to you through the load balancer; use passive mode (PASV or EPSV, data ports %d-%d).", FTPDataFirst, FTPDataLast)
 		return true
 	case "AUTH":
-		fs.reply(502, "No explicit TLS on %s; FTPS is on port %d.", fs.proto, FTPSPort)
+		return fs.auth(arg)
+	case "PBSZ":
+		if !fs.secure {
+			fs.reply(503, "PBSZ needs TLS first: AUTH TLS, or FTPS on port %d.", FTPSPort)
+			return true
+		}
+		fs.pbsz = true
+		// TLS has no buffer size to agree on: RFC 4217 says 0.
+		fs.reply(200, "PBSZ=0")
+		return true
+	case "PROT":
+		fs.prot(arg)
 		return true
 	}
 	if !fs.login {
@@ -327,6 +369,48 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fs.reply(502, "%s is not implemented.", cmd)
 	}
 	return true
+}
+
+// auth starts TLS on the control connection (explicit FTPS, RFC 4217).
+// AUTH SSL, older, still comes from some clients and means the same here.
+func (fs *ftpSession) auth(arg string) bool {
+	switch mech := strings.ToUpper(strings.TrimSpace(arg)); {
+	case fs.secure:
+		fs.reply(503, "The connection is in TLS already.")
+		return true
+	case mech != "TLS" && mech != "TLS-C" && mech != "SSL":
+		fs.reply(504, "AUTH %s is not served; use AUTH TLS.", arg)
+		return true
+	}
+	fs.reply(234, "Starting TLS.")
+	tc := tls.Server(fs.c, fs.s.tls)
+	if fs.s.handshake(tc) != nil {
+		return false
+	}
+	// RFC 4217: TLS starts a new session, to be logged in again.
+	fs.c, fs.r, fs.secure = tc, bufio.NewReader(tc), true
+	fs.user, fs.login = "", false
+	return true
+}
+
+// prot sets the data connections' protection (RFC 4217): clear or TLS.
+func (fs *ftpSession) prot(arg string) {
+	if !fs.secure || !fs.pbsz {
+		fs.reply(503, "PROT needs TLS and PBSZ 0 first.")
+		return
+	}
+	switch strings.ToUpper(strings.TrimSpace(arg)) {
+	case "C":
+		fs.private = false
+		fs.reply(200, "Data connections in clear.")
+	case "P":
+		fs.private = true
+		fs.reply(200, "Data connections in TLS.")
+	case "S", "E":
+		fs.reply(536, "PROT %s is not served; use P or C.", arg)
+	default:
+		fs.reply(504, "PROT %s is unknown; use P or C.", arg)
+	}
 }
 
 // resolve returns the absolute, clean form of p relative to the current
@@ -422,19 +506,34 @@ func (fs *ftpSession) data() *dataConn {
 	return nil
 }
 
-// transfer runs f on the data connection, which it then closes, and
-// replies with f's result.
-func (fs *ftpSession) transfer(f func(d *dataConn) (int, string)) {
+// transfer runs f on the data connection, in TLS after PROT P, which it
+// then closes, and replies with f's result.
+func (fs *ftpSession) transfer(f func(c net.Conn) (int, string)) {
 	d := fs.data()
 	if d == nil {
 		return
 	}
 	// The front-end closing ends a transfer its client has stopped reading.
 	stop := context.AfterFunc(fs.closing, func() { d.Close() })
-	code, msg := f(d)
+	code, msg := fs.onData(d, f)
 	stop()
 	d.release()
+	// After the close: a client may read a download up to its end first.
 	fs.reply(code, "%s", msg)
+}
+
+// onData runs f on d, in TLS after PROT P.
+func (fs *ftpSession) onData(d *dataConn, f func(c net.Conn) (int, string)) (int, string) {
+	if !fs.private {
+		return f(d)
+	}
+	tc := tls.Server(d, fs.s.dataTLS)
+	if err := fs.s.handshake(tc); err != nil {
+		return 425, fmt.Sprintf("No TLS on the data connection (PROT P): %v.", err)
+	}
+	code, msg := f(tc)
+	tc.Close() // close_notify: the end of the data, as TLS clients check
+	return code, msg
 }
 
 func (fs *ftpSession) list(long bool, arg string) {
@@ -462,7 +561,7 @@ func (fs *ftpSession) list(long bool, arg string) {
 		}
 		fs.site.mu.Unlock()
 	}
-	fs.transfer(func(d *dataConn) (int, string) {
+	fs.transfer(func(d net.Conn) (int, string) {
 		for _, l := range lines {
 			if _, err := io.WriteString(d, l+"\r\n"); err != nil {
 				return 426, "Listing cut: " + err.Error()
@@ -497,7 +596,7 @@ func (fs *ftpSession) retr(arg string) {
 		fs.reply(550, "%s: no such file.", arg)
 		return
 	}
-	fs.transfer(func(d *dataConn) (int, string) {
+	fs.transfer(func(d net.Conn) (int, string) {
 		if _, err := d.Write(data); err != nil {
 			return 426, "Transfer cut: " + err.Error()
 		}
@@ -511,7 +610,7 @@ func (fs *ftpSession) stor(arg string) {
 		fs.reply(553, "%s: upload into an app's directory (/APP/FILE).", arg)
 		return
 	}
-	fs.transfer(func(d *dataConn) (int, string) {
+	fs.transfer(func(d net.Conn) (int, string) {
 		data, err := fs.site.receive(d)
 		if err != nil {
 			return 552, "Upload not stored: " + err.Error()

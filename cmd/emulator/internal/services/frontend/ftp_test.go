@@ -3,6 +3,8 @@ package frontend
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +23,36 @@ type ftpClient struct {
 	t *testing.T
 	c net.Conn
 	r *bufio.Reader
+	// tls, after PROT P, puts the data connections in TLS.
+	tls *tls.Config
+	// dataCerts are the certificates the last data connection's TLS showed.
+	dataCerts []*x509.Certificate
+}
+
+// ftpsConfig trusts the lab's self-signed certificate, as curl -k does.
+func ftpsConfig() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, ServerName: "app1." + suffix}
+}
+
+// loginFTPS connects to addr in TLS from the first byte (implicit FTPS),
+// logs in, and protects the data connections as curl does for ftps://.
+func loginFTPS(t *testing.T, addr string) (*ftpClient, *tls.Conn) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, ftpsConfig())
+	if err != nil {
+		t.Fatalf("TLS to %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	f := &ftpClient{t: t, c: c, r: bufio.NewReader(c)}
+	if banner := f.read("the banner"); !strings.HasPrefix(banner, "220 ") {
+		t.Fatalf("banner %q, want 220", banner)
+	}
+	f.want("331", "USER someone")
+	f.want("230", "PASS anything")
+	f.want("200", "PBSZ 0")
+	f.want("200", "PROT P")
+	f.tls = ftpsConfig()
+	return f, c
 }
 
 // loginFTP connects to addr and logs in as a user the front-end never
@@ -100,7 +132,19 @@ func (f *ftpClient) epsv(fe *netx.Loopback) net.Conn {
 		f.t.Fatal(err)
 	}
 	d.SetDeadline(time.Now().Add(5 * time.Second))
+	if f.tls != nil {
+		// The client's handshake starts with its first read or write,
+		// after 150, when the server's begins.
+		return tls.Client(d, f.tls)
+	}
 	return d
+}
+
+// sawCerts keeps the certificates d's TLS showed, if d is in TLS.
+func (f *ftpClient) sawCerts(d net.Conn) {
+	if tc, ok := d.(*tls.Conn); ok {
+		f.dataCerts = tc.ConnectionState().PeerCertificates
+	}
 }
 
 // get runs a command that sends data (LIST, NLST, RETR) through fe and
@@ -114,6 +158,7 @@ func (f *ftpClient) get(fe *netx.Loopback, line string) string {
 	if err != nil {
 		f.t.Fatalf("%s: reading the data: %v", line, err)
 	}
+	f.sawCerts(d)
 	f.check("226", line, f.read(line))
 	return string(b)
 }
@@ -126,6 +171,7 @@ func (f *ftpClient) put(fe *netx.Loopback, name string, data []byte) string {
 	f.want("150", "STOR "+name)
 	d.SetDeadline(time.Now().Add(30 * time.Second))
 	d.Write(data)
+	f.sawCerts(d)
 	d.Close()
 	return f.read("STOR " + name)
 }
@@ -288,5 +334,117 @@ func TestCloseWithFTPWaitingForData(t *testing.T) {
 	}
 	if time.Since(start) > time.Second {
 		t.Errorf("Close took %v with LIST waiting for its data connection", time.Since(start))
+	}
+}
+
+// F2: implicit FTPS on 990, with PROT P as curl sends for ftps://: the
+// control connection and every data connection are in TLS with the ASE's
+// certificate, also when the load balancer sends the data connection to
+// another front-end, which shares the session's files.
+func TestFTPSListDownloadUpload(t *testing.T) {
+	topo := topology.Default()
+	cert, err := Certificate(topo.ASEByName("ase1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := netx.NewRegistry()
+	site := NewFTPSite()
+	var fes []*netx.Loopback
+	for _, name := range []string{"ase1-fe1", "ase1-fe2"} {
+		n := reg.Node(name)
+		s, err := Start(n, Config{FrontEnd: topo.NodeByName(name), Certificate: &cert, FTP: site})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		fes = append(fes, n)
+	}
+	f, c := loginFTPS(t, fes[0].Addr("tcp", FTPSPort))
+	if got := c.ConnectionState().PeerCertificates[0]; !got.Equal(cert.Leaf) {
+		t.Errorf("990 shows the certificate of %q, want the ASE's, as on 443", got.Subject)
+	}
+	for _, fe := range fes {
+		f.dataCerts = nil
+		if got := f.get(fe, "LIST"); !strings.Contains(got, "app1\r\n") {
+			t.Errorf("LIST of / in TLS with the data on %s = %q, want the directory app1", fe.Name(), got)
+		}
+		if len(f.dataCerts) == 0 || !f.dataCerts[0].Equal(cert.Leaf) {
+			t.Errorf("the data connection on %s is not in TLS with the ASE's certificate", fe.Name())
+		}
+	}
+	f.want("200", "TYPE I")
+	if page := f.get(fes[1], "RETR /app1/hostingstart.html"); !strings.Contains(page, "app1") {
+		t.Errorf("RETR in TLS = %q, want app1's start page", page)
+	}
+	upload := bytes.Repeat([]byte("uploaded by ftps\n"), 10000)
+	if r := f.put(fes[1], "/app1/up.txt", upload); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR in TLS: %q, want 226", r)
+	}
+	// FTP on 21 sees what FTPS stored: one site per ASE.
+	g := loginFTP(t, fes[1].Addr("tcp", FTPPort))
+	if got := g.get(fes[0], "RETR /app1/up.txt"); got != string(upload) {
+		t.Errorf("RETR on 21 of the FTPS upload gave %d bytes, want the %d stored", len(got), len(upload))
+	}
+	// PROT C: the data connections in clear again.
+	f.want("200", "PROT C")
+	f.tls = nil
+	if got := f.get(fes[0], "NLST /app1"); got != "hostingstart.html\r\nup.txt\r\n" {
+		t.Errorf("NLST with PROT C = %q, want hostingstart.html and up.txt", got)
+	}
+	f.want("221", "QUIT")
+}
+
+// RFC 4217: PROT needs PBSZ, both need TLS, and a PROT P client that
+// sends no TLS on the data connection gets 425, not a clear transfer.
+func TestFTPSRefusals(t *testing.T) {
+	l := newLab(t)
+	c, err := tls.Dial("tcp", l.fe.Addr("tcp", FTPSPort), ftpsConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f := &ftpClient{t: t, c: c, r: bufio.NewReader(c)}
+	f.read("the banner")
+	f.want("503", "PROT P")
+	f.want("200", "PBSZ 0")
+	f.want("536", "PROT S")
+	f.want("504", "PROT X")
+	f.want("200", "PROT P")
+	f.want("503", "AUTH TLS")
+	f.want("331", "USER someone")
+	f.want("230", "PASS anything")
+	d := f.epsv(l.fe) // in clear: f.tls is not set
+	defer d.Close()
+	f.want("150", "LIST")
+	io.WriteString(d, "not a TLS client hello\r\n")
+	f.check("425", "LIST", f.read("LIST"))
+
+	// Plain FTP has no TLS to protect anything with.
+	g := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	g.want("503", "PBSZ 0")
+	g.want("503", "PROT P")
+}
+
+// Explicit FTPS: AUTH TLS on 21 turns the control connection into TLS,
+// after which the session is FTPS's.
+func TestFTPAuthTLS(t *testing.T) {
+	l := newLab(t)
+	c, r, _ := dialLine(t, l.fe.Addr("tcp", FTPPort))
+	defer c.Close()
+	f := &ftpClient{t: t, c: c, r: r}
+	f.want("504", "AUTH KERBEROS")
+	f.want("234", "AUTH TLS")
+	tc := tls.Client(c, ftpsConfig())
+	f.c, f.r = tc, bufio.NewReader(tc)
+	f.want("331", "USER someone")
+	f.want("230", "PASS anything")
+	f.want("200", "PBSZ 0")
+	f.want("200", "PROT P")
+	f.tls = ftpsConfig()
+	if got := f.get(l.fe, "RETR /app1/hostingstart.html"); !strings.Contains(got, "app1") {
+		t.Errorf("RETR after AUTH TLS = %q, want app1's start page", got)
+	}
+	if len(f.dataCerts) == 0 {
+		t.Error("after AUTH TLS and PROT P the data connection was not in TLS")
 	}
 }
