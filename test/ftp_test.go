@@ -56,3 +56,58 @@ func TestFTPDataPortsDeniedByNSG(t *testing.T) {
 		t.Errorf("listing with 10001-10020 denied: want curl to time out on the data connection (exit 28) with nothing listed, got %v", r)
 	}
 }
+
+// F2: implicit FTPS on 990 with a real client. curl's ftps:// sends PBSZ 0
+// and PROT P, so its data connections, which the load balancer spreads
+// over the front-ends, are in TLS too; the certificate is the ASE's, the
+// one 443 shows.
+func TestFTPSThroughVIP(t *testing.T) {
+	l := upLab(t)
+	r := l.exec("client", 30*time.Second, "curl", "-sS", "-k", "-v", "-m", "20", "ftps://192.23.1.2/")
+	if r.code != 0 || !strings.Contains(r.stdout, "app1") || !strings.Contains(r.stderr, "PROT P") {
+		t.Errorf("curl -k ftps://192.23.1.2/ from client: want a listing with app1's directory over PROT P, got %v", r)
+	}
+	https := l.exec("client", 30*time.Second, "curl", "-sS", "-k", "-v", "-m", "20", "-o", "/dev/null", "https://192.23.1.2/")
+	if cert, want := serverCert(r.stderr), serverCert(https.stderr); cert == "" || cert != want || !strings.Contains(cert, "CN=*.ase1.p.azurewebsites.net") {
+		t.Errorf("certificate on 990: %q, want the ASE's, as on 443: %q", cert, want)
+	}
+	for range 4 {
+		if r := l.exec("client", 30*time.Second, "curl", "-sS", "-k", "-m", "20", "ftps://192.23.1.2/app1/hostingstart.html"); r.code != 0 || !strings.Contains(r.stdout, "app1") {
+			t.Errorf("curl -k ftps://192.23.1.2/app1/hostingstart.html: want app1's start page, got %v", r)
+		}
+	}
+	body := filepath.Join(t.TempDir(), "upload.txt")
+	want := strings.Repeat("uploaded through FTPS\n", 4000)
+	if err := os.WriteFile(body, []byte(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-k", "-m", "20", "-T", body, "ftps://192.23.1.2/app1/"); r.code != 0 {
+		t.Errorf("curl -k -T upload.txt ftps://192.23.1.2/app1/: %v", r)
+	}
+	// Explicit FTPS (AUTH TLS on 21) reaches the same files.
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-k", "--ssl-reqd", "-m", "20", "ftp://192.23.1.2/app1/upload.txt"); r.code != 0 || r.stdout != want {
+		t.Errorf("curl --ssl-reqd ftp://192.23.1.2/app1/upload.txt: want the %d bytes sent over FTPS, got exit %d with %d bytes (stderr %q)", len(want), r.code, len(r.stdout), r.stderr)
+	}
+	// F7: ase3's mode "Web, Publishing" puts FTPS, like FTP, on its ILB
+	// address.
+	if r := l.exec("db1", 30*time.Second, "curl", "-sS", "-k", "-m", "20", "ftps://10.0.4.8/"); r.code != 0 || !strings.Contains(r.stdout, "app3") {
+		t.Errorf("F7: db1 -> ftps://10.0.4.8/: want app3 listed, got %v", r)
+	}
+}
+
+// serverCert is the first certificate curl -v describes (FTPS describes
+// one per connection): its subject, issuer and dates.
+func serverCert(verbose string) string {
+	seen := map[string]string{}
+	var lines []string
+	for _, l := range strings.Split(verbose, "\n") {
+		l = strings.TrimSpace(strings.TrimPrefix(l, "*"))
+		for _, field := range []string{"subject:", "issuer:", "start date:", "expire date:"} {
+			if strings.HasPrefix(l, field) && seen[field] == "" {
+				seen[field] = l
+				lines = append(lines, l)
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
