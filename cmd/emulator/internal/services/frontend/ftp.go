@@ -213,7 +213,6 @@ func (s *Server) ftps(c net.Conn) {
 	if s.handshake(tc) != nil {
 		return
 	}
-	defer tc.Close() // close_notify, which TLS clients expect
 	s.ftp(tc, "FTPS")
 }
 
@@ -229,6 +228,13 @@ func (s *Server) ftp(c net.Conn, proto string) {
 	_, secure := c.(*tls.Conn)
 	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReader(c), client: remoteAddr(c), cwd: "/", proto: proto, closing: s.ctx, secure: secure}
 	defer func() { fs.site.cancel(fs.pasv) }()
+	defer func() {
+		// In TLS from the start or since AUTH: close_notify, which TLS
+		// clients expect.
+		if tc, ok := fs.c.(*tls.Conn); ok {
+			tc.Close()
+		}
+	}()
 	fs.reply(220, "%s %s (emulated ASE %s)", st.fe, proto, st.ase)
 	for {
 		timeout := idleTimeout

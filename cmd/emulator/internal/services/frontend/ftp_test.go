@@ -448,3 +448,23 @@ func TestFTPAuthTLS(t *testing.T) {
 		t.Error("after AUTH TLS and PROT P the data connection was not in TLS")
 	}
 }
+
+// The certificate on 990 is the state's, so that apply renaming the ASE's
+// suffix renames it on FTPS as on 443.
+func TestFTPSCertificateFollowsUpdate(t *testing.T) {
+	l := newLab(t)
+	topo := topology.Default()
+	fe := topo.NodeByName("ase1-fe1")
+	fe.ASE.DNSSuffix = "renamed.p.azurewebsites.net"
+	if err := l.srv.Update(fe); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.Dial("tcp", l.fe.Addr("tcp", FTPSPort), ftpsConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.ConnectionState().PeerCertificates[0].VerifyHostname("app1.renamed.p.azurewebsites.net"); err != nil {
+		t.Errorf("after the suffix changed, 990's certificate: %v", err)
+	}
+}
