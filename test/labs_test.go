@@ -527,6 +527,26 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 		// reach whatever the learner does.
 		{"lab6-publishing-http-open", "6", "2", lab6Publishing("80")},
 		{"lab6-publishing-https-open", "6", "2", lab6Publishing("443")},
+		// Lab 10 asks to let FTP's data ports in for the developer only;
+		// opening them to the whole Internet gets the developer's upload
+		// through as well.
+		{"lab10-data-ports-open-to-internet", "10", "4", lab10Applied(
+			`s|AllowFtpDataFromDeveloper, priority: 130, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: 198.51.100.10,|AllowFtpData, priority: 130, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: Internet,|`, true)},
+		// ... or to all of it but echo, the one host step 4 tries.
+		{"lab10-data-ports-open-to-all-but-echo", "10", "6", lab10Applied(
+			`s|^      - {name: DenyInternet,|      - {name: DenyEcho, priority: 125, direction: Inbound, access: Deny, protocol: "*", sourceAddressPrefix: 203.0.113.10}\n      - {name: AllowFtpData, priority: 126, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefix: "*", destinationPortRange: 10001-10020}\n&|`, true)},
+		// ... and so does opening FTP, control and data, to everyone.
+		{"lab10-ftp-open-to-all", "10", "3", lab10Applied(`s|sourceAddressPrefix: 198.51.100.10,|sourceAddressPrefix: "*",|`, true)},
+		// The front-ends hand out the data ports in turn: 10001 alone
+		// lets a transfer through now and then.
+		{"lab10-first-data-port-only", "10", "1", lab10Applied(`s|destinationPortRange: 10001-10020|destinationPortRange: "10001"|`, true)},
+		// The rule, with nothing published.
+		{"lab10-no-upload", "10", "2", lab10Applied("", false)},
+		// ase1 checks its dependencies every 2 s: Unhealthy within 6.
+		{"lab10-management-dropped", "10", "5", func(l *lab, work string) {
+			lab10Applied("/AllowManagement/d", true)(l, work)
+			time.Sleep(6 * time.Second)
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := &lab{t: t, name: uniqueName()}
@@ -556,6 +576,21 @@ func lab6Publishing(port string) func(l *lab, work string) {
 			`      - {name: DenyInternet, priority: 200,`
 		if r := l.shell(work, `emulator lab files 6 | sed -e 's|internalLoadBalancingMode: Web, Publishing|internalLoadBalancingMode: Publishing|' -e 's|      - {name: DenyInternet, priority: 100,|`+open+`|' > `+f+" && emulator down && emulator up -d -f "+f); r.code != 0 {
 			l.t.Fatalf("putting app3 on the public VIP, port %s open to the Internet: %v", port, r)
+		}
+	}
+}
+
+// lab10Applied applies lab 10's solution edited by a sed script ("" to
+// apply it as it is), and uploads hello.txt from client if upload.
+func lab10Applied(script string, upload bool) func(l *lab, work string) {
+	return func(l *lab, work string) {
+		f := filepath.Join(work, "lab10.yaml")
+		if r := l.shell(work, "sed -e '"+script+"' scripts/labs/10-ftp-publishing/solution.yaml > "+f+" && emulator apply -f "+f); r.code != 0 {
+			l.t.Fatalf("applying lab 10's solution edited by %q: %v", script, r)
+		}
+		if upload {
+			// Bounded: with the data ports shut the upload hangs.
+			l.exec("client", 30*time.Second, "sh", "-c", "echo hello | curl -sS --connect-timeout 3 -m 10 -T - ftp://192.23.1.2/app1/hello.txt")
 		}
 	}
 }
