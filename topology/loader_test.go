@@ -131,15 +131,15 @@ func TestCaseInsensitiveNamesAndEnums(t *testing.T) {
 }
 
 func TestAppWorkers(t *testing.T) {
-	top := mustParse(t, y(vnet, aseX, "    workers: 3", "    apps:", "      - {name: a, workers: [x-w3, x-w1]}", "      - name: b"))
+	top := mustParse(t, y(vnet, aseX, "    workers: 3", "    apps:", "      - {name: aa, workers: [x-w3, x-w1]}", "      - name: bb"))
 	a := top.ASEs[0]
 	if got := a.Apps[0].Workers; len(got) != 2 || got[0].Name != "x-w3" || got[1].Name != "x-w1" {
-		t.Errorf("app a workers = %v, want x-w3, x-w1", got)
+		t.Errorf("app aa workers = %v, want x-w3, x-w1", got)
 	}
 	if got := a.Apps[1].Workers; len(got) != 3 {
-		t.Errorf("app b workers = %v, want all three", got)
+		t.Errorf("app bb workers = %v, want all three", got)
 	}
-	if a.Apps[1].FQDN() != "b.x.p.azurewebsites.net" {
+	if a.Apps[1].FQDN() != "bb.x.p.azurewebsites.net" {
 		t.Errorf("FQDN = %s", a.Apps[1].FQDN())
 	}
 }
@@ -223,7 +223,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n"))
 	f.Add([]byte("internetHosts:\n  - {name: \"$(reboot)/../x\", address: 198.51.100.10}\n"))
 	f.Add(DefaultYAML())
-	f.Add([]byte(y(vnet, aseX, "    apps: [{name: a, workers: [x-w1]}]", "virtualMachines:", "  - {name: m, subnet: s1, publicIpAddress: 192.23.9.9}")))
+	f.Add([]byte(y(vnet, aseX, "    apps: [{name: ab, workers: [x-w1]}]", "virtualMachines:", "  - {name: m, subnet: s1, publicIpAddress: 192.23.9.9}")))
 	f.Add([]byte(y(ruleR, "        properties: {sourceAddressPrefixes: [a, '*'], destinationPortRanges: [1-2]}", "      - <<: *x")))
 	f.Add([]byte("a: &a [*a]\nb: {<<: [*a, *a]}\n"))
 	if arm, err := os.ReadFile(filepath.Join("testdata", "arm-resources.json")); err == nil {
@@ -340,4 +340,13 @@ func TestARMShapeErrors(t *testing.T) {
 		{"BGP propagation off", y("routeTables: [{name: rt, properties: {disableBgpRoutePropagation: true, routes: []}}]"),
 			1, "routeTables[0].properties.disableBgpRoutePropagation", "is not emulated", false},
 	})
+}
+
+// Azure's app names may hold upper case: the name is kept as written, and
+// its host name is the same name in any case, as DNS compares it.
+func TestAppNameInUpperCase(t *testing.T) {
+	top := mustParse(t, y(vnet, aseX, "    apps: [{name: MyApp}]"))
+	if got := top.ASEs[0].Apps[0].Name; got != "MyApp" {
+		t.Errorf("app name = %q, want MyApp as written", got)
+	}
 }

@@ -14,8 +14,12 @@ var (
 	// labels, and are typed on command lines: no shell metacharacters,
 	// slashes or upper case.
 	nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
-	// An app name is the first label of APP.DNSSUFFIX; Azure allows 60 characters.
-	appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,58}[a-z0-9])?$`)
+	// An app name is the first label of APP.DNSSUFFIX. Azure's rule for
+	// Microsoft.Web/sites: 2 to 60 letters, digits and hyphens, neither
+	// starting nor ending with a hyphen; upper case is allowed, and the
+	// name is a host name, so app names differ by more than case. See
+	// https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftweb
+	appNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,58}[A-Za-z0-9]$`)
 	// Azure resource names (VNets, subnets, NSGs, rules, route tables,
 	// routes), by Azure's naming rules for Microsoft.Network: 1 to 80
 	// characters (a VNet 2 to 64), starting with a letter or digit and
@@ -786,9 +790,9 @@ func (b *builder) buildApps(specs []*aseSpec) {
 			a.Apps = append(a.Apps, app)
 			if ap.name.ok {
 				if !appNameRE.MatchString(app.Name) {
-					b.errAt(ap.name.loc, "%q is not a valid app name: use 1 to 60 lowercase letters, digits and hyphens, starting and ending with a letter or digit (it is a DNS label)", app.Name)
+					b.errAt(ap.name.loc, "%q is not a valid app name: use 2 to 60 letters, digits and hyphens, starting and ending with a letter or digit (Azure's rule; it is a DNS label)", app.Name)
 				} else {
-					take(b.parser, names, app.Name, claim{ap.name.loc, "app " + app.Name, "app name " + app.Name})
+					take(b.parser, names, strings.ToLower(app.Name), claim{ap.name.loc, "app " + app.Name, "app name " + app.Name})
 				}
 			}
 			if !ap.workersSet {

@@ -78,7 +78,7 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown addressSpace field", y(vnet[:2], "    addressSpace: {addressPrefixes: [10.0.0.0/16], dnsServers: []}"),
 			3, "virtualNetworks[0].addressSpace.dnsServers", "unknown field", false},
 		{"unknown ASE field", y(vnet, aseX, "    instanceSize: Large"), 11, "appServiceEnvironments[0].instanceSize", "unknown field", false},
-		{"unknown app field", y(vnet, aseX, "    apps:", "      - {name: a, replicas: 2}"),
+		{"unknown app field", y(vnet, aseX, "    apps:", "      - {name: ab, replicas: 2}"),
 			12, "appServiceEnvironments[0].apps[0].replicas", "unknown field", false},
 		{"unknown VM field", y(vnet, "virtualMachines:", "  - name: m", "    subnet: s1", "    size: Standard_D2"),
 			9, "virtualMachines[0].size", "unknown field", false},
@@ -202,8 +202,11 @@ func TestValidationErrors(t *testing.T) {
 			3, "networkSecurityGroups[1].name", "name N is already used by NSG n (line 2)", false},
 		{"two rules with one name", y(ruleR, "      - name: r", "        priority: 200", "        direction: Inbound", "        access: Deny", "        protocol: Udp"),
 			9, "networkSecurityGroups[0].securityRules[1].name", "rule name r is already used by rule r (line 4)", false},
-		{"two apps with one name", y(vnet, aseX, "    apps:", "      - name: a", "      - name: a"),
-			13, "appServiceEnvironments[0].apps[1].name", "app name a is already used by app a (line 12)", false},
+		{"two apps with one name", y(vnet, aseX, "    apps:", "      - name: ab", "      - name: ab"),
+			13, "appServiceEnvironments[0].apps[1].name", "app name ab is already used by app ab (line 12)", false},
+		// A host name: ab and AB would be one name in DNS.
+		{"two apps whose names differ in case", y(vnet, aseX, "    apps:", "      - name: ab", "      - name: AB"),
+			13, "appServiceEnvironments[0].apps[1].name", "app name AB is already used by app ab (line 12)", false},
 
 		// Duplicate addresses.
 		{"two VMs on one address", y(vnet, "virtualMachines:", "  - {name: m, subnet: s1, privateIpAddress: 10.0.1.10}",
@@ -268,11 +271,11 @@ func TestValidationErrors(t *testing.T) {
 		{"bad DNS suffix", y(vnet, aseX, "    dnsSuffix: my_ase.local"), 11, "appServiceEnvironments[0].dnsSuffix", `"my_ase.local" is not a valid DNS suffix`, false},
 		{"two ASEs with one DNS suffix", y(vnet2, aseX, "  - {name: y, subnet: s2, kind: External, virtualIp: 192.23.1.3, dnsSuffix: X.p.azurewebsites.net}"),
 			12, "appServiceEnvironments[1].dnsSuffix", "dnsSuffix x.p.azurewebsites.net is already used by ASE x (line 8)", false},
-		{"app on an unknown worker", y(vnet, aseX, "    apps:", "      - name: a", "        workers: [x-w3]"),
+		{"app on an unknown worker", y(vnet, aseX, "    apps:", "      - name: ab", "        workers: [x-w3]"),
 			13, "appServiceEnvironments[0].apps[0].workers[0]", `"x-w3" is not a worker of ASE x, whose workers are x-w1 to x-w2`, false},
-		{"app on a worker twice", y(vnet, aseX, "    apps:", "      - name: a", "        workers: [x-w1, x-w1]"),
+		{"app on a worker twice", y(vnet, aseX, "    apps:", "      - name: ab", "        workers: [x-w1, x-w1]"),
 			13, "appServiceEnvironments[0].apps[0].workers[1]", "worker x-w1 is listed twice", false},
-		{"app on no worker", y(vnet, aseX, "    apps:", "      - name: a", "        workers: []"),
+		{"app on no worker", y(vnet, aseX, "    apps:", "      - name: ab", "        workers: []"),
 			13, "appServiceEnvironments[0].apps[0].workers", "an app needs at least one worker", false},
 
 		// References.
@@ -335,6 +338,11 @@ func TestValidationErrors(t *testing.T) {
 			4, "networkSecurityGroups[0].securityRules[0].name", `"allow web" is not a valid rule name`, false},
 		{"bad app name", y(vnet, aseX, "    apps: [{name: App_1}]"),
 			11, "appServiceEnvironments[0].apps[0].name", `"App_1" is not a valid app name`, false},
+		// Azure's sites take 2 to 60 characters.
+		{"one-letter app name", y(vnet, aseX, "    apps: [{name: a}]"),
+			11, "appServiceEnvironments[0].apps[0].name", `"a" is not a valid app name: use 2 to 60`, false},
+		{"app name 61 characters", y(vnet, aseX, "    apps: [{name: "+strings.Repeat("a", 61)+"}]"),
+			11, "appServiceEnvironments[0].apps[0].name", "is not a valid app name", false},
 
 		// Subnets too small for their nodes.
 		{"ASE does not fit its subnet", y(vnet[:4], "      - {name: s1, addressPrefix: 10.0.1.0/29}", aseX),

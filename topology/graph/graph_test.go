@@ -109,7 +109,7 @@ virtualNetworks:
     addressSpace: {addressPrefixes: [10.1.0.0/16]}
     subnets: [{name: s_1, addressPrefix: 10.1.1.0/24}]
 appServiceEnvironments:
-  - {name: my-anchor, subnet: s-1, kind: External, virtualIp: 52.0.0.1, frontEnds: 1, workers: 1, apps: [{name: w}]}
+  - {name: my-anchor, subnet: s-1, kind: External, virtualIp: 52.0.0.1, frontEnds: 1, workers: 1, apps: [{name: web}]}
 virtualMachines:
   - {name: vm2, subnet: s_1}
 internetHosts:
