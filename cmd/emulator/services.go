@@ -12,6 +12,7 @@ import (
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/frontend"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/peer"
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -20,23 +21,25 @@ import (
 // the user starting anything: apps on workers, front-ends, the Internet
 // hosts' servers and Azure DNS on the platform node.
 type labServices struct {
-	certs map[string]*tls.Certificate  // per ASE, shared by its front-ends
-	ftp   map[string]*frontend.FTPSite // per ASE, shared by its front-ends
-	apps  map[string]*app.Server       // by worker
-	fes   map[string]*frontend.Server  // by front-end
-	dns   *dns.Server
-	other map[string]io.Closer // echo and the peer answerers, by node
+	certs   map[string]*tls.Certificate  // per ASE, shared by its front-ends
+	ftp     map[string]*frontend.FTPSite // per ASE, shared by its front-ends
+	content map[string]*wwwroot.Store    // per ASE, shared by its FTP site and its workers
+	apps    map[string]*app.Server       // by worker
+	fes     map[string]*frontend.Server  // by front-end
+	dns     *dns.Server
+	other   map[string]io.Closer // echo and the peer answerers, by node
 }
 
 // startServices starts every node's services. nets gives each node's
 // sockets. On error, what was started is closed again.
 func startServices(t *topology.Topology, nets map[string]netx.Net) (*labServices, error) {
 	s := &labServices{
-		certs: map[string]*tls.Certificate{},
-		ftp:   map[string]*frontend.FTPSite{},
-		apps:  map[string]*app.Server{},
-		fes:   map[string]*frontend.Server{},
-		other: map[string]io.Closer{},
+		certs:   map[string]*tls.Certificate{},
+		ftp:     map[string]*frontend.FTPSite{},
+		content: map[string]*wwwroot.Store{},
+		apps:    map[string]*app.Server{},
+		fes:     map[string]*frontend.Server{},
+		other:   map[string]io.Closer{},
 	}
 	if err := s.start(t, t.Nodes, nets); err != nil {
 		s.close()
@@ -58,7 +61,9 @@ func (s *labServices) start(t *topology.Topology, nodes []*topology.Node, nets m
 func (s *labServices) startNode(t *topology.Topology, n *topology.Node, net netx.Net) error {
 	switch n.Kind {
 	case topology.NodeWorker:
-		srv, err := app.Start(net, app.ConfigFor(n))
+		cfg := app.ConfigFor(n)
+		cfg.Content = s.contentOf(n.ASE)
+		srv, err := app.Start(net, cfg)
 		if err != nil {
 			return err
 		}
@@ -69,7 +74,7 @@ func (s *labServices) startNode(t *topology.Topology, n *topology.Node, net netx
 			return err
 		}
 		if s.ftp[n.ASE.Name] == nil {
-			s.ftp[n.ASE.Name] = frontend.NewFTPSite()
+			s.ftp[n.ASE.Name] = frontend.NewFTPSite(s.contentOf(n.ASE))
 		}
 		srv, err := frontend.Start(net, frontend.Config{FrontEnd: n, Certificate: cert, FTP: s.ftp[n.ASE.Name]})
 		if err != nil {
@@ -113,6 +118,20 @@ func (s *labServices) cert(a *topology.ASE) (*tls.Certificate, error) {
 	}
 	s.certs[a.Name] = &c
 	return &c, nil
+}
+
+// contentOf is ASE a's content, made once per lab: what its FTP stores
+// its workers serve. A worker outside any ASE gets a Store of its own.
+func (s *labServices) contentOf(a *topology.ASE) *wwwroot.Store {
+	if a == nil {
+		return wwwroot.New()
+	}
+	if c := s.content[a.Name]; c != nil {
+		return c
+	}
+	c := wwwroot.New()
+	s.content[a.Name] = c
+	return c
 }
 
 // update follows an apply: services of removed nodes stop, those of added

@@ -8,9 +8,19 @@
 // can ask an app which address it leaves with (F3, F4). /download?bytes=N
 // answers N bytes, and an upload's body is read and counted, for bulk
 // transfers through the VIP, a front-end and a worker.
+//
+// The app also serves its content, what FTP publishes to the ASE: GET or
+// HEAD of /NAME answers the app's file NAME, as App Service serves a site's
+// wwwroot. The JSON answer stays the app's own for every other path, so a
+// file is served only when one by that name exists, and /outbound and
+// /download win over files of those names: they are the worker's
+// instruments, which the labs rely on whatever a learner uploads. Kudu's
+// name (APP.scm.SUFFIX) answers JSON as before: in Azure it is the
+// deployment site, not the app's content.
 package app
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +36,7 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -52,6 +63,10 @@ type Config struct {
 
 	Port            int           // 0: DefaultPort
 	OutboundTimeout time.Duration // 0: DefaultOutboundTimeout
+	// Content is the ASE's content, which its apps serve. Give the same
+	// one to every worker and front-end of an ASE, so that what FTP
+	// stores every instance of the app serves. Nil: Start makes one.
+	Content *wwwroot.Store
 }
 
 // ConfigFor returns the web server of worker, a worker node of a topology:
@@ -109,9 +124,10 @@ type OutboundAnswer struct {
 
 // Server is a worker's running web server.
 type Server struct {
-	cfg    atomic.Pointer[Config]
-	client *http.Client
-	g      netx.Group
+	cfg     atomic.Pointer[Config]
+	content *wwwroot.Store
+	client  *http.Client
+	g       netx.Group
 }
 
 // Start opens the worker's port through n and serves until Close.
@@ -127,7 +143,10 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 	// the dataplane: what a learner sees in `emulator flows` and in the
 	// SNAT port count (F17) is then one entry per call.
 	tr.DisableKeepAlives = true
-	s := &Server{client: &http.Client{
+	if cfg.Content == nil {
+		cfg.Content = wwwroot.New()
+	}
+	s := &Server{content: cfg.Content, client: &http.Client{
 		Transport: tr,
 		Timeout:   cfg.OutboundTimeout,
 		// "What came back" is the remote's own answer, a redirect
@@ -141,7 +160,7 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 }
 
 // Update changes the apps placed on the worker (apps move between workers,
-// F4) without closing its port. Port and Worker are not changed.
+// F4) without closing its port. Port, Worker and Content are not changed.
 func (s *Server) Update(cfg Config) {
 	old := s.cfg.Load()
 	cfg = withDefaults(cfg)
@@ -189,6 +208,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		download(w, r)
 		return
 	}
+	if f, ok := s.file(r, app, kudu); ok {
+		// ServeContent types the file by its extension and answers
+		// HEAD, ranges and If-Modified-Since as a web server does.
+		http.ServeContent(w, r, f.Name, f.Mod, bytes.NewReader(f.Data))
+		return
+	}
 	// An upload is read to its end and counted, so that a POST through
 	// the VIP carries its body: answered unread, curl's Expect:
 	// 100-continue got its answer first and curl sent nothing at all.
@@ -207,6 +232,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// file is the app's content file a GET or HEAD of /NAME asks for. NAME is
+// a file name as FTP stores it (case kept), never a path: an app's content
+// is one directory.
+func (s *Server) file(r *http.Request, app string, kudu bool) (*wwwroot.File, bool) {
+	if kudu || r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return nil, false
+	}
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	if name == "" || strings.Contains(name, "/") {
+		return nil, false
+	}
+	return s.content.Get(app, name)
 }
 
 // download answers ?bytes=N bytes (zeros), for a bulk transfer through the

@@ -64,7 +64,7 @@ type Config struct {
 	// give it to each front-end, so that all of an ASE's front-ends show
 	// the same certificate, as behind a real VIP.
 	Certificate *tls.Certificate
-	// FTP is the ASE's FTP files and passive sessions. Nil: Start makes
+	// FTP is the ASE's FTP content and passive sessions. Nil: Start makes
 	// one. Give one per ASE to each of its front-ends, so that a data
 	// connection the load balancer sends to another front-end than its
 	// control connection's still finds its session.
@@ -156,7 +156,7 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 	s.dataTLS = s.tls.Clone()
 	s.dataTLS.SessionTicketsDisabled = true
 	if s.site == nil {
-		s.site = NewFTPSite()
+		s.site = NewFTPSite(nil)
 	}
 	var cancel context.CancelFunc
 	s.ctx, cancel = context.WithCancel(context.Background())

@@ -6,14 +6,14 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/netip"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 )
 
 // A front-end's FTP is a small passive-mode server: enough for curl and the usual
@@ -46,16 +46,11 @@ const (
 	// dataTimeout bounds a whole transfer, so a client that stops reading
 	// does not hold a session forever.
 	dataTimeout = 2 * time.Minute
-	// StoreLimit is what STOR may keep in memory for one ASE, all its
-	// files together: uploads live in the emulator's own memory.
-	StoreLimit = 64 << 20
-	// startFile is every app directory's file until someone deletes it.
-	startFile = "hostingstart.html"
 )
 
-// FTPSite is what the front-ends of one ASE share for FTP: its files and
-// its passive sessions. Give one to each front-end of an ASE, as with the
-// certificate.
+// FTPSite is what the front-ends of one ASE share for FTP: its content,
+// which the ASE's workers serve too, and its passive sessions. Give one to
+// each front-end of an ASE, as with the certificate.
 //
 // The data connection goes to VIP:port, where the load balancer picks a
 // front-end by the connection's 5-tuple, not the control connection's: it
@@ -65,20 +60,10 @@ const (
 // its session by the data port and the client's address, which the load
 // balancer keeps (F2).
 type FTPSite struct {
+	files   *wwwroot.Store
 	mu      sync.Mutex
-	apps    map[string]*ftpDir // by lower-case app name, made on first use
-	used    int                // bytes of every file, reserved uploads included
 	passive map[passiveKey]*passive
 	next    int // where the search for a free data port starts
-}
-
-type ftpDir struct {
-	files map[string]*ftpFile
-}
-
-type ftpFile struct {
-	data []byte
-	mod  time.Time
 }
 
 type passiveKey struct {
@@ -105,23 +90,13 @@ func (d *dataConn) release() {
 	close(d.done)
 }
 
-// NewFTPSite returns an ASE's FTP site: every app's directory holds
-// hostingstart.html.
-func NewFTPSite() *FTPSite {
-	return &FTPSite{apps: map[string]*ftpDir{}, passive: map[passiveKey]*passive{}}
-}
-
-// dir is app's directory, made with its start file the first time; mu held.
-func (f *FTPSite) dir(app string) *ftpDir {
-	k := strings.ToLower(app)
-	d := f.apps[k]
-	if d == nil {
-		page := fmt.Sprintf("<html><body><h1>%s is up and running</h1><p>Served by FTP from the emulated ASE; upload next to it with curl -T.</p></body></html>\n", app)
-		d = &ftpDir{files: map[string]*ftpFile{startFile: {data: []byte(page), mod: time.Now().UTC()}}}
-		f.used += len(page)
-		f.apps[k] = d
+// NewFTPSite returns an ASE's FTP site on its content files (nil: a new
+// Store, of this site alone).
+func NewFTPSite(files *wwwroot.Store) *FTPSite {
+	if files == nil {
+		files = wwwroot.New()
 	}
-	return d
+	return &FTPSite{files: files, passive: map[passiveKey]*passive{}}
 }
 
 // open registers a passive session for client on a free data port.
@@ -330,20 +305,14 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 			fs.reply(504, "Type %s is not served; use A or I.", arg)
 		}
 	case "SIZE", "MDTM":
-		app, name, ok := fs.file(arg)
-		var fl *ftpFile
-		if ok {
-			fs.site.mu.Lock()
-			fl = fs.site.dir(app).files[name] // replaced, never changed in place
-			fs.site.mu.Unlock()
-		}
+		fl, ok := fs.get(arg)
 		switch {
-		case fl == nil:
+		case !ok:
 			fs.reply(550, "%s: no such file.", arg)
 		case cmd == "SIZE":
-			fs.reply(213, "%d", len(fl.data))
+			fs.reply(213, "%d", len(fl.Data))
 		default:
-			fs.reply(213, "%s", fl.mod.Format("20060102150405"))
+			fs.reply(213, "%s", fl.Mod.Format("20060102150405"))
 		}
 	case "EPSV", "PASV":
 		fs.passive(cmd)
@@ -355,18 +324,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fs.stor(arg)
 	case "DELE":
 		app, name, ok := fs.file(arg)
-		deleted := false
-		if ok {
-			fs.site.mu.Lock()
-			d := fs.site.dir(app)
-			if f := d.files[name]; f != nil {
-				fs.site.used -= len(f.data)
-				delete(d.files, name)
-				deleted = true
-			}
-			fs.site.mu.Unlock()
-		}
-		if !deleted {
+		if !ok || !fs.site.files.Delete(app, name) {
 			fs.reply(550, "%s: no such file.", arg)
 		} else {
 			fs.reply(250, "%s deleted.", arg)
@@ -446,6 +404,15 @@ func (fs *ftpSession) file(p string) (app, name string, ok bool) {
 	}
 	app, ok = fs.app(dir)
 	return app, name, ok
+}
+
+// get returns the file at p.
+func (fs *ftpSession) get(p string) (*wwwroot.File, bool) {
+	app, name, ok := fs.file(p)
+	if !ok {
+		return nil, false
+	}
+	return fs.site.files.Get(app, name)
 }
 
 func (fs *ftpSession) cd(arg string) {
@@ -560,12 +527,9 @@ func (fs *ftpSession) list(long bool, arg string) {
 			fs.reply(550, "%s: no such directory.", p)
 			return
 		}
-		fs.site.mu.Lock()
-		files := fs.site.dir(app).files
-		for _, n := range slices.Sorted(maps.Keys(files)) {
-			lines = append(lines, fs.entry(long, false, n, len(files[n].data), files[n].mod))
+		for _, f := range fs.site.files.List(app) {
+			lines = append(lines, fs.entry(long, false, f.Name, len(f.Data), f.Mod))
 		}
-		fs.site.mu.Unlock()
 	}
 	fs.transfer(func(d net.Conn) (int, string) {
 		for _, l := range lines {
@@ -589,21 +553,13 @@ func (fs *ftpSession) entry(long, dir bool, name string, size int, mod time.Time
 }
 
 func (fs *ftpSession) retr(arg string) {
-	app, name, ok := fs.file(arg)
-	var data []byte
-	if ok {
-		fs.site.mu.Lock()
-		if f := fs.site.dir(app).files[name]; f != nil {
-			data = f.data
-		}
-		fs.site.mu.Unlock()
-	}
-	if data == nil {
+	f, ok := fs.get(arg)
+	if !ok {
 		fs.reply(550, "%s: no such file.", arg)
 		return
 	}
 	fs.transfer(func(d net.Conn) (int, string) {
-		if _, err := d.Write(data); err != nil {
+		if _, err := d.Write(f.Data); err != nil {
 			return 426, "Transfer cut: " + err.Error()
 		}
 		return 226, "Transfer complete."
@@ -617,53 +573,10 @@ func (fs *ftpSession) stor(arg string) {
 		return
 	}
 	fs.transfer(func(d net.Conn) (int, string) {
-		data, err := fs.site.receive(d)
+		f, err := fs.site.files.Put(app, name, d)
 		if err != nil {
-			return 552, "Upload not stored: " + err.Error()
+			return 552, "Upload not stored: " + err.Error() + "."
 		}
-		fs.site.mu.Lock()
-		dir := fs.site.dir(app)
-		if old := dir.files[name]; old != nil {
-			fs.site.used -= len(old.data)
-		}
-		dir.files[name] = &ftpFile{data: data, mod: time.Now().UTC()}
-		fs.site.mu.Unlock()
-		return 226, fmt.Sprintf("Stored %d bytes as /%s/%s.", len(data), app, name)
+		return 226, fmt.Sprintf("Stored %d bytes as /%s/%s.", len(f.Data), app, name)
 	})
-}
-
-// receive reads an upload, reserving room for it in the site as it comes,
-// so that uploads together never hold more than StoreLimit.
-func (f *FTPSite) receive(r io.Reader) ([]byte, error) {
-	var data []byte
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			f.mu.Lock()
-			full := f.used+n > StoreLimit
-			if !full {
-				f.used += n
-			}
-			f.mu.Unlock()
-			if full {
-				f.release(len(data))
-				return nil, fmt.Errorf("this ASE's FTP files are limited to %d MiB in all (they live in the emulator's memory).", StoreLimit>>20)
-			}
-			data = append(data, buf[:n]...)
-		}
-		if err == io.EOF {
-			return data, nil
-		}
-		if err != nil {
-			f.release(len(data))
-			return nil, fmt.Errorf("cut: %v", err)
-		}
-	}
-}
-
-func (f *FTPSite) release(n int) {
-	f.mu.Lock()
-	f.used -= n
-	f.mu.Unlock()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -282,7 +283,7 @@ func TestFTPPASVAdvertisesWhereFTPArrives(t *testing.T) {
 func TestFTPDataOnAnotherFrontEnd(t *testing.T) {
 	topo := topology.Default()
 	reg := netx.NewRegistry()
-	site := NewFTPSite()
+	site := NewFTPSite(nil)
 	var fes []*netx.Loopback
 	for _, name := range []string{"ase1-fe1", "ase1-fe2"} {
 		n := reg.Node(name)
@@ -307,8 +308,8 @@ func TestFTPDataOnAnotherFrontEnd(t *testing.T) {
 func TestFTPStoreLimit(t *testing.T) {
 	l := newLab(t)
 	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
-	if r := f.put(l.fe, "/app1/big", make([]byte, StoreLimit+1)); !strings.HasPrefix(r, "552 ") {
-		t.Errorf("STOR of more than StoreLimit: %q, want 552", r)
+	if r := f.put(l.fe, "/app1/big", make([]byte, wwwroot.Limit+1)); !strings.HasPrefix(r, "552 ") {
+		t.Errorf("STOR of more than wwwroot.Limit: %q, want 552", r)
 	}
 	// The refused upload gave back what it had taken.
 	if r := f.put(l.fe, "/app1/small", make([]byte, 1000)); !strings.HasPrefix(r, "226 ") {
@@ -348,7 +349,7 @@ func TestFTPSListDownloadUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := netx.NewRegistry()
-	site := NewFTPSite()
+	site := NewFTPSite(nil)
 	var fes []*netx.Loopback
 	for _, name := range []string{"ase1-fe1", "ase1-fe2"} {
 		n := reg.Node(name)

@@ -1,0 +1,142 @@
+// Package wwwroot is the content of an ASE's apps: one directory of files
+// per app, which FTP publishes into and the app serves over HTTP. As in
+// App Service, where every instance of an app shares its site's content,
+// one Store serves all of an ASE's front-ends and workers.
+//
+// Files live in the emulator's memory, so a lab starts with each app's
+// hostingstart.html and forgets every upload when it goes down.
+package wwwroot
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// Limit is what one Store may keep, all its files together: uploads
+	// live in the emulator's own memory.
+	Limit = 64 << 20
+	// StartFile is every app directory's file until someone deletes it.
+	StartFile = "hostingstart.html"
+)
+
+// File is one file of an app's directory. Data is never changed in place:
+// a new upload replaces the File, so a reader may keep it unlocked.
+type File struct {
+	Name string
+	Data []byte
+	Mod  time.Time
+}
+
+// Store is the content of one ASE's apps.
+type Store struct {
+	mu   sync.Mutex
+	apps map[string]map[string]*File // by lower-case app name, then file name; made on first use
+	used int                         // bytes of every file, uploads under way included
+}
+
+// New returns an ASE's content: every app's directory holds StartFile.
+func New() *Store {
+	return &Store{apps: map[string]map[string]*File{}}
+}
+
+// dir is app's directory, made with its start file the first time; mu held.
+// App names are case-insensitive, as in Azure and in Host headers; file
+// names are kept as they were uploaded.
+func (s *Store) dir(app string) map[string]*File {
+	k := strings.ToLower(app)
+	d := s.apps[k]
+	if d == nil {
+		page := fmt.Sprintf("<html><body><h1>%s is up and running</h1><p>Served from the emulated ASE's content; upload next to it over FTP with curl -T.</p></body></html>\n", app)
+		d = map[string]*File{StartFile: {Name: StartFile, Data: []byte(page), Mod: time.Now().UTC()}}
+		s.used += len(page)
+		s.apps[k] = d
+	}
+	return d
+}
+
+// Get returns app's file called name.
+func (s *Store) Get(app, name string) (*File, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.dir(app)[name]
+	return f, f != nil
+}
+
+// List returns app's files, sorted by name.
+func (s *Store) List(app string) []*File {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dir(app)
+	var fs []*File
+	for _, n := range slices.Sorted(maps.Keys(d)) {
+		fs = append(fs, d[n])
+	}
+	return fs
+}
+
+// Delete removes app's file called name, and reports whether it was there.
+func (s *Store) Delete(app, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dir(app)
+	f := d[name]
+	if f == nil {
+		return false
+	}
+	s.used -= len(f.Data)
+	delete(d, name)
+	return true
+}
+
+// Put reads r to its end and stores it as app's file called name, in
+// place of any file of that name. Room is reserved as the bytes come, so
+// that uploads under way together never hold more than Limit; an upload
+// that would pass it, or that r cuts, stores nothing.
+func (s *Store) Put(app, name string, r io.Reader) (*File, error) {
+	var data []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			s.mu.Lock()
+			full := s.used+n > Limit
+			if !full {
+				s.used += n
+			}
+			s.mu.Unlock()
+			if full {
+				s.release(len(data))
+				return nil, fmt.Errorf("this ASE's content is limited to %d MiB in all (it lives in the emulator's memory)", Limit>>20)
+			}
+			data = append(data, buf[:n]...)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			s.release(len(data))
+			return nil, fmt.Errorf("cut: %v", err)
+		}
+	}
+	f := &File{Name: name, Data: data, Mod: time.Now().UTC()}
+	s.mu.Lock()
+	d := s.dir(app)
+	if old := d[name]; old != nil {
+		s.used -= len(old.Data)
+	}
+	d[name] = f
+	s.mu.Unlock()
+	return f, nil
+}
+
+func (s *Store) release(n int) {
+	s.mu.Lock()
+	s.used -= n
+	s.mu.Unlock()
+}
