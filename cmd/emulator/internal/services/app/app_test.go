@@ -3,16 +3,19 @@ package app
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 	"github.com/aseemu/emulator/topology"
 )
 
@@ -289,5 +292,121 @@ func TestUploadAndDownload(t *testing.T) {
 		if code, _ := get(t, n, "app1."+suffix, "/download"+q); code != http.StatusBadRequest {
 			t.Errorf("/download%s: %d, want 400", q, code)
 		}
+	}
+}
+
+// call sends method to the worker's port 80 with the given Host header,
+// and returns the answer with its body read.
+func call(t *testing.T, n *netx.Loopback, method, host, path string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.Addr("tcp", 80)+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s%s: %v", method, host, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// What FTP stores in the ASE's content, every worker of the app serves:
+// the instances of an App Service app share their wwwroot.
+func TestAppServesItsContent(t *testing.T) {
+	reg := netx.NewRegistry()
+	content := wwwroot.New()
+	var workers []*netx.Loopback
+	for i, addr := range []string{"10.0.1.6", "10.0.1.7"} {
+		name := fmt.Sprintf("ase1-w%d", i+1)
+		n := reg.Node(name, addr)
+		s, err := Start(n, Config{Worker: name, Address: netip.MustParseAddr(addr), ASE: "ase1", DNSSuffix: suffix, Apps: []string{"app1"}, Content: content})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		workers = append(workers, n)
+	}
+	const page = "<h1>hello</h1>\n"
+	if _, err := content.Put("app1", "hello.html", strings.NewReader(page)); err != nil {
+		t.Fatal(err)
+	}
+	host := "app1." + suffix
+	for _, n := range workers {
+		resp, body := call(t, n, "GET", host, "/hello.html")
+		if resp.StatusCode != 200 || body != page {
+			t.Errorf("GET /hello.html on %s: %d %q, want 200 with the uploaded file", resp.Header.Get("X-ASE-Worker"), resp.StatusCode, body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+			t.Errorf("GET /hello.html: Content-Type %q, want text/html; charset=utf-8 from the extension", ct)
+		}
+		if cl := resp.Header.Get("Content-Length"); cl != strconv.Itoa(len(page)) {
+			t.Errorf("GET /hello.html: Content-Length %q, want %d", cl, len(page))
+		}
+		if _, err := http.ParseTime(resp.Header.Get("Last-Modified")); err != nil {
+			t.Errorf("GET /hello.html: Last-Modified %q: %v", resp.Header.Get("Last-Modified"), err)
+		}
+		resp, body = call(t, n, "HEAD", "APP1.ase1.p.azurewebsites.net", "/hello.html")
+		if resp.StatusCode != 200 || body != "" || resp.ContentLength != int64(len(page)) {
+			t.Errorf("HEAD /hello.html: %d, %d bytes, Content-Length %d; want 200, no body, %d", resp.StatusCode, len(body), resp.ContentLength, len(page))
+		}
+		if resp, body := call(t, n, "GET", host, "/hostingstart.html"); resp.StatusCode != 200 || !strings.Contains(body, "app1 is up and running") {
+			t.Errorf("GET /hostingstart.html: %d %q, want app1's start page", resp.StatusCode, body)
+		}
+	}
+
+	n := workers[0]
+	// The JSON answer stays where no file is: "/", unknown names, paths
+	// in directories, other methods, and Kudu's name.
+	for _, c := range []struct{ method, host, path string }{
+		{"GET", host, "/"},
+		{"GET", host, "/nothing.html"},
+		{"GET", host, "/sub/hello.html"},
+		{"POST", host, "/hello.html"},
+		{"GET", "app1.scm." + suffix, "/hello.html"},
+	} {
+		resp, body := call(t, n, c.method, c.host, c.path)
+		var a Answer
+		if err := json.Unmarshal([]byte(body), &a); err != nil || resp.StatusCode != 200 || a.App != "app1" {
+			t.Errorf("%s %s%s: %d %q, want the app's JSON answer", c.method, c.host, c.path, resp.StatusCode, body)
+		}
+	}
+	// The worker's instruments win over files of their names.
+	for _, name := range []string{"outbound", "download"} {
+		if _, err := content.Put("app1", name, strings.NewReader("a file called "+name)); err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := call(t, n, "GET", host, "/"+name); resp.StatusCode != http.StatusBadRequest || strings.Contains(body, "a file called") {
+			t.Errorf("GET /%s with a file of that name: %d %q, want the built-in's 400, not the file", name, resp.StatusCode, body)
+		}
+	}
+	// Deleted, the file is gone from every worker, and the path answers
+	// JSON again.
+	content.Delete("app1", "hello.html")
+	for _, n := range workers {
+		if _, body := call(t, n, "GET", host, "/hello.html"); !strings.HasPrefix(body, `{"app":"app1"`) {
+			t.Errorf("GET /hello.html after its delete: %q, want the JSON answer", body)
+		}
+	}
+}
+
+// The content is the ASE's: a worker keeps it when apps move (Update).
+func TestUpdateKeepsContent(t *testing.T) {
+	reg := netx.NewRegistry()
+	content := wwwroot.New()
+	n := reg.Node("ase1-w1", "10.0.1.6")
+	cfg := Config{Worker: "ase1-w1", Address: netip.MustParseAddr("10.0.1.6"), ASE: "ase1", DNSSuffix: suffix, Apps: []string{"app1"}, Content: content}
+	s, err := Start(n, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	content.Put("app9", "moved.txt", strings.NewReader("still here"))
+	cfg.Apps, cfg.Content = []string{"app1", "app9"}, nil // as ConfigFor makes it
+	s.Update(cfg)
+	if _, body := get(t, n, "app9."+suffix, "/moved.txt"); body != "still here" {
+		t.Errorf("GET app9/moved.txt after Update: %q, want the ASE's file", body)
 	}
 }

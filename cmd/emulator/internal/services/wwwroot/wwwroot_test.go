@@ -1,0 +1,116 @@
+package wwwroot
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func names(fs []*File) []string {
+	var ns []string
+	for _, f := range fs {
+		ns = append(ns, f.Name)
+	}
+	return ns
+}
+
+func TestEveryAppStartsWithItsStartPage(t *testing.T) {
+	s := New()
+	f, ok := s.Get("App1", StartFile)
+	if !ok || !strings.Contains(string(f.Data), "App1 is up and running") || f.Mod.IsZero() {
+		t.Fatalf("Get(App1, %s) = %+v, %v; want App1's start page with a time", StartFile, f, ok)
+	}
+	// App names are case-insensitive: app1 is the same directory.
+	if g, _ := s.Get("app1", StartFile); g != f {
+		t.Errorf("Get(app1) and Get(App1) are different files: app names must not depend on case")
+	}
+	if got := names(s.List("app2")); len(got) != 1 || got[0] != StartFile {
+		t.Errorf("List(app2) = %v, want [%s]", got, StartFile)
+	}
+}
+
+func TestPutGetListDelete(t *testing.T) {
+	s := New()
+	if _, err := s.Put("app1", "b.txt", strings.NewReader("bee")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put("app1", "A.html", strings.NewReader("<p>old</p>")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put("app1", "A.html", strings.NewReader("<p>new</p>")); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := s.Get("app1", "A.html"); !ok || string(f.Data) != "<p>new</p>" {
+		t.Errorf("Get(A.html) after two uploads = %+v, %v; want the second", f, ok)
+	}
+	// File names keep their case, as FTP stored them.
+	if _, ok := s.Get("app1", "a.html"); ok {
+		t.Errorf("Get(a.html) found A.html: file names must keep their case")
+	}
+	if got, want := names(s.List("app1")), []string{"A.html", "b.txt", StartFile}; !slicesEqual(got, want) {
+		t.Errorf("List(app1) = %v, want %v", got, want)
+	}
+	if _, ok := s.Get("app2", "b.txt"); ok {
+		t.Errorf("app2 sees app1's b.txt: each app has its own directory")
+	}
+	if !s.Delete("app1", "b.txt") || s.Delete("app1", "b.txt") {
+		t.Errorf("Delete(b.txt) twice: want true then false")
+	}
+	if !s.Delete("app1", StartFile) {
+		t.Errorf("Delete(%s): want true", StartFile)
+	}
+	if _, ok := s.Get("app1", StartFile); ok {
+		t.Errorf("%s came back after Delete: the start page is made once, not on every look", StartFile)
+	}
+}
+
+func slicesEqual(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+func TestPutIsLimited(t *testing.T) {
+	s := New()
+	if _, err := s.Put("app1", "big", bytes.NewReader(make([]byte, Limit+1))); err == nil {
+		t.Fatalf("Put of more than Limit: no error")
+	}
+	if _, ok := s.Get("app1", "big"); ok {
+		t.Errorf("the refused upload was stored")
+	}
+	// The refused upload gave back the room it had taken, and a replaced
+	// file gives back its own: four quarters in one place fit.
+	for range 4 {
+		if _, err := s.Put("app1", "quarter", bytes.NewReader(make([]byte, Limit/4))); err != nil {
+			t.Fatalf("Put of Limit/4 after a refused upload, or in place of itself: %v", err)
+		}
+	}
+	if !s.Delete("app1", "quarter") {
+		t.Fatal("Delete(quarter): want true")
+	}
+	if _, err := s.Put("app1", "again", bytes.NewReader(make([]byte, Limit*3/4))); err != nil {
+		t.Errorf("Put of 3/4 Limit after Delete: %v; Delete must give back the room", err)
+	}
+}
+
+func TestPutCutStoresNothing(t *testing.T) {
+	s := New()
+	cut := io.MultiReader(strings.NewReader("part"), iotest.ErrReader(errors.New("reset")))
+	if _, err := s.Put("app1", "cut.txt", cut); err == nil {
+		t.Fatal("Put of a cut upload: no error")
+	}
+	if _, ok := s.Get("app1", "cut.txt"); ok {
+		t.Errorf("a cut upload was stored")
+	}
+	if s.used != len(mustGet(t, s, "app1", StartFile).Data) {
+		t.Errorf("used = %d after a cut upload, want the start page's size only", s.used)
+	}
+}
+
+func mustGet(t *testing.T, s *Store, app, name string) *File {
+	t.Helper()
+	f, ok := s.Get(app, name)
+	if !ok {
+		t.Fatalf("Get(%s, %s): not found", app, name)
+	}
+	return f
+}
