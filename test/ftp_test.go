@@ -3,6 +3,7 @@ package test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +111,60 @@ func serverCert(verbose string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// F2: what FTP publishes the app serves, as App Service serves a site's
+// wwwroot: hello.html uploaded through the VIP is app1's page on both of
+// its workers, whichever front-end and worker a request lands on. Deleted,
+// its path is the app's JSON answer again, as any path without a file.
+func TestFTPPublishesWhatTheAppServes(t *testing.T) {
+	l := upLab(t)
+	const url = "http://app1.ase1.p.azurewebsites.net/hello.html"
+	page := "<html><body>hello from FTP</body></html>\n"
+	hello := filepath.Join(t.TempDir(), "hello.html")
+	if err := os.WriteFile(hello, []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-m", "20", "-T", hello, "ftp://192.23.1.2/app1/"); r.code != 0 {
+		t.Fatalf("curl -T hello.html ftp://192.23.1.2/app1/: %v", r)
+	}
+	served := map[string]bool{}
+	for i := 0; i < 12 && len(served) < 2; i++ {
+		r := l.exec("client", 20*time.Second, "curl", "-sS", "-i", "-m", "10", url)
+		head, body, _ := strings.Cut(r.stdout, "\r\n\r\n")
+		worker := headerOf(head, "X-ASE-Worker")
+		if r.code != 0 || !strings.HasPrefix(head, "HTTP/1.1 200") || body != page {
+			t.Fatalf("curl %s from client (answered by %q): want 200 with the file uploaded over FTP, got %v", url, worker, r)
+		}
+		if ct := headerOf(head, "Content-Type"); ct != "text/html; charset=utf-8" || headerOf(head, "Content-Length") != strconv.Itoa(len(page)) || headerOf(head, "Last-Modified") == "" {
+			t.Errorf("curl %s: want Content-Type text/html; charset=utf-8, Content-Length %d and Last-Modified, got headers %q", url, len(page), head)
+		}
+		served[worker] = true
+	}
+	if !served["ase1-w1"] || !served["ase1-w2"] {
+		t.Errorf("the file was served by %v: want both of app1's workers, which share the ASE's content", served)
+	}
+	start := "http://app1.ase1.p.azurewebsites.net/hostingstart.html"
+	if r := l.exec("client", 20*time.Second, "curl", "-sS", "-m", "10", start); r.code != 0 || !strings.Contains(r.stdout, "app1 is up and running") {
+		t.Errorf("curl %s: want app1's start page, got %v", start, r)
+	}
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-m", "20", "-Q", "DELE /app1/hello.html", "ftp://192.23.1.2/"); r.code != 0 {
+		t.Fatalf("curl -Q 'DELE /app1/hello.html': %v", r)
+	}
+	for range 2 {
+		if a := l.app("client", url, ""); a.App != "app1" || a.ForwardedFor != "198.51.100.10" {
+			t.Errorf("curl %s after DELE: want app1's JSON answer again, got %+v", url, a)
+		}
+	}
+}
+
+// headerOf is the value of the header called name in an HTTP head as
+// curl -i prints it.
+func headerOf(head, name string) string {
+	for _, line := range strings.Split(head, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
