@@ -144,6 +144,9 @@ func TestFTPPublishesWhatTheAppServes(t *testing.T) {
 	if !served["ase1-w1"] || !served["ase1-w2"] {
 		t.Errorf("the file was served by %v: want both of app1's workers, which share the ASE's content", served)
 	}
+	if r := l.exec("client", 20*time.Second, "curl", "-sS", "-k", "-m", "10", "https://app1.ase1.p.azurewebsites.net/hello.html"); r.code != 0 || r.stdout != page {
+		t.Errorf("curl -k https://app1.ase1.p.azurewebsites.net/hello.html: want the file over HTTPS too, got %v", r)
+	}
 	start := "http://app1.ase1.p.azurewebsites.net/hostingstart.html"
 	if r := l.exec("client", 20*time.Second, "curl", "-sS", "-m", "10", start); r.code != 0 || !strings.Contains(r.stdout, "app1 is up and running") {
 		t.Errorf("curl %s: want app1's start page, got %v", start, r)
