@@ -45,7 +45,9 @@ type Config struct {
 // Server is the running DNS server.
 type Server struct {
 	zone   atomic.Pointer[Zone]
-	serial atomic.Uint32 // SOA serial: a new one on every Reload
+	topo   atomic.Pointer[topology.Topology] // the zone's, to name the nodes the queries come from
+	serial atomic.Uint32                     // SOA serial: a new one on every Reload
+	log    *QueryLog
 	g      netx.Group
 }
 
@@ -58,8 +60,9 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 	if cfg.Port == 0 {
 		cfg.Port = DefaultPort
 	}
-	s := &Server{}
+	s := &Server{log: NewQueryLog(LogSize)}
 	s.zone.Store(NewZone(cfg.Topology))
+	s.topo.Store(cfg.Topology)
 	s.serial.Store(uint32(time.Now().Unix()))
 
 	ls := netx.NewListeners(n)
@@ -106,23 +109,30 @@ func (s *Server) serve(srv *dns.Server) error {
 // mix.
 func (s *Server) Reload(t *topology.Topology) {
 	s.zone.Store(NewZone(t))
+	s.topo.Store(t)
 	s.serial.Add(1)
 }
 
 // Zone returns the zone data the server answers from now.
 func (s *Server) Zone() *Zone { return s.zone.Load() }
 
+// Queries returns the last queries the server answered (LogSize at most),
+// oldest first.
+func (s *Server) Queries() []Query { return s.log.Queries() }
+
 // Close stops both ports and waits for queries under way.
 func (s *Server) Close() error { return s.g.Close() }
 
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	var from netip.Addr
+	var client netip.AddrPort
 	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
-		from = ap.Addr().Unmap()
+		client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	m := s.answer(r, from)
+	m := s.answer(r, client.Addr())
+	proto := "tcp"
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		proto = "udp"
 		size := dns.MinMsgSize
 		if o := r.IsEdns0(); o != nil {
 			size = int(o.UDPSize())
@@ -130,6 +140,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		m.Truncate(size)
 	}
 	w.WriteMsg(m)
+	var node string
+	if n := s.topo.Load().NodeByAddr(client.Addr()); n != nil {
+		node = n.Name
+	}
+	s.log.add(logged(r, m, proto, client, node))
 }
 
 // answer answers r, a query from address from.
