@@ -118,6 +118,10 @@ func protoNumber(name string) uint8 {
 
 func (f *Filter) empty() bool { return len(f.Hosts) == 0 && len(f.Ports) == 0 && f.Proto == 0 }
 
+// Match reports whether a packet with tuple k passes every term: for what
+// is not in the connection table, such as a query in the DNS log.
+func (f *Filter) Match(k nat.Key) bool { return f.matches(k) }
+
 // matches reports whether a packet with tuple k passes every term.
 func (f *Filter) matches(k nat.Key) bool {
 	if f.Proto != 0 && k.Proto != f.Proto {

@@ -257,6 +257,7 @@ func (l *runningLab) serveControl() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", l.handleStatus)
 	mux.HandleFunc("GET /flows", l.handleFlows)
+	mux.HandleFunc("GET /dns", l.handleDNS)
 	mux.HandleFunc("POST /apply", l.handleApply)
 	mux.HandleFunc("POST /verify", l.handleVerify)
 	mux.HandleFunc("POST /nexthop", l.handleNexthop)

@@ -55,6 +55,8 @@ Commands:
                                      run a command inside a node's namespace (none: a shell there)
   flows [--name LAB] [--filter EXPR] [--json]
                                      tracked flows with their original and translated tuples
+  dns [--name LAB] [--filter EXPR] [--json]
+                                     the last queries Azure DNS (168.63.129.16) answered: who asked what, and the answer
   apply [--name LAB] -f FILE         apply changed NSGs, routes, ASE scale and apps to a running lab
   verify [--name LAB] --from NODE --to ADDR[:PORT] [--proto P] [--direction D] [--json]
                                      IP flow verify: would the NSGs allow this flow, and which rule decides
@@ -109,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExec(rest)
 	case "flows":
 		err = cmdFlows(rest, stdout)
+	case "dns":
+		err = cmdDNS(rest, stdout)
 	case "apply":
 		err = cmdApply(rest, stdout)
 	case "verify":

@@ -41,7 +41,7 @@ type Lab struct {
 
 // Probe is one command whose result a step or a solution expects. Exactly
 // one of Exec (NODE CMD ARGS..., run inside NODE as `emulator exec` does) and
-// Emulator (an emulator subcommand that reads the lab: status, flows,
+// Emulator (an emulator subcommand that reads the lab: status, flows, dns,
 // verify, nexthop) is set.
 type Probe struct {
 	Exec     []string `yaml:"exec"`
@@ -273,7 +273,7 @@ func (l *Lab) topologyFiles() []string {
 
 // readOnly are the emulator subcommands a probe may run: they read the lab
 // and change nothing.
-var readOnly = map[string]bool{"status": true, "flows": true, "verify": true, "nexthop": true}
+var readOnly = map[string]bool{"status": true, "flows": true, "dns": true, "verify": true, "nexthop": true}
 
 func (p Probe) validate() error {
 	switch {
@@ -282,7 +282,7 @@ func (p Probe) validate() error {
 	case p.Exec != nil && len(p.Exec) < 2:
 		return fmt.Errorf("exec: want NODE CMD [ARG...]")
 	case p.Emulator != nil && !readOnly[p.Emulator[0]]:
-		return fmt.Errorf("emulator %q: a probe may only run status, flows, verify or nexthop", p.Emulator[0])
+		return fmt.Errorf("emulator %q: a probe may only run status, flows, dns, verify or nexthop", p.Emulator[0])
 	}
 	for _, re := range []string{p.Match, p.NoMatch} {
 		if _, err := regexp.Compile(re); err != nil {

@@ -34,9 +34,45 @@ func TestQueryLogKeepsTheLast(t *testing.T) {
 			t.Fatalf("after %d queries: %v, want %v", i+1, got, want)
 		}
 	}
-	if len(l.ring) != 3 {
-		t.Errorf("the log holds %d queries, want 3", len(l.ring))
+	if l.order.Len() != 3 || len(l.byKey) != 3 {
+		t.Errorf("the log holds %d queries (%d keys), want 3", l.order.Len(), len(l.byKey))
 	}
+}
+
+// A query asked again, by the same client with the same answer, is counted
+// and moves to the end; asked by another client, or answered otherwise, it
+// is a query of its own.
+func TestQueryLogRepeats(t *testing.T) {
+	l := NewQueryLog(3)
+	w1 := netip.MustParseAddrPort("10.0.1.6:1000")
+	q := func(name string, client netip.AddrPort, answer string) Query {
+		return Query{Proto: "udp", Client: client, Name: name, Type: "A", Rcode: "NOERROR", Answers: []string{answer}}
+	}
+	l.add(q("app1", w1, "192.23.1.2"))
+	l.add(q("sql", w1, "203.0.113.20"))
+	for port := range uint16(100) {
+		l.add(q("sql", netip.AddrPortFrom(w1.Addr(), 2000+port), "203.0.113.20"))
+	}
+	l.add(q("app1", netip.MustParseAddrPort("10.0.1.7:1000"), "192.23.1.2"))
+	got := l.Queries()
+	want := []string{"app1 10.0.1.6:1000 192.23.1.2 1", "sql 10.0.1.6:2099 203.0.113.20 101", "app1 10.0.1.7:1000 192.23.1.2 1"}
+	check := func() {
+		t.Helper()
+		var s []string
+		for _, x := range got {
+			s = append(s, fmt.Sprint(x.Name, " ", x.Client, " ", x.Answers[0], " ", x.Count))
+		}
+		if !slices.Equal(s, want) {
+			t.Errorf("log %q, want %q", s, want)
+		}
+	}
+	check()
+	// app1 moved (apply): its new answer is another query, and pushes
+	// the oldest out.
+	l.add(q("app1", w1, "192.23.1.9"))
+	got = l.Queries()
+	want = []string{"sql 10.0.1.6:2099 203.0.113.20 101", "app1 10.0.1.7:1000 192.23.1.2 1", "app1 10.0.1.6:1000 192.23.1.9 1"}
+	check()
 }
 
 // Queries come from every server goroutine while the control socket reads
@@ -103,11 +139,11 @@ func TestServerLogsQueries(t *testing.T) {
 	ask(&net.TCPAddr{IP: net.ParseIP("10.0.1.6"), Port: 40001}, rev, dns.TypePTR)
 	ask(&net.UDPAddr{IP: net.ParseIP("203.0.113.99"), Port: 40002}, "nowhere.example.net.", dns.TypeA)
 	want := []Query{
-		{Proto: "udp", Client: netip.MustParseAddrPort("198.51.100.10:40000"), Node: "client",
+		{Count: 1, Proto: "udp", Client: netip.MustParseAddrPort("198.51.100.10:40000"), Node: "client",
 			Name: "app1.ase1.p.azurewebsites.net.", Type: "A", Rcode: "NOERROR", Answers: []string{"192.23.1.2"}},
-		{Proto: "tcp", Client: netip.MustParseAddrPort("10.0.1.6:40001"), Node: "ase1-w1",
+		{Count: 1, Proto: "tcp", Client: netip.MustParseAddrPort("10.0.1.6:40001"), Node: "ase1-w1",
 			Name: rev, Type: "PTR", Rcode: "NOERROR", Answers: []string{"db1.internal.cloudapp.net."}},
-		{Proto: "udp", Client: netip.MustParseAddrPort("203.0.113.99:40002"),
+		{Count: 1, Proto: "udp", Client: netip.MustParseAddrPort("203.0.113.99:40002"),
 			Name: "nowhere.example.net.", Type: "A", Rcode: "NXDOMAIN", Answers: []string{}},
 	}
 	got := s.Queries()
