@@ -430,6 +430,7 @@ func TestQueriesTakeNoLock(t *testing.T) {
 	for _, query := range [][]string{
 		{"status", "--name", l.name},
 		{"flows", "--name", l.name},
+		{"dns", "--name", l.name},
 		{"graph", "--name", l.name},
 		{"exec", "--name", l.name, "db1", "--", "true"},
 	} {

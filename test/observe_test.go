@@ -1068,3 +1068,81 @@ func TestMetricsDropsStartAtZero(t *testing.T) {
 		t.Errorf("%s = %v after 2 pings of 10.0.1.63, want at least 2", series, v)
 	}
 }
+
+// dnsQueryJSON is one of `dns --json`.
+type dnsQueryJSON struct {
+	Time    time.Time `json:"time"`
+	Count   int       `json:"count"`
+	Proto   string    `json:"proto"`
+	Client  string    `json:"client"`
+	Node    string    `json:"node"`
+	Name    string    `json:"name"`
+	Type    string    `json:"type"`
+	Rcode   string    `json:"rcode"`
+	Answers []string  `json:"answers"`
+}
+
+// `emulator dns` shows what the nodes asked Azure DNS and what it
+// answered, as Azure's DNS query logs do: nslookup's A record of an app,
+// dig's PTR and an NXDOMAIN, each with the node that asked; --filter reads
+// as flows'.
+func TestDNSQueryLog(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig is not installed (dnsutils)")
+	}
+	l := upLab(t)
+	start := time.Now()
+	l.mustExec("client", "nslookup", "app1.ase1.p.azurewebsites.net")
+	l.mustExec("ase1-w1", "dig", "+tcp", "-x", "10.0.2.4")
+	l.exec("db1", 20*time.Second, "dig", "nothere.example.net")
+	var log []dnsQueryJSON
+	l.emuJSON(&log, "dns")
+	find := func(node, name, typ string) (dnsQueryJSON, int) {
+		for i, q := range log {
+			if q.Node == node && q.Name == name && q.Type == typ {
+				return q, i
+			}
+		}
+		t.Errorf("dns --json has no %s query of %s from %s: %+v", typ, name, node, log)
+		return dnsQueryJSON{}, -1
+	}
+	a, ai := find("client", "app1.ase1.p.azurewebsites.net.", "A")
+	ptr, pi := find("ase1-w1", "4.2.0.10.in-addr.arpa.", "PTR")
+	nx, ni := find("db1", "nothere.example.net.", "A")
+	for _, c := range []struct {
+		q              dnsQueryJSON
+		proto, client  string
+		rcode, answers string
+	}{
+		{a, "udp", "198.51.100.10:", "NOERROR", "192.23.1.2"},
+		{ptr, "tcp", "10.0.1.6:", "NOERROR", "db1.internal.cloudapp.net."},
+		{nx, "udp", "10.0.2.4:", "NXDOMAIN", ""},
+	} {
+		if c.q.Proto != c.proto || !strings.HasPrefix(c.q.Client, c.client) || c.q.Rcode != c.rcode || strings.Join(c.q.Answers, ",") != c.answers ||
+			c.q.Count != 1 || c.q.Time.Before(start.Add(-time.Second)) || c.q.Answers == nil {
+			t.Errorf("dns --json logged %+v; want %s from %s..., %s, answers %q, once, since the test began", c.q, c.proto, c.client, c.rcode, c.answers)
+		}
+	}
+	if !(ai < pi && pi < ni) {
+		t.Errorf("dns --json lists the queries at %d, %d, %d; want them in the order they were asked", ai, pi, ni)
+	}
+	var some []dnsQueryJSON
+	l.emuJSON(&some, "dns", "--filter", "tcp and host 10.0.1.6")
+	if len(some) != 1 || some[0].Name != "4.2.0.10.in-addr.arpa." {
+		t.Errorf("dns --filter 'tcp and host 10.0.1.6': %+v, want dig's PTR query alone", some)
+	}
+	r := emu(t, "dns", "--name", l.name)
+	if r.code != 0 || !regexp.MustCompile(`(?m)^TIME\s+CLIENT\s+NAME\s+TYPE\s+RCODE\s+ANSWER\s+COUNT$`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\s+client\s+app1\.ase1\.p\.azurewebsites\.net\.\s+A\s+NOERROR\s+192\.23\.1\.2\s+1$`).MatchString(r.stdout) {
+		t.Errorf("dns: %v; want a table with client's query of app1", r)
+	}
+	if r := emu(t, "dns", "--name", l.name, "--filter", "host 203.0.113.99"); r.code != 0 || strings.TrimSpace(r.stdout) != `No queries match "host 203.0.113.99".` {
+		t.Errorf("dns with a filter no query matches: %v", r)
+	}
+	if r := emu(t, "dns", "--name", l.name, "--filter", "host db1"); r.code != 2 || !strings.Contains(r.stderr, "not an IPv4 address") {
+		t.Errorf("dns with a bad filter: %v, want exit 2 naming the fault", r)
+	}
+	if r := emu(t, "dns", "--name", uniqueName()); r.code != 1 || !strings.Contains(r.stderr, "is not running") {
+		t.Errorf("dns of a lab that is not running: %v, want exit 1 saying so", r)
+	}
+}

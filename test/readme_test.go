@@ -92,6 +92,7 @@ func TestReadmeJSONFields(t *testing.T) {
 	for _, c := range [][]string{
 		{"status"},
 		{"flows"},
+		{"dns"},
 		{"verify", "--from", "client", "--to", "192.23.2.2:80"},
 		{"nexthop", "--from", "ase1-w1", "--to", "203.0.113.10"},
 		{"trace", "--from", "client", "--to", "192.23.2.2:80"},
