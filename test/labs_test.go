@@ -479,6 +479,11 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 		{"lab1-step3-db1-not-a-worker", "1", "3", func(l *lab, _ string) {
 			l.exec("db1", 30*time.Second, "ping", "-c", "1", "-W", "1", "10.0.2.99")
 		}},
+		// Lab 2 step 2 asks the learner to resolve app1's name; any
+		// query from client to Azure DNS passed it.
+		{"lab2-step2-another-name", "2", "2", func(l *lab, _ string) {
+			l.mustExec("client", "nslookup", "echo.example.net")
+		}},
 		// Lab 2 step 3 asks the learner to have app1 call echo through
 		// /outbound; a plain request to app1, after the worker's own call
 		// of step 1, passed it.
