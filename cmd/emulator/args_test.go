@@ -141,7 +141,7 @@ func TestTypoSuggestion(t *testing.T) {
 // help CMD is CMD -h, as in go and git, for every command the usage
 // lists; `emulator help up` printed the general usage instead.
 func TestHelpCommand(t *testing.T) {
-	for _, cmd := range []string{"up", "down", "status", "exec", "flows", "apply", "verify", "nexthop", "capture", "trace", "flowlog", "graph", "init", "lab"} {
+	for _, cmd := range []string{"up", "down", "status", "exec", "flows", "dns", "apply", "verify", "nexthop", "capture", "trace", "flowlog", "graph", "init", "lab"} {
 		var viaHelp, viaFlag, stderr strings.Builder
 		code := run([]string{"help", cmd}, &viaHelp, &stderr)
 		if code != exitOK || !strings.HasPrefix(viaHelp.String(), "usage: bin/emulator "+cmd) {
@@ -230,7 +230,7 @@ func TestTopologyFileWithoutF(t *testing.T) {
 // that says --name.
 func TestHelpSpellsFlagsAsUsage(t *testing.T) {
 	oneDash := regexp.MustCompile(`(?m)^  -[a-z][a-z-]+\b`)
-	for _, cmd := range []string{"up", "down", "status", "exec", "flows", "apply", "verify", "nexthop", "capture", "trace", "flowlog", "graph"} {
+	for _, cmd := range []string{"up", "down", "status", "exec", "flows", "dns", "apply", "verify", "nexthop", "capture", "trace", "flowlog", "graph"} {
 		var stdout strings.Builder
 		run([]string{cmd, "-h"}, &stdout, io.Discard)
 		if bad := oneDash.FindAllString(stdout.String(), -1); len(bad) > 0 || !strings.Contains(stdout.String(), "  --name string") {
