@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -40,6 +41,10 @@ const (
 	// connection: the one thing that never comes when an NSG lets 21 in
 	// and keeps 10001-10020 out.
 	dataWait = 10 * time.Second
+	// maxLine bounds a command line, end of line included: FTP's
+	// commands and the lab's paths are short, and the line is read into a
+	// buffer this big.
+	maxLine = 4096
 	// handshakeTimeout bounds a TLS handshake, on the control connection
 	// or a data connection.
 	handshakeTimeout = 10 * time.Second
@@ -201,7 +206,7 @@ func (s *Server) handshake(tc *tls.Conn) error {
 func (s *Server) ftp(c net.Conn, proto string) {
 	st := s.state.Load()
 	_, secure := c.(*tls.Conn)
-	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReader(c), client: remoteAddr(c), cwd: "/", proto: proto, closing: s.ctx, secure: secure}
+	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReaderSize(c, maxLine), client: remoteAddr(c), cwd: "/", proto: proto, closing: s.ctx, secure: secure}
 	defer func() { fs.site.cancel(fs.pasv) }()
 	defer func() {
 		// In TLS from the start or since AUTH: close_notify, which TLS
@@ -217,11 +222,17 @@ func (s *Server) ftp(c net.Conn, proto string) {
 			timeout = loginTimeout
 		}
 		c.SetReadDeadline(time.Now().Add(timeout))
-		line, err := fs.r.ReadString('\n')
-		if err != nil {
+		// A line is read into the reader's buffer, maxLine bytes: a
+		// client that never ends its line must not grow the emulator's
+		// memory (ReadString would, without bound).
+		line, err := fs.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			fs.reply(500, "Command line longer than %d bytes.", maxLine)
+			return
+		} else if err != nil {
 			return
 		}
-		cmd, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+		cmd, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
 		if !fs.command(strings.ToUpper(cmd), arg) {
 			return
 		}
@@ -352,7 +363,7 @@ func (fs *ftpSession) auth(arg string) bool {
 		return false
 	}
 	// RFC 4217: TLS starts a new session, to be logged in again.
-	fs.c, fs.r, fs.secure = tc, bufio.NewReader(tc), true
+	fs.c, fs.r, fs.secure = tc, bufio.NewReaderSize(tc, maxLine), true
 	fs.user, fs.login = "", false
 	return true
 }

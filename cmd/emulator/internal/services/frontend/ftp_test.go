@@ -469,3 +469,30 @@ func TestFTPSCertificateFollowsUpdate(t *testing.T) {
 		t.Errorf("after the suffix changed, 990's certificate: %v", err)
 	}
 }
+
+// A command line that never ends must not grow the emulator's memory
+// (SPEC §6): past maxLine the server answers 500 and hangs up, and the
+// front-end goes on serving.
+func TestFTPRefusesEndlessLine(t *testing.T) {
+	l := newLab(t)
+	c, r, _ := dialLine(t, l.fe.Addr("tcp", FTPPort))
+	defer c.Close()
+	go func() {
+		// Far past maxLine, with no end of line; the write fails once the
+		// server hangs up.
+		chunk := bytes.Repeat([]byte("A"), 64<<10)
+		for range 64 {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	reply, err := r.ReadString('\n')
+	if !strings.HasPrefix(reply, "500 ") {
+		t.Fatalf("after %d bytes with no end of line: reply %q (%v), want 500", 64*64<<10, reply, err)
+	}
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Errorf("the connection stayed open after the 500")
+	}
+	loginFTP(t, l.fe.Addr("tcp", FTPPort)).want("221", "QUIT")
+}
