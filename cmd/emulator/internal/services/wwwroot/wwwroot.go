@@ -23,6 +23,10 @@ const (
 	Limit = 64 << 20
 	// StartFile is every app directory's file until someone deletes it.
 	StartFile = "hostingstart.html"
+	// fileCost is what a file costs Limit besides its name and data: its
+	// map entry and File. An empty file is not free, or an FTP client
+	// could upload empty files under new names for ever.
+	fileCost = 128
 )
 
 // File is one file of an app's directory. Data is never changed in place:
@@ -37,7 +41,7 @@ type File struct {
 type Store struct {
 	mu   sync.Mutex
 	apps map[string]map[string]*File // by lower-case app name, then file name; made on first use
-	used int                         // bytes of every file, uploads under way included
+	used int                         // cost of every file (see cost), uploads under way included
 }
 
 // New returns an ASE's content: every app's directory holds StartFile.
@@ -53,8 +57,9 @@ func (s *Store) dir(app string) map[string]*File {
 	d := s.apps[k]
 	if d == nil {
 		page := fmt.Sprintf("<html><body><h1>%s is up and running</h1><p>Served from the emulated ASE's content; upload next to it over FTP with curl -T.</p></body></html>\n", app)
-		d = map[string]*File{StartFile: {Name: StartFile, Data: []byte(page), Mod: time.Now().UTC()}}
-		s.used += len(page)
+		f := &File{Name: StartFile, Data: []byte(page), Mod: time.Now().UTC()}
+		d = map[string]*File{StartFile: f}
+		s.used += cost(f.Name, len(f.Data))
 		s.apps[k] = d
 	}
 	return d
@@ -89,7 +94,7 @@ func (s *Store) Delete(app, name string) bool {
 	if f == nil {
 		return false
 	}
-	s.used -= len(f.Data)
+	s.used -= cost(f.Name, len(f.Data))
 	delete(d, name)
 	return true
 }
@@ -100,19 +105,16 @@ func (s *Store) Delete(app, name string) bool {
 // that would pass it, or that r cuts, stores nothing.
 func (s *Store) Put(app, name string, r io.Reader) (*File, error) {
 	var data []byte
+	if !s.reserve(cost(name, 0)) {
+		return nil, errFull
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			s.mu.Lock()
-			full := s.used+n > Limit
-			if !full {
-				s.used += n
-			}
-			s.mu.Unlock()
-			if full {
-				s.release(len(data))
-				return nil, fmt.Errorf("this ASE's content is limited to %d MiB in all (it lives in the emulator's memory)", Limit>>20)
+			if !s.reserve(n) {
+				s.release(cost(name, len(data)))
+				return nil, errFull
 			}
 			data = append(data, buf[:n]...)
 		}
@@ -120,7 +122,7 @@ func (s *Store) Put(app, name string, r io.Reader) (*File, error) {
 			break
 		}
 		if err != nil {
-			s.release(len(data))
+			s.release(cost(name, len(data)))
 			return nil, fmt.Errorf("cut: %v", err)
 		}
 	}
@@ -128,11 +130,27 @@ func (s *Store) Put(app, name string, r io.Reader) (*File, error) {
 	s.mu.Lock()
 	d := s.dir(app)
 	if old := d[name]; old != nil {
-		s.used -= len(old.Data)
+		s.used -= cost(old.Name, len(old.Data))
 	}
 	d[name] = f
 	s.mu.Unlock()
 	return f, nil
+}
+
+var errFull = fmt.Errorf("this ASE's content is limited to %d MiB in all (it lives in the emulator's memory)", Limit>>20)
+
+// cost is what a file called name with size bytes counts against Limit.
+func cost(name string, size int) int { return fileCost + len(name) + size }
+
+// reserve takes n bytes of Limit, if there is room.
+func (s *Store) reserve(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used+n > Limit {
+		return false
+	}
+	s.used += n
+	return true
 }
 
 func (s *Store) release(n int) {

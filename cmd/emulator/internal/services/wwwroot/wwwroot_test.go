@@ -3,6 +3,7 @@ package wwwroot
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -101,7 +102,7 @@ func TestPutCutStoresNothing(t *testing.T) {
 	if _, ok := s.Get("app1", "cut.txt"); ok {
 		t.Errorf("a cut upload was stored")
 	}
-	if s.used != len(mustGet(t, s, "app1", StartFile).Data) {
+	if start := mustGet(t, s, "app1", StartFile); s.used != cost(start.Name, len(start.Data)) {
 		t.Errorf("used = %d after a cut upload, want the start page's size only", s.used)
 	}
 }
@@ -113,4 +114,18 @@ func mustGet(t *testing.T, s *Store, app, name string) *File {
 		t.Fatalf("Get(%s, %s): not found", app, name)
 	}
 	return f
+}
+
+// An FTP client can upload empty files under ever new names: the files'
+// names and their bookkeeping live in the emulator's memory as their
+// bytes do, so Limit must count them, or the uploads never end.
+func TestEmptyFilesAreLimitedToo(t *testing.T) {
+	s := New()
+	long := strings.Repeat("n", 4000) // about the longest an FTP command line lets through
+	for i := range Limit/len(long) + 1 {
+		if _, err := s.Put("app1", fmt.Sprint(i, long), strings.NewReader("")); err != nil {
+			return
+		}
+	}
+	t.Fatalf("%d empty files with names of %d bytes were stored, %d MiB of names: Limit must count them", Limit/len(long)+1, len(long), Limit>>20)
 }
