@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 )
@@ -581,6 +582,12 @@ func (fs *ftpSession) stor(arg string) {
 	app, name, ok := fs.file(arg)
 	if !ok {
 		fs.reply(553, "%s: upload into an app's directory (/APP/FILE).", arg)
+		return
+	}
+	// The name becomes a line of LIST and of replies, which a CR or an
+	// escape sequence would break.
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		fs.reply(553, "%q: a file name has no control characters.", name)
 		return
 	}
 	fs.transfer(func(d net.Conn) (int, string) {

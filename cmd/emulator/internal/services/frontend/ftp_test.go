@@ -496,3 +496,21 @@ func TestFTPRefusesEndlessLine(t *testing.T) {
 	}
 	loginFTP(t, l.fe.Addr("tcp", FTPPort)).want("221", "QUIT")
 }
+
+// A file name is a line of LIST and NLST and of the replies: a control
+// character in it (a lone CR, an escape sequence, NUL) would break the
+// listing a client parses or the terminal that shows it, so STOR refuses
+// it, as IIS's FTP refuses such names.
+func TestFTPRefusesControlCharactersInNames(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	for _, name := range []string{"a\rb.txt", "fake\r226 ok", "\x1b[2Jclear.txt", "nul\x00.txt", "del\x7f.txt", "tab\t.txt"} {
+		f.want("553", "STOR /app1/"+name)
+	}
+	if got := f.get(l.fe, "NLST /app1"); got != "hostingstart.html\r\n" {
+		t.Errorf("NLST after the refused uploads = %q, want hostingstart.html alone", got)
+	}
+	if r := f.put(l.fe, "/app1/späße 1.txt", []byte("ok")); !strings.HasPrefix(r, "226 ") {
+		t.Errorf("STOR of a name with spaces and letters beyond ASCII: %q, want 226", r)
+	}
+}
