@@ -85,10 +85,21 @@ func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 	})
 }
 
+// idleTimeout ends a keep-alive connection that no request has used for
+// this long, as Azure's load balancer ends an idle TCP connection after 4
+// minutes. net/http's zero IdleTimeout (with no ReadTimeout) waits for the
+// next request for ever: a client in the lab could keep connections, and
+// their goroutines and descriptors, open for the life of the emulator.
+var idleTimeout = 4 * time.Minute
+
 // ServeHTTP serves HTTP with srv on l until Close, and closes srv's
 // connections on Close. With tls set, srv.TLSConfig must hold a certificate
-// (Certificates or GetCertificate) and l is served as HTTPS.
+// (Certificates or GetCertificate) and l is served as HTTPS. A zero
+// srv.IdleTimeout becomes 4 minutes.
 func (g *Group) ServeHTTP(l net.Listener, srv *http.Server, tls bool) {
+	if srv.IdleTimeout == 0 {
+		srv.IdleTimeout = idleTimeout
+	}
 	if srv.ErrorLog == nil {
 		// Close cuts the connections srv holds, and srv logs each one
 		// still in its TLS handshake ("use of closed network connection"):

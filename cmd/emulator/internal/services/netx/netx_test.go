@@ -1,6 +1,7 @@
 package netx
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -297,5 +298,36 @@ func TestServerErrorsBeforeCloseAreLogged(t *testing.T) {
 	srv.ErrorLog.Print("a real error")
 	if !strings.Contains(logged.String(), "a real error") {
 		t.Errorf("the server's error log wrote %q before Close; want its line", logged.String())
+	}
+}
+
+// A keep-alive connection left idle after its request is ended: a lab's
+// client must not hold a service's goroutines and descriptors for ever.
+func TestServeHTTPEndsIdleConnections(t *testing.T) {
+	defer func(d time.Duration) { idleTimeout = d }(idleTimeout)
+	idleTimeout = 100 * time.Millisecond
+	n := NewLoopback("srv")
+	l, err := n.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g Group
+	defer g.Close()
+	g.ServeHTTP(l, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ReadHeaderTimeout: time.Second}, false)
+	c, err := net.Dial("tcp", n.Addr("tcp", 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: srv\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("an idle keep-alive connection: read %v, want EOF once idle for %v", err, idleTimeout)
 	}
 }
