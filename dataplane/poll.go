@@ -127,6 +127,10 @@ type ReaderStatus struct {
 	// given back yet (ringWorker.askTrim). It is part of the process's
 	// RSS, and bounded by the buffers (ringBuffers).
 	BufferBytes uint64 `json:"bufferBytes"`
+	// BusyPoll is how long a worker keeps looking for packets before it
+	// sleeps (up --busy-poll), "0s" for never: the one setting of the
+	// workers that Workers does not show, and the one benchmarks vary.
+	BusyPoll string `json:"busyPoll"`
 }
 
 // String says, for status and the benchmark report, how many workers read
@@ -167,7 +171,7 @@ func (r ReaderStatus) String() string {
 func (e *Engine) Reader() ReaderStatus {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	rs := ReaderStatus{Epoll: e.epoll}
+	rs := ReaderStatus{Epoll: e.epoll, BusyPoll: max(e.spin, 0).String()}
 	for _, pw := range e.workers {
 		switch {
 		case pw == nil:

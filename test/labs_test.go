@@ -621,19 +621,20 @@ func TestLabStartUpFlags(t *testing.T) {
 func TestLabRestartKeepsUpFlags(t *testing.T) {
 	l := &lab{t: t, name: uniqueName()}
 	t.Cleanup(l.down)
-	if r := emu(t, "lab", "start", "7", "--name", l.name, "--io-uring=false", "--metrics", "127.0.0.1:0"); r.code != 0 {
+	if r := emu(t, "lab", "start", "7", "--name", l.name, "--io-uring=false", "--busy-poll", "200us", "--metrics", "127.0.0.1:0"); r.code != 0 {
 		t.Fatalf("lab start 7 with up's flags: %v", r)
 	}
 	type flags struct {
 		Metrics string `json:"metrics"`
 		Reader  struct {
-			Epoll bool `json:"epoll"`
+			Epoll    bool   `json:"epoll"`
+			BusyPoll string `json:"busyPoll"`
 		} `json:"reader"`
 	}
 	var started flags
 	l.emuJSON(&started, "status")
-	if !strings.HasPrefix(started.Metrics, "http://127.0.0.1:") || !started.Reader.Epoll {
-		t.Fatalf("after lab start 7 --io-uring=false --metrics 127.0.0.1:0, status shows metrics %q, epoll %v", started.Metrics, started.Reader.Epoll)
+	if !strings.HasPrefix(started.Metrics, "http://127.0.0.1:") || !started.Reader.Epoll || started.Reader.BusyPoll != "200µs" {
+		t.Fatalf("after lab start 7 --io-uring=false --busy-poll 200us --metrics 127.0.0.1:0, status shows metrics %q, epoll %v, busy-poll %q", started.Metrics, started.Reader.Epoll, started.Reader.BusyPoll)
 	}
 	for _, verb := range []string{"solve", "reset"} {
 		if r := emu(t, "lab", verb, "7", "--name", l.name); r.code != 0 {
@@ -642,8 +643,9 @@ func TestLabRestartKeepsUpFlags(t *testing.T) {
 		var now flags
 		l.emuJSON(&now, "status")
 		// The same address: the learner's scraper keeps working.
-		if now.Metrics != started.Metrics || !now.Reader.Epoll {
-			t.Errorf("after lab %s 7, status shows metrics %q, epoll %v; want %q and epoll, as lab start 7 had them", verb, now.Metrics, now.Reader.Epoll, started.Metrics)
+		if now.Metrics != started.Metrics || !now.Reader.Epoll || now.Reader.BusyPoll != started.Reader.BusyPoll {
+			t.Errorf("after lab %s 7, status shows metrics %q, epoll %v, busy-poll %q; want %q, epoll and %s, as lab start 7 had them",
+				verb, now.Metrics, now.Reader.Epoll, now.Reader.BusyPoll, started.Metrics, started.Reader.BusyPoll)
 			continue
 		}
 		if r := run(t, 10*time.Second, "curl", "-s", "-f", now.Metrics); r.code != 0 || !strings.Contains(r.stdout, "emulator_") {
@@ -657,7 +659,8 @@ func TestLabRestartKeepsUpFlags(t *testing.T) {
 	}
 	var reset flags
 	l.emuJSON(&reset, "status")
-	if reset.Metrics != started.Metrics || reset.Reader.Epoll {
-		t.Errorf("after lab reset 7 --io-uring=true, status shows metrics %q, epoll %v; want %q without epoll", reset.Metrics, reset.Reader.Epoll, started.Metrics)
+	if reset.Metrics != started.Metrics || reset.Reader.Epoll || reset.Reader.BusyPoll != started.Reader.BusyPoll {
+		t.Errorf("after lab reset 7 --io-uring=true, status shows metrics %q, epoll %v, busy-poll %q; want %q without epoll, and %s",
+			reset.Metrics, reset.Reader.Epoll, reset.Reader.BusyPoll, started.Metrics, started.Reader.BusyPoll)
 	}
 }
