@@ -235,8 +235,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // file is the app's content file a GET or HEAD of /NAME asks for. NAME is
-// a file name as FTP stores it (case kept), never a path: an app's content
-// is one directory.
+// a file name, in any case as IIS finds it (wwwroot.Store), never a path:
+// an app's content is one directory.
 func (s *Server) file(r *http.Request, app string, kudu bool) (*wwwroot.File, bool) {
 	if kudu || r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return nil, false

@@ -40,7 +40,7 @@ type File struct {
 // Store is the content of one ASE's apps.
 type Store struct {
 	mu   sync.Mutex
-	apps map[string]map[string]*File // by lower-case app name, then file name; made on first use
+	apps map[string]map[string]*File // by lower-case app name, then lower-case file name; made on first use
 	used int                         // cost of every file (see cost), uploads under way included
 }
 
@@ -50,15 +50,17 @@ func New() *Store {
 }
 
 // dir is app's directory, made with its start file the first time; mu held.
-// App names are case-insensitive, as in Azure and in Host headers; file
-// names are kept as they were uploaded.
+// App names are case-insensitive, as in Azure and in Host headers. So are
+// file names, as on the Windows workers of an ASE v1, whose IIS serves
+// /Hello.html for hello.html: a file keeps the name it was first uploaded
+// with, and is found by it in any case (key).
 func (s *Store) dir(app string) map[string]*File {
 	k := strings.ToLower(app)
 	d := s.apps[k]
 	if d == nil {
 		page := fmt.Sprintf("<html><body><h1>%s is up and running</h1><p>Served from the emulated ASE's content; upload next to it over FTP with curl -T.</p></body></html>\n", app)
 		f := &File{Name: StartFile, Data: []byte(page), Mod: time.Now().UTC()}
-		d = map[string]*File{StartFile: f}
+		d = map[string]*File{key(StartFile): f}
 		s.used += cost(f.Name, len(f.Data))
 		s.apps[k] = d
 	}
@@ -69,11 +71,11 @@ func (s *Store) dir(app string) map[string]*File {
 func (s *Store) Get(app, name string) (*File, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := s.dir(app)[name]
+	f := s.dir(app)[key(name)]
 	return f, f != nil
 }
 
-// List returns app's files, sorted by name.
+// List returns app's files, sorted by name, in any case.
 func (s *Store) List(app string) []*File {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -90,12 +92,12 @@ func (s *Store) Delete(app, name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.dir(app)
-	f := d[name]
+	f := d[key(name)]
 	if f == nil {
 		return false
 	}
 	s.used -= cost(f.Name, len(f.Data))
-	delete(d, name)
+	delete(d, key(name))
 	return true
 }
 
@@ -129,13 +131,20 @@ func (s *Store) Put(app, name string, r io.Reader) (*File, error) {
 	f := &File{Name: name, Data: data, Mod: time.Now().UTC()}
 	s.mu.Lock()
 	d := s.dir(app)
-	if old := d[name]; old != nil {
+	if old := d[key(name)]; old != nil {
 		s.used -= cost(old.Name, len(old.Data))
+		// Written over, as Windows writes over a file: its name keeps
+		// the case it had.
+		f.Name = old.Name
+		s.used += cost(f.Name, len(f.Data)) - cost(name, len(f.Data))
 	}
-	d[name] = f
+	d[key(name)] = f
 	s.mu.Unlock()
 	return f, nil
 }
+
+// key is a file name as a directory finds it: in any case.
+func key(name string) string { return strings.ToLower(name) }
 
 var errFull = fmt.Errorf("this ASE's content is limited to %d MiB in all (it lives in the emulator's memory)", Limit>>20)
 

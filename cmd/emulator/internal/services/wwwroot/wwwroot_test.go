@@ -47,9 +47,16 @@ func TestPutGetListDelete(t *testing.T) {
 	if f, ok := s.Get("app1", "A.html"); !ok || string(f.Data) != "<p>new</p>" {
 		t.Errorf("Get(A.html) after two uploads = %+v, %v; want the second", f, ok)
 	}
-	// File names keep their case, as FTP stored them.
-	if _, ok := s.Get("app1", "a.html"); ok {
-		t.Errorf("Get(a.html) found A.html: file names must keep their case")
+	// File names are found in any case, as on an ASE v1's Windows
+	// workers, and keep the case of their first upload.
+	if f, ok := s.Get("app1", "a.HTML"); !ok || f.Name != "A.html" {
+		t.Errorf("Get(a.HTML) = %+v, %v; want A.html: file names must not depend on case", f, ok)
+	}
+	if _, err := s.Put("app1", "a.HTML", strings.NewReader("<p>newer</p>")); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := s.Get("app1", "A.html"); !ok || f.Name != "A.html" || string(f.Data) != "<p>newer</p>" {
+		t.Errorf("Get(A.html) after an upload as a.HTML = %+v, %v; want the upload under its first name", f, ok)
 	}
 	if got, want := names(s.List("app1")), []string{"A.html", "b.txt", StartFile}; !slicesEqual(got, want) {
 		t.Errorf("List(app1) = %v, want %v", got, want)
