@@ -26,18 +26,22 @@ type Group struct {
 
 // Go runs f on a goroutine that Close waits for. f must return once Close
 // has run the functions given to OnClose. After Close, Go does nothing.
-func (g *Group) Go(f func()) {
+func (g *Group) Go(f func()) { g.spawn(f) }
+
+// spawn is Go, and reports whether f runs.
+func (g *Group) spawn(f func()) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	// Under mu, so that no Add can race with the Wait in Close.
 	if g.closed {
-		return
+		return false
 	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // OnClose adds f to what Close runs before it waits. Called after Close, it
@@ -55,7 +59,7 @@ func (g *Group) OnClose(f func() error) {
 
 // Serve accepts connections on l until Close and runs handle on each, on its
 // own goroutine. The connection is closed when handle returns, and at once
-// by Close.
+// by Close. One past the process's budget (ConnBudget) is closed at once.
 func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 	g.OnClose(l.Close)
 	g.Go(func() {
@@ -73,14 +77,22 @@ func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 				continue
 			}
 			delay = 0
+			if !take() {
+				c.Close()
+				continue
+			}
 			if !g.track(c) {
 				c.Close()
+				release()
 				return
 			}
-			g.Go(func() {
+			if !g.spawn(func() {
 				defer g.untrack(c)
 				handle(c)
-			})
+			}) {
+				g.untrack(c) // its place in the budget
+				return
+			}
 		}
 	})
 }
@@ -95,7 +107,8 @@ var idleTimeout = 4 * time.Minute
 // ServeHTTP serves HTTP with srv on l until Close, and closes srv's
 // connections on Close. With tls set, srv.TLSConfig must hold a certificate
 // (Certificates or GetCertificate) and l is served as HTTPS. A zero
-// srv.IdleTimeout becomes 4 minutes.
+// srv.IdleTimeout becomes 4 minutes. A connection past the process's budget
+// (ConnBudget) is closed before srv sees it.
 func (g *Group) ServeHTTP(l net.Listener, srv *http.Server, tls bool) {
 	if srv.IdleTimeout == 0 {
 		srv.IdleTimeout = idleTimeout
@@ -112,10 +125,11 @@ func (g *Group) ServeHTTP(l net.Listener, srv *http.Server, tls bool) {
 		return srv.Close()
 	})
 	g.Go(func() {
+		bl := budgetListener{l}
 		if tls {
-			srv.ServeTLS(l, "", "")
+			srv.ServeTLS(bl, "", "")
 		} else {
-			srv.Serve(l)
+			srv.Serve(bl)
 		}
 	})
 }
@@ -182,6 +196,7 @@ func (g *Group) track(c net.Conn) bool {
 
 func (g *Group) untrack(c net.Conn) {
 	c.Close()
+	release()
 	g.mu.Lock()
 	delete(g.conns, c)
 	g.mu.Unlock()

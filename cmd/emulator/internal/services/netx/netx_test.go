@@ -331,3 +331,93 @@ func TestServeHTTPEndsIdleConnections(t *testing.T) {
 		t.Errorf("an idle keep-alive connection: read %v, want EOF once idle for %v", err, idleTimeout)
 	}
 }
+
+// The budget is what the limit leaves after the reserve, two descriptors a
+// connection, and never less than an eighth of the limit.
+func TestConnBudget(t *testing.T) {
+	defer func(f func() int64) { nofile = f }(nofile)
+	defer SetReserve(0)
+	for _, c := range []struct{ limit, reserve, want int64 }{
+		{1 << 20, 150_000, (1<<20 - 150_000) / 2},
+		{20_000, 8_000, 6_000},
+		{20_000, 150_000, 2_500}, // the reserve takes it all: an eighth
+		{1024, 150_000, 128},
+	} {
+		nofile = func() int64 { return c.limit }
+		SetReserve(int(c.reserve))
+		if got := ConnBudget(); got != c.want {
+			t.Errorf("limit %d, reserve %d: budget %d connections, want %d", c.limit, c.reserve, got, c.want)
+		}
+	}
+}
+
+// A connection past the budget is closed at once and counted, whichever
+// way the service accepts; one that closes gives its place to the next.
+func TestBudgetClosesConnectionsPastIt(t *testing.T) {
+	defer func(f func() int64) { nofile = f }(nofile)
+	nofile = func() int64 { return 8 } // no reserve: 4 connections
+	n := NewLoopback("srv")
+	raw, err := n.Listen("tcp", ":21")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := n.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g Group
+	defer g.Close()
+	g.Serve(raw, func(c net.Conn) { io.Copy(c, c) })
+	g.ServeHTTP(web, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ReadHeaderTimeout: 5 * time.Second}, false)
+
+	// open dials port and says whether the service answers on it: an
+	// echoed byte, or an HTTP response.
+	open := func(port int) (net.Conn, bool) {
+		t.Helper()
+		c, err := net.Dial("tcp", n.Addr("tcp", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if port == 21 {
+			io.WriteString(c, "x")
+			_, err = c.Read(make([]byte, 1))
+			return c, err == nil
+		}
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: srv\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return c, err == nil
+	}
+	before := Budget().Refused
+	var held []net.Conn
+	for i, port := range []int{21, 80, 21, 80} {
+		c, ok := open(port)
+		if !ok {
+			t.Fatalf("connection %d (port %d) within the budget of 4 got no answer", i+1, port)
+		}
+		held = append(held, c)
+	}
+	for _, port := range []int{21, 80} {
+		if _, ok := open(port); ok {
+			t.Errorf("a fifth connection, to port %d, was served past the budget of 4", port)
+		}
+	}
+	if got := Budget().Refused - before; got != 2 {
+		t.Errorf("refused %d connections past the budget, want 2", got)
+	}
+	held[0].Close()
+	held[1].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for Budget().Held > 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, port := range []int{80, 21} {
+		if _, ok := open(port); !ok {
+			t.Errorf("port %d refused a connection after two of the four had closed", port)
+		}
+	}
+}
