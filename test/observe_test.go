@@ -839,6 +839,9 @@ func TestMetricsMatchStatus(t *testing.T) {
 		"process.rssBytes":               "process_resident_memory_bytes",
 		"process.heapBytes":              "go_memstats_heap_alloc_bytes",
 		"process.goroutines":             "go_goroutines",
+		"process.connBudget":             "emulator_service_conn_budget",
+		"process.conns":                  "emulator_service_conns",
+		"process.refusedConns":           "emulator_service_conns_refused_total",
 		"reader.bufferBytes":             "emulator_reader_buffer_bytes",
 	}
 	families := map[string]bool{}

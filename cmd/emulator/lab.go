@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/frontend"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/dataplane/tun"
@@ -41,6 +42,29 @@ func autoQueues(nodes int) int {
 	}
 	return q
 }
+
+// descriptorReserve is what the services' connections must leave of the
+// process's descriptors (netx.ConnBudget) so that this lab, even grown by
+// apply to the largest lab the emulator accepts, can still open what it
+// needs: for each of topology.MaxNodes nodes its TUN queues (queues: they
+// stay as up chose them), its namespace handle (kept open for its services'
+// sockets) and its services' listeners (a front-end's 29 are the most),
+// plus controlReserve. With one queue that is 4096 × 31 + 320 = 127,296;
+// with four, 139,584. A hard limit of 1,048,576 then leaves the services
+// about 460,000 connections; one under the reserve (20,000, or a host's
+// 1,024) leaves them the floor of
+// netx.ConnBudget, an eighth of the limit, and the lab may grow as far as
+// the other three fourths take it.
+func descriptorReserve(queues int) int {
+	return topology.MaxNodes*(queues+1+frontend.Listeners) + controlReserve
+}
+
+// controlReserve is the rest of the process: 64 for control-socket
+// connections (commands at once) and metrics scrapes, and 256 of slack for
+// the lab's lock and state files, flow and DNS logs, the io_uring and epoll
+// descriptors, Go's own, apply's netlink sockets and files while it builds
+// nodes (buildParallelism at a time), and the monitor's probes.
+const controlReserve = 64 + 256
 
 // maxQueueFDs bounds the TUN descriptors of one lab, well inside the
 // 20,000 of a typical RLIMIT_NOFILE that Go raises the soft limit to.
@@ -118,6 +142,7 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 		queues = autoQueues(len(topo.Nodes))
 	}
 	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues, busyPoll: opt.busyPoll, epoll: opt.epoll}
+	netx.SetReserve(descriptorReserve(queues))
 	if metrics != nil {
 		l.serveMetrics(metrics)
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/dataplane"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -150,6 +151,9 @@ var (
 	descProbeFail = prometheus.NewDesc("emulator_frontend_probe_failures", "Health probes of the front-end that failed in a row (F15).", []string{"ase", "node"}, nil)
 	descFlowLost  = prometheus.NewDesc("emulator_flowlog_lost_events_total", "Flow events the flow log writer lagged behind and lost, since flow logging was last turned on.", nil, nil)
 	descReaderBuf = prometheus.NewDesc("emulator_reader_buffer_bytes", "Resident bytes of the io_uring workers' packet buffers.", nil, nil)
+	descConnBudg  = prometheus.NewDesc("emulator_service_conn_budget", "Connections the lab's services may hold at once: what the descriptor limit leaves after the dataplane's and control's reserve.", nil, nil)
+	descConns     = prometheus.NewDesc("emulator_service_conns", "Connections the lab's services hold.", nil, nil)
+	descConnsRef  = prometheus.NewDesc("emulator_service_conns_refused_total", "Connections the lab's services closed at once because they were past the budget.", nil, nil)
 	descLabInfo   = prometheus.NewDesc("emulator_lab_info", "The lab this endpoint serves, and its topology file; apply with another file replaces the series with one that names it.", []string{"lab", "topology"}, nil)
 )
 
@@ -157,7 +161,8 @@ func (engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRxPackets, descRxBytes, descTxPackets, descTxBytes, descFlows, descDrops, descLabDrops, descQueueFull,
 		descRuleHits, descPoolSize, descPoolUsed, descPoolRef, descShareSize, descShareUsed, descShareRef,
 		descCTFlows, descCTMax, descCTCreated, descCTExpired, descCTFull, descCTClash,
-		descHealthy, descRotation, descProbeFail, descFlowLost, descReaderBuf, descLabInfo} {
+		descHealthy, descRotation, descProbeFail, descFlowLost, descReaderBuf,
+		descConnBudg, descConns, descConnsRef, descLabInfo} {
 		ch <- d
 	}
 }
@@ -247,6 +252,10 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFlowLost, fl.Lost)
 	}
 	gauge(descReaderBuf, float64(e.Reader().BufferBytes))
+	b := netx.Budget()
+	gauge(descConnBudg, float64(b.Budget))
+	gauge(descConns, float64(b.Held))
+	counter(descConnsRef, b.Refused)
 	gauge(descLabInfo, 1, l.name, source)
 }
 

@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/dataplane"
 	"github.com/aseemu/emulator/dataplane/nsg"
 	"github.com/aseemu/emulator/topology"
@@ -498,10 +499,16 @@ type processStatus struct {
 	RSSBytes   uint64 `json:"rssBytes"`
 	HeapBytes  uint64 `json:"heapBytes"` // live and not yet collected Go objects
 	Goroutines int    `json:"goroutines"`
+	// The services' connections against their share of the descriptors
+	// (netx.ConnBudget), and those closed at once past it.
+	ConnBudget   int64  `json:"connBudget"`
+	Conns        int64  `json:"conns"`
+	RefusedConns uint64 `json:"refusedConns"`
 }
 
 func readProcessStatus() processStatus {
-	ps := processStatus{Goroutines: runtime.NumGoroutine()}
+	b := netx.Budget()
+	ps := processStatus{Goroutines: runtime.NumGoroutine(), ConnBudget: b.Budget, Conns: b.Held, RefusedConns: b.Refused}
 	heap := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(heap)
 	ps.HeapBytes = heap[0].Value.Uint64()

@@ -50,6 +50,10 @@ var ManagementPorts = []int{454, 455}
 // each one serves.
 var DebugPorts = map[int]string{4016: "VS2012", 4018: "VS2013", 4020: "VS2015"}
 
+// Listeners is how many sockets a front-end listens on (Start), the most of
+// any node's services.
+var Listeners = 4 + len(ManagementPorts) + FTPDataLast - FTPDataFirst + 1 + len(DebugPorts)
+
 // bannerWriteTimeout bounds a remote debugging banner's write, so that a
 // client that reads nothing does not hold the connection.
 const bannerWriteTimeout = 3 * time.Second

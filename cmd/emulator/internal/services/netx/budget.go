@@ -32,8 +32,8 @@ var budget struct {
 // services' connections: what the lab's dataplane and control need.
 func SetReserve(n int) { budget.reserve.Store(int64(n)) }
 
-// nofile is the descriptor limit in force (the soft RLIMIT_NOFILE, which Go
-// raises to the hard one at start). It is read at each accept, not once, so
+// nofile is the descriptor limit in force: the soft RLIMIT_NOFILE, which
+// Go's syscall package raises to the hard one at start (syscall/rlimit.go). It is read at each accept, not once, so
 // the budget follows a limit lowered later (prlimit). A variable for tests.
 var nofile = func() int64 {
 	var r syscall.Rlimit

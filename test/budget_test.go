@@ -1,0 +1,73 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// processJSON is status --json's process: the services' connections
+// against their budget of the emulator's descriptors.
+type processJSON struct {
+	PID     int `json:"pid"`
+	Process struct {
+		ConnBudget   int64  `json:"connBudget"`
+		Conns        int64  `json:"conns"`
+		RefusedConns uint64 `json:"refusedConns"`
+	} `json:"process"`
+}
+
+// A client of the lab holding more connections than the emulator has
+// descriptors to spare cannot take those the lab needs: with the running
+// emulator's limit lowered to leave 300, client holds 350 FTP connections
+// to ase1's VIP, and status, and an apply that adds a worker (its TUN
+// queue, namespace and listeners), still work; the connections past the
+// services' budget were closed at once and counted. The budget follows the
+// limit at each connection, so lowering it after up is what a user's
+// prlimit does.
+func TestServicesLeaveDescriptorsToTheLab(t *testing.T) {
+	l := upLab(t)
+	var before processJSON
+	l.emuJSON(&before, "status")
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", before.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := uint64(len(fds) + 300)
+	var old unix.Rlimit
+	if err := unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, &old); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &old, nil) })
+
+	const hold = 350
+	b := l.background("client", "bash", "-c", fmt.Sprintf(
+		`for i in $(seq %d); do exec {fd}<>/dev/tcp/192.23.1.2/21 || exit 1; done; echo held; sleep 300`, hold))
+	if !waitFor(30*time.Second, func() bool { return strings.Contains(b.stdout.String(), "held") }) {
+		t.Fatalf("client did not open its %d connections to 192.23.1.2:21: %v", hold, b.wait())
+	}
+	var after processJSON
+	if !waitFor(20*time.Second, func() bool {
+		l.emuJSON(&after, "status")
+		return after.Process.RefusedConns > before.Process.RefusedConns
+	}) {
+		t.Errorf("with a limit of %d, client's %d connections: refusedConns stayed %d; want it to rise past the budget (%d, %d held)",
+			limit, hold, after.Process.RefusedConns, after.Process.ConnBudget, after.Process.Conns)
+	}
+	if after.Process.Conns > after.Process.ConnBudget {
+		t.Errorf("the services hold %d connections, over their budget of %d", after.Process.Conns, after.Process.ConnBudget)
+	}
+	t.Logf("limit %d: budget %d connections, %d held, %d refused", limit, after.Process.ConnBudget, after.Process.Conns, after.Process.RefusedConns)
+	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3") {
+		t.Fatalf("apply adding ase1-w3 while client holds %d connections, under a limit of %d: %v", hold, limit, r)
+	}
+	if n := l.node("ase1-w3"); n.Address != "10.0.1.8" {
+		t.Errorf("status after the apply shows ase1-w3 at %q, want 10.0.1.8", n.Address)
+	}
+	l.mustExec("ase1-w3", "ping", "-c", "1", "-W", "2", "10.0.1.1")
+}
