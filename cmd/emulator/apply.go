@@ -180,6 +180,7 @@ func (l *runningLab) apply(source string, content []byte) ([]string, error) {
 		l.forgetNode(n.Name)
 	}
 	l.topo = t
+	l.setReserve()
 	l.state.Topology = source
 	l.state.record(t)
 	return changes, writeState(l.state)

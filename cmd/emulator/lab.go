@@ -44,27 +44,49 @@ func autoQueues(nodes int) int {
 }
 
 // descriptorReserve is what the services' connections must leave of the
-// process's descriptors (netx.ConnBudget) so that this lab, even grown by
-// apply to the largest lab the emulator accepts, can still open what it
-// needs: for each of topology.MaxNodes nodes its TUN queues (queues: they
-// stay as up chose them), its namespace handle (kept open for its services'
-// sockets) and its services' listeners (a front-end's 29 are the most),
-// plus controlReserve. With one queue that is 4096 × 31 + 320 = 127,296;
-// with four, 139,584. A hard limit of 1,048,576 then leaves the services
-// about 460,000 connections; one under the reserve (20,000, or a host's
-// 1,024) leaves them the floor of
-// netx.ConnBudget, an eighth of the limit, and the lab may grow as far as
-// the other three fourths take it.
-func descriptorReserve(queues int) int {
-	return topology.MaxNodes*(queues+1+frontend.Listeners) + controlReserve
+// process's descriptors (netx.ConnBudget) for lab t with queues per node:
+// each node's TUN queues, its namespace handle (kept open for its
+// services' sockets) and its services' listeners (a front-end's
+// frontend.Listeners, the most; nodeListeners for any other), then
+// growthReserve for the nodes an apply adds before the reserve follows it
+// (setReserve), and controlReserve. The default lab with one queue keeps
+// 13 × 10 + 6 × 31 + 4,096 + 320 = 4,732, so a limit of 20,000 leaves the
+// services (20,000 − 4,732) / 2 = 7,634 connections. Reserving for the
+// largest lab the emulator accepts instead (4,096 nodes) would keep more
+// than such a limit holds, and the services of every lab would be cut to
+// netx.ConnBudget's floor for a lab nobody runs.
+func descriptorReserve(t *topology.Topology, queues int) int {
+	n := growthReserve + controlReserve
+	for _, node := range t.Nodes {
+		n += queues + 1 + nodeListeners
+		if node.Kind == topology.NodeFrontEnd {
+			n += frontend.Listeners - nodeListeners
+		}
+	}
+	return n
 }
 
-// controlReserve is the rest of the process: 64 for control-socket
-// connections (commands at once) and metrics scrapes, and 256 of slack for
-// the lab's lock and state files, flow and DNS logs, the io_uring and epoll
-// descriptors, Go's own, apply's netlink sockets and files while it builds
-// nodes (buildParallelism at a time), and the monitor's probes.
-const controlReserve = 64 + 256
+// setReserve keeps back what the running lab needs: at start, and after
+// each apply, whose added nodes opened their descriptors out of
+// growthReserve.
+func (l *runningLab) setReserve() { netx.SetReserve(descriptorReserve(l.topo, l.queues)) }
+
+const (
+	// nodeListeners bounds the sockets the services of a node other than a
+	// front-end listen on (an app's port; echo's TCP and UDP; DNS's).
+	nodeListeners = 8
+	// growthReserve is room for an apply to add nodes (with 1 queue, about
+	// 400 front-ends or 1,300 other nodes) while the services hold all
+	// they may; the reserve then grows with the lab.
+	growthReserve = 4096
+	// controlReserve is the rest of the process: 64 for control-socket
+	// connections (commands at once) and metrics scrapes, and 256 of slack
+	// for the lab's lock and state files, flow and DNS logs, the io_uring
+	// and epoll descriptors, Go's own, apply's netlink sockets and files
+	// while it builds nodes (buildParallelism at a time), and the
+	// monitor's probes.
+	controlReserve = 64 + 256
+)
 
 // maxQueueFDs bounds the TUN descriptors of one lab, well inside the
 // 20,000 of a typical RLIMIT_NOFILE that Go raises the soft limit to.
@@ -142,7 +164,7 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 		queues = autoQueues(len(topo.Nodes))
 	}
 	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues, busyPoll: opt.busyPoll, epoll: opt.epoll}
-	netx.SetReserve(descriptorReserve(queues))
+	l.setReserve()
 	if metrics != nil {
 		l.serveMetrics(metrics)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aseemu/emulator/topology"
 )
 
 // up refuses a --busy-poll outside 0..1ms as a usage error, before it
@@ -38,4 +40,29 @@ func TestUnreadableTopologyExitsTwo(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The services of the default lab, under the 20,000 descriptors Go raises
+// the soft limit to on a machine like this one, may hold as many
+// connections as ase1's four instances have SNAT ports (F17: 1,024 each):
+// echo must not refuse an ASE's calls before its SNAT ports run out. The
+// reserve follows the lab rather than the largest lab the emulator
+// accepts, which would have cut them to an eighth of the limit.
+func TestDescriptorReserveLeavesAnASEsSNATPorts(t *testing.T) {
+	const limit = 20000
+	d := topology.Default()
+	reserve := descriptorReserve(d, autoQueues(len(d.Nodes)))
+	if budget := (limit - reserve) / 2; budget < 4*1024 {
+		t.Errorf("default lab: reserve %d leaves the services %d connections of %d descriptors, fewer than ase1's 4 × 1,024 SNAT ports", reserve, budget, limit)
+	}
+	// An apply that adds nodes makes the reserve grow with them.
+	if bigger := descriptorReserve(threeTimes(d), 1); bigger <= descriptorReserve(d, 1) {
+		t.Errorf("a lab with more nodes reserves %d, no more than the default lab's %d", bigger, descriptorReserve(d, 1))
+	}
+}
+
+func threeTimes(t *topology.Topology) *topology.Topology {
+	c := *t
+	c.Nodes = append(append(append([]*topology.Node{}, t.Nodes...), t.Nodes...), t.Nodes...)
+	return &c
 }
