@@ -62,6 +62,28 @@ func TestServicesLeaveDescriptorsToTheLab(t *testing.T) {
 		t.Errorf("the services hold %d connections, over their budget of %d", after.Process.Conns, after.Process.ConnBudget)
 	}
 	t.Logf("limit %d: budget %d connections, %d held, %d refused", limit, after.Process.ConnBudget, after.Process.Conns, after.Process.RefusedConns)
+	// F15: the load balancer's probes still reach the front-ends, so the
+	// VIP stays in service; two failed probes, a second apart, would take
+	// a front-end out of rotation.
+	time.Sleep(3500 * time.Millisecond)
+	var health struct {
+		ASEs []struct {
+			Name      string `json:"name"`
+			FrontEnds []struct {
+				Name       string `json:"name"`
+				InRotation bool   `json:"inRotation"`
+				LastError  string `json:"lastError"`
+			} `json:"frontEnds"`
+		} `json:"ases"`
+	}
+	l.emuJSON(&health, "status")
+	for _, a := range health.ASEs {
+		for _, fe := range a.FrontEnds {
+			if !fe.InRotation {
+				t.Errorf("with the services' budget spent, %s left rotation (%s): the load balancer's probes were refused", fe.Name, fe.LastError)
+			}
+		}
+	}
 	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
 	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3") {
 		t.Fatalf("apply adding ase1-w3 while client holds %d connections, under a limit of %d: %v", hold, limit, r)

@@ -3,6 +3,7 @@ package netx
 import (
 	"math"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,14 +24,23 @@ import (
 // ASE's connections before its SNAT ports ran out, and the lab teach the
 // wrong limit.
 var budget struct {
-	reserve atomic.Int64  // descriptors kept back for the rest of the process: SetReserve
-	held    atomic.Int64  // connections accepted and not yet closed
-	refused atomic.Uint64 // connections closed at once, past the budget
+	reserve atomic.Int64               // descriptors kept back for the rest of the process: SetReserve
+	held    atomic.Int64               // connections accepted and not yet closed
+	refused atomic.Uint64              // connections closed at once, past the budget
+	exempt  atomic.Pointer[netip.Addr] // a client never refused: SetExempt
 }
 
 // SetReserve keeps n descriptors of the process's limit back from the
 // services' connections: what the lab's dataplane and control need.
 func SetReserve(n int) { budget.reserve.Store(int64(n)) }
+
+// SetExempt has connections from a served whatever the budget: they count
+// in it, but are never refused. For Azure's platform address, whose load
+// balancer probes (F15) a spent budget would otherwise refuse: every
+// front-end would leave rotation, and every VIP of the lab go dark, because
+// one client held its connections (TestServicesLeaveDescriptorsToTheLab).
+// The probes are one short connection a front-end a second.
+func SetExempt(a netip.Addr) { budget.exempt.Store(&a) }
 
 // nofile is the descriptor limit in force: the soft RLIMIT_NOFILE, which
 // Go's syscall package raises to the hard one at start (syscall/rlimit.go). It is read at each accept, not once, so
@@ -71,8 +81,8 @@ func Budget() BudgetStats {
 }
 
 // take claims a place for an accepted connection, or counts it refused.
-func take() bool {
-	if budget.held.Add(1) > ConnBudget() {
+func take(c net.Conn) bool {
+	if budget.held.Add(1) > ConnBudget() && !exempt(c) {
 		budget.held.Add(-1)
 		budget.refused.Add(1)
 		return false
@@ -81,6 +91,15 @@ func take() bool {
 }
 
 func release() { budget.held.Add(-1) }
+
+func exempt(c net.Conn) bool {
+	a := budget.exempt.Load()
+	if a == nil {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	return err == nil && ap.Addr().Unmap() == *a
+}
 
 // budgetListener closes at once what its listener accepts past the budget,
 // for net/http's servers, which run their own accept loop.
@@ -92,7 +111,7 @@ func (l budgetListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if take() {
+		if take(c) {
 			return &budgetConn{Conn: c}, nil
 		}
 		c.Close()

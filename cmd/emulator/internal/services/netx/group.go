@@ -77,7 +77,7 @@ func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 				continue
 			}
 			delay = 0
-			if !take() {
+			if !take(c) {
 				c.Close()
 				continue
 			}

@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -409,6 +410,17 @@ func TestBudgetClosesConnectionsPastIt(t *testing.T) {
 	if got := Budget().Refused - before; got != 2 {
 		t.Errorf("refused %d connections past the budget, want 2", got)
 	}
+	// The exempt client (the platform's probes, in a lab; this test's
+	// clients all come from 127.0.0.1) is served with the budget spent.
+	SetExempt(netip.MustParseAddr("127.0.0.1"))
+	for _, port := range []int{21, 80} {
+		c, ok := open(port)
+		if !ok {
+			t.Errorf("the exempt client's connection to port %d was refused with the budget spent", port)
+		}
+		c.Close()
+	}
+	budget.exempt.Store(nil)
 	held[0].Close()
 	held[1].Close()
 	deadline := time.Now().Add(5 * time.Second)
