@@ -161,7 +161,27 @@ func (p *parser) parseYAML(data []byte) (root *yaml.Node) {
 		p.errAt(loc{line: doc.Line}, "the file is empty; `emulator init` prints a lab to start from")
 		return nil
 	}
+	missingValuesOnTheirKeys(root)
 	return root
+}
+
+// missingValuesOnTheirKeys puts each mapping value that is missing ("key:"
+// or "? key" with nothing after it) on its key's line. yaml.v3 gives such a
+// value the line of whatever comes next, which after the file's last line
+// does not exist: fuzzing found "? <<" and "- ? name" reported on a line
+// past the end. An error about a missing value belongs on its key's line.
+func missingValuesOnTheirKeys(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if v := n.Content[i+1]; v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Value == "" && v.Style == 0 {
+				v.Line = n.Content[i].Line
+			}
+		}
+	}
+	// An alias's target is walked where its anchor is.
+	for _, c := range n.Content {
+		missingValuesOnTheirKeys(c)
+	}
 }
 
 // yamlError reports an error from yaml.v3 at the line it names, or failing
