@@ -118,12 +118,9 @@ func protoNumber(name string) uint8 {
 
 func (f *Filter) empty() bool { return len(f.Hosts) == 0 && len(f.Ports) == 0 && f.Proto == 0 }
 
-// Match reports whether a packet with tuple k passes every term: for what
-// is not in the connection table, such as a query in the DNS log.
-func (f *Filter) Match(k nat.Key) bool { return f.matches(k) }
-
-// matches reports whether a packet with tuple k passes every term.
-func (f *Filter) matches(k nat.Key) bool {
+// Match reports whether a packet with tuple k passes every term: a
+// capture's packet, a flow's tuple, a query in the DNS log.
+func (f *Filter) Match(k nat.Key) bool {
 	if f.Proto != 0 && k.Proto != f.Proto {
 		return false
 	}
@@ -446,7 +443,7 @@ func (t *Tap) matches(in, out *Port, pre, post nat.Key) bool {
 	if t.addr != 0 && pre.Src != t.addr && pre.Dst != t.addr && post.Src != t.addr && post.Dst != t.addr {
 		return false
 	}
-	return m.Filter.empty() || m.Filter.matches(pre) || m.Filter.matches(post)
+	return m.Filter.empty() || m.Filter.Match(pre) || m.Filter.Match(post)
 }
 
 // tupleOf is the packet's 5-tuple, or for what conntrack does not follow

@@ -175,11 +175,11 @@ func TestParseFilter(t *testing.T) {
 	}
 	f := mustFilter(t, "host 10.0.1.6 and proto udp and port 53")
 	k := nat.Key{Src: header.AddrFromNetip(netip.MustParseAddr("10.0.1.6")), Dst: header.AddrFromNetip(netip.MustParseAddr("168.63.129.16")), SrcPort: 5000, DstPort: 53, Proto: header.ProtoUDP}
-	if !f.matches(k) {
+	if !f.Match(k) {
 		t.Error("filter misses its own flow")
 	}
 	k.Proto = header.ProtoTCP
-	if f.matches(k) {
+	if f.Match(k) {
 		t.Error("filter takes TCP for proto udp")
 	}
 }

@@ -31,7 +31,7 @@ func (e *Engine) Flows(f Filter) []FlowView {
 	out := make([]FlowView, 0, len(infos))
 	for _, fi := range infos {
 		o, x := fi.Orig, fi.Translated()
-		if !f.matches(o) && !f.matches(x) {
+		if !f.Match(o) && !f.Match(x) {
 			continue
 		}
 		kind := "none"
