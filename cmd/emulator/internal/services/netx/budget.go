@@ -102,7 +102,8 @@ func exempt(c net.Conn) bool {
 }
 
 // budgetListener closes at once what its listener accepts past the budget,
-// for net/http's servers, which run their own accept loop.
+// and hands out the rest as budgetConns: Serve's accept loop and net/http's
+// both take their connections from one.
 type budgetListener struct{ net.Listener }
 
 func (l budgetListener) Accept() (net.Conn, error) {

@@ -26,22 +26,18 @@ type Group struct {
 
 // Go runs f on a goroutine that Close waits for. f must return once Close
 // has run the functions given to OnClose. After Close, Go does nothing.
-func (g *Group) Go(f func()) { g.spawn(f) }
-
-// spawn is Go, and reports whether f runs.
-func (g *Group) spawn(f func()) bool {
+func (g *Group) Go(f func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	// Under mu, so that no Add can race with the Wait in Close.
 	if g.closed {
-		return false
+		return
 	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
 		f()
 	}()
-	return true
 }
 
 // OnClose adds f to what Close runs before it waits. Called after Close, it
@@ -62,10 +58,11 @@ func (g *Group) OnClose(f func() error) {
 // by Close. One past the process's budget (ConnBudget) is closed at once.
 func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 	g.OnClose(l.Close)
+	bl := budgetListener{l}
 	g.Go(func() {
 		var delay time.Duration
 		for {
-			c, err := l.Accept()
+			c, err := bl.Accept()
 			if err != nil {
 				if errors.Is(err, net.ErrClosed) || g.isClosed() {
 					return
@@ -77,22 +74,16 @@ func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 				continue
 			}
 			delay = 0
-			if !take(c) {
-				c.Close()
-				continue
-			}
+			// c gives its place in the budget back when it is closed:
+			// here, by untrack, or by Close, which closes what it tracks.
 			if !g.track(c) {
 				c.Close()
-				release()
 				return
 			}
-			if !g.spawn(func() {
+			g.Go(func() {
 				defer g.untrack(c)
 				handle(c)
-			}) {
-				g.untrack(c) // its place in the budget
-				return
-			}
+			})
 		}
 	})
 }
@@ -124,8 +115,8 @@ func (g *Group) ServeHTTP(l net.Listener, srv *http.Server, tls bool) {
 		l.Close() // in case Close came before Serve could take l
 		return srv.Close()
 	})
+	bl := budgetListener{l}
 	g.Go(func() {
-		bl := budgetListener{l}
 		if tls {
 			srv.ServeTLS(bl, "", "")
 		} else {
@@ -196,7 +187,6 @@ func (g *Group) track(c net.Conn) bool {
 
 func (g *Group) untrack(c net.Conn) {
 	c.Close()
-	release()
 	g.mu.Lock()
 	delete(g.conns, c)
 	g.mu.Unlock()
