@@ -21,25 +21,31 @@ import (
 // the user starting anything: apps on workers, front-ends, the Internet
 // hosts' servers and Azure DNS on the platform node.
 type labServices struct {
-	certs   map[string]*tls.Certificate  // per ASE, shared by its front-ends
-	ftp     map[string]*frontend.FTPSite // per ASE, shared by its front-ends
-	content map[string]*wwwroot.Store    // per ASE, shared by its FTP site and its workers
-	apps    map[string]*app.Server       // by worker
-	fes     map[string]*frontend.Server  // by front-end
-	dns     *dns.Server
-	other   map[string]io.Closer // echo and the peer answerers, by node
+	ases  map[string]*aseShared       // by ASE
+	apps  map[string]*app.Server      // by worker
+	fes   map[string]*frontend.Server // by front-end
+	dns   *dns.Server
+	other map[string]io.Closer // echo and the peer answerers, by node
+}
+
+// aseShared is what an ASE's front-ends and workers share, as the machines
+// behind one VIP do in Azure: one certificate, one content that FTP
+// publishes into and the apps serve, and the FTP sessions whose data
+// connections the load balancer may send to any front-end.
+type aseShared struct {
+	cert    *tls.Certificate
+	content *wwwroot.Store
+	ftp     *frontend.FTPSite
 }
 
 // startServices starts every node's services. nets gives each node's
 // sockets. On error, what was started is closed again.
 func startServices(t *topology.Topology, nets map[string]netx.Net) (*labServices, error) {
 	s := &labServices{
-		certs:   map[string]*tls.Certificate{},
-		ftp:     map[string]*frontend.FTPSite{},
-		content: map[string]*wwwroot.Store{},
-		apps:    map[string]*app.Server{},
-		fes:     map[string]*frontend.Server{},
-		other:   map[string]io.Closer{},
+		ases:  map[string]*aseShared{},
+		apps:  map[string]*app.Server{},
+		fes:   map[string]*frontend.Server{},
+		other: map[string]io.Closer{},
 	}
 	if err := s.start(t, t.Nodes, nets); err != nil {
 		s.close()
@@ -61,22 +67,23 @@ func (s *labServices) start(t *topology.Topology, nodes []*topology.Node, nets m
 func (s *labServices) startNode(t *topology.Topology, n *topology.Node, net netx.Net) error {
 	switch n.Kind {
 	case topology.NodeWorker:
+		shared, err := s.shared(n.ASE)
+		if err != nil {
+			return err
+		}
 		cfg := app.ConfigFor(n)
-		cfg.Content = s.contentOf(n.ASE)
+		cfg.Content = shared.content
 		srv, err := app.Start(net, cfg)
 		if err != nil {
 			return err
 		}
 		s.apps[n.Name] = srv
 	case topology.NodeFrontEnd:
-		cert, err := s.cert(n.ASE)
+		shared, err := s.shared(n.ASE)
 		if err != nil {
 			return err
 		}
-		if s.ftp[n.ASE.Name] == nil {
-			s.ftp[n.ASE.Name] = frontend.NewFTPSite(s.contentOf(n.ASE))
-		}
-		srv, err := frontend.Start(net, frontend.Config{FrontEnd: n, Certificate: cert, FTP: s.ftp[n.ASE.Name]})
+		srv, err := frontend.Start(net, frontend.Config{FrontEnd: n, Certificate: shared.cert, FTP: shared.ftp})
 		if err != nil {
 			return err
 		}
@@ -107,31 +114,19 @@ func (s *labServices) startNode(t *topology.Topology, n *topology.Node, net netx
 	return nil
 }
 
-// cert is the TLS certificate of ASE a's front-ends, made once per lab.
-func (s *labServices) cert(a *topology.ASE) (*tls.Certificate, error) {
-	if c := s.certs[a.Name]; c != nil {
-		return c, nil
+// shared is what ASE a's machines share, made once per lab.
+func (s *labServices) shared(a *topology.ASE) (*aseShared, error) {
+	if sh := s.ases[a.Name]; sh != nil {
+		return sh, nil
 	}
-	c, err := frontend.Certificate(a)
+	cert, err := frontend.Certificate(a)
 	if err != nil {
 		return nil, err
 	}
-	s.certs[a.Name] = &c
-	return &c, nil
-}
-
-// contentOf is ASE a's content, made once per lab: what its FTP stores
-// its workers serve. A worker outside any ASE gets a Store of its own.
-func (s *labServices) contentOf(a *topology.ASE) *wwwroot.Store {
-	if a == nil {
-		return wwwroot.New()
-	}
-	if c := s.content[a.Name]; c != nil {
-		return c
-	}
-	c := wwwroot.New()
-	s.content[a.Name] = c
-	return c
+	content := wwwroot.New()
+	sh := &aseShared{cert: &cert, content: content, ftp: frontend.NewFTPSite(content)}
+	s.ases[a.Name] = sh
+	return sh, nil
 }
 
 // update follows an apply: services of removed nodes stop, those of added
