@@ -45,8 +45,7 @@ type Config struct {
 // Server is the running DNS server.
 type Server struct {
 	zone   atomic.Pointer[Zone]
-	topo   atomic.Pointer[topology.Topology] // the zone's, to name the nodes the queries come from
-	serial atomic.Uint32                     // SOA serial: a new one on every Reload
+	serial atomic.Uint32 // SOA serial: a new one on every Reload
 	log    *QueryLog
 	g      netx.Group
 }
@@ -62,7 +61,6 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 	}
 	s := &Server{log: NewQueryLog(LogSize)}
 	s.zone.Store(NewZone(cfg.Topology))
-	s.topo.Store(cfg.Topology)
 	s.serial.Store(uint32(time.Now().Unix()))
 
 	ls := netx.NewListeners(n)
@@ -109,7 +107,6 @@ func (s *Server) serve(srv *dns.Server) error {
 // mix.
 func (s *Server) Reload(t *topology.Topology) {
 	s.zone.Store(NewZone(t))
-	s.topo.Store(t)
 	s.serial.Add(1)
 }
 
@@ -140,11 +137,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		m.Truncate(size)
 	}
 	w.WriteMsg(m)
-	var node string
-	if n := s.topo.Load().NodeByAddr(client.Addr()); n != nil {
-		node = n.Name
-	}
-	s.log.add(logged(r, m, proto, client, node))
+	s.log.add(logged(r, m, proto, client, s.zone.Load().NodeAt(client.Addr())))
 }
 
 // answer answers r, a query from address from.

@@ -128,7 +128,6 @@ func (w *writer) Hijack()                     {}
 func TestServerLogsQueries(t *testing.T) {
 	s := &Server{log: NewQueryLog(LogSize)}
 	s.zone.Store(NewZone(topology.Default()))
-	s.topo.Store(topology.Default())
 	ask := func(remote net.Addr, name string, qtype uint16) {
 		m := new(dns.Msg)
 		m.SetQuestion(name, qtype)

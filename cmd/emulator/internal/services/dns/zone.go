@@ -38,6 +38,7 @@ func AzureNames(host string) []string { return slices.Clone(azureEndpoints[host]
 // Zone is every name the lab's DNS answers, made from one topology. It does
 // not change once made: a new topology makes a new Zone.
 type Zone struct {
+	t     *topology.Topology    // what the zone was made of
 	a     map[string]netip.Addr // owner name (lower case, fully qualified) -> its A record
 	apex  map[string]string     // every name that exists -> the apex of its zone
 	zones []string              // the apexes, longest first
@@ -76,7 +77,7 @@ const ReverseZone = "in-addr.arpa."
 // their VNet (Sees).
 func NewZone(t *topology.Topology) *Zone {
 	z := &Zone{a: make(map[string]netip.Addr), apex: make(map[string]string), private: make(map[string]*topology.VNet),
-		rev: make(map[string][]revEntry)}
+		rev: make(map[string][]revEntry), t: t}
 	if o := t.OnPremises; o != nil {
 		z.onPrem = o.AddressSpace
 	}
@@ -163,6 +164,15 @@ func (z *Zone) Reverse(name string, from netip.Addr) (targets []string, exists b
 		}
 	}
 	return targets, exists
+}
+
+// NodeAt names the lab's node at address a, "" for none: who asked, in the
+// query log.
+func (z *Zone) NodeAt(a netip.Addr) string {
+	if n := z.t.NodeByAddr(a); n != nil {
+		return n.Name
+	}
+	return ""
 }
 
 // add records an A record and marks its owner, and every name between it
