@@ -122,10 +122,7 @@ func (s *Server) Close() error { return s.g.Close() }
 
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	var client netip.AddrPort
-	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
-		client = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
+	client := netx.AddrPort(w.RemoteAddr())
 	m := s.answer(r, client.Addr())
 	proto := "tcp"
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {

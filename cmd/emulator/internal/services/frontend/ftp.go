@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 )
 
@@ -145,7 +146,7 @@ func (f *FTPSite) cancel(p *passive) {
 // session waiting, it returns at once and c is closed: nc -z still finds
 // the port open.
 func (f *FTPSite) accept(c net.Conn, port int, stop <-chan struct{}) {
-	client := remoteAddr(c)
+	client := netx.AddrPort(c.RemoteAddr()).Addr()
 	f.mu.Lock()
 	p := f.passive[passiveKey{port, client}]
 	var d *dataConn
@@ -162,11 +163,6 @@ func (f *FTPSite) accept(c net.Conn, port int, stop <-chan struct{}) {
 	case <-d.done:
 	case <-stop:
 	}
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	return ap.Addr().Unmap()
 }
 
 // ftpSession is one control connection.
@@ -207,7 +203,7 @@ func (s *Server) handshake(tc *tls.Conn) error {
 func (s *Server) ftp(c net.Conn, proto string) {
 	st := s.state.Load()
 	_, secure := c.(*tls.Conn)
-	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReaderSize(c, maxLine), client: remoteAddr(c), cwd: "/", proto: proto, closing: s.ctx, secure: secure}
+	fs := &ftpSession{s: s, site: s.site, c: c, r: bufio.NewReaderSize(c, maxLine), client: netx.AddrPort(c.RemoteAddr()).Addr(), cwd: "/", proto: proto, closing: s.ctx, secure: secure}
 	defer func() { fs.site.cancel(fs.pasv) }()
 	defer func() {
 		// In TLS from the start or since AUTH: close_notify, which TLS

@@ -97,8 +97,7 @@ func exempt(c net.Conn) bool {
 	if a == nil {
 		return false
 	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	return err == nil && ap.Addr().Unmap() == *a
+	return AddrPort(c.RemoteAddr()).Addr() == *a
 }
 
 // budgetListener closes at once what its listener accepts past the budget,

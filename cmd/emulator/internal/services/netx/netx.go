@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -95,4 +96,15 @@ func Transport(n Net) *http.Transport {
 // request after timeout (0: never).
 func Client(n Net, timeout time.Duration) *http.Client {
 	return &http.Client{Transport: Transport(n), Timeout: timeout}
+}
+
+// AddrPort is a (TCP or UDP) address as netip has it, an IPv4 address
+// unmapped: the client of a connection or a query, to compare with the
+// lab's addresses. The zero AddrPort for an address that is neither.
+func AddrPort(a net.Addr) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
