@@ -423,16 +423,23 @@ func (fs *ftpSession) get(p string) (*wwwroot.File, bool) {
 	return fs.site.files.Get(app, name)
 }
 
+// dir says which directory resolved path p is: the root (app ""), an
+// app's, or none (ok false).
+func (fs *ftpSession) dir(p string) (app string, ok bool) {
+	name := strings.TrimPrefix(p, "/")
+	if name == "" {
+		return "", true
+	}
+	if strings.Contains(name, "/") {
+		return "", false
+	}
+	return fs.app(name)
+}
+
 func (fs *ftpSession) cd(arg string) {
 	p := fs.resolve(arg)
-	if p == "/" {
-		fs.cwd = p
-		fs.reply(250, "Directory is now /.")
-		return
-	}
-	name := strings.TrimPrefix(p, "/")
-	app, ok := fs.app(name)
-	if strings.Contains(name, "/") || !ok {
+	app, ok := fs.dir(p)
+	if !ok {
 		fs.reply(550, "%s: no such directory; / holds one directory per app.", p)
 		return
 	}
@@ -523,18 +530,17 @@ func (fs *ftpSession) list(long bool, arg string) {
 		_, arg, _ = strings.Cut(arg, " ")
 	}
 	p := fs.resolve(arg)
+	app, ok := fs.dir(p)
+	if !ok {
+		fs.reply(550, "%s: no such directory.", p)
+		return
+	}
 	var lines []string
-	if p == "/" {
+	if app == "" {
 		for _, name := range fs.s.state.Load().names {
 			lines = append(lines, fs.entry(long, true, name, 0, time.Now().UTC()))
 		}
 	} else {
-		name := strings.TrimPrefix(p, "/")
-		app, ok := fs.app(name)
-		if strings.Contains(name, "/") || !ok {
-			fs.reply(550, "%s: no such directory.", p)
-			return
-		}
 		for _, f := range fs.site.files.List(app) {
 			lines = append(lines, fs.entry(long, false, f.Name, len(f.Data), f.Mod))
 		}
