@@ -30,11 +30,18 @@ func writeTopology(t *testing.T, name string, replace ...string) string {
 	return file
 }
 
+// threeWorkers writes the default lab with ase1 scaled from two workers to
+// three: an apply of it adds ase1-w3 at 10.0.1.8.
+func threeWorkers(t *testing.T) string {
+	t.Helper()
+	return writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+}
+
 // F4: scaling a running ASE adds a worker at the next free address of its
 // subnet; it is reachable and leaves with the VIP. Scaling back removes it.
 func TestApplyScalesASE(t *testing.T) {
 	l := upLab(t)
-	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+	three := threeWorkers(t)
 	r := emu(t, "apply", "--name", l.name, "-f", three)
 	if r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3 at 10.0.1.8") {
 		t.Fatalf("apply with 3 workers: want ase1-w3 added at 10.0.1.8 (the next free address), got %v", r)

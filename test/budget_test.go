@@ -66,25 +66,14 @@ func TestServicesLeaveDescriptorsToTheLab(t *testing.T) {
 	// VIP stays in service; two failed probes, a second apart, would take
 	// a front-end out of rotation.
 	time.Sleep(3500 * time.Millisecond)
-	var health struct {
-		ASEs []struct {
-			Name      string `json:"name"`
-			FrontEnds []struct {
-				Name       string `json:"name"`
-				InRotation bool   `json:"inRotation"`
-				LastError  string `json:"lastError"`
-			} `json:"frontEnds"`
-		} `json:"ases"`
-	}
-	l.emuJSON(&health, "status")
-	for _, a := range health.ASEs {
-		for _, fe := range a.FrontEnds {
+	for _, ase := range []string{"ase1", "ase2", "ase3"} {
+		for _, fe := range l.ase(ase).FrontEnds {
 			if !fe.InRotation {
 				t.Errorf("with the services' budget spent, %s left rotation (%s): the load balancer's probes were refused", fe.Name, fe.LastError)
 			}
 		}
 	}
-	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+	three := threeWorkers(t)
 	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3") {
 		t.Fatalf("apply adding ase1-w3 while client holds %d connections, under a limit of %d: %v", hold, limit, r)
 	}

@@ -29,7 +29,7 @@ func TestNodeHostname(t *testing.T) {
 		}
 	}
 
-	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+	three := threeWorkers(t)
 	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 {
 		t.Fatalf("apply with 3 workers: %v", r)
 	}

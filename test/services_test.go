@@ -31,6 +31,7 @@ type aseJSON struct {
 	FrontEnds []struct {
 		Name       string `json:"name"`
 		InRotation bool   `json:"inRotation"`
+		LastError  string `json:"lastError"`
 	} `json:"frontEnds"`
 }
 
@@ -284,7 +285,7 @@ func TestASEHealthPorts(t *testing.T) {
 // Scaling ase1 to three workers adds ase1-w3, and app1 is served from it.
 func TestScaledWorkerServesApp(t *testing.T) {
 	l := upLab(t)
-	three := writeTopology(t, "three.yaml", "    workers: 2\n    apps:\n      - name: app1", "    workers: 3\n    apps:\n      - name: app1")
+	three := threeWorkers(t)
 	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 {
 		t.Fatalf("apply: %v", r)
 	}
