@@ -111,21 +111,24 @@ func compilePolicy(t *topology.Topology, out map[string]bool) *policy {
 				fes = append(fes, addr(n.Addr))
 			}
 		}
-		switch {
-		case a.Kind == topology.KindExternal: // F2
-			p.doors[vip] = &frontDoor{open: newPortSet(portsApps, portsFTP, portsDebug, portsManage), backends: fes}
-		case a.ILBMode == topology.ILBModePublishing: // F7: only publishing on the ILB address
-			p.doors[vip] = &frontDoor{open: newPortSet(portsApps, portsDebug, portsManage), backends: fes}
-			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsFTP), backends: fes}
-		case a.ILBMode == topology.ILBModeWeb:
-			// ARM's mode 1 maps only 80/443 to the ILB. Remote debugging
-			// goes with them: F7 puts it on the ILB with "Web, Publishing"
-			// and on the VIP with "Publishing", so it is part of Web.
-			p.doors[vip] = &frontDoor{open: newPortSet(portsFTP, portsManage), backends: fes}
-			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsApps, portsDebug), backends: fes}
-		default: // F7, "Web, Publishing": management alone stays on the VIP
-			p.doors[vip] = &frontDoor{open: newPortSet(portsManage), backends: fes}
-			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(portsApps, portsFTP, portsDebug), backends: fes}
+		// F2: an External ASE takes every port on its VIP. F7: an ILB
+		// ASE keeps management there, and its mode moves the web ports
+		// (apps, remote debugging) and the publishing ports (FTP) to the
+		// ILB address.
+		onVIP, onILB := [][]topology.PortRange{portsManage}, [][]topology.PortRange(nil)
+		place := func(ilb bool, groups ...[]topology.PortRange) {
+			if ilb {
+				onILB = append(onILB, groups...)
+			} else {
+				onVIP = append(onVIP, groups...)
+			}
+		}
+		web, publishing := a.OnILB()
+		place(web, portsApps, portsDebug)
+		place(publishing, portsFTP)
+		p.doors[vip] = &frontDoor{open: newPortSet(onVIP...), backends: fes}
+		if onILB != nil {
+			p.doors[addr(a.ILB)] = &frontDoor{open: newPortSet(onILB...), backends: fes}
 		}
 	}
 	if o := t.OnPremises; o != nil {

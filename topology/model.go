@@ -213,10 +213,21 @@ func (a *ASE) AppAddr() netip.Addr {
 	return a.VIP
 }
 
-// FTPAddr is the address FTP, FTPS and FTP data arrive on (F2, F7): the
-// ILB address of an ILB ASE whose mode includes Publishing, else the VIP.
+// OnILB says what an ILB ASE's mode puts on its ILB address (F7): the web
+// ports (HTTP, HTTPS and remote debugging) unless the mode is Publishing,
+// and the publishing ports (FTP, FTPS, FTP data) unless it is Web. The
+// rest, and management always, stay on the public VIP; an External ASE
+// has everything there (F2).
+func (a *ASE) OnILB() (web, publishing bool) {
+	if a.Kind != KindILB {
+		return false, false
+	}
+	return a.ILBMode != ILBModePublishing, a.ILBMode != ILBModeWeb
+}
+
+// FTPAddr is the address FTP, FTPS and FTP data arrive on (F2, F7).
 func (a *ASE) FTPAddr() netip.Addr {
-	if a.Kind == KindILB && a.ILBMode != ILBModeWeb {
+	if _, publishing := a.OnILB(); publishing {
 		return a.ILB
 	}
 	return a.VIP
