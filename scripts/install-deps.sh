@@ -19,6 +19,7 @@ declare -A pkg=(
 	[pgrep]=procps
 	[dot]=graphviz
 	[strace]=strace
+	[lftp]=lftp
 	[sudo]=sudo
 )
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -179,9 +180,11 @@ type ftpSession struct {
 	pasv    *passive
 	proto   string
 	closing context.Context
-	secure  bool // the control connection is in TLS
-	pbsz    bool // PBSZ came, after TLS, as PROT must follow it
-	private bool // PROT P: data connections in TLS
+	secure  bool   // the control connection is in TLS
+	pbsz    bool   // PBSZ came, after TLS, as PROT must follow it
+	private bool   // PROT P: data connections in TLS
+	rest    int    // REST: where the next RETR or STOR starts
+	rnfr    string // RNFR: the file RNTO renames, resolved
 }
 
 // ftps serves implicit FTPS on c: TLS first, then FTP inside it.
@@ -229,7 +232,9 @@ func (s *Server) ftp(c net.Conn, proto string) {
 		} else if err != nil {
 			return
 		}
-		cmd, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
+		// Clients send ABOR after Telnet's Interrupt Process and Synch
+		// (IAC IP IAC DM, RFC 959 4.1.3), which are not the command.
+		cmd, arg, _ := strings.Cut(strings.TrimLeft(strings.TrimRight(string(line), "\r\n"), "\xff\xf4\xf2"), " ")
 		if !fs.command(strings.ToUpper(cmd), arg) {
 			return
 		}
@@ -267,10 +272,22 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		return true
 	case "FEAT":
 		fs.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		io.WriteString(fs.c, "211-Features:\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n EPSV\r\n PASV\r\n SIZE\r\n MDTM\r\n UTF8\r\n211 End\r\n")
+		// REST STREAM, as IIS's FTP service, App Service's, advertises
+		// it; MLST (RFC 3659), which FileZilla and lftp list with when
+		// offered, with the facts a flat directory of files has.
+		io.WriteString(fs.c, "211-Features:\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n EPSV\r\n PASV\r\n SIZE\r\n MDTM\r\n REST STREAM\r\n "+mlstFeat+"\r\n UTF8\r\n211 End\r\n")
 		return true
 	case "OPTS":
+		// Every fact is always sent (RFC 3659 7.9: the reply names
+		// those selected, whatever was asked).
+		if opt, _, _ := strings.Cut(arg, " "); strings.EqualFold(opt, "MLST") {
+			fs.reply(200, "MLST OPTS %s", mlstFacts)
+			return true
+		}
 		fs.reply(200, "OK.")
+		return true
+	case "HELP":
+		fs.help()
 		return true
 	case "PORT", "EPRT":
 		fs.reply(502, "Active mode is not served: the front-end cannot connect back to you through the load balancer; use passive mode (PASV or EPSV, data ports %d-%d).", FTPDataFirst, FTPDataLast)
@@ -324,12 +341,40 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		}
 	case "EPSV", "PASV":
 		fs.passive(cmd)
-	case "LIST", "NLST":
-		fs.list(cmd == "LIST", arg)
+	case "LIST", "NLST", "MLSD":
+		fs.list(cmd, arg)
+	case "MLST":
+		fs.mlst(arg)
+	case "STAT":
+		fs.stat(arg)
+	case "REST":
+		fs.restart(arg)
 	case "RETR":
 		fs.retr(arg)
-	case "STOR":
-		fs.stor(arg)
+	case "STOR", "APPE":
+		fs.stor(cmd, arg)
+	case "RNFR":
+		fs.rnfr = ""
+		if _, ok := fs.get(arg); !ok {
+			fs.reply(550, "%s: no such file.", arg)
+			return true
+		}
+		fs.rnfr = fs.resolve(arg)
+		fs.reply(350, "Send RNTO with the new name.")
+	case "RNTO":
+		fs.rename(arg)
+	case "MKD", "XMKD", "RMD", "XRMD":
+		// An app's content is one directory of files (wwwroot.Store),
+		// so there is no directory to make or remove.
+		fs.reply(550, "%s: no subdirectories here: each app's content is one directory of files.", arg)
+	case "ALLO":
+		fs.reply(202, "No storage to allocate: uploads go to memory as they come.")
+	case "ABOR":
+		// A transfer runs to its end before the next command is read: by
+		// now none is under way, and only an open PASV is left.
+		fs.site.cancel(fs.pasv)
+		fs.pasv = nil
+		fs.reply(225, "No transfer to abort.")
 	case "DELE":
 		app, name, ok := fs.file(arg)
 		if !ok || !fs.site.files.Delete(app, name) {
@@ -524,25 +569,67 @@ func (fs *ftpSession) onData(d *dataConn, f func(c net.Conn) (int, string)) (int
 	return code, msg
 }
 
-func (fs *ftpSession) list(long bool, arg string) {
-	// Clients send ls options ("LIST -al"): there are none to honour.
+// mlstFacts are the facts of MLSD and MLST (RFC 3659 7.5), all sent
+// always; mlstFeat advertises them in FEAT, each marked as sent.
+const (
+	mlstFacts = "type;size;modify;"
+	mlstFeat  = "MLST type*;size*;modify*;"
+)
+
+// dirEntry is one name of a listing: an app's directory at the root, a
+// file in an app's.
+type dirEntry struct {
+	name string
+	dir  bool
+	size int
+	mod  time.Time
+}
+
+// entries lists directory app ("" the root) for LIST, NLST, MLSD and STAT.
+func (fs *ftpSession) entries(app string) []dirEntry {
+	var es []dirEntry
+	if app == "" {
+		for _, name := range fs.s.state.Load().names {
+			es = append(es, dirEntry{name: name, dir: true, mod: time.Now().UTC()})
+		}
+		return es
+	}
+	for _, f := range fs.site.files.List(app) {
+		es = append(es, dirEntry{name: f.Name, size: len(f.Data), mod: f.Mod})
+	}
+	return es
+}
+
+// listed resolves the directory a listing command names, ls options
+// ("LIST -al", which clients send) left out: there are none to honour.
+func (fs *ftpSession) listed(arg string) (p, app string, ok bool) {
 	if strings.HasPrefix(arg, "-") {
 		_, arg, _ = strings.Cut(arg, " ")
 	}
-	p := fs.resolve(arg)
-	app, ok := fs.dir(p)
+	p = fs.resolve(arg)
+	app, ok = fs.dir(p)
+	return p, app, ok
+}
+
+// list sends a directory's listing (LIST, NLST or MLSD) on a data
+// connection.
+func (fs *ftpSession) list(cmd, arg string) {
+	fs.rest = 0
+	p, app, ok := fs.listed(arg)
 	if !ok {
+		// RFC 3659 7.2: MLSD names a directory, and only one.
 		fs.reply(550, "%s: no such directory.", p)
 		return
 	}
 	var lines []string
-	if app == "" {
-		for _, name := range fs.s.state.Load().names {
-			lines = append(lines, fs.entry(long, true, name, 0, time.Now().UTC()))
-		}
-	} else {
-		for _, f := range fs.site.files.List(app) {
-			lines = append(lines, fs.entry(long, false, f.Name, len(f.Data), f.Mod))
+	for _, e := range fs.entries(app) {
+		switch cmd {
+		case "LIST":
+			lines = append(lines, e.long())
+		case "NLST":
+			lines = append(lines, e.name)
+		default:
+			lines = append(lines, e.facts()+" "+e.name)
 		}
 	}
 	fs.transfer(func(d net.Conn) (int, string) {
@@ -555,48 +642,204 @@ func (fs *ftpSession) list(long bool, arg string) {
 	})
 }
 
-func (fs *ftpSession) entry(long, dir bool, name string, size int, mod time.Time) string {
-	if !long {
-		return name
-	}
+// long is e as a line of LIST, as ls -l writes it.
+func (e dirEntry) long() string {
 	mode := "-rw-r--r--"
-	if dir {
+	if e.dir {
 		mode = "drwxr-xr-x"
 	}
-	return fmt.Sprintf("%s 1 owner group %12d %s %s", mode, size, mod.Format("Jan _2 15:04"), name)
+	return fmt.Sprintf("%s 1 owner group %12d %s %s", mode, e.size, e.mod.Format("Jan _2 15:04"), e.name)
+}
+
+// facts are e's facts for MLSD and MLST (RFC 3659 7.5), without the
+// space and the name that follow them.
+func (e dirEntry) facts() string {
+	modify := e.mod.UTC().Format("20060102150405")
+	if e.dir {
+		return "type=dir;modify=" + modify + ";"
+	}
+	return fmt.Sprintf("type=file;size=%d;modify=%s;", e.size, modify)
+}
+
+// mlst answers one file's or directory's facts on the control connection
+// (RFC 3659 7.2): the reply's one line, which starts with a space, is
+// the facts and the path.
+func (fs *ftpSession) mlst(arg string) {
+	p := fs.resolve(arg)
+	var e dirEntry
+	if _, ok := fs.dir(p); ok {
+		e = dirEntry{name: p, dir: true, mod: time.Now().UTC()}
+	} else if f, ok := fs.get(p); ok {
+		e = dirEntry{name: p, size: len(f.Data), mod: f.Mod}
+	} else {
+		fs.reply(550, "%s: no such file or directory.", p)
+		return
+	}
+	fs.lines(250, "Facts of "+p, []string{e.facts() + " " + e.name}, "End")
+}
+
+// stat with no argument describes the session (211); with one, it lists
+// that directory on the control connection (213), as LIST would on a
+// data connection (RFC 959 4.1.3).
+func (fs *ftpSession) stat(arg string) {
+	if arg == "" {
+		mode := "ASCII"
+		if fs.binary {
+			mode = "binary"
+		}
+		fs.lines(211, "Status of "+fs.s.state.Load().fe, []string{
+			fmt.Sprintf("Connected from %s, logged in as %s, over %s, control connection in TLS: %v", fs.client, fs.user, fs.proto, fs.secure),
+			fmt.Sprintf("Type %s, passive mode only, data ports %d-%d, data connections in TLS: %v", mode, FTPDataFirst, FTPDataLast, fs.private),
+		}, "End of status")
+		return
+	}
+	p, app, ok := fs.listed(arg)
+	if !ok {
+		fs.reply(550, "%s: no such directory.", p)
+		return
+	}
+	var lines []string
+	for _, e := range fs.entries(app) {
+		lines = append(lines, e.long())
+	}
+	fs.lines(213, "Status of "+p, lines, "End of status")
+}
+
+// help names the commands served (RFC 959 4.1.3: 214).
+func (fs *ftpSession) help() {
+	fs.lines(214, "The commands served (passive mode only; one directory of files per app):", []string{
+		"USER PASS QUIT NOOP SYST FEAT OPTS HELP STAT AUTH PBSZ PROT",
+		"PWD CWD CDUP TYPE PASV EPSV LIST NLST MLSD MLST SIZE MDTM",
+		"RETR STOR APPE REST DELE RNFR RNTO ALLO ABOR",
+	}, "End of help")
+}
+
+// lines sends a multi-line reply: first after code and a dash, each line
+// indented by a space (RFC 959 4.2; RFC 3659 7.2 for MLST), last after
+// code and a space.
+func (fs *ftpSession) lines(code int, first string, lines []string, last string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d-%s\r\n", code, first)
+	for _, l := range lines {
+		fmt.Fprintf(&b, " %s\r\n", l)
+	}
+	fmt.Fprintf(&b, "%d %s\r\n", code, last)
+	fs.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(fs.c, b.String())
+}
+
+// restart keeps where the next RETR or STOR starts (RFC 3659 5, REST
+// STREAM): resuming a download, or an upload the client cut.
+func (fs *ftpSession) restart(arg string) {
+	n, err := strconv.Atoi(strings.TrimSpace(arg))
+	if err != nil || n < 0 {
+		fs.rest = 0
+		fs.reply(501, "REST takes a byte offset, 0 or more.")
+		return
+	}
+	fs.rest = n
+	fs.reply(350, "The next RETR or STOR starts at byte %d.", n)
 }
 
 func (fs *ftpSession) retr(arg string) {
+	at := fs.rest
+	fs.rest = 0
 	f, ok := fs.get(arg)
 	if !ok {
 		fs.reply(550, "%s: no such file.", arg)
 		return
 	}
+	if at > len(f.Data) {
+		fs.reply(554, "REST %d is past the end of %s (%d bytes).", at, arg, len(f.Data))
+		return
+	}
 	fs.transfer(func(d net.Conn) (int, string) {
-		if _, err := d.Write(f.Data); err != nil {
+		if _, err := d.Write(f.Data[at:]); err != nil {
 			return 426, "Transfer cut: " + err.Error()
 		}
 		return 226, "Transfer complete."
 	})
 }
 
-func (fs *ftpSession) stor(arg string) {
-	app, name, ok := fs.file(arg)
+// stor uploads: STOR writes the file anew, or from its REST offset on;
+// APPE adds to its end. Every way keeps the Store's limit (wwwroot.Limit).
+func (fs *ftpSession) stor(cmd, arg string) {
+	at := fs.rest
+	fs.rest = 0
+	app, name, ok := fs.checkedName(arg)
 	if !ok {
-		fs.reply(553, "%s: upload into an app's directory (/APP/FILE).", arg)
 		return
+	}
+	if cmd == "APPE" || at > 0 {
+		size := 0
+		if f, ok := fs.site.files.Get(app, name); ok {
+			size = len(f.Data)
+		}
+		if cmd == "APPE" {
+			at = size
+		} else if at > size {
+			fs.reply(554, "REST %d is past the end of %s (%d bytes).", at, arg, size)
+			return
+		}
+	}
+	fs.transfer(func(d net.Conn) (int, string) {
+		var f *wwwroot.File
+		var err error
+		if at > 0 {
+			f, err = fs.site.files.WriteAt(app, name, at, d)
+		} else {
+			f, err = fs.site.files.Put(app, name, d)
+		}
+		if err != nil {
+			return 552, "Upload not stored: " + err.Error() + "."
+		}
+		return 226, fmt.Sprintf("Stored %d bytes as /%s/%s.", len(f.Data), app, f.Name)
+	})
+}
+
+// checkedName is the app and the file name an upload or a rename writes
+// at p, or a 553 reply.
+func (fs *ftpSession) checkedName(p string) (app, name string, ok bool) {
+	app, name, ok = fs.file(p)
+	if !ok {
+		fs.reply(553, "%s: a file goes into an app's directory (/APP/FILE).", p)
+		return "", "", false
 	}
 	// The name becomes a line of LIST and of replies, which a CR or an
 	// escape sequence would break.
 	if strings.ContainsFunc(name, unicode.IsControl) {
 		fs.reply(553, "%q: a file name has no control characters.", name)
+		return "", "", false
+	}
+	return app, name, true
+}
+
+// rename ends RNFR with RNTO: a file keeps its app's directory, the only
+// one it can be in.
+func (fs *ftpSession) rename(arg string) {
+	from := fs.rnfr
+	fs.rnfr = ""
+	if from == "" {
+		fs.reply(503, "Send RNFR first.")
 		return
 	}
-	fs.transfer(func(d net.Conn) (int, string) {
-		f, err := fs.site.files.Put(app, name, d)
-		if err != nil {
-			return 552, "Upload not stored: " + err.Error() + "."
-		}
-		return 226, fmt.Sprintf("Stored %d bytes as /%s/%s.", len(f.Data), app, name)
-	})
+	fromApp, fromName, _ := fs.file(from)
+	app, name, ok := fs.checkedName(arg)
+	if !ok {
+		return
+	}
+	if app != fromApp {
+		fs.reply(553, "%s: a file stays in its app's directory, /%s.", arg, fromApp)
+		return
+	}
+	f, err := fs.site.files.Rename(app, fromName, name)
+	switch {
+	case errors.Is(err, wwwroot.ErrExists):
+		// As Windows, whose rename keeps a file it would replace.
+		fs.reply(550, "%s: a file of that name is there; delete it first.", arg)
+	case err != nil:
+		fs.reply(550, "%s not renamed: %v.", from, err)
+	default:
+		fs.reply(250, "Renamed %s to /%s/%s.", from, app, f.Name)
+	}
 }

@@ -8,6 +8,7 @@
 package wwwroot
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -106,10 +107,41 @@ func (s *Store) Delete(app, name string) bool {
 // that uploads under way together never hold more than Limit; an upload
 // that would pass it, or that r cuts, stores nothing.
 func (s *Store) Put(app, name string, r io.Reader) (*File, error) {
-	var data []byte
-	if !s.reserve(cost(name, 0)) {
+	return s.write(app, name, nil, r)
+}
+
+// WriteAt stores app's file called name as its first at bytes followed by
+// r's: FTP's resumed upload (REST then STOR) and, with at its size, its
+// append (APPE). at may not pass the file's end; a file not there has
+// none. The file is copied, never changed in place (File), and the copy
+// counts against Limit like any upload.
+func (s *Store) WriteAt(app, name string, at int, r io.Reader) (*File, error) {
+	s.mu.Lock()
+	old := s.dir(app)[key(name)]
+	s.mu.Unlock()
+	size := 0
+	if old != nil {
+		size = len(old.Data)
+	}
+	if at < 0 || at > size {
+		return nil, fmt.Errorf("%w: offset %d, size %d", ErrPastEnd, at, size)
+	}
+	var prefix []byte
+	if old != nil {
+		prefix = old.Data[:at]
+	}
+	return s.write(app, name, prefix, r)
+}
+
+// ErrPastEnd is a WriteAt past the end of the file.
+var ErrPastEnd = errors.New("past the end of the file")
+
+// write stores prefix then r's bytes as app's file called name.
+func (s *Store) write(app, name string, prefix []byte, r io.Reader) (*File, error) {
+	if !s.reserve(cost(name, len(prefix))) {
 		return nil, errFull
 	}
+	data := slices.Clone(prefix)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
@@ -142,6 +174,40 @@ func (s *Store) Put(app, name string, r io.Reader) (*File, error) {
 	s.mu.Unlock()
 	return f, nil
 }
+
+// Rename gives app's file from the name to, as Windows renames: a
+// change of case alone renames the file in place, and another file
+// already called to is left alone (ErrExists).
+func (s *Store) Rename(app, from, to string) (*File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dir(app)
+	old := d[key(from)]
+	if old == nil {
+		return nil, ErrNotFound
+	}
+	if key(from) != key(to) && d[key(to)] != nil {
+		return nil, ErrExists
+	}
+	// A longer name costs more: the rename must stay within Limit as
+	// an upload does.
+	grow := cost(to, 0) - cost(old.Name, 0)
+	if s.used+grow > Limit {
+		return nil, errFull
+	}
+	s.used += grow
+	f := &File{Name: to, Data: old.Data, Mod: old.Mod}
+	delete(d, key(from))
+	d[key(to)] = f
+	return f, nil
+}
+
+var (
+	// ErrNotFound is a Rename of a file that is not there.
+	ErrNotFound = errors.New("no such file")
+	// ErrExists is a Rename onto another file.
+	ErrExists = errors.New("a file of that name exists")
+)
 
 // key is a file name as a directory finds it: in any case.
 func key(name string) string { return strings.ToLower(name) }
