@@ -514,3 +514,173 @@ func TestFTPRefusesControlCharactersInNames(t *testing.T) {
 		t.Errorf("STOR of a name with spaces and letters beyond ASCII: %q, want 226", r)
 	}
 }
+
+// putCmd uploads data with cmd (STOR or APPE) and returns the final reply.
+func (f *ftpClient) putCmd(fe *netx.Loopback, cmd, name string, data []byte) string {
+	f.t.Helper()
+	d := f.epsv(fe)
+	defer d.Close()
+	f.want("150", cmd+" "+name)
+	d.Write(data)
+	d.Close()
+	return f.read(cmd + " " + name)
+}
+
+var mlsdLine = regexp.MustCompile(`^type=(file|dir);(size=\d+;)?modify=\d{14}; `)
+
+// lftp and FileZilla list with MLSD when FEAT offers MLST (RFC 3659),
+// and read its facts, not an ls -l line, for sizes and times.
+func TestFTPMLSDAndMLST(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	if feat := f.want("211", "FEAT"); !strings.Contains(feat, " MLST type*;size*;modify*;\r\n") || !strings.Contains(feat, " REST STREAM\r\n") {
+		t.Errorf("FEAT = %q, want MLST with type, size and modify, and REST STREAM", feat)
+	}
+	if r := f.want("200", "OPTS MLST type;size;"); !strings.Contains(r, "MLST OPTS type;size;modify;") {
+		t.Errorf("OPTS MLST = %q, want the facts sent named", r)
+	}
+	if got := f.get(l.fe, "MLSD"); !strings.HasPrefix(got, "type=dir;modify=") || !strings.HasSuffix(got, "; app1\r\n") {
+		t.Errorf("MLSD of / = %q, want app1 as a directory", got)
+	}
+	f.want("250", "CWD app1")
+	f.put(l.fe, "up.txt", []byte("12345"))
+	got := f.get(l.fe, "MLSD")
+	for _, line := range strings.Split(strings.TrimSuffix(got, "\r\n"), "\r\n") {
+		if !mlsdLine.MatchString(line) {
+			t.Errorf("MLSD line %q: want type=...;[size=...;]modify=YYYYMMDDHHMMSS; NAME", line)
+		}
+	}
+	if !strings.Contains(got, "type=file;size=5;") || !strings.HasSuffix(got, "; up.txt\r\n") {
+		t.Errorf("MLSD of /app1 = %q, want up.txt as a file of 5 bytes", got)
+	}
+	f.want("550", "MLSD up.txt")
+	f.want("550", "MLSD /nosuchapp")
+	r := f.want("250", "MLST up.txt")
+	if lines := strings.Split(r, "\r\n"); len(lines) != 4 || !strings.HasPrefix(lines[1], " type=file;size=5;modify=") || !strings.HasSuffix(lines[1], "; /app1/up.txt") {
+		t.Errorf("MLST up.txt = %q, want 250- then one line \" type=file;size=5;...; /app1/up.txt\" then 250", r)
+	}
+	if r := f.want("250", "MLST /app1"); !strings.Contains(r, " type=dir;") {
+		t.Errorf("MLST /app1 = %q, want a directory", r)
+	}
+	f.want("550", "MLST nosuchfile")
+}
+
+// REST STREAM resumes a download or an upload from a byte offset; APPE
+// adds to a file's end.
+func TestFTPRestartAndAppend(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	f.want("250", "CWD app1")
+	f.want("200", "TYPE I")
+	f.put(l.fe, "f.txt", []byte("hello world"))
+	f.want("350", "REST 6")
+	if got := f.get(l.fe, "RETR f.txt"); got != "world" {
+		t.Errorf("RETR after REST 6 = %q, want world", got)
+	}
+	if got := f.get(l.fe, "RETR f.txt"); got != "hello world" {
+		t.Errorf("RETR after a resumed one = %q, want the whole file: REST is for one transfer", got)
+	}
+	f.want("350", "REST 5")
+	if r := f.putCmd(l.fe, "STOR", "f.txt", []byte(" there")); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR after REST 5: %q, want 226", r)
+	}
+	if r := f.putCmd(l.fe, "APPE", "f.txt", []byte("!")); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("APPE: %q, want 226", r)
+	}
+	if r := f.putCmd(l.fe, "APPE", "new.txt", []byte("new")); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("APPE of a file not there: %q, want 226", r)
+	}
+	if got := f.get(l.fe, "RETR f.txt") + f.get(l.fe, "RETR new.txt"); got != "hello there!new" {
+		t.Errorf("after REST 5, STOR \" there\", APPE \"!\" and APPE of new.txt: %q, want \"hello there!\" and \"new\"", got)
+	}
+	f.want("350", "REST 100")
+	f.want("554", "RETR f.txt")
+	f.want("350", "REST 100")
+	f.want("554", "STOR f.txt")
+	f.want("501", "REST -1")
+	f.want("501", "REST x")
+	f.want("350", "REST 1")
+	f.want("553", "APPE /at-the-root.txt")
+	f.want("553", "APPE bad\x1bname")
+}
+
+// A rename stays in its app's directory, the only one a file can be in,
+// and keeps a file it would replace, as Windows does.
+func TestFTPRename(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	f.want("250", "CWD app1")
+	f.put(l.fe, "a.txt", []byte("aaa"))
+	f.put(l.fe, "b.txt", []byte("bbb"))
+	f.want("503", "RNTO c.txt")
+	f.want("550", "RNFR none.txt")
+	f.want("503", "RNTO c.txt")
+	f.want("350", "RNFR a.txt")
+	f.want("250", "RNTO c.txt")
+	if got := f.get(l.fe, "NLST"); got != "b.txt\r\nc.txt\r\nhostingstart.html\r\n" {
+		t.Errorf("NLST after RNFR a.txt, RNTO c.txt = %q, want b.txt, c.txt and hostingstart.html", got)
+	}
+	if got := f.get(l.fe, "RETR c.txt"); got != "aaa" {
+		t.Errorf("RETR c.txt = %q, want a.txt's aaa", got)
+	}
+	f.want("350", "RNFR c.txt")
+	f.want("550", "RNTO B.TXT")
+	f.want("350", "RNFR c.txt")
+	f.want("553", "RNTO /nosuchapp/c.txt")
+	f.want("350", "RNFR c.txt")
+	f.want("553", "RNTO c\rd.txt")
+	f.want("350", "RNFR /app1/c.txt")
+	f.want("250", "RNTO /app1/C.TXT")
+	if got := f.get(l.fe, "NLST"); !strings.Contains(got, "C.TXT\r\n") {
+		t.Errorf("NLST after a rename to C.TXT = %q, want the new case", got)
+	}
+}
+
+// The new ways of writing (APPE, REST and STOR) keep the store's limit.
+func TestFTPAppendAndRestartKeepTheLimit(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	f.want("250", "CWD app1")
+	if r := f.put(l.fe, "big", make([]byte, wwwroot.Limit/2)); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR of half the limit: %q", r)
+	}
+	if r := f.putCmd(l.fe, "APPE", "big", make([]byte, wwwroot.Limit/2)); !strings.HasPrefix(r, "552 ") {
+		t.Errorf("APPE past the limit: %q, want 552", r)
+	}
+	f.want("350", fmt.Sprintf("REST %d", wwwroot.Limit/2))
+	if r := f.putCmd(l.fe, "STOR", "big", make([]byte, wwwroot.Limit/2)); !strings.HasPrefix(r, "552 ") {
+		t.Errorf("REST and STOR past the limit: %q, want 552", r)
+	}
+	if r := f.want("213", "SIZE big"); strings.TrimSpace(r) != fmt.Sprintf("213 %d", wwwroot.Limit/2) {
+		t.Errorf("SIZE after the refused uploads = %q, want the half there before", r)
+	}
+}
+
+// What clients send besides transfers: HELP, STAT, ALLO, ABOR, and MKD,
+// which a flat directory of files per app cannot do.
+func TestFTPHelpStatAlloAbor(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	if r := f.want("214", "HELP"); !strings.Contains(r, "MLSD") || !strings.Contains(r, "RNFR") {
+		t.Errorf("HELP = %q, want the commands served", r)
+	}
+	if r := f.want("211", "STAT"); !strings.Contains(r, "passive") {
+		t.Errorf("STAT = %q, want the session's status", r)
+	}
+	if r := f.want("213", "STAT /app1"); !strings.Contains(r, " hostingstart.html\r\n") || !strings.HasPrefix(strings.Split(r, "\r\n")[1], " -rw-r--r--") {
+		t.Errorf("STAT /app1 = %q, want app1's listing on the control connection", r)
+	}
+	f.want("550", "STAT /nosuchapp")
+	f.want("202", "ALLO 1000")
+	// ABOR with Telnet's IP and Synch before it, as clients send it.
+	f.want("225", "\xff\xf4\xff\xf2ABOR")
+	// ABOR gives up an open PASV: the next transfer needs another.
+	f.want("229", "EPSV")
+	f.want("225", "ABOR")
+	f.want("425", "RETR /app1/hostingstart.html")
+	for _, c := range []string{"MKD /app1/css", "XMKD css", "RMD /app1", "MKD /app1"} {
+		if r := f.want("550", c); !strings.Contains(r, "one directory") {
+			t.Errorf("%s: %q, want a 550 saying an app's content is one directory", c, r)
+		}
+	}
+}

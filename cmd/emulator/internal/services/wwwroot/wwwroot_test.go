@@ -136,3 +136,82 @@ func TestEmptyFilesAreLimitedToo(t *testing.T) {
 	}
 	t.Fatalf("%d empty files with names of %d bytes were stored, %d MiB of names: Limit must count them", Limit/len(long)+1, len(long), Limit>>20)
 }
+
+// WriteAt is FTP's resumed upload and its append: the file's first bytes
+// then the new ones, never past its end, and within Limit as any upload.
+func TestWriteAt(t *testing.T) {
+	s := New()
+	if _, err := s.Put("app1", "f.txt", strings.NewReader("hello world")); err != nil {
+		t.Fatal(err)
+	}
+	old := mustGet(t, s, "app1", "f.txt")
+	if _, err := s.WriteAt("app1", "F.TXT", 5, strings.NewReader(" there")); err != nil {
+		t.Fatal(err)
+	}
+	if f := mustGet(t, s, "app1", "f.txt"); string(f.Data) != "hello there" || f.Name != "f.txt" {
+		t.Errorf("after WriteAt(5, \" there\"): %q named %q, want \"hello there\" named f.txt", f.Data, f.Name)
+	}
+	if string(old.Data) != "hello world" {
+		t.Errorf("WriteAt changed the old File's data in place to %q: a reader holding it must keep what it read", old.Data)
+	}
+	if _, err := s.WriteAt("app1", "f.txt", 12, strings.NewReader("x")); !errors.Is(err, ErrPastEnd) {
+		t.Errorf("WriteAt past the end: %v, want ErrPastEnd", err)
+	}
+	if _, err := s.WriteAt("app1", "new.txt", 1, strings.NewReader("x")); !errors.Is(err, ErrPastEnd) {
+		t.Errorf("WriteAt(1) of a file not there: %v, want ErrPastEnd", err)
+	}
+	if _, err := s.Put("app1", "third", bytes.NewReader(make([]byte, Limit/3))); err != nil {
+		t.Fatal(err)
+	}
+	// The copy counts: adding half to a third needs room for two thirds
+	// and the half while the upload is under way; the refusal gives it
+	// all back.
+	if _, err := s.WriteAt("app1", "third", Limit/3, bytes.NewReader(make([]byte, Limit/2))); err == nil {
+		t.Errorf("WriteAt that holds more than Limit while it copies: no error")
+	}
+	if f := mustGet(t, s, "app1", "third"); len(f.Data) != Limit/3 {
+		t.Errorf("a refused WriteAt left %d bytes, want the %d there before", len(f.Data), Limit/3)
+	}
+	if _, err := s.WriteAt("app1", "third", Limit/3, bytes.NewReader(make([]byte, 1000))); err != nil {
+		t.Errorf("a small WriteAt after a refused one: %v; the refusal must give back its room", err)
+	}
+}
+
+func TestRename(t *testing.T) {
+	s := New()
+	for _, n := range []string{"a.txt", "b.txt"} {
+		if _, err := s.Put("app1", n, strings.NewReader(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Rename("app1", "a.txt", "B.TXT"); !errors.Is(err, ErrExists) {
+		t.Errorf("Rename onto b.txt: %v, want ErrExists, as Windows keeps the file it would replace", err)
+	}
+	if _, err := s.Rename("app1", "none.txt", "c.txt"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Rename of a file not there: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Rename("app1", "a.txt", "A.TXT"); err != nil {
+		t.Fatalf("Rename to another case: %v", err)
+	}
+	if f := mustGet(t, s, "app1", "a.txt"); f.Name != "A.TXT" || string(f.Data) != "a.txt" {
+		t.Errorf("after Rename to A.TXT: %q named %q, want a.txt's data named A.TXT", f.Data, f.Name)
+	}
+	before := s.used
+	if _, err := s.Rename("app1", "A.TXT", "c.html"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get("app1", "a.txt"); ok {
+		t.Errorf("a.txt is still there after its rename")
+	}
+	if s.used != before+len("c.html")-len("A.TXT") {
+		t.Errorf("used = %d after a rename, want %d: a name costs its length", s.used, before+1)
+	}
+	// A longer name is more to keep: a rename stays within Limit.
+	if _, err := s.Put("app1", "fill", bytes.NewReader(make([]byte, Limit-s.used-cost("fill", 0)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Rename("app1", "c.html", "longer-name.html"); err == nil {
+		t.Errorf("Rename to a longer name with the store full: no error")
+	}
+	mustGet(t, s, "app1", "c.html")
+}
