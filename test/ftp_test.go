@@ -171,3 +171,83 @@ func headerOf(head, name string) string {
 	}
 	return ""
 }
+
+// F2: lftp, as FileZilla, asks FEAT, lists with MLSD, resumes with REST,
+// renames with RNFR and RNTO and deploys a folder with mirror -R: a
+// session that does all that through the VIP, then the same over
+// explicit FTPS, and on ase3's ILB address from the VNet (F7). With
+// cmd:fail-exit, any command that fails ends lftp with an error.
+func TestFTPWithLFTP(t *testing.T) {
+	l := upLab(t)
+	dir := t.TempDir()
+	site := filepath.Join(dir, "site")
+	big := make([]byte, 300000)
+	for i := range big {
+		big[i] = byte(i * 7 % 251)
+	}
+	files := map[string]string{
+		"site/index.html": "<html><body>deployed by lftp mirror</body></html>\n",
+		"site/site.css":   "body { color: navy }\n",
+		"big.bin":         string(big),
+		// A resume keeps the bytes already there and adds the rest:
+		// these differ from big.bin's, so the result shows that REST
+		// was honoured, not the whole file sent again.
+		"head.bin":  strings.Repeat("R", 100000),
+		"local.bin": strings.Repeat("L", 100000),
+		"hello.txt": "hello over lftp\n",
+	}
+	os.Mkdir(site, 0o755)
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	lftp := func(node, addr, settings, script string) result {
+		t.Helper()
+		return l.exec(node, 90*time.Second, "lftp", "-u", "user,pass", "-e",
+			"set cmd:fail-exit true; set net:max-retries 2; set net:timeout 10; "+settings+"; "+script+"; bye", addr)
+	}
+	plain := "set ftp:ssl-allow no"
+	r := lftp("client", "192.23.1.2", plain, strings.Join([]string{
+		"mirror -R " + p("site") + " app1",
+		"cd app1",
+		"put " + p("big.bin"),
+		"mv big.bin moved.bin",
+		"get -c moved.bin -o " + p("local.bin"),
+		"put " + p("head.bin") + " -o resumed.bin",
+		"put -c " + p("big.bin") + " -o resumed.bin",
+		"get resumed.bin -o " + p("resumed.bin"),
+		"rm moved.bin",
+		"cls -1",
+		"cat index.html",
+	}, "; "))
+	if r.code != 0 {
+		t.Fatalf("lftp through the VIP: %v", r)
+	}
+	if !strings.Contains(r.stdout, "index.html\nresumed.bin\nsite.css\n") || strings.Contains(r.stdout, "moved.bin") || !strings.Contains(r.stdout, files["site/index.html"]) {
+		t.Errorf("lftp cls -1 and cat in app1 after mirror -R, mv and rm: want index.html, resumed.bin and site.css listed (moved.bin gone) and index.html's page, got %v", r)
+	}
+	if got, _ := os.ReadFile(p("local.bin")); string(got) != files["local.bin"]+string(big[100000:]) {
+		t.Errorf("get -c of moved.bin onto 100000 bytes: want them kept and the rest of the file added (REST 100000), got %d bytes", len(got))
+	}
+	if got, _ := os.ReadFile(p("resumed.bin")); string(got) != files["head.bin"]+string(big[100000:]) {
+		t.Errorf("put -c of big.bin onto 100000 bytes already uploaded: want them kept and the rest added (REST 100000 then STOR), got %d bytes", len(got))
+	}
+	// What mirror -R deployed, the app serves.
+	if r := l.exec("client", 20*time.Second, "curl", "-sS", "-m", "10", "http://app1.ase1.p.azurewebsites.net/index.html"); r.stdout != files["site/index.html"] {
+		t.Errorf("curl app1's index.html after lftp mirror -R: want the page deployed, got %v", r)
+	}
+
+	// Explicit FTPS, the data in TLS too; the lab's certificate is its
+	// own, so lftp is told not to verify it.
+	tlsOn := "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:verify-certificate no"
+	r = lftp("client", "192.23.1.2", tlsOn, "cd app1; put "+p("hello.txt")+"; mv hello.txt hello2.txt; cls -1; cat hello2.txt; rm hello2.txt")
+	if r.code != 0 || !strings.Contains(r.stdout, "hello2.txt\n") || !strings.Contains(r.stdout, files["hello.txt"]) {
+		t.Errorf("lftp over FTPS through the VIP: want hello2.txt listed and read back, got %v", r)
+	}
+	r = lftp("db1", "10.0.4.8", tlsOn, "cd app3; put "+p("hello.txt")+"; mv hello.txt hello3.txt; cls -l; get -c hello3.txt -o "+p("hello3.txt"))
+	if got, _ := os.ReadFile(p("hello3.txt")); r.code != 0 || !strings.Contains(r.stdout, "hello3.txt") || string(got) != files["hello.txt"] {
+		t.Errorf("F7: lftp over FTPS from db1 to ase3's ILB address 10.0.4.8: want hello3.txt listed and downloaded, got %v", r)
+	}
+}
