@@ -20,9 +20,11 @@ import (
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/wwwroot"
 )
 
-// A front-end's FTP is a small passive-mode server: enough for curl and the usual
-// clients to log in (any user and password), list one directory per app,
-// download, upload into memory and delete. Active mode (PORT, EPRT) is
+// A front-end's FTP is a small passive-mode server: enough for curl, lftp
+// and FileZilla to log in (any user and password), list one directory per
+// app (LIST, or MLSD when FEAT offers it, as those clients prefer),
+// download, upload into memory, resume either (REST), append, rename and
+// delete. Active mode (PORT, EPRT) is
 // refused: the front-end cannot open a connection back to a client through
 // the load balancer, which is why Azure opens the data ports 10001-10020.
 //
