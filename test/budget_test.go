@@ -82,3 +82,74 @@ func TestServicesLeaveDescriptorsToTheLab(t *testing.T) {
 	}
 	l.mustExec("ase1-w3", "ping", "-c", "1", "-W", "2", "10.0.1.1")
 }
+
+// Azure DNS's TCP port takes its connections from the same budget as the
+// other services: with the emulator's limit lowered to leave 300
+// descriptors, db1 holds 350 TCP connections to 168.63.129.16:53, asking
+// on each every 2 s as a resolver that keeps its connections would (the
+// server drops one idle for 8 s). Those past the budget are closed at once
+// and counted, and an apply that adds a worker still finds the
+// descriptors its TUN queue and listeners need.
+func TestDNSOverTCPStaysInTheBudget(t *testing.T) {
+	l := upLab(t)
+	var before processJSON
+	l.emuJSON(&before, "status")
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", before.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := uint64(len(fds) + 300)
+	var old unix.Rlimit
+	if err := unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, &old); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &old, nil) })
+
+	const hold = 350
+	// A query for db1.internal.cloudapp.net, A, with TCP's length first.
+	b := l.background("db1", "python3", "-c", fmt.Sprintf(`
+import socket, struct, time
+name = b"".join(bytes([len(p)]) + p for p in b"db1.internal.cloudapp.net".split(b".")) + b"\0"
+msg = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+query = struct.pack(">H", len(msg)) + msg
+conns = []
+for i in range(%d):
+    s = socket.create_connection(("168.63.129.16", 53), timeout=5)
+    s.sendall(query)
+    conns.append(s)
+print("held", flush=True)
+while True:
+    time.sleep(2)
+    for s in conns:
+        try:
+            s.setblocking(False)
+            try:
+                while s.recv(65536):
+                    pass
+            except BlockingIOError:
+                pass
+            s.sendall(query)
+        except OSError:
+            pass
+`, hold))
+	if !waitFor(30*time.Second, func() bool { return strings.Contains(b.stdout.String(), "held") }) {
+		t.Fatalf("db1 did not open its %d connections to 168.63.129.16:53: %v", hold, b.wait())
+	}
+	var after processJSON
+	if !waitFor(20*time.Second, func() bool {
+		l.emuJSON(&after, "status")
+		return after.Process.RefusedConns > before.Process.RefusedConns
+	}) {
+		t.Errorf("with a limit of %d, db1's %d DNS connections: refusedConns stayed %d; want it to rise past the budget (%d, %d held)",
+			limit, hold, after.Process.RefusedConns, after.Process.ConnBudget, after.Process.Conns)
+	}
+	if after.Process.Conns > after.Process.ConnBudget {
+		t.Errorf("the services hold %d connections, over their budget of %d", after.Process.Conns, after.Process.ConnBudget)
+	}
+	t.Logf("limit %d: budget %d connections, %d held, %d refused", limit, after.Process.ConnBudget, after.Process.Conns, after.Process.RefusedConns)
+	three := threeWorkers(t)
+	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3") {
+		t.Fatalf("apply adding ase1-w3 while db1 holds %d DNS connections, under a limit of %d: %v", hold, limit, r)
+	}
+	l.mustExec("ase1-w3", "ping", "-c", "1", "-W", "2", "10.0.1.1")
+}

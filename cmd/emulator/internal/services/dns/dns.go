@@ -69,7 +69,7 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: s}
-	tcp := &dns.Server{Listener: l, Handler: s}
+	tcp := &dns.Server{Listener: netx.Budgeted(l), Handler: s}
 	for _, srv := range []*dns.Server{udp, tcp} {
 		if err := s.serve(srv); err != nil {
 			s.Close()

@@ -100,6 +100,12 @@ func exempt(c net.Conn) bool {
 	return AddrPort(c.RemoteAddr()).Addr() == *a
 }
 
+// Budgeted returns l with its accepted connections in the budget, as
+// Serve's and ServeHTTP's are: for a server with its own accept loop, such
+// as the DNS server's TCP, which a client could otherwise hold open past
+// the process's descriptors (TestDNSOverTCPStaysInTheBudget).
+func Budgeted(l net.Listener) net.Listener { return budgetListener{l} }
+
 // budgetListener closes at once what its listener accepts past the budget,
 // and hands out the rest as budgetConns: Serve's accept loop and net/http's
 // both take their connections from one.
