@@ -545,6 +545,8 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 		// The front-ends hand out the data ports in turn: 10001 alone
 		// lets a transfer through now and then.
 		{"lab10-first-data-port-only", "10", "1", lab10Applied(`s|destinationPortRange: 10001-10020|destinationPortRange: "10001"|`, true)},
+		// ... and so do both ends of the range without the ports between.
+		{"lab10-data-range-ends-only", "10", "1", lab10Applied(`s|destinationPortRange: 10001-10020|destinationPortRanges: ["10001", "10020"]|`, false)},
 		// The rule, with nothing published.
 		{"lab10-no-upload", "10", "2", lab10Applied("", false)},
 		// ase1 checks its dependencies every 2 s: Unhealthy within 6.
