@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -122,4 +123,28 @@ func (e *Engine) NAT() NATStatus {
 		st.Pools = append(st.Pools, v)
 	}
 	return st
+}
+
+// OriginalSource returns where a connection that a node accepted was
+// dialled from, as its initiator sent it, before any NAT on the way:
+// remote and local are the accepting socket's addresses, proto its
+// protocol. That socket's packets carry local -> remote, the reply
+// direction of the flow, whose other direction's tuple is the initiator's.
+// It is false if no live flow has that reply, as for a packet the
+// dataplane does not track (on the node's own link). Like the packet
+// path's lookups, it takes no lock: the lab's services call it, on their
+// rare path, while the dataplane forwards.
+func (e *Engine) OriginalSource(proto uint8, remote, local netip.AddrPort) (netip.AddrPort, bool) {
+	k := nat.Key{
+		Src: header.AddrFromNetip(local.Addr()), Dst: header.AddrFromNetip(remote.Addr()),
+		SrcPort: local.Port(), DstPort: remote.Port(), Proto: proto,
+	}
+	f, ok := e.ct.Lookup(k, e.ct.Now())
+	if !ok || f.Dir() != nat.Reply {
+		return netip.AddrPort{}, false
+	}
+	// Translated is what the reply becomes on its way back: addressed to
+	// the initiator as it sent the first packet.
+	x := f.Translated()
+	return netip.AddrPortFrom(x.Dst.Netip(), x.DstPort), true
 }

@@ -427,3 +427,58 @@ func TestNATConflictIsNotTableFull(t *testing.T) {
 		t.Errorf("status counts %d conflicts and %d table-full refusals; want 1 and 0", st.Conflicts, st.TableFull)
 	}
 }
+
+// A connection a node accepted leads back to where it was dialled from,
+// before NAT (the services' budget exempts the lab's own health checks
+// by it): through SNAT (F3), DNAT on a VIP (F2), and both (F5). The
+// accepted socket's remote and local addresses are all it has.
+func TestOriginalSource(t *testing.T) {
+	l := newLab(t, nil)
+	ap := netip.MustParseAddrPort
+	origin := func(remote, local netip.AddrPort) string {
+		t.Helper()
+		from, ok := l.e.OriginalSource(header.ProtoTCP, remote, local)
+		if !ok {
+			return "none"
+		}
+		return from.String()
+	}
+
+	// F3: echo sees ase1's VIP.
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40000, "203.0.113.10", 80, true, false))
+	_, sport, _, _, _ := tcpOf(t, l.devs["echo"].recv(t))
+	vip := netip.AddrPortFrom(netip.MustParseAddr("192.23.1.2"), sport)
+	if got := origin(vip, ap("203.0.113.10:80")); got != "10.0.1.6:40000" {
+		t.Errorf("echo's connection from %s: dialled from %s, want ase1-w1's 10.0.1.6:40000", vip, got)
+	}
+
+	// F2: a front-end sees the client's own address, through the VIP.
+	l.devs["azure-mgmt"].inject(nil, tcpPkt(t, "203.0.113.40", 50454, "192.23.1.2", 454, true, false))
+	fe, p := l.recvAny(t, "ase1-fe1", "ase1-fe2")
+	_, _, dst, _, _ := tcpOf(t, p)
+	if got := origin(ap("203.0.113.40:50454"), netip.AddrPortFrom(netip.MustParseAddr(dst), 454)); got != "203.0.113.40:50454" {
+		t.Errorf("%s's connection from azure-mgmt through the VIP: dialled from %s, want 203.0.113.40:50454", fe, got)
+	}
+
+	// F5: ase2 sees ase1's VIP, on its own front-end's address.
+	l.devs["ase1-w1"].inject(nil, tcpPkt(t, "10.0.1.6", 40002, "192.23.2.2", 80, true, false))
+	_, p = l.recvAny(t, "ase2-fe1", "ase2-fe2")
+	_, sport, dst, _, _ = tcpOf(t, p)
+	vip = netip.AddrPortFrom(netip.MustParseAddr("192.23.1.2"), sport)
+	if got := origin(vip, netip.AddrPortFrom(netip.MustParseAddr(dst), 80)); got != "10.0.1.6:40002" {
+		t.Errorf("ase2's connection from %s: dialled from %s, want ase1-w1's 10.0.1.6:40002", vip, got)
+	}
+
+	// Nothing but an accepting socket's view of a live flow answers: not
+	// the dialler's own view of it, another protocol, nor a flow that
+	// never was.
+	if got := origin(ap("203.0.113.10:80"), ap("10.0.1.6:40000")); got != "none" {
+		t.Errorf("the dialler's own view of its flow: dialled from %s, want none", got)
+	}
+	if from, ok := l.e.OriginalSource(header.ProtoUDP, vip, netip.AddrPortFrom(netip.MustParseAddr(dst), 80)); ok {
+		t.Errorf("a UDP socket on a TCP flow's addresses: dialled from %s, want none", from)
+	}
+	if got := origin(ap("192.23.1.2:1"), ap("203.0.113.10:80")); got != "none" {
+		t.Errorf("a flow that never was: dialled from %s, want none", got)
+	}
+}
