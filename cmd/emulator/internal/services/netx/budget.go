@@ -28,6 +28,8 @@ var budget struct {
 	held    atomic.Int64               // connections accepted and not yet closed
 	refused atomic.Uint64              // connections closed at once, past the budget
 	exempt  atomic.Pointer[netip.Addr] // a client never refused: SetExempt
+	// where a connection was dialled from, before NAT: SetOrigin (exempt.go)
+	origin atomic.Pointer[func(remote, local netip.AddrPort) netip.AddrPort]
 }
 
 // SetReserve keeps n descriptors of the process's limit back from the
@@ -92,12 +94,14 @@ func take(c net.Conn) bool {
 
 func release() { budget.held.Add(-1) }
 
+// exempt reports whether c is served past the budget: it comes from the
+// exempt client, or was dialled through Exempt. Only the refusal path
+// asks, so the lookups this takes cost nothing while the budget lasts.
 func exempt(c net.Conn) bool {
-	a := budget.exempt.Load()
-	if a == nil {
-		return false
+	if a := budget.exempt.Load(); a != nil && AddrPort(c.RemoteAddr()).Addr() == *a {
+		return true
 	}
-	return AddrPort(c.RemoteAddr()).Addr() == *a
+	return dialledExempt(c)
 }
 
 // Budgeted returns l with its accepted connections in the budget, as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +60,10 @@ type portKey struct {
 	port    int
 }
 
-var _ Net = (*Loopback)(nil)
+var _ DialerNet = (*Loopback)(nil)
+
+// LocalAddr implements DialerNet: every Loopback node dials from 127.0.0.1.
+func (l *Loopback) LocalAddr() netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, 1}) }
 
 // Name is the node's first name.
 func (l *Loopback) Name() string { return l.name }
@@ -133,11 +137,15 @@ func (l *Loopback) bind(network, address, base string, open func() (net.Addr, er
 // nodes; 127.0.0.1 and localhost are dialled as they are, so a test may point
 // a service at a server of its own.
 func (l *Loopback) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return l.DialWith(ctx, &net.Dialer{}, network, address)
+}
+
+// DialWith implements DialerNet: DialContext with d.
+func (l *Loopback) DialWith(ctx context.Context, d *net.Dialer, network, address string) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	var d net.Dialer
 	if host == "localhost" || host == "127.0.0.1" {
 		return d.DialContext(ctx, network, address)
 	}
