@@ -21,6 +21,27 @@ type processJSON struct {
 	} `json:"process"`
 }
 
+// leaveDescriptors lowers the running emulator's descriptor limit to what
+// it holds now plus spare, as a user's prlimit would, and puts the old
+// limit back when the test ends. It returns status --json's process from
+// before, and the new limit.
+func (l *lab) leaveDescriptors(spare int) (processJSON, uint64) {
+	l.t.Helper()
+	var before processJSON
+	l.emuJSON(&before, "status")
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", before.PID))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	limit := uint64(len(fds) + spare)
+	var old unix.Rlimit
+	if err := unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, &old); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &old, nil) })
+	return before, limit
+}
+
 // A client of the lab holding more connections than the emulator has
 // descriptors to spare cannot take those the lab needs: with the running
 // emulator's limit lowered to leave 300, client holds 350 FTP connections
@@ -31,18 +52,7 @@ type processJSON struct {
 // prlimit does.
 func TestServicesLeaveDescriptorsToTheLab(t *testing.T) {
 	l := upLab(t)
-	var before processJSON
-	l.emuJSON(&before, "status")
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", before.PID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	limit := uint64(len(fds) + 300)
-	var old unix.Rlimit
-	if err := unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, &old); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &old, nil) })
+	before, limit := l.leaveDescriptors(300)
 
 	const hold = 350
 	b := l.background("client", "bash", "-c", fmt.Sprintf(
@@ -92,18 +102,7 @@ func TestServicesLeaveDescriptorsToTheLab(t *testing.T) {
 // descriptors its TUN queue and listeners need.
 func TestDNSOverTCPStaysInTheBudget(t *testing.T) {
 	l := upLab(t)
-	var before processJSON
-	l.emuJSON(&before, "status")
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", before.PID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	limit := uint64(len(fds) + 300)
-	var old unix.Rlimit
-	if err := unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, &old); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Prlimit(before.PID, unix.RLIMIT_NOFILE, &old, nil) })
+	before, limit := l.leaveDescriptors(300)
 
 	const hold = 350
 	// A query for db1.internal.cloudapp.net, A, with TCP's length first.
