@@ -83,6 +83,10 @@ func TestServicesLeaveDescriptorsToTheLab(t *testing.T) {
 			}
 		}
 	}
+	// Plain status says why connections are refused, and what to do.
+	if r := emu(t, "status", "--name", l.name); r.code != 0 || !strings.Contains(r.stdout, "connections refused") || !strings.Contains(r.stdout, "RLIMIT_NOFILE") {
+		t.Errorf("status with %d connections refused past the budget should say so, naming RLIMIT_NOFILE: %v", after.Process.RefusedConns, r)
+	}
 	three := threeWorkers(t)
 	if r := emu(t, "apply", "--name", l.name, "-f", three); r.code != 0 || !strings.Contains(r.stdout, "added ase1-w3") {
 		t.Fatalf("apply adding ase1-w3 while client holds %d connections, under a limit of %d: %v", hold, limit, r)

@@ -462,6 +462,12 @@ func printStatus(w io.Writer, r *statusReport) {
 	if queueDrops > 0 {
 		fmt.Fprintf(w, "\nQueue full: the nodes' own interfaces dropped %d packets that the dataplane had not read in time (the kernel drops at a full TUN queue; the sender is not told).\n", queueDrops)
 	}
+	if p := r.Process; p.RefusedConns > 0 {
+		// The lab's services closed them at once: a client sees a reset
+		// or EOF, which no NSG or NAT of the lab explains.
+		fmt.Fprintf(w, "\nServices: %d connections refused since up, past their budget of %d (%d held now): the share of the emulator's descriptors (RLIMIT_NOFILE) that the lab leaves them is spent. For more, raise the limit: prlimit --pid %d --nofile=65536, or ulimit -n before up.\n",
+			p.RefusedConns, p.ConnBudget, p.Conns, r.PID)
+	}
 }
 
 // queueDrops reads each node's QueueDrops from its interface. A node whose
