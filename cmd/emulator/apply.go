@@ -159,7 +159,7 @@ func (l *runningLab) apply(source string, content []byte) ([]string, error) {
 			l.setForwarding(t, l.topo)
 			return nil, err
 		}
-		l.nsh[n.Name], l.nets[n.Name] = h, nsNet{h}
+		l.nsh[n.Name], l.nets[n.Name] = h, nsNet{h, n.Addr}
 		specs = append(specs, dataplane.PortSpec{Node: n, Dev: dev})
 	}
 	var gone []string

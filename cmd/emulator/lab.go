@@ -14,6 +14,7 @@ import (
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/frontend"
 	"github.com/aseemu/emulator/cmd/emulator/internal/services/netx"
 	"github.com/aseemu/emulator/dataplane"
+	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/dataplane/tun"
 	"github.com/aseemu/emulator/topology"
 	"github.com/aseemu/emulator/topology/build"
@@ -199,7 +200,7 @@ func (l *runningLab) build() error {
 	for i, n := range l.topo.Nodes {
 		if handles[i].IsOpen() {
 			l.nsh[n.Name] = handles[i]
-			l.nets[n.Name] = nsNet{handles[i]}
+			l.nets[n.Name] = nsNet{handles[i], n.Addr}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -221,6 +222,15 @@ func (l *runningLab) build() error {
 		return err
 	}
 	l.engine = e
+	// The ASEs' health checks (F16) dial through netx.Exempt, and reach
+	// the services after NAT: the budget finds their own address in the
+	// connection's flow.
+	netx.SetOrigin(func(remote, local netip.AddrPort) netip.AddrPort {
+		if from, ok := e.OriginalSource(header.ProtoTCP, remote, local); ok {
+			return from
+		}
+		return remote // untranslated
+	})
 	e.Start()
 	if l.svc, err = startServices(l.topo, l.nets); err != nil {
 		return err
@@ -334,6 +344,7 @@ func (l *runningLab) stop() error {
 		errs = append(errs, l.svc.close())
 	}
 	if l.engine != nil {
+		netx.SetOrigin(nil) // the services are closed: nothing asks
 		l.flowLogs.set(l, false)
 		errs = append(errs, l.engine.Close())
 	} else {
