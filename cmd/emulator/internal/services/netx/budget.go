@@ -1,12 +1,14 @@
 package netx
 
 import (
+	"errors"
 	"math"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // The services' accepted connections are descriptors of the emulator's own
@@ -111,16 +113,32 @@ func exempt(c net.Conn) bool {
 func Budgeted(l net.Listener) net.Listener { return budgetListener{l} }
 
 // budgetListener closes at once what its listener accepts past the budget,
-// and hands out the rest as budgetConns: Serve's accept loop and net/http's
-// both take their connections from one.
+// and hands out the rest as budgetConns: Serve's accept loop, net/http's
+// and the DNS server's all take their connections from one.
+//
+// It also waits out a failed accept (EMFILE, ECONNABORTED) and tries
+// again, with a delay doubling from 5 ms to a second as net/http's does,
+// and returns only once the listener is closed: the DNS library's loop
+// retries a temporary error at once, and spun on a CPU for as long as the
+// process was out of descriptors.
 type budgetListener struct{ net.Listener }
 
+// acceptBackoff is the first and the longest wait after a failed accept.
+var acceptBackoff = [2]time.Duration{5 * time.Millisecond, time.Second}
+
 func (l budgetListener) Accept() (net.Conn, error) {
+	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return nil, err
 		}
+		if err != nil {
+			delay = min(max(2*delay, acceptBackoff[0]), acceptBackoff[1])
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
 		if take(c) {
 			return &budgetConn{Conn: c}, nil
 		}

@@ -60,20 +60,13 @@ func (g *Group) Serve(l net.Listener, handle func(net.Conn)) {
 	g.OnClose(l.Close)
 	bl := budgetListener{l}
 	g.Go(func() {
-		var delay time.Duration
 		for {
+			// bl waits out a failed accept itself: it fails only once
+			// l is closed.
 			c, err := bl.Accept()
 			if err != nil {
-				if errors.Is(err, net.ErrClosed) || g.isClosed() {
-					return
-				}
-				// Out of file descriptors and the like: wait rather
-				// than spin, as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+				return
 			}
-			delay = 0
 			// c gives its place in the budget back when it is closed:
 			// here, by untrack, or by Close, which closes what it tracks.
 			if !g.track(c) {

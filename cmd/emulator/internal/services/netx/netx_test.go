@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -431,5 +432,53 @@ func TestBudgetClosesConnectionsPastIt(t *testing.T) {
 		if _, ok := open(port); !ok {
 			t.Errorf("port %d refused a connection after two of the four had closed", port)
 		}
+	}
+}
+
+// failingListener fails its first fails accepts as a process out of
+// descriptors does, then hands out one end of a pipe; Close makes it
+// answer net.ErrClosed.
+type failingListener struct {
+	net.Listener // for Addr; unused
+	fails, calls int
+	closed       bool
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.calls++
+	switch {
+	case l.closed:
+		return nil, net.ErrClosed
+	case l.calls <= l.fails:
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	c, _ := net.Pipe()
+	return c, nil
+}
+
+func (l *failingListener) Close() error { l.closed = true; return nil }
+
+// A budgeted listener waits out failed accepts, a delay doubling each
+// time, and returns only a connection or, once closed, net.ErrClosed:
+// the DNS server's accept loop, which retries a temporary error at once,
+// spun on a CPU while the process was out of descriptors.
+func TestBudgetedWaitsOutFailedAccepts(t *testing.T) {
+	defer func(b [2]time.Duration) { acceptBackoff = b }(acceptBackoff)
+	acceptBackoff = [2]time.Duration{10 * time.Millisecond, 40 * time.Millisecond}
+	fl := &failingListener{fails: 4}
+	l := Budgeted(fl)
+	t0 := time.Now()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatalf("Accept after %d failed accepts: %v, want the connection that followed", fl.fails, err)
+	}
+	c.Close()
+	// Sleeps of 10, 20, 40 and 40 ms: time.Sleep never wakes early.
+	if took := time.Since(t0); took < 110*time.Millisecond || fl.calls != 5 {
+		t.Errorf("Accept took %v and %d accepts for %d failures, want at least 110ms and 5", took, fl.calls, fl.fails)
+	}
+	l.Close()
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept on a closed listener: %v, want net.ErrClosed", err)
 	}
 }
