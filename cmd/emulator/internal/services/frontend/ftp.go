@@ -22,9 +22,9 @@ import (
 
 // A front-end's FTP is a small passive-mode server: enough for curl, lftp
 // and FileZilla to log in (any user and password), list one directory per
-// app (LIST, or MLSD when FEAT offers it, as those clients prefer),
-// download, upload into memory, resume either (REST), append, rename and
-// delete. Active mode (PORT, EPRT) is
+// app and the folders in it (LIST, or MLSD when FEAT offers it, as those
+// clients prefer), download, upload into memory, resume either (REST),
+// append, rename, delete, and make and remove folders. Active mode (PORT, EPRT) is
 // refused: the front-end cannot open a connection back to a client through
 // the load balancer, which is why Azure opens the data ports 10001-10020.
 //
@@ -177,7 +177,7 @@ type ftpSession struct {
 	client  netip.Addr
 	user    string
 	login   bool
-	cwd     string // "/" or "/APP"
+	cwd     string // "/", "/APP" or "/APP/FOLDER...", clean
 	binary  bool
 	pasv    *passive
 	proto   string
@@ -186,7 +186,7 @@ type ftpSession struct {
 	pbsz    bool   // PBSZ came, after TLS, as PROT must follow it
 	private bool   // PROT P: data connections in TLS
 	rest    int    // REST: where the next RETR or STOR starts
-	rnfr    string // RNFR: the file RNTO renames, resolved
+	rnfr    string // RNFR: the file or folder RNTO renames, resolved
 }
 
 // ftps serves implicit FTPS on c: TLS first, then FTP inside it.
@@ -315,7 +315,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 	}
 	switch cmd {
 	case "PWD", "XPWD":
-		fs.reply(257, "%q is the current directory.", fs.cwd)
+		fs.reply(257, "%s is the current directory.", quote(fs.cwd))
 	case "CWD", "XCWD":
 		fs.cd(arg)
 	case "CDUP", "XCUP":
@@ -335,7 +335,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fl, ok := fs.get(arg)
 		switch {
 		case !ok:
-			fs.reply(550, "%s: no such file.", arg)
+			fs.reply(550, "%s: no such file.", printable(arg))
 		case cmd == "SIZE":
 			fs.reply(213, "%d", len(fl.Data))
 		default:
@@ -357,18 +357,29 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fs.stor(cmd, arg)
 	case "RNFR":
 		fs.rnfr = ""
-		if _, ok := fs.get(arg); !ok {
-			fs.reply(550, "%s: no such file.", arg)
+		if _, _, ok := fs.file(arg); !ok {
+			fs.reply(550, "%s: no such file or folder in an app's directory.", printable(arg))
+			return true
+		}
+		if _, ok := fs.entry(arg); !ok {
+			fs.reply(550, "%s: no such file or folder.", printable(arg))
 			return true
 		}
 		fs.rnfr = fs.resolve(arg)
 		fs.reply(350, "Send RNTO with the new name.")
 	case "RNTO":
 		fs.rename(arg)
-	case "MKD", "XMKD", "RMD", "XRMD":
-		// An app's content is one directory of files (wwwroot.Store),
-		// so there is no directory to make or remove.
-		fs.reply(550, "%s: no subdirectories here: each app's content is one directory of files.", arg)
+	case "MKD", "XMKD":
+		fs.mkdir(arg)
+	case "RMD", "XRMD":
+		app, rel, ok := fs.file(arg)
+		if !ok {
+			fs.reply(550, "%s: not a folder in an app's directory; / and its apps' directories stay.", printable(arg))
+		} else if err := fs.site.files.Rmdir(app, rel); err != nil {
+			fs.refuse(arg, err)
+		} else {
+			fs.reply(250, "%s removed.", printable(arg))
+		}
 	case "ALLO":
 		fs.reply(202, "No storage to allocate: uploads go to memory as they come.")
 	case "ABOR":
@@ -378,11 +389,13 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fs.pasv = nil
 		fs.reply(225, "No transfer to abort.")
 	case "DELE":
-		app, name, ok := fs.file(arg)
-		if !ok || !fs.site.files.Delete(app, name) {
-			fs.reply(550, "%s: no such file.", arg)
+		app, rel, ok := fs.file(arg)
+		if !ok {
+			fs.reply(550, "%s: no such file.", printable(arg))
+		} else if err := fs.site.files.Delete(app, rel); err != nil {
+			fs.refuse(arg, err)
 		} else {
-			fs.reply(250, "%s deleted.", arg)
+			fs.reply(250, "%s deleted.", printable(arg))
 		}
 	default:
 		fs.reply(502, "%s is not implemented.", cmd)
@@ -450,48 +463,107 @@ func (fs *ftpSession) app(name string) (string, bool) {
 	return rt.app, true
 }
 
-// file splits p into an app of the ASE and a file name in its directory.
-func (fs *ftpSession) file(p string) (app, name string, ok bool) {
-	dir, name := path.Split(fs.resolve(p))
-	dir = strings.Trim(dir, "/")
-	if dir == "" || strings.Contains(dir, "/") || name == "" {
-		return "", "", false
+// where splits p into an app of the ASE and a path in its directory: ""
+// for the app's directory itself, and app "" for the root, which holds
+// the apps' directories. ok is false for an app the ASE does not have.
+func (fs *ftpSession) where(p string) (app, rel string, ok bool) {
+	rest := strings.TrimPrefix(fs.resolve(p), "/")
+	if rest == "" {
+		return "", "", true
 	}
-	app, ok = fs.app(dir)
-	return app, name, ok
+	first, rel, _ := strings.Cut(rest, "/")
+	app, ok = fs.app(first)
+	return app, rel, ok
 }
 
-// get returns the file at p.
+// file is where(p) for what only an app's directory holds: its files and
+// folders, never the root or the app's directory itself.
+func (fs *ftpSession) file(p string) (app, rel string, ok bool) {
+	app, rel, ok = fs.where(p)
+	return app, rel, ok && rel != ""
+}
+
+// get returns the file, not a folder, at p.
 func (fs *ftpSession) get(p string) (*wwwroot.File, bool) {
-	app, name, ok := fs.file(p)
+	app, rel, ok := fs.file(p)
 	if !ok {
 		return nil, false
 	}
-	return fs.site.files.Get(app, name)
+	f, ok := fs.site.files.Get(app, rel)
+	return f, ok && !f.Dir
 }
 
-// dir says which directory resolved path p is: the root (app ""), an
-// app's, or none (ok false).
-func (fs *ftpSession) dir(p string) (app string, ok bool) {
-	name := strings.TrimPrefix(p, "/")
-	if name == "" {
-		return "", true
+// entry describes what is at p: the root, an app's directory, a folder or
+// a file, named by its path, in the case it was first given.
+func (fs *ftpSession) entry(p string) (dirEntry, bool) {
+	app, rel, ok := fs.where(p)
+	switch {
+	case !ok:
+		return dirEntry{}, false
+	case app == "":
+		return dirEntry{name: "/", dir: true, mod: time.Now().UTC()}, true
+	case rel == "":
+		return dirEntry{name: "/" + app, dir: true, mod: time.Now().UTC()}, true
 	}
-	if strings.Contains(name, "/") {
-		return "", false
+	f, ok := fs.site.files.Get(app, rel)
+	if !ok {
+		return dirEntry{}, false
 	}
-	return fs.app(name)
+	return dirEntry{name: "/" + app + "/" + rel, dir: f.Dir, size: len(f.Data), mod: f.Mod}, true
 }
 
 func (fs *ftpSession) cd(arg string) {
-	p := fs.resolve(arg)
-	app, ok := fs.dir(p)
-	if !ok {
-		fs.reply(550, "%s: no such directory; / holds one directory per app.", p)
+	e, ok := fs.entry(arg)
+	if !ok || !e.dir {
+		fs.reply(550, "%s: no such directory; / holds one directory per app.", printable(fs.resolve(arg)))
 		return
 	}
-	fs.cwd = "/" + app
-	fs.reply(250, "Directory is now %s.", fs.cwd)
+	fs.cwd = e.name
+	fs.reply(250, "Directory is now %s.", printable(fs.cwd))
+}
+
+// mkdir makes a folder in an app's directory (MKD). The root holds the
+// ASE's apps, which FTP cannot add to.
+func (fs *ftpSession) mkdir(arg string) {
+	app, rel, ok := fs.file(arg)
+	if !ok {
+		fs.reply(550, "%s: a folder goes into an app's directory (/APP/FOLDER); / holds one directory per app, as the ASE has them.", printable(arg))
+		return
+	}
+	if _, err := fs.site.files.Mkdir(app, rel); err != nil {
+		fs.refuse(arg, err)
+		return
+	}
+	// RFC 959: 257 and the new directory's path, quoted.
+	fs.reply(257, "%s created.", quote("/"+app+"/"+rel))
+}
+
+// refuse answers a Store's refusal to act on p: 553 for a path it does
+// not take, 552 past its limit, 550 for what is or is not there.
+func (fs *ftpSession) refuse(p string, err error) {
+	code := 550
+	switch {
+	case errors.Is(err, wwwroot.ErrBadPath):
+		code = 553
+	case errors.Is(err, wwwroot.ErrFull):
+		code = 552
+	}
+	fs.reply(code, "%s: %v.", printable(p), err)
+}
+
+// quote is p as RFC 959's 257 replies quote a path: in double quotes,
+// each one in it doubled.
+func quote(p string) string {
+	return `"` + strings.ReplaceAll(printable(p), `"`, `""`) + `"`
+}
+
+// printable is p as a reply may show it: a control character, which a
+// client's path may hold, would cut the reply's line or fake another.
+func printable(p string) string {
+	if strings.ContainsFunc(p, unicode.IsControl) {
+		return strconv.Quote(p)
+	}
+	return p
 }
 
 // passive opens a passive data port. PASV advertises the address the
@@ -579,7 +651,7 @@ const (
 )
 
 // dirEntry is one name of a listing: an app's directory at the root, a
-// file in an app's.
+// file or folder in an app's.
 type dirEntry struct {
 	name string
 	dir  bool
@@ -587,44 +659,46 @@ type dirEntry struct {
 	mod  time.Time
 }
 
-// entries lists directory app ("" the root) for LIST, NLST, MLSD and STAT.
-func (fs *ftpSession) entries(app string) []dirEntry {
-	var es []dirEntry
-	if app == "" {
-		for _, name := range fs.s.state.Load().names {
-			es = append(es, dirEntry{name: name, dir: true, mod: time.Now().UTC()})
-		}
-		return es
-	}
-	for _, f := range fs.site.files.List(app) {
-		es = append(es, dirEntry{name: f.Name, size: len(f.Data), mod: f.Mod})
-	}
-	return es
-}
-
-// listed resolves the directory a listing command names, ls options
-// ("LIST -al", which clients send) left out: there are none to honour.
-func (fs *ftpSession) listed(arg string) (p, app string, ok bool) {
+// listed lists the directory a listing command (LIST, NLST, MLSD, STAT)
+// names, ls options ("LIST -al", which clients send) left out: there are
+// none to honour. p is the directory's path; ok is false if it is none.
+func (fs *ftpSession) listed(arg string) (p string, es []dirEntry, ok bool) {
 	if strings.HasPrefix(arg, "-") {
 		_, arg, _ = strings.Cut(arg, " ")
 	}
 	p = fs.resolve(arg)
-	app, ok = fs.dir(p)
-	return p, app, ok
+	app, rel, ok := fs.where(p)
+	if !ok {
+		return p, nil, false
+	}
+	if app == "" {
+		for _, name := range fs.s.state.Load().names {
+			es = append(es, dirEntry{name: name, dir: true, mod: time.Now().UTC()})
+		}
+		return p, es, true
+	}
+	files, err := fs.site.files.List(app, rel)
+	if err != nil {
+		return p, nil, false
+	}
+	for _, f := range files {
+		es = append(es, dirEntry{name: f.Name, dir: f.Dir, size: len(f.Data), mod: f.Mod})
+	}
+	return p, es, true
 }
 
 // list sends a directory's listing (LIST, NLST or MLSD) on a data
 // connection.
 func (fs *ftpSession) list(cmd, arg string) {
 	fs.rest = 0
-	p, app, ok := fs.listed(arg)
+	p, es, ok := fs.listed(arg)
 	if !ok {
 		// RFC 3659 7.2: MLSD names a directory, and only one.
-		fs.reply(550, "%s: no such directory.", p)
+		fs.reply(550, "%s: no such directory.", printable(p))
 		return
 	}
 	var lines []string
-	for _, e := range fs.entries(app) {
+	for _, e := range es {
 		switch cmd {
 		case "LIST":
 			lines = append(lines, e.long())
@@ -668,16 +742,12 @@ func (e dirEntry) facts() string {
 // the facts and the path.
 func (fs *ftpSession) mlst(arg string) {
 	p := fs.resolve(arg)
-	var e dirEntry
-	if _, ok := fs.dir(p); ok {
-		e = dirEntry{name: p, dir: true, mod: time.Now().UTC()}
-	} else if f, ok := fs.get(p); ok {
-		e = dirEntry{name: p, size: len(f.Data), mod: f.Mod}
-	} else {
-		fs.reply(550, "%s: no such file or directory.", p)
+	e, ok := fs.entry(p)
+	if !ok {
+		fs.reply(550, "%s: no such file or directory.", printable(p))
 		return
 	}
-	fs.lines(250, "Facts of "+p, []string{e.facts() + " " + e.name}, "End")
+	fs.lines(250, "Facts of "+e.name, []string{e.facts() + " " + e.name}, "End")
 }
 
 // stat with no argument describes the session (211); with one, it lists
@@ -695,13 +765,13 @@ func (fs *ftpSession) stat(arg string) {
 		}, "End of status")
 		return
 	}
-	p, app, ok := fs.listed(arg)
+	p, es, ok := fs.listed(arg)
 	if !ok {
-		fs.reply(550, "%s: no such directory.", p)
+		fs.reply(550, "%s: no such directory.", printable(p))
 		return
 	}
 	var lines []string
-	for _, e := range fs.entries(app) {
+	for _, e := range es {
 		lines = append(lines, e.long())
 	}
 	fs.lines(213, "Status of "+p, lines, "End of status")
@@ -709,10 +779,10 @@ func (fs *ftpSession) stat(arg string) {
 
 // help names the commands served (RFC 959 4.1.3: 214).
 func (fs *ftpSession) help() {
-	fs.lines(214, "The commands served (passive mode only; one directory of files per app):", []string{
+	fs.lines(214, "The commands served (passive mode only; one directory per app, with folders):", []string{
 		"USER PASS QUIT NOOP SYST FEAT OPTS HELP STAT AUTH PBSZ PROT",
 		"PWD CWD CDUP TYPE PASV EPSV LIST NLST MLSD MLST SIZE MDTM",
-		"RETR STOR APPE REST DELE RNFR RNTO ALLO ABOR",
+		"RETR STOR APPE REST DELE RNFR RNTO MKD RMD ALLO ABOR",
 	}, "End of help")
 }
 
@@ -748,11 +818,11 @@ func (fs *ftpSession) retr(arg string) {
 	fs.rest = 0
 	f, ok := fs.get(arg)
 	if !ok {
-		fs.reply(550, "%s: no such file.", arg)
+		fs.reply(550, "%s: no such file.", printable(arg))
 		return
 	}
 	if at > len(f.Data) {
-		fs.reply(554, "REST %d is past the end of %s (%d bytes).", at, arg, len(f.Data))
+		fs.reply(554, "REST %d is past the end of %s (%d bytes).", at, printable(arg), len(f.Data))
 		return
 	}
 	fs.transfer(func(d net.Conn) (int, string) {
@@ -768,8 +838,15 @@ func (fs *ftpSession) retr(arg string) {
 func (fs *ftpSession) stor(cmd, arg string) {
 	at := fs.rest
 	fs.rest = 0
-	app, name, ok := fs.checkedName(arg)
+	app, name, ok := fs.file(arg)
 	if !ok {
+		fs.reply(553, "%s: a file goes into an app's directory (/APP/FILE, /APP/FOLDER/FILE).", printable(arg))
+		return
+	}
+	// Refused before the data connection, not after the client has sent
+	// its bytes for nothing.
+	if err := fs.site.files.Writable(app, name); err != nil {
+		fs.refuse(arg, err)
 		return
 	}
 	if cmd == "APPE" || at > 0 {
@@ -780,7 +857,7 @@ func (fs *ftpSession) stor(cmd, arg string) {
 		if cmd == "APPE" {
 			at = size
 		} else if at > size {
-			fs.reply(554, "REST %d is past the end of %s (%d bytes).", at, arg, size)
+			fs.reply(554, "REST %d is past the end of %s (%d bytes).", at, printable(arg), size)
 			return
 		}
 	}
@@ -792,32 +869,18 @@ func (fs *ftpSession) stor(cmd, arg string) {
 		} else {
 			f, err = fs.site.files.Put(app, name, d)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, wwwroot.ErrFull):
 			return 552, "Upload not stored: " + err.Error() + "."
+		case err != nil:
+			return 550, "Upload not stored: " + err.Error() + "."
 		}
-		return 226, fmt.Sprintf("Stored %d bytes as /%s/%s.", len(f.Data), app, f.Name)
+		return 226, fmt.Sprintf("Stored %d bytes as %s.", len(f.Data), printable(path.Join("/"+app, path.Dir(name), f.Name)))
 	})
 }
 
-// checkedName is the app and the file name an upload or a rename writes
-// at p, or a 553 reply.
-func (fs *ftpSession) checkedName(p string) (app, name string, ok bool) {
-	app, name, ok = fs.file(p)
-	if !ok {
-		fs.reply(553, "%s: a file goes into an app's directory (/APP/FILE).", p)
-		return "", "", false
-	}
-	// The name becomes a line of LIST and of replies, which a CR or an
-	// escape sequence would break.
-	if strings.ContainsFunc(name, unicode.IsControl) {
-		fs.reply(553, "%q: a file name has no control characters.", name)
-		return "", "", false
-	}
-	return app, name, true
-}
-
-// rename ends RNFR with RNTO: a file keeps its app's directory, the only
-// one it can be in.
+// rename ends RNFR with RNTO: a file or folder moves within its app's
+// directory, to a folder there.
 func (fs *ftpSession) rename(arg string) {
 	from := fs.rnfr
 	fs.rnfr = ""
@@ -825,23 +888,24 @@ func (fs *ftpSession) rename(arg string) {
 		fs.reply(503, "Send RNFR first.")
 		return
 	}
-	fromApp, fromName, _ := fs.file(from)
-	app, name, ok := fs.checkedName(arg)
+	fromApp, fromRel, _ := fs.file(from)
+	app, rel, ok := fs.file(arg)
 	if !ok {
+		fs.reply(553, "%s: a file or folder goes into an app's directory (/APP/NAME, /APP/FOLDER/NAME).", printable(arg))
 		return
 	}
 	if app != fromApp {
-		fs.reply(553, "%s: a file stays in its app's directory, /%s.", arg, fromApp)
+		fs.reply(553, "%s: a file or folder stays in its app's directory, /%s.", printable(arg), fromApp)
 		return
 	}
-	f, err := fs.site.files.Rename(app, fromName, name)
+	f, err := fs.site.files.Rename(app, fromRel, rel)
 	switch {
 	case errors.Is(err, wwwroot.ErrExists):
 		// As Windows, whose rename keeps a file it would replace.
-		fs.reply(550, "%s: a file of that name is there; delete it first.", arg)
+		fs.reply(550, "%s: a file or folder of that name is there; delete it first.", printable(arg))
 	case err != nil:
-		fs.reply(550, "%s not renamed: %v.", from, err)
+		fs.refuse(arg, err)
 	default:
-		fs.reply(250, "Renamed %s to /%s/%s.", from, app, f.Name)
+		fs.reply(250, "Renamed %s to %s.", printable(from), printable(path.Join("/"+app, path.Dir(rel), f.Name)))
 	}
 }

@@ -656,8 +656,7 @@ func TestFTPAppendAndRestartKeepTheLimit(t *testing.T) {
 	}
 }
 
-// What clients send besides transfers: HELP, STAT, ALLO, ABOR, and MKD,
-// which a flat directory of files per app cannot do.
+// What clients send besides transfers: HELP, STAT, ALLO and ABOR.
 func TestFTPHelpStatAlloAbor(t *testing.T) {
 	l := newLab(t)
 	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
@@ -678,9 +677,95 @@ func TestFTPHelpStatAlloAbor(t *testing.T) {
 	f.want("229", "EPSV")
 	f.want("225", "ABOR")
 	f.want("425", "RETR /app1/hostingstart.html")
-	for _, c := range []string{"MKD /app1/css", "XMKD css", "RMD /app1", "MKD /app1"} {
-		if r := f.want("550", c); !strings.Contains(r, "one directory") {
-			t.Errorf("%s: %q, want a 550 saying an app's content is one directory", c, r)
-		}
+}
+
+// A site has folders (css/, img/): MKD, CWD into them and back, PWD, the
+// listings, every transfer with absolute and relative paths, renames
+// between folders and of a folder, and RMD of an emptied one.
+func TestFTPFolders(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	f.want("200", "TYPE I")
+	if r := f.want("257", "MKD /app1/css"); !strings.HasPrefix(r, `257 "/app1/css" `) {
+		t.Errorf("MKD /app1/css = %q, want 257 and the new folder's path, quoted", r)
+	}
+	f.want("250", "CWD app1")
+	f.want("257", "XMKD img")
+	f.want("257", "MKD img/a")
+	f.want("550", "MKD IMG")
+	f.want("550", "MKD none/b")
+	if r := f.put(l.fe, "css/site.css", []byte("body{}")); !strings.HasPrefix(r, "226 ") || !strings.Contains(r, "/app1/css/site.css") {
+		t.Fatalf("STOR css/site.css: %q, want 226 naming /app1/css/site.css", r)
+	}
+	if r := f.put(l.fe, "/app1/img/a/b.txt", []byte("bee")); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR /app1/img/a/b.txt: %q, want 226", r)
+	}
+	f.want("550", "STOR none/x.txt")
+	f.want("550", "STOR img")
+	f.want("553", `STOR img\x.txt`)
+	f.want("553", "STOR img/"+strings.Repeat("n", wwwroot.MaxPath)+".txt")
+	if got := f.get(l.fe, "LIST"); !regexp.MustCompile(`(?m)^drwxr-xr-x .* css\r$`).MatchString(got) || !regexp.MustCompile(`(?m)^-rw-r--r-- .* hostingstart.html\r$`).MatchString(got) {
+		t.Errorf("LIST of /app1 = %q, want css as a directory and hostingstart.html as a file", got)
+	}
+	if got := f.get(l.fe, "MLSD"); !strings.Contains(got, "type=dir;modify=") || !strings.Contains(got, "; css\r\n") {
+		t.Errorf("MLSD of /app1 = %q, want css as type=dir", got)
+	}
+	f.want("250", "CWD css")
+	if r := f.want("257", "PWD"); !strings.Contains(r, `"/app1/css"`) {
+		t.Errorf("PWD after CWD css = %q, want /app1/css", r)
+	}
+	if got := f.get(l.fe, "NLST"); got != "site.css\r\n" {
+		t.Errorf("NLST in /app1/css = %q, want site.css", got)
+	}
+	if got := f.get(l.fe, "RETR SITE.CSS"); got != "body{}" {
+		t.Errorf("RETR SITE.CSS in /app1/css = %q, want site.css's body{}", got)
+	}
+	f.want("213", "SIZE ../img/a/b.txt")
+	f.want("213", "MDTM /app1/IMG/a/b.txt")
+	f.want("550", "SIZE /app1/img")
+	f.want("550", "RETR /app1/img")
+	if r := f.want("250", "MLST /app1/img"); !strings.Contains(r, " type=dir;") || !strings.Contains(r, "; /app1/img\r\n") {
+		t.Errorf("MLST /app1/img = %q, want a directory", r)
+	}
+	if r := f.want("250", "MLST ../img/a/b.txt"); !strings.Contains(r, " type=file;size=3;") || !strings.Contains(r, "; /app1/img/a/b.txt\r\n") {
+		t.Errorf("MLST ../img/a/b.txt = %q, want the file of 3 bytes at /app1/img/a/b.txt", r)
+	}
+	f.want("250", "CDUP")
+	f.want("250", "CWD ../..")
+	if r := f.want("257", "PWD"); !strings.Contains(r, `"/"`) {
+		t.Errorf("PWD after CDUP and CWD ../.. from /app1/css = %q, want /, never above it", r)
+	}
+	f.want("550", "MKD /newapp")
+	f.want("550", "CWD /app1/css/site.css")
+	f.want("550", "CWD /app1/none")
+	f.want("250", "CWD /app1")
+
+	// A file moves between folders; a folder moves with what it holds.
+	f.want("350", "RNFR css/site.css")
+	f.want("250", "RNTO img/site.css")
+	f.want("350", "RNFR img/a")
+	f.want("250", "RNTO css/a")
+	if got := f.get(l.fe, "RETR /app1/css/a/b.txt") + f.get(l.fe, "RETR img/site.css"); got != "beebody{}" {
+		t.Errorf("after moving site.css to img and img/a to css: %q, want b.txt's bee and site.css's body{}", got)
+	}
+	f.want("350", "RNFR css")
+	f.want("553", "RNTO css/a/css")
+	f.want("350", "RNFR css")
+	f.want("550", "RNTO img")
+	f.want("350", "RNFR css")
+	f.want("553", "RNTO /nosuchapp/css")
+
+	// A folder goes only empty, and DELE is for files.
+	f.want("550", "DELE css")
+	f.want("550", "RMD css")
+	f.want("550", "RMD css/a/b.txt")
+	f.want("550", "RMD /app1")
+	f.want("550", "RMD /")
+	f.want("250", "DELE css/a/b.txt")
+	f.want("250", "RMD css/a")
+	f.want("250", "XRMD css")
+	f.want("550", "CWD css")
+	if got := f.get(l.fe, "NLST"); got != "hostingstart.html\r\nimg\r\n" {
+		t.Errorf("NLST of /app1 after the RMDs = %q, want hostingstart.html and img", got)
 	}
 }

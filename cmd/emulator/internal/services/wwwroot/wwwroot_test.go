@@ -28,7 +28,7 @@ func TestEveryAppStartsWithItsStartPage(t *testing.T) {
 	if g, _ := s.Get("app1", StartFile); g != f {
 		t.Errorf("Get(app1) and Get(App1) are different files: app names must not depend on case")
 	}
-	if got := names(s.List("app2")); len(got) != 1 || got[0] != StartFile {
+	if got := names(mustList(t, s, "app2", "")); len(got) != 1 || got[0] != StartFile {
 		t.Errorf("List(app2) = %v, want [%s]", got, StartFile)
 	}
 }
@@ -58,21 +58,30 @@ func TestPutGetListDelete(t *testing.T) {
 	if f, ok := s.Get("app1", "A.html"); !ok || f.Name != "A.html" || string(f.Data) != "<p>newer</p>" {
 		t.Errorf("Get(A.html) after an upload as a.HTML = %+v, %v; want the upload under its first name", f, ok)
 	}
-	if got, want := names(s.List("app1")), []string{"A.html", "b.txt", StartFile}; !slicesEqual(got, want) {
+	if got, want := names(mustList(t, s, "app1", "")), []string{"A.html", "b.txt", StartFile}; !slicesEqual(got, want) {
 		t.Errorf("List(app1) = %v, want %v", got, want)
 	}
 	if _, ok := s.Get("app2", "b.txt"); ok {
 		t.Errorf("app2 sees app1's b.txt: each app has its own directory")
 	}
-	if !s.Delete("app1", "b.txt") || s.Delete("app1", "b.txt") {
-		t.Errorf("Delete(b.txt) twice: want true then false")
+	if err, again := s.Delete("app1", "b.txt"), s.Delete("app1", "b.txt"); err != nil || !errors.Is(again, ErrNotFound) {
+		t.Errorf("Delete(b.txt) twice: %v then %v, want nil then ErrNotFound", err, again)
 	}
-	if !s.Delete("app1", StartFile) {
-		t.Errorf("Delete(%s): want true", StartFile)
+	if err := s.Delete("app1", StartFile); err != nil {
+		t.Errorf("Delete(%s): %v", StartFile, err)
 	}
 	if _, ok := s.Get("app1", StartFile); ok {
 		t.Errorf("%s came back after Delete: the start page is made once, not on every look", StartFile)
 	}
+}
+
+func mustList(t *testing.T, s *Store, app, p string) []*File {
+	t.Helper()
+	fs, err := s.List(app, p)
+	if err != nil {
+		t.Fatalf("List(%s, %q): %v", app, p, err)
+	}
+	return fs
 }
 
 func slicesEqual(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
@@ -92,8 +101,8 @@ func TestPutIsLimited(t *testing.T) {
 			t.Fatalf("Put of Limit/4 after a refused upload, or in place of itself: %v", err)
 		}
 	}
-	if !s.Delete("app1", "quarter") {
-		t.Fatal("Delete(quarter): want true")
+	if err := s.Delete("app1", "quarter"); err != nil {
+		t.Fatalf("Delete(quarter): %v", err)
 	}
 	if _, err := s.Put("app1", "again", bytes.NewReader(make([]byte, Limit*3/4))); err != nil {
 		t.Errorf("Put of 3/4 Limit after Delete: %v; Delete must give back the room", err)
@@ -128,9 +137,12 @@ func mustGet(t *testing.T, s *Store, app, name string) *File {
 // bytes do, so Limit must count them, or the uploads never end.
 func TestEmptyFilesAreLimitedToo(t *testing.T) {
 	s := New()
-	long := strings.Repeat("n", 4000) // about the longest an FTP command line lets through
+	long := strings.Repeat("n", MaxPath-10) // about the longest name there is
 	for i := range Limit/len(long) + 1 {
 		if _, err := s.Put("app1", fmt.Sprint(i, long), strings.NewReader("")); err != nil {
+			if !errors.Is(err, ErrFull) {
+				t.Fatalf("empty file %d: %v, want ErrFull", i, err)
+			}
 			return
 		}
 	}
@@ -214,4 +226,244 @@ func TestRename(t *testing.T) {
 		t.Errorf("Rename to a longer name with the store full: no error")
 	}
 	mustGet(t, s, "app1", "c.html")
+}
+
+// A site has folders (css/, js/, images/): made, filled, listed, found in
+// any case, and removed as Windows and IIS's FTP remove them, empty only.
+func TestFolders(t *testing.T) {
+	s := New()
+	mustGet(t, s, "app1", StartFile)
+	mustGet(t, s, "app2", StartFile)
+	start := s.used
+	if _, err := s.Mkdir("app1", "css"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put("app1", "css/site.css", strings.NewReader("body{}")); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := s.Get("app1", "CSS/Site.CSS"); !ok || f.Name != "site.css" || string(f.Data) != "body{}" {
+		t.Errorf("Get(CSS/Site.CSS) = %+v, %v; want css/site.css: folder names must not depend on case either", f, ok)
+	}
+	if got := mustList(t, s, "app1", "Css"); len(got) != 1 || got[0].Name != "site.css" || got[0].Dir {
+		t.Errorf("List(Css) = %v, want the file site.css", names(got))
+	}
+	if got := mustList(t, s, "app1", ""); len(got) != 2 || got[0].Name != "css" || !got[0].Dir {
+		t.Errorf("List of app1's directory = %v, want the folder css and %s", names(got), StartFile)
+	}
+	for _, c := range []struct {
+		what string
+		err  error
+		want error
+	}{
+		{"Put into a folder not there", put(s, "nofolder/x.css"), ErrNotFound},
+		{"Put onto a folder", put(s, "CSS"), ErrIsFolder},
+		{"Put under a file", put(s, StartFile+"/x"), ErrNotFolder},
+		{"Mkdir of a folder there, in another case", mkdir(s, "CSS"), ErrExists},
+		{"Mkdir onto a file", mkdir(s, "css/site.css"), ErrExists},
+		{"Mkdir in a folder not there", mkdir(s, "img/a"), ErrNotFound},
+		{"Delete of a folder", s.Delete("app1", "css"), ErrIsFolder},
+		{"Rmdir of a folder with a file", s.Rmdir("app1", "css"), ErrNotEmpty},
+		{"Rmdir of a file", s.Rmdir("app1", "css/site.css"), ErrNotFolder},
+		{"Rmdir of a folder not there", s.Rmdir("app1", "js"), ErrNotFound},
+		{"List of a file", list(s, StartFile), ErrNotFolder},
+		{"List of a folder not there", list(s, "js"), ErrNotFound},
+		{"WriteAt onto a folder", writeAt(s, "css"), ErrIsFolder},
+	} {
+		if !errors.Is(c.err, c.want) {
+			t.Errorf("%s: %v, want %v", c.what, c.err, c.want)
+		}
+	}
+	if _, ok := s.Get("app2", "css"); ok {
+		t.Errorf("app2 sees app1's folder css: each app has its own directory")
+	}
+	if err := s.Delete("app1", "css/site.css"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rmdir("app1", "css"); err != nil {
+		t.Fatalf("Rmdir of the emptied folder: %v", err)
+	}
+	if s.used != start {
+		t.Errorf("used = %d after the folder and its file are gone, want %d as before", s.used, start)
+	}
+}
+
+func put(s *Store, p string) error {
+	_, err := s.Put("app1", p, strings.NewReader("x"))
+	return err
+}
+
+func mkdir(s *Store, p string) error {
+	_, err := s.Mkdir("app1", p)
+	return err
+}
+
+func list(s *Store, p string) error {
+	_, err := s.List("app1", p)
+	return err
+}
+
+func writeAt(s *Store, p string) error {
+	_, err := s.WriteAt("app1", p, 0, strings.NewReader("x"))
+	return err
+}
+
+// A path is names in the app's directory: nothing in it leads out of the
+// directory, to another app's, or into a tree too deep or too long for a
+// Windows worker's MAX_PATH.
+func TestPathsStayInTheApp(t *testing.T) {
+	s := New()
+	deep := strings.Repeat("d/", MaxDepth) + "f"
+	for _, p := range []string{
+		"", "..", "../app2/" + StartFile, "css/../" + StartFile, "./" + StartFile,
+		"/" + StartFile, StartFile + "/", "a//b", `..\app2\x`, "a\rb", "tab\t.txt",
+		deep, strings.Repeat("n", MaxPath+1),
+	} {
+		if err := put(s, p); !errors.Is(err, ErrBadPath) {
+			t.Errorf("Put(%q): %v, want ErrBadPath", p, err)
+		}
+		if err := mkdir(s, p); !errors.Is(err, ErrBadPath) {
+			t.Errorf("Mkdir(%q): %v, want ErrBadPath", p, err)
+		}
+		if _, ok := s.Get("app1", p); ok && p != "" {
+			t.Errorf("Get(%q) found something: a refused path names nothing", p)
+		}
+	}
+	if _, ok := s.Get("app2", StartFile); !ok {
+		t.Fatal("app2's start page is gone")
+	}
+	// The deepest and the longest paths there may be are taken.
+	p := "d"
+	for range MaxDepth - 1 {
+		if _, err := s.Mkdir("app1", p); err != nil {
+			t.Fatalf("Mkdir(%s): %v", p, err)
+		}
+		p += "/d"
+	}
+	if err := put(s, p); err != nil {
+		t.Errorf("Put of a file %d names deep: %v", MaxDepth, err)
+	}
+	if err := put(s, strings.Repeat("n", MaxPath)); err != nil {
+		t.Errorf("Put of a name of %d bytes: %v", MaxPath, err)
+	}
+}
+
+// An empty folder costs what an empty file does, or an FTP client could
+// make them for ever.
+func TestEmptyFoldersAreLimitedToo(t *testing.T) {
+	s := New()
+	long := strings.Repeat("n", MaxPath-10)
+	for i := range Limit/len(long) + 1 {
+		if _, err := s.Mkdir("app1", fmt.Sprint(i, long)); err != nil {
+			if !errors.Is(err, ErrFull) {
+				t.Fatalf("folder %d: %v, want ErrFull", i, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("%d empty folders with names of %d bytes were made: Limit must count them", Limit/len(long)+1, len(long))
+}
+
+// A rename moves a file between folders, or a folder with all it holds,
+// but never a folder into itself, onto another name, or so deep that what
+// it holds passes MaxDepth or MaxPath.
+func TestRenameFolders(t *testing.T) {
+	s := New()
+	for _, d := range []string{"a", "a/b", "c"} {
+		if err := mkdir(s, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put(s, "a/b/f.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Rename("app1", "a/b/f.txt", "C/g.txt"); err != nil {
+		t.Fatalf("Rename of a file into another folder: %v", err)
+	}
+	if _, ok := s.Get("app1", "c/g.txt"); !ok {
+		t.Errorf("c/g.txt is not there after the rename")
+	}
+	if _, err := s.Rename("app1", "c", "a/B/c"); err != nil {
+		t.Fatalf("Rename of a folder into another: %v", err)
+	}
+	if f, ok := s.Get("app1", "a/b/c/g.txt"); !ok || string(f.Data) != "x" {
+		t.Errorf("a/b/c/g.txt = %+v, %v after its folder moved: want the file, moved with it", f, ok)
+	}
+	if _, ok := s.Get("app1", "c"); ok {
+		t.Errorf("c is still there after it moved")
+	}
+	for _, c := range []struct {
+		from, to string
+		want     error
+	}{
+		{"a", "A/x", ErrBadPath},
+		{"a/b", "a/b/c/b", ErrBadPath},
+		{"a/b/c", "a/B", ErrExists},
+		{"a/b", "none/b", ErrNotFound},
+		{"none", "x", ErrNotFound},
+		{"a", "../app2/a", ErrBadPath},
+	} {
+		if _, err := s.Rename("app1", c.from, c.to); !errors.Is(err, c.want) {
+			t.Errorf("Rename(%s, %s): %v, want %v", c.from, c.to, err, c.want)
+		}
+	}
+	if _, err := s.Rename("app1", "a", "A"); err != nil {
+		t.Fatalf("Rename of a folder to another case: %v", err)
+	}
+	if got := mustList(t, s, "app1", ""); got[0].Name != "A" || !got[0].Dir {
+		t.Errorf("after the rename to A, the directory lists %v first, want the folder A", names(got))
+	}
+	// A chain of folders MaxDepth deep from z: it may not move one
+	// folder deeper.
+	p := "z"
+	for range MaxDepth {
+		if err := mkdir(s, p); err != nil {
+			t.Fatal(err)
+		}
+		p += "/z"
+	}
+	if _, err := s.Rename("app1", "z", "A/z"); !errors.Is(err, ErrBadPath) {
+		t.Errorf("Rename of a folder whose tree would pass %d names: %v, want ErrBadPath", MaxDepth, err)
+	}
+	long := strings.Repeat("l", MaxPath-20)
+	if err := mkdir(s, "y"); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(s, "y/"+long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Rename("app1", "y", strings.Repeat("y", 30)); !errors.Is(err, ErrBadPath) {
+		t.Errorf("Rename of a folder whose file's path would pass %d bytes: %v, want ErrBadPath", MaxPath, err)
+	}
+	if _, ok := s.Get("app1", "z/z"); !ok {
+		t.Errorf("the refused move took z away")
+	}
+}
+
+// An upload whose folder goes while its bytes come stores nothing and
+// gives back its room.
+func TestPutIntoAFolderRemovedMeanwhile(t *testing.T) {
+	s := New()
+	if err := mkdir(s, "tmp"); err != nil {
+		t.Fatal(err)
+	}
+	before := s.used - cost("tmp", 0)
+	r := io.MultiReader(strings.NewReader("part"), readFunc(func() {
+		if err := s.Rmdir("app1", "tmp"); err != nil {
+			t.Errorf("Rmdir(tmp) while an upload into it is under way: %v, want it gone: the upload is not stored yet", err)
+		}
+	}), strings.NewReader("rest"))
+	if _, err := s.Put("app1", "tmp/f.txt", r); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Put into a folder removed meanwhile: %v, want ErrNotFound", err)
+	}
+	if s.used != before {
+		t.Errorf("used = %d, want %d: the refused upload must give back its room", s.used, before)
+	}
+}
+
+// readFunc is a reader that calls f on its first read and ends.
+type readFunc func()
+
+func (f readFunc) Read([]byte) (int, error) {
+	f()
+	return 0, io.EOF
 }
