@@ -10,13 +10,16 @@
 // transfers through the VIP, a front-end and a worker.
 //
 // The app also serves its content, what FTP publishes to the ASE: GET or
-// HEAD of /NAME answers the app's file NAME, as App Service serves a site's
-// wwwroot. The JSON answer stays the app's own for every other path, so a
-// file is served only when one by that name exists, and /outbound and
-// /download win over files of those names: they are the worker's
-// instruments, which the labs rely on whatever a learner uploads. Kudu's
-// name (APP.scm.SUFFIX) answers JSON as before: in Azure it is the
-// deployment site, not the app's content.
+// HEAD of /PATH answers the app's file PATH (/index.html, /css/site.css),
+// as App Service serves a site's wwwroot. A folder answers as IIS does
+// without directory browsing: /css redirects to /css/, which serves the
+// folder's default document (index.html, ...) or answers 403. The JSON
+// answer stays the app's own for every other path, / included, so
+// content is served only where it exists, and /outbound and /download win
+// over files of those names: they are the worker's instruments, which the
+// labs rely on whatever a learner uploads. Kudu's name (APP.scm.SUFFIX)
+// answers JSON as before: in Azure it is the deployment site, not the
+// app's content.
 package app
 
 import (
@@ -208,10 +211,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		download(w, r)
 		return
 	}
-	if f, ok := s.file(r, app, kudu); ok {
-		// ServeContent types the file by its extension and answers
-		// HEAD, ranges and If-Modified-Since as a web server does.
-		http.ServeContent(w, r, f.Name, f.Mod, bytes.NewReader(f.Data))
+	if !kudu && (r.Method == http.MethodGet || r.Method == http.MethodHead) && s.serveContent(w, r, app) {
 		return
 	}
 	// An upload is read to its end and counted, so that a POST through
@@ -234,18 +234,48 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a)
 }
 
-// file is the app's content file a GET or HEAD of /NAME asks for. NAME is
-// a file name, in any case as IIS finds it (wwwroot.Store), never a path:
-// an app's content is one directory.
-func (s *Server) file(r *http.Request, app string, kudu bool) (*wwwroot.File, bool) {
-	if kudu || r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return nil, false
+// defaultDocuments are what a folder's URL serves, the first there, as
+// App Service's IIS has them (those of ASP and PHP left out: the workers
+// run neither).
+var defaultDocuments = []string{"Default.htm", "Default.html", "index.htm", "index.html", "iisstart.htm", wwwroot.StartFile}
+
+// serveContent answers a GET or HEAD of app's content at the request's
+// path, and reports whether there was any. The path is decoded
+// (/my%20file.css is "my file.css"), and the Store takes it only as names
+// in the app's directory: "..", "." and empty names find nothing, so no
+// URL reaches past the app's content.
+func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, app string) bool {
+	p, slash := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if p == "" {
+		return false
 	}
-	name := strings.TrimPrefix(r.URL.Path, "/")
-	if name == "" || strings.Contains(name, "/") {
-		return nil, false
+	f, ok := s.content.Get(app, p)
+	switch {
+	case !ok || !f.Dir && slash:
+		return false
+	case !f.Dir:
+		serveFile(w, r, f)
+	case !slash:
+		// IIS's courtesy redirect: relative links in the folder's
+		// page then resolve in the folder.
+		u := url.URL{Path: r.URL.Path + "/", RawQuery: r.URL.RawQuery}
+		http.Redirect(w, r, u.String(), http.StatusMovedPermanently)
+	default:
+		for _, name := range defaultDocuments {
+			if f, ok := s.content.Get(app, p+"/"+name); ok && !f.Dir {
+				serveFile(w, r, f)
+				return true
+			}
+		}
+		http.Error(w, fmt.Sprintf("403 - Forbidden: /%s/ is a folder with no default document (%s), and directory browsing is off, as on App Service.", p, strings.Join(defaultDocuments, ", ")), http.StatusForbidden)
 	}
-	return s.content.Get(app, name)
+	return true
+}
+
+// serveFile answers f. ServeContent types it by its extension and answers
+// HEAD, ranges and If-Modified-Since as a web server does.
+func serveFile(w http.ResponseWriter, r *http.Request, f *wwwroot.File) {
+	http.ServeContent(w, r, f.Name, f.Mod, bytes.NewReader(f.Data))
 }
 
 // download answers ?bytes=N bytes (zeros), for a bulk transfer through the

@@ -304,7 +304,9 @@ func call(t *testing.T, n *netx.Loopback, method, host, path string) (*http.Resp
 		t.Fatal(err)
 	}
 	req.Host = host
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	// A redirect is the answer to check, not one to follow.
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s%s: %v", method, host, path, err)
 	}
@@ -388,6 +390,80 @@ func TestAppServesItsContent(t *testing.T) {
 	for _, n := range workers {
 		if _, body := call(t, n, "GET", host, "/hello.html"); !strings.HasPrefix(body, `{"app":"app1"`) {
 			t.Errorf("GET /hello.html after its delete: %q, want the JSON answer", body)
+		}
+	}
+}
+
+// A site's folders are served as IIS serves them: a file by its path,
+// decoded and in any case; a folder's URL redirected to end in a slash,
+// then its default document, or 403 without one, as directory browsing
+// is off. Nothing past the app's content is reached by any URL.
+func TestAppServesFolders(t *testing.T) {
+	reg := netx.NewRegistry()
+	content := wwwroot.New()
+	n := reg.Node("ase1-w1", "10.0.1.6")
+	s, err := Start(n, Config{Worker: "ase1-w1", Address: netip.MustParseAddr("10.0.1.6"), ASE: "ase1", DNSSuffix: suffix, Apps: []string{"app1", "app2"}, Content: content})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, d := range []string{"css", "my dir", "about", "empty"} {
+		if _, err := content.Mkdir("app1", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"css/site.css":            "body { color: navy }\n",
+		"my dir/my file.css":      "p {}\n",
+		"about/index.html":        "<h1>about</h1>\n",
+		"about/hostingstart.html": "not the default while index.html is there\n",
+	}
+	for p, data := range files {
+		if _, err := content.Put("app1", p, strings.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := content.Put("app2", "secret.txt", strings.NewReader("app2's")); err != nil {
+		t.Fatal(err)
+	}
+	host := "app1." + suffix
+	for _, c := range []struct{ method, path, file, ctype string }{
+		{"GET", "/css/site.css", "css/site.css", "text/css; charset=utf-8"},
+		{"GET", "/CSS/Site.CSS", "css/site.css", "text/css; charset=utf-8"},
+		{"GET", "/my%20dir/my%20file.css", "my dir/my file.css", "text/css; charset=utf-8"},
+		{"GET", "/about/", "about/index.html", "text/html; charset=utf-8"},
+		{"HEAD", "/css/site.css", "css/site.css", "text/css; charset=utf-8"},
+	} {
+		resp, body := call(t, n, c.method, host, c.path)
+		want := files[c.file]
+		if c.method == "HEAD" {
+			want = ""
+		}
+		if resp.StatusCode != 200 || body != want || resp.Header.Get("Content-Type") != c.ctype {
+			t.Errorf("%s %s: %d %q (%s), want 200 with %s (%s)", c.method, c.path, resp.StatusCode, body, resp.Header.Get("Content-Type"), c.file, c.ctype)
+		}
+	}
+	if resp, _ := call(t, n, "GET", host, "/about?x=1"); resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/about/?x=1" {
+		t.Errorf("GET /about: %d to %q, want 301 to /about/?x=1, as IIS redirects a folder's URL", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := call(t, n, "GET", host, "/my%20dir"); resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/my%20dir/" {
+		t.Errorf("GET /my%%20dir: %d to %q, want 301 to /my%%20dir/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, p := range []string{"/css/", "/empty/"} {
+		if resp, body := call(t, n, "GET", host, p); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "default document") {
+			t.Errorf("GET %s: %d %q, want 403: a folder without a default document, and no directory browsing", p, resp.StatusCode, body)
+		}
+	}
+	// No file there, or no path to one: the app's JSON answer.
+	for _, p := range []string{
+		"/css/site.css/", "/css/none.css", "/none/site.css", "//css/site.css", "/css//site.css",
+		"/css/../hostingstart.html", "/css/%2e%2e/hostingstart.html", "/../app2/secret.txt",
+		"/%2e%2e/app2/secret.txt", "/..%2fapp2%2fsecret.txt", "/css%5c..%5c..%5capp2%5csecret.txt",
+	} {
+		resp, body := call(t, n, "GET", host, p)
+		var a Answer
+		if err := json.Unmarshal([]byte(body), &a); err != nil || resp.StatusCode != 200 || a.App != "app1" {
+			t.Errorf("GET %s: %d %q, want the app's JSON answer", p, resp.StatusCode, body)
 		}
 	}
 }
