@@ -251,3 +251,68 @@ func TestFTPWithLFTP(t *testing.T) {
 		t.Errorf("F7: lftp over FTPS from db1 to ase3's ILB address 10.0.4.8: want hello3.txt listed and downloaded, got %v", r)
 	}
 }
+
+// F2: a site has folders, as App Service's wwwroot has css/ and js/:
+// lftp's mirror -R deploys a tree through the VIP (MKD, CWD, STOR in each
+// folder), the app serves its files by path from its workers, mirror
+// brings the same tree back, and rm -r and rmdir clean it up, rmdir only
+// once the folder is empty, as IIS's FTP removes folders.
+func TestFTPMirrorsFolders(t *testing.T) {
+	l := upLab(t)
+	dir := t.TempDir()
+	files := map[string]string{
+		"index.html":         "<html><body>a site with folders</body></html>\n",
+		"css/site.css":       "body { color: navy }\n",
+		"img/a/b.txt":        "two folders down\n",
+		"my dir/my file.css": "p { margin: 0 }\n",
+	}
+	site := filepath.Join(dir, "site")
+	for name, data := range files {
+		p := filepath.Join(site, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(site, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lftp := func(script string) result {
+		t.Helper()
+		return l.exec("client", 90*time.Second, "lftp", "-u", "user,pass", "-e",
+			"set cmd:fail-exit true; set net:max-retries 2; set net:timeout 10; set ftp:ssl-allow no; "+script+"; bye", "192.23.1.2")
+	}
+	// --delete takes away hostingstart.html, which the site does not
+	// have, so that the tree mirrored back is the site's alone.
+	if r := lftp("mirror -R --delete " + site + " app1"); r.code != 0 {
+		t.Fatalf("lftp mirror -R --delete of a site with folders through the VIP: %v", r)
+	}
+	for name, data := range files {
+		url := "http://app1.ase1.p.azurewebsites.net/" + strings.ReplaceAll(name, " ", "%20")
+		if r := l.exec("client", 20*time.Second, "curl", "-sS", "-m", "10", url); r.code != 0 || r.stdout != data {
+			t.Errorf("curl %s after mirror -R: want the %q deployed, got %v", url, data, r)
+		}
+	}
+	if r := l.exec("client", 20*time.Second, "curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://app1.ase1.p.azurewebsites.net/css/"); r.stdout != "403" {
+		t.Errorf("curl http://app1.ase1.p.azurewebsites.net/css/: want 403, a folder with no default document, got %v", r)
+	}
+	down := filepath.Join(dir, "down")
+	if r := lftp("mirror app1 " + down); r.code != 0 {
+		t.Fatalf("lftp mirror of app1 back down: %v", r)
+	}
+	if r := l.exec("client", 20*time.Second, "diff", "-r", site, down); r.code != 0 {
+		t.Errorf("diff -r of the site and app1 mirrored back: want the same tree, got %v", r)
+	}
+	if r := lftp("rmdir app1/img"); r.code == 0 || !strings.Contains(r.stderr, "550") {
+		t.Errorf("lftp rmdir app1/img, which holds a folder: want it refused with 550, got %v", r)
+	}
+	r := lftp("rm -r app1/img; rmdir app1/empty; cd app1; mv css/site.css site.css; rmdir css; cls -1")
+	if want := "index.html\nmy dir/\nsite.css\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("lftp rm -r img, rmdir empty, mv css/site.css out and rmdir css; cls -1: want %q, got %v", want, r)
+	}
+	if a := l.app("client", "http://app1.ase1.p.azurewebsites.net/img/a/b.txt", ""); a.App != "app1" {
+		t.Errorf("curl /img/a/b.txt after rm -r img: want app1's JSON answer, got %+v", a)
+	}
+}
