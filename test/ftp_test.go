@@ -315,4 +315,12 @@ func TestFTPMirrorsFolders(t *testing.T) {
 	if a := l.app("client", "http://app1.ase1.p.azurewebsites.net/img/a/b.txt", ""); a.App != "app1" {
 		t.Errorf("curl /img/a/b.txt after rm -r img: want app1's JSON answer, got %+v", a)
 	}
+	// curl makes the folders an upload goes into when told to (MKD).
+	css := filepath.Join(site, "css", "site.css")
+	if r := l.exec("client", 30*time.Second, "curl", "-sS", "-m", "20", "--ftp-create-dirs", "-T", css, "ftp://192.23.1.2/app1/js/lib/"); r.code != 0 {
+		t.Errorf("curl --ftp-create-dirs -T site.css ftp://192.23.1.2/app1/js/lib/: %v", r)
+	}
+	if r := l.exec("client", 20*time.Second, "curl", "-sS", "-m", "10", "http://app1.ase1.p.azurewebsites.net/js/lib/site.css"); r.stdout != files["css/site.css"] {
+		t.Errorf("curl /js/lib/site.css after curl --ftp-create-dirs made its folders: want the file, got %v", r)
+	}
 }
