@@ -24,9 +24,10 @@ import (
 // and FileZilla to log in (any user and password), list one directory per
 // app and the folders in it (LIST, or MLSD when FEAT offers it, as those
 // clients prefer), download, upload into memory, resume either (REST),
-// append, rename, delete, and make and remove folders. Active mode (PORT, EPRT) is
-// refused: the front-end cannot open a connection back to a client through
-// the load balancer, which is why Azure opens the data ports 10001-10020.
+// append, rename, delete, and make and remove folders. Active mode (PORT,
+// EPRT) is refused: the front-end cannot open a connection back to a client
+// through the load balancer, which is why Azure opens the data ports
+// 10001-10020.
 //
 // FTPS (RFC 4217) is the same server in TLS: implicit on 990, where TLS
 // starts with the first byte, or explicit on 21 after AUTH TLS. PROT P puts
@@ -276,7 +277,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fs.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		// REST STREAM, as IIS's FTP service, App Service's, advertises
 		// it; MLST (RFC 3659), which FileZilla and lftp list with when
-		// offered, with the facts a flat directory of files has.
+		// offered, with the facts its files and folders have.
 		io.WriteString(fs.c, "211-Features:\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n EPSV\r\n PASV\r\n SIZE\r\n MDTM\r\n REST STREAM\r\n "+mlstFeat+"\r\n UTF8\r\n211 End\r\n")
 		return true
 	case "OPTS":
@@ -357,6 +358,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 		fs.stor(cmd, arg)
 	case "RNFR":
 		fs.rnfr = ""
+		// The root and the apps' directories stay as the ASE has them.
 		if _, _, ok := fs.file(arg); !ok {
 			fs.reply(550, "%s: no such file or folder in an app's directory.", printable(arg))
 			return true

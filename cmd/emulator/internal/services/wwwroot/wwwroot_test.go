@@ -136,17 +136,30 @@ func mustGet(t *testing.T, s *Store, app, name string) *File {
 // names and their bookkeeping live in the emulator's memory as their
 // bytes do, so Limit must count them, or the uploads never end.
 func TestEmptyFilesAreLimitedToo(t *testing.T) {
+	testEmptyAreLimited(t, func(s *Store, name string) error {
+		_, err := s.Put("app1", name, strings.NewReader(""))
+		return err
+	})
+}
+
+// testEmptyAreLimited leaves a Store room bytes, as if full of uploads
+// but for them, then makes empty files or folders with mk until it
+// refuses: it must, before room is gone at fileCost each.
+func testEmptyAreLimited(t *testing.T, mk func(s *Store, name string) error) {
+	t.Helper()
 	s := New()
-	long := strings.Repeat("n", MaxPath-10) // about the longest name there is
-	for i := range Limit/len(long) + 1 {
-		if _, err := s.Put("app1", fmt.Sprint(i, long), strings.NewReader("")); err != nil {
+	mustGet(t, s, "app1", StartFile)
+	const room = 64 << 10
+	s.used = Limit - room
+	for i := range room/fileCost + 1 {
+		if err := mk(s, fmt.Sprint(i)); err != nil {
 			if !errors.Is(err, ErrFull) {
-				t.Fatalf("empty file %d: %v, want ErrFull", i, err)
+				t.Fatalf("empty %d: %v, want ErrFull", i, err)
 			}
 			return
 		}
 	}
-	t.Fatalf("%d empty files with names of %d bytes were stored, %d MiB of names: Limit must count them", Limit/len(long)+1, len(long), Limit>>20)
+	t.Fatalf("%d empty files or folders were made in %d bytes of room: Limit must count each at least %d bytes", room/fileCost+1, room, fileCost)
 }
 
 // WriteAt is FTP's resumed upload and its append: the file's first bytes
@@ -350,17 +363,10 @@ func TestPathsStayInTheApp(t *testing.T) {
 // An empty folder costs what an empty file does, or an FTP client could
 // make them for ever.
 func TestEmptyFoldersAreLimitedToo(t *testing.T) {
-	s := New()
-	long := strings.Repeat("n", MaxPath-10)
-	for i := range Limit/len(long) + 1 {
-		if _, err := s.Mkdir("app1", fmt.Sprint(i, long)); err != nil {
-			if !errors.Is(err, ErrFull) {
-				t.Fatalf("folder %d: %v, want ErrFull", i, err)
-			}
-			return
-		}
-	}
-	t.Fatalf("%d empty folders with names of %d bytes were made: Limit must count them", Limit/len(long)+1, len(long))
+	testEmptyAreLimited(t, func(s *Store, name string) error {
+		_, err := s.Mkdir("app1", name)
+		return err
+	})
 }
 
 // A rename moves a file between folders, or a folder with all it holds,
