@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -188,6 +190,7 @@ type ftpSession struct {
 	private bool   // PROT P: data connections in TLS
 	rest    int    // REST: where the next RETR or STOR starts
 	rnfr    string // RNFR: the file or folder RNTO renames, resolved
+	aborted bool   // the last transfer ended for an ABOR, which is answered next
 }
 
 // ftps serves implicit FTPS on c: TLS first, then FTP inside it.
@@ -235,13 +238,18 @@ func (s *Server) ftp(c net.Conn, proto string) {
 		} else if err != nil {
 			return
 		}
-		// Clients send ABOR after Telnet's Interrupt Process and Synch
-		// (IAC IP IAC DM, RFC 959 4.1.3), which are not the command.
-		cmd, arg, _ := strings.Cut(strings.TrimLeft(strings.TrimRight(string(line), "\r\n"), "\xff\xf4\xf2"), " ")
-		if !fs.command(strings.ToUpper(cmd), arg) {
+		if !fs.command(parseCommand(line)) {
 			return
 		}
 	}
+}
+
+// parseCommand splits a command line into its command, in upper case, and
+// its argument. Clients send ABOR after Telnet's Interrupt Process and
+// Synch (IAC IP IAC DM, RFC 959 4.1.3), which are not the command.
+func parseCommand(line []byte) (cmd, arg string) {
+	cmd, arg, _ = strings.Cut(strings.TrimLeft(strings.TrimRight(string(line), "\r\n"), "\xff\xf4\xf2"), " ")
+	return strings.ToUpper(cmd), arg
 }
 
 func (fs *ftpSession) reply(code int, format string, a ...any) {
@@ -385,11 +393,16 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 	case "ALLO":
 		fs.reply(202, "No storage to allocate: uploads go to memory as they come.")
 	case "ABOR":
-		// A transfer runs to its end before the next command is read: by
-		// now none is under way, and only an open PASV is left.
+		// A transfer ABOR came during has ended (watchControl), with its
+		// 426; otherwise only an open PASV is left to give up.
 		fs.site.cancel(fs.pasv)
 		fs.pasv = nil
-		fs.reply(225, "No transfer to abort.")
+		if fs.aborted {
+			fs.aborted = false
+			fs.reply(226, "Transfer aborted; the data connection is closed.")
+		} else {
+			fs.reply(225, "No transfer to abort.")
+		}
 	case "DELE":
 		app, rel, ok := fs.file(arg)
 		if !ok {
@@ -624,11 +637,63 @@ func (fs *ftpSession) transfer(f func(c net.Conn) (int, string)) {
 	}
 	// The front-end closing ends a transfer its client has stopped reading.
 	stop := context.AfterFunc(fs.closing, func() { d.Close() })
+	watch := fs.watchControl(d)
 	code, msg := fs.onData(d, f)
 	stop()
+	if fs.aborted = watch(); fs.aborted {
+		code, msg = 426, "Transfer aborted (ABOR)."
+	}
 	d.release()
 	// After the close: a client may read a download up to its end first.
 	fs.reply(code, "%s", msg)
+}
+
+// watchControl watches the control connection, which the session's loop
+// does not read while d carries a transfer. The client closing it, or
+// sending ABOR (RFC 959: the one command served during a transfer), closes
+// d and so ends the transfer: a client gone mid-transfer held d, the
+// transfer's goroutine and two descriptors until dataTimeout. Another
+// command waits in fs.r for the loop. The returned stop ends the watch,
+// leaving fs.r as it was, and reports whether the client aborted.
+func (fs *ftpSession) watchControl(d net.Conn) (stop func() (aborted bool)) {
+	var stopping, aborted atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 1; ; {
+			_, err := fs.r.Peek(n)
+			if stopping.Load() {
+				return // stop's deadline woke Peek
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return // no command ends in fs.r: the loop refuses the line
+			}
+			if err != nil {
+				d.Close() // the client closed the control connection, or it broke
+				return
+			}
+			b, _ := fs.r.Peek(fs.r.Buffered())
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				n = len(b) + 1 // the rest of the line
+				continue
+			}
+			if cmd, _ := parseCommand(b[:i+1]); cmd == "ABOR" {
+				aborted.Store(true)
+				d.Close()
+			}
+			return
+		}
+	}()
+	return func() bool {
+		stopping.Store(true)
+		// Peek returns the deadline's error and forgets it, so the loop
+		// reads on; TLS survives a read that timed out (crypto/tls keeps
+		// no temporary error).
+		fs.c.SetReadDeadline(time.Now())
+		<-done
+		return aborted.Load()
+	}
 }
 
 // onData runs f on d, in TLS after PROT P.

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -767,5 +769,66 @@ func TestFTPFolders(t *testing.T) {
 	f.want("550", "CWD css")
 	if got := f.get(l.fe, "NLST"); got != "hostingstart.html\r\nimg\r\n" {
 		t.Errorf("NLST of /app1 after the RMDs = %q, want hostingstart.html and img", got)
+	}
+}
+
+// bigDownload logs in, uploads a file of size bytes and starts its RETR,
+// leaving the data connection unread: a client that stalls mid-transfer.
+func bigDownload(t *testing.T, l *lab, size int) (*ftpClient, net.Conn) {
+	t.Helper()
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	f.want("200", "TYPE I")
+	if r := f.put(l.fe, "/app1/big.bin", make([]byte, size)); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR of %d bytes: %q", size, r)
+	}
+	d := f.epsv(l.fe)
+	t.Cleanup(func() { d.Close() })
+	f.want("150", "RETR /app1/big.bin")
+	return f, d
+}
+
+// ABOR is served during a transfer (RFC 959 4.1.3): the transfer ends
+// with 426, and ABOR's 226 follows; the data connection is closed. The
+// session's loop reads no command until a transfer ends, so ABOR waited
+// for the client to read the whole file.
+func TestFTPAborDuringTransfer(t *testing.T) {
+	l := newLab(t)
+	f, d := bigDownload(t, l, 32<<20)
+	f.check("426", "ABOR", f.cmd("\xff\xf4\xff\xf2ABOR"))
+	f.check("226", "ABOR", f.read("ABOR"))
+	d.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.Copy(io.Discard, d); err != nil || n >= 32<<20 {
+		t.Errorf("after ABOR the data connection gave %d of %d bytes (%v), want it closed before the end", n, 32<<20, err)
+	}
+	// The session goes on: another command, another transfer.
+	f.want("257", "PWD")
+	if got := f.get(l.fe, "RETR /app1/hostingstart.html"); !strings.Contains(got, "up and running") {
+		t.Errorf("RETR after an aborted one = %q", got)
+	}
+	f.want("225", "ABOR") // nothing to abort now
+}
+
+// A client that closes its control connection mid-transfer ends the
+// transfer: the front-end closes the data connection rather than hold it,
+// its goroutine and descriptors until dataTimeout. The client reads the
+// data slowly, 64 KiB each 10 ms (5 s for the file), so that the transfer
+// would end by itself only if the front-end went on with it.
+func TestFTPTransferEndsWithItsControlConnection(t *testing.T) {
+	l := newLab(t)
+	const size = 32 << 20
+	f, d := bigDownload(t, l, size)
+	f.c.Close()
+	d.SetDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 64<<10)
+	n := 0
+	var err error
+	for err == nil && n < size {
+		var m int
+		m, err = d.Read(buf)
+		n += m
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n >= size || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("with the control connection closed, the data connection gave %d of %d bytes (%v), want it closed before the end", n, size, err)
 	}
 }
