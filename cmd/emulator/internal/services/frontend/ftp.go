@@ -728,8 +728,11 @@ type dirEntry struct {
 
 // listed lists the directory a listing command (LIST, NLST, MLSD, STAT)
 // names, ls options ("LIST -al", which clients send) left out: there are
-// none to honour. p is the directory's path; ok is false if it is none.
-func (fs *ftpSession) listed(arg string) (p string, es []dirEntry, ok bool) {
+// none to honour. A file named where file is set lists as itself, as
+// RFC 959 has LIST, NLST and STAT do (`ls -l site.css` in lftp); MLSD
+// lists only a directory (RFC 3659 7.2). p is the path; ok is false if
+// it names nothing listable.
+func (fs *ftpSession) listed(arg string, file bool) (p string, es []dirEntry, ok bool) {
 	if strings.HasPrefix(arg, "-") {
 		_, arg, _ = strings.Cut(arg, " ")
 	}
@@ -745,6 +748,12 @@ func (fs *ftpSession) listed(arg string) (p string, es []dirEntry, ok bool) {
 		return p, es, true
 	}
 	files, err := fs.site.files.List(app, rel)
+	if errors.Is(err, wwwroot.ErrNotFolder) && file {
+		// Deleted since, it is not found (err stays).
+		if f, ok := fs.site.files.Get(app, rel); ok {
+			files, err = []*wwwroot.File{f}, nil
+		}
+	}
 	if err != nil {
 		return p, nil, false
 	}
@@ -758,7 +767,7 @@ func (fs *ftpSession) listed(arg string) (p string, es []dirEntry, ok bool) {
 // connection.
 func (fs *ftpSession) list(cmd, arg string) {
 	fs.rest = 0
-	p, es, ok := fs.listed(arg)
+	p, es, ok := fs.listed(arg, cmd != "MLSD")
 	if !ok {
 		// RFC 3659 7.2: MLSD names a directory, and only one.
 		fs.reply(550, "%s: no such directory.", printable(p))
@@ -832,9 +841,9 @@ func (fs *ftpSession) stat(arg string) {
 		}, "End of status")
 		return
 	}
-	p, es, ok := fs.listed(arg)
+	p, es, ok := fs.listed(arg, true)
 	if !ok {
-		fs.reply(550, "%s: no such directory.", printable(p))
+		fs.reply(550, "%s: no such file or directory.", printable(p))
 		return
 	}
 	var lines []string

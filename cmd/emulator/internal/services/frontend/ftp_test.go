@@ -832,3 +832,22 @@ func TestFTPTransferEndsWithItsControlConnection(t *testing.T) {
 		t.Errorf("with the control connection closed, the data connection gave %d of %d bytes (%v), want it closed before the end", n, size, err)
 	}
 }
+
+// LIST, NLST and STAT of a file list that file (RFC 959), as lftp's
+// `ls -l FILE` asks; MLSD lists only a directory (RFC 3659 7.2).
+func TestFTPListsAFile(t *testing.T) {
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	if got := f.get(l.fe, "LIST /app1/hostingstart.html"); !regexp.MustCompile(`^-rw-r--r-- .* hostingstart\.html\r\n$`).MatchString(got) {
+		t.Errorf("LIST /app1/hostingstart.html = %q, want that file's line alone", got)
+	}
+	f.want("250", "CWD app1")
+	if got := f.get(l.fe, "NLST HostingStart.html"); got != "hostingstart.html\r\n" {
+		t.Errorf("NLST HostingStart.html = %q, want the file's name", got)
+	}
+	if r := f.want("213", "STAT hostingstart.html"); !strings.Contains(r, " hostingstart.html\r\n") {
+		t.Errorf("STAT hostingstart.html = %q, want the file's line", r)
+	}
+	f.want("550", "MLSD hostingstart.html")
+	f.want("550", "LIST none.html")
+}
