@@ -43,8 +43,6 @@ const (
 	// before login: long enough to type USER into nc, short enough that a
 	// port scan does not leave connections behind for long.
 	loginTimeout = 30 * time.Second
-	// idleTimeout ends a logged-in session nobody uses.
-	idleTimeout = 5 * time.Minute
 	// dataWait is how long a transfer waits for the client's data
 	// connection: the one thing that never comes when an NSG lets 21 in
 	// and keeps 10001-10020 out.
@@ -60,6 +58,9 @@ const (
 	// does not hold a session forever.
 	dataTimeout = 2 * time.Minute
 )
+
+// idleTimeout ends a logged-in session nobody uses. A variable for tests.
+var idleTimeout = 5 * time.Minute
 
 // FTPSite is what the front-ends of one ASE share for FTP: its content,
 // which the ASE's workers serve too, and its passive sessions. Give one to
@@ -657,6 +658,10 @@ func (fs *ftpSession) transfer(f func(c net.Conn) (int, string)) {
 // leaving fs.r as it was, and reports whether the client aborted.
 func (fs *ftpSession) watchControl(d net.Conn) (stop func() (aborted bool)) {
 	var stopping, aborted atomic.Bool
+	// The loop's deadline for the next command is not the transfer's,
+	// which dataTimeout bounds on d: a client that waited minutes before
+	// RETR would otherwise see the transfer cut at it.
+	fs.c.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -851,3 +851,40 @@ func TestFTPListsAFile(t *testing.T) {
 	f.want("550", "MLSD hostingstart.html")
 	f.want("550", "LIST none.html")
 }
+
+// A transfer's time is bounded by dataTimeout, not by what was left of
+// the idle time the session had when its command came: a client that
+// waited before RETR, then read slowly, had its download cut at the
+// session's idle deadline.
+func TestFTPTransferOutlastsTheIdleDeadline(t *testing.T) {
+	// Put back after the lab's cleanup, whose sessions read it.
+	old := idleTimeout
+	t.Cleanup(func() { idleTimeout = old })
+	idleTimeout = time.Second
+	l := newLab(t)
+	f := loginFTP(t, l.fe.Addr("tcp", FTPPort))
+	f.want("200", "TYPE I")
+	const size = 4 << 20
+	if r := f.put(l.fe, "/app1/big.bin", make([]byte, size)); !strings.HasPrefix(r, "226 ") {
+		t.Fatalf("STOR of %d bytes: %q", size, r)
+	}
+	d := f.epsv(l.fe)
+	defer d.Close()
+	time.Sleep(700 * time.Millisecond) // most of the idle second gone
+	f.want("150", "RETR /app1/big.bin")
+	// 64 KiB each 40 ms: 2.6 s for the file, past the idle deadline.
+	d.SetDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 64<<10)
+	n := 0
+	var err error
+	for err == nil {
+		var m int
+		m, err = io.ReadFull(d, buf)
+		n += m
+		time.Sleep(40 * time.Millisecond)
+	}
+	if n != size {
+		t.Errorf("a slow download begun near the session's idle deadline gave %d of %d bytes (%v)", n, size, err)
+	}
+	f.check("226", "RETR", f.read("RETR"))
+}
