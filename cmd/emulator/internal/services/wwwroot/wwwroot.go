@@ -283,14 +283,21 @@ func (s *Store) Writable(app, p string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, err := s.parent(app, names)
-	if err != nil {
-		return err
+	_, _, err = s.slot(app, names)
+	return err
+}
+
+// slot returns the folder a file at names goes into and the node there
+// now (nil if none), or why no file can go there: no such folder, or a
+// folder of that name; mu held.
+func (s *Store) slot(app string, names []string) (d, old *node, err error) {
+	if d, err = s.parent(app, names); err != nil {
+		return nil, nil, err
 	}
-	if old := d.kids[key(names[len(names)-1])]; old != nil && old.kids != nil {
-		return ErrIsFolder
+	if old = d.kids[key(names[len(names)-1])]; old != nil && old.kids != nil {
+		return nil, nil, ErrIsFolder
 	}
-	return nil
+	return d, old, nil
 }
 
 // Put reads r to its end and stores it as app's file at p, in place of any
@@ -369,15 +376,12 @@ func (s *Store) write(app, p string, prefix []byte, r io.Reader) (*File, error) 
 	defer s.mu.Unlock()
 	// The folder may have gone, or the name become a folder, while
 	// the bytes came.
-	d, err := s.parent(app, names)
-	if err == nil && d.kids[key(name)] != nil && d.kids[key(name)].kids != nil {
-		err = ErrIsFolder
-	}
+	d, old, err := s.slot(app, names)
 	if err != nil {
 		s.used -= cost(name, len(data))
 		return nil, err
 	}
-	if old := d.kids[key(name)]; old != nil {
+	if old != nil {
 		s.used -= cost(old.f.Name, len(old.f.Data))
 		// Written over, as Windows writes over a file: its name keeps
 		// the case it had.
