@@ -166,7 +166,6 @@ func startLab(name string, topo *topology.Topology, source string, opt upOptions
 	}
 	l := &runningLab{name: name, topo: topo, state: st, lock: lock, queues: queues, busyPoll: opt.busyPoll, epoll: opt.epoll}
 	l.setReserve()
-	netx.SetExempt(topology.PlatformAddr) // the load balancer's probes (F15)
 	if metrics != nil {
 		l.serveMetrics(metrics)
 	}

@@ -26,10 +26,9 @@ import (
 // ASE's connections before its SNAT ports ran out, and the lab teach the
 // wrong limit.
 var budget struct {
-	reserve atomic.Int64               // descriptors kept back for the rest of the process: SetReserve
-	held    atomic.Int64               // connections accepted and not yet closed
-	refused atomic.Uint64              // connections closed at once, past the budget
-	exempt  atomic.Pointer[netip.Addr] // a client never refused: SetExempt
+	reserve atomic.Int64  // descriptors kept back for the rest of the process: SetReserve
+	held    atomic.Int64  // connections accepted and not yet closed
+	refused atomic.Uint64 // connections closed at once, past the budget
 	// where a connection was dialled from, before NAT: SetOrigin (exempt.go)
 	origin atomic.Pointer[func(remote, local netip.AddrPort) netip.AddrPort]
 }
@@ -37,14 +36,6 @@ var budget struct {
 // SetReserve keeps n descriptors of the process's limit back from the
 // services' connections: what the lab's dataplane and control need.
 func SetReserve(n int) { budget.reserve.Store(int64(n)) }
-
-// SetExempt has connections from a served whatever the budget: they count
-// in it, but are never refused. For Azure's platform address, whose load
-// balancer probes (F15) a spent budget would otherwise refuse: every
-// front-end would leave rotation, and every VIP of the lab go dark, because
-// one client held its connections (TestServicesLeaveDescriptorsToTheLab).
-// The probes are one short connection a front-end a second.
-func SetExempt(a netip.Addr) { budget.exempt.Store(&a) }
 
 // nofile is the descriptor limit in force: the soft RLIMIT_NOFILE, which
 // Go's syscall package raises to the hard one at start (syscall/rlimit.go). It is read at each accept, not once, so
@@ -95,16 +86,6 @@ func take(c net.Conn) bool {
 }
 
 func release() { budget.held.Add(-1) }
-
-// exempt reports whether c is served past the budget: it comes from the
-// exempt client, or was dialled through Exempt. Only the refusal path
-// asks, so the lookups this takes cost nothing while the budget lasts.
-func exempt(c net.Conn) bool {
-	if a := budget.exempt.Load(); a != nil && AddrPort(c.RemoteAddr()).Addr() == *a {
-		return true
-	}
-	return dialledExempt(c)
-}
 
 // Budgeted returns l with its accepted connections in the budget, as
 // Serve's and ServeHTTP's are: for a server with its own accept loop, such

@@ -12,9 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The lab's own checks of its services, an ASE's dependency checks (F16),
-// land on the same budgeted listeners as a client's load, and after SNAT
-// (F3) come from the same VIP: no source address tells them apart. With
+// The lab's own checks of its services, the load balancer's probes (F15)
+// and an ASE's dependency checks (F16), land on the same budgeted
+// listeners as a client's load, and the dependency checks, after SNAT
+// (F3), come from the same VIP: no source address tells them apart. With
 // the budget spent by a client, they were refused, and every ASE turned
 // Unhealthy: the emulator's own shortage of descriptors shown as a
 // failure of Azure's. So a check dials through Exempt, which records its
@@ -75,9 +76,10 @@ func SetOrigin(origin func(remote, local netip.AddrPort) netip.AddrPort) {
 	budget.origin.Store(&origin)
 }
 
-// dialledExempt reports whether c, an accepted connection, was dialled
-// through Exempt.
-func dialledExempt(c net.Conn) bool {
+// exempt reports whether c, an accepted connection, was dialled through
+// Exempt, and so is served past the budget. Only the refusal path asks,
+// so the lookup costs nothing while the budget lasts.
+func exempt(c net.Conn) bool {
 	from := AddrPort(c.RemoteAddr())
 	if o := budget.origin.Load(); o != nil {
 		from = (*o)(from, AddrPort(c.LocalAddr()))
