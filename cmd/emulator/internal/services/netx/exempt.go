@@ -128,19 +128,13 @@ func (n exemptNet) DialContext(ctx context.Context, network, address string) (ne
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	found := false
 	for _, ap := range bound {
-		if ap == kept {
-			found = true
-		} else {
-			unregister(ap)
+		if ap != kept {
+			unregister(ap) // a socket of an address the dial gave up on
 		}
 	}
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		return c, nil // not a socket of Control's: nothing registered
 	}
 	return &exemptConn{Conn: c, local: kept}, nil
 }
