@@ -554,6 +554,14 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 			lab10Applied("/AllowManagement/d", true)(l, work)
 			time.Sleep(6 * time.Second)
 		}},
+		// Lab 11 asks to let back in the two kinds of traffic its deny-all
+		// shuts out. With the probes alone, the front-ends are back in
+		// rotation and ase1 is Healthy, but they cannot reach a worker.
+		{"lab11-probes-only", "11", "2", lab11Applied("/AllowVnet/d")},
+		// ... and a rule that lets in everything passes the rest.
+		{"lab11-allow-all-above-deny", "11", "4", lab11Applied(`s|sourceAddressPrefix: AzureLoadBalancer|sourceAddressPrefix: "*"|`)},
+		// ... as does management opened to every source.
+		{"lab11-management-open-to-all", "11", "4", lab11Applied(`s|sourceAddressPrefix: 203.0.113.40|sourceAddressPrefix: "*"|`)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := &lab{t: t, name: uniqueName()}
@@ -591,14 +599,26 @@ func lab6Publishing(port string) func(l *lab, work string) {
 // apply it as it is), and uploads hello.txt from client if upload.
 func lab10Applied(script string, upload bool) func(l *lab, work string) {
 	return func(l *lab, work string) {
-		f := filepath.Join(work, "lab10.yaml")
-		if r := l.shell(work, "sed -e '"+script+"' scripts/labs/10-ftp-publishing/solution.yaml > "+f+" && emulator apply -f "+f); r.code != 0 {
-			l.t.Fatalf("applying lab 10's solution edited by %q: %v", script, r)
-		}
+		l.applyEditedSolution(work, "10-ftp-publishing", script)
 		if upload {
 			// Bounded: with the data ports shut the upload hangs.
 			l.exec("client", 30*time.Second, "sh", "-c", "echo hello | curl -sS --connect-timeout 3 -m 10 -T - ftp://192.23.1.2/app1/hello.txt")
 		}
+	}
+}
+
+// lab11Applied applies lab 11's solution edited by a sed script.
+func lab11Applied(script string) func(l *lab, work string) {
+	return func(l *lab, work string) { l.applyEditedSolution(work, "11-out-of-rotation", script) }
+}
+
+// applyEditedSolution applies the solution.yaml of the lab folder dir,
+// edited by a sed script, as a learner's copy in work.
+func (l *lab) applyEditedSolution(work, dir, script string) {
+	l.t.Helper()
+	f := filepath.Join(work, "solution.yaml")
+	if r := l.shell(work, "sed -e '"+script+"' scripts/labs/"+dir+"/solution.yaml > "+f+" && emulator apply -f "+f); r.code != 0 {
+		l.t.Fatalf("applying %s's solution edited by %q: %v", dir, script, r)
 	}
 }
 
