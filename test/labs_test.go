@@ -562,6 +562,25 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 		{"lab11-allow-all-above-deny", "11", "4", lab11Applied(`s|sourceAddressPrefix: AzureLoadBalancer|sourceAddressPrefix: "*"|`)},
 		// ... as does management opened to every source.
 		{"lab11-management-open-to-all", "11", "4", lab11Applied(`s|sourceAddressPrefix: 203.0.113.40|sourceAddressPrefix: "*"|`)},
+		// Lab 12 asks to fix each flow in the NSG that denies it, keeping
+		// both: taking both NSGs off lets ase1 in and db1 out, and ase2 in.
+		{"lab12-nsgs-removed", "12", "3", lab12Applied("/networkSecurityGroup: /d")},
+		// ... and so does opening db1's NIC NSG to every source, which
+		// vm-nsg's admitting ase2-subnet leaves ase2 through.
+		{"lab12-nic-open-to-all", "12", "3", lab12Applied(`s|sourceAddressPrefix: 10.0.1.0/26,|sourceAddressPrefix: "*",|`)},
+		// Taking db1-nsg off db1 and narrowing vm-nsg to ase1's subnet
+		// keeps ase2 out with one NSG on the path, not two.
+		{"lab12-nic-nsg-removed", "12", "4", lab12Applied(`/networkSecurityGroup: db1-nsg/d; s|\[10.0.1.0/26, 10.0.3.0/26\]|[10.0.1.0/26]|`)},
+		// db1-nsg admitting one worker's address, not ase1's subnet.
+		{"lab12-nic-one-worker", "12", "2", lab12Applied(`s|sourceAddressPrefix: 10.0.1.0/26,|sourceAddressPrefix: 10.0.1.6/32,|`)},
+		// Taking vm-nsg off vm-subnet lets the backup out through the
+		// NIC's NSG alone.
+		{"lab12-subnet-nsg-removed", "12", "6", lab12Applied("/networkSecurityGroup: vm-nsg/d")},
+		// Letting db1 out to the whole Internet on 443, not to Azure
+		// Storage: echo serves no HTTPS, ase2's VIP does.
+		{"lab12-backup-to-internet", "12", "7", lab12Applied(`s|destinationAddressPrefix: 203.0.113.30|destinationAddressPrefix: Internet|`)},
+		// ... or dropping vm-nsg's DenyInternetOut.
+		{"lab12-internet-out-allowed", "12", "7", lab12Applied("/DenyInternetOut/d")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := &lab{t: t, name: uniqueName()}
@@ -610,6 +629,11 @@ func lab10Applied(script string, upload bool) func(l *lab, work string) {
 // lab11Applied applies lab 11's solution edited by a sed script.
 func lab11Applied(script string) func(l *lab, work string) {
 	return func(l *lab, work string) { l.applyEditedSolution(work, "11-out-of-rotation", script) }
+}
+
+// lab12Applied applies lab 12's solution edited by a sed script.
+func lab12Applied(script string) func(l *lab, work string) {
+	return func(l *lab, work string) { l.applyEditedSolution(work, "12-two-nsgs", script) }
 }
 
 // applyEditedSolution applies the solution.yaml of the lab folder dir,
