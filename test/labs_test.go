@@ -593,8 +593,14 @@ func TestLabChecksWantTheLesson(t *testing.T) {
 			if c.step != "" {
 				args = append(args, c.step)
 			}
-			if r := emu(t, args...); r.code == 0 {
-				t.Errorf("lab check %s %s passed, though the learner did not do what it teaches: %v", c.lab, c.step, r)
+			// A step not done: exit 1 and its ✗. A usage error (2) or
+			// another step's ✗ would pass a case that tests nothing.
+			want := "✗ " + c.step + ". "
+			if c.step == "" {
+				want = "✗ "
+			}
+			if r := emu(t, args...); r.code != 1 || !strings.Contains(r.stdout, want) {
+				t.Errorf("lab check %s %s should fail with %q, though the learner did not do what it teaches: %v", c.lab, c.step, want, r)
 			}
 		})
 	}
