@@ -51,7 +51,8 @@ bench-smoke:
 # Fuzz targets as package:target; go test -fuzz takes one target of one
 # package per run. RELIABILITY.md says what each checks.
 FUZZ_TARGETS = ./dataplane/header:FuzzParseIPv4 ./dataplane:FuzzForward ./nat:FuzzTranslate \
-	./nat:FuzzTranslateICMPError ./dataplane/nsg:FuzzCheck ./topology:FuzzParse
+	./nat:FuzzTranslateICMPError ./dataplane/nsg:FuzzCheck ./topology:FuzzParse \
+	./cmd/emulator/internal/services/frontend:FuzzFTPSession
 FUZZTIME ?= 5m
 
 # Each fuzz target for 10 s, so none can rot; `make fuzz` hunts.

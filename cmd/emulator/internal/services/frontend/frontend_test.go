@@ -31,7 +31,7 @@ type lab struct {
 	srv  *Server
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	l := &lab{topo: topology.Default(), reg: netx.NewRegistry()}
 	for _, name := range []string{"ase1-w1", "ase1-w2"} {
@@ -52,7 +52,7 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-func (l *lab) startWorker(t *testing.T, w *topology.Node) {
+func (l *lab) startWorker(t testing.TB, w *topology.Node) {
 	t.Helper()
 	s, err := app.Start(l.reg.Node(w.Name, w.Addr.String()), app.ConfigFor(w))
 	if err != nil {
