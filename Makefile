@@ -52,7 +52,7 @@ bench-smoke:
 # package per run. RELIABILITY.md says what each checks.
 FUZZ_TARGETS = ./dataplane/header:FuzzParseIPv4 ./dataplane:FuzzForward ./nat:FuzzTranslate \
 	./nat:FuzzTranslateICMPError ./dataplane/nsg:FuzzCheck ./topology:FuzzParse \
-	./cmd/emulator/internal/services/frontend:FuzzFTPSession
+	./cmd/emulator/internal/services/frontend:FuzzFTPSession ./cmd/emulator/internal/services/dns:FuzzAnswer
 FUZZTIME ?= 5m
 
 # Each fuzz target for 10 s, so none can rot; `make fuzz` hunts.
