@@ -82,10 +82,12 @@ integration: build
 # capture, pool exhaustion), about 70 s with -race.
 RACE_RUN ?= .*
 RACE_SMOKE = TestOutboundThroughManyQueues|TestUDPThroughSNATInOrder|TestNSGApplyKeepsOpenSession|TestApplyScalesASE|TestSNATPoolExhaustion|TestCapture|TestObserveNSG|TestQueueFullDropsShown|TestMoveApp
+# The binary is named emulator, as the tests expect to read in the commands
+# its messages give ("emulator down --name ...").
 integration-race:
-	$(GO) build -race -o bin/emulator-race ./cmd/emulator
 	rm -rf bin/race && mkdir -p bin/race
-	GORACE=log_path=$(CURDIR)/bin/race/report EMULATOR=$(CURDIR)/bin/emulator-race \
+	$(GO) build -race -o bin/race/emulator ./cmd/emulator
+	GORACE=log_path=$(CURDIR)/bin/race/report EMULATOR=$(CURDIR)/bin/race/emulator \
 		$(GO) test -count=1 -p 1 -timeout 40m -run '^($(RACE_RUN))$$' ./test/...
 	@if ls bin/race/report.* >/dev/null 2>&1; then cat bin/race/report.*; exit 1; fi
 
