@@ -41,8 +41,8 @@ func FuzzFTPSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		s := &fuzzSession{t: t, c: c, r: bufio.NewReader(c), addr: l.fe}
-		if code := s.reply("banner"); code != 220 {
+		s := &fuzzSession{ftpClient: &ftpClient{t: t, c: c, r: bufio.NewReader(c)}, fe: l.fe}
+		if code := s.code("banner", s.read("banner")); code != 220 {
 			t.Fatalf("banner: code %d", code)
 		}
 		s.send("USER fuzz")
@@ -73,27 +73,23 @@ func FuzzFTPSession(f *testing.F) {
 // fuzzSession is FuzzFTPSession's client: it connects to each passive
 // port the server opens, and sends or reads the data of each transfer.
 type fuzzSession struct {
-	t    *testing.T
-	c    net.Conn
-	r    *bufio.Reader
-	addr *netx.Loopback
+	*ftpClient
+	fe   *netx.Loopback
 	data net.Conn // the open passive port's connection, for the next transfer
-	// lastReply is the last reply read, whole.
-	lastReply string
 }
 
 var pasvPort = regexp.MustCompile(`\((?:\|\|\|(\d+)\||\d+,\d+,\d+,\d+,(\d+),(\d+))\)`)
 
 // run sends one line and plays the client's part of what it starts.
 func (s *fuzzSession) run(line string) {
-	code := s.send(line)
-	switch {
-	case code == 227 || code == 229:
+	reply := s.cmd(line)
+	switch code := s.code(line, reply); code {
+	case 227, 229:
 		if s.data != nil {
 			s.data.Close()
 		}
-		s.data = s.dial(s.lastReply)
-	case code == 150:
+		s.data = s.dial(reply)
+	case 150:
 		d := s.data
 		s.data = nil
 		if d == nil {
@@ -106,10 +102,22 @@ func (s *fuzzSession) run(line string) {
 			io.Copy(io.Discard, d)
 		}
 		d.Close()
-		if code := s.reply(line + ", its end"); code != 226 && code != 426 && code/100 != 5 {
+		if code := s.code(line, s.read(line)); code != 226 && code != 426 && code/100 != 5 {
 			s.t.Fatalf("%q: the transfer ended with code %d", line, code)
 		}
 	}
+}
+
+// send sends a command line and returns its reply's code.
+func (s *fuzzSession) send(line string) int { return s.code(line, s.cmd(line)) }
+
+// code is a reply's code, which every reply must start with.
+func (s *fuzzSession) code(line, reply string) int {
+	code, err := strconv.Atoi(reply[:min(3, len(reply))])
+	if err != nil || code < 100 || code > 599 {
+		s.t.Fatalf("%q: reply %q has no code", line, reply)
+	}
+	return code
 }
 
 // dial connects to the passive port a 227 or 229 reply names.
@@ -124,44 +132,10 @@ func (s *fuzzSession) dial(reply string) net.Conn {
 		lo, _ := strconv.Atoi(m[3])
 		port = hi<<8 | lo
 	}
-	d, err := net.DialTimeout("tcp", s.addr.Addr("tcp", port), 5*time.Second)
+	d, err := net.DialTimeout("tcp", s.fe.Addr("tcp", port), 5*time.Second)
 	if err != nil {
 		s.t.Fatalf("passive port %d: %v", port, err)
 	}
 	d.SetDeadline(time.Now().Add(5 * time.Second))
 	return d
-}
-
-// send sends a command line and returns its reply's code.
-func (s *fuzzSession) send(line string) int {
-	s.c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(s.c, line+"\r\n"); err != nil {
-		s.t.Fatalf("%q: %v", line, err)
-	}
-	return s.reply(line)
-}
-
-// reply reads one reply, one line or several ("211-" ... "211 "), and
-// returns its code.
-func (s *fuzzSession) reply(what string) int {
-	s.c.SetDeadline(time.Now().Add(5 * time.Second))
-	var all string
-	for {
-		l, err := s.r.ReadString('\n')
-		all += l
-		if err != nil {
-			s.t.Fatalf("%q: reply %q: %v", what, all, err)
-		}
-		if len(all) < 4 {
-			s.t.Fatalf("%q: reply %q has no code", what, all)
-		}
-		code, err := strconv.Atoi(all[:3])
-		if err != nil || code < 100 || code > 599 {
-			s.t.Fatalf("%q: reply %q has no code", what, all)
-		}
-		if all[3] == ' ' || (all[3] == '-' && len(l) >= 4 && l[:3] == all[:3] && l[3] == ' ') {
-			s.lastReply = all
-			return code
-		}
-	}
 }
