@@ -174,7 +174,10 @@ func Start(n netx.Net, cfg Config) (*Server, error) {
 	s.g.OnClose(func() error { s.tr.CloseIdleConnections(); return nil })
 
 	s.g.ServeHTTP(httpL, &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}, false)
-	s.g.ServeHTTP(httpsL, &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, TLSConfig: s.tls}, true)
+	// A copy of its own: http.Server adds h2 and http/1.1 to its TLS
+	// configuration's ALPN as it starts, which FTPS, serving with s.tls
+	// meanwhile, must neither race with nor offer its clients.
+	s.g.ServeHTTP(httpsL, &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, TLSConfig: s.tls.Clone()}, true)
 	mgmt := http.HandlerFunc(s.management)
 	for _, l := range mgmtL {
 		s.g.ServeHTTP(l, &http.Server{Handler: mgmt, ReadHeaderTimeout: 10 * time.Second}, false)

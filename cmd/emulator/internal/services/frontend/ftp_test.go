@@ -428,6 +428,31 @@ func TestFTPSRefusals(t *testing.T) {
 	g.want("503", "PROT P")
 }
 
+// FTPS on 990 shares 443's certificate, not its ALPN: http.Server adds h2
+// and http/1.1 to the TLS configuration it serves with as it starts, and
+// FTPS on that same configuration agreed to speak HTTP/2 to a client that
+// offered it, while the two raced (go test -race caught it in CI).
+func TestFTPSOffersNoHTTPProtocol(t *testing.T) {
+	l := newLab(t)
+	// An HTTPS request first: 443's server has started, and set up its
+	// TLS configuration.
+	if resp, _ := l.get(t, "https", HTTPSPort, "app1."+suffix); resp.StatusCode != 200 {
+		t.Fatalf("HTTPS to app1: %s", resp.Status)
+	}
+	cfg := ftpsConfig()
+	cfg.NextProtos = []string{"h2", "http/1.1", "ftp"}
+	c, err := tls.Dial("tcp", l.fe.Addr("tcp", FTPSPort), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != "" {
+		t.Errorf("FTPS agreed to ALPN %q, want none", p)
+	}
+	f := &ftpClient{t: t, c: c, r: bufio.NewReader(c)}
+	f.read("the banner")
+}
+
 // Explicit FTPS: AUTH TLS on 21 turns the control connection into TLS,
 // after which the session is FTPS's.
 func TestFTPAuthTLS(t *testing.T) {
