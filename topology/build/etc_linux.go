@@ -55,10 +55,21 @@ func RemoveEtc(name string) error {
 // MkdirAll is os.MkdirAll for a directory whose parent the last lab's
 // teardown removes once it is empty (EtcDir, the labs' state directory):
 // when the parent goes between MkdirAll making it and making dir, it tries
-// again.
+// again. So it does when another lab made the parent just before this one
+// tried to (EEXIST) and a teardown removed it before os.MkdirAll looked
+// again: os.MkdirAll then fails with "file exists" for a parent that is
+// not there (TestMkdirAllBesideTeardowns).
 func MkdirAll(dir string, perm os.FileMode) error {
 	for range 100 {
-		if err := os.MkdirAll(dir, perm); !errors.Is(err, fs.ErrNotExist) {
+		err := os.MkdirAll(dir, perm)
+		var pe *fs.PathError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, fs.ErrExist) && errors.As(err, &pe):
+			if fi, serr := os.Lstat(pe.Path); serr == nil && !fi.IsDir() {
+				return err // a file where a directory goes
+			}
+		default:
 			return err
 		}
 	}
