@@ -233,10 +233,9 @@ func (s *Store) Mkdir(app, p string) (*File, error) {
 	if d.kids[key(name)] != nil {
 		return nil, ErrExists
 	}
-	if s.used+cost(name, 0) > Limit {
+	if !s.take(cost(name, 0)) {
 		return nil, ErrFull
 	}
-	s.used += cost(name, 0)
 	f := &File{Name: name, Mod: time.Now().UTC(), Dir: true}
 	d.kids[key(name)] = &node{f: f, kids: map[string]*node{}}
 	return f, nil
@@ -431,11 +430,9 @@ func (s *Store) Rename(app, from, to string) (*File, error) {
 	}
 	// A longer name costs more: the rename must stay within Limit as
 	// an upload does.
-	grow := cost(name, 0) - cost(n.f.Name, 0)
-	if s.used+grow > Limit {
+	if !s.take(cost(name, 0) - cost(n.f.Name, 0)) {
 		return nil, ErrFull
 	}
-	s.used += grow
 	f := &File{Name: name, Data: n.f.Data, Mod: n.f.Mod, Dir: n.f.Dir}
 	up, _ := s.parent(app, fn)
 	delete(up.kids, key(n.f.Name))
@@ -473,6 +470,11 @@ func cost(name string, size int) int { return fileCost + len(name) + size }
 func (s *Store) reserve(n int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.take(n)
+}
+
+// take is reserve with mu held: the one place Limit is checked.
+func (s *Store) take(n int) bool {
 	if s.used+n > Limit {
 		return false
 	}
