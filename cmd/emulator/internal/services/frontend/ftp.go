@@ -383,14 +383,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 	case "MKD", "XMKD":
 		fs.mkdir(arg)
 	case "RMD", "XRMD":
-		app, rel, ok := fs.file(arg)
-		if !ok {
-			fs.reply(550, "%s: not a folder in an app's directory; / and its apps' directories stay.", printable(arg))
-		} else if err := fs.site.files.Rmdir(app, rel); err != nil {
-			fs.refuse(arg, err)
-		} else {
-			fs.reply(250, "%s removed.", printable(arg))
-		}
+		fs.remove(arg, fs.site.files.Rmdir, "not a folder in an app's directory; / and its apps' directories stay", "removed")
 	case "ALLO":
 		fs.reply(202, "No storage to allocate: uploads go to memory as they come.")
 	case "ABOR":
@@ -405,14 +398,7 @@ func (fs *ftpSession) command(cmd, arg string) bool {
 			fs.reply(225, "No transfer to abort.")
 		}
 	case "DELE":
-		app, rel, ok := fs.file(arg)
-		if !ok {
-			fs.reply(550, "%s: no such file.", printable(arg))
-		} else if err := fs.site.files.Delete(app, rel); err != nil {
-			fs.refuse(arg, err)
-		} else {
-			fs.reply(250, "%s deleted.", printable(arg))
-		}
+		fs.remove(arg, fs.site.files.Delete, "no such file", "deleted")
 	default:
 		fs.reply(502, "%s is not implemented.", cmd)
 	}
@@ -554,17 +540,41 @@ func (fs *ftpSession) mkdir(arg string) {
 	fs.reply(257, "%s created.", quote("/"+app+"/"+rel))
 }
 
-// refuse answers a Store's refusal to act on p: 553 for a path it does
-// not take, 552 past its limit, 550 for what is or is not there.
+// remove runs del, a Store's Delete or Rmdir, on the file or folder at
+// arg, and replies: 250 and done, notThere for a path outside an app's
+// directory, or the Store's refusal.
+func (fs *ftpSession) remove(arg string, del func(app, rel string) error, notThere, done string) {
+	app, rel, ok := fs.file(arg)
+	if !ok {
+		fs.reply(550, "%s: %s.", printable(arg), notThere)
+	} else if err := del(app, rel); err != nil {
+		fs.refuse(arg, err)
+	} else {
+		fs.reply(250, "%s %s.", printable(arg), done)
+	}
+}
+
+// refuse answers a Store's refusal to act on p (refusal).
 func (fs *ftpSession) refuse(p string, err error) {
-	code := 550
+	fs.reply(refusal(err), "%s: %v.", printable(p), err)
+}
+
+// refusal is the reply code of a Store's error: 553 for a path it does
+// not take, 552 past its limit, 550 for what is or is not there.
+func refusal(err error) int {
 	switch {
 	case errors.Is(err, wwwroot.ErrBadPath):
-		code = 553
+		return 553
 	case errors.Is(err, wwwroot.ErrFull):
-		code = 552
+		return 552
 	}
-	fs.reply(code, "%s: %v.", printable(p), err)
+	return 550
+}
+
+// stored is the path a file or folder the Store wrote at rel now has: its
+// folders as given, its own name in the case the Store kept.
+func stored(app, rel string, f *wwwroot.File) string {
+	return printable(path.Join("/"+app, path.Dir(rel), f.Name))
 }
 
 // quote is p as RFC 959's 257 replies quote a path: in double quotes,
@@ -950,13 +960,10 @@ func (fs *ftpSession) stor(cmd, arg string) {
 		} else {
 			f, err = fs.site.files.Put(app, name, d)
 		}
-		switch {
-		case errors.Is(err, wwwroot.ErrFull):
-			return 552, "Upload not stored: " + err.Error() + "."
-		case err != nil:
-			return 550, "Upload not stored: " + err.Error() + "."
+		if err != nil {
+			return refusal(err), "Upload not stored: " + err.Error() + "."
 		}
-		return 226, fmt.Sprintf("Stored %d bytes as %s.", len(f.Data), printable(path.Join("/"+app, path.Dir(name), f.Name)))
+		return 226, fmt.Sprintf("Stored %d bytes as %s.", len(f.Data), stored(app, name, f))
 	})
 }
 
@@ -987,6 +994,6 @@ func (fs *ftpSession) rename(arg string) {
 	case err != nil:
 		fs.refuse(arg, err)
 	default:
-		fs.reply(250, "Renamed %s to %s.", printable(from), printable(path.Join("/"+app, path.Dir(rel), f.Name)))
+		fs.reply(250, "Renamed %s to %s.", printable(from), stored(app, rel, f))
 	}
 }
