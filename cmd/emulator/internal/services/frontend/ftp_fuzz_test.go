@@ -1,7 +1,6 @@
 package frontend
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"regexp"
@@ -36,17 +35,7 @@ func FuzzFTPSession(f *testing.F) {
 		if len(lines) > 24 {
 			lines = lines[:24]
 		}
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		s := &fuzzSession{ftpClient: &ftpClient{t: t, c: c, r: bufio.NewReader(c)}, fe: l.fe}
-		if code := s.code("banner", s.read("banner")); code != 220 {
-			t.Fatalf("banner: code %d", code)
-		}
-		s.send("USER fuzz")
-		s.send("PASS fuzz")
+		s := &fuzzSession{ftpClient: loginFTP(t, addr), fe: l.fe}
 		for _, line := range lines {
 			line = strings.TrimRight(line, "\r")
 			cmd, _, _ := strings.Cut(line, " ")
@@ -61,12 +50,8 @@ func FuzzFTPSession(f *testing.F) {
 			}
 			s.run(line)
 		}
-		if code := s.send("NOOP"); code != 200 {
-			t.Fatalf("NOOP after the script: code %d", code)
-		}
-		if code := s.send("QUIT"); code != 221 {
-			t.Fatalf("QUIT: code %d", code)
-		}
+		s.want("200", "NOOP")
+		s.want("221", "QUIT")
 	})
 }
 
@@ -107,9 +92,6 @@ func (s *fuzzSession) run(line string) {
 		}
 	}
 }
-
-// send sends a command line and returns its reply's code.
-func (s *fuzzSession) send(line string) int { return s.code(line, s.cmd(line)) }
 
 // code is a reply's code, which every reply must start with.
 func (s *fuzzSession) code(line, reply string) int {
