@@ -249,3 +249,36 @@ func TestNSGRuns(t *testing.T) {
 		}
 	}
 }
+
+// snmpCounter reads a counter from the second line of its protocol, by
+// the first line's names, and not another protocol's of the same name.
+func TestSNMPCounter(t *testing.T) {
+	const snmp = `Ip: Forwarding DefaultTTL InReceives
+Ip: 1 64 100
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors
+Udp: 931638 0 2068836 12 2068836 0
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors
+UdpLite: 0 0 0 0 7 0
+`
+	cases := []struct {
+		proto, name string
+		want        uint64
+		ok          bool
+	}{
+		{"Udp", "RcvbufErrors", 2068836, true},
+		{"Udp", "InDatagrams", 931638, true},
+		{"UdpLite", "RcvbufErrors", 7, true},
+		{"Ip", "InReceives", 100, true},
+		{"Udp", "NoSuchCounter", 0, false},
+		{"Tcp", "RcvbufErrors", 0, false},
+	}
+	for _, c := range cases {
+		got, ok := snmpCounter([]byte(snmp), c.proto, c.name)
+		if got != c.want || ok != c.ok {
+			t.Errorf("snmpCounter(%s, %s) = %d, %v; want %d, %v", c.proto, c.name, got, ok, c.want, c.ok)
+		}
+	}
+	if _, ok := snmpCounter([]byte("Udp: InDatagrams RcvbufErrors\nUdp: 5\n"), "Udp", "RcvbufErrors"); ok {
+		t.Error("snmpCounter of a values line too short: ok")
+	}
+}

@@ -377,7 +377,7 @@ func settle() { time.Sleep(300 * time.Millisecond) }
 // measureUDP tries each sender count; the best delivered rate is the path's.
 func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 	nan := math.NaN()
-	best := udpResult{offeredPPS: nan, deliveredPPS: nan, loss: nan, clientDrop: nan}
+	best := udpResult{offeredPPS: nan, deliveredPPS: nan, loss: nan, clientDrop: nan, serverDrop: nan}
 	var uerr error
 	for i, n := range cfg.udpSenders {
 		if i > 0 {
@@ -388,7 +388,7 @@ func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 			uerr = err
 			continue
 		}
-		logf("bench:   UDP 64 B, %d senders: %.0f kpps delivered of %.0f sent (loss %.1f%%, %.1f%% at the client's interface)", n, u.deliveredPPS/1e3, u.offeredPPS/1e3, u.loss*100, u.clientDrop*100)
+		logf("bench:   UDP 64 B, %d senders: %.0f kpps delivered of %.0f sent (loss %.1f%%: %.1f%% at the client's interface, %.1f%% at the server's socket)", n, u.deliveredPPS/1e3, u.offeredPPS/1e3, u.loss*100, u.clientDrop*100, u.serverDrop*100)
 		res.set(p.name, fmt.Sprintf("udp_pps_%d", n), round, u.deliveredPPS/1e3)
 		if math.IsNaN(best.deliveredPPS) || u.deliveredPPS > best.deliveredPPS {
 			best = u
@@ -401,8 +401,9 @@ func measureUDP(cfg *config, res *results, p *path, round int, self string) {
 	record(res, p, round, "udp_offered", best.offeredPPS/1e3, uerr)
 	record(res, p, round, "udp_loss", best.loss*100, uerr)
 	record(res, p, round, "udp_client_drop", best.clientDrop*100, uerr)
+	record(res, p, round, "udp_server_drop", best.serverDrop*100, uerr)
 	record(res, p, round, "udp_senders", float64(best.senders), uerr)
-	recordDataplane(res, p, round, "udp_dp", best.dpSecs, best.delivered, uerr)
+	recordDataplane(res, p, round, "udp_dp", best.dpSecs, best.reached, uerr)
 }
 
 // nsgRuns is the order of the NSG comparison's new-connection runs in a

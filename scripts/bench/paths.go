@@ -373,12 +373,17 @@ func (p *path) tcpThroughput(cfg *config, streams int) (gbps float64, cpu cpuSam
 // udpResult is one UDP measurement. clientDrop is the share of what was
 // sent that the client's own interface dropped (its tx_dropped): on the
 // emulator path, datagrams the dataplane had not read before its queue
-// filled. delivered counts the datagrams that reached the sink, and dpSecs
-// is the dataplane's CPU time meanwhile (NaN on a path without one).
+// filled. serverDrop is the share the server's stack dropped because the
+// sink's socket buffer was full (UDP's RcvbufErrors in its namespace):
+// datagrams the path carried all the way, which the sink had no CPU to
+// read in time. delivered counts the datagrams that reached the sink,
+// reached those that reached the server's stack (delivered or dropped
+// there), and dpSecs is the dataplane's CPU time meanwhile (NaN on a path
+// without one).
 type udpResult struct {
-	offeredPPS, deliveredPPS, loss, clientDrop float64
-	delivered, dpSecs                          float64
-	senders                                    int
+	offeredPPS, deliveredPPS, loss, clientDrop, serverDrop float64
+	delivered, reached, dpSecs                             float64
+	senders                                                int
 }
 
 // udp sends 64-byte datagrams from senders sockets (one thread each) for
@@ -391,6 +396,10 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 	}
 	defer sink.kill()
 	dropped0, err := txDropped(p.client)
+	if err != nil {
+		return udpResult{}, err
+	}
+	full0, err := udpRcvbufErrors(p.server)
 	if err != nil {
 		return udpResult{}, err
 	}
@@ -424,12 +433,19 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 	if err != nil {
 		return udpResult{}, err
 	}
+	full1, err := udpRcvbufErrors(p.server)
+	if err != nil {
+		return udpResult{}, err
+	}
+	full := float64(full1 - full0)
 	return udpResult{
 		clientDrop:   float64(dropped1-dropped0) / float64(b.Sent),
+		serverDrop:   full / float64(b.Sent),
 		offeredPPS:   float64(b.Sent) / b.Seconds,
 		deliveredPPS: float64(s.Packets) / b.Seconds,
 		loss:         1 - float64(s.Packets)/float64(b.Sent),
 		delivered:    float64(s.Packets),
+		reached:      float64(s.Packets) + full,
 		dpSecs:       dp,
 		senders:      senders,
 	}, nil

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"syscall"
@@ -223,6 +224,29 @@ func txDropped(ns string) (uint64, error) {
 	}
 	n, err := build.TxDropped(nss, "eth0")
 	return n[0], err
+}
+
+// udpRcvbufErrors is UDP's RcvbufErrors in namespace ns: the datagrams its
+// stack dropped because the receiving socket's buffer was full.
+func udpRcvbufErrors(ns string) (uint64, error) {
+	nss, err := openNamespaces([]string{ns})
+	defer closeNamespaces(nss)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	err = build.Do(nss[0], func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if n, ok = snmpCounter(b, "Udp", "RcvbufErrors"); !ok {
+			return fmt.Errorf("no Udp RcvbufErrors in /proc/net/snmp")
+		}
+		return nil
+	})
+	return n, err
 }
 
 // openNamespaces opens a handle on each named namespace (/run/netns/NAME),
