@@ -161,6 +161,7 @@ func (e *Engine) writeHeld(w *worker) {
 		return
 	}
 	pkt, bytes := c.seal()
+	w.submitQueued() // the writes queued before these datagrams go first
 	w.out[0] = pkt
 	if _, err := c.q.Write(w.out[:]); err != nil {
 		for range c.n {

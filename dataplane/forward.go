@@ -5,6 +5,7 @@ import (
 
 	"github.com/aseemu/emulator/dataplane/header"
 	"github.com/aseemu/emulator/dataplane/nsg"
+	"github.com/aseemu/emulator/dataplane/tun"
 	"github.com/aseemu/emulator/nat"
 	"github.com/aseemu/emulator/topology"
 )
@@ -35,10 +36,20 @@ type worker struct {
 	// (answer), for observe to show; set only while observing. After co,
 	// so the fields the forwarding path reads keep their offsets.
 	answered []byte
+
+	// A ring worker's queued writes (ring.go): its ring; the ring buffer
+	// the packet in hand was read into, and its bytes, while the packet is
+	// still there to be queued (inBuf -1 otherwise, and always for an
+	// epoll worker); and the port each buffer's write leaves by, until the
+	// write completes.
+	ring    *tun.Ring
+	inBuf   int
+	inData  []byte
+	leaving []*Port
 }
 
 func newWorker(queue int) *worker {
-	return &worker{reply: make([]byte, maxPacket), queue: queue}
+	return &worker{reply: make([]byte, maxPacket), queue: queue, inBuf: -1}
 }
 
 // drop counts a drop of the packet in hand on port p and notes its reason.
@@ -340,6 +351,9 @@ func (e *Engine) transmit(in, out *Port, pkt []byte, w *worker) {
 		if e.coalesce(in, out, q, pkt, w) {
 			return
 		}
+	}
+	if w.ring != nil && w.queueWrite(out, q, pkt) {
+		return
 	}
 	// writeHeld (coalesce.go) writes and counts a batch with its own copy
 	// of these lines: a write method shared with it, which the compiler does

@@ -3,9 +3,11 @@
 package dataplane
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -248,4 +250,123 @@ func (rn *realNode) expectGone(t *testing.T) {
 	case !errors.As(err, &notFound):
 		t.Fatal(err)
 	}
+}
+
+// TestWorkersCarryAStreamWhole sends 4 MiB over TCP from a worker to the
+// echo host through the engine, in each way a worker can read: every byte
+// arrives as sent, and the echo host's port counts what was written to it.
+// A ring worker queues the writes of a burst on its ring (queueWrite) and
+// hands a buffer back to the reads only once its write has completed: one
+// handed back sooner could be filled by a later read before the kernel
+// copied it out, and since the nodes' packets carry partial checksums, no
+// stack on the way would notice.
+func TestWorkersCarryAStreamWhole(t *testing.T) {
+	for _, epoll := range []bool{false, true} {
+		t.Run(fmt.Sprintf("epoll=%v", epoll), func(t *testing.T) {
+			topo := topology.Default()
+			specs, real := realSpecs(t, topo, "ase1-w1", "echo")
+			e, err := New(topo, specs, Config{Epoll: epoll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Start()
+			t.Cleanup(func() { e.Close() })
+			echo, w1 := real["echo"], real["ase1-w1"]
+
+			ln := tcpSocketIn(t, echo.ns)
+			if err := unix.Bind(ln, &unix.SockaddrInet4{Port: 7000, Addr: echo.n.Addr.As4()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Listen(ln, 1); err != nil {
+				t.Fatal(err)
+			}
+			c := tcpSocketIn(t, w1.ns)
+			if err := unix.Connect(c, &unix.SockaddrInet4{Port: 7000, Addr: echo.n.Addr.As4()}); err != nil {
+				t.Fatal(err)
+			}
+			s, _, err := unix.Accept(ln)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Close(s) })
+
+			sent := make([]byte, 4<<20)
+			for i := range sent {
+				sent[i] = byte(i*7 + i>>13)
+			}
+			go func() {
+				for b := sent; len(b) > 0; {
+					n, err := unix.Write(c, b)
+					if err != nil {
+						break
+					}
+					b = b[n:]
+				}
+				unix.Shutdown(c, unix.SHUT_WR)
+			}()
+			got := make([]byte, 0, len(sent))
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := unix.Read(s, buf)
+				if err != nil {
+					t.Fatalf("after %d bytes: %v", len(got), err)
+				}
+				if n == 0 {
+					break
+				}
+				got = append(got, buf[:n]...)
+			}
+			if !bytes.Equal(got, sent) {
+				i := 0
+				for i < min(len(got), len(sent)) && got[i] == sent[i] {
+					i++
+				}
+				t.Fatalf("received %d bytes, sent %d; they differ from byte %d", len(got), len(sent), i)
+			}
+			// A worker publishes its counts after each burst, and a ring
+			// worker counts a write when it completes.
+			var written uint64
+			for deadline := time.Now().Add(3 * time.Second); written < uint64(len(sent)) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				for _, p := range e.Stats() {
+					if p.Node == "echo" {
+						written = p.TxBytes
+					}
+				}
+			}
+			if written < uint64(len(sent)) {
+				t.Errorf("echo's port counts %d bytes written to it, want at least %d", written, len(sent))
+			}
+		})
+	}
+}
+
+// tcpSocketIn opens a TCP socket in namespace ns, which gives up a
+// connect, read or write after 10 s; the test's end closes it.
+func tcpSocketIn(t *testing.T, ns netns.NsHandle) int {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if serr := netns.Set(orig); serr != nil {
+		panic(serr) // this thread would stay in the namespace
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	tv := unix.NsecToTimeval(int64(10 * time.Second))
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} { // SNDTIMEO bounds connect too
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fd
 }

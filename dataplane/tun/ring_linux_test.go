@@ -95,6 +95,73 @@ func TestRing(t *testing.T) {
 	}
 }
 
+// TestRingWrite writes from a ring buffer through QueueWrite: a ping
+// request, queued in the buffer its first reply was read into, completes
+// under WriteToken naming that buffer, and is answered; a packet the
+// device refuses completes with the error; and a queue not opened here is
+// not queued at all.
+func TestRingWrite(t *testing.T) {
+	dev, req, _ := newTestDevice(t, 1)
+	r := newTestRing(t, 4)
+	if err := r.ArmRead(dev, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.Write([][]byte{req}); err != nil {
+		t.Fatal(err)
+	}
+	buf := -1
+	collect(t, r, func(c Completion) bool {
+		if c.Buf >= 0 && c.Res > 10 && isEchoReply(r.Buf(c.Buf)[10:c.Res]) {
+			buf = c.Buf
+			return true
+		}
+		return false
+	})
+
+	pkt := r.Buf(buf)[:copy(r.Buf(buf), req)]
+	if !r.QueueWrite(dev, buf, pkt) || !r.Queued() {
+		t.Fatal("QueueWrite did not queue the write")
+	}
+	wrote, replied := false, false
+	collect(t, r, func(c Completion) bool {
+		switch {
+		case c.Token == WriteToken:
+			if c.Buf != buf || c.Res != int32(len(req)) {
+				t.Fatalf("write completion %+v, want buffer %d and %d bytes", c, buf, len(req))
+			}
+			wrote = true
+			r.Recycle(c.Buf)
+		case c.Buf >= 0:
+			replied = replied || isEchoReply(r.Buf(c.Buf)[10:c.Res])
+			r.Recycle(c.Buf)
+		}
+		return wrote && replied
+	})
+
+	// The virtio-net header claims more header than the packet has.
+	bad := r.Buf(buf)[:copy(r.Buf(buf), req)]
+	bad[2], bad[3] = 0xff, 0xff
+	if !r.QueueWrite(dev, buf, bad) {
+		t.Fatal("QueueWrite did not queue the write")
+	}
+	collect(t, r, func(c Completion) bool {
+		if c.Token != WriteToken {
+			return false
+		}
+		if c.Res >= 0 || c.Buf != buf {
+			t.Fatalf("write completion %+v, want an error for buffer %d", c, buf)
+		}
+		return true
+	})
+
+	if r.QueueWrite(wrapped{dev}, buf, pkt) {
+		t.Error("QueueWrite queued a write to a device it does not know the descriptor of")
+	}
+}
+
+// wrapped is a Device this package did not open.
+type wrapped struct{ Device }
+
 // TestRingOutOfBuffers has one buffer: the second packet finds none, the
 // read ends with ENOBUFS, and armed again once the buffer is back, it reads
 // that packet, which waited in the queue.
