@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -36,12 +35,7 @@ func TestRealDevicesComeAndGo(t *testing.T) {
 func testRealDevices(t *testing.T, epoll bool) {
 	bigger := threeWorkers(t)
 	topo := topology.Default()
-	specs, real := realSpecs(t, topo, "ase1-w1", "echo")
-	e, err := New(topo, specs, Config{Epoll: epoll})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Start()
+	e, real := startReal(t, topo, epoll)
 	closed := false
 	t.Cleanup(func() {
 		if !closed {
@@ -140,6 +134,19 @@ func dirtyRingWorker(t *testing.T, sweep time.Duration) *ringWorker {
 		}
 	}
 	return rw
+}
+
+// startReal starts an engine over topo, ase1-w1 and echo with real TUNs,
+// its workers reading through epoll or io_uring; the caller closes it.
+func startReal(t *testing.T, topo *topology.Topology, epoll bool) (*Engine, map[string]*realNode) {
+	t.Helper()
+	specs, real := realSpecs(t, topo, "ase1-w1", "echo")
+	e, err := New(topo, specs, Config{Epoll: epoll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	return e, real
 }
 
 // realSpecs gives the named nodes of topo real TUNs (realNode), and the
@@ -263,13 +270,7 @@ func (rn *realNode) expectGone(t *testing.T) {
 func TestWorkersCarryAStreamWhole(t *testing.T) {
 	for _, epoll := range []bool{false, true} {
 		t.Run(fmt.Sprintf("epoll=%v", epoll), func(t *testing.T) {
-			topo := topology.Default()
-			specs, real := realSpecs(t, topo, "ase1-w1", "echo")
-			e, err := New(topo, specs, Config{Epoll: epoll})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.Start()
+			e, real := startReal(t, topology.Default(), epoll)
 			t.Cleanup(func() { e.Close() })
 			echo, w1 := real["echo"], real["ase1-w1"]
 
@@ -344,23 +345,11 @@ func TestWorkersCarryAStreamWhole(t *testing.T) {
 // connect, read or write after 10 s; the test's end closes it.
 func tcpSocketIn(t *testing.T, ns netns.NsHandle) int {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if serr := netns.Set(orig); serr != nil {
-		panic(serr) // this thread would stay in the namespace
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	var fd int
+	nstest.In(t, ns, func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
 	t.Cleanup(func() { unix.Close(fd) })
 	tv := unix.NsecToTimeval(int64(10 * time.Second))
 	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} { // SNDTIMEO bounds connect too

@@ -27,6 +27,38 @@ func New(t testing.TB, create func() error) netns.NsHandle {
 		}
 		t.Skip("needs root: creates a namespace")
 	}
+	var ns netns.NsHandle
+	inside(t, func() (err error) {
+		if ns, err = netns.New(); err != nil { // unnamed; moves this thread into it
+			return err
+		}
+		t.Cleanup(func() { ns.Close() })
+		for _, k := range []string{"all", "default"} {
+			if err = os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0); err != nil {
+				return err
+			}
+		}
+		return create()
+	})
+	return ns
+}
+
+// In runs fn on a thread inside ns, where whatever fn opens is born; it
+// fails the test if fn fails.
+func In(t testing.TB, ns netns.NsHandle, fn func() error) {
+	t.Helper()
+	inside(t, func() error {
+		if err := netns.Set(ns); err != nil {
+			return err
+		}
+		return fn()
+	})
+}
+
+// inside runs fn on this goroutine's thread, locked to it, and moves the
+// thread back to the namespace it started in, whichever fn moved it to.
+func inside(t testing.TB, fn func() error) {
+	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -34,26 +66,13 @@ func New(t testing.TB, create func() error) netns.NsHandle {
 		t.Fatal(err)
 	}
 	defer orig.Close()
-	ns, err := netns.New() // unnamed; moves this thread into it
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	for _, k := range []string{"all", "default"} {
-		if err == nil {
-			err = os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0)
-		}
-	}
-	if err == nil {
-		err = create()
-	}
+	err = fn()
 	if serr := netns.Set(orig); serr != nil {
 		t.Fatal(serr) // this thread would stay in the namespace
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ns
 }
 
 // Up gives interface name in ns the address cidr and brings it up.
