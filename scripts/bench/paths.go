@@ -376,13 +376,12 @@ func (p *path) tcpThroughput(cfg *config, streams int) (gbps float64, cpu cpuSam
 // filled. serverDrop is the share the server's stack dropped because the
 // sink's socket buffer was full (UDP's RcvbufErrors in its namespace):
 // datagrams the path carried all the way, which the sink had no CPU to
-// read in time. delivered counts the datagrams that reached the sink,
-// reached those that reached the server's stack (delivered or dropped
-// there), and dpSecs is the dataplane's CPU time meanwhile (NaN on a path
-// without one).
+// read in time. reached counts the datagrams that reached the server's
+// stack (delivered to the sink or dropped there), and dpSecs is the
+// dataplane's CPU time meanwhile (NaN on a path without one).
 type udpResult struct {
 	offeredPPS, deliveredPPS, loss, clientDrop, serverDrop float64
-	delivered, reached, dpSecs                             float64
+	reached, dpSecs                                        float64
 	senders                                                int
 }
 
@@ -444,7 +443,6 @@ func (p *path) udp(cfg *config, self string, senders int) (udpResult, error) {
 		offeredPPS:   float64(b.Sent) / b.Seconds,
 		deliveredPPS: float64(s.Packets) / b.Seconds,
 		loss:         1 - float64(s.Packets)/float64(b.Sent),
-		delivered:    float64(s.Packets),
 		reached:      float64(s.Packets) + full,
 		dpSecs:       dp,
 		senders:      senders,
