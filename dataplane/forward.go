@@ -38,13 +38,11 @@ type worker struct {
 	answered []byte
 
 	// A ring worker's queued writes (ring.go): its ring; the ring buffer
-	// the packet in hand was read into, and its bytes, while the packet is
-	// still there to be queued (inBuf -1 otherwise, and always for an
-	// epoll worker); and the port each buffer's write leaves by, until the
-	// write completes.
+	// the packet in hand was read into, while the packet is still there to
+	// be queued (-1 otherwise, and always for an epoll worker); and the
+	// port each buffer's write leaves by, until the write completes.
 	ring    *tun.Ring
 	inBuf   int
-	inData  []byte
 	leaving []*Port
 }
 

@@ -372,8 +372,7 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 				big = big || c.Res > bigRead
 				w.inBuf = c.Buf
 				if port != nil && c.Res > 0 {
-					w.inData = r.Buf(c.Buf)
-					e.forward(s, port, w.inData[:c.Res], now, w)
+					e.forward(s, port, r.Buf(c.Buf)[:c.Res], now, w)
 					rd.read = true
 				}
 				if w.inBuf >= 0 { // not queued for writing (queueWrite)
@@ -470,7 +469,7 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 // floods, whose bursts are of one packet or coalesced, the same (8 and 5
 // rounds).
 func (w *worker) queueWrite(out *Port, q tun.Device, pkt []byte) bool {
-	if w.inBuf >= 0 && !w.observing && &pkt[0] == &w.inData[0] && w.ring.QueueWrite(q, w.inBuf, pkt) {
+	if w.inBuf >= 0 && !w.observing && &pkt[0] == &w.ring.Buf(w.inBuf)[0] && w.ring.QueueWrite(q, w.inBuf, pkt) {
 		w.leaving[w.inBuf] = out
 		w.inBuf = -1
 		return true
