@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,18 +45,25 @@ type Match struct {
 }
 
 // Filter is capture's --filter: "host ADDR", "port N", "tcp", "udp",
-// "icmp" (or "proto P"), joined by "and". Each term must hold for the
-// packet before or after translation.
-type Filter struct {
-	Hosts []header.Addr
-	Ports []uint16
-	Proto uint8 // 0: any
+// "icmp" (or "proto P"), each perhaps after "not", joined by "and". The
+// plain terms must all hold for the packet before or after translation;
+// a term after "not" leaves out what it holds for on either side, so that
+// "not host VIP" hides a VIP's traffic after DNAT too, as one who types it
+// to hide the platform's probes or a VIP means.
+type Filter struct{ want, not terms }
+
+// terms is one side of a Filter: addresses, ports and protocols.
+type terms struct {
+	hosts  []header.Addr
+	ports  []uint16
+	protos []uint8
 }
 
 // ParseFilter reads a filter expression; "" matches everything.
 func ParseFilter(expr string) (Filter, error) {
 	var f Filter
 	words := strings.Fields(strings.ToLower(expr))
+	negate := false
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		arg := func() (string, error) {
@@ -65,8 +73,19 @@ func ParseFilter(expr string) (Filter, error) {
 			i++
 			return words[i], nil
 		}
+		side := &f.want
+		if negate {
+			side = &f.not
+		}
 		switch w {
 		case "and", "&&":
+			if negate {
+				return f, fmt.Errorf("filter %q: not needs a term after it", expr)
+			}
+			continue
+		case "not", "!":
+			negate = !negate
+			continue
 		case "host":
 			v, err := arg()
 			if err != nil {
@@ -76,7 +95,7 @@ func ParseFilter(expr string) (Filter, error) {
 			if err != nil || !a.Is4() {
 				return f, fmt.Errorf("filter %q: host %q is not an IPv4 address", expr, v)
 			}
-			f.Hosts = append(f.Hosts, header.AddrFromNetip(a))
+			side.hosts = append(side.hosts, header.AddrFromNetip(a))
 		case "port":
 			v, err := arg()
 			if err != nil {
@@ -86,20 +105,26 @@ func ParseFilter(expr string) (Filter, error) {
 			if err != nil {
 				return f, fmt.Errorf("filter %q: bad port %q", expr, v)
 			}
-			f.Ports = append(f.Ports, uint16(p))
+			side.ports = append(side.ports, uint16(p))
 		case "proto":
 			v, err := arg()
 			if err != nil {
 				return f, err
 			}
-			if f.Proto = protoNumber(v); f.Proto == 0 {
+			p := protoNumber(v)
+			if p == 0 {
 				return f, fmt.Errorf("filter %q: proto %q: want tcp, udp or icmp", expr, v)
 			}
+			side.protos = append(side.protos, p)
 		case "tcp", "udp", "icmp":
-			f.Proto = protoNumber(w)
+			side.protos = append(side.protos, protoNumber(w))
 		default:
-			return f, fmt.Errorf("filter %q: %q: want host ADDR, port N, tcp, udp or icmp, joined by and", expr, w)
+			return f, fmt.Errorf("filter %q: %q: want host ADDR, port N, tcp, udp or icmp, each perhaps after not, joined by and", expr, w)
 		}
+		negate = false
+	}
+	if negate {
+		return f, fmt.Errorf("filter %q: not needs a term after it", expr)
 	}
 	return f, nil
 }
@@ -116,25 +141,45 @@ func protoNumber(name string) uint8 {
 	return 0
 }
 
-func (f *Filter) empty() bool { return len(f.Hosts) == 0 && len(f.Ports) == 0 && f.Proto == 0 }
-
-// Match reports whether a packet with tuple k passes every term: a
-// capture's packet, a flow's tuple, a query in the DNS log.
-func (f *Filter) Match(k nat.Key) bool {
-	if f.Proto != 0 && k.Proto != f.Proto {
-		return false
+// all reports whether every term holds for k.
+func (t *terms) all(k nat.Key) bool {
+	for _, p := range t.protos {
+		if k.Proto != p {
+			return false
+		}
 	}
-	for _, h := range f.Hosts {
+	for _, h := range t.hosts {
 		if k.Src != h && k.Dst != h {
 			return false
 		}
 	}
-	for _, p := range f.Ports {
-		if k.Proto != header.ProtoTCP && k.Proto != header.ProtoUDP || k.SrcPort != p && k.DstPort != p {
+	for _, p := range t.ports {
+		if !hasPort(k, p) {
 			return false
 		}
 	}
 	return true
+}
+
+// any reports whether some term holds for k.
+func (t *terms) any(k nat.Key) bool {
+	return slices.Contains(t.protos, k.Proto) ||
+		slices.Contains(t.hosts, k.Src) || slices.Contains(t.hosts, k.Dst) ||
+		slices.ContainsFunc(t.ports, func(p uint16) bool { return hasPort(k, p) })
+}
+
+func hasPort(k nat.Key, p uint16) bool {
+	return (k.Proto == header.ProtoTCP || k.Proto == header.ProtoUDP) && (k.SrcPort == p || k.DstPort == p)
+}
+
+// Match reports whether the filter takes a packet or query with tuple k,
+// which translation does not change: a query in the DNS log.
+func (f *Filter) Match(k nat.Key) bool { return f.MatchEither(k, k) }
+
+// MatchEither reports whether the filter takes a packet or flow seen as
+// pre before translation and post after: a capture's packet, a flow.
+func (f *Filter) MatchEither(pre, post nat.Key) bool {
+	return (f.want.all(pre) || f.want.all(post)) && !f.not.any(pre) && !f.not.any(post)
 }
 
 // Tap is a running capture or trace.
@@ -443,7 +488,7 @@ func (t *Tap) matches(in, out *Port, pre, post nat.Key) bool {
 	if t.addr != 0 && pre.Src != t.addr && pre.Dst != t.addr && post.Src != t.addr && post.Dst != t.addr {
 		return false
 	}
-	return m.Filter.empty() || m.Filter.Match(pre) || m.Filter.Match(post)
+	return m.Filter.MatchEither(pre, post)
 }
 
 // tupleOf is the packet's 5-tuple, or for what conntrack does not follow

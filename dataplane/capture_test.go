@@ -168,7 +168,7 @@ func TestTapKey(t *testing.T) {
 }
 
 func TestParseFilter(t *testing.T) {
-	for _, bad := range []string{"host", "host x", "port 99999", "proto gre", "net 10.0.0.0/8"} {
+	for _, bad := range []string{"host", "host x", "port 99999", "proto gre", "net 10.0.0.0/8", "not", "tcp and not", "not and port 80"} {
 		if _, err := ParseFilter(bad); err == nil {
 			t.Errorf("ParseFilter(%q) accepted", bad)
 		}
@@ -181,6 +181,46 @@ func TestParseFilter(t *testing.T) {
 	k.Proto = header.ProtoTCP
 	if f.Match(k) {
 		t.Error("filter takes TCP for proto udp")
+	}
+}
+
+// A term after not leaves out what it holds for before or after
+// translation; the plain terms must hold together on one side.
+func TestFilterNot(t *testing.T) {
+	addr := func(s string) header.Addr { return header.AddrFromNetip(netip.MustParseAddr(s)) }
+	// client to ase1's VIP, and the same packet after DNAT to a front-end.
+	pre := nat.Key{Src: addr("198.51.100.10"), Dst: addr("192.23.1.2"), SrcPort: 40000, DstPort: 80, Proto: header.ProtoTCP}
+	post := pre
+	post.Dst = addr("10.0.1.4")
+	probe := nat.Key{Src: addr("168.63.129.16"), Dst: addr("10.0.1.4"), SrcPort: 40001, DstPort: 454, Proto: header.ProtoTCP}
+	ping := nat.Key{Src: addr("10.0.1.6"), Dst: addr("10.0.2.4"), SrcPort: 7, DstPort: 7, Proto: header.ProtoICMP}
+	for _, c := range []struct {
+		expr             string
+		vip, probe, ping bool
+	}{
+		{"", true, true, true},
+		{"not host 168.63.129.16", true, false, true},
+		{"! port 454", true, false, true},
+		{"not host 192.23.1.2", false, true, true}, // before DNAT
+		{"not host 10.0.1.4", false, false, true},  // after DNAT
+		{"not port 7", true, true, true},           // an ICMP id is no port
+		{"tcp and not port 454", true, false, false},
+		{"host 10.0.1.4 and not host 168.63.129.16", true, false, false},
+		{"host 192.23.1.2 and host 10.0.1.4", false, false, false}, // no one side has both
+		{"not not port 454", false, true, false},
+		{"tcp and udp", false, false, false},
+		{"not tcp and not icmp", false, false, false},
+	} {
+		f := mustFilter(t, c.expr)
+		if got := f.MatchEither(pre, post); got != c.vip {
+			t.Errorf("%q takes the VIP's packet: %v, want %v", c.expr, got, c.vip)
+		}
+		if got := f.MatchEither(probe, probe); got != c.probe {
+			t.Errorf("%q takes the probe: %v, want %v", c.expr, got, c.probe)
+		}
+		if got := f.Match(ping); got != c.ping {
+			t.Errorf("%q takes the ping: %v, want %v", c.expr, got, c.ping)
+		}
 	}
 }
 

@@ -23,8 +23,8 @@ type FlowView struct {
 	Bytes       [2]uint64 `json:"bytes"`
 }
 
-// Flows returns the live flows that f matches before or after
-// translation, oldest first.
+// Flows returns the live flows that f takes (Filter.MatchEither), oldest
+// first.
 func (e *Engine) Flows(f Filter) []FlowView {
 	now := e.ct.Now()
 	infos := e.ct.Flows()
@@ -32,7 +32,7 @@ func (e *Engine) Flows(f Filter) []FlowView {
 	out := make([]FlowView, 0, len(infos))
 	for _, fi := range infos {
 		o, x := fi.Orig, fi.Translated()
-		if !f.Match(o) && !f.Match(x) {
+		if !f.MatchEither(o, x) {
 			continue
 		}
 		kind := "none"

@@ -527,6 +527,32 @@ func TestFlowsFilter(t *testing.T) {
 			t.Errorf("flows --filter %q: %d of %d flows, want db1's curl to echo among fewer than all: %+v", expr, len(some), len(all), some)
 		}
 	}
+	// A not term leaves out what it holds for before or after
+	// translation: the platform's probes by their source, and the curl
+	// by the address SNAT gave it.
+	isCurl := func(f flowJSON) bool {
+		return strings.HasPrefix(f.Original, "10.0.2.4:") && strings.HasSuffix(f.Original, " -> 203.0.113.10:80")
+	}
+	probes := 0
+	for _, f := range all {
+		if strings.HasPrefix(f.Original, "168.63.129.16:") {
+			probes++
+		}
+	}
+	var some []flowJSON
+	l.emuJSON(&some, "flows", "--filter", "not host 168.63.129.16")
+	if probes == 0 || !slices.ContainsFunc(some, isCurl) {
+		t.Errorf("flows --filter 'not host 168.63.129.16' lists %+v, want the curl among them; the lab had %d probes' flows", some, probes)
+	}
+	for _, f := range some {
+		if strings.Contains(f.Original+f.Translated, "168.63.129.16") {
+			t.Errorf("flows --filter 'not host 168.63.129.16' lists %+v", f)
+		}
+	}
+	l.emuJSON(&some, "flows", "--filter", "tcp and not host 192.0.2.1")
+	if slices.ContainsFunc(some, isCurl) || len(some) == 0 {
+		t.Errorf("flows --filter 'tcp and not host 192.0.2.1' lists %+v, want the other TCP flows but not the curl, SNATted to 192.0.2.1", some)
+	}
 	if r := emu(t, "flows", "--name", l.name, "--filter", "host 203.0.113.99"); r.code != 0 || strings.TrimSpace(r.stdout) != `No flows match "host 203.0.113.99".` {
 		t.Errorf("flows with a filter no flow matches: %v", r)
 	}

@@ -48,7 +48,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string, name *string) ([]string,
 func cmdCapture(args []string, stdout io.Writer) error {
 	fs, name := newFlags("capture")
 	file := fs.String("w", "-", "pcapng file to write, - for stdout")
-	filter := fs.String("filter", "", "host ADDR, port N, tcp|udp|icmp, joined by and")
+	filter := fs.String("filter", "", "host ADDR, port N, tcp|udp|icmp, each perhaps after not, joined by and")
 	count := fs.Int("c", 0, "stop after this many packets, a translated one counting once though written twice (0: until Ctrl-C)")
 	pos, err := parseInterspersed(fs, args, name)
 	if err != nil {

@@ -55,7 +55,7 @@ func queryKey(q dns.Query) nat.Key {
 func cmdDNS(args []string, stdout io.Writer) error {
 	fs, name := newFlags("dns")
 	asJSON := fs.Bool("json", false, "print JSON")
-	filter := fs.String("filter", "", "only queries whose packets match: host ADDR, port N, tcp|udp, joined by and")
+	filter := fs.String("filter", "", "only queries whose packets match: host ADDR, port N, tcp|udp, each perhaps after not, joined by and")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
