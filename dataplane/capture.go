@@ -48,8 +48,7 @@ type Match struct {
 // "icmp" (or "proto P"), each perhaps after "not", joined by "and". The
 // plain terms must all hold for the packet before or after translation;
 // a term after "not" leaves out what it holds for on either side, so that
-// "not host VIP" hides a VIP's traffic after DNAT too, as one who types it
-// to hide the platform's probes or a VIP means.
+// "not host VIP" hides a VIP's traffic after DNAT too.
 type Filter struct{ want, not terms }
 
 // terms is one side of a Filter: addresses, ports and protocols.
