@@ -276,7 +276,7 @@ func printJSON(w io.Writer, v any) error {
 func cmdFlows(args []string, stdout io.Writer) error {
 	fs, name := newFlags("flows")
 	asJSON := fs.Bool("json", false, "print JSON")
-	filter := fs.String("filter", "", "only flows that match before or after translation: host ADDR, port N, tcp|udp|icmp, each perhaps after not (on neither side), joined by and")
+	filter := fs.String("filter", "", "only flows that match before or after translation: host ADDR, port N, tcp|udp|icmp, each perhaps after not, joined by and (a not term hides a flow it holds for on either side)")
 	if err := parseFlags(fs, args, name); err != nil {
 		return err
 	}
