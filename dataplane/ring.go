@@ -463,9 +463,10 @@ func (e *Engine) ringLoop(pw *pollWorker, rw *ringWorker, r *tun.Ring) {
 // of one stream; 8 in one of new connections, without the busy-poll), and
 // a system call costs 1.1 µs on the PVM VM of 2026-12-07. There, against a
 // write(2) each, four streams through a lab made 13.5-17.7 Gbit/s against
-// 10.5-13.6 (iperf3, 4 pairs, 4 s, 4 alternating rounds of two labs), one
-// stream 12.05-12.70 against 11.71-12.16 (4 rounds), new connections
-// 45.0-49.2k against 43.7-47.3k in 5 s (4 rounds), and round trips and UDP
+// 10.5-13.6 (iperf3, 4 pairs, 4 s, 4 alternating rounds of two labs) and
+// one stream 12.05-12.70 against 11.71-12.16 (4 rounds). New connections
+// made 45.0-49.2k against 43.7-47.3k in 5 s (4 rounds), within what two
+// labs of one binary differ by (PERFORMANCE.md), and round trips and UDP
 // floods, whose bursts are of one packet or coalesced, the same (8 and 5
 // rounds).
 func (w *worker) queueWrite(out *Port, q tun.Device, pkt []byte) bool {
@@ -478,10 +479,11 @@ func (w *worker) queueWrite(out *Port, q tun.Device, pkt []byte) bool {
 	return false
 }
 
-// submitQueued submits what the worker's ring holds, if it has a ring.
+// submitQueued submits what the worker's ring holds, if it has a ring: an
+// Enter that does not wait.
 func (w *worker) submitQueued() {
 	if w.ring != nil && w.ring.Queued() {
-		w.ring.Submit()
+		w.ring.Enter(false)
 	}
 }
 

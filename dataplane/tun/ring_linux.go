@@ -425,9 +425,6 @@ func (r *Ring) QueueWrite(q Device, buf int, pkt []byte) bool {
 // Queued reports whether requests wait for the next Enter.
 func (r *Ring) Queued() bool { return r.sq.queued > 0 }
 
-// Submit hands the kernel what is queued without waiting.
-func (r *Ring) Submit() error { return r.submit() }
-
 // Wake makes the ring's thread see a completion under WakeToken: an Enter
 // that waits returns. Any goroutine may call it.
 func (r *Ring) Wake() {
