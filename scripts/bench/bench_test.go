@@ -192,6 +192,43 @@ ctxt 678
 	}
 }
 
+// The cross-CPU interrupts: the RES and CAL rows summed over the CPUs and
+// nothing else, the description's words left out; and a process's
+// preemptions counted on the real machine.
+func TestHandoffs(t *testing.T) {
+	const interrupts = `           CPU0       CPU1
+ 36:          0    2084838 PCI-MSIX-0000:00:02.0   1-edge      virtio1-req.0
+LOC:   63917278   62404733   Local timer interrupts
+RES:    9330368    9122270   Rescheduling interrupts
+CAL:   29036141   28047739   Function call interrupts
+TLB:          0          0   TLB shootdowns
+ERR:          0
+`
+	got, err := parseIPIs(interrupts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := float64(9330368 + 9122270 + 29036141 + 28047739); got != want {
+		t.Errorf("parseIPIs = %v, want %v", got, want)
+	}
+	if _, err := parseIPIs("RES: 1 2 Rescheduling interrupts\n"); err == nil {
+		t.Error("parseIPIs took a table without CAL")
+	}
+	if _, err := readIPIs(); err != nil {
+		t.Errorf("this machine's /proc/interrupts: %v", err)
+	}
+
+	if n, err := statusField("Name:\tx\nvoluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t42\n", "nonvoluntary_ctxt_switches"); err != nil || n != 42 {
+		t.Errorf("statusField = %v, %v; want 42", n, err)
+	}
+	if _, err := statusField("Name:\tx\n", "nonvoluntary_ctxt_switches"); err == nil {
+		t.Error("statusField found a field that is not there")
+	}
+	if _, err := preemptions(os.Getpid()); err != nil {
+		t.Errorf("preemptions of the test itself: %v", err)
+	}
+}
+
 // A TCP measurement's CPU is split into the dataplane's and the rest, and
 // the dataplane's rows, which only the emulator path has, show no figure
 // or ratio for the other paths.

@@ -300,7 +300,11 @@ var steps = []struct {
 	{name: "UDP", measure: measureUDP},
 	{name: "round trips", measure: func(cfg *config, res *results, p *path, round int, self string) {
 		var r *rrResult
-		dp, err := p.dataplaneSpent(func() (err error) { r, err = p.rr(cfg, self); return err })
+		var h handoffs
+		dp, err := p.dataplaneSpent(func() (err error) {
+			h, err = p.handoffsDuring(func() (err error) { r, err = p.rr(cfg, self); return err })
+			return err
+		})
 		if err != nil {
 			r = &rrResult{P50us: math.NaN(), P99us: math.NaN()}
 		}
@@ -308,6 +312,10 @@ var steps = []struct {
 		record(res, p, round, "rr_p50", r.P50us, err)
 		record(res, p, round, "rr_p99", r.P99us, err)
 		recordDataplane(res, p, round, "rr_dp", dp, float64(r.Count), err)
+		record(res, p, round, "rr_ipi", h.ipis/float64(r.Count), err)
+		if p.dataplane != 0 {
+			record(res, p, round, "rr_dp_preempted", h.preempted/float64(r.Count), err)
+		}
 		logf("bench:   TCP RR         %.0f/s p50 %.1f µs p99 %.1f µs", float64(r.Count)/r.Seconds, r.P50us, r.P99us)
 	}},
 	{name: "new connections", measure: func(cfg *config, res *results, p *path, round int, self string) {

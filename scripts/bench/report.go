@@ -223,6 +223,8 @@ var pathMetrics = slices.Concat(tcpMetrics("tcp1", "1 stream", 1.0), tcpMetrics(
 	{key: "rr_p50", label: "Request/response latency p50", unit: "µs", dec: 1, ratioDec: 2},
 	{key: "rr_p99", label: "Request/response latency p99", unit: "µs", dec: 1, ratioDec: 2},
 	{key: "rr_dp", label: "the dataplane's CPU time per round trip", unit: "µs", dec: 1, dataplane: true},
+	{key: "rr_ipi", label: "cross-CPU interrupts per round trip, the whole machine", unit: "interrupts", dec: 2, ratioDec: 2},
+	{key: "rr_dp_preempted", label: "the dataplane's threads preempted per round trip", unit: "preemptions", dec: 2, dataplane: true},
 	{key: "crr", label: "New TCP connections", unit: "conn/s", dec: 0, ratioDec: 2, target: 1.0},
 	{key: "crr_dp", label: "the dataplane's CPU time per new connection", unit: "µs", dec: 1, dataplane: true},
 })
@@ -403,6 +405,9 @@ func (r *results) pathSection(w func(string, ...any)) {
 	}
 	if noted {
 		w("\n")
+	}
+	if r.pathStat("emulator", "rr_dp_preempted").n > 0 {
+		w("- Round trips' hand-offs: the cross-CPU interrupts are /proc/interrupts' rescheduling and function-call rows over the run, the whole machine's; the dataplane's preemptions are its threads' nonvoluntary context switches, each a woken endpoint taking the dataplane's CPU. They tell the emulator's two modes apart on an otherwise idle 2-CPU machine: in PERFORMANCE.md (Round trips), its fast rounds made about one of each a round trip, and its slow rounds about one and a half interrupts and almost no preemption.\n\n")
 	}
 	var errKeys []string
 	for k := range r.errs {

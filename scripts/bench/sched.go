@@ -1,0 +1,114 @@
+package main
+
+// How the scheduler passed work between the CPUs, from /proc: what tells
+// the round trips' two modes apart (PERFORMANCE.md, Round trips).
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// handoffs counts, over a span, the machine's cross-CPU interrupts (a
+// wake-up or a call sent to the other CPU) and the dataplane's threads'
+// preemptions (a woken program taking the dataplane's CPU).
+type handoffs struct{ ipis, preempted float64 }
+
+// handoffsDuring runs f and counts the hand-offs meanwhile. A count this
+// machine does not give (no RES and CAL rows, as on arm64), or that a path
+// does not have (preempted, without a dataplane), is NaN: they explain the
+// figure f measures, and must not cost it.
+func (p *path) handoffsDuring(f func() error) (handoffs, error) {
+	readPreempted := func() (float64, error) {
+		if p.dataplane == 0 {
+			return math.NaN(), nil
+		}
+		return preemptions(p.dataplane)
+	}
+	i0, errI := readIPIs()
+	p0, errP := readPreempted()
+	if err := f(); err != nil {
+		return handoffs{}, err
+	}
+	i1, errI1 := readIPIs()
+	p1, errP1 := readPreempted()
+	h := handoffs{ipis: i1 - i0, preempted: p1 - p0}
+	if errI != nil || errI1 != nil {
+		h.ipis = math.NaN()
+	}
+	if errP != nil || errP1 != nil {
+		h.preempted = math.NaN()
+	}
+	return h, nil
+}
+
+func readIPIs() (float64, error) {
+	b, err := os.ReadFile("/proc/interrupts")
+	if err != nil {
+		return 0, err
+	}
+	return parseIPIs(string(b))
+}
+
+// parseIPIs sums /proc/interrupts' rescheduling (RES) and function-call
+// (CAL) interrupts over the CPUs: how a wake-up or a remote call reaches
+// another CPU. A row's counts are the fields after its name up to the
+// first that is not a number, its description.
+func parseIPIs(text string) (float64, error) {
+	var sum float64
+	found := 0
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) == 0 || (f[0] != "RES:" && f[0] != "CAL:") {
+			continue
+		}
+		found++
+		for _, s := range f[1:] {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				break
+			}
+			sum += float64(n)
+		}
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("/proc/interrupts: %d of the RES and CAL rows", found)
+	}
+	return sum, nil
+}
+
+// preemptions sums nonvoluntary_ctxt_switches over a process's threads:
+// the times one was switched out while it could still run.
+func preemptions(pid int) (float64, error) {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(files) == 0 {
+		return 0, fmt.Errorf("threads of %d: %v", pid, err)
+	}
+	var sum float64
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a thread that ended meanwhile; the dataplane's are long-lived
+		}
+		n, err := statusField(string(b), "nonvoluntary_ctxt_switches")
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f, err)
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// statusField is the number after "name:" in a /proc status file.
+func statusField(status, name string) (float64, error) {
+	for line := range strings.Lines(status) {
+		v, ok := strings.CutPrefix(line, name+":")
+		if ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s", name)
+}
