@@ -14,7 +14,7 @@ import (
 
 // handoffs counts, over a span, the machine's cross-CPU interrupts (a
 // wake-up or a call sent to the other CPU) and the dataplane's threads'
-// preemptions (a woken program taking the dataplane's CPU).
+// preemptions (another program, such as a woken endpoint, taking its CPU).
 type handoffs struct{ ipis, preempted float64 }
 
 // handoffsDuring runs f and counts the hand-offs meanwhile. A count this
