@@ -407,7 +407,7 @@ func (r *results) pathSection(w func(string, ...any)) {
 		w("\n")
 	}
 	if r.pathStat("emulator", "rr_dp_preempted").n > 0 {
-		w("- Round trips' hand-offs: the cross-CPU interrupts are /proc/interrupts' rescheduling and function-call rows over the run, the whole machine's; the dataplane's preemptions are its threads' nonvoluntary context switches, each another program taking the dataplane's CPU. They tell the emulator's two modes apart on an otherwise idle 2-CPU machine: in PERFORMANCE.md (Round trips), its fast rounds made about one of each a round trip, and its slow rounds about one and a half interrupts and almost no preemption.\n\n")
+		w("- Round trips' hand-offs: the cross-CPU interrupts are /proc/interrupts' rescheduling and function-call rows over the run, the whole machine's; the dataplane's preemptions are its threads' nonvoluntary context switches, each another program taking the dataplane's CPU. PERFORMANCE.md (Round trips) says what they showed of the emulator's fast and slow rounds on a 2-CPU machine.\n\n")
 	}
 	var errKeys []string
 	for k := range r.errs {
