@@ -1,7 +1,8 @@
 package main
 
-// How the scheduler passed work between the CPUs, from /proc: what tells
-// the round trips' two modes apart (PERFORMANCE.md, Round trips).
+// How the scheduler passed work between the CPUs, from /proc, counted
+// around the round trips: PERFORMANCE.md (Round trips) says what the counts
+// showed of the emulator's fast and slow rounds.
 
 import (
 	"fmt"
