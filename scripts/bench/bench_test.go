@@ -229,6 +229,48 @@ ERR:          0
 	}
 }
 
+// A ratio next to its target prints with the decimals that tell it from
+// the target, in both tables: 0.9997 fails and must not read 1.00.
+func TestRatioBesideTarget(t *testing.T) {
+	for _, c := range []struct {
+		emu, kernel float64
+		want        string
+	}{
+		{481.25, 481.4, "0.9997×"}, // misses by a hair: more decimals
+		{481.4, 481.4, "1.00×"},    // the target itself
+		{500, 481.4, "1.04×"},      // clear of it
+		{390, 481.4, "0.81×"},
+	} {
+		res := newResults(&config{rounds: 1, udpSenders: []int{2}, skipScale: true, skipMicro: true})
+		res.set("emulator", "udp_pps", 0, c.emu)
+		res.set("kernel", "udp_pps", 0, c.kernel)
+		var b strings.Builder
+		w := func(format string, args ...any) { b.WriteString(fmt.Sprintf(format, args...)) }
+		res.pathSection(w)
+		res.targetSummary(w)
+		seen := 0
+		for line := range strings.Lines(b.String()) {
+			if !strings.HasPrefix(line, "| UDP 64 B datagrams delivered, best sender count") {
+				continue
+			}
+			seen++
+			// The paths table's emulator / kernel cell, or the targets
+			// table's measured cell.
+			cells := strings.Split(line, " | ")
+			cell := cells[1]
+			if len(cells) > 4 {
+				cell = cells[5]
+			}
+			if cell != c.want {
+				t.Errorf("%v / %v: cell %q, want %q", c.emu, c.kernel, cell, c.want)
+			}
+		}
+		if seen != 2 {
+			t.Errorf("%v / %v: the UDP row in %d tables, want 2", c.emu, c.kernel, seen)
+		}
+	}
+}
+
 // A TCP measurement's CPU is split into the dataplane's and the rest, and
 // the dataplane's rows, which only the emulator path has, show no figure
 // or ratio for the other paths.
