@@ -392,11 +392,12 @@ func (r *results) pathSection(w func(string, ...any)) {
 		if m.noRatio {
 			row = append(row, "—", "—")
 		} else {
-			emu := r.ratioStat("emulator", m.key).format(m.ratioDec)
+			emu := r.ratioStat("emulator", m.key)
+			cell := emu.format(m.ratioDec)
 			if m.target > 0 {
-				emu = r.ratioStat("emulator", m.key).formatBeside(m.target, m.ratioDec)
+				cell = emu.formatBeside(m.target, m.ratioDec)
 			}
-			row = append(row, r.ratioStat("direct", m.key).format(m.ratioDec)+"×", emu+"×")
+			row = append(row, r.ratioStat("direct", m.key).format(m.ratioDec)+"×", cell+"×")
 		}
 		switch {
 		case m.target > 0:
