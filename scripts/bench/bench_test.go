@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -223,6 +224,21 @@ ERR:          0
 	}
 	if _, err := statusField("Name:\tx\n", "nonvoluntary_ctxt_switches"); err == nil {
 		t.Error("statusField found a field that is not there")
+	}
+	if n, err := statusField("VmPeak:\t  40000 kB\nVmRSS:\t   32768 kB\n", "VmRSS"); err != nil || n != 32768 {
+		t.Errorf("statusField(VmRSS) = %v, %v; want 32768, its kB left out", n, err)
+	}
+	if mib, err := vmRSS(os.Getpid()); err != nil || mib <= 0 {
+		t.Errorf("vmRSS of the test itself = %v MiB, %v", mib, err)
+	}
+	// A path without a dataplane has no preemptions to count, and a
+	// difference with a count that is not there stays NaN.
+	h, err := (&path{name: "kernel"}).handoffsDuring(func() error { return nil })
+	if err != nil || !math.IsNaN(h.preempted) || math.IsNaN(h.ipis) || h.ipis < 0 {
+		t.Errorf("handoffsDuring on the kernel path = %+v, %v; want interrupts counted and preemptions NaN", h, err)
+	}
+	if _, err := (&path{}).handoffsDuring(func() error { return errors.New("run failed") }); err == nil {
+		t.Error("handoffsDuring dropped the run's error")
 	}
 	if _, err := preemptions(os.Getpid()); err != nil {
 		t.Errorf("preemptions of the test itself: %v", err)

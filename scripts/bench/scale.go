@@ -261,11 +261,9 @@ func vmRSS(pid int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseFloat(f[1], 64)
-			return kb / 1024, err
-		}
+	kb, err := statusField(string(b), "VmRSS")
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	return kb / 1024, nil
 }

@@ -18,32 +18,31 @@ import (
 // preemptions (another program, such as a woken endpoint, taking its CPU).
 type handoffs struct{ ipis, preempted float64 }
 
-// handoffsDuring runs f and counts the hand-offs meanwhile. A count this
-// machine does not give (no RES and CAL rows, as on arm64), or that a path
-// does not have (preempted, without a dataplane), is NaN: they explain the
-// figure f measures, and must not cost it.
+// handoffsDuring runs f and counts the hand-offs meanwhile.
 func (p *path) handoffsDuring(f func() error) (handoffs, error) {
-	readPreempted := func() (float64, error) {
-		if p.dataplane == 0 {
-			return math.NaN(), nil
-		}
-		return preemptions(p.dataplane)
-	}
-	i0, errI := readIPIs()
-	p0, errP := readPreempted()
+	before := p.readHandoffs()
 	if err := f(); err != nil {
 		return handoffs{}, err
 	}
-	i1, errI1 := readIPIs()
-	p1, errP1 := readPreempted()
-	h := handoffs{ipis: i1 - i0, preempted: p1 - p0}
-	if errI != nil || errI1 != nil {
-		h.ipis = math.NaN()
+	after := p.readHandoffs()
+	return handoffs{ipis: after.ipis - before.ipis, preempted: after.preempted - before.preempted}, nil
+}
+
+// readHandoffs reads the counts as they stand. One this machine does not
+// give (no RES and CAL rows, as on arm64), or that the path does not have
+// (preempted, without a dataplane), is NaN, and so is any difference with
+// it: they explain the figure a run measures, and must not cost it.
+func (p *path) readHandoffs() handoffs {
+	h := handoffs{ipis: math.NaN(), preempted: math.NaN()}
+	if n, err := readIPIs(); err == nil {
+		h.ipis = n
 	}
-	if errP != nil || errP1 != nil {
-		h.preempted = math.NaN()
+	if p.dataplane != 0 {
+		if n, err := preemptions(p.dataplane); err == nil {
+			h.preempted = n
+		}
 	}
-	return h, nil
+	return h
 }
 
 func readIPIs() (float64, error) {
@@ -103,12 +102,14 @@ func preemptions(pid int) (float64, error) {
 	return sum, nil
 }
 
-// statusField is the number after "name:" in a /proc status file.
+// statusField is the number after "name:" in a /proc status file, its
+// unit (VmRSS's kB) left out.
 func statusField(status, name string) (float64, error) {
 	for line := range strings.Lines(status) {
-		v, ok := strings.CutPrefix(line, name+":")
-		if ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return strconv.ParseFloat(f[0], 64)
+			}
 		}
 	}
 	return 0, fmt.Errorf("no %s", name)
